@@ -1,0 +1,112 @@
+//! Maps and helpers shared by every probe family.
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use tracer_common::{AF_INET, AF_INET6, EventHeader, EventKind, KIND_SLOTS, SockAddr};
+
+/// The one ring buffer every record goes through. User space may resize it at load time.
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Records that did not fit into the ring buffer, per kind. Never silent: the daemon reads
+/// and reports these.
+#[map(name = "LOST")]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS, 0);
+
+#[inline(always)]
+pub fn count_lost(kind: EventKind) {
+    if let Some(p) = LOST.get_ptr_mut(kind as u32) {
+        // Per-CPU slot: no other writer while this program runs.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn pid_tgid() -> u64 {
+    bpf_get_current_pid_tgid()
+}
+
+#[inline(always)]
+pub fn now() -> u64 {
+    unsafe { bpf_ktime_get_ns() }
+}
+
+#[inline(always)]
+pub fn header(kind: EventKind, size: usize) -> EventHeader {
+    let id = bpf_get_current_pid_tgid();
+    EventHeader {
+        kind: kind as u32,
+        size: size as u32,
+        ts_ns: now(),
+        tgid: (id >> 32) as u32,
+        pid: id as u32,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// Key for per-process fd maps.
+#[inline(always)]
+pub fn fd_key(tgid: u32, fd: i32) -> u64 {
+    ((tgid as u64) << 32) | (fd as u32 as u64)
+}
+
+/// Copy `len` bytes (clamped to `max`) from user memory into `dst`. Returns the bytes copied.
+///
+/// # Safety
+/// `dst` must point to at least `max` writable bytes.
+#[inline(always)]
+pub unsafe fn read_user_bytes(dst: *mut u8, src: u64, len: u64, max: usize) -> u32 {
+    // The clamp is written so that the verifier sees the bound on the very register it
+    // checks the size argument with.
+    let mut n = len as usize;
+    if n > max {
+        n = max;
+    }
+    if n == 0 || src == 0 {
+        return 0;
+    }
+    let r = unsafe {
+        generated::bpf_probe_read_user(dst as *mut _, n as u32, src as *const _)
+    };
+    if r < 0 { 0 } else { n as u32 }
+}
+
+/// Read a user-space `struct sockaddr` (IPv4 or IPv6 only) into a [`SockAddr`].
+#[inline(always)]
+pub fn read_user_sockaddr(ptr: u64) -> Option<SockAddr> {
+    if ptr == 0 {
+        return None;
+    }
+    let head: [u8; 16] = unsafe { aya_ebpf::helpers::bpf_probe_read_user(ptr as *const [u8; 16]) }.ok()?;
+    let family = u16::from_ne_bytes([head[0], head[1]]);
+    let port = u16::from_be_bytes([head[2], head[3]]);
+    let mut out = SockAddr { family, port, _pad: 0, addr: [0; 16] };
+    if family == AF_INET {
+        out.addr[0] = head[4];
+        out.addr[1] = head[5];
+        out.addr[2] = head[6];
+        out.addr[3] = head[7];
+        Some(out)
+    } else if family == AF_INET6 {
+        let full: [u8; 28] =
+            unsafe { aya_ebpf::helpers::bpf_probe_read_user(ptr as *const [u8; 28]) }.ok()?;
+        let mut i = 0;
+        while i < 16 {
+            out.addr[i] = full[8 + i];
+            i += 1;
+        }
+        Some(out)
+    } else {
+        None
+    }
+}
+
+/// Send a fixed-size record; a full ring buffer is counted, never silent.
+#[inline(always)]
+pub fn submit<T>(ev: &T, kind: EventKind) {
+    if EVENTS.output::<T>(ev, 0).is_err() {
+        count_lost(kind);
+    }
+}

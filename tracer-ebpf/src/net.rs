@@ -1,0 +1,196 @@
+//! TCP connect and state changes, from tracepoints only (this path must work on kernels
+//! without kprobes/fentry).
+//!
+//! `sys_enter_connect` remembers the destination per thread; `inet_sock_set_state`
+//! CLOSE -> SYN_SENT, which runs inside the same `connect(2)` in process context, adds the
+//! kernel socket address; `sys_exit_connect` reports both with the return code. Later state
+//! changes (SYN_SENT -> ESTABLISHED runs in softirq, with no useful pid) are joined to the
+//! connect by that socket address.
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::HashMap,
+    programs::TracePointContext,
+};
+use tracer_common::{
+    AF_INET, AF_INET6, CONNECT_TCP, ConnectEvent, EventKind, SockAddr, SockErrorEvent,
+    TcpStateEvent,
+};
+
+use crate::common::{header, now, pid_tgid, read_user_sockaddr, submit};
+use crate::dns;
+
+const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+const IPPROTO_TCP: u16 = 6;
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct PendingConnect {
+    pub start_ns: u64,
+    pub skaddr: u64,
+    pub fd: i32,
+    pub flags: u32,
+    pub dst: SockAddr,
+}
+
+/// In-flight `connect(2)` calls by thread. Removed at syscall exit on every path.
+#[map]
+static CONNECTS: HashMap<u64, PendingConnect> = HashMap::with_max_entries(8192, 0);
+
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    match try_enter_connect(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, u32> {
+    let fd: u64 = unsafe { ctx.read_at(16) }.map_err(|_| 0u32)?;
+    let uaddr: u64 = unsafe { ctx.read_at(24) }.map_err(|_| 0u32)?;
+    // Only IPv4/IPv6: unix sockets and the rest are of no interest.
+    let dst = read_user_sockaddr(uaddr).ok_or(0u32)?;
+    let pending = PendingConnect { start_ns: now(), skaddr: 0, fd: fd as i32, flags: 0, dst };
+    let _ = CONNECTS.insert(&pid_tgid(), &pending, 0);
+    if dst.port == 53 {
+        dns::remember_socket(fd as i32, &dst);
+    }
+    Ok(0)
+}
+
+#[tracepoint]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    match try_exit_connect(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, u32> {
+    let id = pid_tgid();
+    let pending = match unsafe { CONNECTS.get(&id) } {
+        Some(p) => *p,
+        None => return Ok(0),
+    };
+    let _ = CONNECTS.remove(&id);
+    let ret: i64 = unsafe { ctx.read_at(16) }.map_err(|_| 0u32)?;
+    if pending.flags & CONNECT_TCP != 0 && pending.dst.port == 53 {
+        dns::mark_tcp(pending.fd);
+    }
+    let ev = ConnectEvent {
+        header: header(EventKind::Connect, core::mem::size_of::<ConnectEvent>()),
+        start_ns: pending.start_ns,
+        skaddr: pending.skaddr,
+        fd: pending.fd,
+        ret: ret as i32,
+        flags: pending.flags,
+        _pad: 0,
+        dst: pending.dst,
+    };
+    submit(&ev, EventKind::Connect);
+    Ok(0)
+}
+
+// sock:inet_sock_set_state field offsets (checked against the format file by the daemon).
+const SS_SKADDR: usize = 8;
+const SS_OLDSTATE: usize = 16;
+const SS_NEWSTATE: usize = 20;
+const SS_SPORT: usize = 24;
+const SS_DPORT: usize = 26;
+const SS_FAMILY: usize = 28;
+const SS_PROTOCOL: usize = 30;
+const SS_SADDR: usize = 32;
+const SS_DADDR: usize = 36;
+const SS_SADDR_V6: usize = 40;
+const SS_DADDR_V6: usize = 56;
+
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    match try_set_state(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[inline(always)]
+fn read_addr(ctx: &TracePointContext, family: u16, port_off: usize, v4: usize, v6: usize) -> SockAddr {
+    let port: u16 = unsafe { ctx.read_at(port_off) }.unwrap_or(0);
+    let mut a = SockAddr { family, port, _pad: 0, addr: [0; 16] };
+    if family == AF_INET6 {
+        a.addr = unsafe { ctx.read_at::<[u8; 16]>(v6) }.unwrap_or([0; 16]);
+    } else if family == AF_INET {
+        let b: [u8; 4] = unsafe { ctx.read_at(v4) }.unwrap_or([0; 4]);
+        a.addr[0] = b[0];
+        a.addr[1] = b[1];
+        a.addr[2] = b[2];
+        a.addr[3] = b[3];
+    }
+    a
+}
+
+fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
+    let protocol: u16 = unsafe { ctx.read_at(SS_PROTOCOL) }.map_err(|_| 0u32)?;
+    if protocol != IPPROTO_TCP {
+        return Ok(0);
+    }
+    let skaddr: u64 = unsafe { ctx.read_at(SS_SKADDR) }.map_err(|_| 0u32)?;
+    let oldstate: i32 = unsafe { ctx.read_at(SS_OLDSTATE) }.map_err(|_| 0u32)?;
+    let newstate: i32 = unsafe { ctx.read_at(SS_NEWSTATE) }.map_err(|_| 0u32)?;
+    let family: u16 = unsafe { ctx.read_at(SS_FAMILY) }.map_err(|_| 0u32)?;
+
+    if oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT {
+        // Process context, inside connect(2): tie the socket to the pending call.
+        if let Some(p) = CONNECTS.get_ptr_mut(&pid_tgid()) {
+            unsafe {
+                (*p).skaddr = skaddr;
+                (*p).flags |= CONNECT_TCP;
+            }
+        }
+    }
+
+    let ev = TcpStateEvent {
+        header: header(EventKind::TcpState, core::mem::size_of::<TcpStateEvent>()),
+        skaddr,
+        oldstate,
+        newstate,
+        src: read_addr(ctx, family, SS_SPORT, SS_SADDR, SS_SADDR_V6),
+        dst: read_addr(ctx, family, SS_DPORT, SS_DADDR, SS_DADDR_V6),
+        protocol,
+        _pad: [0; 6],
+    };
+    submit(&ev, EventKind::TcpState);
+    Ok(0)
+}
+
+// sock:inet_sk_error_report field offsets.
+const ER_ERROR: usize = 8;
+const ER_SPORT: usize = 12;
+const ER_DPORT: usize = 14;
+const ER_FAMILY: usize = 16;
+const ER_PROTOCOL: usize = 18;
+const ER_SADDR: usize = 20;
+const ER_DADDR: usize = 24;
+const ER_SADDR_V6: usize = 28;
+const ER_DADDR_V6: usize = 44;
+
+/// Why a connection failed: ECONNREFUSED after a RST, ETIMEDOUT after SYN retries, ICMP
+/// errors on UDP (a DNS server that is not there).
+#[tracepoint]
+pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
+    match try_error_report(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn try_error_report(ctx: &TracePointContext) -> Result<u32, u32> {
+    let error: i32 = unsafe { ctx.read_at(ER_ERROR) }.map_err(|_| 0u32)?;
+    let family: u16 = unsafe { ctx.read_at(ER_FAMILY) }.map_err(|_| 0u32)?;
+    let protocol: u16 = unsafe { ctx.read_at(ER_PROTOCOL) }.map_err(|_| 0u32)?;
+    let ev = SockErrorEvent {
+        header: header(EventKind::SockError, core::mem::size_of::<SockErrorEvent>()),
+        error,
+        protocol,
+        _pad: 0,
+        src: read_addr(ctx, family, ER_SPORT, ER_SADDR, ER_SADDR_V6),
+        dst: read_addr(ctx, family, ER_DPORT, ER_DADDR, ER_DADDR_V6),
+    };
+    submit(&ev, EventKind::SockError);
+    Ok(0)
+}

@@ -1,0 +1,51 @@
+//! Process lifecycle, so that user space can build process trees (a browser's network
+//! process is not the one the user started) even for processes that exit quickly.
+use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext};
+use tracer_common::{EXEC_FILENAME_MAX, EventKind, ExecEvent, ForkEvent};
+
+use crate::common::{EVENTS, count_lost, submit, header};
+
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    // Current task is the parent; child_pid at offset 20.
+    let child: i32 = unsafe { ctx.read_at(20) }.unwrap_or(0);
+    let ev = ForkEvent {
+        header: header(EventKind::Fork, core::mem::size_of::<ForkEvent>()),
+        child_pid: child as u32,
+        _pad: 0,
+    };
+    submit(&ev, EventKind::Fork);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count_lost(EventKind::Exec);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).header = header(EventKind::Exec, core::mem::size_of::<ExecEvent>());
+        (*ev).filename = [0; EXEC_FILENAME_MAX];
+        // __data_loc char[] filename: low 16 bits offset, high 16 bits length.
+        let loc: u32 = ctx.read_at(8).unwrap_or(0);
+        let off = (loc & 0xffff) as usize;
+        let src = (ctx.as_ptr() as *const u8).add(off);
+        let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename);
+    }
+    entry.submit(0);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    // Only when the whole thread group is gone.
+    let group_dead: u8 = unsafe { ctx.read_at(32) }.unwrap_or(0);
+    if group_dead == 0 {
+        return 0;
+    }
+    let h = header(EventKind::Exit, tracer_common::HEADER_SIZE);
+    submit(&h, EventKind::Exit);
+    0
+}
