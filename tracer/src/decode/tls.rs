@@ -1,0 +1,853 @@
+//! The TLS record layer and the ClientHello, parsed by hand with a bounds-checked reader.
+//!
+//! Only what a tracer needs is extracted from a ClientHello: the server name (SNI), the ALPN
+//! protocols offered, and the versions. Every length field is checked against the bytes that
+//! enclose it; data that ends before a declared length is [`TlsError::Truncated`], a length that
+//! contradicts its enclosing length is [`TlsError::Malformed`].
+
+use serde::Serialize;
+
+/// Bytes of a TLS record header: type, version, length.
+pub const RECORD_HEADER_LEN: usize = 5;
+/// The largest record length accepted: 2^14 plaintext plus the 2048 bytes of expansion
+/// TLS 1.2 allows for a protected record.
+pub const MAX_RECORD_LEN: u16 = 16384 + 2048;
+
+const HANDSHAKE_CLIENT_HELLO: u8 = 1;
+const EXT_SERVER_NAME: u16 = 0;
+const EXT_ALPN: u16 = 16;
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
+const SNI_HOST_NAME: u8 = 0;
+
+/// Why TLS bytes could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// The data ends before a length it declares: cut by the capture, or lying about its size.
+    #[error("TLS data truncated in the {what}: {got} byte(s) present, {needed} needed")]
+    Truncated {
+        what: &'static str,
+        got: usize,
+        needed: usize,
+    },
+    #[error("unknown TLS record version 0x{0:04x} (expected 0x0300..=0x0304)")]
+    UnknownVersion(u16),
+    #[error("TLS record length {0} exceeds the maximum of {MAX_RECORD_LEN}")]
+    RecordTooLong(u16),
+    #[error("TLS record of type {0} is not a handshake record")]
+    NotHandshake(ContentType),
+    #[error("TLS handshake message of type {0} is not a ClientHello (1)")]
+    NotClientHello(u8),
+    #[error("malformed ClientHello: {0}")]
+    Malformed(String),
+}
+
+/// The record's content type.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContentType {
+    ChangeCipherSpec,
+    Alert,
+    Handshake,
+    ApplicationData,
+    Heartbeat,
+    Unknown(u8),
+}
+
+impl ContentType {
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            20 => ContentType::ChangeCipherSpec,
+            21 => ContentType::Alert,
+            22 => ContentType::Handshake,
+            23 => ContentType::ApplicationData,
+            24 => ContentType::Heartbeat,
+            other => ContentType::Unknown(other),
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        match self {
+            ContentType::ChangeCipherSpec => 20,
+            ContentType::Alert => 21,
+            ContentType::Handshake => 22,
+            ContentType::ApplicationData => 23,
+            ContentType::Heartbeat => 24,
+            ContentType::Unknown(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Display for ContentType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentType::Unknown(v) => write!(f, "unknown({v})"),
+            known => write!(f, "{known:?}({})", known.as_u8()),
+        }
+    }
+}
+
+/// The 5-byte header of a TLS record.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub content_type: ContentType,
+    /// 0x0300 (SSL 3.0) to 0x0304; TLS 1.3 records say 0x0303 (0x0301 in a first ClientHello).
+    pub version: u16,
+    /// Length of the record body that follows the header.
+    pub length: u16,
+}
+
+/// What a ClientHello says that a tracer cares about.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientHello {
+    /// The host_name of the server_name extension.
+    pub sni: Option<String>,
+    /// ALPN protocol names offered, in order ("h2", "http/1.1"); bytes that are not printable
+    /// ASCII are written as `\xNN`.
+    pub alpn: Vec<String>,
+    /// The legacy_version field (0x0303 for TLS 1.2 and 1.3).
+    pub legacy_version: u16,
+    /// The supported_versions extension, in order, GREASE values included (see [`is_grease`]);
+    /// empty when the extension is absent (a TLS 1.2-only client).
+    pub supported_versions: Vec<u16>,
+}
+
+/// Parses the 5-byte record header at the start of `bytes` (the body need not be present).
+pub fn parse_record_header(bytes: &[u8]) -> Result<RecordHeader, TlsError> {
+    let Some(&[ty, v0, v1, l0, l1]) = bytes.first_chunk::<RECORD_HEADER_LEN>() else {
+        return Err(TlsError::Truncated {
+            what: "record header",
+            got: bytes.len(),
+            needed: RECORD_HEADER_LEN,
+        });
+    };
+    let version = u16::from_be_bytes([v0, v1]);
+    if !(0x0300..=0x0304).contains(&version) {
+        return Err(TlsError::UnknownVersion(version));
+    }
+    let length = u16::from_be_bytes([l0, l1]);
+    if length > MAX_RECORD_LEN {
+        return Err(TlsError::RecordTooLong(length));
+    }
+    Ok(RecordHeader {
+        content_type: ContentType::from_u8(ty),
+        version,
+        length,
+    })
+}
+
+/// A cheap guess that `bytes` start with a TLS record: a known content type, a 3.x version and
+/// a plausible non-zero length.
+pub fn looks_like_tls_record(bytes: &[u8]) -> bool {
+    matches!(
+        parse_record_header(bytes),
+        Ok(h) if !matches!(h.content_type, ContentType::Unknown(_)) && h.length > 0
+    )
+}
+
+/// GREASE values (RFC 8701): 0x0a0a, 0x1a1a, ... 0xfafa.
+pub fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && v >> 12 == (v >> 4) & 0x0f
+}
+
+/// Parses the ClientHello carried by the TLS record(s) at the start of `bytes`. A ClientHello
+/// split over several handshake records is put back together.
+pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, TlsError> {
+    let mut handshake: Vec<u8> = Vec::new();
+    let mut rest = bytes;
+    loop {
+        let header = parse_record_header(rest)?;
+        if header.content_type != ContentType::Handshake {
+            return Err(TlsError::NotHandshake(header.content_type));
+        }
+        let len = usize::from(header.length);
+        if len == 0 {
+            return Err(TlsError::Malformed("empty handshake record".into()));
+        }
+        let body = &rest[RECORD_HEADER_LEN..];
+        let Some(fragment) = body.get(..len) else {
+            return Err(TlsError::Truncated {
+                what: "record",
+                got: body.len(),
+                needed: len,
+            });
+        };
+        handshake.extend_from_slice(fragment);
+        rest = &body[len..];
+
+        if let Some(&ty) = handshake.first()
+            && ty != HANDSHAKE_CLIENT_HELLO
+        {
+            return Err(TlsError::NotClientHello(ty));
+        }
+        let needed = match handshake.get(1..4) {
+            Some(&[a, b, c]) => 4 + (usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c)),
+            _ => 4,
+        };
+        if let Some(message) = handshake.get(4..needed) {
+            return parse_hello_body(message);
+        }
+        if rest.is_empty() {
+            return Err(TlsError::Truncated {
+                what: "handshake message",
+                got: handshake.len(),
+                needed,
+            });
+        }
+    }
+}
+
+fn parse_hello_body(body: &[u8]) -> Result<ClientHello, TlsError> {
+    let mut r = Reader::new(body);
+    let legacy_version = r.u16("legacy_version")?;
+    r.take(32, "random")?;
+    let session_id = r.vec8("legacy_session_id")?;
+    if session_id.len() > 32 {
+        return Err(malformed(format!(
+            "legacy_session_id of {} bytes (at most 32)",
+            session_id.len()
+        )));
+    }
+    let suites = r.vec16("cipher_suites")?;
+    if suites.is_empty() || suites.len() % 2 != 0 {
+        return Err(malformed(format!(
+            "cipher_suites length {} (must be even and non-zero)",
+            suites.len()
+        )));
+    }
+    if r.vec8("legacy_compression_methods")?.is_empty() {
+        return Err(malformed("no compression method".to_string()));
+    }
+    let mut hello = ClientHello {
+        legacy_version,
+        ..ClientHello::default()
+    };
+    if r.is_empty() {
+        // No extensions at all: legal before TLS 1.3.
+        return Ok(hello);
+    }
+    let mut exts = Reader::new(r.vec16("extensions")?);
+    r.finish("ClientHello")?;
+
+    let mut seen: Vec<u16> = Vec::new();
+    while !exts.is_empty() {
+        let ty = exts.u16("extension type")?;
+        let data = exts.vec16("extension data")?;
+        if seen.contains(&ty) {
+            return Err(malformed(format!("duplicate extension {ty}")));
+        }
+        seen.push(ty);
+        match ty {
+            EXT_SERVER_NAME => hello.sni = Some(parse_sni(data)?),
+            EXT_ALPN => hello.alpn = parse_alpn(data)?,
+            EXT_SUPPORTED_VERSIONS => hello.supported_versions = parse_supported_versions(data)?,
+            _ => {}
+        }
+    }
+    Ok(hello)
+}
+
+fn parse_sni(data: &[u8]) -> Result<String, TlsError> {
+    let mut outer = Reader::new(data);
+    let mut list = Reader::new(outer.vec16("server_name list")?);
+    outer.finish("server_name extension")?;
+    if list.is_empty() {
+        return Err(malformed("empty server_name list".to_string()));
+    }
+    let mut host = None;
+    while !list.is_empty() {
+        let name_type = list.u8("server_name type")?;
+        let name = list.vec16("server_name")?;
+        if name_type == SNI_HOST_NAME && host.is_none() {
+            if name.is_empty() || name.len() > 255 || !name.iter().all(u8::is_ascii_graphic) {
+                return Err(malformed(format!(
+                    "invalid SNI host_name {}",
+                    escape_bytes(name)
+                )));
+            }
+            host = Some(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+    host.ok_or_else(|| malformed("server_name extension without a host_name".to_string()))
+}
+
+fn parse_alpn(data: &[u8]) -> Result<Vec<String>, TlsError> {
+    let mut outer = Reader::new(data);
+    let mut list = Reader::new(outer.vec16("ALPN protocol list")?);
+    outer.finish("ALPN extension")?;
+    if list.is_empty() {
+        return Err(malformed("empty ALPN protocol list".to_string()));
+    }
+    let mut protocols = Vec::new();
+    while !list.is_empty() {
+        let proto = list.vec8("ALPN protocol name")?;
+        if proto.is_empty() {
+            return Err(malformed("empty ALPN protocol name".to_string()));
+        }
+        protocols.push(escape_bytes(proto));
+    }
+    Ok(protocols)
+}
+
+fn parse_supported_versions(data: &[u8]) -> Result<Vec<u16>, TlsError> {
+    let mut outer = Reader::new(data);
+    let list = outer.vec8("supported_versions list")?;
+    outer.finish("supported_versions extension")?;
+    if list.is_empty() || list.len() % 2 != 0 {
+        return Err(malformed(format!(
+            "supported_versions list of {} bytes (must be even and non-zero)",
+            list.len()
+        )));
+    }
+    Ok(list
+        .chunks_exact(2)
+        .map(|v| u16::from_be_bytes([v[0], v[1]]))
+        .collect())
+}
+
+/// Printable ASCII as is, anything else as `\xNN`.
+fn escape_bytes(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len());
+    for &c in b {
+        if c.is_ascii_graphic() || c == b' ' {
+            s.push(char::from(c));
+        } else {
+            s.push_str(&format!("\\x{c:02x}"));
+        }
+    }
+    s
+}
+
+fn malformed(msg: String) -> TlsError {
+    TlsError::Malformed(msg)
+}
+
+/// A cursor over bytes whose reads fail, naming the field, instead of running past the end.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], TlsError> {
+        if n > self.buf.len() {
+            return Err(malformed(format!(
+                "{what} needs {n} byte(s), only {} left in the enclosing length",
+                self.buf.len()
+            )));
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, TlsError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u16(&mut self, what: &str) -> Result<u16, TlsError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn vec8(&mut self, what: &str) -> Result<&'a [u8], TlsError> {
+        let n = self.u8(what)?;
+        self.take(usize::from(n), what)
+    }
+
+    fn vec16(&mut self, what: &str) -> Result<&'a [u8], TlsError> {
+        let n = self.u16(what)?;
+        self.take(usize::from(n), what)
+    }
+
+    /// The enclosing structure must be used up exactly.
+    fn finish(&self, what: &str) -> Result<(), TlsError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(malformed(format!(
+                "{} unexpected byte(s) at the end of the {what}",
+                self.buf.len()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The first flight of a real rustls client: one record with the ClientHello.
+    fn rustls_client_hello() -> Vec<u8> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let name = rustls::pki_types::ServerName::try_from("shop.test").expect("valid name");
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).expect("write to a Vec");
+        }
+        out
+    }
+
+    fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
+        let mut v = ty.to_be_bytes().to_vec();
+        v.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn sni_ext(host: &[u8]) -> Vec<u8> {
+        let mut entry = vec![SNI_HOST_NAME];
+        entry.extend_from_slice(&(host.len() as u16).to_be_bytes());
+        entry.extend_from_slice(host);
+        let mut data = (entry.len() as u16).to_be_bytes().to_vec();
+        data.extend(entry);
+        ext(EXT_SERVER_NAME, &data)
+    }
+
+    /// ClientHello body (after the 4-byte handshake header); `exts` None = no extensions block.
+    fn hello_body(exts: Option<&[u8]>) -> Vec<u8> {
+        let mut b = vec![0x03, 0x03];
+        b.extend([0x11; 32]); // random
+        b.push(0); // session id
+        b.extend([0x00, 0x04, 0x13, 0x01, 0xc0, 0x2f]); // two cipher suites
+        b.extend([0x01, 0x00]); // null compression
+        if let Some(e) = exts {
+            b.extend_from_slice(&(e.len() as u16).to_be_bytes());
+            b.extend_from_slice(e);
+        }
+        b
+    }
+
+    fn handshake(ty: u8, body: &[u8]) -> Vec<u8> {
+        let len = body.len() as u32;
+        let mut h = vec![ty, (len >> 16) as u8, (len >> 8) as u8, len as u8];
+        h.extend_from_slice(body);
+        h
+    }
+
+    fn record(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![ty, 0x03, 0x01];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    struct Prng(u64);
+    impl Prng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn record_headers() {
+        let h = parse_record_header(&[22, 3, 1, 0x02, 0x00, 0xaa]).unwrap();
+        assert_eq!(
+            h,
+            RecordHeader {
+                content_type: ContentType::Handshake,
+                version: 0x0301,
+                length: 512
+            }
+        );
+        for (b, ct) in [
+            (20, ContentType::ChangeCipherSpec),
+            (21, ContentType::Alert),
+            (22, ContentType::Handshake),
+            (23, ContentType::ApplicationData),
+            (24, ContentType::Heartbeat),
+            (99, ContentType::Unknown(99)),
+        ] {
+            assert_eq!(
+                parse_record_header(&[b, 3, 3, 0, 1]).unwrap().content_type,
+                ct
+            );
+            assert_eq!(ct.as_u8(), b);
+        }
+        assert_eq!(
+            parse_record_header(&[23, 3, 0, 0, 1]).unwrap().version,
+            0x0300
+        );
+        assert_eq!(
+            parse_record_header(&[23, 3, 4, 0, 1]).unwrap().version,
+            0x0304
+        );
+        assert_eq!(
+            parse_record_header(&[23, 2, 0, 0, 1]),
+            Err(TlsError::UnknownVersion(0x0200))
+        );
+        assert_eq!(
+            parse_record_header(&[23, 3, 5, 0, 1]),
+            Err(TlsError::UnknownVersion(0x0305))
+        );
+        assert_eq!(
+            parse_record_header(&[23, 3, 3, 0x48, 0x00]).unwrap().length,
+            18432
+        );
+        assert_eq!(
+            parse_record_header(&[23, 3, 3, 0x48, 0x01]),
+            Err(TlsError::RecordTooLong(18433))
+        );
+        assert_eq!(
+            parse_record_header(&[23, 3, 3, 0xff, 0xff]),
+            Err(TlsError::RecordTooLong(65535))
+        );
+        for n in 0..5 {
+            assert_eq!(
+                parse_record_header(&[23, 3, 3, 0, 1][..n]),
+                Err(TlsError::Truncated {
+                    what: "record header",
+                    got: n,
+                    needed: 5
+                })
+            );
+        }
+        let msg = TlsError::UnknownVersion(0x0200).to_string();
+        assert!(msg.contains("0x0200"), "{msg}");
+    }
+
+    #[test]
+    fn looks_like_tls() {
+        assert!(looks_like_tls_record(&rustls_client_hello()));
+        assert!(looks_like_tls_record(&[23, 3, 3, 0, 40]));
+        assert!(!looks_like_tls_record(b"GET / HTTP/1.1\r\n"));
+        assert!(!looks_like_tls_record(b"PRI * HTTP/2.0\r\n"));
+        assert!(!looks_like_tls_record(&[]));
+        assert!(!looks_like_tls_record(&[22, 3, 1]));
+        assert!(
+            !looks_like_tls_record(&[99, 3, 3, 0, 1]),
+            "unknown content type"
+        );
+        assert!(!looks_like_tls_record(&[23, 3, 3, 0, 0]), "empty record");
+    }
+
+    #[test]
+    fn real_rustls_client_hello() {
+        let bytes = rustls_client_hello();
+        let header = parse_record_header(&bytes).unwrap();
+        assert_eq!(header.content_type, ContentType::Handshake);
+        assert!(
+            matches!(header.version, 0x0301 | 0x0303),
+            "record version {:#06x}",
+            header.version
+        );
+        assert_eq!(
+            usize::from(header.length) + RECORD_HEADER_LEN,
+            bytes.len(),
+            "one record"
+        );
+
+        let hello = parse_client_hello(&bytes).unwrap();
+        assert_eq!(hello.sni.as_deref(), Some("shop.test"));
+        assert_eq!(hello.alpn, vec!["h2".to_string(), "http/1.1".to_string()]);
+        assert_eq!(hello.legacy_version, 0x0303);
+        assert_eq!(hello.supported_versions, vec![0x0304, 0x0303]);
+
+        let json = serde_json::to_value(&hello).unwrap();
+        assert_eq!(json["sni"], "shop.test");
+        assert_eq!(json["alpn"][1], "http/1.1");
+    }
+
+    #[test]
+    fn every_truncation_of_a_real_client_hello() {
+        let bytes = rustls_client_hello();
+        for n in 0..bytes.len() {
+            let r = parse_client_hello(&bytes[..n]);
+            assert!(
+                matches!(r, Err(TlsError::Truncated { .. })),
+                "cut at {n} of {}: {r:?}",
+                bytes.len()
+            );
+        }
+        assert!(parse_client_hello(&bytes).is_ok());
+        // Bytes after the record (e.g. the next one) do not matter.
+        let mut more = bytes.clone();
+        more.extend_from_slice(&[23, 3, 3, 0, 2, 0xde, 0xad]);
+        assert_eq!(
+            parse_client_hello(&more).unwrap(),
+            parse_client_hello(&bytes).unwrap()
+        );
+    }
+
+    #[test]
+    fn lying_length_fields() {
+        let bytes = rustls_client_hello();
+        let rec_len = u16::from_be_bytes([bytes[3], bytes[4]]);
+        let hs_len =
+            usize::from(bytes[6]) << 16 | usize::from(bytes[7]) << 8 | usize::from(bytes[8]);
+
+        // Record longer than the data.
+        let mut b = bytes.clone();
+        b[3..5].copy_from_slice(&(rec_len + 1).to_be_bytes());
+        assert_eq!(
+            parse_client_hello(&b),
+            Err(TlsError::Truncated {
+                what: "record",
+                got: bytes.len() - 5,
+                needed: bytes.len() - 4
+            })
+        );
+
+        // Record shorter than the handshake message: the rest would be in a next record.
+        let mut b = bytes.clone();
+        b[3..5].copy_from_slice(&(rec_len - 1).to_be_bytes());
+        assert!(matches!(
+            parse_client_hello(&b),
+            Err(TlsError::Truncated { .. })
+        ));
+
+        // Handshake message longer than what exists.
+        let mut b = bytes.clone();
+        b[8] = b[8].wrapping_add(1);
+        if b[8] == 0 {
+            b[7] += 1;
+        }
+        assert_eq!(
+            parse_client_hello(&b),
+            Err(TlsError::Truncated {
+                what: "handshake message",
+                got: hs_len + 4,
+                needed: hs_len + 5
+            })
+        );
+
+        // Handshake message shorter than its content: the extensions overrun it.
+        let mut b = bytes.clone();
+        let shorter = hs_len - 3;
+        b[6..9].copy_from_slice(&[(shorter >> 16) as u8, (shorter >> 8) as u8, shorter as u8]);
+        assert!(matches!(
+            parse_client_hello(&b),
+            Err(TlsError::Malformed(_))
+        ));
+
+        // A huge handshake length.
+        let mut b = bytes.clone();
+        b[6..9].copy_from_slice(&[0xff, 0xff, 0xff]);
+        assert!(matches!(
+            parse_client_hello(&b),
+            Err(TlsError::Truncated {
+                what: "handshake message",
+                needed: 0x1000003,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn lying_inner_lengths_are_malformed() {
+        let good = sni_ext(b"shop.test");
+        assert_eq!(
+            parse_client_hello(&record(22, &handshake(1, &hello_body(Some(&good)))))
+                .unwrap()
+                .sni
+                .as_deref(),
+            Some("shop.test")
+        );
+        // Extensions block longer / shorter than the message.
+        let mut body = hello_body(Some(&good));
+        let at = body.len() - good.len() - 2;
+        body[at + 1] += 1;
+        assert!(matches!(
+            parse_client_hello(&record(22, &handshake(1, &body))),
+            Err(TlsError::Malformed(_))
+        ));
+        body[at + 1] -= 2;
+        let e = parse_client_hello(&record(22, &handshake(1, &body))).unwrap_err();
+        assert!(matches!(e, TlsError::Malformed(_)), "{e}");
+        // Host name length larger than its list.
+        let mut bad = good.clone();
+        bad[8] += 1;
+        let e =
+            parse_client_hello(&record(22, &handshake(1, &hello_body(Some(&bad))))).unwrap_err();
+        assert!(e.to_string().contains("server_name"), "{e}");
+        // Session id over 32 bytes.
+        let mut body = hello_body(None);
+        body[34] = 33;
+        assert!(matches!(
+            parse_client_hello(&record(22, &handshake(1, &body))),
+            Err(TlsError::Malformed(_))
+        ));
+        // Odd cipher suites length.
+        let mut body = hello_body(None);
+        body[36] = 3;
+        assert!(matches!(
+            parse_client_hello(&record(22, &handshake(1, &body))),
+            Err(TlsError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn hand_built_hellos() {
+        // No extensions at all (TLS 1.2 style).
+        let h = parse_client_hello(&record(22, &handshake(1, &hello_body(None)))).unwrap();
+        assert_eq!(
+            h,
+            ClientHello {
+                legacy_version: 0x0303,
+                ..ClientHello::default()
+            }
+        );
+
+        // GREASE and odd ALPN bytes are kept (escaped), unknown extensions skipped.
+        let mut exts = ext(0x0a0a, &[]);
+        exts.extend(sni_ext(b"www.shop.test"));
+        exts.extend(ext(EXT_ALPN, &[0, 6, 2, b'h', b'2', 2, 0x01, b'z']));
+        exts.extend(ext(
+            EXT_SUPPORTED_VERSIONS,
+            &[6, 0x3a, 0x3a, 0x03, 0x04, 0x03, 0x03],
+        ));
+        let h = parse_client_hello(&record(22, &handshake(1, &hello_body(Some(&exts))))).unwrap();
+        assert_eq!(h.sni.as_deref(), Some("www.shop.test"));
+        assert_eq!(h.alpn, vec!["h2".to_string(), "\\x01z".to_string()]);
+        assert_eq!(h.supported_versions, vec![0x3a3a, 0x0304, 0x0303]);
+        assert!(is_grease(h.supported_versions[0]));
+        assert!(!is_grease(0x0304) && !is_grease(0x0a1a) && is_grease(0xfafa));
+
+        // Duplicate extension.
+        let mut dup = sni_ext(b"a.test");
+        dup.extend(sni_ext(b"b.test"));
+        let e =
+            parse_client_hello(&record(22, &handshake(1, &hello_body(Some(&dup))))).unwrap_err();
+        assert!(e.to_string().contains("duplicate extension 0"), "{e}");
+
+        // A control byte in the SNI.
+        let e = parse_client_hello(&record(
+            22,
+            &handshake(1, &hello_body(Some(&sni_ext(b"a\nb")))),
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, TlsError::Malformed(ref m) if m.contains("a\\x0ab")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hello_split_over_two_records() {
+        let bytes = rustls_client_hello();
+        let hs = &bytes[5..];
+        for split in [1, 3, 4, 50, hs.len() - 1] {
+            let mut two = record(22, &hs[..split]);
+            two.extend(record(22, &hs[split..]));
+            assert_eq!(
+                parse_client_hello(&two).unwrap(),
+                parse_client_hello(&bytes).unwrap(),
+                "split {split}"
+            );
+            for n in 0..two.len() {
+                assert!(
+                    matches!(
+                        parse_client_hello(&two[..n]),
+                        Err(TlsError::Truncated { .. })
+                    ),
+                    "split {split} cut {n}"
+                );
+            }
+        }
+        // The second record must be a handshake record too.
+        let mut mixed = record(22, &hs[..10]);
+        mixed.extend(record(23, &hs[10..]));
+        assert_eq!(
+            parse_client_hello(&mixed),
+            Err(TlsError::NotHandshake(ContentType::ApplicationData))
+        );
+    }
+
+    #[test]
+    fn not_a_client_hello() {
+        assert_eq!(
+            parse_client_hello(&record(23, &[1, 2, 3])),
+            Err(TlsError::NotHandshake(ContentType::ApplicationData))
+        );
+        assert_eq!(
+            parse_client_hello(&record(22, &handshake(2, &hello_body(None)))),
+            Err(TlsError::NotClientHello(2))
+        );
+        assert!(matches!(
+            parse_client_hello(&record(22, &[])),
+            Err(TlsError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_client_hello(&[]),
+            Err(TlsError::Truncated { got: 0, .. })
+        ));
+        assert!(matches!(
+            parse_client_hello(&[22]),
+            Err(TlsError::Truncated { got: 1, .. })
+        ));
+        assert!(matches!(
+            parse_client_hello(b"GET / HTTP/1.1\r\n"),
+            Err(TlsError::UnknownVersion(_))
+        ));
+        let e = TlsError::NotHandshake(ContentType::Alert).to_string();
+        assert!(e.contains("Alert(21)"), "{e}");
+    }
+
+    #[test]
+    fn random_and_mutated_input_never_panics() {
+        let mut rng = Prng(0xdead_beef);
+        let real = rustls_client_hello();
+        let mut ok = 0;
+        for i in 0..30_000 {
+            let buf: Vec<u8> = match i % 3 {
+                0 => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+                1 => {
+                    // A plausible record and handshake header over random bytes.
+                    let n = rng.below(300);
+                    let mut b = vec![
+                        22,
+                        3,
+                        1,
+                        (n >> 8) as u8,
+                        n as u8,
+                        1,
+                        0,
+                        (n >> 8) as u8,
+                        n as u8,
+                    ];
+                    b.extend((0..n).map(|_| rng.next() as u8));
+                    b
+                }
+                _ => {
+                    let mut b = real.clone();
+                    for _ in 0..1 + rng.below(3) {
+                        let at = rng.below(b.len());
+                        b[at] = rng.next() as u8;
+                    }
+                    b
+                }
+            };
+            let _ = looks_like_tls_record(&buf);
+            let _ = parse_record_header(&buf);
+            match parse_client_hello(&buf) {
+                Ok(h) => {
+                    ok += 1;
+                    if let Some(sni) = &h.sni {
+                        assert!(sni.bytes().all(|c| c.is_ascii_graphic()), "{sni:?}");
+                    }
+                }
+                Err(e) => assert!(!e.to_string().is_empty()),
+            }
+        }
+        assert!(ok > 0, "some mutated hellos still parse");
+    }
+}
