@@ -238,9 +238,12 @@ fn emit_handshake(call: &TlsCall, phase: u8, ret: i64) {
 }
 
 /// SSL_set_fd(ssl, fd) / gnutls_transport_set_int2(session, recv_fd, send_fd).
-fn set_fd(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc, fd_arg: usize) -> u32 {
+/// The caller reads the fd argument with a literal index: a runtime index becomes a
+/// variable offset into the context, which the verifier rejects.
+#[inline(always)]
+fn set_fd(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc, fd: Option<u64>) -> u32 {
     let obj: u64 = ctx.arg(0).unwrap_or(0);
-    let fd: i32 = ctx.arg::<u64>(fd_arg).unwrap_or(u64::MAX) as i32;
+    let fd = fd.unwrap_or(u64::MAX) as i32;
     if fd < 0 {
         return 0;
     }
@@ -292,7 +295,7 @@ handshake_probe!(ssl_do_handshake, OpenSsl, SSL_do_handshake);
 handshake_probe!(ssl_connect, OpenSsl, SSL_connect);
 #[uprobe]
 pub fn ssl_set_fd(ctx: ProbeContext) -> u32 {
-    set_fd(&ctx, TlsLib::OpenSsl, TlsFunc::SSL_set_fd, 1)
+    set_fd(&ctx, TlsLib::OpenSsl, TlsFunc::SSL_set_fd, ctx.arg(1))
 }
 
 // BoringSSL inside a stripped binary, attached at file offsets.
@@ -306,7 +309,7 @@ data_probe!(gnutls_record_recv, GnuTls, gnutls_record_recv, DIR_RECV, false);
 handshake_probe!(gnutls_handshake, GnuTls, gnutls_handshake);
 #[uprobe]
 pub fn gnutls_transport_set_int2(ctx: ProbeContext) -> u32 {
-    set_fd(&ctx, TlsLib::GnuTls, TlsFunc::gnutls_transport_set_int2, 2)
+    set_fd(&ctx, TlsLib::GnuTls, TlsFunc::gnutls_transport_set_int2, ctx.arg(2))
 }
 
 // NSPR (libnspr4.so) and NSS (libssl3.so)

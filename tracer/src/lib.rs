@@ -1,1 +1,13 @@
+//! tracer: every page load on this machine, seen from the kernel.
+pub mod daemon;
+pub mod db;
+pub mod decode;
+pub mod events;
+pub mod libs;
+pub mod printer;
+pub mod probes;
+pub mod stream;
+pub mod system;
+pub mod web;
 
+pub mod lab;

@@ -1,0 +1,541 @@
+//! Ring-buffer records -> typed events.
+//!
+//! Records come from the kernel, but are still checked like any other input: a record that
+//! is shorter than its kind needs, or of an unknown kind, is an error naming what was
+//! wrong, never a panic or an out-of-bounds read.
+use std::net::SocketAddr;
+
+use serde::Serialize;
+use tracer_common::{
+    ConnectEvent, DIR_SEND, DnsEvent, DnsSyscall, EventHeader, EventKind, ExecEvent, ForkEvent,
+    HANDSHAKE_ENTER, HEADER_SIZE, SockAddr, SockErrorEvent, TLS_DATA_HEAD, TcpStateEvent,
+    TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib, cstr_bytes,
+};
+
+use crate::decode::{self, dns::DnsMessage};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("record of {got} bytes is shorter than the {HEADER_SIZE}-byte header")]
+    NoHeader { got: usize },
+    #[error("record has unknown kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind} record of {got} bytes is shorter than the {need} bytes it needs")]
+    Truncated { kind: EventKind, need: usize, got: usize },
+}
+
+/// One decoded kernel event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC ns (bpf_ktime_get_ns).
+    pub ts_ns: u64,
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: String,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Send,
+    Recv,
+}
+
+impl Direction {
+    fn from_raw(d: u8) -> Self {
+        if d == DIR_SEND { Direction::Send } else { Direction::Recv }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    Connect {
+        fd: i32,
+        /// 0 or -errno.
+        ret: i32,
+        /// "EINPROGRESS", "ECONNREFUSED", ...; None for 0.
+        error: Option<&'static str>,
+        dst: Option<SocketAddr>,
+        /// Kernel socket address; joins to tcp_state events (0 for non-TCP).
+        skaddr: u64,
+        tcp: bool,
+        duration_ns: u64,
+    },
+    TcpState {
+        skaddr: u64,
+        old: TcpState,
+        new: TcpState,
+        src: Option<SocketAddr>,
+        dst: Option<SocketAddr>,
+    },
+    SockError {
+        error: &'static str,
+        errno: i32,
+        protocol: u16,
+        src: Option<SocketAddr>,
+        dst: Option<SocketAddr>,
+    },
+    Dns {
+        fd: i32,
+        direction: Direction,
+        syscall: Option<DnsSyscall>,
+        tcp: bool,
+        len: u32,
+        peer: Option<SocketAddr>,
+        /// The decoded message, or why it could not be decoded.
+        message: Result<DnsMessage, String>,
+        #[serde(skip)]
+        raw: Vec<u8>,
+    },
+    TlsData {
+        lib: Option<TlsLib>,
+        func: Option<TlsFunc>,
+        tls_obj: u64,
+        fd: i32,
+        direction: Direction,
+        len: u32,
+        captured: u32,
+        duration_ns: u64,
+        /// The HTTP/1 request or status line, query values redacted. Plaintext itself is
+        /// never printed or stored by default: it holds cookies and tokens.
+        first_line: Option<String>,
+        http2_preface: bool,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
+    TlsHandshake {
+        lib: Option<TlsLib>,
+        func: Option<TlsFunc>,
+        tls_obj: u64,
+        fd: i32,
+        phase: HandshakePhase,
+        ret: i64,
+    },
+    TlsFd {
+        lib: Option<TlsLib>,
+        func: Option<TlsFunc>,
+        tls_obj: u64,
+        fd: i32,
+    },
+    Fork {
+        child_pid: u32,
+    },
+    Exec {
+        filename: String,
+    },
+    Exit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandshakePhase {
+    Enter,
+    Return,
+}
+
+/// Linux TCP states (include/net/tcp_states.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TcpState {
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+    NewSynRecv,
+    Unknown(i32),
+}
+
+impl TcpState {
+    pub fn from_raw(v: i32) -> Self {
+        use TcpState::*;
+        match v {
+            1 => Established,
+            2 => SynSent,
+            3 => SynRecv,
+            4 => FinWait1,
+            5 => FinWait2,
+            6 => TimeWait,
+            7 => Close,
+            8 => CloseWait,
+            9 => LastAck,
+            10 => Listen,
+            11 => Closing,
+            12 => NewSynRecv,
+            other => Unknown(other),
+        }
+    }
+
+    pub fn name(self) -> String {
+        use TcpState::*;
+        match self {
+            Established => "ESTABLISHED".into(),
+            SynSent => "SYN_SENT".into(),
+            SynRecv => "SYN_RECV".into(),
+            FinWait1 => "FIN_WAIT1".into(),
+            FinWait2 => "FIN_WAIT2".into(),
+            TimeWait => "TIME_WAIT".into(),
+            Close => "CLOSE".into(),
+            CloseWait => "CLOSE_WAIT".into(),
+            LastAck => "LAST_ACK".into(),
+            Listen => "LISTEN".into(),
+            Closing => "CLOSING".into(),
+            NewSynRecv => "NEW_SYN_RECV".into(),
+            Unknown(v) => format!("STATE_{v}"),
+        }
+    }
+}
+
+/// errno names for the values a connect or socket error report carries.
+pub fn errno_name(errno: i32) -> &'static str {
+    match errno {
+        1 => "EPERM",
+        4 => "EINTR",
+        11 => "EAGAIN",
+        13 => "EACCES",
+        22 => "EINVAL",
+        97 => "EAFNOSUPPORT",
+        98 => "EADDRINUSE",
+        99 => "EADDRNOTAVAIL",
+        100 => "ENETDOWN",
+        101 => "ENETUNREACH",
+        103 => "ECONNABORTED",
+        104 => "ECONNRESET",
+        106 => "EISCONN",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        112 => "EHOSTDOWN",
+        113 => "EHOSTUNREACH",
+        114 => "EALREADY",
+        115 => "EINPROGRESS",
+        _ => "EUNKNOWN",
+    }
+}
+
+fn sockaddr(a: &SockAddr) -> Option<SocketAddr> {
+    decode::format_addr(a.family, a.port, &a.addr)
+}
+
+/// Read a `T` from the front of `bytes` after checking the length.
+fn read_record<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, RecordError> {
+    let need = std::mem::size_of::<T>();
+    if bytes.len() < need {
+        return Err(RecordError::Truncated { kind, need, got: bytes.len() });
+    }
+    // SAFETY: length checked; T is a repr(C) plain-data record (integers and byte arrays,
+    // every bit pattern valid); read_unaligned copes with any alignment of the buffer.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
+}
+
+/// `read_record` for the TLS data record, whose tail is cut after `captured` bytes.
+fn read_tls_data(bytes: &[u8]) -> Result<(TlsDataEvent, &[u8]), RecordError> {
+    let kind = EventKind::TlsData;
+    if bytes.len() < TLS_DATA_HEAD {
+        return Err(RecordError::Truncated { kind, need: TLS_DATA_HEAD, got: bytes.len() });
+    }
+    let mut full = [0u8; std::mem::size_of::<TlsDataEvent>()];
+    let n = bytes.len().min(full.len());
+    full[..n].copy_from_slice(&bytes[..n]);
+    let ev: TlsDataEvent = read_record(kind, &full)?;
+    let captured = ev.captured as usize;
+    let need = TLS_DATA_HEAD + captured;
+    if captured > ev.data.len() || bytes.len() < need {
+        return Err(RecordError::Truncated { kind, need, got: bytes.len() });
+    }
+    Ok((ev, &bytes[TLS_DATA_HEAD..need]))
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
+    if bytes.len() < HEADER_SIZE {
+        return Err(RecordError::NoHeader { got: bytes.len() });
+    }
+    let raw_kind = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes"));
+    let kind = EventKind::from_u32(raw_kind).ok_or(RecordError::UnknownKind(raw_kind))?;
+    let h: EventHeader = read_record(kind, bytes)?;
+    let body = match kind {
+        EventKind::Connect => {
+            let e: ConnectEvent = read_record(kind, bytes)?;
+            EventBody::Connect {
+                fd: e.fd,
+                ret: e.ret,
+                error: (e.ret < 0).then(|| errno_name(-e.ret)),
+                dst: sockaddr(&e.dst),
+                skaddr: e.skaddr,
+                tcp: e.flags & tracer_common::CONNECT_TCP != 0,
+                duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+            }
+        }
+        EventKind::TcpState => {
+            let e: TcpStateEvent = read_record(kind, bytes)?;
+            EventBody::TcpState {
+                skaddr: e.skaddr,
+                old: TcpState::from_raw(e.oldstate),
+                new: TcpState::from_raw(e.newstate),
+                src: sockaddr(&e.src),
+                dst: sockaddr(&e.dst),
+            }
+        }
+        EventKind::SockError => {
+            let e: SockErrorEvent = read_record(kind, bytes)?;
+            EventBody::SockError {
+                error: errno_name(e.error),
+                errno: e.error,
+                protocol: e.protocol,
+                src: sockaddr(&e.src),
+                dst: sockaddr(&e.dst),
+            }
+        }
+        EventKind::Dns => {
+            let e: DnsEvent = read_record(kind, bytes)?;
+            let n = (e.captured as usize).min(e.data.len());
+            let raw = e.data[..n].to_vec();
+            let tcp = e.flags & tracer_common::DNS_FLAG_TCP != 0;
+            EventBody::Dns {
+                fd: e.fd,
+                direction: Direction::from_raw(e.direction),
+                syscall: DnsSyscall::from_u8(e.syscall),
+                tcp,
+                len: e.len,
+                peer: sockaddr(&e.peer),
+                message: decode::dns::parse_dns(&raw, tcp).map_err(|err| err.to_string()),
+                raw,
+            }
+        }
+        EventKind::TlsData => {
+            let (e, data) = read_tls_data(bytes)?;
+            EventBody::TlsData {
+                lib: TlsLib::from_u8(e.lib),
+                func: TlsFunc::from_u8(e.func),
+                tls_obj: e.tls_obj,
+                fd: e.fd,
+                direction: Direction::from_raw(e.direction),
+                len: e.len,
+                captured: e.captured,
+                duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+                first_line: decode::http::first_line(data).map(|l| redact_query(&l)),
+                http2_preface: decode::http::is_http2_preface(data),
+                data: data.to_vec(),
+            }
+        }
+        EventKind::TlsHandshake => {
+            let e: TlsHandshakeEvent = read_record(kind, bytes)?;
+            EventBody::TlsHandshake {
+                lib: TlsLib::from_u8(e.lib),
+                func: TlsFunc::from_u8(e.func),
+                tls_obj: e.tls_obj,
+                fd: e.fd,
+                phase: if e.phase == HANDSHAKE_ENTER {
+                    HandshakePhase::Enter
+                } else {
+                    HandshakePhase::Return
+                },
+                ret: e.ret,
+            }
+        }
+        EventKind::TlsFd => {
+            let e: TlsFdEvent = read_record(kind, bytes)?;
+            EventBody::TlsFd {
+                lib: TlsLib::from_u8(e.lib),
+                func: TlsFunc::from_u8(e.func),
+                tls_obj: e.tls_obj,
+                fd: e.fd,
+            }
+        }
+        EventKind::Fork => {
+            let e: ForkEvent = read_record(kind, bytes)?;
+            EventBody::Fork { child_pid: e.child_pid }
+        }
+        EventKind::Exec => {
+            let e: ExecEvent = read_record(kind, bytes)?;
+            EventBody::Exec { filename: String::from_utf8_lossy(cstr_bytes(&e.filename)).into_owned() }
+        }
+        EventKind::Exit => EventBody::Exit,
+    };
+    Ok(Event {
+        ts_ns: h.ts_ns,
+        tgid: h.tgid,
+        pid: h.pid,
+        comm: String::from_utf8_lossy(cstr_bytes(&h.comm)).into_owned(),
+        body,
+    })
+}
+
+/// Replace query values in a request line: `GET /a?token=xyz&b=1 HTTP/1.1` ->
+/// `GET /a?token=*&b=* HTTP/1.1`. Query values often carry tokens.
+pub fn redact_query(line: &str) -> String {
+    let mut parts = line.splitn(3, ' ');
+    let (Some(method), Some(target), rest) = (parts.next(), parts.next(), parts.next()) else {
+        return line.to_string();
+    };
+    let Some((path, query)) = target.split_once('?') else {
+        return line.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) => format!("{k}=*"),
+            None => kv.to_string(),
+        })
+        .collect();
+    let mut out = format!("{method} {path}?{}", redacted.join("&"));
+    if let Some(rest) = rest {
+        out.push(' ');
+        out.push_str(rest);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracer_common::{AF_INET, TASK_COMM_LEN};
+
+    fn header(kind: EventKind, size: usize) -> EventHeader {
+        let mut comm = [0u8; TASK_COMM_LEN];
+        comm[..4].copy_from_slice(b"curl");
+        EventHeader { kind: kind as u32, size: size as u32, ts_ns: 5_000, tgid: 42, pid: 43, comm }
+    }
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a plain repr(C) value.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+            .to_vec()
+    }
+
+    fn v4(a: [u8; 4], port: u16) -> SockAddr {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&a);
+        SockAddr { family: AF_INET, port, _pad: 0, addr }
+    }
+
+    #[test]
+    fn decodes_a_refused_connect() {
+        let ev = ConnectEvent {
+            header: header(EventKind::Connect, std::mem::size_of::<ConnectEvent>()),
+            start_ns: 1_000,
+            skaddr: 0xffff_8888_0000_1000,
+            fd: 7,
+            ret: -111,
+            flags: tracer_common::CONNECT_TCP,
+            _pad: 0,
+            dst: v4([127, 0, 0, 1], 9),
+        };
+        let e = decode_record(&bytes_of(&ev)).unwrap();
+        assert_eq!((e.tgid, e.pid, e.comm.as_str()), (42, 43, "curl"));
+        match e.body {
+            EventBody::Connect { fd, ret, error, dst, tcp, duration_ns, skaddr } => {
+                assert_eq!((fd, ret, error, tcp, duration_ns), (7, -111, Some("ECONNREFUSED"), true, 4_000));
+                assert_eq!(dst, Some("127.0.0.1:9".parse().unwrap()));
+                assert_eq!(skaddr, 0xffff_8888_0000_1000);
+            }
+            other => panic!("wrong body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        assert_eq!(decode_record(&[]).unwrap_err(), RecordError::NoHeader { got: 0 });
+        assert_eq!(decode_record(&[1, 0, 0]).unwrap_err(), RecordError::NoHeader { got: 3 });
+        let mut b = bytes_of(&header(EventKind::Connect, 0));
+        b[0] = 200;
+        assert_eq!(decode_record(&b).unwrap_err(), RecordError::UnknownKind(200));
+        // A connect record cut after its header.
+        let b = bytes_of(&header(EventKind::Connect, 0));
+        assert!(matches!(
+            decode_record(&b).unwrap_err(),
+            RecordError::Truncated { kind: EventKind::Connect, got: 40, .. }
+        ));
+    }
+
+    #[test]
+    fn tls_data_tail_is_bounded_by_captured_and_record_length() {
+        let mut ev: TlsDataEvent = unsafe { std::mem::zeroed() };
+        ev.header = header(EventKind::TlsData, 0);
+        ev.start_ns = 4_000;
+        ev.fd = 5;
+        ev.len = 300;
+        let line = b"GET /search?q=secret&page=2 HTTP/1.1\r\nHost: x\r\nCookie: sid=S3CR3T\r\n\r\n";
+        ev.captured = line.len() as u32;
+        ev.data[..line.len()].copy_from_slice(line);
+        ev.lib = TlsLib::OpenSsl as u8;
+        ev.func = TlsFunc::SSL_write as u8;
+        let full = bytes_of(&ev);
+        let record = &full[..TLS_DATA_HEAD + line.len()];
+        let e = decode_record(record).unwrap();
+        match &e.body {
+            EventBody::TlsData { first_line, data, len, duration_ns, .. } => {
+                assert_eq!(first_line.as_deref(), Some("GET /search?q=*&page=* HTTP/1.1"));
+                assert_eq!(data.as_slice(), line);
+                assert_eq!((*len, *duration_ns), (300, 1_000));
+            }
+            other => panic!("wrong body {other:?}"),
+        }
+        // The JSON form never carries the plaintext.
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(!json.contains("S3CR3T"), "{json}");
+        assert!(!json.contains("secret"), "{json}");
+        // One byte short of what `captured` promises.
+        assert!(matches!(
+            decode_record(&record[..record.len() - 1]).unwrap_err(),
+            RecordError::Truncated { kind: EventKind::TlsData, .. }
+        ));
+        // `captured` larger than the buffer can hold.
+        let mut lying = ev;
+        lying.captured = u32::MAX;
+        assert!(decode_record(&bytes_of(&lying)).is_err());
+    }
+
+    #[test]
+    fn every_prefix_of_every_record_kind_is_handled() {
+        let mut tls: TlsDataEvent = unsafe { std::mem::zeroed() };
+        tls.header = header(EventKind::TlsData, 0);
+        tls.captured = 3;
+        let records: Vec<Vec<u8>> = vec![
+            bytes_of(&ConnectEvent {
+                header: header(EventKind::Connect, 0),
+                start_ns: 0,
+                skaddr: 0,
+                fd: 1,
+                ret: 0,
+                flags: 0,
+                _pad: 0,
+                dst: v4([10, 0, 0, 1], 443),
+            }),
+            bytes_of(&TcpStateEvent {
+                header: header(EventKind::TcpState, 0),
+                skaddr: 1,
+                oldstate: 2,
+                newstate: 1,
+                src: v4([10, 0, 0, 2], 5555),
+                dst: v4([10, 0, 0, 1], 443),
+                protocol: 6,
+                _pad: [0; 6],
+            }),
+            bytes_of(&header(EventKind::Exit, HEADER_SIZE)),
+            bytes_of(&tls)[..TLS_DATA_HEAD + 3].to_vec(),
+        ];
+        for r in &records {
+            assert!(decode_record(r).is_ok());
+            for cut in 0..r.len() {
+                // Every record here is exactly as long as it needs to be: any cut is an error.
+                assert!(decode_record(&r[..cut]).is_err(), "cut {cut} of {}", r.len());
+            }
+        }
+    }
+
+    #[test]
+    fn redacts_query_values_only() {
+        assert_eq!(redact_query("GET / HTTP/1.1"), "GET / HTTP/1.1");
+        assert_eq!(redact_query("GET /a?t=1&flag HTTP/1.1"), "GET /a?t=*&flag HTTP/1.1");
+        assert_eq!(redact_query("HTTP/1.1 200 OK"), "HTTP/1.1 200 OK");
+    }
+}

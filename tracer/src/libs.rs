@@ -1,0 +1,287 @@
+//! Finding the TLS libraries to probe: the dynamic linker's cache (`/etc/ld.so.cache`, what
+//! a newly started program will load) and the memory maps of running processes (bundled
+//! copies such as Firefox's own NSS under /usr/lib/firefox-esr/).
+use std::{
+    collections::{BTreeMap, HashSet},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LibFamily {
+    /// OpenSSL libssl (1.1 and 3).
+    OpenSsl,
+    /// GnuTLS.
+    GnuTls,
+    /// NSPR: PR_Read/PR_Write carry NSS plaintext (Firefox).
+    Nspr,
+    /// NSS libssl3: handshake entry points.
+    Nss,
+}
+
+impl LibFamily {
+    pub const ALL: [LibFamily; 4] = [LibFamily::OpenSsl, LibFamily::GnuTls, LibFamily::Nspr, LibFamily::Nss];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LibFamily::OpenSsl => "openssl",
+            LibFamily::GnuTls => "gnutls",
+            LibFamily::Nspr => "nspr",
+            LibFamily::Nss => "nss",
+        }
+    }
+
+    /// Which family a library file name belongs to.
+    pub fn of_file_name(name: &str) -> Option<LibFamily> {
+        if name.starts_with("libssl.so.") {
+            Some(LibFamily::OpenSsl)
+        } else if name.starts_with("libgnutls.so.") {
+            Some(LibFamily::GnuTls)
+        } else if name == "libnspr4.so" {
+            Some(LibFamily::Nspr)
+        } else if name == "libssl3.so" {
+            Some(LibFamily::Nss)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct TlsLibrary {
+    pub family: LibFamily,
+    pub path: PathBuf,
+    /// Where it was found: "ld.so.cache" or "maps of pid N".
+    pub source: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LdCacheError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("ld.so.cache: {0}")]
+    Format(&'static str),
+}
+
+const MAGIC_NEW: &[u8] = b"glibc-ld.so.cache1.1";
+const MAGIC_OLD: &[u8] = b"ld.so-1.7.0\0";
+const NEW_HEADER: usize = 48;
+const NEW_ENTRY: usize = 24;
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn cstr_at(b: &[u8], at: usize) -> Option<&str> {
+    let rest = b.get(at..)?;
+    let end = rest.iter().position(|&c| c == 0)?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// Parse the glibc ld.so.cache (new format, possibly behind the old one) into
+/// (soname, path) pairs.
+pub fn parse_ld_so_cache(b: &[u8]) -> Result<Vec<(String, PathBuf)>, LdCacheError> {
+    let start = if b.starts_with(MAGIC_NEW) {
+        0
+    } else if b.starts_with(MAGIC_OLD) {
+        let n = u32_at(b, 12).ok_or(LdCacheError::Format("old header cut short"))? as usize;
+        // Old entries are 12 bytes; the new table follows, aligned to 8.
+        let end = 16usize
+            .checked_add(n.checked_mul(12).ok_or(LdCacheError::Format("entry count overflows"))?)
+            .ok_or(LdCacheError::Format("entry count overflows"))?;
+        let aligned = (end + 7) & !7;
+        if !b.get(aligned..).is_some_and(|r| r.starts_with(MAGIC_NEW)) {
+            return Err(LdCacheError::Format("old-format cache without a new-format table"));
+        }
+        aligned
+    } else {
+        return Err(LdCacheError::Format("unknown magic"));
+    };
+    let nlibs = u32_at(b, start + 20).ok_or(LdCacheError::Format("header cut short"))? as usize;
+    let table = start + NEW_HEADER;
+    if nlibs > (b.len().saturating_sub(table)) / NEW_ENTRY {
+        return Err(LdCacheError::Format("more entries than the file holds"));
+    }
+    let mut out = Vec::with_capacity(nlibs);
+    for i in 0..nlibs {
+        let e = table + i * NEW_ENTRY;
+        let flags = u32_at(b, e).ok_or(LdCacheError::Format("entry cut short"))?;
+        if !arch_matches(flags) {
+            continue;
+        }
+        // String offsets of the new format are from the start of the new table's header.
+        let key = u32_at(b, e + 4).ok_or(LdCacheError::Format("entry cut short"))? as usize;
+        let value = u32_at(b, e + 8).ok_or(LdCacheError::Format("entry cut short"))? as usize;
+        let (Some(k), Some(v)) = (cstr_at(b, start + key), cstr_at(b, start + value)) else {
+            return Err(LdCacheError::Format("string offset outside the file"));
+        };
+        out.push((k.to_string(), PathBuf::from(v)));
+    }
+    Ok(out)
+}
+
+/// FLAG_ELF_LIBC6 | the architecture bits of this build (glibc's ldconfig.h).
+fn arch_matches(flags: u32) -> bool {
+    let arch = flags & 0xff00;
+    if cfg!(target_arch = "x86_64") {
+        arch == 0x0300
+    } else if cfg!(target_arch = "aarch64") {
+        arch == 0x0a00
+    } else {
+        true
+    }
+}
+
+/// Find every TLS library: the linker cache first, then what running processes have mapped.
+/// The same file reached through different paths is listed once (uprobes attach to the
+/// inode; attaching twice would report every call twice).
+pub fn find_tls_libraries() -> (Vec<TlsLibrary>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut found: BTreeMap<(u64, u64), TlsLibrary> = BTreeMap::new();
+    let mut add = |family, path: PathBuf, source: String| {
+        let Ok(meta) = std::fs::metadata(&path) else { return };
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        found.entry((meta.dev(), meta.ino())).or_insert(TlsLibrary { family, path, source });
+    };
+    match std::fs::read("/etc/ld.so.cache")
+        .map_err(|source| LdCacheError::Io { path: "/etc/ld.so.cache".into(), source })
+        .and_then(|b| parse_ld_so_cache(&b))
+    {
+        Ok(entries) => {
+            for (soname, path) in entries {
+                if let Some(f) = LibFamily::of_file_name(&soname) {
+                    add(f, path, "ld.so.cache".into());
+                }
+            }
+        }
+        Err(e) => warnings.push(format!("cannot read the linker cache: {e}")),
+    }
+    for (pid, path) in mapped_libraries() {
+        if let Some(f) = path.file_name().and_then(|n| n.to_str()).and_then(LibFamily::of_file_name) {
+            add(f, path, format!("maps of pid {pid}"));
+        }
+    }
+    (found.into_values().collect(), warnings)
+}
+
+/// (pid, path) of every file-backed executable mapping of every process, once per path.
+pub fn mapped_libraries() -> Vec<(u32, PathBuf)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(maps) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("maps"))
+        else {
+            continue; // the process exited meanwhile
+        };
+        for path in parse_maps_paths(&maps) {
+            if seen.insert(path.clone()) {
+                out.push((pid, path));
+            }
+        }
+    }
+    out
+}
+
+/// Paths of executable file mappings in a /proc/PID/maps text.
+pub fn parse_maps_paths(maps: &str) -> Vec<PathBuf> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut cols = line.split_whitespace();
+            let _range = cols.next()?;
+            let perms = cols.next()?;
+            let path = cols.nth(3)?;
+            if !perms.contains('x') || !path.starts_with('/') || line.ends_with("(deleted)") {
+                return None;
+            }
+            Some(PathBuf::from(path))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_cache(entries: &[(u32, &str, &str)]) -> Vec<u8> {
+        let mut strings = Vec::new();
+        let table_len = NEW_HEADER + entries.len() * NEW_ENTRY;
+        let mut table = Vec::new();
+        for (flags, k, v) in entries {
+            let ko = table_len + strings.len();
+            strings.extend_from_slice(k.as_bytes());
+            strings.push(0);
+            let vo = table_len + strings.len();
+            strings.extend_from_slice(v.as_bytes());
+            strings.push(0);
+            table.extend_from_slice(&flags.to_le_bytes());
+            table.extend_from_slice(&(ko as u32).to_le_bytes());
+            table.extend_from_slice(&(vo as u32).to_le_bytes());
+            table.extend_from_slice(&[0u8; 12]);
+        }
+        let mut b = MAGIC_NEW.to_vec();
+        b.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(strings.len() as u32).to_le_bytes());
+        b.resize(NEW_HEADER, 0);
+        b.extend(table);
+        b.extend(strings);
+        b
+    }
+
+    #[test]
+    fn parses_a_synthetic_cache_and_filters_arch() {
+        let b = new_cache(&[
+            (0x0303, "libssl.so.3", "/lib/x86_64-linux-gnu/libssl.so.3"),
+            (0x0003, "libssl.so.3", "/lib/i386-linux-gnu/libssl.so.3"),
+            (0x0303, "libgnutls.so.30", "/lib/x86_64-linux-gnu/libgnutls.so.30"),
+        ]);
+        let e = parse_ld_so_cache(&b).unwrap();
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(e.len(), 2);
+            assert_eq!(e[0], ("libssl.so.3".into(), "/lib/x86_64-linux-gnu/libssl.so.3".into()));
+            assert_eq!(e[1].0, "libgnutls.so.30");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_caches_without_panicking() {
+        assert!(parse_ld_so_cache(b"").is_err());
+        assert!(parse_ld_so_cache(b"garbage").is_err());
+        let good = new_cache(&[(0x0303, "libssl.so.3", "/x/libssl.so.3")]);
+        for cut in 0..good.len() {
+            // Every cut of a one-entry cache loses the string table or entry: an error.
+            assert!(parse_ld_so_cache(&good[..cut]).is_err(), "cut {cut}");
+        }
+        let mut huge = good.clone();
+        huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse_ld_so_cache(&huge).is_err());
+    }
+
+    #[test]
+    fn reads_this_machines_cache() {
+        // Every glibc system has one; it must list libc itself.
+        let b = std::fs::read("/etc/ld.so.cache").expect("/etc/ld.so.cache");
+        let e = parse_ld_so_cache(&b).unwrap();
+        assert!(e.iter().any(|(k, _)| k == "libc.so.6"), "{} entries", e.len());
+    }
+
+    #[test]
+    fn maps_paths_keep_executable_file_mappings() {
+        let maps = "\
+7f00-7f10 r-xp 00000000 fe:01 123 /usr/lib/firefox-esr/libssl3.so
+7f10-7f20 r--p 00000000 fe:01 123 /usr/lib/firefox-esr/libssl3.so
+7f20-7f30 r-xp 00000000 00:00 0 [vdso]
+7f30-7f40 r-xp 00000000 fe:01 9 /tmp/old.so (deleted)
+";
+        assert_eq!(parse_maps_paths(maps), vec![PathBuf::from("/usr/lib/firefox-esr/libssl3.so")]);
+        assert_eq!(LibFamily::of_file_name("libssl3.so"), Some(LibFamily::Nss));
+        assert_eq!(LibFamily::of_file_name("libssl.so.1.1"), Some(LibFamily::OpenSsl));
+        assert_eq!(LibFamily::of_file_name("libcrypto.so.3"), None);
+    }
+}

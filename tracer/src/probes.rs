@@ -1,0 +1,312 @@
+//! Loading the eBPF object and attaching every probe family, each on its own: a probe that
+//! fails to attach is reported and skipped, never takes the others down.
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{TracePoint, UProbe, uprobe::UProbeScope},
+};
+use serde::Serialize;
+use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
+
+use crate::libs::{LibFamily, TlsLibrary};
+use crate::system;
+
+/// The eBPF object built by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Plaintext bytes copied per TLS call (1..=16384).
+    pub tls_capture_bytes: u32,
+    /// Ring buffer size in bytes (a power of two multiple of the page size).
+    pub ring_buffer_bytes: u32,
+    /// Attach the TLS uprobes.
+    pub tls: bool,
+    /// Extra library files to probe besides those found (tests, bundled copies).
+    pub extra_libraries: Vec<TlsLibrary>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            tls_capture_bytes: tracer_common::TLS_CAPTURE_DEFAULT as u32,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            tls: true,
+            extra_libraries: Vec::new(),
+        }
+    }
+}
+
+/// One attach point and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeStatus {
+    /// tcp_connect, tcp_state, dns, tls_fd, process, tls_openssl, tls_gnutls, tls_nspr, tls_nss
+    pub family: String,
+    /// "tracepoint syscalls:sys_enter_connect", "uprobe SSL_write", "uretprobe SSL_read" ...
+    pub point: String,
+    /// The library file for uprobes.
+    pub target: Option<PathBuf>,
+    /// tracepoint | uprobe | uretprobe
+    pub variant: &'static str,
+    pub attached: bool,
+    pub error: Option<String>,
+}
+
+/// What this kernel offers, and so which variant of connect/state/udp probes is used.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelSupport {
+    pub kprobes: bool,
+    pub reason: String,
+}
+
+pub fn kernel_support() -> KernelSupport {
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let reason = if kprobes {
+        "kprobes available; the tracepoint variants are used because they already see connect, \
+         every TCP state change and each DNS syscall (no kprobe variant is built yet)"
+            .to_string()
+    } else {
+        "kprobes unavailable (no /sys/bus/event_source/devices/kprobe: CONFIG_KPROBES unset); \
+         fentry is not used either: the tracepoint variants are complete on their own"
+            .to_string()
+    };
+    KernelSupport { kprobes, reason }
+}
+
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub status: Vec<ProbeStatus>,
+    pub kernel: KernelSupport,
+    pub libraries: Vec<TlsLibrary>,
+    pub warnings: Vec<String>,
+}
+
+/// Tracepoint field offsets the eBPF programs are compiled with.
+const SET_STATE_FIELDS: &[(&str, usize)] = &[
+    ("skaddr", 8),
+    ("oldstate", 16),
+    ("newstate", 20),
+    ("sport", 24),
+    ("dport", 26),
+    ("family", 28),
+    ("protocol", 30),
+    ("saddr", 32),
+    ("daddr", 36),
+    ("saddr_v6", 40),
+    ("daddr_v6", 56),
+];
+const ERROR_REPORT_FIELDS: &[(&str, usize)] = &[
+    ("error", 8),
+    ("sport", 12),
+    ("dport", 14),
+    ("family", 16),
+    ("protocol", 18),
+    ("saddr", 20),
+    ("daddr", 24),
+    ("saddr_v6", 28),
+    ("daddr_v6", 44),
+];
+const FORK_FIELDS: &[(&str, usize)] = &[("child_pid", 20)];
+const EXEC_FIELDS: &[(&str, usize)] = &[("filename", 8)];
+const EXIT_FIELDS: &[(&str, usize)] = &[("group_dead", 32)];
+
+/// (family, program, category, tracepoint, fields to verify)
+const TRACEPOINTS: &[(&str, &str, &str, &str, &[(&str, usize)])] = &[
+    ("tcp_connect", "sys_enter_connect", "syscalls", "sys_enter_connect", &[]),
+    ("tcp_connect", "sys_exit_connect", "syscalls", "sys_exit_connect", &[]),
+    ("tcp_state", "inet_sock_set_state", "sock", "inet_sock_set_state", SET_STATE_FIELDS),
+    ("tcp_state", "inet_sk_error_report", "sock", "inet_sk_error_report", ERROR_REPORT_FIELDS),
+    ("dns", "sys_enter_write", "syscalls", "sys_enter_write", &[]),
+    ("dns", "sys_enter_sendto", "syscalls", "sys_enter_sendto", &[]),
+    ("dns", "sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg", &[]),
+    ("dns", "sys_enter_sendmmsg", "syscalls", "sys_enter_sendmmsg", &[]),
+    ("dns", "sys_enter_read", "syscalls", "sys_enter_read", &[]),
+    ("dns", "sys_enter_recvfrom", "syscalls", "sys_enter_recvfrom", &[]),
+    ("dns", "sys_enter_recvmsg", "syscalls", "sys_enter_recvmsg", &[]),
+    ("dns", "sys_enter_recvmmsg", "syscalls", "sys_enter_recvmmsg", &[]),
+    ("dns", "sys_exit_recv", "syscalls", "sys_exit_read", &[]),
+    ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvfrom", &[]),
+    ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvmsg", &[]),
+    ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvmmsg", &[]),
+    ("dns", "sys_enter_close", "syscalls", "sys_enter_close", &[]),
+    ("tls_fd", "sys_enter_writev", "syscalls", "sys_enter_writev", &[]),
+    ("tls_fd", "sys_enter_readv", "syscalls", "sys_enter_readv", &[]),
+    ("process", "sched_process_fork", "sched", "sched_process_fork", FORK_FIELDS),
+    ("process", "sched_process_exec", "sched", "sched_process_exec", EXEC_FIELDS),
+    ("process", "sched_process_exit", "sched", "sched_process_exit", EXIT_FIELDS),
+];
+
+/// What to attach in a library: (entry program, return program, symbol).
+fn uprobes_for(family: LibFamily) -> &'static [(&'static str, Option<&'static str>, &'static str)] {
+    match family {
+        LibFamily::OpenSsl => &[
+            ("ssl_write", Some("tls_data_ret"), "SSL_write"),
+            ("ssl_read", Some("tls_data_ret"), "SSL_read"),
+            ("ssl_write_ex", Some("tls_data_ret"), "SSL_write_ex"),
+            ("ssl_read_ex", Some("tls_data_ret"), "SSL_read_ex"),
+            ("ssl_do_handshake", Some("tls_handshake_ret"), "SSL_do_handshake"),
+            ("ssl_connect", Some("tls_handshake_ret"), "SSL_connect"),
+            ("ssl_set_fd", None, "SSL_set_fd"),
+            ("tls_free", None, "SSL_free"),
+        ],
+        LibFamily::GnuTls => &[
+            ("gnutls_record_send", Some("tls_data_ret"), "gnutls_record_send"),
+            ("gnutls_record_recv", Some("tls_data_ret"), "gnutls_record_recv"),
+            ("gnutls_handshake", Some("tls_handshake_ret"), "gnutls_handshake"),
+            ("gnutls_transport_set_int2", None, "gnutls_transport_set_int2"),
+            ("tls_free", None, "gnutls_deinit"),
+        ],
+        LibFamily::Nspr => &[
+            ("pr_write", Some("tls_data_ret"), "PR_Write"),
+            ("pr_read", Some("tls_data_ret"), "PR_Read"),
+            ("pr_send", Some("tls_data_ret"), "PR_Send"),
+            ("pr_recv", Some("tls_data_ret"), "PR_Recv"),
+            ("tls_free", None, "PR_Close"),
+        ],
+        LibFamily::Nss => &[("nss_force_handshake", Some("tls_handshake_ret"), "SSL_ForceHandshake")],
+    }
+}
+
+impl Probes {
+    /// Load the object and attach everything. Fails only when nothing can work (no
+    /// privilege, the object does not load); single probes that fail are in `status`.
+    pub fn load(config: &ProbeConfig) -> anyhow::Result<Probes> {
+        system::check_privileges(system::effective_caps())?;
+        let mut warnings = Vec::new();
+        if system::ensure_tracefs()? {
+            tracing::info!("mounted tracefs at {} (it was not mounted)", system::TRACEFS);
+        }
+        let capture = config.tls_capture_bytes.clamp(1, TLS_CAPTURE_MAX as u32);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::TLS_CAPTURE_BYTES, &capture, true)
+            .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object")?;
+
+        let mut status = Vec::new();
+        for &(family, program, category, name, fields) in TRACEPOINTS {
+            let result = attach_tracepoint(&mut ebpf, program, category, name, fields);
+            status.push(ProbeStatus {
+                family: family.to_string(),
+                point: format!("tracepoint {category}:{name}"),
+                target: None,
+                variant: "tracepoint",
+                attached: result.is_ok(),
+                error: result.err().map(|e| format!("{e:#}")),
+            });
+        }
+
+        let mut libraries = Vec::new();
+        if config.tls {
+            let (mut libs, w) = crate::libs::find_tls_libraries();
+            warnings.extend(w);
+            for extra in &config.extra_libraries {
+                if !libs.iter().any(|l| l.path == extra.path) {
+                    libs.push(extra.clone());
+                }
+            }
+            for fam in LibFamily::ALL {
+                if !libs.iter().any(|l| l.family == fam) {
+                    warnings.push(format!(
+                        "no {} library found (linker cache, process maps): tls_{} probes skipped",
+                        fam.name(),
+                        fam.name()
+                    ));
+                }
+            }
+            for lib in &libs {
+                status.extend(attach_library(&mut ebpf, lib));
+            }
+            libraries = libs;
+        }
+        Ok(Probes { ebpf, status, kernel: kernel_support(), libraries, warnings })
+    }
+
+    /// Lost records per kind, summed over CPUs.
+    pub fn lost_counts(&self) -> anyhow::Result<Vec<(tracer_common::EventKind, u64)>> {
+        let lost: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(
+            self.ebpf.map(maps::LOST).context("LOST map missing")?,
+        )?;
+        let mut out = Vec::new();
+        for kind in tracer_common::EventKind::ALL {
+            let per_cpu = lost.get(&(kind as u32), 0)?;
+            out.push((kind, per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    category: &str,
+    name: &str,
+    fields: &[(&str, usize)],
+) -> anyhow::Result<()> {
+    if !fields.is_empty() {
+        let actual = system::tracepoint_fields(category, name)
+            .with_context(|| format!("reading the format of {category}:{name}"))?;
+        system::check_fields(&actual, fields).map_err(anyhow::Error::msg)?;
+    }
+    let tp: &mut TracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the object"))?
+        .try_into()?;
+    // A program attached to several tracepoints is loaded once.
+    if tp.fd().is_err() {
+        tp.load().with_context(|| format!("verifier rejected {program}"))?;
+    }
+    tp.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
+    Ok(())
+}
+
+fn attach_uprobe(ebpf: &mut Ebpf, program: &str, symbol: &str, path: &Path) -> anyhow::Result<()> {
+    let up: &mut UProbe = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the object"))?
+        .try_into()?;
+    if up.fd().is_err() {
+        up.load().with_context(|| format!("verifier rejected {program}"))?;
+    }
+    up.attach(symbol, path, UProbeScope::AllProcesses)
+        .with_context(|| format!("attaching to {symbol} in {}", path.display()))?;
+    Ok(())
+}
+
+/// Attach every probe of a library's family; each attach point reported on its own.
+pub fn attach_library(ebpf: &mut Ebpf, lib: &TlsLibrary) -> Vec<ProbeStatus> {
+    let family = format!("tls_{}", lib.family.name());
+    let mut out = Vec::new();
+    for &(entry, ret, symbol) in uprobes_for(lib.family) {
+        // Return probe first: an entry without its return would leave calls in flight.
+        let mut ok = true;
+        if let Some(ret) = ret {
+            let r = attach_uprobe(ebpf, ret, symbol, &lib.path);
+            ok = r.is_ok();
+            out.push(ProbeStatus {
+                family: family.clone(),
+                point: format!("uretprobe {symbol}"),
+                target: Some(lib.path.clone()),
+                variant: "uretprobe",
+                attached: r.is_ok(),
+                error: r.err().map(|e| format!("{e:#}")),
+            });
+        }
+        let r = if ok {
+            attach_uprobe(ebpf, entry, symbol, &lib.path)
+        } else {
+            Err(anyhow::anyhow!("skipped: its return probe did not attach"))
+        };
+        out.push(ProbeStatus {
+            family: family.clone(),
+            point: format!("uprobe {symbol}"),
+            target: Some(lib.path.clone()),
+            variant: "uprobe",
+            attached: r.is_ok(),
+            error: r.err().map(|e| format!("{e:#}")),
+        });
+    }
+    out
+}
