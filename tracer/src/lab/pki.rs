@@ -1,0 +1,145 @@
+//! The lab CA and the origins' certificate (generated fresh for every lab with rcgen).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::hosts;
+
+pub(crate) struct LabPki {
+    pub(crate) ca_pem: String,
+    pub(crate) server_config: Arc<rustls::ServerConfig>,
+}
+
+/// Names on the leaf certificate.
+const LEAF_NAMES: &[&str] = &[hosts::SHOP, hosts::WWW, hosts::STATIC, hosts::EDGE];
+
+/// (year, month, day) in UTC of `days` days after 1970-01-01 (H. Hinnant's civil_from_days).
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y as i32, m, d)
+}
+
+fn set_validity(params: &mut CertificateParams) {
+    let today = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64
+        / 86_400;
+    let (y, m, d) = civil_from_days(today - 2);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = civil_from_days(today + 60);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+}
+
+impl LabPki {
+    /// Generates the CA and a leaf certificate for the lab names, and a rustls server config
+    /// (ALPN h2, http/1.1) that appends TLS secrets to `key_log_path`.
+    pub(crate) fn generate(key_log_path: &Path) -> Result<LabPki> {
+        let ca_key = KeyPair::generate().context("generating the lab CA key")?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "tracer lab CA");
+        ca.distinguished_name
+            .push(DnType::OrganizationName, "tracer test lab");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        set_validity(&mut ca);
+        let ca_cert = ca.self_signed(&ca_key).context("self-signing the lab CA")?;
+
+        let leaf_key = KeyPair::generate().context("generating the lab server key")?;
+        let mut leaf =
+            CertificateParams::new(LEAF_NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        leaf.distinguished_name.push(DnType::CommonName, hosts::WWW);
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.use_authority_key_identifier_extension = true;
+        set_validity(&mut leaf);
+        let leaf_cert = leaf
+            .signed_by(&leaf_key, &ca_cert, &ca_key)
+            .context("signing the lab server cert")?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("rustls protocol versions")?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(leaf_cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            )
+            .context("building the lab TLS server config")?;
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        server.key_log = Arc::new(FileKeyLog::new(key_log_path)?);
+        Ok(LabPki {
+            ca_pem: ca_cert.pem(),
+            server_config: Arc::new(server),
+        })
+    }
+}
+
+/// Writes TLS secrets in the NSS key log format (`LABEL <client_random hex> <secret hex>`).
+#[derive(Debug)]
+struct FileKeyLog {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl FileKeyLog {
+    fn new(path: &Path) -> Result<FileKeyLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(FileKeyLog {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl rustls::KeyLog for FileKeyLog {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        let line = format!("{label} {} {}\n", hex(client_random), hex(secret));
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = f.write_all(line.as_bytes()) {
+            tracing::debug!("lab key log {}: {e}", self.path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    #[test]
+    fn lab_civil_dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(super::civil_from_days(19_782), (2024, 2, 29));
+    }
+}
