@@ -1,0 +1,145 @@
+//! The `tracer` binary as a user runs it: start-up report, live JSON events while curl
+//! makes a request, clean exit on SIGTERM; and the error a user without privilege gets.
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+fn root_or_skip(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: kernel test cannot run without root, and CI=true forbids skipping it");
+    }
+    eprintln!("SKIP {test}: needs root (run `cargo xtask test`)");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Lines of a child's pipe, delivered through a channel so the test can wait with a bound.
+fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                seen.push(l.clone());
+                if pred(&l) {
+                    return l;
+                }
+            }
+            Err(_) => panic!("no line {what} within {timeout:?}; got:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn run_json_streams_events_and_exits_zero_on_sigterm() {
+    if !root_or_skip("run_json") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(["run", "--json", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(&db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let mut errs = Vec::new();
+    wait_line(&err, "announcing the probes", Duration::from_secs(60), &mut errs, |l| l.starts_with("probes:"));
+    wait_line(&err, "with the database path", Duration::from_secs(30), &mut errs, |l| l == format!("database: {}", db.display()));
+    wait_line(&err, "with the dashboard", Duration::from_secs(30), &mut errs, |l| l == format!("dashboard: http://127.0.0.1:{port}"));
+    wait_line(&err, "saying it traces", Duration::from_secs(30), &mut errs, |l| l.starts_with("tracing;"));
+    let report = errs.join("\n");
+    assert!(report.contains("tcp_connect") && report.contains("tcp_state") && report.contains("dns"), "{report}");
+    assert!(report.contains("tls_openssl"), "OpenSSL probes reported: {report}");
+
+    // The dashboard answers, and curl's request to it is traced.
+    let health = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/api/health")]).output().unwrap();
+    assert!(health.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    assert!(v["probes"].as_array().is_some_and(|p| !p.is_empty()), "{v}");
+    let curl_pid = {
+        let c = Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/")]).spawn().unwrap();
+        let pid = c.id();
+        assert!(c.wait_with_output().unwrap().status.success());
+        pid
+    };
+    let mut outs = Vec::new();
+    let connect = wait_line(&out, "with curl's connect", Duration::from_secs(15), &mut outs, |l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["kind"] == "connect" && v["tgid"] == curl_pid)
+    });
+    let v: serde_json::Value = serde_json::from_str(&connect).unwrap();
+    assert_eq!(v["dst"], format!("127.0.0.1:{port}"));
+    assert_eq!(v["comm"], "curl");
+
+    // SIGTERM: detach and exit 0.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "tracer did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50)); // polling a child's exit; no event to await
+    };
+    assert_eq!(status.code(), Some(0), "exit code after SIGTERM");
+    // The run was recorded with its stop time.
+    let conn = Command::new("sqlite3").arg(&db).arg("SELECT COUNT(*) FROM daemon_runs WHERE stopped_at_ms IS NOT NULL").output();
+    if let Ok(o) = conn {
+        if o.status.success() {
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
+        }
+    }
+}
+
+#[test]
+fn without_privilege_the_error_names_what_is_missing() {
+    if !root_or_skip("no_privilege") {
+        return;
+    }
+    // Drop to nobody with no capabilities, the way an ordinary user would run it.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_tracer"))
+        .args(["run", "--db", "/tmp/never-created.db"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON") && err.contains("root"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "one error line: {err}");
+}
+
+#[test]
+fn unknown_flags_get_clap_usage_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tracer")).args(["run", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tracer")).args(["run", "--ring-buffer-mb", "3"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a power of two"));
+}

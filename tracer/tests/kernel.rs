@@ -1,0 +1,437 @@
+//! Kernel tests: load the real probes as root, make real traffic on loopback (or inside a
+//! lab network namespace), and assert on the decoded events.
+//!
+//! Not root: each test prints why it skips. Under CI (`CI=true`) a skip is a failure.
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc::Receiver;
+use tracer::{
+    events::{Direction, Event, EventBody, TcpState},
+    lab::{Lab, LabConfig},
+    probes::{ProbeConfig, Probes},
+    stream::{StreamStats, spawn_reader},
+};
+use tracer_common::{DnsSyscall, TlsLib};
+
+fn root_or_skip(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: kernel test cannot run without root, and CI=true forbids skipping it");
+    }
+    eprintln!("SKIP {test}: needs root to load eBPF programs (run `cargo xtask test`)");
+    false
+}
+
+struct Traced {
+    probes: Probes,
+    rx: Receiver<Event>,
+    /// Everything received so far, for failure messages and later assertions.
+    seen: Vec<Event>,
+}
+
+impl Traced {
+    async fn start(config: ProbeConfig) -> Traced {
+        let mut probes = Probes::load(&config).expect("loading probes");
+        let failed: Vec<_> = probes
+            .status
+            .iter()
+            .filter(|s| !s.attached && s.target.is_none())
+            .map(|s| format!("{}: {:?}", s.point, s.error))
+            .collect();
+        assert!(failed.is_empty(), "kernel probes failed to attach: {failed:#?}");
+        let rx = spawn_reader(&mut probes, 1 << 16, Arc::new(StreamStats::default())).unwrap();
+        Traced { probes, rx, seen: Vec::new() }
+    }
+
+    /// Wait (bounded) until an event matching `pred` arrives; return it.
+    async fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Event) -> bool) -> Event {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(e)) => {
+                    let hit = pred(&e);
+                    self.seen.push(e.clone());
+                    if hit {
+                        return e;
+                    }
+                }
+                Ok(None) => panic!("event stream closed while waiting for {what}"),
+                Err(_) => panic!("timed out after {timeout:?} waiting for {what}; {} events seen", self.seen.len()),
+            }
+        }
+    }
+
+    /// Everything that arrives within `d` (used after the awaited event, to collect its
+    /// companions that the kernel already wrote).
+    async fn drain_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(Some(e)) = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), self.rx.recv()).await {
+            self.seen.push(e);
+        }
+    }
+}
+
+fn states_of(seen: &[Event], sk: u64) -> Vec<(TcpState, TcpState, u64)> {
+    seen.iter()
+        .filter_map(|e| match &e.body {
+            EventBody::TcpState { skaddr, old, new, .. } if *skaddr == sk => Some((*old, *new, e.ts_ns)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
+    if !root_or_skip("connect_to_listener") {
+        return;
+    }
+    let mut t = Traced::start(ProbeConfig { tls: false, ..Default::default() }).await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server: SocketAddr = listener.local_addr().unwrap();
+    let (local, fd) = tokio::task::spawn_blocking(move || {
+        use std::os::fd::AsRawFd;
+        let s = TcpStream::connect(server).unwrap();
+        let (_peer, _) = listener.accept().unwrap();
+        let r = (s.local_addr().unwrap(), s.as_raw_fd());
+        drop(s);
+        r
+    })
+    .await
+    .unwrap();
+    let me = std::process::id();
+    let connect = t
+        .wait_for("connect from this process", Duration::from_secs(10), |e| {
+            e.tgid == me && matches!(&e.body, EventBody::Connect { dst: Some(d), .. } if *d == server)
+        })
+        .await;
+    let EventBody::Connect { fd: cfd, ret, skaddr, tcp, .. } = connect.body else { unreachable!() };
+    assert_eq!((cfd, ret, tcp), (fd, 0, true), "connect fd/ret/tcp");
+    assert_ne!(skaddr, 0, "connect carries the kernel socket address");
+    t.wait_for("ESTABLISHED on that socket", Duration::from_secs(10), |e| {
+        matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::Established, src: Some(src), dst: Some(dst), .. }
+            if *s == skaddr && *src == local && *dst == server)
+    })
+    .await;
+    t.wait_for("FIN_WAIT1 after close", Duration::from_secs(10), |e| {
+        matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::FinWait1, .. } if *s == skaddr)
+    })
+    .await;
+    let states = states_of(&t.seen, skaddr);
+    let pos = |o, n| states.iter().position(|(a, b, _)| *a == o && *b == n);
+    let syn = pos(TcpState::Close, TcpState::SynSent).expect("CLOSE -> SYN_SENT seen");
+    let est = pos(TcpState::SynSent, TcpState::Established).expect("SYN_SENT -> ESTABLISHED seen");
+    assert!(syn < est && states[syn].2 <= states[est].2, "handshake order: {states:?}");
+    // The process-context transition carries our pid.
+    let syn_ev = t.seen.iter().find(|e| matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::SynSent, .. } if *s == skaddr)).unwrap();
+    assert_eq!(syn_ev.tgid, me);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_closed_port_is_refused() {
+    if !root_or_skip("connect_refused") {
+        return;
+    }
+    let mut t = Traced::start(ProbeConfig { tls: false, ..Default::default() }).await;
+    // A port nobody listens on: bind, learn it, close.
+    let closed: SocketAddr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let err = tokio::task::spawn_blocking(move || TcpStream::connect(closed).unwrap_err()).await.unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    // Non-blocking too: the syscall says EINPROGRESS, the error report says why it failed.
+    assert!(tokio::net::TcpStream::connect(closed).await.is_err());
+    let me = std::process::id();
+    let blocking = t
+        .wait_for("refused blocking connect", Duration::from_secs(10), |e| {
+            e.tgid == me && matches!(&e.body, EventBody::Connect { dst: Some(d), ret: -111, .. } if *d == closed)
+        })
+        .await;
+    let EventBody::Connect { error, skaddr, .. } = blocking.body else { unreachable!() };
+    assert_eq!(error, Some("ECONNREFUSED"));
+    t.wait_for("SYN_SENT -> CLOSE for the refused socket", Duration::from_secs(10), |e| {
+        matches!(&e.body, EventBody::TcpState { skaddr: s, old: TcpState::SynSent, new: TcpState::Close, .. } if *s == skaddr)
+    })
+    .await;
+    t.wait_for("non-blocking connect returning EINPROGRESS", Duration::from_secs(10), |e| {
+        e.tgid == me && matches!(&e.body, EventBody::Connect { dst: Some(d), ret: -115, .. } if *d == closed)
+    })
+    .await;
+    t.wait_for("ECONNREFUSED error report", Duration::from_secs(10), |e| {
+        matches!(&e.body, EventBody::SockError { errno: 111, dst: Some(d), .. } if *d == closed)
+    })
+    .await;
+}
+
+fn dns_events<'a>(seen: &'a [Event], tgid: u32) -> impl Iterator<Item = (&'a Event, Direction, Option<DnsSyscall>, &'a tracer::decode::dns::DnsMessage)> {
+    seen.iter().filter(move |e| e.tgid == tgid).filter_map(|e| match &e.body {
+        EventBody::Dns { direction, syscall, message: Ok(m), .. } => Some((e, *direction, *syscall, m)),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glibc_lookup_in_lab_shows_queries_and_answer() {
+    if !root_or_skip("glibc_dns") {
+        return;
+    }
+    let lab = Lab::start(LabConfig::default()).await.expect("lab");
+    let mut t = Traced::start(ProbeConfig { tls: false, ..Default::default() }).await;
+    let out = lab.exec_command("getent").args(["ahosts", "www.shop.test"]).output().unwrap();
+    assert!(out.status.success(), "getent: {}", String::from_utf8_lossy(&out.stderr));
+    let want = lab.addr_of("edge.cdn.test").expect("edge.cdn.test address");
+    // `ip netns exec` execs getent in the same process: find it by comm.
+    let answer = t
+        .wait_for("DNS answer with the CNAME chain", Duration::from_secs(10), |e| {
+            e.comm == "getent"
+                && matches!(&e.body, EventBody::Dns { direction: Direction::Recv, message: Ok(m), .. }
+                    if m.addresses().contains(&want))
+        })
+        .await;
+    t.drain_for(Duration::from_millis(300)).await;
+    let EventBody::Dns { message: Ok(m), .. } = &answer.body else { unreachable!() };
+    assert_eq!(m.cname_chain(), vec!["www.shop.test".to_string(), "edge.cdn.test".to_string()]);
+    let sends: Vec<_> = dns_events(&t.seen, answer.tgid).filter(|(_, d, _, _)| *d == Direction::Send).collect();
+    let qtypes: Vec<String> = sends.iter().flat_map(|(_, _, _, m)| m.questions.iter().map(|q| q.qtype.clone())).collect();
+    assert!(qtypes.contains(&"A".to_string()) && qtypes.contains(&"AAAA".to_string()), "{qtypes:?}");
+    assert!(sends.iter().all(|(_, _, _, m)| m.questions.iter().all(|q| q.name == "www.shop.test")));
+    assert!(sends.iter().any(|(_, _, s, _)| *s == Some(DnsSyscall::Sendmmsg)), "glibc sends A+AAAA with sendmmsg");
+    // The answer matches a query id.
+    assert!(sends.iter().any(|(_, _, _, q)| q.id == m.id));
+}
+
+/// Chromium's path (connect + sendto/send, then read/recvfrom) and sendmsg/recvmsg, made by
+/// this test process from a thread inside the lab's namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_send_and_sendmsg_paths_are_captured() {
+    if !root_or_skip("dns_syscall_paths") {
+        return;
+    }
+    let lab = Lab::start(LabConfig::default()).await.expect("lab");
+    let mut t = Traced::start(ProbeConfig { tls: false, ..Default::default() }).await;
+    let dns = lab.dns_server();
+    let query = |id: u16, name: &str| -> Vec<u8> {
+        use hickory_proto::{op::{Message, Query}, rr::{Name, RecordType}};
+        let mut m = Message::new();
+        m.set_id(id).set_recursion_desired(true);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    };
+    let (q1, q2) = (query(0x1111, "shop.test"), query(0x2222, "static.shop.test"));
+    lab.spawn_in_netns(move || -> anyhow::Result<()> {
+        use std::os::fd::AsRawFd;
+        // connect + send (sendto syscall with no address) + read
+        let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.connect(dns)?;
+        s.send(&q1)?;
+        let mut buf = [0u8; 512];
+        let n = unsafe { libc::read(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        anyhow::ensure!(n > 0, "read answer");
+        // unconnected sendmsg with a destination + recvmsg
+        let u = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        u.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let SocketAddr::V4(d4) = dns else { anyhow::bail!("v4 dns") };
+        let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sin.sin_family = libc::AF_INET as u16;
+        sin.sin_port = d4.port().to_be();
+        sin.sin_addr.s_addr = u32::from_ne_bytes(d4.ip().octets());
+        let mut iov = libc::iovec { iov_base: q2.as_ptr() as *mut _, iov_len: q2.len() };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = &mut sin as *mut _ as *mut _;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        anyhow::ensure!(unsafe { libc::sendmsg(u.as_raw_fd(), &msg, 0) } > 0, "sendmsg");
+        let mut rbuf = [0u8; 512];
+        let mut riov = libc::iovec { iov_base: rbuf.as_mut_ptr().cast(), iov_len: rbuf.len() };
+        let mut rmsg: libc::msghdr = unsafe { std::mem::zeroed() };
+        rmsg.msg_iov = &mut riov;
+        rmsg.msg_iovlen = 1;
+        anyhow::ensure!(unsafe { libc::recvmsg(u.as_raw_fd(), &mut rmsg, 0) } > 0, "recvmsg");
+        Ok(())
+    })
+    .join()
+    .expect("lab thread panicked")
+    .expect("entering the lab namespace")
+    .expect("DNS traffic from inside the lab");
+    let me = std::process::id();
+    let id_is = |e: &Event, id: u16, dir: Direction, sc: DnsSyscall| {
+        e.tgid == me
+            && matches!(&e.body, EventBody::Dns { direction, syscall: Some(s), message: Ok(m), .. }
+                if *direction == dir && *s == sc && m.id == id)
+    };
+    t.wait_for("query via send on a connected socket", Duration::from_secs(10), |e| id_is(e, 0x1111, Direction::Send, DnsSyscall::Sendto)).await;
+    let a = t.wait_for("answer via read", Duration::from_secs(10), |e| id_is(e, 0x1111, Direction::Recv, DnsSyscall::Read)).await;
+    let EventBody::Dns { message: Ok(m), peer, .. } = &a.body else { unreachable!() };
+    assert_eq!(m.addresses(), vec![lab.addr_of("shop.test").unwrap()]);
+    assert_eq!(*peer, Some(dns));
+    t.wait_for("query via sendmsg", Duration::from_secs(10), |e| id_is(e, 0x2222, Direction::Send, DnsSyscall::Sendmsg)).await;
+    let a = t.wait_for("answer via recvmsg", Duration::from_secs(10), |e| id_is(e, 0x2222, Direction::Recv, DnsSyscall::Recvmsg)).await;
+    let EventBody::Dns { message: Ok(m), .. } = &a.body else { unreachable!() };
+    assert_eq!(m.addresses(), vec![lab.addr_of("static.shop.test").unwrap()]);
+}
+
+/// A one-connection-at-a-time HTTPS server on loopback with a self-signed certificate.
+async fn tls_server(body_len: usize) -> SocketAddr {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = vec![b'x'; body_len];
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n");
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(&body).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn tls_data<'a>(seen: &'a [Event], tgid: u32, lib: TlsLib) -> Vec<&'a Event> {
+    seen.iter()
+        .filter(|e| e.tgid == tgid && matches!(&e.body, EventBody::TlsData { lib: Some(l), .. } if *l == lib))
+        .collect()
+}
+
+async fn https_client_is_traced(client: &str, args: &[&str], lib: TlsLib) {
+    let mut t = Traced::start(ProbeConfig::default()).await;
+    let lib_status: Vec<_> = t.probes.status.iter().filter(|s| s.family == format!("tls_{}", match lib { TlsLib::OpenSsl => "openssl", TlsLib::GnuTls => "gnutls", _ => "other" })).collect();
+    assert!(lib_status.iter().any(|s| s.attached), "{client}: its TLS library probes did not attach: {lib_status:#?}");
+    let server = tls_server(10_000).await;
+    let url = format!("https://{server}/");
+    let mut cmd = tokio::process::Command::new(client);
+    cmd.args(args).arg(&url).stdout(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("{client}: {e}"));
+    let pid = child.id().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{client} failed");
+    assert_eq!(out.stdout.len(), 10_000, "{client} got the body");
+    let req = t
+        .wait_for(&format!("{client} request line on the TLS write"), Duration::from_secs(10), |e| {
+            e.tgid == pid
+                && matches!(&e.body, EventBody::TlsData { direction: Direction::Send, first_line: Some(l), lib: Some(x), .. }
+                    if l == "GET / HTTP/1.1" && *x == lib)
+        })
+        .await;
+    let resp = t
+        .wait_for(&format!("{client} status line on the TLS read"), Duration::from_secs(10), |e| {
+            e.tgid == pid
+                && matches!(&e.body, EventBody::TlsData { direction: Direction::Recv, first_line: Some(l), .. } if l.starts_with("HTTP/1.1 200"))
+        })
+        .await;
+    t.drain_for(Duration::from_millis(300)).await;
+    // Plaintext joins the socket the client connected.
+    let connect_fd = t
+        .seen
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::Connect { fd, dst: Some(d), ret, .. } if e.tgid == pid && *d == server && (*ret == 0 || *ret == -115) => Some(*fd),
+            _ => None,
+        })
+        .expect("the client's connect");
+    for ev in [&req, &resp] {
+        let EventBody::TlsData { fd, .. } = ev.body else { unreachable!() };
+        assert_eq!(fd, connect_fd, "TLS data fd is the connected socket's");
+    }
+    // The body arrives through reads; at least 4 KiB of one read is captured.
+    let reads: Vec<(u32, u32)> = tls_data(&t.seen, pid, lib)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::TlsData { direction: Direction::Recv, len, captured, .. } => Some((*len, *captured)),
+            _ => None,
+        })
+        .collect();
+    let total: u32 = reads.iter().map(|(l, _)| l).sum();
+    assert!(total >= 10_000, "{client}: reads add up to the response: {reads:?}");
+    assert!(reads.iter().all(|(l, c)| *c == (*l).min(4096)), "{client}: capture = min(len, 4096): {reads:?}");
+    assert!(reads.iter().any(|(_, c)| *c == 4096), "{client}: some read captured 4 KiB: {reads:?}");
+    // Handshake entry and a successful return were seen for the client.
+    let hs: Vec<_> = t.seen.iter().filter(|e| e.tgid == pid && matches!(e.body, EventBody::TlsHandshake { .. })).collect();
+    assert!(!hs.is_empty(), "{client}: no handshake events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_https_plaintext_via_openssl() {
+    if !root_or_skip("curl_https") {
+        return;
+    }
+    https_client_is_traced("curl", &["-sk", "--http1.1"], TlsLib::OpenSsl).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wget_https_plaintext_via_gnutls() {
+    if !root_or_skip("wget_https") {
+        return;
+    }
+    https_client_is_traced("wget", &["-q", "--no-check-certificate", "-O-"], TlsLib::GnuTls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_cannot_attach_does_not_stop_the_others() {
+    if !root_or_skip("attach_isolation") {
+        return;
+    }
+    // /bin/true has none of OpenSSL's symbols: its probes fail, everything else attaches.
+    let bogus = tracer::libs::TlsLibrary {
+        family: tracer::libs::LibFamily::OpenSsl,
+        path: "/bin/true".into(),
+        source: "test".into(),
+    };
+    let probes = Probes::load(&ProbeConfig { extra_libraries: vec![bogus], ..Default::default() }).unwrap();
+    let on_true: Vec<_> = probes.status.iter().filter(|s| s.target.as_deref() == Some(std::path::Path::new("/bin/true"))).collect();
+    assert!(!on_true.is_empty() && on_true.iter().all(|s| !s.attached && s.error.is_some()), "{on_true:#?}");
+    assert!(probes.status.iter().filter(|s| s.target.is_none()).all(|s| s.attached));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ring_buffer_is_counted_not_silent() {
+    if !root_or_skip("lost_events") {
+        return;
+    }
+    // The smallest ring buffer, never read: it fills, and the kernel counts what it drops.
+    let probes = Probes::load(&ProbeConfig { tls: false, ring_buffer_bytes: 4096, ..Default::default() }).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(b"x");
+        let (mut a, _) = listener.accept().unwrap();
+        let mut b = [0u8; 1];
+        let _ = a.read(&mut b);
+    }
+    let lost = probes.lost_counts().unwrap();
+    let total: u64 = lost.iter().map(|(_, n)| n).sum();
+    assert!(total > 0, "200 connects into a 4 KiB ring buffer must overflow it: {lost:?}");
+}
