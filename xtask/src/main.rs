@@ -1,1 +1,224 @@
-fn main(){}
+//! `cargo xtask <command>`: developer and CI tasks for the tracer workspace.
+//!
+//! - `setup`: nightly toolchain + rust-src, bpf-linker (built against nightly's libLLVM), tracefs.
+//! - `build [--release]`: setup, then `cargo build -p tracer`.
+//! - `run [-- ARGS...]`: setup, release build, then exec `tracer run ARGS...` as root.
+//! - `test [-- EXTRA...]`: setup, then `cargo test ... -- --test-threads=1` as root.
+//!
+//! The host build uses the caller's toolchain (stable); only tracer/build.rs (aya-build)
+//! switches to nightly, for the eBPF crate.
+
+mod setup;
+mod util;
+
+use std::ffi::OsString;
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Developer tasks for the tracer workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build needs (nightly + rust-src, bpf-linker) and mount tracefs. Idempotent.
+    Setup,
+    /// Setup, then build the daemon (`cargo build -p tracer`).
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Setup, build in release mode, then run `tracer run ARGS...` as root (sudo when needed).
+    Run {
+        /// Arguments for `tracer run` (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Setup, then run every test, one at a time, as root when possible.
+    ///
+    /// EXTRA goes to `cargo test`; arguments after a second `--` go to the test binaries,
+    /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`.
+    Test {
+        /// Extra `cargo test` arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    // Later: `lab` (the test network lab) and `bench`.
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build { release } => build(release),
+        Cmd::Run { args } => run(args),
+        Cmd::Test { args } => test(args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// `cargo <args>` in the workspace root, with the caller's toolchain.
+fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(util::workspace_root());
+    cmd
+}
+
+fn build(release: bool) -> Result<()> {
+    setup::setup()?;
+    cargo_build(release)
+}
+
+fn cargo_build(release: bool) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "tracer"]);
+    if release {
+        cmd.arg("--release");
+    }
+    util::run(&mut cmd)
+}
+
+fn run(args: Vec<OsString>) -> Result<()> {
+    setup::setup()?;
+    cargo_build(true)?;
+    let tracer = util::target_dir().join("release").join("tracer");
+    if !util::is_executable(&tracer) {
+        bail!(
+            "the build succeeded but {} does not exist",
+            tracer.display()
+        );
+    }
+    let mut run_args = vec![OsString::from("run")];
+    run_args.extend(args);
+
+    let mut cmd = if util::is_root()? {
+        let mut cmd = Command::new(&tracer);
+        cmd.args(&run_args);
+        cmd
+    } else {
+        let sudo = util::find_in_path("sudo")
+            .context("needs root (CAP_BPF+CAP_PERFMON): run as root or install sudo")?;
+        util::sudo_command(&sudo, tracer.as_os_str(), &run_args)
+    };
+    // exec: Ctrl-C / SIGTERM reach the daemon directly and its exit code is ours.
+    Err(util::exec(&mut cmd))
+}
+
+fn test(extra: Vec<String>) -> Result<()> {
+    setup::setup()?;
+    let (cargo_args, harness_args) = test_args(&extra);
+    let mut args: Vec<OsString> = vec!["test".into()];
+    args.extend(cargo_args.iter().map(OsString::from));
+    args.push("--".into());
+    args.extend(harness_args.iter().map(OsString::from));
+
+    let mut cmd = if util::is_root()? {
+        let mut cmd = cargo();
+        cmd.args(&args);
+        cmd
+    } else if let Some(sudo) = util::find_in_path("sudo") {
+        // Build as the calling user first so target/ does not fill with root-owned files;
+        // the root run below then only executes the tests.
+        eprintln!(
+            "xtask: kernel tests need root; building as this user, then running the tests via sudo"
+        );
+        let mut build = cargo();
+        build.arg("test").args(&cargo_args).arg("--no-run");
+        util::run(&mut build)?;
+        let mut cmd = util::sudo_command(&sudo, "cargo".as_ref(), &args);
+        cmd.current_dir(util::workspace_root());
+        cmd
+    } else {
+        eprintln!(
+            "xtask: warning: not root and sudo is not installed: tests that load eBPF programs \
+             (CAP_BPF+CAP_PERFMON) will be skipped"
+        );
+        let mut cmd = cargo();
+        cmd.args(&args);
+        cmd
+    };
+    // exec: cargo's exit code is ours, and Ctrl-C reaches cargo and the tests.
+    Err(util::exec(&mut cmd))
+}
+
+/// Splits `cargo xtask test -- EXTRA` into arguments for `cargo test` and for the test
+/// binaries (those after a `--` in EXTRA), and makes the tests run one at a time: kernel
+/// tests attach probes and must not overlap.
+fn test_args(extra: &[String]) -> (Vec<String>, Vec<String>) {
+    let (cargo_args, mut harness_args) = match extra.iter().position(|a| a == "--") {
+        Some(i) => (extra[..i].to_vec(), extra[i + 1..].to_vec()),
+        None => (extra.to_vec(), Vec::new()),
+    };
+    if !harness_args.iter().any(|a| a.starts_with("--test-threads")) {
+        harness_args.push("--test-threads=1".into());
+    }
+    (cargo_args, harness_args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn test_args_default_is_one_thread() {
+        assert_eq!(test_args(&[]), (vec![], s(&["--test-threads=1"])));
+    }
+
+    #[test]
+    fn test_args_split_cargo_and_harness() {
+        assert_eq!(
+            test_args(&s(&["-p", "tracer", "dns", "--", "--nocapture"])),
+            (
+                s(&["-p", "tracer", "dns"]),
+                s(&["--nocapture", "--test-threads=1"])
+            )
+        );
+        assert_eq!(
+            test_args(&s(&["dns"])),
+            (s(&["dns"]), s(&["--test-threads=1"]))
+        );
+    }
+
+    #[test]
+    fn test_args_keep_explicit_thread_count() {
+        assert_eq!(
+            test_args(&s(&["--", "--test-threads=4"])),
+            (vec![], s(&["--test-threads=4"]))
+        );
+    }
+
+    #[test]
+    fn cli_parses_trailing_args() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["xtask", "test", "--", "-p", "tracer", "--", "--nocapture"])
+            .unwrap();
+        match cli.command {
+            Cmd::Test { args } => assert_eq!(args, s(&["-p", "tracer", "--", "--nocapture"])),
+            _ => panic!("not test"),
+        }
+        let cli = Cli::try_parse_from(["xtask", "run", "--", "--help"]).unwrap();
+        match cli.command {
+            Cmd::Run { args } => assert_eq!(args, vec![OsString::from("--help")]),
+            _ => panic!("not run"),
+        }
+        let cli = Cli::try_parse_from(["xtask", "build", "--release"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Build { release: true }));
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}
