@@ -44,10 +44,13 @@ pub enum EventKind {
     Exec = 9,
     /// A whole process (thread group) exited (header only).
     Exit = 10,
+    /// Plaintext on a TCP socket connected to port 80 (HTTP without TLS), same layout as
+    /// [`TlsDataEvent`] with `lib` = [`TlsLib::None`] and `func` a [`DnsSyscall`] number.
+    SocketData = 11,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Connect,
         EventKind::TcpState,
         EventKind::SockError,
@@ -58,6 +61,7 @@ impl EventKind {
         EventKind::Fork,
         EventKind::Exec,
         EventKind::Exit,
+        EventKind::SocketData,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -76,6 +80,7 @@ impl EventKind {
             EventKind::Fork => "fork",
             EventKind::Exec => "exec",
             EventKind::Exit => "exit",
+            EventKind::SocketData => "socket_data",
         }
     }
 }
@@ -221,6 +226,8 @@ pub struct DnsEvent {
 #[cfg_attr(feature = "user", derive(serde::Serialize))]
 #[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
 pub enum TlsLib {
+    /// Not TLS: plaintext read from the socket itself (port 80).
+    None = 0,
     OpenSsl = 1,
     GnuTls = 2,
     Nspr = 3,
@@ -230,7 +237,7 @@ pub enum TlsLib {
 impl TlsLib {
     pub fn from_u8(v: u8) -> Option<Self> {
         use TlsLib::*;
-        [OpenSsl, GnuTls, Nspr, BoringSsl].into_iter().find(|l| *l as u8 == v)
+        [None, OpenSsl, GnuTls, Nspr, BoringSsl].into_iter().find(|l| *l as u8 == v)
     }
 }
 

@@ -14,9 +14,12 @@ use aya_ebpf::{
 };
 use tracer_common::{
     DIR_RECV, DIR_SEND, DNS_CAPTURE_MAX, DNS_FLAG_TCP, DnsEvent, DnsSyscall, EventKind, SockAddr,
+    TlsLib,
 };
 
-use crate::common::{EVENTS, count_lost, fd_key, header, pid_tgid, read_user_bytes, read_user_sockaddr};
+use crate::common::{
+    EVENTS, count_lost, fd_key, header, now, pid_tgid, read_user_bytes, read_user_sockaddr,
+};
 use crate::tls;
 
 #[derive(Clone, Copy)]
@@ -36,12 +39,50 @@ static DNS_SOCKETS: LruHashMap<u64, DnsSocket> = LruHashMap::with_max_entries(16
 struct PendingRecv {
     /// Buffer (read, recvfrom) or `struct msghdr *` / `struct mmsghdr *`.
     ptr: u64,
+    start_ns: u64,
     fd: i32,
     syscall: u8,
-    _pad: [u8; 3],
+    /// 1: a port-80 socket (plain HTTP), 0: a DNS socket.
+    plain: u8,
+    _pad: [u8; 2],
 }
 
-/// Receives in flight on DNS sockets, by thread. Removed at syscall exit on every path.
+/// TCP sockets connected to port 80, by (tgid, fd): their plaintext is HTTP without TLS.
+/// Cleaned on close; LRU-bounded.
+#[map]
+static PLAIN_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+pub fn remember_plain_socket(fd: i32) {
+    let tgid = (pid_tgid() >> 32) as u32;
+    let _ = PLAIN_SOCKETS.insert(&fd_key(tgid, fd), &1, 0);
+}
+
+#[inline(always)]
+fn is_plain_socket(fd: i32) -> bool {
+    let tgid = (pid_tgid() >> 32) as u32;
+    unsafe { PLAIN_SOCKETS.get(&fd_key(tgid, fd)) }.is_some()
+}
+
+/// Report plaintext moved on a port-80 socket, in the TLS data record layout.
+#[inline(always)]
+fn emit_plain(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, start_ns: u64) {
+    let call = tls::TlsCall {
+        start_ns,
+        obj: 0,
+        buf,
+        ex_len: 0,
+        fd,
+        depth: 0,
+        lib: TlsLib::None as u8,
+        func: syscall as u8,
+        direction: dir,
+        _pad: 0,
+        _pad2: 0,
+    };
+    tls::emit_plaintext(EventKind::SocketData, &call, len);
+}
+
+/// Receives in flight on DNS and port-80 sockets, by thread. Removed at syscall exit on every path.
 #[map]
 static RECVS: HashMap<u64, PendingRecv> = HashMap::with_max_entries(8192, 0);
 
@@ -167,6 +208,10 @@ tp!(sys_enter_write, try_write);
 fn try_write(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
+    if is_plain_socket(fd) {
+        emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Write, now());
+        return Ok(0);
+    }
     if let Some(s) = dns_socket(fd) {
         emit(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Write, &s);
     }
@@ -177,6 +222,10 @@ tp!(sys_enter_sendto, try_sendto);
 fn try_sendto(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
+    if is_plain_socket(fd) {
+        emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Sendto, now());
+        return Ok(0);
+    }
     if let Some(s) = socket_for_send(fd, arg(ctx, 4)?) {
         emit(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Sendto, &s);
     }
@@ -240,10 +289,18 @@ fn try_readv(ctx: &TracePointContext) -> Result<u32, u32> {
 fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if dns_socket(fd).is_none() {
+    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom) && is_plain_socket(fd);
+    if !plain && dns_socket(fd).is_none() {
         return Ok(0);
     }
-    let p = PendingRecv { ptr: arg(ctx, 1)?, fd, syscall: syscall as u8, _pad: [0; 3] };
+    let p = PendingRecv {
+        ptr: arg(ctx, 1)?,
+        start_ns: now(),
+        fd,
+        syscall: syscall as u8,
+        plain: plain as u8,
+        _pad: [0; 2],
+    };
     let _ = RECVS.insert(&pid_tgid(), &p, 0);
     Ok(0)
 }
@@ -258,6 +315,11 @@ fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
     let _ = RECVS.remove(&id);
     let ret: i64 = unsafe { ctx.read_at(16) }.map_err(|_| 0u32)?;
     if ret <= 0 {
+        return Ok(0);
+    }
+    if p.plain != 0 {
+        let syscall = DnsSyscall::from_u8(p.syscall).ok_or(0u32)?;
+        emit_plain(p.fd, p.ptr, ret as u64, DIR_RECV, syscall, p.start_ns);
         return Ok(0);
     }
     let sock = dns_socket(p.fd).ok_or(0u32)?;
@@ -318,6 +380,7 @@ fn try_close(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     let tgid = (pid_tgid() >> 32) as u32;
     let _ = DNS_SOCKETS.remove(&fd_key(tgid, fd));
+    let _ = PLAIN_SOCKETS.remove(&fd_key(tgid, fd));
     Ok(0)
 }
 

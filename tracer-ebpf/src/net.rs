@@ -53,6 +53,11 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, u32> {
     let _ = CONNECTS.insert(&pid_tgid(), &pending, 0);
     if dst.port == 53 {
         dns::remember_socket(fd as i32, &dst);
+    } else if dst.port == 80 {
+        // Plain HTTP: its socket traffic is the plaintext (marked now, used only once the
+        // connect is on its way; a UDP socket to port 80 carries no HTTP/1 and is ignored
+        // by the decoder).
+        dns::remember_plain_socket(fd as i32);
     }
     Ok(0)
 }

@@ -25,19 +25,19 @@ static TLS_CAPTURE_BYTES: u32 = TLS_CAPTURE_DEFAULT as u32;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct TlsCall {
-    start_ns: u64,
-    obj: u64,
-    buf: u64,
+pub struct TlsCall {
+    pub start_ns: u64,
+    pub obj: u64,
+    pub buf: u64,
     /// `size_t *` of the `_ex` functions, 0 otherwise.
-    ex_len: u64,
-    fd: i32,
-    depth: u32,
-    lib: u8,
-    func: u8,
-    direction: u8,
-    _pad: u8,
-    _pad2: u32,
+    pub ex_len: u64,
+    pub fd: i32,
+    pub depth: u32,
+    pub lib: u8,
+    pub func: u8,
+    pub direction: u8,
+    pub _pad: u8,
+    pub _pad2: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -172,13 +172,21 @@ pub fn tls_data_ret(ctx: RetProbeContext) -> u32 {
         r as u64
     };
 
-    let Some(ev) = SCRATCH.get_ptr_mut(0) else { return 0 };
+    emit_plaintext(EventKind::TlsData, &call, n);
+    0
+}
+
+/// Copy up to TLS_CAPTURE_BYTES of the `n` bytes at `call.buf` into one variable-length
+/// record. Shared by TLS data and plain socket data (port 80).
+#[inline(always)]
+pub fn emit_plaintext(kind: EventKind, call: &TlsCall, n: u64) {
+    let Some(ev) = SCRATCH.get_ptr_mut(0) else { return };
     let mut cap = unsafe { core::ptr::read_volatile(&TLS_CAPTURE_BYTES) } as usize;
     if cap > TLS_CAPTURE_MAX {
         cap = TLS_CAPTURE_MAX;
     }
     unsafe {
-        (*ev).header = header(EventKind::TlsData, 0);
+        (*ev).header = header(kind, 0);
         (*ev).start_ns = call.start_ns;
         (*ev).tls_obj = call.obj;
         (*ev).fd = call.fd;
@@ -200,10 +208,9 @@ pub fn tls_data_ret(ctx: RetProbeContext) -> u32 {
         (*ev).header.size = size as u32;
         let bytes = core::slice::from_raw_parts(ev as *const u8, size);
         if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-            count_lost(EventKind::TlsData);
+            count_lost(kind);
         }
     }
-    0
 }
 
 fn handshake_enter(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc) -> u32 {

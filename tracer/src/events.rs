@@ -120,6 +120,18 @@ pub enum EventBody {
         tls_obj: u64,
         fd: i32,
     },
+    /// Plaintext on a port-80 TCP socket (HTTP without TLS).
+    SocketData {
+        fd: i32,
+        direction: Direction,
+        syscall: Option<DnsSyscall>,
+        len: u32,
+        captured: u32,
+        duration_ns: u64,
+        first_line: Option<String>,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
     Fork {
         child_pid: u32,
     },
@@ -237,8 +249,7 @@ fn read_record<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, RecordError>
 }
 
 /// `read_record` for the TLS data record, whose tail is cut after `captured` bytes.
-fn read_tls_data(bytes: &[u8]) -> Result<(TlsDataEvent, &[u8]), RecordError> {
-    let kind = EventKind::TlsData;
+fn read_tls_data(kind: EventKind, bytes: &[u8]) -> Result<(TlsDataEvent, &[u8]), RecordError> {
     if bytes.len() < TLS_DATA_HEAD {
         return Err(RecordError::Truncated { kind, need: TLS_DATA_HEAD, got: bytes.len() });
     }
@@ -311,7 +322,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
             }
         }
         EventKind::TlsData => {
-            let (e, data) = read_tls_data(bytes)?;
+            let (e, data) = read_tls_data(kind, bytes)?;
             EventBody::TlsData {
                 lib: TlsLib::from_u8(e.lib),
                 func: TlsFunc::from_u8(e.func),
@@ -359,6 +370,19 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
             EventBody::Exec { filename: String::from_utf8_lossy(cstr_bytes(&e.filename)).into_owned() }
         }
         EventKind::Exit => EventBody::Exit,
+        EventKind::SocketData => {
+            let (e, data) = read_tls_data(kind, bytes)?;
+            EventBody::SocketData {
+                fd: e.fd,
+                direction: Direction::from_raw(e.direction),
+                syscall: DnsSyscall::from_u8(e.func),
+                len: e.len,
+                captured: e.captured,
+                duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+                first_line: decode::http::first_line(data).map(|l| redact_query(&l)),
+                data: data.to_vec(),
+            }
+        }
     };
     Ok(Event {
         ts_ns: h.ts_ns,

@@ -88,6 +88,16 @@ pub fn text_line(e: &Event) -> String {
             lib.map(|l| format!("{l:?}").to_lowercase()).unwrap_or_default(),
             func.map(|f| format!("{f:?}")).unwrap_or_default(),
         ),
+        EventBody::SocketData { fd, direction, syscall, len, first_line, .. } => write!(
+            s,
+            "socket fd={fd} {} {len} bytes via {}{}",
+            match direction {
+                Direction::Send => "write",
+                Direction::Recv => "read",
+            },
+            syscall.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_else(|| "?".into()),
+            first_line.as_ref().map(|l| format!(" \"{l}\"")).unwrap_or_default()
+        ),
         EventBody::Fork { child_pid } => write!(s, "fork child={child_pid}"),
         EventBody::Exec { filename } => write!(s, "exec {filename}"),
         EventBody::Exit => write!(s, "exit"),
