@@ -51,6 +51,26 @@ pub fn spawn_reader(
     capacity: usize,
     stats: Arc<StreamStats>,
 ) -> anyhow::Result<mpsc::Receiver<Event>> {
+    spawn_ring_task(probes, capacity, stats, |bytes| decode_record(bytes))
+}
+
+/// Like [`spawn_reader`], but hands out each record's raw bytes together with its decoded
+/// form (for `--record` and the golden-file recorder). Records hold plaintext: callers
+/// write them only when a user asked for it.
+pub fn spawn_raw_reader(
+    probes: &mut Probes,
+    capacity: usize,
+    stats: Arc<StreamStats>,
+) -> anyhow::Result<mpsc::Receiver<(Vec<u8>, Event)>> {
+    spawn_ring_task(probes, capacity, stats, |bytes| decode_record(bytes).map(|e| (bytes.to_vec(), e)))
+}
+
+fn spawn_ring_task<T: Send + 'static>(
+    probes: &mut Probes,
+    capacity: usize,
+    stats: Arc<StreamStats>,
+    decode: fn(&[u8]) -> Result<T, crate::events::RecordError>,
+) -> anyhow::Result<mpsc::Receiver<T>> {
     let map = probes.ebpf.take_map(maps::EVENTS).context("EVENTS map missing")?;
     let ring: RingBuf<MapData> = RingBuf::try_from(map)?;
     // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns the RingBuf, and
@@ -71,7 +91,7 @@ pub fn spawn_reader(
             let ring = guard.get_inner_mut();
             while let Some(item) = ring.next() {
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                match decode_record(&item) {
+                match decode(&item) {
                     Ok(ev) => {
                         if let Some(k) = raw_kind(&item) {
                             stats.by_kind[k].fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,1110 @@
+//! Stitching: from a stream of kernel events to page loads.
+//!
+//! The algorithm (also in the README) is deterministic: it only looks at the events and
+//! their kernel timestamps, in the order they arrive, so a recorded stream always gives the
+//! same page loads.
+//!
+//! 1. **Processes.** fork/exec events build a process table. A *client* is the root of a
+//!    process tree: walk up from the process that did the work while the parent runs the
+//!    same program (a browser's network process -> the browser). The client is named by
+//!    that root, not by a thread (`Chrome_ChildIOT`).
+//! 2. **Connections** start at a TCP `connect` (fd, destination, kernel socket address);
+//!    state changes join by socket address (those that arrive before the connect record
+//!    are held back briefly), giving SYN_SENT -> ESTABLISHED and the close. A failed
+//!    connect takes its reason from the syscall return or the socket's error report.
+//! 3. **DNS.** Queries sent by a process are grouped into one lookup per name (A + AAAA +
+//!    HTTPS asked together); answers join by (process, message id). A connection's lookup
+//!    is the latest lookup by the same client whose answer holds the connected address and
+//!    that ended before the connect started.
+//! 4. **TLS.** Handshake entry/return and plaintext calls join their connection through the
+//!    socket fd (from the library call's own syscalls or SSL_set_fd), per process.
+//! 5. **HTTP.** Each connection's plaintext (TLS, or the socket itself on port 80) is fed in
+//!    order to an HTTP/1.1 / HTTP/2 decoder; each finished exchange becomes a request with
+//!    HAR timings: dns (lookup), connect (TCP + TLS), ssl, send, wait, receive. Only the
+//!    first request on a connection pays dns/connect/ssl.
+//! 6. **Page loads.** Any network activity of a client (a DNS query, a connect, plaintext)
+//!    opens a page load when none is open; everything the client does meanwhile belongs to
+//!    it. It closes when the client has been quiet for `quiet` (default 500 ms): no
+//!    activity, no unanswered lookup and no connect in progress. A request that is a
+//!    browser navigation (`sec-fetch-mode: navigate`) and not the target of the previous
+//!    redirect starts a new page load. Redirects (3xx with Location, then a request for that
+//!    URL) are hops of the same page load; the page load's status is the last hop's.
+//!    Page loads with neither a request nor a failure (a bare lookup) are not reported.
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
+use tracer_common::TlsLib;
+
+use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState, redact_query};
+use crate::http::{HttpConnection, HttpExchange};
+
+#[derive(Debug, Clone)]
+pub struct StitchConfig {
+    /// A page load ends after the client has been network-idle this long.
+    pub quiet_ns: u64,
+    /// A lookup with no answer after this long is a failed one.
+    pub dns_timeout_ns: u64,
+    /// A connect with no outcome after this long no longer holds a page load open.
+    pub connect_timeout_ns: u64,
+    /// Bounds on in-flight state: oldest evicted first.
+    pub max_connections: usize,
+    pub max_lookups: usize,
+    pub max_processes: usize,
+    /// Connections (and lookups) idle for this long are forgotten.
+    pub max_idle_ns: u64,
+}
+
+impl Default for StitchConfig {
+    fn default() -> Self {
+        Self {
+            quiet_ns: 500_000_000,
+            dns_timeout_ns: 5_000_000_000,
+            connect_timeout_ns: 3_000_000_000,
+            max_connections: 16_384,
+            max_lookups: 16_384,
+            max_processes: 65_536,
+            max_idle_ns: 600_000_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProcInfo {
+    ppid: Option<u32>,
+    comm: String,
+    exe: Option<String>,
+}
+
+struct ConnState {
+    id: u64,
+    tgid: u32,
+    pid: u32,
+    comm: String,
+    fd: i32,
+    skaddr: u64,
+    src: Option<SocketAddr>,
+    dst: Option<SocketAddr>,
+    connect_start_ns: u64,
+    syn_sent_ns: Option<u64>,
+    established_ns: Option<u64>,
+    closed_ns: Option<u64>,
+    error: Option<String>,
+    tls_lib: Option<TlsLib>,
+    hs_start_ns: Option<u64>,
+    hs_end_ns: Option<u64>,
+    hs_failed: bool,
+    first_data_ns: Option<u64>,
+    dns: Option<u64>,
+    http: HttpConnection,
+    exchanges: u32,
+    last_ns: u64,
+}
+
+struct LookupState {
+    id: u64,
+    tgid: u32,
+    comm: String,
+    name: String,
+    qtypes: Vec<String>,
+    pending_ids: Vec<u16>,
+    started_ns: u64,
+    ended_ns: Option<u64>,
+    rcode: Option<String>,
+    cname_chain: Vec<String>,
+    addresses: Vec<IpAddr>,
+    min_ttl: Option<u32>,
+    server: Option<SocketAddr>,
+    error: Option<String>,
+}
+
+/// A page load being collected for one client.
+struct OpenPage {
+    started_ns: u64,
+    last_activity_ns: u64,
+    requests: Vec<Request>,
+    /// Global connection / lookup ids used, in first-use order.
+    conns: Vec<u64>,
+    lookups: Vec<u64>,
+    /// Failures without a request (failed lookup, refused connect): (time, connection, lookup).
+    failures: Vec<(u64, Option<u64>, Option<u64>)>,
+}
+
+pub struct Stitcher {
+    cfg: StitchConfig,
+    now_ns: u64,
+    procs: HashMap<u32, ProcInfo>,
+    proc_order: VecDeque<u32>,
+    conns: HashMap<u64, ConnState>,
+    conn_order: VecDeque<u64>,
+    next_id: u64,
+    by_fd: HashMap<(u32, i32), u64>,
+    by_sk: HashMap<u64, u64>,
+    /// State changes seen before their connect record (same call, other CPU or order).
+    early_states: HashMap<u64, Vec<(TcpState, TcpState, u64, Option<SocketAddr>)>>,
+    tls_fd: HashMap<(u32, u64), i32>,
+    lookups: HashMap<u64, LookupState>,
+    lookup_order: VecDeque<u64>,
+    /// (tgid, DNS id) -> lookup
+    dns_ids: HashMap<(u32, u16), u64>,
+    pages: BTreeMap<u32, OpenPage>,
+    /// Page loads closed while handling an event (a new navigation), returned with the next batch.
+    finished: Vec<PageLoad>,
+    /// Counters for the health view.
+    pub stats: StitchStats,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct StitchStats {
+    pub page_loads: u64,
+    pub requests: u64,
+    /// Plaintext for sockets the stitcher never saw connect (server side, or opened before
+    /// the daemon started).
+    pub unattributed_data: u64,
+    pub evicted_connections: u64,
+    pub evicted_lookups: u64,
+}
+
+impl Stitcher {
+    pub fn new(cfg: StitchConfig) -> Self {
+        Self {
+            cfg,
+            now_ns: 0,
+            procs: HashMap::new(),
+            proc_order: VecDeque::new(),
+            conns: HashMap::new(),
+            conn_order: VecDeque::new(),
+            next_id: 1,
+            by_fd: HashMap::new(),
+            by_sk: HashMap::new(),
+            early_states: HashMap::new(),
+            tls_fd: HashMap::new(),
+            lookups: HashMap::new(),
+            lookup_order: VecDeque::new(),
+            dns_ids: HashMap::new(),
+            pages: BTreeMap::new(),
+            finished: Vec::new(),
+            stats: StitchStats::default(),
+        }
+    }
+
+    /// Seed the process table from /proc (processes that started before the daemon).
+    pub fn learn_process(&mut self, tgid: u32, ppid: Option<u32>, comm: String, exe: Option<String>) {
+        self.insert_proc(tgid, ProcInfo { ppid, comm, exe });
+    }
+
+    fn insert_proc(&mut self, tgid: u32, info: ProcInfo) {
+        if self.procs.insert(tgid, info).is_none() {
+            self.proc_order.push_back(tgid);
+            while self.proc_order.len() > self.cfg.max_processes {
+                if let Some(old) = self.proc_order.pop_front() {
+                    self.procs.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Feed one event. Returns the page loads that this event's time closed.
+    pub fn on_event(&mut self, ev: &Event) -> Vec<PageLoad> {
+        self.now_ns = self.now_ns.max(ev.ts_ns);
+        self.handle(ev);
+        self.close_idle(self.now_ns)
+    }
+
+    /// Advance time without an event (live timer). Returns page loads that closed.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<PageLoad> {
+        self.now_ns = self.now_ns.max(now_ns);
+        self.close_idle(self.now_ns)
+    }
+
+    /// End of stream: close everything still open.
+    pub fn finish(&mut self) -> Vec<PageLoad> {
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.drain_exchanges(id, true);
+        }
+        let clients: Vec<u32> = self.pages.keys().copied().collect();
+        clients.into_iter().filter_map(|c| self.close_page(c)).collect()
+    }
+
+    fn handle(&mut self, ev: &Event) {
+        match &ev.body {
+            EventBody::Fork { child_pid } => {
+                let parent = self.procs.get(&ev.tgid).cloned().unwrap_or(ProcInfo {
+                    ppid: None,
+                    comm: ev.comm.clone(),
+                    exe: None,
+                });
+                self.insert_proc(*child_pid, ProcInfo { ppid: Some(ev.tgid), comm: ev.comm.clone(), exe: parent.exe });
+            }
+            EventBody::Exec { filename } => {
+                let ppid = self.procs.get(&ev.tgid).and_then(|p| p.ppid);
+                self.insert_proc(ev.tgid, ProcInfo { ppid, comm: ev.comm.clone(), exe: Some(filename.clone()) });
+            }
+            EventBody::Exit => {}
+            EventBody::Connect { fd, ret, error, dst, skaddr, tcp, duration_ns } => {
+                if !*tcp && *ret != 0 && *ret != -115 && dst.is_some_and(|d| d.port() != 53) {
+                    // A TCP connect that failed before SYN (e.g. ENETUNREACH) still counts.
+                    self.new_connection(ev, *fd, *dst, 0, *duration_ns, error.map(str::to_string));
+                } else if *tcp {
+                    let err = if *ret < 0 && *ret != -115 { error.map(str::to_string) } else { None };
+                    self.new_connection(ev, *fd, *dst, *skaddr, *duration_ns, err);
+                }
+            }
+            EventBody::TcpState { skaddr, old, new, src, .. } => {
+                match self.by_sk.get(skaddr).copied() {
+                    Some(id) => self.apply_state(id, *old, *new, ev.ts_ns, *src),
+                    None => {
+                        if *old == TcpState::Close && *new == TcpState::SynSent
+                            || *old == TcpState::SynSent
+                        {
+                            let v = self.early_states.entry(*skaddr).or_default();
+                            if v.len() < 8 {
+                                v.push((*old, *new, ev.ts_ns, *src));
+                            }
+                            if self.early_states.len() > 4096 {
+                                // Bounded: states whose connect never came are dropped.
+                                let k = *self.early_states.keys().next().expect("non-empty");
+                                self.early_states.remove(&k);
+                            }
+                        }
+                    }
+                }
+            }
+            EventBody::SockError { error, dst, src, protocol, .. } => {
+                if *protocol == 6 {
+                    if let Some(id) = self.conn_by_tuple(*src, *dst) {
+                        if let Some(c) = self.conns.get_mut(&id) {
+                            c.error.get_or_insert_with(|| error.to_string());
+                        }
+                    }
+                } else if dst.is_some_and(|d| d.port() == 53) {
+                    // ICMP error from a DNS server: fail the newest unanswered lookup to it.
+                    if let Some(l) = self
+                        .lookups
+                        .values_mut()
+                        .filter(|l| l.ended_ns.is_none() && l.server == *dst)
+                        .max_by_key(|l| l.started_ns)
+                    {
+                        l.error = Some(format!("ERR_NAME_NOT_RESOLVED (DNS server {error})"));
+                        l.ended_ns = Some(ev.ts_ns);
+                    }
+                }
+            }
+            EventBody::Dns { direction, message: Ok(m), peer, .. } => match direction {
+                Direction::Send => self.dns_query(ev, m, *peer),
+                Direction::Recv => self.dns_answer(ev, m),
+            },
+            EventBody::Dns { .. } => {}
+            EventBody::TlsFd { tls_obj, fd, .. } => {
+                self.tls_fd.insert((ev.tgid, *tls_obj), *fd);
+            }
+            EventBody::TlsHandshake { lib, tls_obj, fd, phase, ret, .. } => {
+                let fd = if *fd >= 0 { Some(*fd) } else { self.tls_fd.get(&(ev.tgid, *tls_obj)).copied() };
+                if let Some(fd) = fd {
+                    self.tls_fd.insert((ev.tgid, *tls_obj), fd);
+                    if let Some(id) = self.by_fd.get(&(ev.tgid, fd)).copied() {
+                        self.activity(ev.tgid, ev.ts_ns);
+                        let c = self.conns.get_mut(&id).expect("indexed connection");
+                        c.tls_lib = *lib;
+                        c.last_ns = ev.ts_ns;
+                        match phase {
+                            HandshakePhase::Enter => {
+                                c.hs_start_ns.get_or_insert(ev.ts_ns);
+                            }
+                            HandshakePhase::Return => {
+                                let done = match lib {
+                                    Some(TlsLib::OpenSsl) | Some(TlsLib::BoringSsl) => *ret == 1,
+                                    _ => *ret == 0,
+                                };
+                                let would_block = match lib {
+                                    Some(TlsLib::OpenSsl) | Some(TlsLib::BoringSsl) => *ret == -1 || *ret == 0,
+                                    Some(TlsLib::GnuTls) => *ret == -28 || *ret == -52, // E_AGAIN, E_INTERRUPTED
+                                    _ => *ret == -1,
+                                };
+                                if done {
+                                    c.hs_end_ns.get_or_insert(ev.ts_ns);
+                                } else if !would_block && c.hs_end_ns.is_none() {
+                                    c.hs_failed = true;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            EventBody::TlsData { lib, tls_obj, fd, direction, len, duration_ns, data, .. } => {
+                let fd = if *fd >= 0 { Some(*fd) } else { self.tls_fd.get(&(ev.tgid, *tls_obj)).copied() };
+                let Some(id) = fd.and_then(|fd| self.by_fd.get(&(ev.tgid, fd)).copied()) else {
+                    self.stats.unattributed_data += 1;
+                    return;
+                };
+                if let Some(fd) = fd {
+                    self.tls_fd.insert((ev.tgid, *tls_obj), fd);
+                }
+                let c = self.conns.get_mut(&id).expect("indexed connection");
+                if c.tls_lib.is_none() {
+                    c.tls_lib = *lib;
+                }
+                self.feed(id, ev, *direction, *duration_ns, *len, data);
+            }
+            EventBody::SocketData { fd, direction, len, duration_ns, data, .. } => {
+                let Some(id) = self.by_fd.get(&(ev.tgid, *fd)).copied() else {
+                    self.stats.unattributed_data += 1;
+                    return;
+                };
+                self.feed(id, ev, *direction, *duration_ns, *len, data);
+            }
+        }
+    }
+
+    fn feed(&mut self, id: u64, ev: &Event, dir: Direction, duration_ns: u64, len: u32, data: &[u8]) {
+        self.activity(ev.tgid, ev.ts_ns);
+        let c = self.conns.get_mut(&id).expect("indexed connection");
+        let start = ev.ts_ns.saturating_sub(duration_ns);
+        c.first_data_ns.get_or_insert(start);
+        c.last_ns = ev.ts_ns;
+        c.http.feed(dir, start, ev.ts_ns, len, data);
+        self.drain_exchanges(id, false);
+    }
+
+    fn new_connection(&mut self, ev: &Event, fd: i32, dst: Option<SocketAddr>, skaddr: u64, duration_ns: u64, error: Option<String>) {
+        // The same fd reused: the old connection is over.
+        if let Some(old) = self.by_fd.remove(&(ev.tgid, fd)) {
+            self.drain_exchanges(old, true);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let start = ev.ts_ns.saturating_sub(duration_ns);
+        let dns = dst.and_then(|d| self.lookup_for(ev.tgid, d.ip(), start));
+        let mut c = ConnState {
+            id,
+            tgid: ev.tgid,
+            pid: ev.pid,
+            comm: ev.comm.clone(),
+            fd,
+            skaddr,
+            src: None,
+            dst,
+            connect_start_ns: start,
+            syn_sent_ns: None,
+            established_ns: None,
+            closed_ns: None,
+            error,
+            tls_lib: None,
+            hs_start_ns: None,
+            hs_end_ns: None,
+            hs_failed: false,
+            first_data_ns: None,
+            dns,
+            http: HttpConnection::new(),
+            exchanges: 0,
+            last_ns: ev.ts_ns,
+        };
+        if c.error.is_some() {
+            c.closed_ns = Some(ev.ts_ns);
+        }
+        self.conns.insert(id, c);
+        self.conn_order.push_back(id);
+        self.by_fd.insert((ev.tgid, fd), id);
+        if skaddr != 0 {
+            self.by_sk.insert(skaddr, id);
+            for (old, new, ts, src) in self.early_states.remove(&skaddr).unwrap_or_default() {
+                self.apply_state(id, old, new, ts, src);
+            }
+        }
+        self.activity(ev.tgid, start);
+        self.attach_to_page(ev.tgid, id, dns);
+        if self.conns[&id].error.is_some() {
+            self.record_failure(ev.tgid, ev.ts_ns, Some(id), None);
+        }
+        self.evict();
+    }
+
+    fn apply_state(&mut self, id: u64, old: TcpState, new: TcpState, ts: u64, src: Option<SocketAddr>) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        c.last_ns = c.last_ns.max(ts);
+        match (old, new) {
+            (TcpState::Close, TcpState::SynSent) => c.syn_sent_ns = Some(ts),
+            (TcpState::SynSent, TcpState::Established) => {
+                c.established_ns = Some(ts);
+                c.src = src;
+            }
+            (TcpState::SynSent, TcpState::Close) => {
+                c.closed_ns = Some(ts);
+                if c.error.is_none() {
+                    c.error = Some("ECONNREFUSED".into());
+                }
+                let (tgid, failed) = (c.tgid, true);
+                if failed {
+                    self.record_failure(tgid, ts, Some(id), None);
+                }
+            }
+            (_, TcpState::Close) | (_, TcpState::FinWait1) | (_, TcpState::CloseWait) | (_, TcpState::LastAck) => {
+                if c.closed_ns.is_none() && matches!(new, TcpState::Close | TcpState::FinWait1 | TcpState::CloseWait) {
+                    c.closed_ns = Some(ts);
+                }
+                if new == TcpState::Close {
+                    self.drain_exchanges(id, true);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn conn_by_tuple(&self, src: Option<SocketAddr>, dst: Option<SocketAddr>) -> Option<u64> {
+        self.conns
+            .values()
+            .filter(|c| c.dst == dst && (c.src.is_none() || c.src == src))
+            .max_by_key(|c| c.connect_start_ns)
+            .map(|c| c.id)
+    }
+
+    fn dns_query(&mut self, ev: &Event, m: &crate::decode::dns::DnsMessage, peer: Option<SocketAddr>) {
+        if m.is_response {
+            return;
+        }
+        let Some(q) = m.questions.first() else { return };
+        self.activity(ev.tgid, ev.ts_ns);
+        // A retry (same id) changes nothing. Siblings asked together (A + AAAA + HTTPS, not
+        // yet all answered) share one lookup; the same type asked again is a new lookup.
+        let recent = |l: &&mut LookupState| {
+            l.tgid == ev.tgid && l.name == q.name && ev.ts_ns.saturating_sub(l.started_ns) < 2_000_000_000
+        };
+        if self.lookups.values_mut().filter(recent).any(|l| l.pending_ids.contains(&m.id) && l.qtypes.contains(&q.qtype)) {
+            return;
+        }
+        let sibling = self
+            .lookups
+            .values_mut()
+            .filter(recent)
+            .filter(|l| l.ended_ns.is_none() && !l.qtypes.contains(&q.qtype))
+            .max_by_key(|l| l.started_ns);
+        let id = match sibling {
+            Some(l) => {
+                l.qtypes.push(q.qtype.clone());
+                l.pending_ids.push(m.id);
+                l.id
+            }
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.lookups.insert(
+                    id,
+                    LookupState {
+                        id,
+                        tgid: ev.tgid,
+                        comm: ev.comm.clone(),
+                        name: q.name.clone(),
+                        qtypes: vec![q.qtype.clone()],
+                        pending_ids: vec![m.id],
+                        started_ns: ev.ts_ns,
+                        ended_ns: None,
+                        rcode: None,
+                        cname_chain: Vec::new(),
+                        addresses: Vec::new(),
+                        min_ttl: None,
+                        server: peer,
+                        error: None,
+                    },
+                );
+                self.lookup_order.push_back(id);
+                let client = self.client_of(ev.tgid);
+                self.open_page(client, ev.ts_ns).lookups.push(id);
+                id
+            }
+        };
+        self.dns_ids.insert((ev.tgid, m.id), id);
+        self.evict();
+    }
+
+    fn dns_answer(&mut self, ev: &Event, m: &crate::decode::dns::DnsMessage) {
+        if !m.is_response {
+            return;
+        }
+        let Some(id) = self.dns_ids.get(&(ev.tgid, m.id)).copied() else { return };
+        self.activity(ev.tgid, ev.ts_ns);
+        let Some(l) = self.lookups.get_mut(&id) else { return };
+        // One answer settles one query (a resolver may use one id for A and AAAA).
+        if let Some(i) = l.pending_ids.iter().position(|p| *p == m.id) {
+            l.pending_ids.remove(i);
+        }
+        if l.pending_ids.is_empty() {
+            l.ended_ns = Some(ev.ts_ns);
+        }
+        let chain = m.cname_chain();
+        if chain.len() > l.cname_chain.len() {
+            l.cname_chain = chain;
+        }
+        for a in m.addresses() {
+            if !l.addresses.contains(&a) {
+                l.addresses.push(a);
+            }
+        }
+        if let Some(ttl) = m.answers.iter().map(|a| a.ttl).min() {
+            l.min_ttl = Some(l.min_ttl.map_or(ttl, |t| t.min(ttl)));
+        }
+        // NOERROR wins over NXDOMAIN/SERVFAIL from a sibling query (AAAA of a v4-only name).
+        if l.rcode.as_deref() != Some("NOERROR") {
+            l.rcode = Some(m.rcode.clone());
+        }
+        if l.pending_ids.is_empty() {
+            l.error = match l.rcode.as_deref() {
+                Some("NOERROR") if !l.addresses.is_empty() => None,
+                Some("NOERROR") => Some("ERR_NAME_NOT_RESOLVED (no address)".into()),
+                Some("NXDOMAIN") => Some("ERR_NAME_NOT_RESOLVED".into()),
+                Some(other) => Some(format!("ERR_NAME_NOT_RESOLVED ({other})")),
+                None => None,
+            };
+            if l.error.is_some() && !l.qtypes.iter().all(|t| t == "HTTPS") {
+                let (tgid, ts) = (l.tgid, ev.ts_ns);
+                self.record_failure(tgid, ts, None, Some(id));
+            }
+        }
+    }
+
+    /// The latest lookup by the same client whose answer holds `ip` and ended by `before`.
+    fn lookup_for(&self, tgid: u32, ip: IpAddr, before: u64) -> Option<u64> {
+        let client = self.client_of(tgid);
+        self.lookups
+            .values()
+            .filter(|l| l.addresses.contains(&ip) && l.ended_ns.is_some_and(|e| e <= before))
+            .filter(|l| l.tgid == tgid || self.client_of(l.tgid) == client)
+            .max_by_key(|l| l.ended_ns)
+            .map(|l| l.id)
+    }
+
+    /// Root of the process tree: walk up while the parent runs the same program.
+    fn client_of(&self, tgid: u32) -> u32 {
+        let mut cur = tgid;
+        for _ in 0..64 {
+            let Some(p) = self.procs.get(&cur) else { break };
+            let Some(ppid) = p.ppid else { break };
+            let Some(parent) = self.procs.get(&ppid) else { break };
+            let same = match (&p.exe, &parent.exe) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            };
+            if !same {
+                break;
+            }
+            cur = ppid;
+        }
+        cur
+    }
+
+    fn client_info(&self, client: u32, fallback_comm: &str) -> ClientInfo {
+        let p = self.procs.get(&client);
+        let exe = p.and_then(|p| p.exe.clone());
+        let name = exe
+            .as_deref()
+            .and_then(|e| e.rsplit('/').next())
+            .map(str::to_string)
+            .or_else(|| p.map(|p| p.comm.clone()))
+            .unwrap_or_else(|| fallback_comm.to_string());
+        ClientInfo { tgid: client, name, exe }
+    }
+
+    fn activity(&mut self, tgid: u32, ts: u64) {
+        let client = self.client_of(tgid);
+        let page = self.open_page(client, ts);
+        page.last_activity_ns = page.last_activity_ns.max(ts);
+    }
+
+    fn open_page(&mut self, client: u32, ts: u64) -> &mut OpenPage {
+        self.pages.entry(client).or_insert_with(|| OpenPage {
+            started_ns: ts,
+            last_activity_ns: ts,
+            requests: Vec::new(),
+            conns: Vec::new(),
+            lookups: Vec::new(),
+            failures: Vec::new(),
+        })
+    }
+
+    fn attach_to_page(&mut self, tgid: u32, conn: u64, lookup: Option<u64>) {
+        let client = self.client_of(tgid);
+        let ts = self.conns[&conn].connect_start_ns;
+        let page = self.open_page(client, ts);
+        if !page.conns.contains(&conn) {
+            page.conns.push(conn);
+        }
+        if let Some(l) = lookup {
+            if !page.lookups.contains(&l) {
+                page.lookups.push(l);
+            }
+        }
+    }
+
+    fn record_failure(&mut self, tgid: u32, ts: u64, conn: Option<u64>, lookup: Option<u64>) {
+        let client = self.client_of(tgid);
+        let page = self.open_page(client, ts);
+        // The same failure can be seen twice (a refused connect's RST may be reported before
+        // and after its connect record): once is enough.
+        if !page.failures.iter().any(|(_, c, l)| *c == conn && *l == lookup) {
+            page.failures.push((ts, conn, lookup));
+        }
+    }
+
+    fn drain_exchanges(&mut self, id: u64, flush: bool) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        let exchanges = c.http.take_exchanges(flush);
+        if exchanges.is_empty() {
+            return;
+        }
+        let tgid = c.tgid;
+        for x in exchanges {
+            let req = self.make_request(id, &x);
+            let client = self.client_of(tgid);
+            // A browser navigation that is not the previous redirect's target starts a new page load.
+            let navigates = header(&x.request_headers, "sec-fetch-mode").is_some_and(|v| v == "navigate");
+            if navigates {
+                let follows_redirect = self.pages.get(&client).is_some_and(|p| {
+                    p.requests.last().and_then(|r| r.redirect_to.as_ref()) == req.url.as_ref()
+                });
+                let has_requests = self.pages.get(&client).is_some_and(|p| !p.requests.is_empty());
+                if has_requests && !follows_redirect {
+                    if let Some(done) = self.close_page(client) {
+                        self.finished.push(done);
+                    }
+                }
+            }
+            let page = self.open_page(client, req.started_ns);
+            if !page.conns.contains(&id) {
+                page.conns.push(id);
+            }
+            page.started_ns = page.started_ns.min(req.started_ns);
+            page.last_activity_ns = page.last_activity_ns.max(req.ended_ns);
+            page.requests.push(req);
+            self.stats.requests += 1;
+        }
+    }
+
+    fn make_request(&mut self, id: u64, x: &HttpExchange) -> Request {
+        let c = self.conns.get_mut(&id).expect("connection");
+        let first = c.exchanges == 0;
+        c.exchanges += 1;
+        let tls = c.tls_lib.is_some_and(|l| l != TlsLib::None);
+        let scheme = x.scheme.clone().unwrap_or_else(|| if tls { "https".into() } else { "http".into() });
+        let lookup = c.dns.and_then(|l| self.lookups.get(&l));
+        let host = x
+            .authority
+            .clone()
+            .or_else(|| lookup.map(|l| l.name.clone()))
+            .or_else(|| c.dst.map(|d| d.ip().to_string()));
+        let path = x.path.as_deref().map(redact_path);
+        let default_port = if tls { 443 } else { 80 };
+        let url = host.as_ref().map(|h| {
+            let port = c.dst.map(|d| d.port()).filter(|p| *p != default_port && !h.contains(':'));
+            format!("{scheme}://{h}{}{}", port.map(|p| format!(":{p}")).unwrap_or_default(), path.as_deref().unwrap_or("/"))
+        });
+        let redirect_to = if x.status.is_some_and(|s| (300..400).contains(&s)) {
+            header(&x.response_headers, "location").map(|loc| resolve_location(url.as_deref(), loc))
+        } else {
+            None
+        };
+
+        let mut t = Timings::default();
+        let established = c.established_ns;
+        let tcp_start = c.syn_sent_ns.unwrap_or(c.connect_start_ns);
+        if first {
+            if let Some(l) = lookup {
+                if let Some(end) = l.ended_ns {
+                    t.dns = ms(end.saturating_sub(l.started_ns));
+                    t.blocked = ms(c.connect_start_ns.saturating_sub(end));
+                }
+            }
+            if let Some(est) = established {
+                t.tcp = ms(est.saturating_sub(tcp_start));
+            }
+            if tls {
+                let start = c.hs_start_ns.or(established);
+                let end = c.hs_end_ns.or(c.first_data_ns);
+                if let (Some(s), Some(e)) = (start, end) {
+                    t.ssl = ms(e.saturating_sub(s));
+                }
+            }
+            if t.tcp >= 0.0 {
+                t.connect = t.tcp + t.ssl.max(0.0);
+            }
+        }
+        t.send = ms(x.request_end_ns.saturating_sub(x.request_start_ns));
+        if let Some(rs) = x.response_start_ns {
+            t.wait = ms(rs.saturating_sub(x.request_end_ns));
+            if let Some(re) = x.response_end_ns {
+                t.receive = ms(re.saturating_sub(rs));
+            }
+        }
+        let started_ns = if first {
+            lookup.map(|l| l.started_ns).unwrap_or(c.connect_start_ns).min(x.request_start_ns)
+        } else {
+            x.request_start_ns
+        };
+        let ended_ns = x.response_end_ns.or(x.response_start_ns).unwrap_or(x.request_end_ns);
+        let error = if x.complete {
+            None
+        } else if x.response_start_ns.is_none() {
+            Some("ERR_EMPTY_RESPONSE".into())
+        } else {
+            Some(x.partial_reason.clone().unwrap_or_else(|| "ERR_CONNECTION_CLOSED (partial response)".into()))
+        };
+        Request {
+            // Global ids while the page load is open; indices once it closes.
+            connection: Some(id as usize),
+            dns: c.dns.filter(|_| first).map(|l| l as usize),
+            tgid: c.tgid,
+            pid: c.pid,
+            comm: c.comm.clone(),
+            method: x.method.clone(),
+            url,
+            host,
+            path,
+            protocol: Some(match x.protocol {
+                crate::http::Protocol::Http1 => "HTTP/1.1".to_string(),
+                crate::http::Protocol::Http2 => "HTTP/2".to_string(),
+            }),
+            stream_id: x.stream_id,
+            status: x.status,
+            redirect_to,
+            content_type: header(&x.response_headers, "content-type").map(str::to_string),
+            request_bytes: x.request_header_bytes + x.request_body_bytes,
+            response_bytes: x.response_header_bytes + x.response_body_bytes,
+            response_header_bytes: x.response_header_bytes,
+            started_ns,
+            ended_ns,
+            timings: t,
+            new_connection: first,
+            error,
+            complete: x.complete,
+        }
+    }
+
+    fn close_idle(&mut self, now: u64) -> Vec<PageLoad> {
+        let mut out = std::mem::take(&mut self.finished);
+        let idle: Vec<u32> = self
+            .pages
+            .iter()
+            .filter(|(_, p)| now.saturating_sub(p.last_activity_ns) >= self.cfg.quiet_ns)
+            .filter(|(_, p)| {
+                // Unanswered lookups and connects in progress keep the page load open (bounded).
+                let waiting_dns = p.lookups.iter().filter_map(|l| self.lookups.get(l)).any(|l| {
+                    l.ended_ns.is_none() && now.saturating_sub(l.started_ns) < self.cfg.dns_timeout_ns
+                });
+                let connecting = p.conns.iter().filter_map(|c| self.conns.get(c)).any(|c| {
+                    c.established_ns.is_none()
+                        && c.closed_ns.is_none()
+                        && now.saturating_sub(c.connect_start_ns) < self.cfg.connect_timeout_ns
+                });
+                !waiting_dns && !connecting
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for client in idle {
+            if let Some(p) = self.close_page(client) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn close_page(&mut self, client: u32) -> Option<PageLoad> {
+        let open = self.pages.remove(&client)?;
+        // Lookups that never got an answer failed.
+        for l in &open.lookups {
+            if let Some(l) = self.lookups.get_mut(l) {
+                if l.ended_ns.is_none() && !l.pending_ids.is_empty() {
+                    l.error.get_or_insert_with(|| "ERR_NAME_NOT_RESOLVED (timed out)".into());
+                }
+            }
+        }
+        let fallback_comm = open.requests.first().map(|r| r.comm.clone()).unwrap_or_default();
+        let client_info = self.client_info(client, &fallback_comm);
+
+        // Index connections and lookups as the page load's own vectors.
+        let mut conn_index: HashMap<u64, usize> = HashMap::new();
+        let mut connections = Vec::new();
+        for id in &open.conns {
+            if let Some(c) = self.conns.get(id) {
+                conn_index.insert(*id, connections.len());
+                connections.push(self.connection_model(c));
+            }
+        }
+        let mut lookup_index: HashMap<u64, usize> = HashMap::new();
+        let mut dns = Vec::new();
+        for id in &open.lookups {
+            if let Some(l) = self.lookups.get(id) {
+                lookup_index.insert(*id, dns.len());
+                dns.push(lookup_model(l));
+            }
+        }
+        let mut requests = open.requests;
+        for r in &mut requests {
+            r.connection = r.connection.and_then(|c| conn_index.get(&(c as u64)).copied());
+            r.dns = r.dns.and_then(|l| lookup_index.get(&(l as u64)).copied());
+        }
+        for (i, c) in connections.iter_mut().enumerate() {
+            c.requests = requests.iter().filter(|r| r.connection == Some(i)).count() as u32;
+        }
+        // Failures that no request covers become entries of their own.
+        let mut failed_entries = Vec::new();
+        for (ts, conn, lookup) in &open.failures {
+            let ci = conn.and_then(|c| conn_index.get(&c).copied());
+            let li = lookup.and_then(|l| lookup_index.get(&l).copied());
+            if ci.is_some_and(|ci| requests.iter().any(|r| r.connection == Some(ci))) {
+                continue;
+            }
+            failed_entries.push(self.failure_request(*ts, ci, li, &connections, &dns, conn.and_then(|c| self.conns.get(&c))));
+        }
+        requests.extend(failed_entries);
+        requests.sort_by_key(|r| r.started_ns);
+
+        if requests.is_empty() {
+            return None;
+        }
+        let redirect_chain = redirect_chain(&requests);
+        let last_hop = redirect_chain.last().map(|i| &requests[*i]);
+        let started_ns = requests.iter().map(|r| r.started_ns).min().unwrap_or(open.started_ns);
+        let ended_ns = requests.iter().map(|r| r.ended_ns).max().unwrap_or(open.last_activity_ns).max(started_ns);
+        let first = redirect_chain.first().map(|i| &requests[*i]);
+        let error = last_hop.and_then(|r| r.error.clone()).or_else(|| {
+            if requests.iter().all(|r| r.status.is_none()) { requests.iter().find_map(|r| r.error.clone()) } else { None }
+        });
+        self.stats.page_loads += 1;
+        Some(PageLoad {
+            client: client_info,
+            url: first.and_then(|r| r.url.clone()),
+            started_ns,
+            ended_ns,
+            status: last_hop.and_then(|r| r.status),
+            error,
+            requests,
+            connections,
+            dns,
+            redirect_chain,
+        })
+    }
+
+    fn failure_request(
+        &self,
+        ts: u64,
+        conn: Option<usize>,
+        lookup: Option<usize>,
+        connections: &[Connection],
+        dns: &[DnsLookup],
+        raw: Option<&ConnState>,
+    ) -> Request {
+        let c = conn.map(|i| &connections[i]);
+        let l = lookup.map(|i| &dns[i]).or_else(|| {
+            raw.and_then(|r| r.dns).and_then(|id| self.lookups.get(&id)).and_then(|x| dns.iter().find(|d| d.name == x.name))
+        });
+        let host = l.map(|l| l.name.clone()).or_else(|| c.and_then(|c| c.dst.clone()));
+        let error = match (c.and_then(|c| c.error.as_deref()), l.and_then(|l| l.error.clone())) {
+            (Some("ECONNREFUSED"), _) => "ERR_CONNECTION_REFUSED".to_string(),
+            (Some("ETIMEDOUT"), _) => "ERR_CONNECTION_TIMED_OUT".to_string(),
+            (Some("ENETUNREACH"), _) | (Some("EHOSTUNREACH"), _) => "ERR_ADDRESS_UNREACHABLE".to_string(),
+            (Some(other), _) => format!("ERR_CONNECTION_FAILED ({other})"),
+            (None, Some(e)) => e,
+            (None, None) => "ERR_FAILED".to_string(),
+        };
+        // The scheme is known only from the port of a connect; a failed lookup has none, so
+        // its URL is just the host.
+        let port = c.and_then(|c| c.dst.as_deref()).and_then(|d| d.parse::<SocketAddr>().ok()).map(|d| d.port());
+        let scheme = match port {
+            Some(443) => Some("https"),
+            Some(80) => Some("http"),
+            _ => None,
+        };
+        let mut t = Timings::default();
+        let started = l.map(|l| l.started_ns).or(c.map(|c| c.connect_start_ns)).unwrap_or(ts);
+        if let Some(l) = l {
+            if let Some(e) = l.ended_ns {
+                t.dns = ms(e.saturating_sub(l.started_ns));
+            }
+        }
+        if let Some(c) = c {
+            if let Some(closed) = c.closed_ns {
+                t.connect = ms(closed.saturating_sub(c.connect_start_ns));
+                t.tcp = t.connect;
+            }
+        }
+        let ended = c.and_then(|c| c.closed_ns).or(l.and_then(|l| l.ended_ns)).unwrap_or(ts).max(started);
+        let raw_c = raw;
+        Request {
+            connection: conn,
+            dns: lookup.or_else(|| l.and_then(|l| dns.iter().position(|d| d == l))),
+            tgid: raw_c.map(|r| r.tgid).or(l.map(|l| l.tgid)).unwrap_or(0),
+            pid: raw_c.map(|r| r.pid).unwrap_or(0),
+            comm: raw_c.map(|r| r.comm.clone()).or(l.map(|l| l.comm.clone())).unwrap_or_default(),
+            method: None,
+            url: host.as_ref().map(|h| match scheme {
+                Some(scheme) => format!("{scheme}://{h}/"),
+                None => h.clone(),
+            }),
+            host,
+            path: None,
+            protocol: None,
+            stream_id: None,
+            status: None,
+            redirect_to: None,
+            content_type: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            response_header_bytes: 0,
+            started_ns: started,
+            ended_ns: ended,
+            timings: t,
+            // A failed attempt is a first attempt: it paid for its lookup and connect.
+            new_connection: true,
+            error: Some(error),
+            complete: false,
+        }
+    }
+
+    fn connection_model(&self, c: &ConnState) -> Connection {
+        let tls = c.tls_lib.filter(|l| *l != TlsLib::None).map(|lib| TlsSession {
+            library: match lib {
+                TlsLib::OpenSsl => "openssl",
+                TlsLib::GnuTls => "gnutls",
+                TlsLib::Nspr => "nspr",
+                TlsLib::BoringSsl => "boringssl",
+                TlsLib::None => "none",
+            }
+            .to_string(),
+            handshake_start_ns: c.hs_start_ns.or(c.established_ns),
+            handshake_end_ns: c.hs_end_ns.or(c.first_data_ns),
+            estimated: c.hs_start_ns.is_none() || c.hs_end_ns.is_none(),
+            version: None,
+            cipher: None,
+            alpn: c.http.protocol().map(|p| match p {
+                crate::http::Protocol::Http2 => "h2".to_string(),
+                crate::http::Protocol::Http1 => "http/1.1".to_string(),
+            }),
+            sni: None,
+        });
+        Connection {
+            tgid: c.tgid,
+            pid: c.pid,
+            comm: c.comm.clone(),
+            fd: c.fd,
+            skaddr: c.skaddr,
+            src: c.src.map(|a| a.to_string()),
+            dst: c.dst.map(|a| a.to_string()),
+            connect_start_ns: c.connect_start_ns,
+            established_ns: c.established_ns,
+            closed_ns: c.closed_ns,
+            error: c.error.clone().or_else(|| c.hs_failed.then(|| "TLS handshake failed".to_string())),
+            tls,
+            requests: 0,
+        }
+    }
+
+    /// Forget the oldest state beyond the bounds, and what has been idle too long.
+    fn evict(&mut self) {
+        let now = self.now_ns;
+        while self.conn_order.len() > self.cfg.max_connections
+            || self.conn_order.front().is_some_and(|id| {
+                self.conns.get(id).is_none_or(|c| now.saturating_sub(c.last_ns) > self.cfg.max_idle_ns)
+            })
+        {
+            let Some(id) = self.conn_order.pop_front() else { break };
+            if let Some(c) = self.conns.remove(&id) {
+                self.stats.evicted_connections += 1;
+                if self.by_fd.get(&(c.tgid, c.fd)) == Some(&id) {
+                    self.by_fd.remove(&(c.tgid, c.fd));
+                }
+                if self.by_sk.get(&c.skaddr) == Some(&id) {
+                    self.by_sk.remove(&c.skaddr);
+                }
+            }
+        }
+        while self.lookup_order.len() > self.cfg.max_lookups
+            || self.lookup_order.front().is_some_and(|id| {
+                self.lookups.get(id).is_none_or(|l| now.saturating_sub(l.started_ns) > self.cfg.max_idle_ns)
+            })
+        {
+            let Some(id) = self.lookup_order.pop_front() else { break };
+            if self.lookups.remove(&id).is_some() {
+                self.stats.evicted_lookups += 1;
+            }
+            self.dns_ids.retain(|_, v| *v != id);
+        }
+        if self.tls_fd.len() > self.cfg.max_connections * 4 {
+            self.tls_fd.clear();
+        }
+    }
+}
+
+fn lookup_model(l: &LookupState) -> DnsLookup {
+    DnsLookup {
+        tgid: l.tgid,
+        comm: l.comm.clone(),
+        name: l.name.clone(),
+        qtypes: l.qtypes.clone(),
+        started_ns: l.started_ns,
+        ended_ns: l.ended_ns,
+        rcode: l.rcode.clone(),
+        cname_chain: l.cname_chain.clone(),
+        addresses: l.addresses.iter().map(|a| a.to_string()).collect(),
+        min_ttl: l.min_ttl,
+        server: l.server.map(|s| s.to_string()),
+        error: l.error.clone(),
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// Query values redacted: they often carry tokens.
+pub fn redact_path(path: &str) -> String {
+    let line = redact_query(&format!("GET {path} HTTP/1.1"));
+    line.strip_prefix("GET ").and_then(|l| l.strip_suffix(" HTTP/1.1")).unwrap_or(path).to_string()
+}
+
+/// Absolute URL of a Location header relative to the request URL.
+fn resolve_location(base: Option<&str>, loc: &str) -> String {
+    match base.and_then(|b| url::Url::parse(b).ok()).and_then(|b| b.join(loc).ok()) {
+        Some(u) => redact_path_url(u.as_str()),
+        None => loc.to_string(),
+    }
+}
+
+fn redact_path_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(parsed) => {
+            let origin = parsed.origin().ascii_serialization();
+            let path = match parsed.query() {
+                Some(q) => format!("{}?{q}", parsed.path()),
+                None => parsed.path().to_string(),
+            };
+            format!("{origin}{}", redact_path(&path))
+        }
+        Err(_) => u.to_string(),
+    }
+}
+
+/// Follow 3xx Location hops from the first request.
+fn redirect_chain(requests: &[Request]) -> Vec<usize> {
+    let Some(first) = requests.iter().position(|r| r.method.is_some() || r.error.is_some()) else {
+        return Vec::new();
+    };
+    let mut chain = vec![first];
+    let mut used = vec![false; requests.len()];
+    used[first] = true;
+    while let Some(next_url) = requests[*chain.last().expect("non-empty")].redirect_to.clone() {
+        let after = requests[*chain.last().expect("non-empty")].started_ns;
+        match requests
+            .iter()
+            .enumerate()
+            .find(|(i, r)| !used[*i] && r.started_ns >= after && r.url.as_deref() == Some(next_url.as_str()))
+        {
+            Some((i, _)) => {
+                used[i] = true;
+                chain.push(i);
+            }
+            None => break,
+        }
+    }
+    chain
+}

@@ -1,0 +1,158 @@
+//! What the stitcher produces: page loads made of requests, each with its connection, DNS
+//! lookup and TLS session. Timestamps are CLOCK_MONOTONIC ns (the kernel's clock); `*_ms`
+//! durations are HAR-style, -1 where a phase did not happen.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PageLoad {
+    /// The client: root of the process tree that did the work (a browser instance, curl).
+    pub client: ClientInfo,
+    /// URL of the first request (the navigation), or of the failed lookup/connect.
+    pub url: Option<String>,
+    pub started_ns: u64,
+    pub ended_ns: u64,
+    /// HTTP status of the last redirect hop's final response (the document).
+    pub status: Option<u16>,
+    /// First failure that prevented the document from loading, browser-style:
+    /// ERR_NAME_NOT_RESOLVED, ERR_CONNECTION_REFUSED, ERR_CONNECTION_TIMED_OUT ...
+    pub error: Option<String>,
+    /// Requests in the order they started (redirect hops first).
+    pub requests: Vec<Request>,
+    pub connections: Vec<Connection>,
+    pub dns: Vec<DnsLookup>,
+    /// Indices into `requests`: the redirect chain from the first request to the document.
+    pub redirect_chain: Vec<usize>,
+}
+
+impl PageLoad {
+    pub fn total_ms(&self) -> f64 {
+        ms(self.ended_ns.saturating_sub(self.started_ns))
+    }
+    pub fn bytes(&self) -> u64 {
+        self.requests.iter().map(|r| r.response_bytes).sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub tgid: u32,
+    /// Display name: the client root's name (firefox-esr, chromium, curl), not a thread name.
+    pub name: String,
+    pub exe: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    /// Index into `PageLoad::connections`; None for a failure before any connection.
+    pub connection: Option<usize>,
+    /// Index into `PageLoad::dns` for the lookup that gave this request's address.
+    pub dns: Option<usize>,
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub method: Option<String>,
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub protocol: Option<String>,
+    pub stream_id: Option<u32>,
+    pub status: Option<u16>,
+    /// Location of a 3xx response.
+    pub redirect_to: Option<String>,
+    pub content_type: Option<String>,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub response_header_bytes: u64,
+    pub started_ns: u64,
+    pub ended_ns: u64,
+    pub timings: Timings,
+    /// First request on its connection (paid for dns/connect/ssl).
+    pub new_connection: bool,
+    pub error: Option<String>,
+    pub complete: bool,
+}
+
+/// HAR 1.2 timings in ms, -1 when not applicable. As HAR 1.2 says, `connect` includes `ssl`;
+/// `tcp` is the TCP handshake alone.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    pub blocked: f64,
+    pub dns: f64,
+    pub connect: f64,
+    pub tcp: f64,
+    pub ssl: f64,
+    pub send: f64,
+    pub wait: f64,
+    pub receive: f64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self { blocked: -1.0, dns: -1.0, connect: -1.0, tcp: -1.0, ssl: -1.0, send: -1.0, wait: -1.0, receive: -1.0 }
+    }
+}
+
+impl Timings {
+    /// HAR total: sum of the non-negative phases, `connect` already holding `ssl`.
+    pub fn total(&self) -> f64 {
+        [self.blocked, self.dns, self.connect, self.send, self.wait, self.receive]
+            .iter()
+            .filter(|v| **v >= 0.0)
+            .sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Connection {
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: String,
+    pub fd: i32,
+    pub skaddr: u64,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub connect_start_ns: u64,
+    pub established_ns: Option<u64>,
+    pub closed_ns: Option<u64>,
+    /// Connect failure: ECONNREFUSED, ETIMEDOUT ...
+    pub error: Option<String>,
+    pub tls: Option<TlsSession>,
+    /// Requests carried (keep-alive / HTTP/2 streams).
+    pub requests: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TlsSession {
+    /// openssl | gnutls | nspr | boring_ssl
+    pub library: String,
+    pub handshake_start_ns: Option<u64>,
+    pub handshake_end_ns: Option<u64>,
+    /// Set when the handshake was not seen and its end is taken from the first write.
+    pub estimated: bool,
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub alpn: Option<String>,
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DnsLookup {
+    pub tgid: u32,
+    pub comm: String,
+    pub name: String,
+    /// Query types asked together (A, AAAA, HTTPS).
+    pub qtypes: Vec<String>,
+    pub started_ns: u64,
+    pub ended_ns: Option<u64>,
+    pub rcode: Option<String>,
+    pub cname_chain: Vec<String>,
+    pub addresses: Vec<String>,
+    pub min_ttl: Option<u32>,
+    pub server: Option<String>,
+    /// ERR_NAME_NOT_RESOLVED (NXDOMAIN), SERVFAIL, timeout ...
+    pub error: Option<String>,
+}
+
+pub fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e4).round() / 100.0
+}
