@@ -1,11 +1,14 @@
 //! tracer: every page load on this machine, seen from the kernel.
+pub mod boringssl;
 pub mod daemon;
 pub mod db;
 pub mod decode;
 pub mod events;
+pub mod http;
 pub mod libs;
 pub mod printer;
 pub mod probes;
+pub mod stitch;
 pub mod stream;
 pub mod system;
 pub mod web;

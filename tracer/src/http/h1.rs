@@ -1,0 +1,1047 @@
+//! HTTP/1.x: heads with `httparse`, bodies by Content-Length, chunked coding or the close.
+//!
+//! Each direction has its own parser ([`Side`]). Requests open exchanges in order; each
+//! response goes to the oldest exchange still waiting for one. When a direction cannot be
+//! followed (a parse error, the start of a message inside a capture gap), it is *lost* until a
+//! later chunk starts with something that looks like a message start: a request line, or
+//! `HTTP/1.x NNN`. Requests and responses nearly always start at the start of a library call,
+//! so this finds the next message quickly.
+use std::collections::VecDeque;
+
+use super::{
+    Direction, FieldList, HttpExchange, MAX_HEAD_BYTES, MAX_OUTSTANDING_REQUESTS, Protocol, Sink,
+    dir_name,
+};
+
+/// Header slots given to httparse.
+const PARSE_HEADERS: usize = 256;
+/// Longest chunk-size line (with extensions) accepted.
+const MAX_CHUNK_LINE: usize = 1024;
+/// Longest method token accepted when looking for a request start.
+const METHOD_MAX: usize = 24;
+/// How far to look for the end of a start line.
+const LINE_SEARCH: usize = 8 * 1024;
+
+pub(super) struct H1 {
+    req: Side,
+    resp: Side,
+    open: VecDeque<Open>,
+    next_id: u64,
+}
+
+/// An exchange in flight.
+struct Open {
+    id: u64,
+    ex: HttpExchange,
+    is_head: bool,
+    is_connect: bool,
+    /// The final (non-1xx) response head was seen.
+    response_final: bool,
+}
+
+#[derive(Default)]
+struct Side {
+    phase: Phase,
+    head: Vec<u8>,
+    head_start_ns: u64,
+    head_ts: u64,
+    /// The exchange whose body this side is reading.
+    cur: Option<u64>,
+}
+
+#[derive(Default)]
+enum Phase {
+    #[default]
+    Head,
+    Body(Body),
+    /// Skipping until a chunk starts with a message start.
+    Lost,
+    /// After 101 Switching Protocols or a successful CONNECT: not HTTP any more.
+    Tunnel,
+}
+
+enum Body {
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+    /// Framing unknown (a gap hid it): bytes are counted, the end is found heuristically:
+    /// `length` unseen bytes, a chunked terminator ending a chunk, or the next message start.
+    Blind {
+        length: Option<u64>,
+        chunked: bool,
+        seen: u64,
+    },
+}
+
+enum Chunked {
+    /// Reading a chunk-size line.
+    Size(Vec<u8>),
+    Data(u64),
+    /// The CRLF after chunk data (`true` once the CR was seen).
+    DataEnd(bool),
+    /// Trailer lines up to the empty line; the length of the current line.
+    Trailers(usize),
+}
+
+/// What feeding bytes (or a gap) to a body did.
+#[derive(Default)]
+struct Step {
+    consumed: u64,
+    counted: u64,
+    done: bool,
+    /// Framing lost at this point (chunked): the reason.
+    lost: Option<&'static str>,
+}
+
+/// An owned, parsed message head.
+struct Head {
+    len: usize,
+    method: Option<String>,
+    target: Option<String>,
+    status: Option<u16>,
+    fields: FieldList,
+    content_length: Result<Option<u64>, ()>,
+    chunked: bool,
+    /// Transfer-Encoding present without chunked last.
+    other_te: bool,
+}
+
+impl H1 {
+    pub(super) fn new() -> Self {
+        H1 {
+            req: Side::default(),
+            resp: Side::default(),
+            open: VecDeque::new(),
+            next_id: 0,
+        }
+    }
+
+    pub(super) fn feed(
+        &mut self,
+        dir: Direction,
+        start_ns: u64,
+        ts: u64,
+        data: &[u8],
+        gap: u64,
+        sink: &mut Sink,
+    ) {
+        let mut side = std::mem::take(self.side_mut(dir));
+        let mut pos = 0usize;
+        let mut chunk_start = true;
+        // Every turn consumes bytes or changes the phase; the bound is a safety net.
+        let mut turns = 2 * data.len() + 8;
+        while pos < data.len() && turns > 0 {
+            turns -= 1;
+            let rest = &data[pos..];
+            match &mut side.phase {
+                Phase::Tunnel => pos = data.len(),
+                Phase::Lost => {
+                    if chunk_start && looks_like_start(dir, rest) {
+                        side.phase = Phase::Head;
+                    } else {
+                        pos = data.len();
+                    }
+                }
+                Phase::Head => pos += self.head_bytes(&mut side, dir, start_ns, ts, rest, sink),
+                Phase::Body(body) => {
+                    if chunk_start
+                        && matches!(body, Body::Blind { .. })
+                        && looks_like_start(dir, rest)
+                    {
+                        self.end_blind(&mut side, dir, sink);
+                        side.phase = Phase::Head;
+                        continue;
+                    }
+                    let step = body.feed(rest);
+                    pos += step.consumed as usize;
+                    self.after_step(&mut side, dir, ts, step, 0, sink);
+                }
+            }
+            chunk_start = false;
+        }
+        if gap > 0 {
+            self.gap(&mut side, dir, ts, gap, sink);
+        }
+        // The end of a blind body, checked where the call ended.
+        if let Phase::Body(Body::Blind {
+            length,
+            chunked,
+            seen,
+        }) = &side.phase
+        {
+            let by_length = length.is_some_and(|l| *seen >= l);
+            let by_terminator = *chunked && gap == 0 && data.ends_with(b"0\r\n\r\n");
+            if by_length || by_terminator {
+                self.end_blind(&mut side, dir, sink);
+                side.phase = Phase::Head;
+            }
+        }
+        *self.side_mut(dir) = side;
+    }
+
+    pub(super) fn flush(&mut self, sink: &mut Sink) {
+        let mut resp = std::mem::take(&mut self.resp);
+        if matches!(resp.phase, Phase::Body(Body::UntilClose)) {
+            // The close delimits this body: complete.
+            if let Some(id) = resp.cur {
+                self.finish(id, None, sink);
+            }
+        } else if matches!(resp.phase, Phase::Body(Body::Blind { .. })) {
+            self.end_blind(&mut resp, Direction::Recv, sink);
+        }
+        while let Some(mut o) = self.open.pop_front() {
+            o.ex.mark_partial(if o.response_final {
+                "connection closed before the response ended"
+            } else {
+                "connection closed before a response"
+            });
+            sink.emit(o.ex);
+        }
+        self.req = Side::default();
+        self.resp = Side::default();
+    }
+
+    fn side_mut(&mut self, dir: Direction) -> &mut Side {
+        match dir {
+            Direction::Send => &mut self.req,
+            Direction::Recv => &mut self.resp,
+        }
+    }
+
+    fn get(&mut self, id: u64) -> Option<&mut Open> {
+        self.open.iter_mut().find(|o| o.id == id)
+    }
+
+    /// Bytes of `rest` used while reading a head.
+    fn head_bytes(
+        &mut self,
+        side: &mut Side,
+        dir: Direction,
+        start_ns: u64,
+        ts: u64,
+        rest: &[u8],
+        sink: &mut Sink,
+    ) -> usize {
+        let mut skip = 0;
+        if side.head.is_empty() {
+            // Empty lines before a message are ignored (RFC 9112, section 2.2).
+            while skip < rest.len() && (rest[skip] == b'\r' || rest[skip] == b'\n') {
+                skip += 1;
+            }
+            if skip == rest.len() {
+                return skip;
+            }
+            side.head_start_ns = start_ns;
+            side.head_ts = ts;
+        }
+        let rest = &rest[skip..];
+        let before = side.head.len();
+        let take = rest.len().min(MAX_HEAD_BYTES - before);
+        side.head.extend_from_slice(&rest[..take]);
+        match parse_head(dir, &side.head) {
+            Ok(Some(head)) => {
+                let used = head.len.saturating_sub(before).min(take);
+                side.head.clear();
+                self.on_head(side, dir, head, ts, None, 0, sink);
+                skip + used
+            }
+            Ok(None) if side.head.len() < MAX_HEAD_BYTES => skip + take,
+            Ok(None) => {
+                self.lose(side, dir, "message head larger than 64 KiB", sink);
+                skip + rest.len()
+            }
+            Err(e) => {
+                let why = format!("HTTP/1 {} head not parseable: {e}", dir_name(dir));
+                self.lose(side, dir, &why, sink);
+                skip + rest.len()
+            }
+        }
+    }
+
+    /// A complete head (or, with `cut`, the captured part of one whose end fell into a gap of
+    /// `gap` bytes).
+    #[allow(clippy::too_many_arguments)]
+    fn on_head(
+        &mut self,
+        side: &mut Side,
+        dir: Direction,
+        head: Head,
+        ts: u64,
+        cut: Option<&str>,
+        gap: u64,
+        sink: &mut Sink,
+    ) {
+        match dir {
+            Direction::Send => self.on_request(side, head, ts, cut, gap, sink),
+            Direction::Recv => self.on_response(side, head, ts, cut, gap, sink),
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        side: &mut Side,
+        head: Head,
+        ts: u64,
+        cut: Option<&str>,
+        gap: u64,
+        sink: &mut Sink,
+    ) {
+        let mut ex = HttpExchange::new(Protocol::Http1);
+        let method = head.method.clone();
+        let (scheme, authority, path) = split_target(head.target.as_deref());
+        ex.scheme = scheme;
+        ex.authority = authority.or_else(|| field(&head.fields, "host"));
+        ex.path = path;
+        ex.method = method.clone();
+        ex.request_header_bytes = head.len as u64;
+        ex.request_start_ns = side.head_start_ns;
+        ex.request_end_ns = ts;
+        let mut body = None;
+        if let Some(why) = cut {
+            ex.mark_partial(why);
+            body = match (head.content_length, head.chunked) {
+                (_, true) => Some(Body::Blind {
+                    length: None,
+                    chunked: true,
+                    seen: gap,
+                }),
+                (Ok(Some(l)), false) if l > 0 => Some(Body::Blind {
+                    length: Some(l),
+                    chunked: false,
+                    seen: gap,
+                }),
+                _ => None,
+            };
+        } else if head.chunked {
+            body = Some(Body::Chunked(Chunked::Size(Vec::new())));
+        } else if head.other_te {
+            ex.mark_partial("request Transfer-Encoding without chunked: body not delimited");
+            body = Some(Body::Blind {
+                length: None,
+                chunked: false,
+                seen: 0,
+            });
+        } else {
+            match head.content_length {
+                Ok(Some(l)) if l > 0 => body = Some(Body::Length(l)),
+                Ok(_) => {}
+                Err(()) => {
+                    sink.error("HTTP/1 request with an invalid Content-Length");
+                    ex.mark_partial("invalid request Content-Length");
+                    body = Some(Body::Blind {
+                        length: None,
+                        chunked: false,
+                        seen: 0,
+                    });
+                }
+            }
+        }
+        ex.request_headers = head.fields.fields;
+        let id = self.next_id;
+        self.next_id += 1;
+        let m = method.as_deref().unwrap_or("");
+        self.open.push_back(Open {
+            id,
+            ex,
+            is_head: m.eq_ignore_ascii_case("HEAD"),
+            is_connect: m.eq_ignore_ascii_case("CONNECT"),
+            response_final: false,
+        });
+        if self.open.len() > MAX_OUTSTANDING_REQUESTS
+            && let Some(mut o) = self.open.pop_front()
+        {
+            sink.error("too many HTTP/1 requests without a response: oldest given up");
+            o.ex.mark_partial("given up: too many requests waiting for a response");
+            if self.resp.cur == Some(o.id) {
+                self.resp.cur = None;
+            }
+            sink.emit(o.ex);
+        }
+        match body {
+            Some(b) => {
+                side.cur = Some(id);
+                side.phase = Phase::Body(b);
+            }
+            None => {
+                side.cur = None;
+                side.phase = if cut.is_some() {
+                    Phase::Lost
+                } else {
+                    Phase::Head
+                };
+            }
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        side: &mut Side,
+        head: Head,
+        ts: u64,
+        cut: Option<&str>,
+        gap: u64,
+        sink: &mut Sink,
+    ) {
+        let status = head.status.unwrap_or(0);
+        let id = match self.open.iter().find(|o| !o.response_final) {
+            Some(o) => o.id,
+            None => {
+                // A response without a request we saw (it was lost, or came before the
+                // capture started).
+                let id = self.next_id;
+                self.next_id += 1;
+                let mut ex = HttpExchange::new(Protocol::Http1);
+                ex.request_start_ns = side.head_start_ns;
+                ex.request_end_ns = side.head_start_ns;
+                ex.mark_partial("request not captured");
+                self.open.push_back(Open {
+                    id,
+                    ex,
+                    is_head: false,
+                    is_connect: false,
+                    response_final: false,
+                });
+                id
+            }
+        };
+        let start_ns = side.head_ts;
+        let Some(o) = self.get(id) else { return };
+        o.ex.response_header_bytes = o.ex.response_header_bytes.saturating_add(head.len as u64);
+        o.ex.set_response_end(ts);
+        if (100..200).contains(&status) && status != 101 {
+            // Interim (100 Continue, 103 Early Hints): the final head follows, unless a gap
+            // hid where this one ends (and so, likely, the final one).
+            match cut {
+                None => side.phase = Phase::Head,
+                Some(why) => self.lose(side, Direction::Recv, why, sink),
+            }
+            return;
+        }
+        o.response_final = true;
+        o.ex.status = head.status;
+        o.ex.response_start_ns = Some(start_ns);
+        o.ex.response_headers = head.fields.fields;
+        let no_body = o.is_head || status == 204 || status == 304;
+        let tunnel = status == 101 || (o.is_connect && (200..300).contains(&status));
+        if let Some(why) = cut {
+            o.ex.mark_partial(why);
+        }
+        side.cur = Some(id);
+        if tunnel {
+            self.finish(id, None, sink);
+            side.phase = Phase::Tunnel;
+            self.req.phase = Phase::Tunnel;
+            side.cur = None;
+            return;
+        }
+        if no_body {
+            self.finish(id, None, sink);
+            side.phase = if cut.is_some() {
+                Phase::Lost
+            } else {
+                Phase::Head
+            };
+            return;
+        }
+        let body = if cut.is_some() {
+            match (head.content_length, head.chunked) {
+                (_, true) => Body::Blind {
+                    length: None,
+                    chunked: true,
+                    seen: gap,
+                },
+                (Ok(Some(l)), false) => Body::Blind {
+                    length: Some(l),
+                    chunked: false,
+                    seen: gap,
+                },
+                _ => Body::Blind {
+                    length: None,
+                    chunked: false,
+                    seen: gap,
+                },
+            }
+        } else if head.chunked {
+            Body::Chunked(Chunked::Size(Vec::new()))
+        } else if head.other_te {
+            Body::UntilClose
+        } else {
+            match head.content_length {
+                Ok(Some(0)) => {
+                    self.finish(id, None, sink);
+                    side.phase = Phase::Head;
+                    return;
+                }
+                Ok(Some(l)) => Body::Length(l),
+                Ok(None) => Body::UntilClose,
+                Err(()) => {
+                    sink.error("HTTP/1 response with an invalid Content-Length");
+                    if let Some(o) = self.get(id) {
+                        o.ex.mark_partial("invalid response Content-Length: body size approximate");
+                    }
+                    Body::Blind {
+                        length: None,
+                        chunked: false,
+                        seen: 0,
+                    }
+                }
+            }
+        };
+        side.phase = Phase::Body(body);
+    }
+
+    /// Applies a body step: counts bytes, ends the message, or switches to blind framing.
+    fn after_step(
+        &mut self,
+        side: &mut Side,
+        dir: Direction,
+        ts: u64,
+        step: Step,
+        leftover_gap: u64,
+        sink: &mut Sink,
+    ) {
+        if let Some(id) = side.cur {
+            self.count(dir, id, step.counted, ts);
+        }
+        if step.done {
+            self.message_done(side, dir, sink);
+            if leftover_gap > 0 {
+                self.lose(
+                    side,
+                    dir,
+                    "start of the next message inside a capture gap",
+                    sink,
+                );
+            }
+        } else if let Some(why) = step.lost {
+            if let Some(o) = side.cur.and_then(|id| self.get(id)) {
+                o.ex.mark_partial(why);
+            }
+            side.phase = Phase::Body(Body::Blind {
+                length: None,
+                chunked: true,
+                seen: leftover_gap,
+            });
+        }
+    }
+
+    fn gap(&mut self, side: &mut Side, dir: Direction, ts: u64, gap: u64, sink: &mut Sink) {
+        match &mut side.phase {
+            Phase::Tunnel | Phase::Lost => {}
+            Phase::Head => {
+                if side.head.is_empty() {
+                    self.lose(side, dir, "start of a message inside a capture gap", sink);
+                } else {
+                    let head = std::mem::take(&mut side.head);
+                    match parse_partial_head(dir, &head) {
+                        Some(h) => {
+                            let why = format!(
+                                "{} headers cut by a capture gap after {} bytes",
+                                match dir {
+                                    Direction::Send => "request",
+                                    Direction::Recv => "response",
+                                },
+                                head.len()
+                            );
+                            sink.error(format!("HTTP/1 {}: {why}", dir_name(dir)));
+                            self.on_head(side, dir, h, ts, Some(&why), gap, sink);
+                            if let Some(id) = side.cur {
+                                self.touch(dir, id, ts);
+                            }
+                        }
+                        None => self.lose(
+                            side,
+                            dir,
+                            "message head cut by a capture gap before its first line ended",
+                            sink,
+                        ),
+                    }
+                }
+            }
+            Phase::Body(body) => {
+                let step = body.gap(gap);
+                let leftover = gap - step.consumed.min(gap);
+                self.after_step(side, dir, ts, step, leftover, sink);
+            }
+        }
+    }
+
+    /// Bytes of the body of exchange `id` in direction `dir`.
+    fn count(&mut self, dir: Direction, id: u64, n: u64, ts: u64) {
+        if let Some(o) = self.get(id) {
+            match dir {
+                Direction::Send => {
+                    o.ex.request_body_bytes = o.ex.request_body_bytes.saturating_add(n);
+                    o.ex.set_request_end(ts);
+                }
+                Direction::Recv => {
+                    o.ex.response_body_bytes = o.ex.response_body_bytes.saturating_add(n);
+                    o.ex.set_response_end(ts);
+                }
+            }
+        }
+    }
+
+    fn touch(&mut self, dir: Direction, id: u64, ts: u64) {
+        self.count(dir, id, 0, ts);
+    }
+
+    fn message_done(&mut self, side: &mut Side, dir: Direction, sink: &mut Sink) {
+        side.phase = Phase::Head;
+        let Some(id) = side.cur.take() else { return };
+        if dir == Direction::Recv {
+            self.finish(id, None, sink);
+        }
+    }
+
+    /// Ends a blind body: its bytes are counted now.
+    fn end_blind(&mut self, side: &mut Side, dir: Direction, sink: &mut Sink) {
+        let Phase::Body(Body::Blind { length, seen, .. }) = std::mem::take(&mut side.phase) else {
+            return;
+        };
+        side.phase = Phase::Head;
+        let counted = match length {
+            Some(l) => l.min(seen),
+            None => seen,
+        };
+        if let Some(id) = side.cur {
+            if let Some(o) = self.get(id)
+                && length.is_none()
+            {
+                o.ex.mark_partial("body end found heuristically: size approximate");
+            }
+            self.count(dir, id, counted, 0);
+        }
+        self.message_done(side, dir, sink);
+    }
+
+    /// This direction cannot be followed: skip to the next message start. The exchange it was
+    /// reading (or, for responses, the one waiting for this response) ends as partial.
+    fn lose(&mut self, side: &mut Side, dir: Direction, why: &str, sink: &mut Sink) {
+        sink.error(format!("HTTP/1 {}: {why}", dir_name(dir)));
+        side.phase = Phase::Lost;
+        side.head.clear();
+        let cur = side.cur.take();
+        match dir {
+            Direction::Send => {
+                if let Some(o) = cur.and_then(|id| self.get(id)) {
+                    o.ex.mark_partial(why);
+                }
+            }
+            Direction::Recv => {
+                let target =
+                    cur.or_else(|| self.open.iter().find(|o| !o.response_final).map(|o| o.id));
+                if let Some(id) = target {
+                    self.finish(id, Some(why), sink);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, id: u64, why: Option<&str>, sink: &mut Sink) {
+        let Some(i) = self.open.iter().position(|o| o.id == id) else {
+            return;
+        };
+        let Some(mut o) = self.open.remove(i) else {
+            return;
+        };
+        if let Some(w) = why {
+            o.ex.mark_partial(w);
+        }
+        if self.resp.cur == Some(id) {
+            self.resp.cur = None;
+        }
+        sink.emit(o.ex);
+    }
+}
+
+impl Body {
+    fn feed(&mut self, data: &[u8]) -> Step {
+        match self {
+            Body::Length(rem) => {
+                let n = (*rem).min(data.len() as u64);
+                *rem -= n;
+                Step {
+                    consumed: n,
+                    counted: n,
+                    done: *rem == 0,
+                    lost: None,
+                }
+            }
+            Body::UntilClose => {
+                let n = data.len() as u64;
+                Step {
+                    consumed: n,
+                    counted: n,
+                    ..Step::default()
+                }
+            }
+            Body::Blind { seen, .. } => {
+                let n = data.len() as u64;
+                *seen = seen.saturating_add(n);
+                Step {
+                    consumed: n,
+                    ..Step::default()
+                }
+            }
+            Body::Chunked(c) => c.feed(data),
+        }
+    }
+
+    fn gap(&mut self, n: u64) -> Step {
+        match self {
+            Body::Length(rem) => {
+                let k = (*rem).min(n);
+                *rem -= k;
+                Step {
+                    consumed: k,
+                    counted: k,
+                    done: *rem == 0,
+                    lost: None,
+                }
+            }
+            Body::UntilClose => Step {
+                consumed: n,
+                counted: n,
+                ..Step::default()
+            },
+            Body::Blind { seen, .. } => {
+                *seen = seen.saturating_add(n);
+                Step {
+                    consumed: n,
+                    ..Step::default()
+                }
+            }
+            Body::Chunked(Chunked::Data(rem)) => {
+                let k = (*rem).min(n);
+                *rem -= k;
+                if *rem == 0 {
+                    *self = Body::Chunked(Chunked::DataEnd(false));
+                }
+                if k < n {
+                    Step {
+                        consumed: k,
+                        counted: k,
+                        done: false,
+                        lost: Some("chunked framing inside a capture gap: body size approximate"),
+                    }
+                } else {
+                    Step {
+                        consumed: k,
+                        counted: k,
+                        ..Step::default()
+                    }
+                }
+            }
+            Body::Chunked(_) => Step {
+                lost: Some("chunked framing inside a capture gap: body size approximate"),
+                ..Step::default()
+            },
+        }
+    }
+}
+
+impl Chunked {
+    fn feed(&mut self, data: &[u8]) -> Step {
+        let mut step = Step::default();
+        let mut i = 0usize;
+        while i < data.len() {
+            match self {
+                Chunked::Size(line) => {
+                    let b = data[i];
+                    i += 1;
+                    if b == b'\n' {
+                        match parse_chunk_size(line) {
+                            Some(0) => *self = Chunked::Trailers(0),
+                            Some(n) => *self = Chunked::Data(n),
+                            None => {
+                                step.lost = Some("bad chunk size line: body size approximate");
+                                break;
+                            }
+                        }
+                    } else if line.len() >= MAX_CHUNK_LINE {
+                        step.lost = Some("chunk size line too long: body size approximate");
+                        break;
+                    } else {
+                        line.push(b);
+                    }
+                }
+                Chunked::Data(rem) => {
+                    let n = (*rem).min((data.len() - i) as u64);
+                    *rem -= n;
+                    i += n as usize;
+                    step.counted += n;
+                    if *rem == 0 {
+                        *self = Chunked::DataEnd(false);
+                    }
+                }
+                Chunked::DataEnd(cr) => {
+                    let b = data[i];
+                    i += 1;
+                    match b {
+                        b'\r' if !*cr => *cr = true,
+                        b'\n' => *self = Chunked::Size(Vec::new()),
+                        _ => {
+                            step.lost =
+                                Some("chunk data not followed by CRLF: body size approximate");
+                            break;
+                        }
+                    }
+                }
+                Chunked::Trailers(line_len) => {
+                    let b = data[i];
+                    i += 1;
+                    match b {
+                        b'\n' if *line_len == 0 => {
+                            step.done = true;
+                            break;
+                        }
+                        b'\n' => *line_len = 0,
+                        b'\r' => {}
+                        _ => *line_len += 1,
+                    }
+                }
+            }
+        }
+        // After a framing loss the rest of the data goes to the blind body that follows.
+        step.consumed = i as u64;
+        step
+    }
+}
+
+/// `1a;ext=1\r` -> 26.
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
+    let hex = line[..end].trim_ascii();
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in hex {
+        let d = (b as char).to_digit(16)?;
+        v = v.checked_mul(16)?.checked_add(u64::from(d))?;
+    }
+    Some(v)
+}
+
+fn parser_config() -> httparse::ParserConfig {
+    let mut c = httparse::ParserConfig::default();
+    c.allow_spaces_after_header_name_in_responses(true)
+        .allow_obsolete_multiline_headers_in_responses(true)
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .allow_multiple_spaces_in_response_status_delimiters(true)
+        .ignore_invalid_headers_in_responses(true)
+        .ignore_invalid_headers_in_requests(true);
+    c
+}
+
+/// `Ok(None)`: not complete yet.
+fn parse_head(dir: Direction, buf: &[u8]) -> Result<Option<Head>, httparse::Error> {
+    let mut slots = [httparse::EMPTY_HEADER; PARSE_HEADERS];
+    let config = parser_config();
+    match dir {
+        Direction::Send => {
+            let mut req = httparse::Request::new(&mut slots);
+            match config.parse_request(&mut req, buf)? {
+                httparse::Status::Partial => Ok(None),
+                httparse::Status::Complete(len) => Ok(Some(Head::new(
+                    len,
+                    req.method.map(str::to_string),
+                    req.path.map(str::to_string),
+                    None,
+                    req.headers,
+                ))),
+            }
+        }
+        Direction::Recv => {
+            let mut resp = httparse::Response::new(&mut slots);
+            match config.parse_response(&mut resp, buf)? {
+                httparse::Status::Partial => Ok(None),
+                httparse::Status::Complete(len) => {
+                    Ok(Some(Head::new(len, None, None, resp.code, resp.headers)))
+                }
+            }
+        }
+    }
+}
+
+/// The complete lines of a head whose end was not captured, parsed as if the head ended
+/// there. `len` is the captured length.
+fn parse_partial_head(dir: Direction, buf: &[u8]) -> Option<Head> {
+    let last_nl = buf.iter().rposition(|&b| b == b'\n')?;
+    let mut copy = Vec::with_capacity(last_nl + 3);
+    copy.extend_from_slice(&buf[..=last_nl]);
+    copy.extend_from_slice(b"\r\n");
+    let mut head = match parse_head(dir, &copy) {
+        Ok(Some(h)) => h,
+        _ => {
+            // Maybe only the start line is usable.
+            let first_nl = buf.iter().position(|&b| b == b'\n')?;
+            let mut copy = buf[..=first_nl].to_vec();
+            copy.extend_from_slice(b"\r\n");
+            let mut h = parse_head(dir, &copy).ok()??;
+            h.fields = FieldList::default();
+            h.content_length = Ok(None);
+            h.chunked = false;
+            h.other_te = false;
+            h
+        }
+    };
+    head.len = buf.len();
+    Some(head)
+}
+
+impl Head {
+    fn new(
+        len: usize,
+        method: Option<String>,
+        target: Option<String>,
+        status: Option<u16>,
+        headers: &[httparse::Header<'_>],
+    ) -> Head {
+        let mut fields = FieldList::default();
+        let mut content_length: Result<Option<u64>, ()> = Ok(None);
+        let mut chunked = false;
+        let mut other_te = false;
+        for h in headers {
+            fields.push(h.name.as_bytes(), h.value);
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let v = std::str::from_utf8(h.value).ok().map(str::trim);
+                // Repeated identical values (`5, 5`) are allowed; different ones are not.
+                let mut parsed: Option<u64> = None;
+                let mut ok = v.is_some();
+                for part in v.unwrap_or("").split(',') {
+                    match part.trim().parse::<u64>() {
+                        Ok(n) if parsed.is_none_or(|p| p == n) => parsed = Some(n),
+                        _ => ok = false,
+                    }
+                }
+                content_length = match (content_length, ok, parsed) {
+                    (Ok(None), true, Some(n)) => Ok(Some(n)),
+                    (Ok(Some(p)), true, Some(n)) if p == n => Ok(Some(n)),
+                    _ => Err(()),
+                };
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                let v = String::from_utf8_lossy(h.value);
+                let last = v
+                    .rsplit(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                if last == "chunked" {
+                    chunked = true;
+                    other_te = false;
+                } else if !v.trim().is_empty() {
+                    chunked = false;
+                    other_te = true;
+                }
+            }
+        }
+        Head {
+            len,
+            method,
+            target,
+            status,
+            fields,
+            content_length,
+            chunked,
+            other_te,
+        }
+    }
+}
+
+fn field(fields: &FieldList, name: &str) -> Option<String> {
+    fields
+        .fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// (scheme, authority, path) of a request target: absolute form `http://host/p` gives all
+/// three, origin form `/p` only the path, authority form (CONNECT `host:443`) the authority.
+fn split_target(target: Option<&str>) -> (Option<String>, Option<String>, Option<String>) {
+    let Some(t) = target else {
+        return (None, None, None);
+    };
+    if let Some((scheme, rest)) = t.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        let (auth, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        return (
+            Some(scheme.to_ascii_lowercase()),
+            Some(auth.to_string()),
+            Some(path),
+        );
+    }
+    if !t.starts_with('/') && t != "*" && !t.contains('/') && t.contains(':') {
+        return (None, Some(t.to_string()), None);
+    }
+    (None, None, Some(t.to_string()))
+}
+
+fn looks_like_start(dir: Direction, data: &[u8]) -> bool {
+    match dir {
+        Direction::Send => request_line_ok(data, false),
+        Direction::Recv => looks_like_response(data),
+    }
+}
+
+/// The data starts with an HTTP/1 request line; at the very start of a connection a chunk
+/// without a line end (a request line written in pieces) is accepted if it starts with a
+/// method and a space.
+pub(super) fn looks_like_request(data: &[u8]) -> bool {
+    request_line_ok(data, true)
+}
+
+fn request_line_ok(data: &[u8], lenient: bool) -> bool {
+    let data = &data[..data.len().min(LINE_SEARCH)];
+    let is_method_byte = |b: &u8| b.is_ascii_uppercase() || b"-_".contains(b);
+    let Some(sp) = data.iter().take(METHOD_MAX + 1).position(|&b| b == b' ') else {
+        // A first write holding only the start of a method ("GE").
+        return lenient
+            && !data.is_empty()
+            && data.len() <= METHOD_MAX
+            && data.iter().all(is_method_byte);
+    };
+    let method = &data[..sp];
+    if method.is_empty() || !method.iter().all(is_method_byte) {
+        return false;
+    }
+    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+        return lenient
+            && data[sp + 1..]
+                .iter()
+                .all(|b| b.is_ascii_graphic() || *b == b' ');
+    };
+    let line = data[..nl].strip_suffix(b"\r").unwrap_or(&data[..nl]);
+    let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
+    let (_, Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    target.iter().all(u8::is_ascii_graphic) && version.starts_with(b"HTTP/1.")
+}
+
+/// `HTTP/1.x NNN`.
+pub(super) fn looks_like_response(data: &[u8]) -> bool {
+    data.len() >= 12
+        && data.starts_with(b"HTTP/1.")
+        && data[7].is_ascii_digit()
+        && data[8] == b' '
+        && data[9..12].iter().all(u8::is_ascii_digit)
+}
