@@ -137,6 +137,11 @@ impl Probes {
             out.extend(crate::probes::attach_library(&mut self.ebpf, &lib));
             self.libraries.push(lib);
         }
+        let (bssl, warnings) = crate::probes::attach_boringssl(&mut self.ebpf, &mut self.boringssl_checked);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        out.extend(bssl);
         self.status.extend(out.iter().cloned());
         out
     }

@@ -81,6 +81,8 @@ pub struct Probes {
     pub kernel: KernelSupport,
     pub libraries: Vec<TlsLibrary>,
     pub warnings: Vec<String>,
+    /// Binaries already examined for built-in BoringSSL.
+    pub boringssl_checked: Vec<PathBuf>,
 }
 
 /// Tracepoint field offsets the eBPF programs are compiled with.
@@ -199,6 +201,7 @@ impl Probes {
         }
 
         let mut libraries = Vec::new();
+        let mut boringssl_checked = Vec::new();
         if config.tls {
             let (mut libs, w) = crate::libs::find_tls_libraries();
             warnings.extend(w);
@@ -220,8 +223,11 @@ impl Probes {
                 status.extend(attach_library(&mut ebpf, lib));
             }
             libraries = libs;
+            let (bssl, w) = attach_boringssl(&mut ebpf, &mut boringssl_checked);
+            status.extend(bssl);
+            warnings.extend(w);
         }
-        Ok(Probes { ebpf, status, kernel: kernel_support(), libraries, warnings })
+        Ok(Probes { ebpf, status, kernel: kernel_support(), libraries, warnings, boringssl_checked })
     }
 
     /// Lost records per kind, summed over CPUs.
@@ -259,6 +265,78 @@ fn attach_tracepoint(
         tp.load().with_context(|| format!("verifier rejected {program}"))?;
     }
     tp.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
+    Ok(())
+}
+
+/// BoringSSL compiled into a stripped binary (Chromium): found by code signature, attached
+/// at file offsets. Binaries in `done` are skipped (rescans). A build whose functions cannot
+/// be found is reported, not guessed: a uprobe at a wrong offset can crash the browser. Its
+/// DNS and TCP are still traced.
+pub fn attach_boringssl(ebpf: &mut Ebpf, done: &mut Vec<PathBuf>) -> (Vec<ProbeStatus>, Vec<String>) {
+    let mut status = Vec::new();
+    let mut warnings = Vec::new();
+    for path in crate::boringssl::candidates() {
+        if done.contains(&path) {
+            continue;
+        }
+        done.push(path.clone());
+        let found = match crate::boringssl::find_cached(&path, Path::new(crate::boringssl::DEFAULT_CACHE_DIR)) {
+            Ok(f) => f,
+            Err(e) => {
+                warnings.push(format!(
+                    "BoringSSL functions not found in {} ({e}): its TLS plaintext is not traced; DNS and TCP still are",
+                    path.display()
+                ));
+                status.push(ProbeStatus {
+                    family: "tls_boringssl".into(),
+                    point: "uprobe SSL_write/SSL_read/SSL_do_handshake (by signature)".into(),
+                    target: Some(path.clone()),
+                    variant: "uprobe",
+                    attached: false,
+                    error: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
+        for (entry, ret, name, offset) in found.attach_points() {
+            let r = attach_uprobe_at(ebpf, ret, offset, &path);
+            let ret_ok = r.is_ok();
+            status.push(ProbeStatus {
+                family: "tls_boringssl".into(),
+                point: format!("uretprobe {name} @ {offset:#x}"),
+                target: Some(path.clone()),
+                variant: "uretprobe",
+                attached: r.is_ok(),
+                error: r.err().map(|e| format!("{e:#}")),
+            });
+            let r = if ret_ok {
+                attach_uprobe_at(ebpf, entry, offset, &path)
+            } else {
+                Err(anyhow::anyhow!("skipped: its return probe did not attach"))
+            };
+            status.push(ProbeStatus {
+                family: "tls_boringssl".into(),
+                point: format!("uprobe {name} @ {offset:#x}"),
+                target: Some(path.clone()),
+                variant: "uprobe",
+                attached: r.is_ok(),
+                error: r.err().map(|e| format!("{e:#}")),
+            });
+        }
+    }
+    (status, warnings)
+}
+
+fn attach_uprobe_at(ebpf: &mut Ebpf, program: &str, offset: u64, path: &Path) -> anyhow::Result<()> {
+    let up: &mut UProbe = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the object"))?
+        .try_into()?;
+    if up.fd().is_err() {
+        up.load().with_context(|| format!("verifier rejected {program}"))?;
+    }
+    up.attach(offset, path, UProbeScope::AllProcesses)
+        .with_context(|| format!("attaching at {offset:#x} in {}", path.display()))?;
     Ok(())
 }
 
