@@ -1,6 +1,8 @@
 //! Builds the eBPF object (tracer-ebpf) for bpfel-unknown-none with the nightly toolchain
 //! and bpf-linker; `cargo xtask setup` installs both when missing.
 fn main() -> anyhow::Result<()> {
+    // sqlx::migrate! embeds the migrations: a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=../migrations");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")

@@ -5,6 +5,7 @@ pub mod db;
 pub mod decode;
 pub mod events;
 pub mod http;
+pub mod fetch;
 pub mod libs;
 pub mod printer;
 pub mod probes;

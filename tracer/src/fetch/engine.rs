@@ -1,0 +1,1016 @@
+//! One page load: the document (and its redirects), then, with `page`, its sub-resources in
+//! parallel over the shared connection pool. Every phase is stamped on the monotonic clock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use tokio::sync::OnceCell;
+use url::Url;
+
+use super::address::{Origin, check_fetchable, request_target, request_url};
+use super::clock::{Span, monotonic_ns, round_ms, unix_ms};
+use super::conn::{self, IoStats, Sender, TimedIo};
+use super::dns::Dns;
+use super::model::{
+    Connection, DnsLookup, Entry, Failure, Header, Initiator, PageLoad, Phase, Timed, Timings,
+};
+use super::page;
+use super::pool::{Conn, Lease, Pool, Slot};
+use super::tls::TlsSetup;
+use super::{FetchError, FetchOptions};
+
+/// Largest document body kept for HTML parsing (the rest is counted, not kept).
+const MAX_DOCUMENT_BODY: usize = 8 * 1024 * 1024;
+
+/// A lookup's outcome, shared by every connection to that host during the load.
+#[derive(Clone)]
+struct Resolved {
+    dns_id: usize,
+    addrs: Vec<IpAddr>,
+    failure: Option<Failure>,
+}
+
+#[derive(Default)]
+struct Recorder {
+    entries: Vec<Entry>,
+    connections: Vec<Connection>,
+    stats: Vec<Option<Arc<IoStats>>>,
+    dns: Vec<DnsLookup>,
+}
+
+pub(crate) struct Ctx {
+    opts: FetchOptions,
+    dns: Dns,
+    tls: TlsSetup,
+    pool: Pool,
+    rec: Mutex<Recorder>,
+    host_cache: Mutex<HashMap<String, Arc<OnceCell<Resolved>>>>,
+}
+
+/// Timings of a connection set-up, as seen by the request that triggered it.
+#[derive(Default)]
+struct Setup {
+    dns: Option<Span>,
+    dns_id: Option<usize>,
+    connect: Option<Span>,
+    tls: Option<Span>,
+    connection_id: Option<usize>,
+}
+
+/// How a redirect chain ended.
+struct Chain {
+    final_url: Url,
+    body: Option<Bytes>,
+    mime: Option<String>,
+    failure: Option<Failure>,
+    end_ns: u64,
+}
+
+/// What went wrong after a connection was had.
+struct ExchangeError {
+    failure: Failure,
+    /// Nothing came back and the connection was an old one: a browser retries on a new one.
+    retry: bool,
+}
+
+impl Ctx {
+    pub(crate) fn new(opts: FetchOptions) -> Result<Ctx, FetchError> {
+        let dns = Dns::new(opts.nameservers.as_deref(), opts.dns_timeout)?;
+        let tls = TlsSetup::new(opts.cacert.as_deref(), opts.insecure, opts.http1_only)?;
+        let pool = Pool::new(opts.max_connections_per_host);
+        Ok(Ctx {
+            opts,
+            dns,
+            tls,
+            pool,
+            rec: Mutex::default(),
+            host_cache: Mutex::default(),
+        })
+    }
+
+    fn rec(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.rec.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves `host` once per page load; later connections reuse the answer (the span is
+    /// then `None`, as for a browser's host cache). A lookup still running is joined.
+    async fn resolve(&self, host: &str) -> (Resolved, Option<Span>) {
+        let cell = {
+            let mut m = self.host_cache.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(host.to_owned()).or_default().clone()
+        };
+        if let Some(r) = cell.get() {
+            return (r.clone(), None);
+        }
+        let start = monotonic_ns();
+        let r = cell
+            .get_or_init(|| async {
+                let mut l = self.dns.lookup(0, host).await;
+                let mut rec = self.rec();
+                l.id = rec.dns.len();
+                let r = Resolved {
+                    dns_id: l.id,
+                    addrs: l.addresses.clone(),
+                    failure: l.failure.clone(),
+                };
+                rec.dns.push(l);
+                r
+            })
+            .await
+            .clone();
+        (r, Some(Span::since(start)))
+    }
+
+    /// DNS, TCP, TLS and the HTTP handshake for a new connection to `origin`.
+    async fn establish(&self, origin: &Origin) -> Result<(Conn, Setup), (Failure, Setup)> {
+        let mut setup = Setup::default();
+        let addrs = match origin.host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => {
+                let (r, span) = self.resolve(&origin.host).await;
+                setup.dns = span;
+                setup.dns_id = Some(r.dns_id);
+                if let Some(f) = r.failure {
+                    return Err((f, setup));
+                }
+                r.addrs
+            }
+        };
+        let id = {
+            let mut rec = self.rec();
+            let id = rec.connections.len();
+            rec.connections.push(Connection {
+                id,
+                origin: origin.to_string(),
+                host: origin.host.clone(),
+                dns_id: setup.dns_id,
+                attempts: Vec::new(),
+                remote: None,
+                local: None,
+                connect: None,
+                tls: None,
+                http_version: None,
+                requests: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+                failure: None,
+            });
+            rec.stats.push(None);
+            id
+        };
+        setup.connection_id = Some(id);
+
+        let (attempts, stream) =
+            conn::tcp_connect(&addrs, origin.port, self.opts.connect_timeout).await;
+        if let (Some(first), Some(last)) = (attempts.first(), attempts.last()) {
+            setup.connect = Some(Span::new(first.span.start_ns, last.span.end_ns));
+        }
+        let failure = attempts.last().and_then(|a| a.failure.clone());
+        {
+            let mut rec = self.rec();
+            let c = &mut rec.connections[id];
+            c.attempts = attempts;
+            c.connect = setup.connect.map(Timed::from);
+            if let Some(s) = &stream {
+                c.remote = s.peer_addr().ok();
+                c.local = s.local_addr().ok();
+            }
+            c.failure = failure.clone();
+        }
+        let Some(stream) = stream else {
+            let f = failure.unwrap_or_else(|| {
+                Failure::new(
+                    Phase::Connect,
+                    "ERR_NAME_NOT_RESOLVED",
+                    "no address to connect to",
+                )
+            });
+            return Err((f, setup));
+        };
+        let remote = stream
+            .peer_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::new(addrs[0], origin.port));
+        let stats = Arc::new(IoStats::default());
+        self.rec().stats[id] = Some(stats.clone());
+        let io = TimedIo::new(stream, stats.clone());
+
+        let sender = if origin.is_tls() {
+            match conn::tls_handshake(&self.tls, &origin.host, io, self.opts.connect_timeout).await
+            {
+                Ok((tls, info)) => {
+                    setup.tls = Some(info.span.span());
+                    let h2 = info.alpn.as_deref() == Some("h2");
+                    self.rec().connections[id].tls = Some(info);
+                    conn::http_handshake(tls, h2).await
+                }
+                Err(info) => {
+                    setup.tls = Some(info.span.span());
+                    let f = info.failure.clone().unwrap_or_else(|| {
+                        Failure::new(Phase::Tls, "ERR_SSL_PROTOCOL_ERROR", "handshake failed")
+                    });
+                    let mut rec = self.rec();
+                    rec.connections[id].tls = Some(info);
+                    rec.connections[id].failure = Some(f.clone());
+                    return Err((f, setup));
+                }
+            }
+        } else {
+            conn::http_handshake(io, false).await
+        };
+        match sender {
+            Ok(sender) => {
+                self.rec().connections[id].http_version = Some(sender.version().to_owned());
+                Ok((
+                    Conn {
+                        id,
+                        sender,
+                        stats,
+                        remote,
+                    },
+                    setup,
+                ))
+            }
+            Err(f) => {
+                self.rec().connections[id].failure = Some(f.clone());
+                Err((f, setup))
+            }
+        }
+    }
+
+    /// One request, from the pool to the body's last byte.
+    async fn run_request(
+        &self,
+        url: &Url,
+        initiator: &Initiator,
+        hop: u32,
+        redirected_from: Option<usize>,
+        keep_body: bool,
+    ) -> (Entry, Option<Bytes>) {
+        let origin = Origin::of(url);
+        let start = monotonic_ns();
+        let mut e = Entry {
+            id: 0,
+            initiator: initiator.clone(),
+            redirected_from,
+            hop,
+            method: "GET".into(),
+            url: request_url(url).to_string(),
+            origin: origin.to_string(),
+            span: Span::new(start, start).into(),
+            timings: Timings::default(),
+            connection_id: None,
+            connection_reused: false,
+            dns_id: None,
+            server_address: None,
+            http_version: None,
+            request_headers: Vec::new(),
+            request_headers_size: None,
+            status: None,
+            status_text: None,
+            response_headers: Vec::new(),
+            response_headers_size: None,
+            body_size: 0,
+            mime_type: None,
+            redirect_url: None,
+            failure: None,
+        };
+        let mut body = None;
+        for attempt in 0..2 {
+            let slot = self.pool.acquire(&origin, self.opts.timeout).await;
+            let got = monotonic_ns();
+            e.timings = Timings {
+                blocked: Some(Span::new(start, got).into()),
+                ..Timings::default()
+            };
+            let mut lease = match slot {
+                None => {
+                    e.failure = Some(Failure::new(
+                        Phase::Blocked,
+                        "ERR_TIMED_OUT",
+                        format!(
+                            "no connection to {origin} became free within {:?}",
+                            self.opts.timeout
+                        ),
+                    ));
+                    break;
+                }
+                Some(Slot::Reuse(lease)) => {
+                    e.connection_reused = true;
+                    lease
+                }
+                Some(Slot::Connect(permit)) => {
+                    e.connection_reused = false;
+                    let result = self.establish(&origin).await;
+                    let (Ok((_, setup)) | Err((_, setup))) = &result;
+                    e.timings.dns = setup.dns.map(Timed::from);
+                    e.timings.connect = setup.connect.map(Timed::from);
+                    e.timings.tls = setup.tls.map(Timed::from);
+                    e.dns_id = setup.dns_id;
+                    e.connection_id = setup.connection_id;
+                    match result {
+                        Ok((conn, _)) => permit.established(conn),
+                        Err((f, _)) => {
+                            e.failure = Some(f);
+                            break;
+                        }
+                    }
+                }
+            };
+            e.connection_id = Some(lease.conn().id);
+            e.server_address = Some(lease.conn().remote);
+            match self
+                .exchange(&mut e, &mut lease, url, &origin, keep_body)
+                .await
+            {
+                Ok(b) => {
+                    lease.reusable = true;
+                    body = b;
+                    e.failure = None;
+                    break;
+                }
+                Err(x) => {
+                    e.failure = Some(x.failure);
+                    if !(x.retry && e.connection_reused && attempt == 0) {
+                        break;
+                    }
+                }
+            }
+        }
+        let end = [
+            e.timings.receive,
+            e.timings.wait,
+            e.timings.send,
+            e.timings.tls,
+            e.timings.connect,
+            e.timings.dns,
+        ]
+        .iter()
+        .flatten()
+        .map(|t| t.end_ns)
+        .max()
+        .unwrap_or(start)
+        .max(if e.failure.is_some() {
+            monotonic_ns()
+        } else {
+            start
+        });
+        e.span = Span::new(start, end).into();
+        (e, body)
+    }
+
+    /// Sends the request on the leased connection and reads the whole response.
+    async fn exchange(
+        &self,
+        e: &mut Entry,
+        lease: &mut Lease,
+        url: &Url,
+        origin: &Origin,
+        keep_body: bool,
+    ) -> Result<Option<Bytes>, ExchangeError> {
+        let timeout = self.opts.timeout;
+        let conn = lease.conn();
+        let is_h2 = matches!(conn.sender, Sender::H2(_));
+        if let Sender::H1(s) = &mut conn.sender {
+            // An idle HTTP/1.1 connection must be ready for the next request.
+            match tokio::time::timeout(timeout, s.ready()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    return Err(ExchangeError {
+                        failure: http_failure(Phase::Send, &err, false),
+                        retry: true,
+                    });
+                }
+                Err(_) => {
+                    return Err(ExchangeError {
+                        failure: Failure::new(
+                            Phase::Send,
+                            "ERR_TIMED_OUT",
+                            "connection never became ready",
+                        ),
+                        retry: true,
+                    });
+                }
+            }
+        }
+        e.http_version = Some(conn.sender.version().to_owned());
+        let accept = match &e.initiator {
+            Initiator::Document => {
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+            }
+            Initiator::Element { tag } if tag == "img" => {
+                "image/avif,image/webp,image/png,image/*;q=0.8,*/*;q=0.5"
+            }
+            Initiator::Element { tag } if tag == "link" => "text/css,*/*;q=0.1",
+            Initiator::Element { .. } => "*/*",
+        };
+        let target = request_target(url);
+        let authority = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let uri = if is_h2 {
+            headers.push((":method".into(), "GET".into()));
+            headers.push((":authority".into(), authority.clone()));
+            headers.push((":scheme".into(), origin.scheme.clone()));
+            headers.push((":path".into(), target.clone()));
+            format!("{}://{}{}", origin.scheme, authority, target)
+        } else {
+            headers.push(("host".into(), authority.clone()));
+            target.clone()
+        };
+        headers.push(("user-agent".into(), self.opts.user_agent.clone()));
+        headers.push(("accept".into(), accept.into()));
+        let mut builder = Request::builder().method(Method::GET).uri(&uri);
+        for (n, v) in headers.iter().filter(|(n, _)| !n.starts_with(':')) {
+            builder = builder.header(n.as_str(), v.as_str());
+        }
+        let req = builder
+            .body(Empty::<Bytes>::new())
+            .map_err(|err| ExchangeError {
+                failure: Failure::new(
+                    Phase::Send,
+                    "ERR_INVALID_URL",
+                    format!("building the request: {err}"),
+                ),
+                retry: false,
+            })?;
+        if !is_h2 {
+            let size = format!("GET {target} HTTP/1.1\r\n").len()
+                + headers
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len() + 4)
+                    .sum::<usize>()
+                + 2;
+            e.request_headers_size = Some(size as u64);
+        }
+        e.request_headers = headers
+            .into_iter()
+            .map(|(name, value)| Header { name, value })
+            .collect();
+
+        let send_start = monotonic_ns();
+        let sent = match &mut conn.sender {
+            Sender::H1(s) => tokio::time::timeout(timeout, s.send_request(req)).await,
+            Sender::H2(s) => tokio::time::timeout(timeout, s.send_request(req)).await,
+        };
+        let head_at = monotonic_ns();
+        let send_end = conn
+            .stats
+            .first_write_since(send_start)
+            .unwrap_or(send_start)
+            .min(head_at);
+        e.timings.send = Some(Span::new(send_start, send_end).into());
+        e.timings.wait = Some(Span::new(send_end, head_at).into());
+        let resp = match sent {
+            Err(_) => {
+                return Err(ExchangeError {
+                    failure: Failure::new(
+                        Phase::Wait,
+                        "ERR_TIMED_OUT",
+                        format!("no response within {timeout:?}"),
+                    ),
+                    retry: false,
+                });
+            }
+            Ok(Err(err)) => {
+                let phase = if conn
+                    .stats
+                    .bytes_read
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    > 0
+                {
+                    Phase::Wait
+                } else {
+                    Phase::Send
+                };
+                let retry = err.is_canceled() || err.is_closed() || err.is_incomplete_message();
+                return Err(ExchangeError {
+                    failure: http_failure(phase, &err, is_h2),
+                    retry,
+                });
+            }
+            Ok(Ok(r)) => r,
+        };
+
+        let status = resp.status();
+        e.status = Some(status.as_u16());
+        e.status_text = Some(
+            resp.extensions()
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+                .or_else(|| status.canonical_reason().map(str::to_owned))
+                .unwrap_or_default(),
+        );
+        e.response_headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| Header {
+                name: n.as_str().to_owned(),
+                value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            })
+            .collect();
+        if !is_h2 {
+            let line = format!(
+                "HTTP/1.1 {} {}\r\n",
+                status.as_u16(),
+                e.status_text.as_deref().unwrap_or("")
+            );
+            let size = line.len()
+                + e.response_headers
+                    .iter()
+                    .map(|h| h.name.len() + h.value.len() + 4)
+                    .sum::<usize>()
+                + 2;
+            e.response_headers_size = Some(size as u64);
+        }
+        e.mime_type = resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if is_redirect(status) {
+            e.redirect_url = resp
+                .headers()
+                .get(hyper::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| url.join(l.trim()).ok())
+                .map(|u| u.to_string());
+        }
+
+        let mut body = resp.into_body();
+        let mut kept: Vec<u8> = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut received: u64 = 0;
+        let result = loop {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => {
+                    break Err(Failure::new(
+                        Phase::Receive,
+                        "ERR_TIMED_OUT",
+                        format!("body not complete within {timeout:?}"),
+                    ));
+                }
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(err))) => break Err(http_failure(Phase::Receive, &err, is_h2)),
+                Ok(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        received += d.len() as u64;
+                        if keep_body && kept.len() < MAX_DOCUMENT_BODY {
+                            let room = MAX_DOCUMENT_BODY - kept.len();
+                            kept.extend_from_slice(&d[..d.len().min(room)]);
+                        }
+                    }
+                }
+            }
+        };
+        e.body_size = received;
+        e.timings.receive = Some(Span::since(head_at).into());
+        match result {
+            Ok(()) => Ok(keep_body.then(|| Bytes::from(kept))),
+            Err(failure) => Err(ExchangeError {
+                failure,
+                retry: false,
+            }),
+        }
+    }
+
+    fn push_entry(&self, e: Entry) -> usize {
+        let mut rec = self.rec();
+        rec.entries.push(e);
+        rec.entries.len() - 1
+    }
+
+    /// A request and the redirects that follow from it, each hop its own entry.
+    async fn follow(&self, first: Url, initiator: Initiator, keep_body: bool) -> Chain {
+        let mut url = first;
+        let mut prev: Option<usize> = None;
+        let mut hop: u32 = 0;
+        loop {
+            let (entry, body) = self
+                .run_request(&url, &initiator, hop, prev, keep_body)
+                .await;
+            let end_ns = entry.span.end_ns;
+            let failure = entry.failure.clone();
+            let status = entry.status.and_then(|s| StatusCode::from_u16(s).ok());
+            let location = entry.redirect_url.clone();
+            let mime = entry.mime_type.clone();
+            let id = self.push_entry(entry);
+            let done = |failure: Option<Failure>, body: Option<Bytes>| Chain {
+                final_url: url.clone(),
+                body,
+                mime: mime.clone(),
+                failure,
+                end_ns,
+            };
+            if failure.is_some() {
+                return done(failure, None);
+            }
+            let redirect = status.is_some_and(is_redirect) && self.opts.follow_redirects;
+            if !redirect {
+                return done(None, body);
+            }
+            let Some(next) = location else {
+                // A redirect status without a usable Location is shown as it is.
+                return done(None, body);
+            };
+            let next = match Url::parse(&next) {
+                Ok(u) if check_fetchable(&u).is_ok() => u,
+                _ => {
+                    return done(
+                        Some(Failure::new(
+                            Phase::Redirect,
+                            "ERR_UNSAFE_REDIRECT",
+                            format!("redirect to {next} cannot be followed"),
+                        )),
+                        None,
+                    );
+                }
+            };
+            if hop >= self.opts.max_redirects {
+                return done(
+                    Some(Failure::new(
+                        Phase::Redirect,
+                        "ERR_TOO_MANY_REDIRECTS",
+                        format!("more than {} redirects", self.opts.max_redirects),
+                    )),
+                    None,
+                );
+            }
+            prev = Some(id);
+            hop += 1;
+            url = next;
+        }
+    }
+
+    /// Orders the records by time and fills in what is known only at the end.
+    fn finish(
+        &self,
+        input: &str,
+        url: &Url,
+        doc: &Chain,
+        start: u64,
+        started_at: i64,
+        skipped: usize,
+    ) -> PageLoad {
+        let mut rec = std::mem::take(&mut *self.rec());
+        let mut order: Vec<usize> = (0..rec.entries.len()).collect();
+        order.sort_by_key(|&i| (rec.entries[i].span.start_ns, i));
+        let mut new_id = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_id[old] = new;
+        }
+        let mut entries: Vec<Entry> = order.iter().map(|&i| rec.entries[i].clone()).collect();
+        for (i, e) in entries.iter_mut().enumerate() {
+            e.id = i;
+            e.redirected_from = e.redirected_from.map(|p| new_id[p]);
+        }
+        for c in rec.connections.iter_mut() {
+            c.requests = entries
+                .iter()
+                .filter(|e| e.connection_id == Some(c.id) && e.status.is_some())
+                .count() as u32;
+            if let Some(s) = &rec.stats[c.id] {
+                c.bytes_sent = s.bytes_written.load(std::sync::atomic::Ordering::Relaxed);
+                c.bytes_received = s.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let end = entries
+            .iter()
+            .map(|e| e.span.end_ns)
+            .max()
+            .unwrap_or(start)
+            .max(doc.end_ns);
+        let span: Timed = Span::new(start, end).into();
+        PageLoad {
+            input: input.to_owned(),
+            url: url.to_string(),
+            final_url: doc.final_url.to_string(),
+            page: self.opts.page,
+            started_at_unix_ms: started_at,
+            total_ms: span.ms,
+            span,
+            document_ms: doc
+                .failure
+                .is_none()
+                .then(|| round_ms(super::clock::ns_to_ms(doc.end_ns.saturating_sub(start)))),
+            entries,
+            connections: rec.connections,
+            dns: rec.dns,
+            subresources_skipped: skipped,
+            error: doc.failure.clone(),
+            tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+fn is_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The browser's error for a failed HTTP exchange.
+fn http_failure(phase: Phase, e: &hyper::Error, h2: bool) -> Failure {
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    let code = if e.is_parse() || e.is_parse_status() {
+        "ERR_INVALID_HTTP_RESPONSE"
+    } else if e.is_timeout() {
+        "ERR_TIMED_OUT"
+    } else if io.is_some_and(|i| i.kind() == std::io::ErrorKind::ConnectionReset) {
+        "ERR_CONNECTION_RESET"
+    } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+        if phase == Phase::Receive {
+            "ERR_CONTENT_LENGTH_MISMATCH"
+        } else {
+            "ERR_EMPTY_RESPONSE"
+        }
+    } else if h2 {
+        "ERR_HTTP2_PROTOCOL_ERROR"
+    } else {
+        "ERR_FAILED"
+    };
+    let mut reason = e.to_string();
+    let mut src = std::error::Error::source(e);
+    for _ in 0..4 {
+        let Some(s) = src else { break };
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        src = s.source();
+    }
+    Failure::new(phase, code, reason)
+}
+
+/// Loads `input` (see [`super::fetch`]).
+pub(crate) async fn load(input: &str, opts: &FetchOptions) -> Result<PageLoad, FetchError> {
+    let url = super::address::parse_address(input)?;
+    let ctx = Arc::new(Ctx::new(opts.clone())?);
+    let started_at = unix_ms();
+    let start = monotonic_ns();
+    let doc = ctx
+        .follow(url.clone(), Initiator::Document, opts.page)
+        .await;
+    let mut skipped = 0;
+    if opts.page
+        && doc.failure.is_none()
+        && page::is_html(doc.mime.as_deref())
+        && let Some(body) = &doc.body
+    {
+        let (subs, more) = page::subresources(
+            &String::from_utf8_lossy(body),
+            &doc.final_url,
+            opts.max_subresources,
+        );
+        skipped = more;
+        let mut set = tokio::task::JoinSet::new();
+        for s in subs {
+            let ctx = ctx.clone();
+            set.spawn(async move {
+                ctx.follow(s.url, Initiator::Element { tag: s.tag }, false)
+                    .await;
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Err(e) = r {
+                tracing::warn!("fetch: a sub-resource task failed: {e}");
+            }
+        }
+    }
+    Ok(ctx.finish(input, &url, &doc, start, started_at, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Without the lab (no root needed): a plain HTTP/1.1 server on 127.0.0.1.
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::Full;
+    use hyper::{Response, body::Incoming};
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    const PAGE: &str = r#"<html><head><link rel="stylesheet" href="/a.css"><script src="/b.js"></script></head>
+        <body><img src="/c.png"><img src="/missing.png"></body></html>"#;
+
+    /// Serves PAGE at `/`, 404 for `/missing.png`, a 302 chain at `/r/N`, and `ok` elsewhere;
+    /// counts accepted connections.
+    async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            for _ in 0..1000 {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let path = req.uri().path().to_owned();
+                        let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+                        if path == "/" {
+                            *resp.body_mut() = Full::new(Bytes::from_static(PAGE.as_bytes()));
+                            resp.headers_mut()
+                                .insert("content-type", "text/html".parse().unwrap());
+                        } else if path == "/missing.png" {
+                            *resp.status_mut() = StatusCode::NOT_FOUND;
+                        } else if let Some(n) =
+                            path.strip_prefix("/r/").and_then(|n| n.parse::<u32>().ok())
+                        {
+                            *resp.status_mut() = StatusCode::FOUND;
+                            let next = if n == 0 {
+                                "/done".to_owned()
+                            } else {
+                                format!("/r/{}", n - 1)
+                            };
+                            resp.headers_mut().insert("location", next.parse().unwrap());
+                        }
+                        Ok::<_, Infallible>(resp)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn page_over_kept_alive_http11_connections() {
+        let (addr, accepted) = server().await;
+        let opts = FetchOptions {
+            page: true,
+            max_connections_per_host: 2,
+            nameservers: Some(vec!["127.0.0.1:9".parse().unwrap()]),
+            ..FetchOptions::default()
+        };
+        let load = load(&format!("{addr}"), &opts).await.unwrap();
+        assert_eq!(load.url, format!("http://{addr}/"));
+        assert_eq!(load.entries.len(), 5, "{load:#?}");
+        assert!(load.dns.is_empty(), "an IP literal needs no lookup");
+        let doc = &load.entries[0];
+        assert_eq!(doc.status, Some(200));
+        assert!(doc.timings.dns.is_none() && doc.timings.tls.is_none());
+        assert!(
+            doc.timings.connect.is_some()
+                && doc.timings.send.is_some()
+                && doc.timings.wait.is_some()
+        );
+        // A 404 is a response, not a failure.
+        assert!(!load.failed());
+        assert!(load.entries.iter().any(|e| e.status == Some(404)));
+        // Four requests, at most two connections for the sub-resources plus the document's
+        // (kept alive and reused).
+        let conns = accepted.load(Ordering::Relaxed);
+        assert!(conns <= 2, "{conns} connections");
+        assert!(load.entries.iter().filter(|e| e.connection_reused).count() >= 3);
+        assert!(
+            load.entries
+                .iter()
+                .all(|e| e.response_headers_size.is_some() && e.request_headers_size.is_some())
+        );
+    }
+
+    #[tokio::test]
+    async fn redirect_limit_and_refused() {
+        let (addr, _) = server().await;
+        let opts = FetchOptions {
+            max_redirects: 3,
+            ..FetchOptions::default()
+        };
+        let ok = load(&format!("http://{addr}/r/2"), &opts).await.unwrap();
+        assert!(!ok.failed());
+        assert_eq!(ok.entries.len(), 4);
+        assert_eq!(ok.final_url, format!("http://{addr}/done"));
+        assert!(ok.entries[1..].iter().all(|e| e.connection_reused));
+        assert_eq!(ok.entries[3].redirected_from, Some(2));
+        let too_many = load(&format!("http://{addr}/r/5"), &opts).await.unwrap();
+        assert_eq!(
+            too_many.error.as_ref().unwrap().code,
+            "ERR_TOO_MANY_REDIRECTS"
+        );
+        assert_eq!(too_many.entries.len(), 4);
+        let no_follow = load(
+            &format!("http://{addr}/r/5"),
+            &FetchOptions {
+                follow_redirects: false,
+                ..opts.clone()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!no_follow.failed());
+        assert_eq!(no_follow.entries.len(), 1);
+
+        // A port nobody listens on (bound then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = load(&format!("http://127.0.0.1:{port}/"), &opts)
+            .await
+            .unwrap();
+        let f = refused.error.as_ref().unwrap();
+        assert_eq!(
+            (f.phase, f.code.as_str()),
+            (Phase::Connect, "ERR_CONNECTION_REFUSED")
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_url_is_an_error() {
+        let e = load("http://[::1", &FetchOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+}
+
+#[cfg(test)]
+mod dns_tests {
+    //! Lookups that fail, against tiny DNS servers on 127.0.0.1.
+    use std::time::Duration;
+
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+
+    use super::*;
+
+    /// A UDP DNS server on 127.0.0.1 that answers every query with `rcode` (or never, with
+    /// `None`). Serves at most 50 queries.
+    async fn dns_server(rcode: Option<ResponseCode>) -> std::net::SocketAddr {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            for _ in 0..50 {
+                let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                let (Some(rc), Ok(q)) = (rcode, Message::from_vec(&buf[..n])) else {
+                    continue;
+                };
+                let mut r = Message::new();
+                r.set_id(q.id())
+                    .set_message_type(MessageType::Response)
+                    .set_response_code(rc);
+                r.add_queries(q.queries().to_vec());
+                let _ = sock.send_to(&r.to_vec().unwrap(), peer).await;
+            }
+        });
+        addr
+    }
+
+    async fn dns_failure(server: std::net::SocketAddr) -> (Failure, PageLoad) {
+        let opts = FetchOptions {
+            nameservers: Some(vec![server]),
+            dns_timeout: Some(Duration::from_millis(200)),
+            ..FetchOptions::default()
+        };
+        let l = load("http://x.test/", &opts).await.unwrap();
+        (l.error.clone().expect("a failure"), l)
+    }
+
+    #[tokio::test]
+    async fn servfail_and_timeout_fail_the_dns_phase() {
+        let (f, l) = dns_failure(dns_server(Some(ResponseCode::ServFail)).await).await;
+        assert_eq!(
+            (f.phase, f.code.as_str()),
+            (Phase::Dns, "ERR_NAME_NOT_RESOLVED")
+        );
+        assert!(f.reason.starts_with("SERVFAIL"), "{f:?}");
+        assert_eq!(l.dns[0].queries[0].rcode.as_deref(), Some("SERVFAIL"));
+
+        let (f, l) = dns_failure(dns_server(Some(ResponseCode::NXDomain)).await).await;
+        assert!(f.reason.starts_with("NXDOMAIN"), "{f:?}");
+        assert!(l.entries[0].timings.dns.is_some() && l.entries[0].timings.connect.is_none());
+
+        let start = std::time::Instant::now();
+        let (f, l) = dns_failure(dns_server(None).await).await;
+        assert_eq!(f.phase, Phase::Dns);
+        assert!(f.reason.contains("timed out"), "{f:?}");
+        assert!(l.dns[0].queries.iter().all(|q| q.rcode.is_none()));
+        // 200 ms per try, 2 tries.
+        assert!(
+            start.elapsed() >= Duration::from_millis(350)
+                && start.elapsed() < Duration::from_secs(5)
+        );
+    }
+}
+
+#[cfg(test)]
+mod send_check {
+    fn is_send<T: Send>(_: &T) {}
+
+    #[allow(dead_code)]
+    fn fetch_future_is_send(opts: &crate::fetch::FetchOptions) {
+        // The dashboard spawns fetches on its runtime.
+        is_send(&crate::fetch::fetch("x", opts));
+    }
+}

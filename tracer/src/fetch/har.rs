@@ -1,0 +1,444 @@
+//! HAR 1.2 (<http://www.softwareishard.com/blog/har-12-spec/>) from a [`PageLoad`].
+//!
+//! Timings are in milliseconds; `-1` marks a phase that did not happen for an entry (`ssl`
+//! on http://, `dns`/`connect`/`ssl` on a reused connection). As the spec says, `connect`
+//! includes `ssl`, and `time` is the sum of the non-negative phases except `ssl`. Fields
+//! starting with `_` are extensions: `_monotonic` gives each phase's CLOCK_MONOTONIC
+//! stamps, `_error` a failure, `_connectionReused`, `_dns` the lookup, `_tls` the handshake.
+
+use serde::{Deserialize, Serialize};
+
+use super::clock::{iso8601_ms, round_ms};
+use super::model::{Entry, Initiator, PageLoad, Phase, Timed};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Har {
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Log {
+    pub version: String,
+    pub creator: Creator,
+    pub pages: Vec<Page>,
+    pub entries: Vec<HarEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Creator {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub started_date_time: String,
+    pub id: String,
+    pub title: String,
+    pub page_timings: PageTimings,
+    #[serde(rename = "_monotonicStartNs")]
+    pub monotonic_start_ns: u64,
+    #[serde(rename = "_error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageTimings {
+    pub on_content_load: f64,
+    pub on_load: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarEntry {
+    pub pageref: String,
+    pub started_date_time: String,
+    pub time: f64,
+    pub request: HarRequest,
+    pub response: HarResponse,
+    pub cache: serde_json::Value,
+    pub timings: HarTimings,
+    #[serde(rename = "serverIPAddress", skip_serializing_if = "Option::is_none")]
+    pub server_ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    #[serde(rename = "_connectionReused")]
+    pub connection_reused: bool,
+    #[serde(rename = "_initiator")]
+    pub initiator: String,
+    #[serde(rename = "_monotonic")]
+    pub monotonic: serde_json::Value,
+    #[serde(rename = "_error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+    #[serde(rename = "_dns", skip_serializing_if = "Option::is_none")]
+    pub dns: Option<serde_json::Value>,
+    #[serde(rename = "_tls", skip_serializing_if = "Option::is_none")]
+    pub tls: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarRequest {
+    pub method: String,
+    pub url: String,
+    pub http_version: String,
+    pub cookies: Vec<NameValue>,
+    pub headers: Vec<NameValue>,
+    pub query_string: Vec<NameValue>,
+    pub headers_size: i64,
+    pub body_size: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarResponse {
+    pub status: u16,
+    pub status_text: String,
+    pub http_version: String,
+    pub cookies: Vec<NameValue>,
+    pub headers: Vec<NameValue>,
+    pub content: Content,
+    #[serde(rename = "redirectURL")]
+    pub redirect_url: String,
+    pub headers_size: i64,
+    pub body_size: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Content {
+    pub size: i64,
+    pub mime_type: String,
+}
+
+/// Milliseconds; -1 when the phase did not happen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HarTimings {
+    pub blocked: f64,
+    pub dns: f64,
+    pub connect: f64,
+    pub send: f64,
+    pub wait: f64,
+    pub receive: f64,
+    pub ssl: f64,
+}
+
+fn ms(t: Option<&Timed>) -> f64 {
+    t.map_or(-1.0, |t| t.ms)
+}
+
+/// HAR timings of one entry.
+pub fn timings(e: &Entry) -> HarTimings {
+    let t = &e.timings;
+    let ssl = ms(t.tls.as_ref());
+    let connect = match (t.connect.as_ref(), t.tls.as_ref()) {
+        (Some(c), Some(s)) => round_ms(c.ms + s.ms),
+        (Some(c), None) => c.ms,
+        (None, _) => -1.0,
+    };
+    HarTimings {
+        blocked: ms(t.blocked.as_ref()),
+        dns: ms(t.dns.as_ref()),
+        connect,
+        send: ms(t.send.as_ref()),
+        wait: ms(t.wait.as_ref()),
+        receive: ms(t.receive.as_ref()),
+        ssl,
+    }
+}
+
+fn version(v: Option<&str>) -> String {
+    v.unwrap_or("").to_owned()
+}
+
+fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
+    let timings = timings(e);
+    let time = round_ms(
+        [
+            timings.blocked,
+            timings.dns,
+            timings.connect,
+            timings.send,
+            timings.wait,
+            timings.receive,
+        ]
+        .iter()
+        .filter(|v| **v >= 0.0)
+        .sum(),
+    );
+    let start_ms = load.started_at_unix_ms + (load.offset_ms(e.span.start_ns)).round() as i64;
+    let query = url::Url::parse(&e.url)
+        .map(|u| {
+            u.query_pairs()
+                .map(|(n, v)| NameValue {
+                    name: n.into_owned(),
+                    value: v.into_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let phases: serde_json::Map<String, serde_json::Value> = [
+        Phase::Blocked,
+        Phase::Dns,
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Send,
+        Phase::Wait,
+        Phase::Receive,
+    ]
+    .iter()
+    .filter_map(|p| {
+        e.timings.get(*p).map(|t| {
+            (
+                p.name().to_owned(),
+                serde_json::json!([t.start_ns, t.end_ns]),
+            )
+        })
+    })
+    .collect();
+    let conn = e.connection_id.and_then(|id| load.connections.get(id));
+    let new_conn = !e.connection_reused;
+    HarEntry {
+        pageref: "page_1".into(),
+        started_date_time: iso8601_ms(start_ms),
+        time,
+        request: HarRequest {
+            method: e.method.clone(),
+            url: e.url.clone(),
+            http_version: version(e.http_version.as_deref()),
+            cookies: vec![],
+            headers: e
+                .request_headers
+                .iter()
+                .map(|h| NameValue {
+                    name: h.name.clone(),
+                    value: h.value.clone(),
+                })
+                .collect(),
+            query_string: query,
+            headers_size: e.request_headers_size.map_or(-1, |s| s as i64),
+            body_size: 0,
+        },
+        response: HarResponse {
+            status: e.status.unwrap_or(0),
+            status_text: e.status_text.clone().unwrap_or_default(),
+            http_version: version(e.http_version.as_deref()),
+            cookies: vec![],
+            headers: e
+                .response_headers
+                .iter()
+                .map(|h| NameValue {
+                    name: h.name.clone(),
+                    value: h.value.clone(),
+                })
+                .collect(),
+            content: Content {
+                size: e.body_size as i64,
+                mime_type: e.mime_type.clone().unwrap_or_default(),
+            },
+            redirect_url: e.redirect_url.clone().unwrap_or_default(),
+            headers_size: e.response_headers_size.map_or(-1, |s| s as i64),
+            body_size: if e.status.is_some() {
+                e.body_size as i64
+            } else {
+                -1
+            },
+        },
+        cache: serde_json::json!({}),
+        timings,
+        server_ip_address: e.server_address.map(|a| a.ip().to_string()),
+        connection: e.connection_id.map(|c| c.to_string()),
+        connection_reused: e.connection_reused,
+        initiator: match &e.initiator {
+            Initiator::Document => "document".into(),
+            Initiator::Element { tag } => tag.clone(),
+        },
+        monotonic: serde_json::json!({ "start_ns": e.span.start_ns, "end_ns": e.span.end_ns, "phases": phases }),
+        error: e
+            .failure
+            .as_ref()
+            .map(|f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.reason })),
+        dns: e
+            .dns_id
+            .filter(|_| new_conn)
+            .and_then(|id| load.dns.get(id))
+            .and_then(|d| serde_json::to_value(d).ok()),
+        tls: conn
+            .filter(|_| new_conn)
+            .and_then(|c| c.tls.as_ref())
+            .and_then(|t| serde_json::to_value(t).ok()),
+    }
+}
+
+/// The load as a HAR 1.2 log with one page.
+pub fn to_har(load: &PageLoad) -> Har {
+    Har {
+        log: Log {
+            version: "1.2".into(),
+            creator: Creator {
+                name: "tracer".into(),
+                version: load.tracer_version.clone(),
+            },
+            pages: vec![Page {
+                started_date_time: iso8601_ms(load.started_at_unix_ms),
+                id: "page_1".into(),
+                title: load.url.clone(),
+                page_timings: PageTimings {
+                    on_content_load: load.document_ms.unwrap_or(-1.0),
+                    on_load: load.total_ms,
+                },
+                monotonic_start_ns: load.span.start_ns,
+                error: load.error.as_ref().map(
+                    |f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.reason }),
+                ),
+            }],
+            entries: load.entries.iter().map(|e| entry(load, e)).collect(),
+        },
+    }
+}
+
+impl PageLoad {
+    /// [`to_har`].
+    pub fn to_har(&self) -> Har {
+        to_har(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::clock::Span;
+    use crate::fetch::model::*;
+
+    fn t(a: u64, b: u64) -> Option<Timed> {
+        Some(Span::new(a * 1_000_000, b * 1_000_000).into())
+    }
+
+    fn entry(id: usize, reused: bool, tls: bool) -> Entry {
+        let base = if reused { 100 } else { 0 };
+        Entry {
+            id,
+            initiator: if id == 0 {
+                Initiator::Document
+            } else {
+                Initiator::Element { tag: "img".into() }
+            },
+            redirected_from: None,
+            hop: 0,
+            method: "GET".into(),
+            url: format!("https://a.test/{id}?q=1&r=x%20y"),
+            origin: "https://a.test".into(),
+            span: Span::new(base * 1_000_000, (base + 100) * 1_000_000).into(),
+            timings: Timings {
+                blocked: t(base, base + 1),
+                dns: if reused { None } else { t(1, 20) },
+                connect: if reused { None } else { t(20, 30) },
+                tls: if reused || !tls { None } else { t(30, 40) },
+                send: t(base + 40, base + 41),
+                wait: t(base + 41, base + 90),
+                receive: t(base + 90, base + 100),
+            },
+            connection_id: Some(0),
+            connection_reused: reused,
+            dns_id: (!reused).then_some(0),
+            server_address: Some("10.0.0.1:443".parse().unwrap()),
+            http_version: Some("HTTP/2".into()),
+            request_headers: vec![Header {
+                name: "accept".into(),
+                value: "*/*".into(),
+            }],
+            request_headers_size: None,
+            status: Some(200),
+            status_text: Some("OK".into()),
+            response_headers: vec![],
+            response_headers_size: None,
+            body_size: 10,
+            mime_type: Some("text/html".into()),
+            redirect_url: None,
+            failure: None,
+        }
+    }
+
+    fn load() -> PageLoad {
+        PageLoad {
+            input: "a.test".into(),
+            url: "https://a.test/".into(),
+            final_url: "https://a.test/".into(),
+            page: true,
+            started_at_unix_ms: 1_700_000_000_000,
+            span: Span::new(0, 200_000_000).into(),
+            total_ms: 200.0,
+            document_ms: Some(100.0),
+            entries: vec![entry(0, false, true), entry(1, true, true)],
+            connections: vec![],
+            dns: vec![],
+            subresources_skipped: 0,
+            error: None,
+            tracer_version: "0.0.0".into(),
+        }
+    }
+
+    #[test]
+    fn har_timings_use_minus_one_and_connect_includes_ssl() {
+        let har = to_har(&load());
+        let e0 = &har.log.entries[0];
+        assert_eq!(
+            e0.timings,
+            HarTimings {
+                blocked: 1.0,
+                dns: 19.0,
+                connect: 20.0,
+                send: 1.0,
+                wait: 49.0,
+                receive: 10.0,
+                ssl: 10.0
+            }
+        );
+        assert_eq!(e0.time, 100.0);
+        let e1 = &har.log.entries[1];
+        assert_eq!(
+            (e1.timings.dns, e1.timings.connect, e1.timings.ssl),
+            (-1.0, -1.0, -1.0)
+        );
+        assert_eq!(e1.time, 61.0);
+        assert_eq!(e1.started_date_time, "2023-11-14T22:13:20.100Z");
+        assert_eq!(e0.request.query_string.len(), 2);
+        assert_eq!(e0.request.query_string[1].value, "x y");
+        let v = serde_json::to_value(&har).unwrap();
+        assert_eq!(v["log"]["version"], "1.2");
+        assert_eq!(v["log"]["entries"][0]["timings"]["ssl"], 10.0);
+        assert_eq!(
+            v["log"]["entries"][0]["_monotonic"]["phases"]["dns"][0],
+            1_000_000
+        );
+        assert_eq!(v["log"]["entries"][0]["response"]["redirectURL"], "");
+        assert_eq!(v["log"]["pages"][0]["pageTimings"]["onLoad"], 200.0);
+        // http:// has no TLS: ssl -1, connect = TCP alone.
+        let mut l = load();
+        l.entries[0] = entry(0, false, false);
+        let e = &to_har(&l).log.entries[0];
+        assert_eq!((e.timings.connect, e.timings.ssl), (10.0, -1.0));
+    }
+
+    #[test]
+    fn waterfall_renders_every_entry() {
+        let out = crate::fetch::render::waterfall(&load());
+        assert!(out.contains("DNS Lookup"), "{out}");
+        assert!(out.contains("https://a.test/1?q=1&r=x%20y"), "{out}");
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.contains("|") && l.contains(" ms"))
+                .count(),
+            2,
+            "{out}"
+        );
+    }
+}
