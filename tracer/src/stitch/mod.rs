@@ -145,6 +145,9 @@ pub struct Stitcher {
     /// State changes seen before their connect record (same call, other CPU or order).
     early_states: HashMap<u64, Vec<(TcpState, TcpState, u64, Option<SocketAddr>)>>,
     tls_fd: HashMap<(u32, u64), i32>,
+    /// Handshake entries seen before the TLS object's fd was known (it is learned inside
+    /// the first call), by (tgid, object).
+    tls_pending_start: HashMap<(u32, u64), u64>,
     lookups: HashMap<u64, LookupState>,
     lookup_order: VecDeque<u64>,
     /// (tgid, DNS id) -> lookup
@@ -181,6 +184,7 @@ impl Stitcher {
             by_sk: HashMap::new(),
             early_states: HashMap::new(),
             tls_fd: HashMap::new(),
+            tls_pending_start: HashMap::new(),
             lookups: HashMap::new(),
             lookup_order: VecDeque::new(),
             dns_ids: HashMap::new(),
@@ -254,6 +258,15 @@ impl Stitcher {
                 }
             }
             EventBody::TcpState { skaddr, old, new, src, .. } => {
+                // Socket addresses are reused: a fresh CLOSE -> SYN_SENT is a new socket,
+                // whatever connection had this address before.
+                if *old == TcpState::Close && *new == TcpState::SynSent {
+                    if let Some(prev) = self.by_sk.get(skaddr).copied() {
+                        if self.conns.get(&prev).is_none_or(|c| c.syn_sent_ns.is_some()) {
+                            self.by_sk.remove(skaddr);
+                        }
+                    }
+                }
                 match self.by_sk.get(skaddr).copied() {
                     Some(id) => self.apply_state(id, *old, *new, ev.ts_ns, *src),
                     None => {
@@ -303,13 +316,22 @@ impl Stitcher {
             }
             EventBody::TlsHandshake { lib, tls_obj, fd, phase, ret, .. } => {
                 let fd = if *fd >= 0 { Some(*fd) } else { self.tls_fd.get(&(ev.tgid, *tls_obj)).copied() };
+                if fd.is_none() && *phase == HandshakePhase::Enter {
+                    if self.tls_pending_start.len() < 65_536 {
+                        self.tls_pending_start.entry((ev.tgid, *tls_obj)).or_insert(ev.ts_ns);
+                    }
+                }
                 if let Some(fd) = fd {
                     self.tls_fd.insert((ev.tgid, *tls_obj), fd);
+                    let pending = self.tls_pending_start.remove(&(ev.tgid, *tls_obj));
                     if let Some(id) = self.by_fd.get(&(ev.tgid, fd)).copied() {
                         self.activity(ev.tgid, ev.ts_ns);
                         let c = self.conns.get_mut(&id).expect("indexed connection");
                         c.tls_lib = *lib;
                         c.last_ns = ev.ts_ns;
+                        if let Some(start) = pending {
+                            c.hs_start_ns.get_or_insert(start);
+                        }
                         match phase {
                             HandshakePhase::Enter => {
                                 c.hs_start_ns.get_or_insert(ev.ts_ns);
@@ -446,6 +468,10 @@ impl Stitcher {
                     c.closed_ns = Some(ts);
                 }
                 if new == TcpState::Close {
+                    let sk = c.skaddr;
+                    if self.by_sk.get(&sk) == Some(&id) {
+                        self.by_sk.remove(&sk);
+                    }
                     self.drain_exchanges(id, true);
                 }
             }
@@ -719,7 +745,10 @@ impl Stitcher {
                 t.tcp = ms(est.saturating_sub(tcp_start));
             }
             if tls {
-                let start = c.hs_start_ns.or(established);
+                // As in HAR and browsers' dev tools, TLS time runs from TCP connected to the
+                // handshake's end: it includes the client's TLS set-up before its first
+                // handshake call (the library-level span stays in the TLS session).
+                let start = established.or(c.hs_start_ns);
                 let end = c.hs_end_ns.or(c.first_data_ns);
                 if let (Some(s), Some(e)) = (start, end) {
                     t.ssl = ms(e.saturating_sub(s));
@@ -1031,6 +1060,7 @@ impl Stitcher {
         }
         if self.tls_fd.len() > self.cfg.max_connections * 4 {
             self.tls_fd.clear();
+            self.tls_pending_start.clear();
         }
     }
 }
