@@ -186,12 +186,14 @@ pub enum DnsSyscall {
     Recvfrom = 6,
     Recvmsg = 7,
     Recvmmsg = 8,
+    Writev = 9,
+    Readv = 10,
 }
 
 impl DnsSyscall {
     pub fn from_u8(v: u8) -> Option<Self> {
         use DnsSyscall::*;
-        [Write, Sendto, Sendmsg, Sendmmsg, Read, Recvfrom, Recvmsg, Recvmmsg]
+        [Write, Sendto, Sendmsg, Sendmmsg, Read, Recvfrom, Recvmsg, Recvmmsg, Writev, Readv]
             .into_iter()
             .find(|s| *s as u8 == v)
     }
@@ -232,12 +234,14 @@ pub enum TlsLib {
     GnuTls = 2,
     Nspr = 3,
     BoringSsl = 4,
+    /// The built-in fetcher's rustls, through its probe points.
+    Rustls = 5,
 }
 
 impl TlsLib {
     pub fn from_u8(v: u8) -> Option<Self> {
         use TlsLib::*;
-        [None, OpenSsl, GnuTls, Nspr, BoringSsl].into_iter().find(|l| *l as u8 == v)
+        [None, OpenSsl, GnuTls, Nspr, BoringSsl, Rustls].into_iter().find(|l| *l as u8 == v)
     }
 }
 

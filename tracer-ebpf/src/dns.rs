@@ -236,6 +236,11 @@ tp!(sys_enter_sendmsg, try_sendmsg);
 fn try_sendmsg(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
+    if is_plain_socket(fd) {
+        let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
+        emit_plain_iovs(fd, msg.iov, msg.iovlen, DnsSyscall::Sendmsg);
+        return Ok(0);
+    }
     let known = dns_socket(fd);
     // Reading the msghdr costs a copy: only do it for DNS sockets or unknown ones.
     let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
@@ -270,17 +275,38 @@ fn try_sendmmsg(ctx: &TracePointContext) -> Result<u32, u32> {
     Ok(0)
 }
 
-// The other write paths only matter for TLS fd learning.
+/// iovecs of one writev/sendmsg reported on a port-80 socket (HTTP/1 clients such as
+/// hyper write head and body with one writev).
+const PLAIN_IOV_MAX: u64 = 4;
+
+#[inline(always)]
+fn emit_plain_iovs(fd: i32, iov: u64, iovlen: u64, syscall: DnsSyscall) {
+    let start = now();
+    let mut i = 0u64;
+    while i < PLAIN_IOV_MAX && i < iovlen {
+        if let Ok(v) = unsafe { aya_ebpf::helpers::bpf_probe_read_user((iov + i * 16) as *const IoVec) } {
+            if v.len > 0 {
+                emit_plain(fd, v.base, v.len, DIR_SEND, syscall, start);
+            }
+        }
+        i += 1;
+    }
+}
+
+// writev: TLS fd learning, and plain HTTP.
 tp!(sys_enter_writev, try_writev);
 fn try_writev(ctx: &TracePointContext) -> Result<u32, u32> {
-    tls::learn_fd(arg(ctx, 0)? as i32);
+    let fd = arg(ctx, 0)? as i32;
+    tls::learn_fd(fd);
+    if is_plain_socket(fd) {
+        emit_plain_iovs(fd, arg(ctx, 1)?, arg(ctx, 2)?, DnsSyscall::Writev);
+    }
     Ok(0)
 }
 
 tp!(sys_enter_readv, try_readv);
 fn try_readv(ctx: &TracePointContext) -> Result<u32, u32> {
-    tls::learn_fd(arg(ctx, 0)? as i32);
-    Ok(0)
+    enter_recv(ctx, DnsSyscall::Readv)
 }
 
 // ---- receives: remember the buffer at entry, copy what arrived at exit ----
@@ -289,7 +315,10 @@ fn try_readv(ctx: &TracePointContext) -> Result<u32, u32> {
 fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom) && is_plain_socket(fd);
+    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && is_plain_socket(fd);
+    if syscall == DnsSyscall::Readv && !plain {
+        return Ok(0);
+    }
     if !plain && dns_socket(fd).is_none() {
         return Ok(0);
     }
@@ -319,7 +348,14 @@ fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
     }
     if p.plain != 0 {
         let syscall = DnsSyscall::from_u8(p.syscall).ok_or(0u32)?;
-        emit_plain(p.fd, p.ptr, ret as u64, DIR_RECV, syscall, p.start_ns);
+        if syscall == DnsSyscall::Readv {
+            // The first iovec: where a reader's data starts.
+            let v: IoVec = unsafe { aya_ebpf::helpers::bpf_probe_read_user(p.ptr as *const IoVec) }.map_err(|_| 0u32)?;
+            let n = if (ret as u64) < v.len { ret as u64 } else { v.len };
+            emit_plain(p.fd, v.base, n, DIR_RECV, syscall, p.start_ns);
+        } else {
+            emit_plain(p.fd, p.ptr, ret as u64, DIR_RECV, syscall, p.start_ns);
+        }
         return Ok(0);
     }
     let sock = dns_socket(p.fd).ok_or(0u32)?;

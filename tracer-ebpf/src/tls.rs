@@ -310,6 +310,15 @@ data_probe!(boringssl_write, BoringSsl, SSL_write, DIR_SEND, false);
 data_probe!(boringssl_read, BoringSsl, SSL_read, DIR_RECV, false);
 handshake_probe!(boringssl_do_handshake, BoringSsl, SSL_do_handshake);
 
+// The built-in fetcher's probe points (tracer_tls_* in the tracer binary), OpenSSL-shaped.
+data_probe!(rustls_write, Rustls, SSL_write, DIR_SEND, false);
+data_probe!(rustls_read, Rustls, SSL_read, DIR_RECV, false);
+handshake_probe!(rustls_handshake, Rustls, SSL_do_handshake);
+#[uprobe]
+pub fn rustls_set_fd(ctx: ProbeContext) -> u32 {
+    set_fd(&ctx, TlsLib::Rustls, TlsFunc::SSL_set_fd, ctx.arg(1))
+}
+
 // GnuTLS (libgnutls.so.30)
 data_probe!(gnutls_record_send, GnuTls, gnutls_record_send, DIR_SEND, false);
 data_probe!(gnutls_record_recv, GnuTls, gnutls_record_recv, DIR_RECV, false);

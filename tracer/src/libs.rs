@@ -20,9 +20,12 @@ pub enum LibFamily {
     Nspr,
     /// NSS libssl3: handshake entry points.
     Nss,
+    /// The tracer binary's own fetcher (rustls), through its `tracer_tls_*` probe points.
+    Fetcher,
 }
 
 impl LibFamily {
+    /// The shared-library families looked for in the linker cache and process maps.
     pub const ALL: [LibFamily; 4] = [LibFamily::OpenSsl, LibFamily::GnuTls, LibFamily::Nspr, LibFamily::Nss];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +34,7 @@ impl LibFamily {
             LibFamily::GnuTls => "gnutls",
             LibFamily::Nspr => "nspr",
             LibFamily::Nss => "nss",
+            LibFamily::Fetcher => "fetcher",
         }
     }
 
@@ -165,6 +169,33 @@ pub fn find_tls_libraries() -> (Vec<TlsLibrary>, Vec<String>) {
         }
     }
     (found.into_values().collect(), warnings)
+}
+
+/// Tracer binaries whose built-in fetcher should be traced: this executable and `tracer`
+/// binaries next to it (a test binary in target/debug/deps runs target/debug/tracer).
+pub fn fetcher_binaries() -> Vec<TlsLibrary> {
+    let mut out: Vec<TlsLibrary> = Vec::new();
+    let Ok(me) = std::env::current_exe() else { return out };
+    let mut candidates = vec![me.clone()];
+    for dir in me.ancestors().skip(1).take(2) {
+        candidates.push(dir.join("tracer"));
+    }
+    for path in candidates {
+        let Ok(path) = std::fs::canonicalize(&path) else { continue };
+        if out.iter().any(|l| l.path == path) || !has_symbol(&path, crate::fetch::probe_points::WRITE) {
+            continue;
+        }
+        out.push(TlsLibrary { family: LibFamily::Fetcher, path, source: "tracer binary".into() });
+    }
+    out
+}
+
+/// Whether an ELF file defines `name` (symbol table or dynamic symbols).
+pub fn has_symbol(path: &Path, name: &str) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(data) = std::fs::read(path) else { return false };
+    let Ok(file) = object::File::parse(&*data) else { return false };
+    file.symbols().chain(file.dynamic_symbols()).any(|s| s.name() == Ok(name) && s.is_definition())
 }
 
 /// (pid, path) of every file-backed executable mapping of every process, once per path.

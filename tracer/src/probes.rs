@@ -132,6 +132,7 @@ const TRACEPOINTS: &[(&str, &str, &str, &str, &[(&str, usize)])] = &[
     ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvfrom", &[]),
     ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvmsg", &[]),
     ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvmmsg", &[]),
+    ("dns", "sys_exit_recv", "syscalls", "sys_exit_readv", &[]),
     ("dns", "sys_enter_close", "syscalls", "sys_enter_close", &[]),
     ("tls_fd", "sys_enter_writev", "syscalls", "sys_enter_writev", &[]),
     ("tls_fd", "sys_enter_readv", "syscalls", "sys_enter_readv", &[]),
@@ -168,6 +169,12 @@ fn uprobes_for(family: LibFamily) -> &'static [(&'static str, Option<&'static st
             ("tls_free", None, "PR_Close"),
         ],
         LibFamily::Nss => &[("nss_force_handshake", Some("tls_handshake_ret"), "SSL_ForceHandshake")],
+        LibFamily::Fetcher => &[
+            ("rustls_set_fd", None, "tracer_tls_set_fd"),
+            ("rustls_handshake", Some("tls_handshake_ret"), "tracer_tls_handshake"),
+            ("rustls_write", Some("tls_data_ret"), "tracer_tls_write"),
+            ("rustls_read", Some("tls_data_ret"), "tracer_tls_read"),
+        ],
     }
 }
 
@@ -205,7 +212,7 @@ impl Probes {
         if config.tls {
             let (mut libs, w) = crate::libs::find_tls_libraries();
             warnings.extend(w);
-            for extra in &config.extra_libraries {
+            for extra in config.extra_libraries.iter().chain(crate::libs::fetcher_binaries().iter()) {
                 if !libs.iter().any(|l| l.path == extra.path) {
                     libs.push(extra.clone());
                 }

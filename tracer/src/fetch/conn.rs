@@ -71,6 +71,10 @@ impl TimedIo {
     pub(crate) fn new(inner: TcpStream, stats: Arc<IoStats>) -> TimedIo {
         TimedIo { inner, stats }
     }
+    pub(crate) fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.inner.as_raw_fd()
+    }
 }
 
 impl AsyncRead for TimedIo {

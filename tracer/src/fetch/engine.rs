@@ -11,6 +11,7 @@ use hyper::{Method, Request, StatusCode};
 use tokio::sync::OnceCell;
 use url::Url;
 
+use super::probe_points::{TlsObject, Traced};
 use super::address::{Origin, check_fetchable, request_target, request_url};
 use super::clock::{Span, monotonic_ns, round_ms, unix_ms};
 use super::conn::{self, IoStats, Sender, TimedIo};
@@ -199,15 +200,20 @@ impl Ctx {
         let io = TimedIo::new(stream, stats.clone());
 
         let sender = if origin.is_tls() {
+            // rustls has no library boundary the daemon could probe: these probe points are it.
+            let obj = TlsObject::new(io.raw_fd());
+            obj.handshake_started();
             match conn::tls_handshake(&self.tls, &origin.host, io, self.opts.connect_timeout).await
             {
                 Ok((tls, info)) => {
+                    obj.handshake_done();
                     setup.tls = Some(info.span.span());
                     let h2 = info.alpn.as_deref() == Some("h2");
                     self.rec().connections[id].tls = Some(info);
-                    conn::http_handshake(tls, h2).await
+                    conn::http_handshake(Traced::new(tls, obj), h2).await
                 }
                 Err(info) => {
+                    obj.handshake_failed();
                     setup.tls = Some(info.span.span());
                     let f = info.failure.clone().unwrap_or_else(|| {
                         Failure::new(Phase::Tls, "ERR_SSL_PROTOCOL_ERROR", "handshake failed")

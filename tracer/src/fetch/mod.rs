@@ -30,6 +30,7 @@ mod dns;
 mod engine;
 pub mod har;
 pub mod model;
+pub mod probe_points;
 pub mod page;
 mod pool;
 pub mod render;

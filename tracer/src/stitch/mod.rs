@@ -338,12 +338,13 @@ impl Stitcher {
                             }
                             HandshakePhase::Return => {
                                 let done = match lib {
-                                    Some(TlsLib::OpenSsl) | Some(TlsLib::BoringSsl) => *ret == 1,
+                                    Some(TlsLib::OpenSsl) | Some(TlsLib::BoringSsl) | Some(TlsLib::Rustls) => *ret == 1,
                                     _ => *ret == 0,
                                 };
                                 let would_block = match lib {
                                     Some(TlsLib::OpenSsl) | Some(TlsLib::BoringSsl) => *ret == -1 || *ret == 0,
                                     Some(TlsLib::GnuTls) => *ret == -28 || *ret == -52, // E_AGAIN, E_INTERRUPTED
+                                    Some(TlsLib::Rustls) => *ret == -1,
                                     _ => *ret == -1,
                                 };
                                 if done {
@@ -997,6 +998,7 @@ impl Stitcher {
                 TlsLib::GnuTls => "gnutls",
                 TlsLib::Nspr => "nspr",
                 TlsLib::BoringSsl => "boringssl",
+                TlsLib::Rustls => "rustls",
                 TlsLib::None => "none",
             }
             .to_string(),
