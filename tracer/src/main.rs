@@ -3,6 +3,11 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use tracer::{
     daemon::{self, PrintMode, RunConfig},
+    fetch::{
+        self,
+        cli::{FetchArgs, LabArgs},
+    },
+    history,
     probes::ProbeConfig,
 };
 
@@ -18,6 +23,18 @@ struct Cli {
 enum Command {
     /// Attach the probes and trace until Ctrl-C/SIGTERM (needs root or CAP_BPF+CAP_PERFMON).
     Run(RunArgs),
+    /// List stored page loads, newest first (filters: --host, --url, --process, --status, --since).
+    History(history::cli::HistoryArgs),
+    /// One page load: request waterfall, redirect chain, DNS lookups, connections and TLS.
+    Show(history::cli::ShowArgs),
+    /// Export page loads as HAR 1.2 (`export --har ID` or `export --last N`).
+    Export(history::cli::ExportArgs),
+    /// A page load next to the latest baseline (`tracer fetch`) of its URL, phase by phase.
+    Compare(history::cli::CompareArgs),
+    /// Load a URL like a browser, timing DNS, TCP, TLS and HTTP (the reference fetcher).
+    Fetch(FetchArgs),
+    /// Start the test lab (network namespace, DNS, origins) until Ctrl-C (needs root).
+    Lab(LabArgs),
 }
 
 #[derive(clap::Args)]
@@ -46,6 +63,15 @@ struct RunArgs {
     /// Events queued between the ring-buffer reader and its consumers.
     #[arg(long, default_value_t = 65536)]
     queue: usize,
+    /// A page load ends after its client has been network-idle this long.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    quiet_ms: u64,
+    /// Delete page loads older than this (e.g. 30d, 12h).
+    #[arg(long, value_parser = tracer::history::retention::parse_retain)]
+    retain: Option<std::time::Duration>,
+    /// Keep at most this many page loads (the newest).
+    #[arg(long)]
+    max_page_loads: Option<u64>,
 }
 
 fn parse_ring_mb(s: &str) -> Result<u32, String> {
@@ -88,7 +114,15 @@ fn main() -> ExitCode {
             },
             queue: a.queue,
             rescan: Duration::from_secs(10),
+            stitch: tracer::stitch::StitchConfig { quiet_ns: a.quiet_ms * 1_000_000, ..Default::default() },
+            retention: tracer::history::retention::RetentionConfig { retain: a.retain, max_page_loads: a.max_page_loads },
         })),
+        Command::History(a) => rt.block_on(history::cli::history(a)),
+        Command::Show(a) => rt.block_on(history::cli::show(a)),
+        Command::Export(a) => rt.block_on(history::cli::export(a)),
+        Command::Compare(a) => rt.block_on(history::cli::compare(a)),
+        Command::Fetch(a) => return fetch::cli::fetch_main(&rt, a),
+        Command::Lab(a) => return fetch::cli::lab_main(&rt, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

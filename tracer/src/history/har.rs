@@ -1,0 +1,218 @@
+//! HAR 1.2 export (<http://www.softwareishard.com/blog/har-12-spec/>).
+//!
+//! Mapping: one HAR page per page load (`page_<id>`), one entry per request. No header,
+//! cookie or body is ever captured into the history, so those arrays are empty; query values
+//! arrive redacted (`q=*`). Sizes: `response.headersSize` is the response head's bytes when the
+//! stitcher measured it (else -1) and `bodySize` the rest of the response bytes; the request's
+//! sizes are unknown (-1), its total bytes are in `_requestBytes`. Timings follow HAR 1.2:
+//! `connect` includes `ssl`, -1 for a phase that did not happen, and `send`/`wait`/`receive`
+//! (which HAR requires) are 0 then. `time` is the sum of the non-negative phases. Failures are
+//! in `_error` (entries and pages), as browsers' exports do.
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+
+use super::{StoredPageLoad, iso8601};
+use crate::stitch::model::{PageLoad, Request};
+
+/// A HAR 1.2 log of the given page loads (entries sorted by start, oldest first).
+pub fn to_har(pages: &[StoredPageLoad]) -> Value {
+    let mut entries: Vec<(f64, Value)> = Vec::new();
+    let mut har_pages = Vec::with_capacity(pages.len());
+    for s in pages {
+        let page_ref = format!("page_{}", s.id);
+        let p = &s.page;
+        let mut page = json!({
+            "startedDateTime": iso8601(s.started_at_ms as f64),
+            "id": page_ref,
+            "title": p.url.clone().unwrap_or_default(),
+            "pageTimings": {
+                "onContentLoad": -1,
+                "onLoad": if p.status.is_some() && p.error.is_none() { json!(p.total_ms()) } else { json!(-1) },
+            },
+        });
+        if let Some(e) = &p.error {
+            page["_error"] = json!(e);
+        }
+        har_pages.push(page);
+        for r in &p.requests {
+            let at = s.wall_ms(r.started_ns);
+            entries.push((at, entry(s, &page_ref, r, at)));
+        }
+    }
+    entries.sort_by(|a, b| a.0.total_cmp(&b.0));
+    json!({
+        "log": {
+            "version": "1.2",
+            "creator": { "name": "tracer", "version": env!("CARGO_PKG_VERSION") },
+            "pages": har_pages,
+            "entries": entries.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        }
+    })
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
+    let p: &PageLoad = &s.page;
+    let t = &r.timings;
+    let opt = |v: f64| if v >= 0.0 { round2(v) } else { -1.0 };
+    let req = |v: f64| if v >= 0.0 { round2(v) } else { 0.0 };
+    let timings = json!({
+        "blocked": opt(t.blocked),
+        "dns": opt(t.dns),
+        "connect": opt(t.connect),
+        "ssl": opt(t.ssl),
+        "send": req(t.send),
+        "wait": req(t.wait),
+        "receive": req(t.receive),
+    });
+    let time = round2([t.blocked, t.dns, t.connect, t.send, t.wait, t.receive].iter().filter(|v| **v >= 0.0).sum());
+    let url = r
+        .url
+        .clone()
+        .or_else(|| match (&r.host, &r.path) {
+            (Some(h), Some(path)) => {
+                let tls = r.connection.and_then(|c| p.connections.get(c)).is_some_and(|c| c.tls.is_some());
+                Some(format!("{}://{h}{path}", if tls { "https" } else { "http" }))
+            }
+            _ => None,
+        })
+        .or_else(|| p.url.clone())
+        .unwrap_or_default();
+    let http_version = r.protocol.clone().unwrap_or_default();
+    let (headers_size, body_size) = match (r.status, r.response_header_bytes) {
+        (None, _) if r.response_bytes == 0 => (-1i64, -1i64),
+        (_, 0) => (-1, r.response_bytes as i64),
+        (_, h) => (h as i64, r.response_bytes.saturating_sub(h) as i64),
+    };
+    let conn = r.connection.and_then(|i| p.connections.get(i).map(|c| (i, c)));
+    let server_ip = conn.and_then(|(_, c)| c.dst.as_deref()).map(ip_of);
+    let connection_id = conn.map(|(i, c)| {
+        c.src
+            .as_deref()
+            .and_then(|s| s.parse::<SocketAddr>().ok())
+            .filter(|a| a.port() != 0)
+            .map(|a| a.port().to_string())
+            .unwrap_or_else(|| format!("{}.{i}", s.id))
+    });
+    let mut e = json!({
+        "pageref": page_ref,
+        "startedDateTime": iso8601(at),
+        "time": time,
+        "request": {
+            "method": r.method.clone().unwrap_or_else(|| "GET".into()),
+            "url": url,
+            "httpVersion": http_version,
+            "cookies": [],
+            "headers": [],
+            "queryString": query_string(&url),
+            "headersSize": -1,
+            "bodySize": -1,
+            "_requestBytes": r.request_bytes,
+        },
+        "response": {
+            "status": r.status.unwrap_or(0),
+            "statusText": r.status.map(reason).unwrap_or(""),
+            "httpVersion": if r.status.is_some() { http_version.clone() } else { String::new() },
+            "cookies": [],
+            "headers": [],
+            "content": {
+                "size": body_size.max(0),
+                "mimeType": r.content_type.clone().unwrap_or_default(),
+            },
+            "redirectURL": r.redirect_to.clone().unwrap_or_default(),
+            "headersSize": headers_size,
+            "bodySize": body_size,
+        },
+        "cache": {},
+        "timings": timings,
+    });
+    if let Some(ip) = server_ip {
+        e["serverIPAddress"] = json!(ip);
+    }
+    if let Some(c) = connection_id {
+        e["connection"] = json!(c);
+    }
+    if let Some(err) = &r.error {
+        e["_error"] = json!(err);
+    }
+    e
+}
+
+/// `10.0.0.2:443` -> `10.0.0.2`, `[fd00::2]:443` -> `fd00::2`; anything else as it is.
+fn ip_of(dst: &str) -> String {
+    match dst.parse::<SocketAddr>() {
+        Ok(a) => a.ip().to_string(),
+        Err(_) => dst.trim_start_matches('[').trim_end_matches(']').to_string(),
+    }
+}
+
+fn query_string(url: &str) -> Vec<Value> {
+    let Some((_, q)) = url.split_once('?') else { return Vec::new() };
+    let q = q.split('#').next().unwrap_or("");
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            json!({ "name": k, "value": v })
+        })
+        .collect()
+}
+
+/// The standard reason phrase (the wire's own is not kept).
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(ip_of("10.0.0.2:443"), "10.0.0.2");
+        assert_eq!(ip_of("[fd00::2]:443"), "fd00::2");
+        assert_eq!(ip_of("weird"), "weird");
+        assert_eq!(
+            query_string("https://a.test/s?q=*&lang=*&flag#frag"),
+            vec![
+                json!({"name": "q", "value": "*"}),
+                json!({"name": "lang", "value": "*"}),
+                json!({"name": "flag", "value": ""})
+            ]
+        );
+        assert!(query_string("https://a.test/").is_empty());
+        assert_eq!(reason(404), "Not Found");
+    }
+}

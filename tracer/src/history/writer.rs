@@ -1,0 +1,217 @@
+//! The history writer: a task that owns the receiving end of a bounded queue of page loads and
+//! stores them in batches (up to `batch_max` page loads, or what arrived within `flush_every`
+//! of the first one), one transaction per batch.
+//!
+//! Nothing here can stop the daemon. A full queue drops the page load on the sender's side
+//! (counted); a batch that cannot be written (full disk, read-only file, locked database) is
+//! logged, counted as dropped, and the writer goes on with the next one. A failed batch rolls
+//! back on its own, so rows committed before it are never touched.
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use sqlx::SqlitePool;
+use tokio::{
+    sync::mpsc::{self, error::TrySendError},
+    task::JoinHandle,
+    time::Instant,
+};
+
+use super::{WallOffset, store};
+use crate::stitch::model::PageLoad;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Page loads queued between the stitcher and the writer.
+    pub capacity: usize,
+    /// Most page loads written in one transaction.
+    pub batch_max: usize,
+    /// How long the first page load of a batch waits for others.
+    pub flush_every: Duration,
+    /// Monotonic -> wall clock mapping for this run.
+    pub wall: WallOffset,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self { capacity: 1024, batch_max: 64, flush_every: Duration::from_millis(200), wall: WallOffset::now() }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    queued: AtomicU64,
+    written: AtomicU64,
+    batches: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_write_failed: AtomicU64,
+    write_errors: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// The writer's counters, for `/api/health` and the daemon's run record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryCounters {
+    /// Page loads accepted into the queue.
+    pub queued: u64,
+    /// Page loads committed.
+    pub written: u64,
+    /// Transactions committed.
+    pub batches: u64,
+    /// Page loads lost in total: `dropped_queue_full + dropped_write_failed`.
+    pub dropped: u64,
+    /// Refused because the queue was full (or the writer had stopped).
+    pub dropped_queue_full: u64,
+    /// Lost with a batch that could not be written.
+    pub dropped_write_failed: u64,
+    /// Batches that could not be written.
+    pub write_errors: u64,
+    /// The last write error, as text.
+    pub last_error: Option<String>,
+}
+
+impl Stats {
+    fn snapshot(&self) -> HistoryCounters {
+        let full = self.dropped_queue_full.load(Relaxed);
+        let failed = self.dropped_write_failed.load(Relaxed);
+        HistoryCounters {
+            queued: self.queued.load(Relaxed),
+            written: self.written.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            dropped: full + failed,
+            dropped_queue_full: full,
+            dropped_write_failed: failed,
+            write_errors: self.write_errors.load(Relaxed),
+            last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+        }
+    }
+}
+
+/// The stitcher's end of the queue. Cloneable; never blocks.
+#[derive(Debug, Clone)]
+pub struct HistorySender {
+    tx: mpsc::Sender<PageLoad>,
+    stats: Arc<Stats>,
+}
+
+impl HistorySender {
+    /// Queues a page load without waiting (`try_send`); returns false (and counts it as dropped) when the
+    /// queue is full or the writer has stopped.
+    pub fn send(&self, page: PageLoad) -> bool {
+        match self.tx.try_send(page) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
+                self.stats.dropped_queue_full.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Page loads refused by [`send`](Self::send) so far (queue full or writer gone).
+    pub fn dropped(&self) -> u64 {
+        self.stats.dropped_queue_full.load(Relaxed)
+    }
+
+    pub fn counters(&self) -> HistoryCounters {
+        self.stats.snapshot()
+    }
+}
+
+/// The writer task. It ends when every [`HistorySender`] is dropped, after writing what was
+/// queued.
+#[derive(Debug)]
+pub struct WriterHandle {
+    stats: Arc<Stats>,
+    join: JoinHandle<()>,
+}
+
+impl WriterHandle {
+    pub fn counters(&self) -> HistoryCounters {
+        self.stats.snapshot()
+    }
+
+    /// Waits for the writer to drain the queue and stop (drop every sender first).
+    pub async fn join(self) -> HistoryCounters {
+        let _ = self.join.await;
+        self.stats.snapshot()
+    }
+}
+
+/// Starts the writer on the current tokio runtime.
+pub fn spawn_writer(pool: SqlitePool, config: WriterConfig) -> (HistorySender, WriterHandle) {
+    let (tx, rx) = mpsc::channel(config.capacity.max(1));
+    let stats = Arc::new(Stats::default());
+    let sender = HistorySender { tx, stats: stats.clone() };
+    let join = tokio::spawn(run(pool, config, rx, stats.clone()));
+    (sender, WriterHandle { stats, join })
+}
+
+async fn run(pool: SqlitePool, config: WriterConfig, mut rx: mpsc::Receiver<PageLoad>, stats: Arc<Stats>) {
+    let batch_max = config.batch_max.max(1);
+    let mut batch: Vec<PageLoad> = Vec::with_capacity(batch_max);
+    let mut open = true;
+    while open {
+        match rx.recv().await {
+            Some(p) => batch.push(p),
+            None => break,
+        }
+        let deadline = Instant::now() + config.flush_every;
+        while batch.len() < batch_max {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                Ok(None) => {
+                    open = false;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        write_batch(&pool, &config, &mut batch, &stats).await;
+    }
+    tracing::debug!("history writer stopped");
+}
+
+async fn write_batch(pool: &SqlitePool, config: &WriterConfig, batch: &mut Vec<PageLoad>, stats: &Stats) {
+    let n = batch.len() as u64;
+    match store::insert_page_loads(pool, batch, config.wall).await {
+        Ok(_) => {
+            stats.written.fetch_add(n, Relaxed);
+            stats.batches.fetch_add(1, Relaxed);
+        }
+        Err(e) => {
+            let errors = stats.write_errors.fetch_add(1, Relaxed) + 1;
+            stats.dropped_write_failed.fetch_add(n, Relaxed);
+            let text = format!("{e:#}");
+            // Every failure is counted; the log says the first ten and then every 100th.
+            if errors <= 10 || errors.is_multiple_of(100) {
+                tracing::warn!(page_loads = n, errors, "history: could not write a batch, dropped: {text}");
+            }
+            if let Ok(mut last) = stats.last_error.lock() {
+                *last = Some(text);
+            }
+        }
+    }
+    batch.clear();
+}
+
+/// Saves the run's totals in `daemon_runs` (lost in the kernel, dropped in user space).
+pub async fn record_run_counters(pool: &SqlitePool, run_id: i64, lost: u64, dropped: u64) -> anyhow::Result<()> {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    sqlx::query("UPDATE daemon_runs SET lost_events = ?, dropped_events = ? WHERE id = ?")
+        .bind(clamp(lost))
+        .bind(clamp(dropped))
+        .bind(run_id)
+        .execute(pool)
+        .await
+        .context("recording the run's lost/dropped counters")?;
+    Ok(())
+}
