@@ -12,6 +12,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     db,
+    history::{
+        retention::{RetentionConfig, spawn_pruner},
+        writer::{WriterConfig, record_run_counters, spawn_writer},
+    },
+    stitch::{StitchConfig, Stitcher, model::PageLoad},
     libs::TlsLibrary,
     printer,
     probes::{ProbeConfig, ProbeStatus, Probes},
@@ -35,6 +40,9 @@ pub struct RunConfig {
     pub queue: usize,
     /// How often to look for TLS libraries that processes loaded since the last look.
     pub rescan: Duration,
+    /// Page-load grouping (quiet window ...).
+    pub stitch: StitchConfig,
+    pub retention: RetentionConfig,
 }
 
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
@@ -54,6 +62,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let probes_json = serde_json::to_string(&probes.status)?;
     let run_id = db::record_start(&pool, &kernel, &probes_json).await?;
 
+    let (history, writer) = spawn_writer(pool.clone(), WriterConfig { capacity: 4096, ..Default::default() });
+    let pruner = spawn_pruner(pool.clone(), config.retention.clone(), Duration::from_secs(60));
+    let mut stitcher = Stitcher::new(config.stitch.clone());
+    seed_processes(&mut stitcher);
+    let live = Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+
     let state = web::AppState {
         health: Arc::new(web::Health {
             started: std::time::Instant::now(),
@@ -61,6 +75,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             probes: serde_json::to_value(&probes.status)?,
             kernel: serde_json::to_value(&probes.kernel)?,
             stats: stats.clone(),
+            live: live.clone(),
         }),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -80,6 +95,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut lost_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stitch_tick = tokio::time::interval(Duration::from_millis(100));
     let mut rescan_tick = tokio::time::interval(config.rescan);
     rescan_tick.tick().await; // the first tick is immediate; libraries were just scanned
     let mut last_lost: u64 = 0;
@@ -92,6 +108,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     PrintMode::Text => println!("{}", printer::text_line(&ev)),
                     PrintMode::Json => println!("{}", printer::json_line(&ev)),
                 }
+                for page in stitcher.on_event(&ev) {
+                    deliver(page, config.print, &history);
+                }
+            }
+            _ = stitch_tick.tick() => {
+                for page in stitcher.tick(monotonic_ns()) {
+                    deliver(page, config.print, &history);
+                }
             }
             _ = lost_tick.tick() => {
                 if let Ok(counts) = probes.lost_counts() {
@@ -102,6 +126,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                         last_lost = total;
                     }
                     stats.kernel_lost.store(total, Ordering::Relaxed);
+                }
+                if let Ok(mut l) = live.lock() {
+                    *l = serde_json::json!({ "stitcher": stitcher.stats, "history": history.counters() });
                 }
                 let dropped = stats.queue_dropped.load(Ordering::Relaxed);
                 if dropped > 0 && lost_tick.period() == Duration::from_secs(1) {
@@ -119,6 +146,17 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     }
     let _ = stop_web.send(());
     let _ = server.await;
+    // Page loads still open are complete as far as this run saw them.
+    for page in stitcher.finish() {
+        deliver(page, config.print, &history);
+    }
+    drop(history);
+    let counters = writer.join().await;
+    pruner.abort();
+    let lost = probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
+    let dropped = stats.queue_dropped.load(Ordering::Relaxed) + counters.dropped;
+    record_run_counters(&pool, run_id, lost, dropped).await?;
+    eprintln!("stored {} page loads ({} dropped)", counters.written, counters.dropped);
     db::record_stop(&pool, run_id).await?;
     pool.close().await;
     drop(probes); // detaches every link
@@ -171,6 +209,39 @@ pub fn summary(status: &[ProbeStatus]) -> String {
         }
     }
     out
+}
+
+fn deliver(page: PageLoad, print: PrintMode, history: &crate::history::writer::HistorySender) {
+    match print {
+        PrintMode::Off => {}
+        PrintMode::Text => println!("{}", printer::page_load_line(&page)),
+        PrintMode::Json => println!("{}", serde_json::json!({ "kind": "page_load", "page_load": page })),
+    }
+    history.send(page);
+}
+
+/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Processes that started before the daemon: their parent and program, for client trees.
+fn seed_processes(stitcher: &mut Stitcher) {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let base = entry.path();
+        let Ok(stat) = std::fs::read_to_string(base.join("stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let exe = std::fs::read_link(base.join("exe")).ok().map(|p| p.display().to_string());
+        stitcher.learn_process(pid, ppid, comm, exe);
+    }
 }
 
 fn uname_release() -> String {

@@ -24,6 +24,8 @@ pub struct Health {
     pub probes: serde_json::Value,
     pub kernel: serde_json::Value,
     pub stats: Arc<StreamStats>,
+    /// Stitcher and history-writer counters, refreshed every second by the daemon.
+    pub live: Arc<std::sync::Mutex<serde_json::Value>>,
 }
 
 static INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -47,6 +49,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "kernel": h.kernel,
         "probes": h.probes,
         "events": h.stats.snapshot(),
+        "pipeline": h.live.lock().map(|v| v.clone()).unwrap_or_default(),
     }))
 }
 
@@ -65,6 +68,7 @@ mod tests {
                 probes: serde_json::json!([{"family": "tcp_state", "attached": true}]),
                 kernel: serde_json::json!({"kprobes": false}),
                 stats: Arc::new(StreamStats::default()),
+                live: Default::default(),
             }),
         }
     }
