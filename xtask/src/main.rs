@@ -52,7 +52,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    // Later: `lab` (the test network lab) and `bench`.
+    /// Setup, build in release mode, then start the test lab (`tracer lab ARGS...`) as root:
+    /// a network namespace with DNS for shop.test and HTTP(S) origins; prints how to run a
+    /// client inside it.
+    Lab {
+        /// Arguments for `tracer lab` (after `--`), e.g. `-- --dns-delay-ms 50`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    // Later: `bench`.
 }
 
 fn main() {
@@ -60,7 +68,8 @@ fn main() {
     let result = match cli.command {
         Cmd::Setup => setup::setup(),
         Cmd::Build { release } => build(release),
-        Cmd::Run { args } => run(args),
+        Cmd::Run { args } => run_as_root("run", args),
+        Cmd::Lab { args } => run_as_root("lab", args),
         Cmd::Test { args } => test(args),
     };
     if let Err(e) = result {
@@ -90,7 +99,8 @@ fn cargo_build(release: bool) -> Result<()> {
     util::run(&mut cmd)
 }
 
-fn run(args: Vec<OsString>) -> Result<()> {
+/// Build the release daemon and exec `tracer SUBCOMMAND ARGS` as root.
+fn run_as_root(subcommand: &str, args: Vec<OsString>) -> Result<()> {
     setup::setup()?;
     cargo_build(true)?;
     let tracer = util::target_dir().join("release").join("tracer");
@@ -100,7 +110,7 @@ fn run(args: Vec<OsString>) -> Result<()> {
             tracer.display()
         );
     }
-    let mut run_args = vec![OsString::from("run")];
+    let mut run_args = vec![OsString::from(subcommand)];
     run_args.extend(args);
 
     let mut cmd = if util::is_root()? {
