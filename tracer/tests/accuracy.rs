@@ -10,16 +10,7 @@ use tracer::{
     stream::{StreamStats, spawn_reader},
 };
 
-fn root_or_skip(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: kernel test cannot run without root, and CI=true forbids skipping it");
-    }
-    eprintln!("SKIP {test}: needs root (run `cargo xtask test`)");
-    false
-}
+use tracer::lab::support::root_or_skip;
 
 /// Trace while `work` runs (it returns the client pids and whatever else it measured);
 /// return that and the page loads of those clients.

@@ -7,16 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn root_or_skip(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: kernel test cannot run without root, and CI=true forbids skipping it");
-    }
-    eprintln!("SKIP {test}: needs root (run `cargo xtask test`)");
-    false
-}
+use tracer::lab::support::root_or_skip;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -5,10 +5,10 @@
 //! Needs root (the lab creates a network namespace). Without root each test prints SKIPPED and
 //! passes; with CI=true it fails instead.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use tracer::fetch::{self, FetchOptions, Initiator, PageLoad, Phase, monotonic_ns};
 use tracer::lab::{Lab, LabConfig, hosts};
@@ -17,11 +17,7 @@ const DNS_DELAY: Duration = Duration::from_millis(50);
 const THINK: Duration = Duration::from_millis(100);
 
 fn lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
-    if let Err(e) = tracer::lab::check_privileges() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: CI=true and the lab cannot run: {e}");
-        }
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {e}");
+    if !tracer::lab::support::root_or_skip(test) {
         return None;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -70,43 +66,8 @@ fn fetch_in_lab(lab: &Lab, url: &str, opts: FetchOptions) -> PageLoad {
         .expect("fetch")
 }
 
-/// Runs a command to completion, killing it after 20 s.
-fn run(mut cmd: Command) -> Output {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {desc}: {e}"));
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
+fn run(cmd: Command) -> Output {
+    tracer::lab::support::run_bounded(cmd, Duration::from_secs(20))
 }
 
 /// `tracer fetch ARGS` inside the lab (resolv.conf of the namespace).

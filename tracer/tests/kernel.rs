@@ -18,16 +18,7 @@ use tracer::{
 };
 use tracer_common::{DnsSyscall, TlsLib};
 
-fn root_or_skip(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: kernel test cannot run without root, and CI=true forbids skipping it");
-    }
-    eprintln!("SKIP {test}: needs root to load eBPF programs (run `cargo xtask test`)");
-    false
-}
+use tracer::lab::support::root_or_skip;
 
 struct Traced {
     probes: Probes,

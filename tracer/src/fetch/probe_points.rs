@@ -158,10 +158,10 @@ mod tests {
     #[test]
     fn probe_points_are_distinct_functions() {
         let addrs = [
-            tracer_tls_set_fd as usize,
-            tracer_tls_handshake as usize,
-            tracer_tls_write as usize,
-            tracer_tls_read as usize,
+            tracer_tls_set_fd as *const () as usize,
+            tracer_tls_handshake as *const () as usize,
+            tracer_tls_write as *const () as usize,
+            tracer_tls_read as *const () as usize,
         ];
         for i in 0..addrs.len() {
             for j in i + 1..addrs.len() {

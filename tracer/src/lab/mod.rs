@@ -25,6 +25,7 @@ mod dns;
 mod http;
 mod netns;
 mod pki;
+pub mod support;
 #[cfg(test)]
 mod tests;
 

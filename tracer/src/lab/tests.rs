@@ -4,7 +4,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
@@ -13,56 +13,15 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use super::*;
 
 /// Starts a lab, or returns None (after saying why) when this process lacks root.
-/// With CI=true a missing privilege fails the test instead.
 async fn lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
-    if let Err(e) = check_privileges() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: CI=true and the lab cannot run: {e}");
-        }
-        // Straight to the process's stderr: libtest's capture would hide an eprintln!.
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {e}");
+    if !support::root_or_skip(test) {
         return None;
     }
     Some(Lab::start(config).await.expect("starting the lab"))
 }
 
-/// Runs a command to completion, killing it after 20 s.
-fn run(mut cmd: Command) -> Output {
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {desc}: {e}"));
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
+fn run(cmd: Command) -> Output {
+    support::run_bounded(cmd, Duration::from_secs(20))
 }
 
 fn stdout(o: &Output) -> String {

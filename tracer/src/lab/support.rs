@@ -1,0 +1,50 @@
+//! Helpers every root-only test uses: one place for the skip rule and for bounded commands.
+use std::io::{Read, Write as _};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when this process may load eBPF programs and build namespaces. Otherwise says why
+/// and returns false, except under CI (`CI=true`), where a skipped kernel test is a failure.
+pub fn root_or_skip(test: &str) -> bool {
+    let Err(e) = super::check_privileges() else { return true };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: CI=true forbids skipping this kernel test, and it cannot run: {e}");
+    }
+    // Straight to the process's stderr: libtest's capture would hide an eprintln!.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {e} (run `cargo xtask test`)");
+    false
+}
+
+/// Run a command to completion with its output captured, killing it after `limit`.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {desc}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out_t = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err_t = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for the child") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{desc} did not finish within {limit:?}");
+        }
+        // Polling a child's exit: there is no event to await for it.
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }
+}
