@@ -157,41 +157,29 @@ impl FindError {
 // The file: a read-only mapping, its load segments and build-id.
 // ---------------------------------------------------------------------------------------
 
-/// A read-only private mapping of a whole file. Package upgrades replace files by rename, so
-/// the mapped inode does not change under us.
+/// A whole file, read into memory.
+///
+/// Not mmap: a file mapping always carries VM_MAYEXEC, so the kernel's uprobe_mmap writes
+/// int3 breakpoints into *our* mapping at every offset any process has a uprobe on: with the
+/// daemon (or a second one) attached to Chromium, the finder would read breakpoints where the
+/// prologues are and find nothing. read() sees the page cache, which uprobes never modify.
+/// The cost is the file's size in memory for the analysis (about 0.3 GB for Chromium, once per
+/// build thanks to the cache).
 struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
+    data: Vec<u8>,
 }
 
 impl Mapped {
     fn open(path: &Path) -> Result<Mapped, FindError> {
-        let io = |source| FindError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len() as usize;
-        if len == 0 {
+        let data = std::fs::read(path).map_err(|source| FindError::Io { path: path.to_path_buf(), source })?;
+        if data.is_empty() {
             return Err(FindError::NotElf { path: path.to_path_buf(), reason: "empty file".into() });
         }
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: a fresh read-only private mapping of an open file; checked for failure.
-        let ptr =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(io(std::io::Error::last_os_error()));
-        }
-        Ok(Mapped { ptr, len })
+        Ok(Mapped { data })
     }
 
     fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is valid for `len` bytes until drop.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmapping what `open` mapped.
-        unsafe { libc::munmap(self.ptr, self.len) };
+        &self.data
     }
 }
 

@@ -697,3 +697,46 @@ fn candidates_include_the_installed_chromium() {
     sorted.dedup();
     assert_eq!(sorted.len(), found.len());
 }
+
+/// Uprobes at the very offsets the finder looks for must not blind it: the kernel writes
+/// breakpoints into every executable-capable mapping of a probed file (a regression: the
+/// finder used mmap and failed whenever the daemon was attached to Chromium).
+#[test]
+fn finds_the_functions_while_uprobes_are_attached_to_them() {
+    let Some(path) = chromium() else { return };
+    if !crate::lab::support::root_or_skip("finds_the_functions_while_uprobes_are_attached_to_them") {
+        return;
+    }
+    let found = find_boringssl(path).expect("finder without probes");
+    let events = Path::new(crate::system::TRACEFS).join("uprobe_events");
+    if !events.exists() {
+        crate::system::ensure_tracefs().expect("tracefs");
+    }
+    let group = format!("tracer_bssl_test_{}", std::process::id());
+    let defs: Vec<String> = [found.ssl_write, found.ssl_read, found.ssl_do_handshake]
+        .iter()
+        .enumerate()
+        .map(|(i, off)| format!("p:{group}/p{i} {}:{off:#x}", path.display()))
+        .collect();
+    let write = |line: &str| {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&events).expect("uprobe_events");
+        f.write_all(format!("{line}\n").as_bytes())
+    };
+    for d in &defs {
+        write(d).expect("defining a uprobe");
+    }
+    let enable = Path::new(crate::system::TRACEFS).join("events").join(&group).join("enable");
+    std::fs::write(&enable, "1").expect("enabling the uprobes");
+    let again = find_boringssl(path);
+    // Remove the probes before asserting, whatever happened.
+    let _ = std::fs::write(&enable, "0");
+    for i in 0..defs.len() {
+        let _ = write(&format!("-:{group}/p{i}"));
+    }
+    let again = again.expect("finder with uprobes attached at the three offsets");
+    assert_eq!(
+        (again.ssl_write, again.ssl_read, again.ssl_do_handshake),
+        (found.ssl_write, found.ssl_read, found.ssl_do_handshake)
+    );
+}
