@@ -68,16 +68,21 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     seed_processes(&mut stitcher);
     let live = Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
 
-    let state = web::AppState {
-        health: Arc::new(web::Health {
+    let hub = Arc::new(web::LiveHub::new(config.stitch.quiet_ns));
+    hub.ignore_destination(config.listen); // the dashboard's own viewers are not page loads
+    let state = web::AppState::new(
+        web::Health {
             started: std::time::Instant::now(),
             db_path: config.db.clone(),
             probes: serde_json::to_value(&probes.status)?,
             kernel: serde_json::to_value(&probes.kernel)?,
             stats: stats.clone(),
             live: live.clone(),
-        }),
-    };
+        },
+        pool.clone(),
+        hub.clone(),
+    );
+    let live_feed = web::spawn_live(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("dashboard: cannot listen on {}", config.listen))?;
@@ -108,13 +113,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     PrintMode::Text => println!("{}", printer::text_line(&ev)),
                     PrintMode::Json => println!("{}", printer::json_line(&ev)),
                 }
+                hub.observe(&ev);
                 for page in stitcher.on_event(&ev) {
-                    deliver(page, config.print, &history);
+                    deliver(page, config.print, &history, &hub);
                 }
             }
             _ = stitch_tick.tick() => {
                 for page in stitcher.tick(monotonic_ns()) {
-                    deliver(page, config.print, &history);
+                    deliver(page, config.print, &history, &hub);
                 }
             }
             _ = lost_tick.tick() => {
@@ -144,14 +150,16 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             _ = sigterm.recv() => { eprintln!("terminated: detaching"); break }
         }
     }
+    hub.shutdown(); // ends the live streams, which would hold the graceful shutdown
     let _ = stop_web.send(());
     let _ = server.await;
     // Page loads still open are complete as far as this run saw them.
     for page in stitcher.finish() {
-        deliver(page, config.print, &history);
+        deliver(page, config.print, &history, &hub);
     }
     drop(history);
     let counters = writer.join().await;
+    live_feed.abort();
     pruner.abort();
     let lost = probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
     let dropped = stats.queue_dropped.load(Ordering::Relaxed) + counters.dropped;
@@ -211,12 +219,13 @@ pub fn summary(status: &[ProbeStatus]) -> String {
     out
 }
 
-fn deliver(page: PageLoad, print: PrintMode, history: &crate::history::writer::HistorySender) {
+fn deliver(page: PageLoad, print: PrintMode, history: &crate::history::writer::HistorySender, hub: &web::LiveHub) {
     match print {
         PrintMode::Off => {}
         PrintMode::Text => println!("{}", printer::page_load_line(&page)),
         PrintMode::Json => println!("{}", serde_json::json!({ "kind": "page_load", "page_load": page })),
     }
+    hub.page_done(&page);
     history.send(page);
 }
 
