@@ -167,7 +167,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     eprintln!("stored {} page loads ({} dropped)", counters.written, counters.dropped);
     db::record_stop(&pool, run_id).await?;
     pool.close().await;
-    drop(probes); // detaches every link
+    let t = std::time::Instant::now();
+    let n = probes.detach_all();
+    eprintln!("detached {n} probes in {} ms", t.elapsed().as_millis());
     Ok(())
 }
 
@@ -180,10 +182,11 @@ impl Probes {
             if self.libraries.iter().any(|l: &TlsLibrary| l.path == lib.path) {
                 continue;
             }
-            out.extend(crate::probes::attach_library(&mut self.ebpf, &lib));
+            out.extend(crate::probes::attach_library(&mut self.ebpf, &lib, &mut self.links));
             self.libraries.push(lib);
         }
-        let (bssl, warnings) = crate::probes::attach_boringssl(&mut self.ebpf, &mut self.boringssl_checked);
+        let (bssl, warnings) =
+            crate::probes::attach_boringssl(&mut self.ebpf, &mut self.boringssl_checked, &mut self.links);
         for w in warnings {
             tracing::warn!("{w}");
         }

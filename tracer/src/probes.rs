@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{
+        TracePoint, UProbe,
+        trace_point::TracePointLinkId,
+        uprobe::{UProbeLinkId, UProbeScope},
+    },
 };
 use serde::Serialize;
 use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
@@ -83,6 +87,15 @@ pub struct Probes {
     pub warnings: Vec<String>,
     /// Binaries already examined for built-in BoringSSL.
     pub boringssl_checked: Vec<PathBuf>,
+    /// Every attachment, so that shutdown can detach them all at once (see `detach_all`).
+    pub links: Vec<Attachment>,
+}
+
+/// One attached link: its program's name and id.
+#[derive(Debug)]
+pub enum Attachment {
+    TracePoint(&'static str, TracePointLinkId),
+    UProbe(&'static str, UProbeLinkId),
 }
 
 /// Tracepoint field offsets the eBPF programs are compiled with.
@@ -195,8 +208,10 @@ impl Probes {
             .context("loading the eBPF object")?;
 
         let mut status = Vec::new();
+        let mut links = Vec::new();
         for &(family, program, category, name, fields) in TRACEPOINTS {
-            let result = attach_tracepoint(&mut ebpf, program, category, name, fields);
+            let result = attach_tracepoint(&mut ebpf, program, category, name, fields)
+                .map(|id| links.push(Attachment::TracePoint(program, id)));
             status.push(ProbeStatus {
                 family: family.to_string(),
                 point: format!("tracepoint {category}:{name}"),
@@ -227,14 +242,14 @@ impl Probes {
                 }
             }
             for lib in &libs {
-                status.extend(attach_library(&mut ebpf, lib));
+                status.extend(attach_library(&mut ebpf, lib, &mut links));
             }
             libraries = libs;
-            let (bssl, w) = attach_boringssl(&mut ebpf, &mut boringssl_checked);
+            let (bssl, w) = attach_boringssl(&mut ebpf, &mut boringssl_checked, &mut links);
             status.extend(bssl);
             warnings.extend(w);
         }
-        Ok(Probes { ebpf, status, kernel: kernel_support(), libraries, warnings, boringssl_checked })
+        Ok(Probes { ebpf, status, kernel: kernel_support(), libraries, warnings, boringssl_checked, links })
     }
 
     /// Lost records per kind, summed over CPUs.
@@ -251,13 +266,52 @@ impl Probes {
     }
 }
 
+impl Probes {
+    /// Detach everything, many links at once. Each uprobe's unregistration waits for an
+    /// RCU grace period (synchronize_rcu_tasks_trace on recent kernels); one after another,
+    /// ~70 attach points took 9-15 s to stop. Dropped from parallel threads, the waits share
+    /// grace periods. Returns how many links were detached.
+    pub fn detach_all(mut self) -> usize {
+        let mut owned: Vec<Box<dyn Send>> = Vec::new();
+        for link in std::mem::take(&mut self.links) {
+            match link {
+                Attachment::TracePoint(prog, id) => {
+                    if let Some(Ok(tp)) = self.ebpf.program_mut(prog).map(<&mut TracePoint>::try_from) {
+                        if let Ok(l) = tp.take_link(id) {
+                            owned.push(Box::new(l));
+                        }
+                    }
+                }
+                Attachment::UProbe(prog, id) => {
+                    if let Some(Ok(up)) = self.ebpf.program_mut(prog).map(<&mut UProbe>::try_from) {
+                        if let Ok(l) = up.take_link(id) {
+                            owned.push(Box::new(l));
+                        }
+                    }
+                }
+            }
+        }
+        let n = owned.len();
+        let per_thread = n.div_ceil(128).max(1);
+        let mut threads = Vec::new();
+        while !owned.is_empty() {
+            let chunk: Vec<Box<dyn Send>> = owned.drain(..per_thread.min(owned.len())).collect();
+            threads.push(std::thread::spawn(move || drop(chunk)));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        n
+    }
+}
+
 fn attach_tracepoint(
     ebpf: &mut Ebpf,
     program: &str,
     category: &str,
     name: &str,
     fields: &[(&str, usize)],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<TracePointLinkId> {
     if !fields.is_empty() {
         let actual = system::tracepoint_fields(category, name)
             .with_context(|| format!("reading the format of {category}:{name}"))?;
@@ -271,15 +325,18 @@ fn attach_tracepoint(
     if tp.fd().is_err() {
         tp.load().with_context(|| format!("verifier rejected {program}"))?;
     }
-    tp.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
-    Ok(())
+    tp.attach(category, name).with_context(|| format!("attaching {category}:{name}"))
 }
 
 /// BoringSSL compiled into a stripped binary (Chromium): found by code signature, attached
 /// at file offsets. Binaries in `done` are skipped (rescans). A build whose functions cannot
 /// be found is reported, not guessed: a uprobe at a wrong offset can crash the browser. Its
 /// DNS and TCP are still traced.
-pub fn attach_boringssl(ebpf: &mut Ebpf, done: &mut Vec<PathBuf>) -> (Vec<ProbeStatus>, Vec<String>) {
+pub fn attach_boringssl(
+    ebpf: &mut Ebpf,
+    done: &mut Vec<PathBuf>,
+    links: &mut Vec<Attachment>,
+) -> (Vec<ProbeStatus>, Vec<String>) {
     let mut status = Vec::new();
     let mut warnings = Vec::new();
     for path in crate::boringssl::candidates() {
@@ -306,7 +363,7 @@ pub fn attach_boringssl(ebpf: &mut Ebpf, done: &mut Vec<PathBuf>) -> (Vec<ProbeS
             }
         };
         for (entry, ret, name, offset) in found.attach_points() {
-            let r = attach_uprobe_at(ebpf, ret, offset, &path);
+            let r = attach_uprobe_at(ebpf, ret, offset, &path).map(|id| links.push(Attachment::UProbe(ret, id)));
             let ret_ok = r.is_ok();
             status.push(ProbeStatus {
                 family: "tls_boringssl".into(),
@@ -317,7 +374,7 @@ pub fn attach_boringssl(ebpf: &mut Ebpf, done: &mut Vec<PathBuf>) -> (Vec<ProbeS
                 error: r.err().map(|e| format!("{e:#}")),
             });
             let r = if ret_ok {
-                attach_uprobe_at(ebpf, entry, offset, &path)
+                attach_uprobe_at(ebpf, entry, offset, &path).map(|id| links.push(Attachment::UProbe(entry, id)))
             } else {
                 Err(anyhow::anyhow!("skipped: its return probe did not attach"))
             };
@@ -334,7 +391,7 @@ pub fn attach_boringssl(ebpf: &mut Ebpf, done: &mut Vec<PathBuf>) -> (Vec<ProbeS
     (status, warnings)
 }
 
-fn attach_uprobe_at(ebpf: &mut Ebpf, program: &str, offset: u64, path: &Path) -> anyhow::Result<()> {
+fn attach_uprobe_at(ebpf: &mut Ebpf, program: &str, offset: u64, path: &Path) -> anyhow::Result<UProbeLinkId> {
     let up: &mut UProbe = ebpf
         .program_mut(program)
         .with_context(|| format!("program {program} not in the object"))?
@@ -343,11 +400,10 @@ fn attach_uprobe_at(ebpf: &mut Ebpf, program: &str, offset: u64, path: &Path) ->
         up.load().with_context(|| format!("verifier rejected {program}"))?;
     }
     up.attach(offset, path, UProbeScope::AllProcesses)
-        .with_context(|| format!("attaching at {offset:#x} in {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("attaching at {offset:#x} in {}", path.display()))
 }
 
-fn attach_uprobe(ebpf: &mut Ebpf, program: &str, symbol: &str, path: &Path) -> anyhow::Result<()> {
+fn attach_uprobe(ebpf: &mut Ebpf, program: &str, symbol: &str, path: &Path) -> anyhow::Result<UProbeLinkId> {
     let up: &mut UProbe = ebpf
         .program_mut(program)
         .with_context(|| format!("program {program} not in the object"))?
@@ -356,19 +412,18 @@ fn attach_uprobe(ebpf: &mut Ebpf, program: &str, symbol: &str, path: &Path) -> a
         up.load().with_context(|| format!("verifier rejected {program}"))?;
     }
     up.attach(symbol, path, UProbeScope::AllProcesses)
-        .with_context(|| format!("attaching to {symbol} in {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("attaching to {symbol} in {}", path.display()))
 }
 
 /// Attach every probe of a library's family; each attach point reported on its own.
-pub fn attach_library(ebpf: &mut Ebpf, lib: &TlsLibrary) -> Vec<ProbeStatus> {
+pub fn attach_library(ebpf: &mut Ebpf, lib: &TlsLibrary, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
     let family = format!("tls_{}", lib.family.name());
     let mut out = Vec::new();
     for &(entry, ret, symbol) in uprobes_for(lib.family) {
         // Return probe first: an entry without its return would leave calls in flight.
         let mut ok = true;
         if let Some(ret) = ret {
-            let r = attach_uprobe(ebpf, ret, symbol, &lib.path);
+            let r = attach_uprobe(ebpf, ret, symbol, &lib.path).map(|id| links.push(Attachment::UProbe(ret, id)));
             ok = r.is_ok();
             out.push(ProbeStatus {
                 family: family.clone(),
@@ -380,7 +435,7 @@ pub fn attach_library(ebpf: &mut Ebpf, lib: &TlsLibrary) -> Vec<ProbeStatus> {
             });
         }
         let r = if ok {
-            attach_uprobe(ebpf, entry, symbol, &lib.path)
+            attach_uprobe(ebpf, entry, symbol, &lib.path).map(|id| links.push(Attachment::UProbe(entry, id)))
         } else {
             Err(anyhow::anyhow!("skipped: its return probe did not attach"))
         };
