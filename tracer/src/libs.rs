@@ -139,6 +139,10 @@ fn arch_matches(flags: u32) -> bool {
     }
 }
 
+/// Where browsers install their own copies of NSS/NSPR (Debian's firefox-esr, Mozilla's
+/// firefox packages and tarball).
+const BUNDLED_LIBRARY_DIRS: &[&str] = &["/usr/lib/firefox-esr", "/usr/lib/firefox", "/opt/firefox", "/usr/lib/thunderbird"];
+
 /// Find every TLS library: the linker cache first, then what running processes have mapped.
 /// The same file reached through different paths is listed once (uprobes attach to the
 /// inode; attaching twice would report every call twice).
@@ -166,6 +170,18 @@ pub fn find_tls_libraries() -> (Vec<TlsLibrary>, Vec<String>) {
     for (pid, path) in mapped_libraries() {
         if let Some(f) = path.file_name().and_then(|n| n.to_str()).and_then(LibFamily::of_file_name) {
             add(f, path, format!("maps of pid {pid}"));
+        }
+    }
+    // Bundled copies of browsers that are installed but not running yet: a browser started
+    // after the daemon is traced from its first page load, not from the next maps scan.
+    for dir in BUNDLED_LIBRARY_DIRS {
+        for name in ["libssl3.so", "libnspr4.so"] {
+            let path = Path::new(dir).join(name);
+            if let Some(f) = LibFamily::of_file_name(name)
+                && path.exists()
+            {
+                add(f, path, format!("bundled in {dir}"));
+            }
         }
     }
     (found.into_values().collect(), warnings)

@@ -6,6 +6,8 @@
 //!
 //! Re-record (root): `cargo test -p tracer --test golden -- --ignored --test-threads=1 record`
 //! Re-bless the expected summaries after a deliberate change: `UPDATE_GOLDEN=1 cargo test -p tracer --test golden`
+mod browser_setup;
+
 use std::{collections::HashSet, path::PathBuf, time::Duration};
 
 use serde_json::{Value, json};
@@ -27,6 +29,8 @@ const SCENARIOS: &[&str] = &[
     "failed_dns",
     "refused_connect",
     "two_clients",
+    "chromium_page",
+    "firefox_page",
 ];
 
 fn replay(records: &str) -> Vec<PageLoad> {
@@ -172,6 +176,36 @@ fn scenarios_show_what_they_are_about() {
     assert_eq!(p[0].error.as_deref(), Some("ERR_CONNECTION_REFUSED"));
     assert_eq!(p[0].requests.len(), 1);
 
+    // Real browsers: the page load is the browser's (not its network process's thread), with
+    // the redirect hop, the CNAME chain and the HTTPS-record lookups in its dns phase, every
+    // sub-resource, and the browser's background lookups kept out of it.
+    for (name, client, protocol, qtypes) in [
+        ("chromium_page", "chromium", "HTTP/2", vec!["HTTPS", "A"]),
+        ("firefox_page", "firefox-esr", "HTTP/2", vec!["HTTPS", "A", "AAAA"]),
+    ] {
+        let pages = scenario(name);
+        let p: Vec<_> = pages.iter().filter(|p| p.url.as_deref() == Some("http://shop.test/")).collect();
+        assert_eq!(p.len(), 1, "{name}: one page load of the navigation");
+        let p = p[0];
+        assert_eq!(p.client.name, client, "{name}");
+        let hops: Vec<_> = p.redirect_chain.iter().map(|i| (p.requests[*i].url.clone().unwrap(), p.requests[*i].status)).collect();
+        assert_eq!(hops, vec![("http://shop.test/".into(), Some(301)), ("https://www.shop.test/".into(), Some(200))], "{name}");
+        let www = p.dns.iter().find(|d| d.name == "www.shop.test").expect("www lookup");
+        assert_eq!(www.cname_chain, vec!["www.shop.test", "edge.cdn.test"], "{name}");
+        assert_eq!(www.qtypes, qtypes, "{name}: A and HTTPS records asked in one lookup");
+        let doc = &p.requests[p.redirect_chain[1]];
+        assert_eq!(doc.protocol.as_deref(), Some(protocol), "{name}");
+        assert_eq!(p.dns[doc.dns.unwrap()].name, "www.shop.test", "{name}: the document's lookup");
+        assert!(doc.timings.dns >= 0.0 && doc.timings.tcp >= 0.0 && doc.timings.ssl >= 0.0, "{name}: {:?}", doc.timings);
+        for path in ["/app.css", "/app.js", "/logo.png"] {
+            assert!(
+                p.requests.iter().any(|r| r.host.as_deref() == Some("static.shop.test") && r.path.as_deref() == Some(path) && r.status == Some(200)),
+                "{name}: {path}"
+            );
+        }
+        assert!(p.dns.iter().all(|d| d.name.ends_with(".test")) || name == "firefox_page", "{name}: background lookups kept out");
+    }
+
     let p = scenario("two_clients");
     let mut clients: Vec<_> = p.iter().map(|p| p.client.name.as_str()).collect();
     clients.sort();
@@ -181,13 +215,15 @@ fn scenarios_show_what_they_are_about() {
 #[test]
 fn truncated_recordings_never_panic() {
     // Cutting a stream anywhere (a crash mid-recording) must still stitch without panics.
-    let Ok(text) = std::fs::read_to_string(golden_dir().join("redirect_chain.records")) else {
-        panic!("redirect_chain.records missing");
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    for cut in (0..lines.len()).step_by(3) {
-        let pages = replay(&lines[..cut].join("\n"));
-        check_invariants("cut", &pages);
+    for (name, step) in [("redirect_chain", 3), ("chromium_page", 7), ("firefox_page", 7)] {
+        let Ok(text) = std::fs::read_to_string(golden_dir().join(format!("{name}.records"))) else {
+            panic!("{name}.records missing");
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for cut in (0..lines.len()).step_by(step) {
+            let pages = replay(&lines[..cut].join("\n"));
+            check_invariants("cut", &pages);
+        }
     }
 }
 
@@ -226,7 +262,22 @@ fn scenario_commands(name: &str, ca: &str) -> Vec<Vec<String>> {
             c(&["curl", "-sS", "-o", "/dev/null", "--http1.1", "--cacert", ca, "https://www.shop.test/"]),
             c(&["wget", "-q", "-O", "/dev/null", "--ca-certificate", ca, "https://static.shop.test/app.css"]),
         ],
+        "chromium_page" | "firefox_page" => vec![],
         other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// The browser scenarios: Chromium (built-in BoringSSL, HTTP/2) and Firefox (NSS/NSPR)
+/// loading the lab's page (http://shop.test/ -> 301 -> https://www.shop.test/ and its
+/// sub-resources), each with a fresh profile under `dir` that trusts the lab CA.
+fn browser_command(name: &str, lab: &tracer::lab::Lab, dir: &std::path::Path) -> Option<std::process::Command> {
+    match name {
+        "chromium_page" => {
+            let home = browser_setup::chromium_home(dir, lab);
+            Some(browser_setup::chromium_cmd(lab, &home, &[], "http://shop.test/"))
+        }
+        "firefox_page" => Some(browser_setup::firefox_cmd(lab, dir, "http://shop.test/")),
+        _ => None,
     }
 }
 
@@ -243,11 +294,13 @@ fn filter_records(records: Vec<(Vec<u8>, Event)>, roots: &[u32]) -> Vec<Vec<u8>>
     }
     let mut sockets = HashSet::new();
     let mut dsts = HashSet::new();
+    let mut socket_fds = HashSet::new();
     for (_, e) in &records {
-        if let EventBody::Connect { skaddr, dst, .. } = &e.body {
+        if let EventBody::Connect { skaddr, dst, fd, .. } = &e.body {
             if tree.contains(&e.tgid) {
                 sockets.insert(*skaddr);
                 dsts.extend(*dst);
+                socket_fds.insert((e.tgid, *fd));
             }
         }
     }
@@ -256,6 +309,10 @@ fn filter_records(records: Vec<(Vec<u8>, Event)>, roots: &[u32]) -> Vec<Vec<u8>>
         .filter(|(_, e)| match &e.body {
             EventBody::TcpState { skaddr, .. } => sockets.contains(skaddr),
             EventBody::SockError { dst, .. } => dst.is_some_and(|d| dsts.contains(&d)),
+            // Plaintext calls on fds that were never a connected socket (Firefox's PR_Write to
+            // its profile files) are left out; those on fd numbers that were (a file reusing a
+            // closed socket's number: noise the stitcher must ignore) are kept.
+            EventBody::TlsData { fd, .. } if *fd >= 0 => tree.contains(&e.tgid) && socket_fds.contains(&(e.tgid, *fd)),
             _ => tree.contains(&e.tgid),
         })
         .map(|(raw, _)| raw)
@@ -287,11 +344,33 @@ async fn record_golden_scenarios() {
             let child = lab.exec_command(&cmd[0]).args(&cmd[1..]).spawn().unwrap();
             children.push(child);
         }
-        let roots: Vec<u32> = children.iter().map(|c| c.id()).collect();
-        for c in children {
-            let out = c.wait_with_output().unwrap();
-            eprintln!("{name}: client exited with {:?}", out.status.code());
+        let scratch = std::env::temp_dir().join(format!("tracer-golden-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).unwrap();
+        if let Some(mut cmd) = browser_command(name, &lab, &scratch) {
+            use std::os::unix::process::CommandExt as _;
+            cmd.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            children.push(cmd.spawn().unwrap());
         }
+        let roots: Vec<u32> = children.iter().map(|c| c.id()).collect();
+        for mut c in children {
+            // Bounded: a browser that does not finish is killed (its whole process group).
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            let status = loop {
+                if let Some(st) = c.try_wait().unwrap() {
+                    break Some(st);
+                }
+                if std::time::Instant::now() > deadline {
+                    unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            eprintln!("{name}: client exited with {:?}", status.and_then(|s| s.code()));
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
         // Collect until the stream has been quiet for a second (bounded to 15 s).
         let mut all = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(15);

@@ -106,7 +106,8 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
             e.tgid == me && matches!(&e.body, EventBody::Connect { dst: Some(d), .. } if *d == server)
         })
         .await;
-    let EventBody::Connect { fd: cfd, ret, skaddr, tcp, .. } = connect.body else { unreachable!() };
+    let EventBody::Connect { fd: cfd, ret, skaddr, tcp, duration_ns, .. } = connect.body.clone() else { unreachable!() };
+    let connect_start = connect.ts_ns - duration_ns;
     assert_eq!((cfd, ret, tcp), (fd, 0, true), "connect fd/ret/tcp");
     assert_ne!(skaddr, 0, "connect carries the kernel socket address");
     t.wait_for("ESTABLISHED on that socket", Duration::from_secs(10), |e| {
@@ -118,13 +119,21 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
         matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::FinWait1, .. } if *s == skaddr)
     })
     .await;
-    let states = states_of(&t.seen, skaddr);
+    // This socket's states only (its address may have belonged to an earlier socket).
+    let states: Vec<_> = states_of(&t.seen, skaddr).into_iter().filter(|(_, _, ts)| *ts >= connect_start).collect();
     let pos = |o, n| states.iter().position(|(a, b, _)| *a == o && *b == n);
     let syn = pos(TcpState::Close, TcpState::SynSent).expect("CLOSE -> SYN_SENT seen");
     let est = pos(TcpState::SynSent, TcpState::Established).expect("SYN_SENT -> ESTABLISHED seen");
     assert!(syn < est && states[syn].2 <= states[est].2, "handshake order: {states:?}");
-    // The process-context transition carries our pid.
-    let syn_ev = t.seen.iter().find(|e| matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::SynSent, .. } if *s == skaddr)).unwrap();
+    // The process-context transition carries our pid. Socket addresses are reused, so take
+    // the SYN_SENT of this socket that came last before our connect returned.
+    let syn_ev = t
+        .seen
+        .iter()
+        .filter(|e| e.ts_ns <= connect.ts_ns)
+        .filter(|e| matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::SynSent, .. } if *s == skaddr))
+        .next_back()
+        .expect("SYN_SENT before the connect returned");
     assert_eq!(syn_ev.tgid, me);
 }
 

@@ -201,6 +201,11 @@ impl H1 {
         self.resp = Side::default();
     }
 
+    /// Exchanges begun and not finished yet (a request waiting for its response).
+    pub(super) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
     fn side_mut(&mut self, dir: Direction) -> &mut Side {
         match dir {
             Direction::Send => &mut self.req,

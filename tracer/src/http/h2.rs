@@ -198,6 +198,11 @@ impl H2 {
         self.goaway
     }
 
+    /// Streams open (a request waiting for its response, or a response still arriving).
+    pub(super) fn open_count(&self) -> usize {
+        self.streams.len()
+    }
+
     pub(super) fn feed(
         &mut self,
         dir: Direction,

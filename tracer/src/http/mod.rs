@@ -315,6 +315,15 @@ impl HttpConnection {
         self.sink.dropped
     }
 
+    /// Exchanges begun and not finished: requests waiting for (the rest of) their response.
+    pub fn open_exchanges(&self) -> usize {
+        match &self.state {
+            State::Http1(h) => h.open_count(),
+            State::Http2(h) => h.open_count(),
+            State::Undecided(_) | State::Unrecognised => 0,
+        }
+    }
+
     /// The last HTTP/2 GOAWAY seen.
     pub fn goaway(&self) -> Option<GoAway> {
         match &self.state {

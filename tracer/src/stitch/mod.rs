@@ -4,42 +4,71 @@
 //! their kernel timestamps, in the order they arrive, so a recorded stream always gives the
 //! same page loads.
 //!
-//! 1. **Processes.** fork/exec events build a process table. A *client* is the root of a
-//!    process tree: walk up from the process that did the work while the parent runs the
-//!    same program (a browser's network process -> the browser). The client is named by
-//!    that root, not by a thread (`Chrome_ChildIOT`).
+//! 1. **Processes.** fork/exec events build a process table (the daemon seeds it from /proc
+//!    for processes that started before it). A *client* is the root of a process tree: walk
+//!    up from the process that did the work while the parent runs the same program (same
+//!    path or same file name: a launcher and what it runs; an exec of `/proc/self/exe`, how
+//!    Chromium starts its helpers, keeps the program). The client is named by that root
+//!    (`chromium`, `firefox-esr`), not by a thread (`Chrome_ChildIOT`, `Socket Thread`).
 //! 2. **Connections** start at a TCP `connect` (fd, destination, kernel socket address);
 //!    state changes join by socket address (those that arrive before the connect record
 //!    are held back briefly), giving SYN_SENT -> ESTABLISHED and the close. A failed
-//!    connect takes its reason from the syscall return or the socket's error report.
-//! 3. **DNS.** Queries sent by a process are grouped into one lookup per name (A + AAAA +
-//!    HTTPS asked together); answers join by (process, message id). A connection's lookup
-//!    is the latest lookup by the same client whose answer holds the connected address and
-//!    that ended before the connect started.
+//!    connect takes its reason from the syscall return or the socket's error report. Once a
+//!    socket is CLOSE its fd number no longer leads to it (the number is reused for files).
+//! 3. **DNS.** Queries sent by a process are grouped into one lookup per name: types asked
+//!    together (A + AAAA + HTTPS) or one after the other (an HTTPS query, then getaddrinfo's
+//!    A + AAAA, within 100 ms of the last answer); answers join by (process, message id). A
+//!    connection's lookup is the latest lookup by the same client whose answer held the
+//!    connected address before the connect (the A answer may come before the HTTPS one);
+//!    when the first request names its host, the lookup of that name is preferred (not the
+//!    client's own lookup of the CNAME target), and lookups of its CNAME targets made before
+//!    the connect extend the dns phase.
 //! 4. **TLS.** Handshake entry/return and plaintext calls join their connection through the
-//!    socket fd (from the library call's own syscalls or SSL_set_fd), per process.
+//!    socket fd (from the library call's own syscalls or SSL_set_fd), per process. NSPR's
+//!    PR_Write/PR_Read are generic I/O: on a plain socket (whose bytes the socket probes
+//!    carry) they are not TLS, and through another PRFileDesc than the connection's they are
+//!    file I/O on a reused fd number; both are ignored. Without library plaintext, TLS
+//!    records in the socket's own traffic (when captured) give the handshake's timing and
+//!    SNI and one opaque exchange per connection (see [`wire`]).
 //! 5. **HTTP.** Each connection's plaintext (TLS, or the socket itself on port 80) is fed in
 //!    order to an HTTP/1.1 / HTTP/2 decoder; each finished exchange becomes a request with
 //!    HAR timings: dns (lookup), connect (TCP + TLS), ssl, send, wait, receive. Only the
-//!    first request on a connection pays dns/connect/ssl.
+//!    first request on a connection pays dns/connect/ssl. A receive that may be a peek
+//!    (recv(2), NSPR's PR_Recv) is held back until the next receive shows whether it
+//!    re-delivers the same bytes.
 //! 6. **Page loads.** Any network activity of a client (a DNS query, a connect, plaintext)
 //!    opens a page load when none is open; everything the client does meanwhile belongs to
 //!    it. It closes when the client has been quiet for `quiet` (default 500 ms): no
-//!    activity, no unanswered lookup and no connect in progress. A request that is a
-//!    browser navigation (`sec-fetch-mode: navigate`) and not the target of the previous
-//!    redirect starts a new page load. Redirects (3xx with Location, then a request for that
-//!    URL) are hops of the same page load; the page load's status is the last hop's.
-//!    Page loads with neither a request nor a failure (a bare lookup) are not reported.
+//!    activity, no unanswered lookup, no connect in progress and no request waiting for its
+//!    response (bounded by `response_timeout`). A browser navigation (`sec-fetch-mode:
+//!    navigate`; on plain HTTP, where browsers send no fetch metadata,
+//!    `upgrade-insecure-requests: 1`) that is not the target of a redirect in the open page
+//!    load starts a new one: what the client did before the navigation's lookup/connect
+//!    started is closed as its own page load, what the navigation started moves with it.
+//!    Redirects (3xx with Location, then a request for that URL) are hops of the same page
+//!    load; the redirect chain starts at the navigation, and the page load's status is the
+//!    last hop's. A browser's background work is not part of a navigation's page load: the
+//!    lookups and connects of another of its processes than those that made the page's
+//!    requests, and connects that failed before a SYN to an address no lookup gave
+//!    (Chromium's IPv6 probe) are reported as a page load of their own. Page loads with
+//!    neither a request nor a failure (a bare lookup) are not reported.
 pub mod model;
+#[cfg(test)]
+mod tests;
+pub mod wire;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
-use tracer_common::TlsLib;
+use tracer_common::{TlsFunc, TlsLib};
 
 use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState, redact_query};
+use tracer_common::DnsSyscall;
 use crate::http::{HttpConnection, HttpExchange};
+
+/// A query for another type of a name answered at most this long ago continues that lookup.
+const SEQUENTIAL_LOOKUP_GAP_NS: u64 = 100_000_000;
 
 #[derive(Debug, Clone)]
 pub struct StitchConfig {
@@ -49,6 +78,9 @@ pub struct StitchConfig {
     pub dns_timeout_ns: u64,
     /// A connect with no outcome after this long no longer holds a page load open.
     pub connect_timeout_ns: u64,
+    /// A request still waiting for its response holds its page load open while its
+    /// connection has seen activity within this long (a slow server's think time).
+    pub response_timeout_ns: u64,
     /// Bounds on in-flight state: oldest evicted first.
     pub max_connections: usize,
     pub max_lookups: usize,
@@ -63,6 +95,7 @@ impl Default for StitchConfig {
             quiet_ns: 500_000_000,
             dns_timeout_ns: 5_000_000_000,
             connect_timeout_ns: 3_000_000_000,
+            response_timeout_ns: 30_000_000_000,
             max_connections: 16_384,
             max_lookups: 16_384,
             max_processes: 65_536,
@@ -99,8 +132,44 @@ struct ConnState {
     first_data_ns: Option<u64>,
     dns: Option<u64>,
     http: HttpConnection,
+    /// A receive that may have been a peek, not yet fed (see `feed_with`).
+    held: Option<HeldRecv>,
+    /// Plaintext seen at the socket itself (port 80): library calls on it are not TLS.
+    plain_data: bool,
+    /// The library object (SSL*, PRFileDesc*) the connection's plaintext came through.
+    data_obj: Option<u64>,
+    /// TLS records seen in the socket's own traffic (kernel side), when the socket probes
+    /// capture it: timing and SNI without the library's help.
+    wire: Option<wire::WireTls>,
     exchanges: u32,
     last_ns: u64,
+}
+
+impl LookupState {
+    /// When the lookup had given its address(es) as far as a connect at `before` is
+    /// concerned: the last answer received by then, once an answer with an address came.
+    fn known_by(&self, before: u64) -> Option<u64> {
+        if self.address_ns.is_none_or(|a| a > before) {
+            return None;
+        }
+        self.answered_ns.iter().copied().filter(|t| *t <= before).max()
+    }
+}
+
+struct HeldRecv {
+    start_ns: u64,
+    ts_ns: u64,
+    len: u32,
+    data: Vec<u8>,
+    across_sends: bool,
+}
+
+/// Whether a receive may have been a peek (MSG_PEEK / PR_MSG_PEEK): see `feed_with`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peek {
+    No,
+    UntilNext,
+    AcrossSends,
 }
 
 struct LookupState {
@@ -112,6 +181,11 @@ struct LookupState {
     pending_ids: Vec<u16>,
     started_ns: u64,
     ended_ns: Option<u64>,
+    /// When each answer arrived (a client may connect once the A answer is in, before the
+    /// HTTPS answer: Firefox).
+    answered_ns: Vec<u64>,
+    /// When the first answer with an address arrived.
+    address_ns: Option<u64>,
     rcode: Option<String>,
     cname_chain: Vec<String>,
     addresses: Vec<IpAddr>,
@@ -130,6 +204,8 @@ struct OpenPage {
     lookups: Vec<u64>,
     /// Failures without a request (failed lookup, refused connect): (time, connection, lookup).
     failures: Vec<(u64, Option<u64>, Option<u64>)>,
+    /// URL of the browser navigation that started this page load (its redirect chain starts there).
+    navigation: Option<String>,
 }
 
 pub struct Stitcher {
@@ -225,12 +301,18 @@ impl Stitcher {
 
     /// End of stream: close everything still open.
     pub fn finish(&mut self) -> Vec<PageLoad> {
-        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        // In connection order, so that a replay gives the same page loads every time.
+        let mut ids: Vec<u64> = self.conns.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             self.drain_exchanges(id, true);
         }
         let clients: Vec<u32> = self.pages.keys().copied().collect();
-        clients.into_iter().filter_map(|c| self.close_page(c)).collect()
+        let mut out: Vec<PageLoad> = clients.into_iter().filter_map(|c| self.close_page(c)).collect();
+        // Page loads closed on the way (a navigation that split the page) come first.
+        let mut done = std::mem::take(&mut self.finished);
+        done.append(&mut out);
+        done
     }
 
     fn handle(&mut self, ev: &Event) {
@@ -244,8 +326,16 @@ impl Stitcher {
                 self.insert_proc(*child_pid, ProcInfo { ppid: Some(ev.tgid), comm: ev.comm.clone(), exe: parent.exe });
             }
             EventBody::Exec { filename } => {
-                let ppid = self.procs.get(&ev.tgid).and_then(|p| p.ppid);
-                self.insert_proc(ev.tgid, ProcInfo { ppid, comm: ev.comm.clone(), exe: Some(filename.clone()) });
+                let prev = self.procs.get(&ev.tgid);
+                let ppid = prev.and_then(|p| p.ppid);
+                // A process that re-executes itself (Chromium starts its helpers with
+                // `/proc/self/exe`) keeps the program it had.
+                let exe = if filename.starts_with("/proc/self/") || filename.starts_with("/proc/thread-self/") {
+                    prev.and_then(|p| p.exe.clone()).or_else(|| Some(filename.clone()))
+                } else {
+                    Some(filename.clone())
+                };
+                self.insert_proc(ev.tgid, ProcInfo { ppid, comm: ev.comm.clone(), exe });
             }
             EventBody::Exit => {}
             EventBody::Connect { fd, ret, error, dst, skaddr, tcp, duration_ns } => {
@@ -357,39 +447,119 @@ impl Stitcher {
                     }
                 }
             }
-            EventBody::TlsData { lib, tls_obj, fd, direction, len, duration_ns, data, .. } => {
+            EventBody::TlsData { lib, func, tls_obj, fd, direction, len, duration_ns, data, .. } => {
                 let fd = if *fd >= 0 { Some(*fd) } else { self.tls_fd.get(&(ev.tgid, *tls_obj)).copied() };
                 let Some(id) = fd.and_then(|fd| self.by_fd.get(&(ev.tgid, fd)).copied()) else {
                     self.stats.unattributed_data += 1;
                     return;
                 };
+                let c = self.conns.get_mut(&id).expect("indexed connection");
+                if *lib == Some(TlsLib::Nspr) {
+                    // NSPR's PR_Write/PR_Read are its generic I/O: on a plain socket (whose
+                    // bytes the socket probes already carry) they are not TLS, and on a file
+                    // that reuses a closed socket's fd number they are no network traffic at
+                    // all (another PRFileDesc than the one the connection's data came through).
+                    if c.plain_data {
+                        // The socket read inside this PR_Read was a real one, not a peek.
+                        if *func == Some(TlsFunc::PR_Read) && *direction == Direction::Recv {
+                            self.release_held(id);
+                        }
+                        return;
+                    }
+                    if c.data_obj.is_some_and(|o| o != *tls_obj) {
+                        self.stats.unattributed_data += 1;
+                        return;
+                    }
+                }
+                c.data_obj.get_or_insert(*tls_obj);
+                // NSPR's calls say nothing of TLS by themselves: NSS's handshake (which sets
+                // the library) or the HTTPS port does. Plain HTTP on another port than 80 is
+                // seen only through them.
+                let nspr_plain = *lib == Some(TlsLib::Nspr) && c.dst.is_none_or(|d| d.port() != 443);
+                if c.tls_lib.is_none() && !nspr_plain {
+                    c.tls_lib = *lib;
+                }
                 if let Some(fd) = fd {
                     self.tls_fd.insert((ev.tgid, *tls_obj), fd);
                 }
-                let c = self.conns.get_mut(&id).expect("indexed connection");
-                if c.tls_lib.is_none() {
-                    c.tls_lib = *lib;
-                }
-                self.feed(id, ev, *direction, *duration_ns, *len, data);
+                // NSPR's PR_Recv is how Firefox peeks (PR_MSG_PEEK) at a socket's next byte.
+                let peek = if *func == Some(TlsFunc::PR_Recv) { Peek::AcrossSends } else { Peek::No };
+                self.feed_with(id, ev, *direction, *duration_ns, *len, data, peek);
             }
-            EventBody::SocketData { fd, direction, len, duration_ns, data, .. } => {
+            EventBody::SocketData { fd, direction, len, duration_ns, data, syscall, .. } => {
                 let Some(id) = self.by_fd.get(&(ev.tgid, *fd)).copied() else {
                     self.stats.unattributed_data += 1;
                     return;
                 };
-                self.feed(id, ev, *direction, *duration_ns, *len, data);
+                let c = self.conns.get_mut(&id).expect("indexed connection");
+                // TLS on the wire (the socket probes capture a TLS port's traffic): records,
+                // not HTTP. A connection's first bytes decide.
+                if c.wire.is_none() && !c.plain_data && *direction == Direction::Send && wire::starts_tls(data) {
+                    c.wire = Some(wire::WireTls::default());
+                }
+                if let Some(w) = c.wire.as_mut() {
+                    let start = ev.ts_ns.saturating_sub(*duration_ns);
+                    w.feed(*direction, start, ev.ts_ns, *len, data);
+                    c.last_ns = ev.ts_ns;
+                    self.activity(ev.tgid, ev.ts_ns);
+                    return;
+                }
+                c.plain_data = true;
+                // recv(2) may be a MSG_PEEK (wget peeks at a response head, then reads it).
+                let peek = if matches!(syscall, Some(DnsSyscall::Recvfrom) | Some(DnsSyscall::Recvmsg)) {
+                    Peek::UntilNext
+                } else {
+                    Peek::No
+                };
+                self.feed_with(id, ev, *direction, *duration_ns, *len, data, peek);
             }
         }
     }
 
-    fn feed(&mut self, id: u64, ev: &Event, dir: Direction, duration_ns: u64, len: u32, data: &[u8]) {
+    /// Feed one call's bytes to the connection's HTTP decoder. A receive that may have been a
+    /// peek is held back: when the next receive on the connection re-delivers the same bytes,
+    /// the held one was a peek and is dropped; otherwise it is fed before that receive.
+    /// `Peek::UntilNext` (recv(2), where a real receive is the common case) also releases it at
+    /// the next send; `Peek::AcrossSends` (NSPR's PR_Recv, a browser's liveness peek) does not.
+    #[allow(clippy::too_many_arguments)]
+    fn feed_with(&mut self, id: u64, ev: &Event, dir: Direction, duration_ns: u64, len: u32, data: &[u8], peek: Peek) {
         self.activity(ev.tgid, ev.ts_ns);
         let c = self.conns.get_mut(&id).expect("indexed connection");
         let start = ev.ts_ns.saturating_sub(duration_ns);
         c.first_data_ns.get_or_insert(start);
         c.last_ns = ev.ts_ns;
-        c.http.feed(dir, start, ev.ts_ns, len, data);
+        let keep_held = dir == Direction::Send && c.held.as_ref().is_some_and(|h| h.across_sends);
+        if !keep_held {
+            if let Some(h) = c.held.take() {
+                let n = h.data.len().min(data.len());
+                let peeked = dir == Direction::Recv && n > 0 && h.data[..n] == data[..n];
+                if !peeked {
+                    c.http.feed(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
+                }
+            }
+        }
+        if peek != Peek::No && dir == Direction::Recv {
+            c.held = Some(HeldRecv {
+                start_ns: start,
+                ts_ns: ev.ts_ns,
+                len,
+                data: data.to_vec(),
+                across_sends: peek == Peek::AcrossSends,
+            });
+        } else {
+            c.http.feed(dir, start, ev.ts_ns, len, data);
+        }
         self.drain_exchanges(id, false);
+    }
+
+    /// Feed a held-back receive: nothing re-delivered it, so it was a real one.
+    fn release_held(&mut self, id: u64) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if let Some(h) = c.held.take() {
+                c.http.feed(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
+                self.drain_exchanges(id, false);
+            }
+        }
     }
 
     fn new_connection(&mut self, ev: &Event, fd: i32, dst: Option<SocketAddr>, skaddr: u64, duration_ns: u64, error: Option<String>) {
@@ -422,6 +592,10 @@ impl Stitcher {
             first_data_ns: None,
             dns,
             http: HttpConnection::new(),
+            held: None,
+            plain_data: false,
+            data_obj: None,
+            wire: None,
             exchanges: 0,
             last_ns: ev.ts_ns,
         };
@@ -473,6 +647,12 @@ impl Stitcher {
                     if self.by_sk.get(&sk) == Some(&id) {
                         self.by_sk.remove(&sk);
                     }
+                    // Nothing more can be read or written on a closed socket: a later call on
+                    // the same fd number is on another file.
+                    let key = (c.tgid, c.fd);
+                    if self.by_fd.get(&key) == Some(&id) {
+                        self.by_fd.remove(&key);
+                    }
                     self.drain_exchanges(id, true);
                 }
             }
@@ -502,16 +682,23 @@ impl Stitcher {
         if self.lookups.values_mut().filter(recent).any(|l| l.pending_ids.contains(&m.id) && l.qtypes.contains(&q.qtype)) {
             return;
         }
+        // Types asked one after the other are one lookup too (Firefox asks for the HTTPS
+        // record, then getaddrinfo asks for A + AAAA): a lookup answered moments ago is
+        // reopened for the new type.
+        let now = ev.ts_ns;
         let sibling = self
             .lookups
             .values_mut()
             .filter(recent)
-            .filter(|l| l.ended_ns.is_none() && !l.qtypes.contains(&q.qtype))
+            .filter(|l| {
+                l.ended_ns.is_none_or(|e| now.saturating_sub(e) <= SEQUENTIAL_LOOKUP_GAP_NS) && !l.qtypes.contains(&q.qtype)
+            })
             .max_by_key(|l| l.started_ns);
         let id = match sibling {
             Some(l) => {
                 l.qtypes.push(q.qtype.clone());
                 l.pending_ids.push(m.id);
+                l.ended_ns = None;
                 l.id
             }
             None => {
@@ -528,6 +715,8 @@ impl Stitcher {
                         pending_ids: vec![m.id],
                         started_ns: ev.ts_ns,
                         ended_ns: None,
+                        answered_ns: Vec::new(),
+                        address_ns: None,
                         rcode: None,
                         cname_chain: Vec::new(),
                         addresses: Vec::new(),
@@ -560,11 +749,15 @@ impl Stitcher {
         if l.pending_ids.is_empty() {
             l.ended_ns = Some(ev.ts_ns);
         }
+        if l.answered_ns.len() < 64 {
+            l.answered_ns.push(ev.ts_ns);
+        }
         let chain = m.cname_chain();
         if chain.len() > l.cname_chain.len() {
             l.cname_chain = chain;
         }
         for a in m.addresses() {
+            l.address_ns.get_or_insert(ev.ts_ns);
             if !l.addresses.contains(&a) {
                 l.addresses.push(a);
             }
@@ -596,10 +789,44 @@ impl Stitcher {
         let client = self.client_of(tgid);
         self.lookups
             .values()
-            .filter(|l| l.addresses.contains(&ip) && l.ended_ns.is_some_and(|e| e <= before))
+            .filter(|l| l.addresses.contains(&ip) && l.known_by(before).is_some())
             .filter(|l| l.tgid == tgid || self.client_of(l.tgid) == client)
-            .max_by_key(|l| l.ended_ns)
+            .max_by_key(|l| l.known_by(before))
             .map(|l| l.id)
+    }
+
+    /// The latest lookup of `name` by the same client whose answer holds `ip` and that
+    /// ended by `before`.
+    fn lookup_named(&self, tgid: u32, name: &str, ip: IpAddr, before: u64) -> Option<u64> {
+        let client = self.client_of(tgid);
+        self.lookups
+            .values()
+            .filter(|l| l.name.eq_ignore_ascii_case(name) && l.addresses.contains(&ip) && l.known_by(before).is_some())
+            .filter(|l| l.tgid == tgid || self.client_of(l.tgid) == client)
+            .max_by_key(|l| l.known_by(before))
+            .map(|l| l.id)
+    }
+
+    /// When name resolution ended for a connection that started at `before`: the lookup's
+    /// end, or later when the client then looked up the lookup's CNAME targets itself.
+    fn resolution_end(&self, lookup: u64, before: u64) -> Option<u64> {
+        let l = self.lookups.get(&lookup)?;
+        let mut end = l.known_by(before)?;
+        if l.cname_chain.len() > 1 {
+            let client = self.client_of(l.tgid);
+            for t in self.lookups.values() {
+                if t.id != lookup
+                    && l.cname_chain[1..].iter().any(|n| n.eq_ignore_ascii_case(&t.name))
+                    && t.started_ns >= l.started_ns
+                    && (t.tgid == l.tgid || self.client_of(t.tgid) == client)
+                {
+                    if let Some(e) = t.known_by(before) {
+                        end = end.max(e);
+                    }
+                }
+            }
+        }
+        Some(end)
     }
 
     /// Root of the process tree: walk up while the parent runs the same program.
@@ -610,7 +837,7 @@ impl Stitcher {
             let Some(ppid) = p.ppid else { break };
             let Some(parent) = self.procs.get(&ppid) else { break };
             let same = match (&p.exe, &parent.exe) {
-                (Some(a), Some(b)) => a == b,
+                (Some(a), Some(b)) => same_program(a, b),
                 _ => false,
             };
             if !same {
@@ -647,6 +874,7 @@ impl Stitcher {
             conns: Vec::new(),
             lookups: Vec::new(),
             failures: Vec::new(),
+            navigation: None,
         })
     }
 
@@ -676,6 +904,11 @@ impl Stitcher {
 
     fn drain_exchanges(&mut self, id: u64, flush: bool) {
         let Some(c) = self.conns.get_mut(&id) else { return };
+        if flush {
+            if let Some(h) = c.held.take() {
+                c.http.feed(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
+            }
+        }
         let exchanges = c.http.take_exchanges(flush);
         if exchanges.is_empty() {
             return;
@@ -685,16 +918,23 @@ impl Stitcher {
             let req = self.make_request(id, &x);
             let client = self.client_of(tgid);
             // A browser navigation that is not the previous redirect's target starts a new page load.
-            let navigates = header(&x.request_headers, "sec-fetch-mode").is_some_and(|v| v == "navigate");
-            if navigates {
+            if is_navigation(&x.request_headers) {
+                // Responses held back as possible peeks are real by the time the client
+                // navigates (a redirect's response among them).
+                let held: Vec<u64> = self
+                    .pages
+                    .get(&client)
+                    .map(|p| p.conns.iter().copied().filter(|c| *c != id && self.conns.get(c).is_some_and(|c| c.held.is_some())).collect())
+                    .unwrap_or_default();
+                for h in held {
+                    self.release_held(h);
+                }
                 let follows_redirect = self.pages.get(&client).is_some_and(|p| {
-                    p.requests.last().and_then(|r| r.redirect_to.as_ref()) == req.url.as_ref()
+                    req.url.is_some() && p.requests.iter().any(|r| r.redirect_to.is_some() && r.redirect_to == req.url)
                 });
-                let has_requests = self.pages.get(&client).is_some_and(|p| !p.requests.is_empty());
-                if has_requests && !follows_redirect {
-                    if let Some(done) = self.close_page(client) {
-                        self.finished.push(done);
-                    }
+                if !follows_redirect {
+                    let lookup = if req.new_connection { self.conns.get(&id).and_then(|c| c.dns) } else { None };
+                    self.split_for_navigation(client, req.started_ns, id, lookup, req.url.clone());
                 }
             }
             let page = self.open_page(client, req.started_ns);
@@ -709,10 +949,21 @@ impl Stitcher {
     }
 
     fn make_request(&mut self, id: u64, x: &HttpExchange) -> Request {
+        // The host the request names picks the connection's lookup when several gave its
+        // address (Firefox resolves www.shop.test and then its CNAME target edge.cdn.test).
+        if self.conns.get(&id).is_some_and(|c| c.exchanges == 0) {
+            if let Some(name) = x.authority.as_deref().map(host_of) {
+                let c = &self.conns[&id];
+                if let Some(better) = c.dst.and_then(|d| self.lookup_named(c.tgid, &name, d.ip(), c.connect_start_ns)) {
+                    self.conns.get_mut(&id).expect("connection").dns = Some(better);
+                }
+            }
+        }
+        let dns_end = self.conns[&id].dns.and_then(|l| self.resolution_end(l, self.conns[&id].connect_start_ns));
         let c = self.conns.get_mut(&id).expect("connection");
         let first = c.exchanges == 0;
         c.exchanges += 1;
-        let tls = c.tls_lib.is_some_and(|l| l != TlsLib::None);
+        let tls = c.tls_lib.is_some_and(|l| l != TlsLib::None) || c.wire.is_some();
         let scheme = x.scheme.clone().unwrap_or_else(|| if tls { "https".into() } else { "http".into() });
         let lookup = c.dns.and_then(|l| self.lookups.get(&l));
         let host = x
@@ -737,7 +988,7 @@ impl Stitcher {
         let tcp_start = c.syn_sent_ns.unwrap_or(c.connect_start_ns);
         if first {
             if let Some(l) = lookup {
-                if let Some(end) = l.ended_ns {
+                if let Some(end) = dns_end.or(l.ended_ns) {
                     t.dns = ms(end.saturating_sub(l.started_ns));
                     t.blocked = ms(c.connect_start_ns.saturating_sub(end));
                 }
@@ -750,13 +1001,13 @@ impl Stitcher {
                 // handshake's end: it includes the client's TLS set-up before its first
                 // handshake call (the library-level span stays in the TLS session).
                 let start = established.or(c.hs_start_ns);
-                let end = c.hs_end_ns.or(c.first_data_ns);
+                let end = c.hs_end_ns.or(c.wire.as_ref().and_then(|w| w.handshake_end_ns)).or(c.first_data_ns);
                 if let (Some(s), Some(e)) = (start, end) {
                     t.ssl = ms(e.saturating_sub(s));
                 }
             }
             if t.tcp >= 0.0 {
-                t.connect = t.tcp + t.ssl.max(0.0);
+                t.connect = round_ms(t.tcp + t.ssl.max(0.0));
             }
         }
         t.send = ms(x.request_end_ns.saturating_sub(x.request_start_ns));
@@ -826,7 +1077,12 @@ impl Stitcher {
                         && c.closed_ns.is_none()
                         && now.saturating_sub(c.connect_start_ns) < self.cfg.connect_timeout_ns
                 });
-                !waiting_dns && !connecting
+                let awaiting_response = p.conns.iter().filter_map(|c| self.conns.get(c)).any(|c| {
+                    c.closed_ns.is_none()
+                        && c.http.open_exchanges() > 0
+                        && now.saturating_sub(c.last_ns) < self.cfg.response_timeout_ns
+                });
+                !waiting_dns && !connecting && !awaiting_response
             })
             .map(|(c, _)| *c)
             .collect();
@@ -838,8 +1094,99 @@ impl Stitcher {
         out
     }
 
+    /// A navigation starts a page load of its own. What the client did before it (the previous
+    /// page load, or a browser's background lookups and connects) is closed as its own page
+    /// load; what the navigation itself started (its lookup and connection, and everything
+    /// that started at or after it) moves to the new one.
+    fn split_for_navigation(&mut self, client: u32, nav_start: u64, conn: u64, lookup: Option<u64>, url: Option<String>) {
+        let Some(mut old) = self.pages.remove(&client) else {
+            self.open_page(client, nav_start).navigation = url;
+            return;
+        };
+        let conn_moves = |s: &Self, id: &u64| *id == conn || s.conns.get(id).is_some_and(|c| c.connect_start_ns >= nav_start);
+        let lookup_moves = |s: &Self, id: &u64| Some(*id) == lookup || s.lookups.get(id).is_some_and(|l| l.started_ns >= nav_start);
+        let mut new = OpenPage {
+            started_ns: nav_start,
+            last_activity_ns: old.last_activity_ns.max(nav_start),
+            requests: Vec::new(),
+            conns: Vec::new(),
+            lookups: Vec::new(),
+            failures: Vec::new(),
+            navigation: url,
+        };
+        let (moved, kept): (Vec<u64>, Vec<u64>) = old.conns.iter().partition(|id| conn_moves(self, id));
+        old.conns = kept;
+        new.conns = moved;
+        let (moved, kept): (Vec<u64>, Vec<u64>) = old.lookups.iter().partition(|id| lookup_moves(self, id));
+        old.lookups = kept;
+        new.lookups = moved;
+        let (moved, kept): (Vec<_>, Vec<_>) = old.failures.iter().partition(|(ts, c, l)| {
+            c.is_some_and(|c| new.conns.contains(&c))
+                || l.is_some_and(|l| new.lookups.contains(&l))
+                || (c.is_none() && l.is_none() && *ts >= nav_start)
+        });
+        old.failures = kept;
+        new.failures = moved;
+        let (moved, kept): (Vec<Request>, Vec<Request>) = std::mem::take(&mut old.requests)
+            .into_iter()
+            .partition(|r| r.started_ns >= nav_start && r.connection.is_some_and(|c| new.conns.contains(&(c as u64))));
+        old.requests = kept;
+        new.requests = moved;
+        if let Some(done) = self.close_open_page(client, old) {
+            self.finished.push(done);
+        }
+        self.pages.insert(client, new);
+    }
+
     fn close_page(&mut self, client: u32) -> Option<PageLoad> {
+        // Receives held back as possible peeks are real ones by now.
+        let held: Vec<u64> = self.pages.get(&client)?.conns.iter().copied().filter(|id| self.conns.get(id).is_some_and(|c| c.held.is_some())).collect();
+        for id in held {
+            self.release_held(id);
+        }
         let open = self.pages.remove(&client)?;
+        self.close_open_page(client, open)
+    }
+
+    fn close_open_page(&mut self, client: u32, mut open: OpenPage) -> Option<PageLoad> {
+        // A browser's background work during a navigation is not part of the page: it is
+        // reported on its own. That is what another of its processes than the ones that
+        // loaded the page did (Chromium's browser process resolving its update hosts), and
+        // connects that failed before sending a SYN to an address no lookup gave (Chromium's
+        // IPv6 reachability probe, a UDP connect to 2001:4860:4860::8888).
+        if open.navigation.is_some() {
+            let fg: HashSet<u32> = open.requests.iter().filter(|r| r.method.is_some()).map(|r| r.tgid).collect();
+            let conn_bg = |s: &Self, id: &u64| {
+                s.conns.get(id).is_some_and(|c| {
+                    !fg.contains(&c.tgid) || (c.skaddr == 0 && c.dns.is_none() && c.error.is_some() && c.exchanges == 0)
+                })
+            };
+            let lookup_bg = |s: &Self, id: &u64| s.lookups.get(id).is_some_and(|l| !fg.contains(&l.tgid));
+            if !fg.is_empty() {
+                let (bg_conns, conns): (Vec<u64>, Vec<u64>) = open.conns.iter().partition(|id| conn_bg(self, id));
+                let (bg_lookups, lookups): (Vec<u64>, Vec<u64>) = open.lookups.iter().partition(|id| lookup_bg(self, id));
+                let (bg_failures, failures): (Vec<_>, Vec<_>) = open.failures.iter().partition(|(_, c, l)| {
+                    c.is_some_and(|c| bg_conns.contains(&c)) || l.is_some_and(|l| bg_lookups.contains(&l))
+                });
+                if !bg_conns.is_empty() || !bg_lookups.is_empty() {
+                    open.conns = conns;
+                    open.lookups = lookups;
+                    open.failures = failures;
+                    let background = OpenPage {
+                        started_ns: open.started_ns,
+                        last_activity_ns: open.last_activity_ns,
+                        requests: Vec::new(),
+                        conns: bg_conns,
+                        lookups: bg_lookups,
+                        failures: bg_failures,
+                        navigation: None,
+                    };
+                    if let Some(p) = self.close_open_page(client, background) {
+                        self.finished.push(p);
+                    }
+                }
+            }
+        }
         // Lookups that never got an answer failed.
         for l in &open.lookups {
             if let Some(l) = self.lookups.get_mut(l) {
@@ -869,6 +1216,15 @@ impl Stitcher {
             }
         }
         let mut requests = open.requests;
+        // Connections whose TLS was seen only on the wire carry exchanges nobody decoded: one
+        // opaque entry each (who, where, dns/tcp/ssl, and the records' timing).
+        for id in &open.conns {
+            if let Some(c) = self.conns.get(id) {
+                if c.exchanges == 0 && c.wire.as_ref().is_some_and(|w| w.exchanged()) {
+                    requests.push(self.opaque_request(c));
+                }
+            }
+        }
         for r in &mut requests {
             r.connection = r.connection.and_then(|c| conn_index.get(&(c as u64)).copied());
             r.dns = r.dns.and_then(|l| lookup_index.get(&(l as u64)).copied());
@@ -892,7 +1248,7 @@ impl Stitcher {
         if requests.is_empty() {
             return None;
         }
-        let redirect_chain = redirect_chain(&requests);
+        let redirect_chain = redirect_chain(&requests, open.navigation.as_deref());
         let last_hop = redirect_chain.last().map(|i| &requests[*i]);
         let started_ns = requests.iter().map(|r| r.started_ns).min().unwrap_or(open.started_ns);
         let ended_ns = requests.iter().map(|r| r.ended_ns).max().unwrap_or(open.last_activity_ns).max(started_ns);
@@ -913,6 +1269,69 @@ impl Stitcher {
             dns,
             redirect_chain,
         })
+    }
+
+    /// An exchange over TLS seen only as records on the wire: no method, path or status.
+    fn opaque_request(&self, c: &ConnState) -> Request {
+        let w = c.wire.as_ref().expect("wire connection");
+        let lookup = c.dns.and_then(|l| self.lookups.get(&l));
+        let host = w
+            .sni
+            .clone()
+            .or_else(|| lookup.map(|l| l.name.clone()))
+            .or_else(|| c.dst.map(|d| d.ip().to_string()));
+        let port = c.dst.map(|d| d.port()).filter(|p| *p != 443);
+        let url = host.as_ref().map(|h| format!("https://{h}{}/", port.map(|p| format!(":{p}")).unwrap_or_default()));
+        let mut t = Timings::default();
+        if let Some(l) = lookup {
+            if let Some(end) = self.resolution_end(l.id, c.connect_start_ns) {
+                t.dns = ms(end.saturating_sub(l.started_ns));
+                t.blocked = ms(c.connect_start_ns.saturating_sub(end));
+            }
+        }
+        if let Some(est) = c.established_ns {
+            t.tcp = ms(est.saturating_sub(c.syn_sent_ns.unwrap_or(c.connect_start_ns)));
+            if let Some(end) = w.handshake_end_ns {
+                t.ssl = ms(end.saturating_sub(est));
+            }
+            t.connect = round_ms(t.tcp + t.ssl.max(0.0));
+        }
+        let send_start = w.app_send_ns.unwrap_or(c.connect_start_ns);
+        let send_end = w.app_send_end_ns.unwrap_or(send_start);
+        t.send = ms(send_end.saturating_sub(send_start));
+        if let Some(rs) = w.app_recv_start_ns {
+            t.wait = ms(rs.saturating_sub(send_end));
+            if let Some(re) = w.app_recv_end_ns {
+                t.receive = ms(re.saturating_sub(rs));
+            }
+        }
+        let started_ns = lookup.map(|l| l.started_ns).unwrap_or(c.connect_start_ns).min(c.connect_start_ns);
+        let ended_ns = w.app_recv_end_ns.unwrap_or(send_end).max(started_ns);
+        Request {
+            connection: Some(c.id as usize),
+            dns: c.dns.map(|l| l as usize),
+            tgid: c.tgid,
+            pid: c.pid,
+            comm: c.comm.clone(),
+            method: None,
+            url,
+            host,
+            path: None,
+            protocol: None,
+            stream_id: None,
+            status: None,
+            redirect_to: None,
+            content_type: None,
+            request_bytes: w.app_bytes_sent,
+            response_bytes: w.app_bytes_received,
+            response_header_bytes: 0,
+            started_ns,
+            ended_ns,
+            timings: t,
+            new_connection: true,
+            error: None,
+            complete: w.app_recv_end_ns.is_some(),
+        }
     }
 
     fn failure_request(
@@ -992,26 +1411,36 @@ impl Stitcher {
     }
 
     fn connection_model(&self, c: &ConnState) -> Connection {
-        let tls = c.tls_lib.filter(|l| *l != TlsLib::None).map(|lib| TlsSession {
-            library: match lib {
-                TlsLib::OpenSsl => "openssl",
-                TlsLib::GnuTls => "gnutls",
-                TlsLib::Nspr => "nspr",
-                TlsLib::BoringSsl => "boringssl",
-                TlsLib::Rustls => "rustls",
-                TlsLib::None => "none",
+        let lib = c.tls_lib.filter(|l| *l != TlsLib::None);
+        let wire = c.wire.as_ref();
+        let tls = (lib.is_some() || wire.is_some()).then(|| {
+            // The library's own handshake calls first, then the records on the wire, then
+            // (estimated) TCP connected .. first plaintext.
+            let wire_hs = wire.and_then(|w| w.handshake());
+            let start = c.hs_start_ns.or(wire_hs.map(|(s, _)| s));
+            let end = c.hs_end_ns.or(wire_hs.and_then(|(_, e)| e));
+            TlsSession {
+                library: match lib {
+                    Some(TlsLib::OpenSsl) => "openssl",
+                    Some(TlsLib::GnuTls) => "gnutls",
+                    Some(TlsLib::Nspr) => "nspr",
+                    Some(TlsLib::BoringSsl) => "boringssl",
+                    Some(TlsLib::Rustls) => "rustls",
+                    // No library plaintext: what the kernel saw of the records.
+                    Some(TlsLib::None) | None => "wire",
+                }
+                .to_string(),
+                handshake_start_ns: start.or(c.established_ns),
+                handshake_end_ns: end.or(c.first_data_ns),
+                estimated: start.is_none() || end.is_none(),
+                version: None,
+                cipher: None,
+                alpn: c.http.protocol().map(|p| match p {
+                    crate::http::Protocol::Http2 => "h2".to_string(),
+                    crate::http::Protocol::Http1 => "http/1.1".to_string(),
+                }),
+                sni: wire.and_then(|w| w.sni.clone()),
             }
-            .to_string(),
-            handshake_start_ns: c.hs_start_ns.or(c.established_ns),
-            handshake_end_ns: c.hs_end_ns.or(c.first_data_ns),
-            estimated: c.hs_start_ns.is_none() || c.hs_end_ns.is_none(),
-            version: None,
-            cipher: None,
-            alpn: c.http.protocol().map(|p| match p {
-                crate::http::Protocol::Http2 => "h2".to_string(),
-                crate::http::Protocol::Http1 => "http/1.1".to_string(),
-            }),
-            sni: None,
         });
         Connection {
             tgid: c.tgid,
@@ -1067,6 +1496,30 @@ impl Stitcher {
     }
 }
 
+/// A sum of phases, rounded like the phases themselves (two decimals of a ms), so that a
+/// page load reads back from JSON exactly as it was built.
+fn round_ms(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The host of an authority (`host:port`, `[v6]:port`), lower-case.
+fn host_of(authority: &str) -> String {
+    let a = authority.trim();
+    let host = if let Some(rest) = a.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        a.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map_or(a, |(h, _)| h)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether two executables are the same program: the same path, or the same file name (a
+/// launcher and what it runs: `/usr/bin/firefox-esr` -> `/usr/lib/firefox-esr/firefox-esr`,
+/// the `/usr/bin/chromium` script -> `/usr/lib/chromium/chromium`).
+fn same_program(a: &str, b: &str) -> bool {
+    a == b || (!a.is_empty() && a.rsplit('/').next() == b.rsplit('/').next())
+}
+
 fn lookup_model(l: &LookupState) -> DnsLookup {
     DnsLookup {
         tgid: l.tgid,
@@ -1081,6 +1534,17 @@ fn lookup_model(l: &LookupState) -> DnsLookup {
         min_ttl: l.min_ttl,
         server: l.server.map(|s| s.to_string()),
         error: l.error.clone(),
+    }
+}
+
+/// A browser's navigation request (the document of a tab, not a sub-resource): Fetch
+/// metadata says so on secure origins (`sec-fetch-mode: navigate`); on plain HTTP, where
+/// browsers send no fetch metadata, the navigation is the request that asks to be upgraded
+/// (`upgrade-insecure-requests: 1`, sent by Chromium and Firefox on navigations only).
+fn is_navigation(headers: &[(String, String)]) -> bool {
+    match header(headers, "sec-fetch-mode") {
+        Some(mode) => mode == "navigate",
+        None => header(headers, "upgrade-insecure-requests").is_some_and(|v| v.trim() == "1"),
     }
 }
 
@@ -1116,9 +1580,14 @@ fn redact_path_url(u: &str) -> String {
     }
 }
 
-/// Follow 3xx Location hops from the first request.
-fn redirect_chain(requests: &[Request]) -> Vec<usize> {
-    let Some(first) = requests.iter().position(|r| r.method.is_some() || r.error.is_some()) else {
+/// Follow 3xx Location hops from the navigation (a browser's) or else the first request.
+fn redirect_chain(requests: &[Request], navigation: Option<&str>) -> Vec<usize> {
+    let nav = navigation.and_then(|u| requests.iter().position(|r| r.method.is_some() && r.url.as_deref() == Some(u)));
+    // Else the first HTTP request or failure, else the first opaque (TLS-only) exchange.
+    let Some(first) = nav
+        .or_else(|| requests.iter().position(|r| r.method.is_some() || r.error.is_some()))
+        .or_else(|| (!requests.is_empty()).then_some(0))
+    else {
         return Vec::new();
     };
     let mut chain = vec![first];

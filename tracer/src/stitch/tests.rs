@@ -1,0 +1,502 @@
+//! The stitcher on synthetic event streams shaped like what the real clients produce (see
+//! tests/browsers.rs for the same behaviour on real browsers).
+use std::net::{Ipv4Addr, SocketAddr};
+
+use tracer_common::{DnsSyscall, TlsFunc, TlsLib};
+
+use super::*;
+use crate::decode::dns::{DnsAnswer, DnsData, DnsMessage, DnsQuestion};
+
+const MS: u64 = 1_000_000;
+
+/// Builds a stream: every call advances the clock by `step` unless given a time.
+struct Sim {
+    t: u64,
+    events: Vec<Event>,
+}
+
+fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::from(ip), port))
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim { t: 1_000 * MS, events: Vec::new() }
+    }
+
+    fn at(&mut self, ms: u64) -> &mut Self {
+        self.t = 1_000 * MS + ms * MS;
+        self
+    }
+
+    fn push(&mut self, tgid: u32, comm: &str, body: EventBody) {
+        self.t += 10_000;
+        self.events.push(Event { ts_ns: self.t, tgid, pid: tgid, comm: comm.into(), body });
+    }
+
+    fn exec(&mut self, pid: u32, file: &str) {
+        self.push(pid, file.rsplit('/').next().unwrap(), EventBody::Exec { filename: file.into() });
+    }
+
+    fn fork(&mut self, parent: u32, child: u32) {
+        self.push(parent, "parent", EventBody::Fork { child_pid: child });
+    }
+
+    fn query(&mut self, tgid: u32, id: u16, name: &str, qtype: &str) {
+        let m = DnsMessage {
+            id,
+            is_response: false,
+            opcode: "QUERY".into(),
+            rcode: "NOERROR".into(),
+            truncated: false,
+            questions: vec![DnsQuestion { name: name.into(), qtype: qtype.into() }],
+            answers: vec![],
+        };
+        self.dns(tgid, Direction::Send, m);
+    }
+
+    fn answer(&mut self, tgid: u32, id: u16, name: &str, qtype: &str, rcode: &str, answers: Vec<DnsAnswer>) {
+        let m = DnsMessage {
+            id,
+            is_response: true,
+            opcode: "QUERY".into(),
+            rcode: rcode.into(),
+            truncated: false,
+            questions: vec![DnsQuestion { name: name.into(), qtype: qtype.into() }],
+            answers,
+        };
+        self.dns(tgid, Direction::Recv, m);
+    }
+
+    fn dns(&mut self, tgid: u32, direction: Direction, m: DnsMessage) {
+        self.push(
+            tgid,
+            "resolver",
+            EventBody::Dns {
+                fd: 9,
+                direction,
+                syscall: Some(DnsSyscall::Sendto),
+                tcp: false,
+                len: 40,
+                peer: Some(addr([127, 0, 0, 1], 53)),
+                message: Ok(m),
+                raw: vec![],
+            },
+        );
+    }
+
+    /// A successful TCP connect: connect record, SYN_SENT, ESTABLISHED.
+    fn connect(&mut self, tgid: u32, fd: i32, dst: SocketAddr, sk: u64) {
+        self.push(tgid, "net", EventBody::TcpState { skaddr: sk, old: TcpState::Close, new: TcpState::SynSent, src: None, dst: Some(dst) });
+        self.push(
+            tgid,
+            "net",
+            EventBody::Connect { fd, ret: -115, error: Some("EINPROGRESS"), dst: Some(dst), skaddr: sk, tcp: true, duration_ns: 5_000 },
+        );
+        self.push(
+            0,
+            "swapper",
+            EventBody::TcpState { skaddr: sk, old: TcpState::SynSent, new: TcpState::Established, src: Some(addr([10, 0, 0, 1], 40000 + fd as u16)), dst: Some(dst) },
+        );
+    }
+
+    fn close(&mut self, sk: u64, dst: SocketAddr) {
+        self.push(0, "swapper", EventBody::TcpState { skaddr: sk, old: TcpState::LastAck, new: TcpState::Close, src: None, dst: Some(dst) });
+    }
+
+    fn udp_connect_failed(&mut self, tgid: u32, fd: i32, dst: SocketAddr) {
+        self.push(
+            tgid,
+            "net",
+            EventBody::Connect { fd, ret: -101, error: Some("ENETUNREACH"), dst: Some(dst), skaddr: 0, tcp: false, duration_ns: 1_000 },
+        );
+    }
+
+    fn socket(&mut self, tgid: u32, fd: i32, direction: Direction, syscall: DnsSyscall, data: &[u8]) {
+        self.push(
+            tgid,
+            "net",
+            EventBody::SocketData {
+                fd,
+                direction,
+                syscall: Some(syscall),
+                len: data.len() as u32,
+                captured: data.len() as u32,
+                duration_ns: 1_000,
+                first_line: None,
+                data: data.to_vec(),
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tls(&mut self, tgid: u32, lib: TlsLib, func: TlsFunc, obj: u64, fd: i32, direction: Direction, data: &[u8]) {
+        self.push(
+            tgid,
+            "net",
+            EventBody::TlsData {
+                lib: Some(lib),
+                func: Some(func),
+                tls_obj: obj,
+                fd,
+                direction,
+                len: data.len() as u32,
+                captured: data.len() as u32,
+                duration_ns: 1_000,
+                first_line: None,
+                http2_preface: false,
+                data: data.to_vec(),
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handshake(&mut self, tgid: u32, lib: TlsLib, func: TlsFunc, obj: u64, fd: i32, phase: HandshakePhase, ret: i64) {
+        self.push(tgid, "net", EventBody::TlsHandshake { lib: Some(lib), func: Some(func), tls_obj: obj, fd, phase, ret });
+    }
+
+    fn run(&self) -> Vec<PageLoad> {
+        self.run_with(StitchConfig::default())
+    }
+
+    fn run_with(&self, cfg: StitchConfig) -> Vec<PageLoad> {
+        let mut s = Stitcher::new(cfg);
+        let mut out = Vec::new();
+        for e in &self.events {
+            out.extend(s.on_event(e));
+        }
+        out.extend(s.finish());
+        out
+    }
+}
+
+fn a(name: &str, ip: [u8; 4]) -> DnsAnswer {
+    DnsAnswer { name: name.into(), rtype: "A".into(), ttl: 60, data: DnsData::A(Ipv4Addr::from(ip)) }
+}
+
+fn cname(name: &str, target: &str) -> DnsAnswer {
+    DnsAnswer { name: name.into(), rtype: "CNAME".into(), ttl: 60, data: DnsData::Cname(target.into()) }
+}
+
+fn https_rr(name: &str) -> DnsAnswer {
+    DnsAnswer {
+        name: name.into(),
+        rtype: "HTTPS".into(),
+        ttl: 60,
+        data: DnsData::Https { priority: 1, target: ".".into(), alpn: vec!["h2".into()], ipv4hint: vec![], ipv6hint: vec![] },
+    }
+}
+
+fn get(host: &str, path: &str, nav: bool) -> Vec<u8> {
+    let extra = if nav { "Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Mode: navigate\r\n" } else { "Sec-Fetch-Mode: no-cors\r\n" };
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").into_bytes()
+}
+
+fn plain_get(host: &str, path: &str) -> Vec<u8> {
+    // Browsers send no fetch metadata to plain-HTTP origins; a navigation asks for an upgrade.
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade-Insecure-Requests: 1\r\n\r\n").into_bytes()
+}
+
+fn ok(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+fn moved(to: &str) -> Vec<u8> {
+    format!("HTTP/1.1 301 Moved Permanently\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+const SHOP: [u8; 4] = [10, 77, 0, 2];
+const EDGE: [u8; 4] = [10, 77, 0, 3];
+
+/// Chromium: the launcher script execs the browser, which starts its network service with
+/// `/proc/self/exe`; the service does all the network work under thread names.
+fn chromium_processes(s: &mut Sim) {
+    s.exec(100, "/usr/bin/chromium");
+    s.exec(100, "/usr/lib/chromium/chromium");
+    s.fork(100, 101);
+    s.exec(101, "/proc/self/exe");
+}
+
+#[test]
+fn a_browsers_network_process_is_shown_as_the_browser() {
+    let mut s = Sim::new();
+    chromium_processes(&mut s);
+    s.query(101, 1, "shop.test", "A");
+    s.answer(101, 1, "shop.test", "A", "NOERROR", vec![a("shop.test", SHOP)]);
+    s.connect(101, 20, addr(SHOP, 80), 0xa);
+    s.socket(101, 20, Direction::Send, DnsSyscall::Sendto, &plain_get("shop.test", "/"));
+    s.socket(101, 20, Direction::Recv, DnsSyscall::Read, &ok("hi"));
+    let pages = s.run();
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].client.tgid, 100);
+    assert_eq!(pages[0].client.name, "chromium");
+    assert_eq!(pages[0].client.exe.as_deref(), Some("/usr/lib/chromium/chromium"));
+}
+
+#[test]
+fn background_work_before_a_navigation_is_its_own_page_load() {
+    let mut s = Sim::new();
+    chromium_processes(&mut s);
+    // The IPv6 reachability probe and an update host that does not resolve.
+    s.udp_connect_failed(101, 30, SocketAddr::new("2001:4860:4860::8888".parse().unwrap(), 443));
+    s.query(101, 2, "clients2.google.com", "A");
+    s.answer(101, 2, "clients2.google.com", "A", "NXDOMAIN", vec![]);
+    s.at(200);
+    s.query(101, 3, "shop.test", "HTTPS");
+    s.query(101, 4, "shop.test", "A");
+    s.answer(101, 3, "shop.test", "HTTPS", "NOERROR", vec![]);
+    s.answer(101, 4, "shop.test", "A", "NOERROR", vec![a("shop.test", SHOP)]);
+    // Chromium preconnects a second socket it never uses.
+    s.connect(101, 20, addr(SHOP, 80), 0xa);
+    s.connect(101, 21, addr(SHOP, 80), 0xb);
+    s.socket(101, 20, Direction::Send, DnsSyscall::Sendto, &plain_get("shop.test", "/"));
+    s.socket(101, 20, Direction::Recv, DnsSyscall::Read, &moved("https://www.shop.test/"));
+    // The browser process resolves an update host while the page loads.
+    s.query(100, 5, "update.googleapis.com", "A");
+    s.answer(100, 5, "update.googleapis.com", "A", "NXDOMAIN", vec![]);
+    s.query(101, 6, "www.shop.test", "A");
+    s.answer(101, 6, "www.shop.test", "A", "NOERROR", vec![cname("www.shop.test", "edge.cdn.test"), a("edge.cdn.test", EDGE)]);
+    s.connect(101, 22, addr(EDGE, 443), 0xc);
+    s.handshake(101, TlsLib::BoringSsl, TlsFunc::SSL_do_handshake, 0x77, 22, HandshakePhase::Enter, 0);
+    s.handshake(101, TlsLib::BoringSsl, TlsFunc::SSL_do_handshake, 0x77, 22, HandshakePhase::Return, 1);
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_write, 0x77, 22, Direction::Send, &get("www.shop.test", "/", true));
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_read, 0x77, 22, Direction::Recv, &ok("page"));
+    let pages = s.run();
+    let nav: Vec<_> = pages.iter().filter(|p| p.url.as_deref() == Some("http://shop.test/")).collect();
+    assert_eq!(nav.len(), 1, "{pages:#?}");
+    let p = nav[0];
+    let hops: Vec<_> = p.redirect_chain.iter().map(|i| (p.requests[*i].url.clone().unwrap(), p.requests[*i].status)).collect();
+    assert_eq!(hops, vec![("http://shop.test/".to_string(), Some(301)), ("https://www.shop.test/".to_string(), Some(200))]);
+    assert!(p.requests.iter().all(|r| r.method.is_some()), "no background entries in the page: {:#?}", p.requests);
+    assert!(p.dns.iter().all(|d| d.name.ends_with("shop.test")), "{:?}", p.dns);
+    assert_eq!(p.dns[0].qtypes, vec!["HTTPS", "A"]);
+    assert!(p.requests[0].timings.dns >= 0.0);
+    assert_eq!(p.connections.len(), 3, "both preconnects and the TLS connection");
+    // The background work is reported, on its own.
+    let others: Vec<_> = pages.iter().filter(|p| p.url.as_deref() != Some("http://shop.test/")).collect();
+    assert!(others.iter().all(|p| p.requests.iter().all(|r| r.method.is_none() && r.error.is_some())), "{others:#?}");
+    let failed: usize = others.iter().map(|p| p.requests.len()).sum();
+    assert_eq!(failed, 3, "IPv6 probe, clients2, update: {others:#?}");
+}
+
+#[test]
+fn a_new_navigation_ends_the_previous_page_load() {
+    let mut s = Sim::new();
+    chromium_processes(&mut s);
+    s.query(101, 1, "www.shop.test", "A");
+    s.answer(101, 1, "www.shop.test", "A", "NOERROR", vec![a("www.shop.test", EDGE)]);
+    s.connect(101, 22, addr(EDGE, 443), 0xc);
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_write, 0x77, 22, Direction::Send, &get("www.shop.test", "/", true));
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_read, 0x77, 22, Direction::Recv, &ok("page"));
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_write, 0x77, 22, Direction::Send, &get("www.shop.test", "/a.css", false));
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_read, 0x77, 22, Direction::Recv, &ok("css"));
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_write, 0x77, 22, Direction::Send, &get("www.shop.test", "/next", true));
+    s.tls(101, TlsLib::BoringSsl, TlsFunc::SSL_read, 0x77, 22, Direction::Recv, &ok("next"));
+    let pages = s.run();
+    let urls: Vec<_> = pages.iter().map(|p| (p.url.clone().unwrap(), p.requests.len())).collect();
+    assert_eq!(urls, vec![("https://www.shop.test/".to_string(), 2), ("https://www.shop.test/next".to_string(), 1)]);
+}
+
+#[test]
+fn a_peeked_response_is_decoded_once() {
+    // wget peeks at the response head (recv MSG_PEEK), then reads head and body.
+    let mut s = Sim::new();
+    s.exec(200, "/usr/bin/wget");
+    s.connect(200, 4, addr(SHOP, 80), 0xa);
+    s.socket(200, 4, Direction::Send, DnsSyscall::Write, b"GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    let resp = moved("https://www.shop.test/");
+    s.socket(200, 4, Direction::Recv, DnsSyscall::Recvfrom, &resp);
+    let cut = resp.len() - 4;
+    s.socket(200, 4, Direction::Recv, DnsSyscall::Read, &resp[..cut]);
+    s.socket(200, 4, Direction::Recv, DnsSyscall::Read, &resp[cut..]);
+    s.close(0xa, addr(SHOP, 80));
+    let pages = s.run();
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].requests.len(), 1, "{:#?}", pages[0].requests);
+    assert_eq!(pages[0].requests[0].status, Some(301));
+    assert_eq!(pages[0].requests[0].error, None);
+}
+
+#[test]
+fn a_real_recv_is_not_mistaken_for_a_peek() {
+    // curl receives with recv(2) too: two different responses on a kept-alive connection.
+    let mut s = Sim::new();
+    s.exec(300, "/usr/bin/curl");
+    s.connect(300, 5, addr(SHOP, 80), 0xa);
+    s.socket(300, 5, Direction::Send, DnsSyscall::Sendto, b"GET /a HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    s.socket(300, 5, Direction::Recv, DnsSyscall::Recvfrom, &ok("a"));
+    s.socket(300, 5, Direction::Send, DnsSyscall::Sendto, b"GET /a HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    s.socket(300, 5, Direction::Recv, DnsSyscall::Recvfrom, &ok("a"));
+    // The page closes while the connection stays open: the last receive is released then.
+    let pages = s.run_with(StitchConfig::default());
+    let statuses: Vec<_> = pages[0].requests.iter().map(|r| (r.path.clone().unwrap(), r.status)).collect();
+    assert_eq!(statuses, vec![("/a".to_string(), Some(200)), ("/a".to_string(), Some(200))]);
+}
+
+#[test]
+fn firefox_nspr_on_plain_sockets_files_and_peeks() {
+    let mut s = Sim::new();
+    s.exec(400, "/usr/bin/firefox-esr");
+    // Plain HTTP: the socket probes and PR_Write/PR_Read both carry the same bytes.
+    s.connect(400, 58, addr(SHOP, 80), 0xa);
+    let req = plain_get("shop.test", "/");
+    s.socket(400, 58, Direction::Send, DnsSyscall::Sendto, &req);
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Write, 0x10, 58, Direction::Send, &req);
+    let resp = moved("https://www.shop.test/");
+    s.socket(400, 58, Direction::Recv, DnsSyscall::Recvfrom, &resp);
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Read, 0x10, 58, Direction::Recv, &resp);
+    // TLS: PR_Recv peeks at one byte (PR_MSG_PEEK) before and between real reads.
+    s.connect(400, 84, addr(EDGE, 443), 0xc);
+    s.handshake(400, TlsLib::Nspr, TlsFunc::SSL_ForceHandshake, 0x20, -1, HandshakePhase::Enter, 0);
+    s.handshake(400, TlsLib::Nspr, TlsFunc::SSL_ForceHandshake, 0x20, 84, HandshakePhase::Return, -1);
+    let resp2 = ok("page");
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Recv, 0x20, 84, Direction::Recv, &resp2[..1]);
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Write, 0x20, 84, Direction::Send, &get("www.shop.test", "/", true));
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Recv, 0x20, 84, Direction::Recv, &resp2[..1]);
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Read, 0x20, 84, Direction::Recv, &resp2);
+    // The TLS connection closes; its fd number is reused for a file written through NSPR.
+    s.close(0xc, addr(EDGE, 443));
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Write, 0x30, 84, Direction::Send, b"GET /not-http HTTP/1.1\r\n\r\n");
+    // A file on an fd number of a live connection: another PRFileDesc.
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Write, 0x31, 58, Direction::Send, b"sqlite page");
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let p = &pages[0];
+    let reqs: Vec<_> = p.requests.iter().map(|r| (r.url.clone().unwrap(), r.status, r.error.clone())).collect();
+    assert_eq!(
+        reqs,
+        vec![("http://shop.test/".to_string(), Some(301), None), ("https://www.shop.test/".to_string(), Some(200), None)],
+        "plain HTTP is http://, decoded once; the peeks are not data"
+    );
+    assert!(p.connections[0].tls.is_none());
+    let tls = p.connections[1].tls.as_ref().unwrap();
+    assert_eq!(tls.library, "nspr");
+    assert!(tls.handshake_start_ns.is_some());
+}
+
+#[test]
+fn lookups_asked_one_after_the_other_are_one_and_connects_need_only_the_address() {
+    // Firefox: res_nquery asks HTTPS, then getaddrinfo asks A + AAAA; it connects as soon as
+    // the A answer is in, while its HTTPS query for the next name is still out.
+    let mut s = Sim::new();
+    s.exec(400, "/usr/bin/firefox-esr");
+    s.query(400, 1, "shop.test", "HTTPS");
+    s.answer(400, 1, "shop.test", "HTTPS", "NOERROR", vec![]);
+    s.t += 20 * MS;
+    s.query(400, 2, "shop.test", "A");
+    s.query(400, 3, "shop.test", "AAAA");
+    s.answer(400, 2, "shop.test", "A", "NOERROR", vec![a("shop.test", SHOP)]);
+    s.answer(400, 3, "shop.test", "AAAA", "NOERROR", vec![]);
+    s.connect(400, 58, addr(SHOP, 80), 0xa);
+    s.socket(400, 58, Direction::Send, DnsSyscall::Write, &plain_get("shop.test", "/"));
+    s.socket(400, 58, Direction::Recv, DnsSyscall::Read, &moved("https://www.shop.test/"));
+    s.query(400, 4, "www.shop.test", "HTTPS");
+    s.query(400, 5, "www.shop.test", "A");
+    s.answer(400, 5, "www.shop.test", "A", "NOERROR", vec![cname("www.shop.test", "edge.cdn.test"), a("edge.cdn.test", EDGE)]);
+    s.connect(400, 84, addr(EDGE, 443), 0xc);
+    s.answer(400, 4, "www.shop.test", "HTTPS", "NOERROR", vec![cname("www.shop.test", "edge.cdn.test"), https_rr("edge.cdn.test")]);
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Write, 0x20, 84, Direction::Send, &get("www.shop.test", "/", true));
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Read, 0x20, 84, Direction::Recv, &ok("page"));
+    let pages = s.run();
+    assert_eq!(pages.len(), 1);
+    let p = &pages[0];
+    assert_eq!(p.dns.len(), 2, "{:#?}", p.dns);
+    assert_eq!(p.dns[0].qtypes, vec!["HTTPS", "A", "AAAA"]);
+    let first = &p.requests[0];
+    assert!(first.timings.dns >= 20.0, "the dns phase covers the HTTPS query too: {:?}", first.timings);
+    let doc = &p.requests[1];
+    let l = &p.dns[doc.dns.expect("the document has its lookup although HTTPS was not answered yet")];
+    assert_eq!(l.name, "www.shop.test");
+    assert_eq!(l.cname_chain, vec!["www.shop.test", "edge.cdn.test"]);
+    assert!(doc.timings.dns >= 0.0);
+}
+
+#[test]
+fn the_lookup_named_by_the_request_wins_and_its_cname_target_lookup_counts() {
+    // Firefox resolves www.shop.test, then its CNAME target edge.cdn.test, then connects.
+    let mut s = Sim::new();
+    s.exec(400, "/usr/bin/firefox-esr");
+    s.query(400, 1, "www.shop.test", "A");
+    s.answer(400, 1, "www.shop.test", "A", "NOERROR", vec![cname("www.shop.test", "edge.cdn.test"), a("edge.cdn.test", EDGE)]);
+    s.t += 5 * MS;
+    s.query(400, 2, "edge.cdn.test", "A");
+    s.t += 10 * MS;
+    s.answer(400, 2, "edge.cdn.test", "A", "NOERROR", vec![a("edge.cdn.test", EDGE)]);
+    s.connect(400, 84, addr(EDGE, 443), 0xc);
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Write, 0x20, 84, Direction::Send, &get("www.shop.test", "/", true));
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Read, 0x20, 84, Direction::Recv, &ok("page"));
+    let pages = s.run();
+    let r = &pages[0].requests[0];
+    assert_eq!(pages[0].dns[r.dns.unwrap()].name, "www.shop.test");
+    assert!(r.timings.dns >= 15.0, "until the CNAME target was resolved: {:?}", r.timings);
+    assert!(r.timings.blocked < 1.0);
+}
+
+#[test]
+fn a_slow_response_keeps_its_page_load_open() {
+    let mut s = Sim::new();
+    s.exec(300, "/usr/bin/curl");
+    s.connect(300, 5, addr(SHOP, 80), 0xa);
+    s.socket(300, 5, Direction::Send, DnsSyscall::Sendto, b"GET /slow HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    s.t += 3_000 * MS; // server think time, far beyond the quiet window
+    s.socket(300, 5, Direction::Recv, DnsSyscall::Read, &ok("late"));
+    s.socket(300, 5, Direction::Send, DnsSyscall::Sendto, b"GET /next HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    s.socket(300, 5, Direction::Recv, DnsSyscall::Read, &ok("next"));
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0].requests.len(), 2);
+    assert!(pages[0].requests[0].timings.wait >= 3_000.0);
+}
+
+#[test]
+fn tls_seen_only_on_the_wire_gives_sni_timing_and_an_opaque_exchange() {
+    // A Chromium build whose BoringSSL was not found: the socket traffic of a TLS port.
+    let mut s = Sim::new();
+    chromium_processes(&mut s);
+    s.query(101, 1, "www.shop.test", "A");
+    s.answer(101, 1, "www.shop.test", "A", "NOERROR", vec![cname("www.shop.test", "edge.cdn.test"), a("edge.cdn.test", EDGE)]);
+    s.connect(101, 22, addr(EDGE, 443), 0xc);
+    let rec = |ty: u8, n: usize| {
+        let mut v = vec![ty, 3, 3];
+        v.extend_from_slice(&(n as u16).to_be_bytes());
+        v.extend(std::iter::repeat_n(0u8, n));
+        v
+    };
+    s.socket(101, 22, Direction::Send, DnsSyscall::Sendto, &super::wire::tests_support::client_hello("www.shop.test"));
+    let mut server = rec(22, 90);
+    server.extend(rec(20, 1));
+    server.extend(rec(23, 2000));
+    s.t += 5 * MS;
+    s.socket(101, 22, Direction::Recv, DnsSyscall::Read, &server);
+    let mut fin = rec(20, 1);
+    fin.extend(rec(23, 53));
+    s.socket(101, 22, Direction::Send, DnsSyscall::Sendto, &fin);
+    s.socket(101, 22, Direction::Send, DnsSyscall::Sendto, &rec(23, 300));
+    s.t += 20 * MS;
+    s.socket(101, 22, Direction::Recv, DnsSyscall::Read, &rec(23, 800));
+    s.close(0xc, addr(EDGE, 443));
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let p = &pages[0];
+    assert_eq!(p.client.name, "chromium");
+    assert_eq!(p.url.as_deref(), Some("https://www.shop.test/"));
+    let r = &p.requests[0];
+    assert_eq!((r.method.as_deref(), r.status, r.error.as_deref()), (None, None, None));
+    assert!(r.timings.dns >= 0.0 && r.timings.tcp >= 0.0 && r.timings.ssl >= 5.0 && r.timings.wait >= 20.0, "{:?}", r.timings);
+    let tls = p.connections[0].tls.as_ref().unwrap();
+    assert_eq!((tls.library.as_str(), tls.sni.as_deref(), tls.estimated), ("wire", Some("www.shop.test"), false));
+}
+
+#[test]
+fn nspr_plain_http_on_another_port_is_http() {
+    // No socket capture off port 80: NSPR's PR_Write/PR_Read are the only plaintext, and
+    // without an NSS handshake the connection is plain HTTP.
+    let mut s = Sim::new();
+    s.exec(400, "/usr/bin/firefox-esr");
+    s.connect(400, 60, addr(SHOP, 8080), 0xa);
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Write, 0x10, 60, Direction::Send, &plain_get("shop.test:8080", "/"));
+    s.tls(400, TlsLib::Nspr, TlsFunc::PR_Read, 0x10, 60, Direction::Recv, &ok("x"));
+    let pages = s.run();
+    assert_eq!(pages[0].requests[0].url.as_deref(), Some("http://shop.test:8080/"));
+    assert!(pages[0].connections[0].tls.is_none());
+}

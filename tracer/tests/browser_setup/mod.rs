@@ -1,0 +1,126 @@
+//! Setting up real browsers for the lab, shared by tests/browsers.rs and the golden
+//! recorder (tests/golden.rs): a fresh profile that trusts the lab CA, the flags and prefs
+//! that keep them headless and quiet. Browsers run only inside the lab's namespace.
+#![allow(dead_code)]
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use tracer::lab::Lab;
+
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A fresh NSS database in `dir` that trusts the lab CA.
+pub fn nss_db_with_lab_ca(dir: &Path, ca: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let db = format!("sql:{}", dir.display());
+    run_ok(Command::new("certutil").args(["-N", "--empty-password", "-d", &db]));
+    run_ok(Command::new("certutil").args(["-A", "-t", "C,,", "-n", "lab", "-i"]).arg(ca).args(["-d", &db]));
+}
+
+/// Chromium headless (flags that work as root), loading `url`, printing the DOM and exiting.
+pub fn chromium_cmd(lab: &Lab, home: &Path, extra: &[&str], url: &str) -> Command {
+    let mut cmd = lab.exec_command("chromium");
+    cmd.env("HOME", home)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", home.join("profile").display()))
+        .args(extra)
+        .arg("--dump-dom")
+        .arg(url);
+    cmd
+}
+
+/// `$HOME` for Chromium under `dir`: Chromium on Linux reads its trust store from the NSS
+/// database in `$HOME/.pki/nssdb`.
+pub fn chromium_home(dir: &Path, lab: &Lab) -> PathBuf {
+    let home = dir.join("home");
+    nss_db_with_lab_ca(&home.join(".pki/nssdb"), lab.ca_pem_path());
+    home
+}
+
+/// Prefs that keep Firefox quiet: no updates, telemetry, captive-portal or connectivity
+/// checks, prediction or prefetch (it can reach only the lab anyway).
+pub const FIREFOX_PREFS: &str = r#"
+user_pref("app.update.enabled", false);
+user_pref("app.update.auto", false);
+user_pref("app.normandy.enabled", false);
+user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("browser.startup.homepage_override.mstone", "ignore");
+user_pref("browser.startup.page", 0);
+user_pref("browser.newtabpage.enabled", false);
+user_pref("browser.aboutwelcome.enabled", false);
+user_pref("browser.safebrowsing.malware.enabled", false);
+user_pref("browser.safebrowsing.phishing.enabled", false);
+user_pref("browser.safebrowsing.downloads.enabled", false);
+user_pref("browser.safebrowsing.blockedURIs.enabled", false);
+user_pref("browser.safebrowsing.provider.mozilla.updateURL", "");
+user_pref("browser.search.update", false);
+user_pref("browser.search.geoip.url", "");
+user_pref("browser.region.network.url", "");
+user_pref("browser.region.update.enabled", false);
+user_pref("browser.ping-centre.telemetry", false);
+user_pref("browser.newtabpage.activity-stream.feeds.telemetry", false);
+user_pref("browser.newtabpage.activity-stream.telemetry", false);
+user_pref("browser.contentblocking.report.lockwise.enabled", false);
+user_pref("captivedetect.canonicalURL", "");
+user_pref("network.captive-portal-service.enabled", false);
+user_pref("network.connectivity-service.enabled", false);
+user_pref("network.predictor.enabled", false);
+user_pref("network.prefetch-next", false);
+user_pref("network.dns.disablePrefetch", true);
+user_pref("network.http.speculative-parallel-limit", 0);
+user_pref("network.trr.mode", 5);
+user_pref("datareporting.healthreport.uploadEnabled", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.enabled", false);
+user_pref("toolkit.telemetry.unified", false);
+user_pref("toolkit.telemetry.server", "");
+user_pref("extensions.update.enabled", false);
+user_pref("extensions.getAddons.cache.enabled", false);
+user_pref("extensions.blocklist.enabled", false);
+user_pref("extensions.systemAddon.update.enabled", false);
+user_pref("services.settings.server", "");
+user_pref("security.OCSP.enabled", 0);
+user_pref("security.remote_settings.crlite_filters.enabled", false);
+user_pref("security.remote_settings.intermediates.enabled", false);
+user_pref("media.gmp-manager.url", "");
+user_pref("media.gmp-gmpopenh264.enabled", false);
+user_pref("identity.fxaccounts.enabled", false);
+user_pref("dom.push.enabled", false);
+user_pref("dom.push.connection.enabled", false);
+user_pref("browser.tabs.remote.autostart", true);
+"#;
+
+/// Firefox with a fresh profile under `dir` (lab CA imported, quiet prefs), taking a
+/// screenshot of `url` into `dir/shot.png` and exiting.
+pub fn firefox_cmd(lab: &Lab, dir: &Path, url: &str) -> Command {
+    let profile = dir.join("profile");
+    nss_db_with_lab_ca(&profile, lab.ca_pem_path());
+    std::fs::write(profile.join("user.js"), FIREFOX_PREFS).unwrap();
+    let mut cmd = lab.exec_command("firefox-esr");
+    cmd.env("HOME", dir)
+        .env("MOZ_HEADLESS", "1")
+        .env("MOZ_DISABLE_AUTO_SAFE_MODE", "1")
+        .env("MOZ_CRASHREPORTER_DISABLE", "1")
+        .args(["--headless", "--no-remote", "--profile"])
+        .arg(&profile)
+        .arg("--screenshot")
+        .arg(dir.join("shot.png"))
+        .arg(url);
+    cmd
+}
+

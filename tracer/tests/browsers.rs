@@ -1,0 +1,888 @@
+//! Real clients traced end to end with nothing set up on their side (issue 6).
+//!
+//! Each test starts a lab, loads the probes in this process, drives one client headlessly
+//! inside the lab's network namespace (one browser start per test) and checks the page load
+//! the stitcher builds against the lab's own logs of the DNS queries and HTTP requests it
+//! answered.
+//!
+//! Set `BROWSER_TRACE_DUMP=DIR` to write every event of the client's process tree (one text
+//! line each, no plaintext) and the page loads (JSON) to DIR for inspection.
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+mod browser_setup;
+
+use browser_setup::{chromium_cmd, chromium_home, firefox_cmd};
+use tracer::{
+    events::{Event, EventBody},
+    lab::{HttpRequestRecord, Lab, LabConfig, support::root_or_skip},
+    probes::{ProbeConfig, Probes},
+    stitch::{StitchConfig, Stitcher, model::PageLoad},
+    stream::{StreamStats, spawn_reader},
+};
+
+fn have(program: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {program}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// A client that is not installed: fail under CI (`.ci/run` installs it), skip otherwise.
+fn installed_or_skip(test: &str, program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {program} is not installed (.ci/run installs it)");
+    }
+    eprintln!("SKIP {test}: {program} not installed (apt-get install chromium firefox-esr libnss3-tools)");
+    false
+}
+
+/// Prints how long a test took (its run time is part of what is reviewed).
+struct Timer(&'static str, Instant);
+impl Drop for Timer {
+    fn drop(&mut self) {
+        eprintln!("{}: test took {:.1} s", self.0, self.1.elapsed().as_secs_f64());
+    }
+}
+
+/// A temporary directory removed on drop.
+struct Tmp(PathBuf);
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("tracer-browsers-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+}
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---- processes ----
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        if stat[close + 1..].split_whitespace().nth(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for c in children_of(p) {
+            if !out.contains(&c) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// A client process tree started in its own process group; killed (tree and group) on drop.
+/// Its output is drained as it comes (a full pipe would stall it).
+struct Client {
+    child: std::process::Child,
+    pid: u32,
+    output: Option<(std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>)>,
+}
+
+impl Client {
+    fn spawn(mut cmd: Command) -> Client {
+        use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let pid = child.id();
+        let drain = |mut r: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = r.read_to_end(&mut v);
+                v
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+        let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+        Client { child, pid, output: Some((out, err)) }
+    }
+
+    /// Wait for the client to exit by itself, at most `limit`; then kill what is left of its
+    /// tree. Returns (exited by itself, stdout, stderr).
+    fn wait(&mut self, limit: Duration) -> (bool, String, String) {
+        let deadline = Instant::now() + limit;
+        let mut exited = false;
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                exited = true;
+                break;
+            }
+            // Polling a child's exit: there is no event to await for it.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        let _ = self.child.wait();
+        // The pipes close when the last process holding them is gone; one that escaped the
+        // tree (a daemonised helper) must not hang the test: bounded.
+        let (out, err) = match self.output.take() {
+            Some((o, e)) => {
+                let until = Instant::now() + Duration::from_secs(5);
+                while !(o.is_finished() && e.is_finished()) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let take = |h: std::thread::JoinHandle<Vec<u8>>| if h.is_finished() { h.join().unwrap_or_default() } else { Vec::new() };
+                (take(o), take(e))
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        (exited, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+    }
+
+    fn kill(&mut self) {
+        for p in descendants(self.pid) {
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+        unsafe { libc::kill(-(self.pid as i32), libc::SIGKILL) };
+        let _ = self.child.kill();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- tracing ----
+
+/// Probes loaded and events collected in the background until `stop`.
+struct Tracing {
+    probes: Probes,
+    events: tokio::task::JoinHandle<Vec<Event>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    stats: Arc<StreamStats>,
+}
+
+impl Tracing {
+    fn start() -> Tracing {
+        Self::start_with(&ProbeConfig::default())
+    }
+
+    fn start_with(config: &ProbeConfig) -> Tracing {
+        let mut probes = Probes::load(config).expect("probes");
+        let stats = Arc::new(StreamStats::default());
+        let mut rx = spawn_reader(&mut probes, 1 << 19, stats.clone()).unwrap();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let events = tokio::spawn(async move {
+            let mut all = Vec::new();
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev { Some(ev) => all.push(ev), None => break },
+                    _ = &mut stopped => break,
+                }
+            }
+            // Everything the client did happened before now: drain until the stream reaches
+            // this moment (other processes keep it busy, so it never goes quiet), bounded.
+            let stop_ns = monotonic_ns();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                    Ok(Some(ev)) => {
+                        let past = ev.ts_ns >= stop_ns;
+                        all.push(ev);
+                        if past {
+                            while let Ok(ev) = rx.try_recv() {
+                                all.push(ev);
+                            }
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            all
+        });
+        Tracing { probes, events, stop, stats }
+    }
+
+    fn boringssl_status(&self) -> Vec<String> {
+        self.probes
+            .status
+            .iter()
+            .filter(|s| s.family == "tls_boringssl")
+            .map(|s| format!("{} {} {}", s.point, if s.attached { "attached" } else { "FAILED" }, s.error.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    async fn finish(self) -> (Vec<Event>, Probes) {
+        let _ = self.stop.send(());
+        let events = self.events.await.unwrap();
+        let lost: u64 = self.probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
+        let dropped = self.stats.queue_dropped.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!((lost, dropped), (0, 0), "events lost in the kernel / dropped at the queue");
+        (events, self.probes)
+    }
+}
+
+/// CLOCK_MONOTONIC, the clock of the events.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Detaching every uprobe takes the kernel seconds (an RCU grace period per probe): let
+/// it happen while the next test runs instead of in this one's time.
+fn detach_in_background(probes: Probes) {
+    std::thread::spawn(move || drop(probes));
+}
+
+/// The process tree of `root` as seen in the events (forks), plus `extra` pids.
+fn tree_of(events: &[Event], root: u32) -> HashSet<u32> {
+    let mut tree: HashSet<u32> = HashSet::from([root]);
+    for e in events {
+        if let EventBody::Fork { child_pid } = &e.body
+            && tree.contains(&e.tgid)
+        {
+            tree.insert(*child_pid);
+        }
+    }
+    tree
+}
+
+/// Stitch the whole stream (every process), seeded with processes alive before tracing.
+fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)]) -> Vec<PageLoad> {
+    let mut st = Stitcher::new(StitchConfig::default());
+    for (pid, ppid, comm, exe) in seed {
+        st.learn_process(*pid, *ppid, comm.clone(), exe.clone());
+    }
+    let mut pages = Vec::new();
+    for ev in events {
+        pages.extend(st.on_event(ev));
+    }
+    pages.extend(st.finish());
+    pages
+}
+
+/// Processes alive now (what the daemon seeds its table with at start-up).
+fn proc_snapshot() -> Vec<(u32, Option<u32>, String, Option<String>)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string());
+        out.push((pid, ppid, comm, exe));
+    }
+    out
+}
+
+fn dump(tag: &str, events: &[Event], tree: &HashSet<u32>, pages: &[PageLoad]) {
+    let Ok(dir) = std::env::var("BROWSER_TRACE_DUMP") else { return };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The tree's events, and socket state changes of the tree's sockets (softirq context
+    // carries other pids).
+    let socks: HashSet<u64> = events
+        .iter()
+        .filter(|e| tree.contains(&e.tgid))
+        .filter_map(|e| match &e.body {
+            EventBody::Connect { skaddr, .. } => Some(*skaddr),
+            _ => None,
+        })
+        .collect();
+    let text: String = events
+        .iter()
+        .filter(|e| {
+            tree.contains(&e.tgid) || matches!(&e.body, EventBody::TcpState { skaddr, .. } if socks.contains(skaddr))
+        })
+        .map(|e| tracer::printer::text_line(e) + "\n")
+        .collect();
+    std::fs::write(dir.join(format!("{tag}.events.txt")), text).unwrap();
+    std::fs::write(dir.join(format!("{tag}.pages.json")), serde_json::to_string_pretty(pages).unwrap()).unwrap();
+}
+
+// ---- what is checked ----
+
+fn describe(p: &PageLoad) -> String {
+    let mut s = format!("page load of {} [{}] {:?} status {:?} error {:?}\n", p.client.name, p.client.tgid, p.url, p.status, p.error);
+    for (i, r) in p.requests.iter().enumerate() {
+        let t = &r.timings;
+        s.push_str(&format!(
+            "  #{i} {} {} {:?} {:?} {} conn {:?} dns {:?} comm {} | dns {:.2} tcp {:.2} ssl {:.2} send {:.2} wait {:.2} receive {:.2}{}\n",
+            r.method.as_deref().unwrap_or("-"),
+            r.url.as_deref().unwrap_or("-"),
+            r.status,
+            r.protocol,
+            if r.new_connection { "new" } else { "reused" },
+            r.connection,
+            r.dns,
+            r.comm,
+            t.dns,
+            t.tcp,
+            t.ssl,
+            t.send,
+            t.wait,
+            t.receive,
+            r.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+        ));
+    }
+    for (i, d) in p.dns.iter().enumerate() {
+        s.push_str(&format!(
+            "  dns #{i} {} {:?} by {} chain {:?} -> {:?} {:?} {:.2} ms\n",
+            d.name,
+            d.qtypes,
+            d.comm,
+            d.cname_chain,
+            d.addresses,
+            d.error,
+            d.ended_ns.map(|e| (e - d.started_ns) as f64 / 1e6).unwrap_or(-1.0)
+        ));
+    }
+    for (i, c) in p.connections.iter().enumerate() {
+        s.push_str(&format!(
+            "  conn #{i} {} -> {} by {}[{}] tls {:?} requests {}\n",
+            c.src.as_deref().unwrap_or("?"),
+            c.dst.as_deref().unwrap_or("?"),
+            c.comm,
+            c.tgid,
+            c.tls.as_ref().map(|t| (&t.library, &t.alpn, t.estimated)),
+            c.requests
+        ));
+    }
+    s
+}
+
+/// (method, host, path, status) of the lab's log, for the hosts of the page.
+fn served(log: &[HttpRequestRecord]) -> Vec<(String, String, String, u16)> {
+    let mut v: Vec<_> = log
+        .iter()
+        .map(|r| (r.method.clone(), r.host.split(':').next().unwrap_or("").to_string(), r.path.clone(), r.status))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The requests of the page load that got a response (a browser that exits right after the
+/// load event may leave a late request, such as the favicon, unanswered).
+fn traced(p: &PageLoad) -> Vec<(String, String, String, u16)> {
+    let mut v: Vec<_> = p
+        .requests
+        .iter()
+        .filter(|r| r.method.is_some() && r.status.is_some())
+        .map(|r| {
+            (
+                r.method.clone().unwrap_or_default(),
+                r.host.clone().unwrap_or_default().split(':').next().unwrap_or("").to_string(),
+                r.path.clone().unwrap_or_default(),
+                r.status.unwrap_or(0),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The traced requests against the lab's log: the same requests (method, host, path) with
+/// the same statuses. The one allowance: a browser that exits right after the load event may
+/// leave a late request (the favicon) unread; the lab may or may not have answered it, and
+/// the trace shows it without a status and with an error, never with a wrong one.
+fn compare_with_lab(tag: &str, p: &PageLoad, log: &[HttpRequestRecord], d: &str) {
+    let key = |m: &str, h: &str, path: &str| (m.to_string(), h.split(':').next().unwrap_or("").to_string(), path.to_string());
+    let unread: Vec<_> = p
+        .requests
+        .iter()
+        .filter(|r| r.method.is_some() && r.status.is_none())
+        .map(|r| key(r.method.as_deref().unwrap(), r.host.as_deref().unwrap_or(""), r.path.as_deref().unwrap_or("")))
+        .collect();
+    for r in p.requests.iter().filter(|r| r.method.is_some() && r.status.is_none()) {
+        assert!(r.error.is_some(), "{tag}: {:?} has neither a status nor an error\n{d}", r.url);
+        assert!(r.path.as_deref() == Some("/favicon.ico"), "{tag}: {:?} of the page has no response\n{d}", r.url);
+    }
+    let served: Vec<_> = log.iter().filter(|l| !unread.contains(&key(&l.method, &l.host, &l.path))).cloned().collect();
+    assert_eq!(traced(p), self::served(&served), "{tag}: traced requests vs the lab's log\n{d}");
+}
+
+struct Expect {
+    /// HTTP version the page's HTTPS requests use.
+    protocol: &'static str,
+    /// Whether the client loads the sub-resources (browsers do, curl/wget here do not).
+    subresources: bool,
+    /// Client name shown for the page load.
+    name: &'static str,
+    /// Whether the client asks for HTTPS (type 65) records.
+    https_rr: bool,
+    /// TLS library the plaintext came from.
+    tls_library: &'static str,
+    /// Whether the library reports the handshake's end (NSS may finish it inside PR_Write).
+    handshake_end_seen: bool,
+    /// Whether failed lookups of the browser's own (non-lab) hosts may sit in the page load.
+    background_failures: bool,
+}
+
+/// The page load of `http://shop.test/` as every client must show it.
+fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
+    let d = describe(p);
+    eprintln!("{tag}: {d}");
+    assert_eq!(p.client.name, expect.name, "{tag}: the page load is shown with the client's name\n{d}");
+    // The redirect hop, then the document.
+    let hops: Vec<_> = p.redirect_chain.iter().map(|i| (p.requests[*i].url.clone(), p.requests[*i].status)).collect();
+    assert_eq!(
+        hops,
+        vec![(Some("http://shop.test/".to_string()), Some(301)), (Some("https://www.shop.test/".to_string()), Some(200))],
+        "{tag}: redirect hop\n{d}"
+    );
+    assert_eq!(p.status, Some(200), "{tag}\n{d}");
+    assert_eq!(p.error, None, "{tag}\n{d}");
+    assert_eq!(p.url.as_deref(), Some("http://shop.test/"), "{tag}\n{d}");
+
+    // Nothing of the page failed and nothing was decoded twice: every entry is an HTTP
+    // request, but for a browser's own background lookups outside the lab (Firefox's remote
+    // settings host, Chromium's update hosts: NXDOMAIN here), which do not break the page load.
+    for r in &p.requests {
+        if r.method.is_none() {
+            let host = r.host.as_deref().unwrap_or("");
+            assert!(
+                expect.background_failures && r.error.is_some() && r.status.is_none() && !host.ends_with(".test"),
+                "{tag}: entry without a request: {:?} {:?}\n{d}",
+                r.url,
+                r.error
+            );
+        }
+    }
+    // Requests and statuses: exactly what the lab served.
+    let log = lab.http_requests();
+    compare_with_lab(tag, p, &log, &d);
+    let doc = &p.requests[p.redirect_chain[1]];
+    assert_eq!(doc.protocol.as_deref(), Some(expect.protocol), "{tag}: protocol of the document\n{d}");
+    for r in &p.requests {
+        if r.url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+            assert_eq!(r.protocol.as_deref(), Some(expect.protocol), "{tag}: {:?}\n{d}", r.url);
+            let lab_version = log.iter().find(|l| Some(l.path.as_str()) == r.path.as_deref() && r.host.as_deref() == Some(l.host.split(':').next().unwrap()));
+            if let Some(l) = lab_version {
+                assert_eq!(l.version, expect.protocol, "{tag}: the lab saw the same protocol");
+            }
+        }
+    }
+    if expect.subresources {
+        for path in ["/app.css", "/app.js", "/logo.png"] {
+            assert!(
+                p.requests.iter().any(|r| r.host.as_deref() == Some("static.shop.test") && r.path.as_deref() == Some(path) && r.status == Some(200)),
+                "{tag}: sub-resource {path}\n{d}"
+            );
+        }
+    }
+
+    // DNS: the names with the CNAME chain, in the dns phase of the right requests.
+    let www = p
+        .dns
+        .iter()
+        .find(|l| l.name == "www.shop.test" && !l.addresses.is_empty())
+        .unwrap_or_else(|| panic!("{tag}: no lookup of www.shop.test with an address\n{d}"));
+    assert_eq!(www.cname_chain, vec!["www.shop.test", "edge.cdn.test"], "{tag}: CNAME chain\n{d}");
+    assert_eq!(www.addresses, vec!["10.77.0.3"], "{tag}\n{d}");
+    let first_hop = &p.requests[p.redirect_chain[0]];
+    for r in [first_hop, doc] {
+        assert!(r.timings.dns >= 0.0, "{tag}: dns phase of {:?}\n{d}", r.url);
+        let l = &p.dns[r.dns.unwrap_or_else(|| panic!("{tag}: {:?} has no lookup\n{d}", r.url))];
+        assert_eq!(Some(l.name.as_str()), r.host.as_deref(), "{tag}: lookup of {:?}\n{d}", r.url);
+        // The browser's HTTPS-record query is part of that lookup, so of the dns phase.
+        assert_eq!(l.qtypes.iter().any(|t| t == "HTTPS"), expect.https_rr, "{tag}: qtypes {:?} of {:?}\n{d}", l.qtypes, r.url);
+        assert!(l.qtypes.iter().any(|t| t == "A"), "{tag}\n{d}");
+    }
+    if expect.https_rr {
+        // The HTTPS-record lookups the browser made are in the page load's dns phase (one
+        // lookup per name holding A + HTTPS) and match what the lab answered.
+        let asked: HashSet<String> =
+            lab.dns_queries().iter().filter(|q| q.qtype == 65 && q.name.ends_with("shop.test")).map(|q| q.name.clone()).collect();
+        assert!(!asked.is_empty(), "{tag}: the browser asked for no HTTPS records");
+        for name in &asked {
+            assert!(
+                p.dns.iter().any(|l| &l.name == name && l.qtypes.iter().any(|t| t == "HTTPS")),
+                "{tag}: HTTPS lookup of {name} not in the page load\n{d}"
+            );
+        }
+    }
+    // Every lookup the lab answered for the page's hosts is in the page load.
+    for q in lab.dns_queries() {
+        if q.name.ends_with("shop.test") {
+            assert!(p.dns.iter().any(|l| l.name == q.name), "{tag}: lookup of {} missing\n{d}", q.name);
+        }
+    }
+
+    // connect and ssl present and in order for every new connection.
+    for r in p.requests.iter().filter(|r| r.new_connection && r.method.is_some()) {
+        let t = &r.timings;
+        assert!(t.tcp >= 0.0 && t.connect >= t.tcp, "{tag}: connect phase of {:?}\n{d}", r.url);
+        let c = &p.connections[r.connection.unwrap()];
+        let est = c.established_ns.expect("established");
+        assert!(c.connect_start_ns <= est, "{tag}: connect order");
+        if let Some(l) = r.dns {
+            let l = &p.dns[l];
+            // The dns phase (until the answers that gave the address) ends before the connect.
+            let dns_end = l.started_ns + (r.timings.dns * 1e6) as u64;
+            assert!(dns_end <= c.connect_start_ns + 10_000, "{tag}: dns before connect for {:?}\n{d}", r.url);
+        }
+        if r.url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+            assert!(t.ssl >= 0.0, "{tag}: ssl phase of {:?}\n{d}", r.url);
+            let tls = c.tls.as_ref().unwrap();
+            assert_eq!(tls.library, expect.tls_library, "{tag}: TLS library\n{d}");
+            if expect.handshake_end_seen {
+                assert!(!tls.estimated, "{tag}: handshake seen, not estimated, for {:?}\n{d}", r.url);
+            } else {
+                // NSS finishes the handshake inside the first PR_Write/PR_Read when
+                // SSL_ForceHandshake only ever returned "would block": its start is seen,
+                // its end is the first plaintext.
+                assert!(tls.handshake_start_ns.is_some(), "{tag}: handshake start of {:?}\n{d}", r.url);
+            }
+            assert!(est <= tls.handshake_end_ns.unwrap(), "{tag}: TLS after TCP");
+            assert!(tls.handshake_end_ns.unwrap() <= r.ended_ns, "{tag}: TLS before the response");
+        } else {
+            assert!(t.ssl < 0.0, "{tag}: no TLS on plain HTTP");
+        }
+        assert!(t.send >= 0.0 && t.wait >= 0.0 && t.receive >= 0.0, "{tag}: send/wait/receive of {:?}\n{d}", r.url);
+    }
+    // Connections of the page are the client's: nothing else of the tree leaked in.
+    for c in &p.connections {
+        assert!(c.dst.as_deref().is_some_and(|d| d.starts_with("10.77.0.")), "{tag}: connection to {:?}\n{d}", c.dst);
+    }
+}
+
+/// Stored as the daemon stores it (the history database) and read back: the same page load,
+/// every phase included.
+async fn assert_stored(tag: &str, p: &PageLoad) {
+    let tmp = Tmp::new(&format!("{tag}-db"));
+    let pool = tracer::db::open(&tmp.0.join("tracer.db")).await.expect("database");
+    let id = tracer::history::insert_page_load(&pool, p, tracer::history::WallOffset::now()).await.expect("stored");
+    let back = tracer::history::get(&pool, id).await.expect("query").expect("the stored page load");
+    assert_eq!(&back.page, p, "{tag}: the page load reads back as stored");
+    let listed = tracer::history::query::latest(&pool, &Default::default(), 10).await.expect("list");
+    assert!(listed.iter().any(|s| s.id == id && s.page.client.name == p.client.name), "{tag}: listed in the history");
+    pool.close().await;
+}
+
+/// The page load of `client` that starts at the lab's first URL.
+fn page_of<'a>(tag: &str, pages: &'a [PageLoad], client: u32) -> &'a PageLoad {
+    let mine: Vec<&PageLoad> = pages.iter().filter(|p| p.client.tgid == client).collect();
+    let all: Vec<String> = pages.iter().map(|p| format!("{} [{}] {:?} ({} requests)", p.client.name, p.client.tgid, p.url, p.requests.len())).collect();
+    let found: Vec<&&PageLoad> = mine.iter().filter(|p| p.url.as_deref() == Some("http://shop.test/")).collect();
+    assert_eq!(found.len(), 1, "{tag}: one page load of http://shop.test/ by {client}; page loads: {all:#?}");
+    found[0]
+}
+
+// ---- the clients ----
+
+/// Trace one client run: start tracing, run `cmd` to its end (bounded), collect, stitch.
+async fn trace_client(tag: &str, cmd: Command, limit: Duration) -> (u32, Vec<Event>, Vec<PageLoad>, Duration, String) {
+    trace_client_with(tag, cmd, limit, &ProbeConfig::default()).await
+}
+
+async fn trace_client_with(
+    tag: &str,
+    cmd: Command,
+    limit: Duration,
+    config: &ProbeConfig,
+) -> (u32, Vec<Event>, Vec<PageLoad>, Duration, String) {
+    let seed = proc_snapshot();
+    let tl = Instant::now();
+    let tracing = Tracing::start_with(config);
+    eprintln!("{tag}: probes loaded in {:.2} s", tl.elapsed().as_secs_f64());
+    let bssl = tracing.boringssl_status();
+    let t0 = Instant::now();
+    let (pid, exited, out, err) = tokio::task::spawn_blocking(move || {
+        let mut c = Client::spawn(cmd);
+        let (exited, out, err) = c.wait(limit);
+        (c.pid, exited, out, err)
+    })
+    .await
+    .unwrap();
+    let took = t0.elapsed();
+    let tf = Instant::now();
+    let (events, probes) = tracing.finish().await;
+    eprintln!("{tag}: collected in {:.2} s", tf.elapsed().as_secs_f64());
+    detach_in_background(probes);
+    let pages = stitch(&events, &seed);
+    let tree = tree_of(&events, pid);
+    dump(tag, &events, &tree, &pages);
+    eprintln!("{tag}: client {pid} ran {:.1} s (exited by itself: {exited}); {} events; boringssl: {bssl:?}", took.as_secs_f64(), events.len());
+    assert!(exited, "{tag}: the client did not finish within {limit:?}\nstderr: {err}");
+    (pid, events, pages, took, out)
+}
+
+fn lab_config() -> LabConfig {
+    LabConfig { dns_delay: Duration::from_millis(10), think_time: Duration::from_millis(20), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_page_load_http2() {
+    let _timer = Timer("chromium_http2", Instant::now());
+    if !root_or_skip("chromium_http2") || !installed_or_skip("chromium_http2", "chromium") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let tmp = Tmp::new("chromium-h2");
+    let home = chromium_home(&tmp.0, &lab);
+    let cmd = chromium_cmd(&lab, &home, &[], "http://shop.test/");
+    let (pid, _events, pages, _took, dom) = trace_client("chromium_h2", cmd, Duration::from_secs(60)).await;
+    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}");
+    let p = page_of("chromium_h2", &pages, pid);
+    check_page_load("chromium_h2", p, &lab, &Expect {
+        protocol: "HTTP/2",
+        subresources: true,
+        name: "chromium",
+        https_rr: true,
+        tls_library: "boringssl",
+        handshake_end_seen: true,
+        background_failures: true,
+    });
+    assert_stored("chromium_h2", p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_page_load_http1() {
+    let _timer = Timer("chromium_http1", Instant::now());
+    if !root_or_skip("chromium_http1") || !installed_or_skip("chromium_http1", "chromium") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let tmp = Tmp::new("chromium-h1");
+    let home = chromium_home(&tmp.0, &lab);
+    let cmd = chromium_cmd(&lab, &home, &["--disable-http2"], "http://shop.test/");
+    let (pid, _events, pages, _took, dom) = trace_client("chromium_h1", cmd, Duration::from_secs(60)).await;
+    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}");
+    let p = page_of("chromium_h1", &pages, pid);
+    check_page_load("chromium_h1", p, &lab, &Expect {
+        protocol: "HTTP/1.1",
+        subresources: true,
+        name: "chromium",
+        https_rr: true,
+        tls_library: "boringssl",
+        handshake_end_seen: true,
+        background_failures: true,
+    });
+    assert_stored("chromium_h1", p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_page_load() {
+    let _timer = Timer("firefox", Instant::now());
+    if !root_or_skip("firefox") || !installed_or_skip("firefox", "firefox-esr") || !installed_or_skip("firefox", "certutil") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let tmp = Tmp::new("firefox");
+    let cmd = firefox_cmd(&lab, &tmp.0, "http://shop.test/");
+    let (pid, _events, pages, _took, _out) = trace_client("firefox", cmd, Duration::from_secs(90)).await;
+    assert!(tmp.0.join("shot.png").exists(), "firefox took its screenshot");
+    let p = page_of("firefox", &pages, pid);
+    check_page_load("firefox", p, &lab, &Expect {
+        protocol: "HTTP/2",
+        subresources: true,
+        name: "firefox-esr",
+        https_rr: true,
+        tls_library: "nspr",
+        handshake_end_seen: false,
+        background_failures: true,
+    });
+    assert_stored("firefox", p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_page_load() {
+    let _timer = Timer("curl", Instant::now());
+    if !root_or_skip("curl") || !installed_or_skip("curl", "curl") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let mut cmd = lab.exec_command("curl");
+    cmd.args(["-sS", "-L", "-o", "/dev/null", "--cacert"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
+    let (pid, _events, pages, _took, _out) = trace_client("curl", cmd, Duration::from_secs(30)).await;
+    let p = page_of("curl", &pages, pid);
+    check_page_load("curl", p, &lab, &Expect {
+        protocol: "HTTP/2",
+        subresources: false,
+        name: "curl",
+        https_rr: false,
+        tls_library: "openssl",
+        handshake_end_seen: true,
+        background_failures: false,
+    });
+    assert_stored("curl", p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wget_page_load() {
+    let _timer = Timer("wget", Instant::now());
+    if !root_or_skip("wget") || !installed_or_skip("wget", "wget") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let mut cmd = lab.exec_command("wget");
+    cmd.args(["-q", "-O", "/dev/null", "--ca-certificate"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
+    let (pid, _events, pages, _took, _out) = trace_client("wget", cmd, Duration::from_secs(30)).await;
+    let p = page_of("wget", &pages, pid);
+    check_page_load("wget", p, &lab, &Expect {
+        protocol: "HTTP/1.1",
+        subresources: false,
+        name: "wget",
+        https_rr: false,
+        tls_library: "gnutls",
+        handshake_end_seen: true,
+        background_failures: false,
+    });
+    assert_stored("wget", p).await;
+}
+
+/// Uprobes attach to files: a browser that was already running when the probes were loaded
+/// is traced like one started later, with no flag on its side. Chromium is started first;
+/// once its network service process exists, the whole browser is stopped (SIGSTOP) while
+/// the probes load, so that the test does not race the load against the page, and then let
+/// go. Its page load must be complete, as for a browser started after the probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_started_before_the_probes() {
+    let tag = "chromium_before";
+    let _timer = Timer(tag, Instant::now());
+    if !root_or_skip(tag) || !installed_or_skip(tag, "chromium") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let tmp = Tmp::new("chromium-before");
+    let home = chromium_home(&tmp.0, &lab);
+    let cmd = chromium_cmd(&lab, &home, &[], "http://shop.test/");
+    let client = Client::spawn(cmd);
+    let pid = client.pid;
+    // Wait for the network service (the process that will do DNS, TCP and TLS).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let network_service = loop {
+        let found = descendants(pid).into_iter().find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("network.mojom.NetworkService"))
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "{tag}: chromium started no network service");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let stopped = stop_tree(pid);
+    let asked_before = lab.dns_queries().iter().any(|q| q.name.ends_with("shop.test"));
+    let seed = proc_snapshot();
+    let tracing = Tracing::start();
+    eprintln!(
+        "{tag}: browser {pid} and {} processes (network service {network_service}) stopped while the probes loaded; boringssl: {:?}",
+        stopped.len(),
+        tracing.boringssl_status()
+    );
+    for p in stopped.iter().rev() {
+        unsafe { libc::kill(*p as i32, libc::SIGCONT) };
+    }
+    let mut client = client;
+    let (exited, dom, err) = tokio::task::spawn_blocking(move || client.wait(Duration::from_secs(60))).await.unwrap();
+    assert!(exited, "{tag}: chromium did not finish\n{err}");
+    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page: {dom}");
+    let (events, probes) = tracing.finish().await;
+    detach_in_background(probes);
+    let pages = stitch(&events, &seed);
+    dump(tag, &events, &tree_of(&events, pid), &pages);
+    // The network service existed before the probes: the stitcher knows it from /proc only.
+    assert!(!events.iter().any(|e| matches!(e.body, EventBody::Fork { child_pid } if child_pid == network_service)));
+    if asked_before {
+        // Rare: the browser looked up shop.test in the moment before it was stopped; the
+        // lookup's query is then not in the trace, the rest is.
+        eprintln!("{tag}: the browser resolved shop.test before it was stopped; checking the document only");
+        let p = pages.iter().find(|p| p.client.tgid == pid && p.status == Some(200)).expect("page load");
+        assert_eq!(p.client.name, "chromium");
+        return;
+    }
+    let p = page_of(tag, &pages, pid);
+    check_page_load(
+        tag,
+        p,
+        &lab,
+        &Expect {
+            protocol: "HTTP/2",
+            subresources: true,
+            name: "chromium",
+            https_rr: true,
+            tls_library: "boringssl",
+            handshake_end_seen: true,
+            background_failures: true,
+        },
+    );
+    assert_stored(tag, p).await;
+}
+
+/// SIGSTOP a process and its descendants (listed until no new one appears); returns them,
+/// parents first.
+fn stop_tree(root: u32) -> Vec<u32> {
+    let mut stopped = vec![root];
+    unsafe { libc::kill(root as i32, libc::SIGSTOP) };
+    for _ in 0..5 {
+        let fresh: Vec<u32> = descendants(root).into_iter().filter(|p| !stopped.contains(p)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for p in fresh {
+            unsafe { libc::kill(p as i32, libc::SIGSTOP) };
+            stopped.push(p);
+        }
+    }
+    stopped
+}
+
+/// A browser whose TLS library is not probed (as for a Chromium build whose BoringSSL
+/// functions the finder cannot find: here all TLS probes are off) is still traced from the
+/// kernel side: its lookups with the CNAME chain and HTTPS records, every TCP connection,
+/// and the plain-HTTP redirect hop. (TLS timing and SNI from the wire need the socket
+/// probes to capture TLS ports; see the stitcher's `wire` module.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_without_tls_probes_keeps_dns_and_tcp() {
+    let tag = "chromium_no_tls";
+    let _timer = Timer(tag, Instant::now());
+    if !root_or_skip(tag) || !installed_or_skip(tag, "chromium") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let tmp = Tmp::new("chromium-no-tls");
+    let home = chromium_home(&tmp.0, &lab);
+    let cmd = chromium_cmd(&lab, &home, &[], "http://shop.test/");
+    let config = ProbeConfig { tls: false, ..Default::default() };
+    let (pid, _events, pages, _took, dom) = trace_client_with(tag, cmd, Duration::from_secs(60), &config).await;
+    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page");
+    let p = page_of(tag, &pages, pid);
+    let d = describe(p);
+    eprintln!("{tag}: {d}");
+    assert_eq!(p.client.name, "chromium", "{tag}\n{d}");
+    let first = &p.requests[p.redirect_chain[0]];
+    assert_eq!((first.url.as_deref(), first.status), (Some("http://shop.test/"), Some(301)), "{tag}\n{d}");
+    assert_eq!(first.redirect_to.as_deref(), Some("https://www.shop.test/"), "{tag}\n{d}");
+    let www = p.dns.iter().find(|l| l.name == "www.shop.test").unwrap_or_else(|| panic!("{tag}: www lookup\n{d}"));
+    assert_eq!(www.cname_chain, vec!["www.shop.test", "edge.cdn.test"], "{tag}\n{d}");
+    assert!(www.qtypes.iter().any(|t| t == "HTTPS"), "{tag}\n{d}");
+    assert!(p.dns.iter().any(|l| l.name == "static.shop.test" && l.addresses == vec!["10.77.0.4"]), "{tag}\n{d}");
+    for dst in ["10.77.0.3:443", "10.77.0.4:443"] {
+        let c = p.connections.iter().find(|c| c.dst.as_deref() == Some(dst)).unwrap_or_else(|| panic!("{tag}: no connection to {dst}\n{d}"));
+        assert!(c.established_ns.is_some_and(|e| e >= c.connect_start_ns), "{tag}: {dst} established\n{d}");
+        assert!(c.tls.is_none(), "{tag}: no TLS claimed without TLS data\n{d}");
+    }
+}
+
