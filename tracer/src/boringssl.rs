@@ -147,6 +147,17 @@ pub enum FindError {
 }
 
 impl FindError {
+    /// The binary holds no BoringSSL at all (a browser's helper such as the crash handler),
+    /// as opposed to a BoringSSL whose functions could not be told apart. Also in the
+    /// cached form of the error.
+    pub fn is_not_boringssl(&self) -> bool {
+        match self {
+            FindError::StringMissing => true,
+            FindError::CachedFailure { error, .. } => *error == FindError::StringMissing.to_string(),
+            _ => false,
+        }
+    }
+
     /// Whether the same bytes would give the same error again (so it may be cached).
     fn is_deterministic(&self) -> bool {
         !matches!(self, FindError::Io { .. } | FindError::CachedFailure { .. })

@@ -346,6 +346,12 @@ pub fn attach_boringssl(
         done.push(path.clone());
         let found = match crate::boringssl::find_cached(&path, Path::new(crate::boringssl::DEFAULT_CACHE_DIR)) {
             Ok(f) => f,
+            // Not a BoringSSL build at all (chrome_crashpad_handler and other helpers beside
+            // the browser): nothing to trace, nothing to report.
+            Err(e) if e.is_not_boringssl() => {
+                tracing::debug!("{}: no BoringSSL inside", path.display());
+                continue;
+            }
             Err(e) => {
                 warnings.push(format!(
                     "BoringSSL functions not found in {} ({e}): its TLS plaintext is not traced; DNS and TCP still are",

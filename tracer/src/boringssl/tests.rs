@@ -740,3 +740,15 @@ fn finds_the_functions_while_uprobes_are_attached_to_them() {
         (found.ssl_write, found.ssl_read, found.ssl_do_handshake)
     );
 }
+
+#[test]
+fn not_a_boringssl_build_is_recognised_also_from_the_cache() {
+    assert!(FindError::StringMissing.is_not_boringssl());
+    let cached = FindError::CachedFailure { build_id: "ab".into(), error: FindError::StringMissing.to_string() };
+    assert!(cached.is_not_boringssl());
+    // A BoringSSL whose functions could not be told apart is a real failure to report.
+    let ambiguous = FindError::Candidates { function: "SSL_write", count: 2, detail: String::new() };
+    assert!(!ambiguous.is_not_boringssl());
+    let cached = FindError::CachedFailure { build_id: "ab".into(), error: ambiguous.to_string() };
+    assert!(!cached.is_not_boringssl());
+}
