@@ -52,6 +52,55 @@ struct PendingRecv {
 #[map]
 static PLAIN_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
 
+/// TCP sockets connected to port 443, by (tgid, fd) -> calls left to capture. Their first
+/// records on the wire (ClientHello with SNI and ALPN, the server's answer, the first
+/// application data) time the handshake and name the server even where no TLS library is
+/// probed; after the budget the ciphertext is of no use, so capture stops. LRU-bounded,
+/// cleaned on close.
+#[map]
+static WIRE_SOCKETS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+const WIRE_CALLS: u32 = 16;
+
+pub fn remember_wire_socket(fd: i32) {
+    let tgid = (pid_tgid() >> 32) as u32;
+    let _ = WIRE_SOCKETS.insert(&fd_key(tgid, fd), &WIRE_CALLS, 0);
+}
+
+/// Whether this call on `fd` is captured: a port-80 socket always, a port-443 socket while
+/// its budget lasts. `spend`: this call moves data now (sends); receives check at entry and
+/// spend at exit, only when bytes arrived (non-blocking reads often return EAGAIN).
+#[inline(always)]
+fn capture_socket(fd: i32, spend: bool) -> bool {
+    if is_plain_socket(fd) {
+        return true;
+    }
+    let tgid = (pid_tgid() >> 32) as u32;
+    let key = fd_key(tgid, fd);
+    let Some(left) = WIRE_SOCKETS.get_ptr_mut(&key) else { return false };
+    unsafe {
+        if *left == 0 {
+            let _ = WIRE_SOCKETS.remove(&key);
+            return false;
+        }
+        if spend {
+            *left -= 1;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn spend_wire_budget(fd: i32) {
+    let tgid = (pid_tgid() >> 32) as u32;
+    if let Some(left) = WIRE_SOCKETS.get_ptr_mut(&fd_key(tgid, fd)) {
+        unsafe {
+            if *left > 0 {
+                *left -= 1;
+            }
+        }
+    }
+}
+
 pub fn remember_plain_socket(fd: i32) {
     let tgid = (pid_tgid() >> 32) as u32;
     let _ = PLAIN_SOCKETS.insert(&fd_key(tgid, fd), &1, 0);
@@ -208,7 +257,7 @@ tp!(sys_enter_write, try_write);
 fn try_write(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if is_plain_socket(fd) {
+    if capture_socket(fd, true) {
         emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Write, now());
         return Ok(0);
     }
@@ -222,7 +271,7 @@ tp!(sys_enter_sendto, try_sendto);
 fn try_sendto(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if is_plain_socket(fd) {
+    if capture_socket(fd, true) {
         emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Sendto, now());
         return Ok(0);
     }
@@ -236,7 +285,7 @@ tp!(sys_enter_sendmsg, try_sendmsg);
 fn try_sendmsg(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if is_plain_socket(fd) {
+    if capture_socket(fd, true) {
         let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
         emit_plain_iovs(fd, msg.iov, msg.iovlen, DnsSyscall::Sendmsg);
         return Ok(0);
@@ -298,7 +347,7 @@ tp!(sys_enter_writev, try_writev);
 fn try_writev(ctx: &TracePointContext) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if is_plain_socket(fd) {
+    if capture_socket(fd, true) {
         emit_plain_iovs(fd, arg(ctx, 1)?, arg(ctx, 2)?, DnsSyscall::Writev);
     }
     Ok(0)
@@ -315,7 +364,7 @@ fn try_readv(ctx: &TracePointContext) -> Result<u32, u32> {
 fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> {
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && is_plain_socket(fd);
+    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && capture_socket(fd, false);
     if syscall == DnsSyscall::Readv && !plain {
         return Ok(0);
     }
@@ -347,6 +396,7 @@ fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
         return Ok(0);
     }
     if p.plain != 0 {
+        spend_wire_budget(p.fd);
         let syscall = DnsSyscall::from_u8(p.syscall).ok_or(0u32)?;
         if syscall == DnsSyscall::Readv {
             // The first iovec: where a reader's data starts.
@@ -417,6 +467,7 @@ fn try_close(ctx: &TracePointContext) -> Result<u32, u32> {
     let tgid = (pid_tgid() >> 32) as u32;
     let _ = DNS_SOCKETS.remove(&fd_key(tgid, fd));
     let _ = PLAIN_SOCKETS.remove(&fd_key(tgid, fd));
+    let _ = WIRE_SOCKETS.remove(&fd_key(tgid, fd));
     Ok(0)
 }
 

@@ -58,6 +58,9 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, u32> {
         // connect is on its way; a UDP socket to port 80 carries no HTTP/1 and is ignored
         // by the decoder).
         dns::remember_plain_socket(fd as i32);
+    } else if dst.port == 443 {
+        // TLS: the first records on the wire (see dns::WIRE_SOCKETS).
+        dns::remember_wire_socket(fd as i32);
     }
     Ok(0)
 }

@@ -85,6 +85,10 @@ async fn traced_phases_agree_with_curls_own_timers() {
         assert_eq!(page.requests.len(), 1, "one request per curl run");
         let r = &page.requests[0];
         assert_eq!(r.status, Some(200));
+        // The ClientHello on the wire names the server (the library calls carry only
+        // plaintext, so this comes from the port-443 socket capture).
+        let tls = page.connections[r.connection.expect("connection")].tls.as_ref().expect("TLS session");
+        assert_eq!(tls.sni.as_deref(), Some("www.shop.test"), "{tls:?}");
         let x = &r.timings;
         // curl's cumulative timers -> per-phase durations.
         let curl = [t[0], t[1] - t[0], t[2] - t[1], t[4] - t[3], t[5] - t[4]];

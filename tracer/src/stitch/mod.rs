@@ -231,6 +231,9 @@ pub struct Stitcher {
     pages: BTreeMap<u32, OpenPage>,
     /// Page loads closed while handling an event (a new navigation), returned with the next batch.
     finished: Vec<PageLoad>,
+    /// Processes whose TLS library calls are seen (plaintext or handshake): for them the
+    /// wire records are only a complement, never a stand-in for requests.
+    library_tgids: std::collections::HashSet<u32>,
     /// Counters for the health view.
     pub stats: StitchStats,
 }
@@ -266,6 +269,7 @@ impl Stitcher {
             dns_ids: HashMap::new(),
             pages: BTreeMap::new(),
             finished: Vec::new(),
+            library_tgids: Default::default(),
             stats: StitchStats::default(),
         }
     }
@@ -405,6 +409,9 @@ impl Stitcher {
                 self.tls_fd.insert((ev.tgid, *tls_obj), *fd);
             }
             EventBody::TlsHandshake { lib, tls_obj, fd, phase, ret, .. } => {
+                if self.library_tgids.len() < self.cfg.max_processes {
+                    self.library_tgids.insert(ev.tgid);
+                }
                 let fd = if *fd >= 0 { Some(*fd) } else { self.tls_fd.get(&(ev.tgid, *tls_obj)).copied() };
                 if fd.is_none() && *phase == HandshakePhase::Enter {
                     if self.tls_pending_start.len() < 65_536 {
@@ -448,6 +455,10 @@ impl Stitcher {
                 }
             }
             EventBody::TlsData { lib, func, tls_obj, fd, direction, len, duration_ns, data, .. } => {
+                if *lib != Some(TlsLib::Nspr) && self.library_tgids.len() < self.cfg.max_processes {
+                    // (NSPR's PR_Read/PR_Write are generic I/O: not proof of TLS visibility.)
+                    self.library_tgids.insert(ev.tgid);
+                }
                 let fd = if *fd >= 0 { Some(*fd) } else { self.tls_fd.get(&(ev.tgid, *tls_obj)).copied() };
                 let Some(id) = fd.and_then(|fd| self.by_fd.get(&(ev.tgid, fd)).copied()) else {
                     self.stats.unattributed_data += 1;
@@ -1220,7 +1231,12 @@ impl Stitcher {
         // opaque entry each (who, where, dns/tcp/ssl, and the records' timing).
         for id in &open.conns {
             if let Some(c) = self.conns.get(id) {
-                if c.exchanges == 0 && c.wire.as_ref().is_some_and(|w| w.exchanged()) {
+                // Only where no TLS library of the process is probed: elsewhere an idle
+                // (speculative) connection's records are no request.
+                if c.exchanges == 0
+                    && c.wire.as_ref().is_some_and(|w| w.exchanged())
+                    && !self.library_tgids.contains(&c.tgid)
+                {
                     requests.push(self.opaque_request(c));
                 }
             }
