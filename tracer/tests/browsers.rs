@@ -459,8 +459,17 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
     // Nothing of the page failed and nothing was decoded twice: every entry is an HTTP
     // request, but for a browser's own background lookups outside the lab (Firefox's remote
     // settings host, Chromium's update hosts: NXDOMAIN here), which do not break the page load.
+    // Known race (README, known limits): a browser that exits while its favicon request is
+    // in flight may leave that request unanswered and its response decoded on its own
+    // ("request not captured"), on a connection the page already used. Only that is allowed.
+    let favicon_abandoned = p.requests.iter().any(|r| r.path.as_deref() == Some("/favicon.ico") && r.status.is_none());
     for r in &p.requests {
-        if r.method.is_none() {
+        let orphan_response = favicon_abandoned
+            && r.method.is_none()
+            && r.error.as_deref() == Some("request not captured")
+            && !r.new_connection
+            && r.host.as_deref().is_some_and(|h| h.ends_with(".test"));
+        if r.method.is_none() && !orphan_response {
             let host = r.host.as_deref().unwrap_or("");
             assert!(
                 expect.background_failures && r.error.is_some() && r.status.is_none() && !host.ends_with(".test"),
