@@ -320,6 +320,73 @@ fn malformed(msg: String) -> TlsError {
     TlsError::Malformed(msg)
 }
 
+/// What a ServerHello says: the version and cipher suite the server chose.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerHello {
+    /// The negotiated version: supported_versions (TLS 1.3) or else legacy_version.
+    pub version: u16,
+    pub cipher_suite: u16,
+}
+
+const HANDSHAKE_SERVER_HELLO: u8 = 2;
+
+/// Parse a ServerHello at the start of `bytes` (a TLS handshake record). Only the first
+/// record is needed: the ServerHello comes first and is short.
+pub fn parse_server_hello(bytes: &[u8]) -> Result<ServerHello, TlsError> {
+    let header = parse_record_header(bytes)?;
+    if header.content_type != ContentType::Handshake {
+        return Err(TlsError::NotHandshake(header.content_type));
+    }
+    let body = &bytes[RECORD_HEADER_LEN..];
+    let body = body.get(..usize::from(header.length)).unwrap_or(body);
+    let mut r = Reader::new(body);
+    let ty = r.u8("handshake type")?;
+    if ty != HANDSHAKE_SERVER_HELLO {
+        return Err(malformed(format!("handshake type {ty} is not ServerHello (2)")));
+    }
+    let len_bytes = r.take(3, "handshake length")?;
+    let len = usize::from(len_bytes[0]) << 16 | usize::from(len_bytes[1]) << 8 | usize::from(len_bytes[2]);
+    let mut r = Reader::new(r.take(len, "ServerHello")?);
+    let legacy_version = r.u16("legacy_version")?;
+    r.take(32, "random")?;
+    r.vec8("session id")?;
+    let cipher_suite = r.u16("cipher suite")?;
+    r.u8("compression method")?;
+    let mut version = legacy_version;
+    if !r.is_empty() {
+        let n = usize::from(r.u16("extensions length")?);
+        let mut ext = Reader::new(r.take(n, "extensions")?);
+        while !ext.is_empty() {
+            let ty = ext.u16("extension type")?;
+            let n = usize::from(ext.u16("extension length")?);
+            let data = ext.take(n, "extension data")?;
+            if ty == EXT_SUPPORTED_VERSIONS && data.len() == 2 {
+                version = u16::from_be_bytes([data[0], data[1]]);
+            }
+        }
+    }
+    Ok(ServerHello { version, cipher_suite })
+}
+
+/// "TLSv1.3", "TLSv1.2" ... for a version number.
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0304 => "TLSv1.3".into(),
+        0x0303 => "TLSv1.2".into(),
+        0x0302 => "TLSv1.1".into(),
+        0x0301 => "TLSv1.0".into(),
+        other => format!("0x{other:04x}"),
+    }
+}
+
+/// The IANA name of a cipher suite, as rustls knows them ("TLS13_AES_128_GCM_SHA256").
+pub fn cipher_suite_name(v: u16) -> String {
+    match rustls::CipherSuite::from(v) {
+        rustls::CipherSuite::Unknown(_) => format!("0x{v:04x}"),
+        known => format!("{known:?}"),
+    }
+}
+
 /// A cursor over bytes whose reads fail, naming the field, instead of running past the end.
 struct Reader<'a> {
     buf: &'a [u8],
@@ -375,6 +442,60 @@ impl<'a> Reader<'a> {
                 self.buf.len()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod server_hello_tests {
+    use super::*;
+
+    /// A real ServerHello, from a rustls client and server talking in memory.
+    fn real_server_hello() -> Vec<u8> {
+        use std::sync::Arc;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let ck = rcgen::generate_simple_self_signed(vec!["shop.test".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), "shop.test".try_into().unwrap()).unwrap();
+        let mut s = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+        let mut hello = Vec::new();
+        c.write_tls(&mut hello).unwrap();
+        s.read_tls(&mut &hello[..]).unwrap();
+        s.process_new_packets().unwrap();
+        let mut out = Vec::new();
+        s.write_tls(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn reads_version_and_cipher_from_a_real_server_hello() {
+        let b = real_server_hello();
+        let sh = parse_server_hello(&b).unwrap();
+        assert_eq!(version_name(sh.version), "TLSv1.3");
+        assert!(cipher_suite_name(sh.cipher_suite).starts_with("TLS13_"), "{}", cipher_suite_name(sh.cipher_suite));
+        // Every truncation is an error, never a panic or a wrong answer.
+        for cut in 0..b.len().min(200) {
+            if let Ok(x) = parse_server_hello(&b[..cut]) {
+                assert_eq!(x, sh, "cut {cut}");
+            }
+        }
+        // A ClientHello is not a ServerHello.
+        let mut not = b.clone();
+        not[5] = 1;
+        assert!(parse_server_hello(&not).is_err());
+        assert_eq!(cipher_suite_name(0xffff), "0xffff");
     }
 }
 

@@ -1449,8 +1449,8 @@ impl Stitcher {
                 handshake_start_ns: start.or(c.established_ns),
                 handshake_end_ns: end.or(c.first_data_ns),
                 estimated: start.is_none() || end.is_none(),
-                version: None,
-                cipher: None,
+                version: wire.and_then(|w| w.server_version).map(crate::decode::tls::version_name),
+                cipher: wire.and_then(|w| w.cipher_suite).map(crate::decode::tls::cipher_suite_name),
                 alpn: c.http.protocol().map(|p| match p {
                     crate::http::Protocol::Http2 => "h2".to_string(),
                     crate::http::Protocol::Http1 => "http/1.1".to_string(),

@@ -12,7 +12,9 @@
 //! Capture is partial (the first bytes of each call): record bodies past the capture are
 //! skipped by their announced length; a header that falls past the capture loses the
 //! direction, which then stops being parsed (what was learned so far stays).
-use crate::decode::tls::{ContentType, RECORD_HEADER_LEN, looks_like_tls_record, parse_client_hello, parse_record_header};
+use crate::decode::tls::{
+    ContentType, RECORD_HEADER_LEN, looks_like_tls_record, parse_client_hello, parse_record_header, parse_server_hello,
+};
 use crate::events::Direction;
 
 /// Whether a connection's first sent bytes are a TLS handshake record (a ClientHello).
@@ -33,6 +35,9 @@ struct Cursor {
 #[derive(Debug, Default, Clone)]
 pub struct WireTls {
     pub sni: Option<String>,
+    /// From the ServerHello: the negotiated version and cipher suite numbers.
+    pub server_version: Option<u16>,
+    pub cipher_suite: Option<u16>,
     pub alpn_offered: Vec<String>,
     /// Start of the call that sent the ClientHello.
     pub hello_ns: Option<u64>,
@@ -130,6 +135,10 @@ impl WireTls {
             }
             (Direction::Recv, _) if self.server_first_ns.is_none() => {
                 self.server_first_ns = Some(ts_ns);
+                if let Some(sh) = record.and_then(|r| parse_server_hello(r).ok()) {
+                    self.server_version = Some(sh.version);
+                    self.cipher_suite = Some(sh.cipher_suite);
+                }
                 if ty == ContentType::Alert {
                     self.alert_in_handshake = true;
                 }
