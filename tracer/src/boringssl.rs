@@ -330,8 +330,17 @@ impl<'a> Elf<'a> {
 
 /// The GNU build-id of an ELF file, lower-case hex (cheap: reads the headers only).
 pub fn build_id(path: &Path) -> Result<String, FindError> {
-    let map = Mapped::open(path)?;
-    Ok(Elf::parse(path, map.bytes(), false)?.build_id)
+    // Only the ELF headers and the note are read (object's ReadCache reads on demand): the
+    // cache key must not cost reading a 300 MB binary.
+    use object::Object as _;
+    let file = File::open(path).map_err(|source| FindError::Io { path: path.to_path_buf(), source })?;
+    let cache = object::read::ReadCache::new(file);
+    let elf = object::File::parse(&cache)
+        .map_err(|e| FindError::NotElf { path: path.to_path_buf(), reason: e.to_string() })?;
+    match elf.build_id() {
+        Ok(Some(id)) if !id.is_empty() => Ok(id.iter().map(|b| format!("{b:02x}")).collect()),
+        _ => Err(FindError::NoBuildId(path.to_path_buf())),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
