@@ -327,7 +327,9 @@ pub async fn list(
     Ok(Page { items, total: total.max(0) as u64, limit: page.limit, offset: page.offset })
 }
 
-fn summary(r: &SqliteRow) -> Result<PageLoadSummary, sqlx::Error> {
+/// One `page_loads` row joined with its process, in the column order of the list query
+/// (also used by the dashboard's live feed).
+pub(crate) fn summary(r: &SqliteRow) -> Result<PageLoadSummary, sqlx::Error> {
     let u = |v: i64| v.max(0) as u64;
     Ok(PageLoadSummary {
         id: r.try_get(0)?,

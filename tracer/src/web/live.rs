@@ -308,24 +308,7 @@ const SUMMARY_SQL: &str = "SELECT p.id, p.started_at_ms, pr.name, pr.tgid, p.url
         p.request_count, p.connection_count, p.redirect_count, p.bytes
  FROM page_loads p JOIN processes pr ON pr.id = p.process_id WHERE p.id > ? ORDER BY p.id LIMIT 200";
 
-fn summary(r: &sqlx::sqlite::SqliteRow) -> Result<PageLoadSummary, sqlx::Error> {
-    let u = |v: i64| v.max(0) as u64;
-    Ok(PageLoadSummary {
-        id: r.try_get(0)?,
-        started_at_ms: r.try_get(1)?,
-        process: r.try_get(2)?,
-        tgid: u(r.try_get(3)?) as u32,
-        url: r.try_get(4)?,
-        host: r.try_get(5)?,
-        status: r.try_get::<Option<i64>, _>(6)?.map(|s| s.clamp(0, u16::MAX as i64) as u16),
-        error: r.try_get(7)?,
-        total_ms: r.try_get(8)?,
-        request_count: u(r.try_get(9)?) as u32,
-        connection_count: u(r.try_get(10)?) as u32,
-        redirect_count: u(r.try_get(11)?) as u32,
-        bytes: u(r.try_get(12)?),
-    })
-}
+use crate::history::query::summary;
 
 async fn max_id(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM page_loads").fetch_one(pool).await
