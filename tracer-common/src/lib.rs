@@ -371,12 +371,42 @@ pub struct ExecEvent {
 /// symbol names in the eBPF object).
 pub mod globals {
     pub const TLS_CAPTURE_BYTES: &str = "TLS_CAPTURE_BYTES";
+    /// `u32`: 0 traces every process (the default); 1 traces only the processes in
+    /// [`super::maps::TRACED`] (`tracer run --pid/--comm/-- COMMAND`).
+    pub const FILTER_ENABLED: &str = "FILTER_ENABLED";
+    /// `[u8; 16]`: with the filter on, a process whose new `comm` equals these bytes after an
+    /// exec becomes traced (`--comm NAME`, NUL-padded, at most 15 bytes). All zero: none.
+    pub const FILTER_COMM: &str = "FILTER_COMM";
 }
 
 /// Map names in the eBPF object.
 pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     pub const LOST: &str = "LOST";
+    /// Client filter: tgid (`u32`) -> `u8` of the traced processes (and the thread ids of
+    /// their threads, which is harmless). Seeded by the daemon; the fork/exec/exit programs
+    /// keep it up to date.
+    pub const TRACED: &str = "TRACED";
+    /// Client filter: kernel socket addresses (`u64`) whose connect/listen a traced process
+    /// made, so their softirq-context state changes are kept. LRU.
+    pub const TRACED_SOCKS: &str = "TRACED_SOCKS";
+    /// Client filter: destinations ([`super::FlowKey`]) a traced process connected to, so the
+    /// error reports (which carry no socket address) for them are kept. LRU.
+    pub const TRACED_FLOWS: &str = "TRACED_FLOWS";
+}
+
+/// Capacity of [`maps::TRACED`].
+pub const TRACED_MAX: u32 = 65536;
+
+/// Key of [`maps::TRACED_FLOWS`]: a destination address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u32,
+    pub addr: [u8; 16],
 }
 
 #[cfg(feature = "user")]

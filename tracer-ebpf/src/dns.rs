@@ -20,6 +20,7 @@ use tracer_common::{
 use crate::common::{
     EVENTS, count_lost, fd_key, header, now, pid_tgid, read_user_bytes, read_user_sockaddr,
 };
+use crate::filter;
 use crate::tls;
 
 #[derive(Clone, Copy)]
@@ -255,6 +256,9 @@ fn arg(ctx: &TracePointContext, n: usize) -> Result<u64, u32> {
 
 tp!(sys_enter_write, try_write);
 fn try_write(ctx: &TracePointContext) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
     if capture_socket(fd, true) {
@@ -269,6 +273,9 @@ fn try_write(ctx: &TracePointContext) -> Result<u32, u32> {
 
 tp!(sys_enter_sendto, try_sendto);
 fn try_sendto(ctx: &TracePointContext) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
     if capture_socket(fd, true) {
@@ -283,6 +290,9 @@ fn try_sendto(ctx: &TracePointContext) -> Result<u32, u32> {
 
 tp!(sys_enter_sendmsg, try_sendmsg);
 fn try_sendmsg(ctx: &TracePointContext) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
     if capture_socket(fd, true) {
@@ -304,6 +314,9 @@ fn try_sendmsg(ctx: &TracePointContext) -> Result<u32, u32> {
 
 tp!(sys_enter_sendmmsg, try_sendmmsg);
 fn try_sendmmsg(ctx: &TracePointContext) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd = arg(ctx, 0)? as i32;
     let mmsg = arg(ctx, 1)?;
     let vlen = arg(ctx, 2)? & 0xffff_ffff;
@@ -345,6 +358,9 @@ fn emit_plain_iovs(fd: i32, iov: u64, iovlen: u64, syscall: DnsSyscall) {
 // writev: TLS fd learning, and plain HTTP.
 tp!(sys_enter_writev, try_writev);
 fn try_writev(ctx: &TracePointContext) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
     if capture_socket(fd, true) {
@@ -362,6 +378,9 @@ fn try_readv(ctx: &TracePointContext) -> Result<u32, u32> {
 
 #[inline(always)]
 fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
     let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && capture_socket(fd, false);
@@ -385,6 +404,7 @@ fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> 
 
 #[inline(always)]
 fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
+    // No filter check: only a traced enter_recv made the entry looked up here.
     let id = pid_tgid();
     let p = match unsafe { RECVS.get(&id) } {
         Some(p) => *p,
@@ -463,6 +483,9 @@ tp!(sys_exit_recv, exit_recv);
 
 tp!(sys_enter_close, try_close);
 fn try_close(ctx: &TracePointContext) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd = arg(ctx, 0)? as i32;
     let tgid = (pid_tgid() >> 32) as u32;
     let _ = DNS_SOCKETS.remove(&fd_key(tgid, fd));

@@ -6,6 +6,7 @@
 #![no_main]
 
 mod common;
+mod filter;
 mod net;
 mod dns;
 mod tls;

@@ -18,6 +18,7 @@ use tracer_common::{
 
 use crate::common::{header, now, pid_tgid, read_user_sockaddr, submit};
 use crate::dns;
+use crate::filter;
 
 const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;
@@ -45,10 +46,17 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 }
 
 fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
     let fd: u64 = unsafe { ctx.read_at(16) }.map_err(|_| 0u32)?;
     let uaddr: u64 = unsafe { ctx.read_at(24) }.map_err(|_| 0u32)?;
     // Only IPv4/IPv6: unix sockets and the rest are of no interest.
     let dst = read_user_sockaddr(uaddr).ok_or(0u32)?;
+    if filter::enabled() {
+        // Error reports carry no socket address: keep those about this destination.
+        filter::add_flow(&dst);
+    }
     let pending = PendingConnect { start_ns: now(), skaddr: 0, fd: fd as i32, flags: 0, dst };
     let _ = CONNECTS.insert(&pid_tgid(), &pending, 0);
     if dst.port == 53 {
@@ -73,6 +81,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 }
 
 fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, u32> {
+    // No filter check: only a traced sys_enter_connect made the entry looked up here.
     let id = pid_tgid();
     let pending = match unsafe { CONNECTS.get(&id) } {
         Some(p) => *p,
@@ -143,6 +152,21 @@ fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
     let newstate: i32 = unsafe { ctx.read_at(SS_NEWSTATE) }.map_err(|_| 0u32)?;
     let family: u16 = unsafe { ctx.read_at(SS_FAMILY) }.map_err(|_| 0u32)?;
 
+    if filter::enabled() {
+        // Softirq transitions (SYN_SENT -> ESTABLISHED, -> CLOSE on a RST) run with whatever
+        // task was interrupted: keep them by socket, for the sockets a traced process opened.
+        if filter::sock_traced(skaddr) {
+            if newstate == TCP_CLOSE {
+                filter::remove_sock(skaddr);
+            }
+        } else if oldstate == TCP_CLOSE && newstate != TCP_CLOSE && !filter::skip() {
+            // CLOSE -> SYN_SENT (connect) or -> LISTEN (listen): process context.
+            filter::add_sock(skaddr);
+        } else {
+            return Ok(0);
+        }
+    }
+
     if oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT {
         // Process context, inside connect(2): tie the socket to the pending call.
         if let Some(p) = CONNECTS.get_ptr_mut(&pid_tgid()) {
@@ -191,13 +215,17 @@ fn try_error_report(ctx: &TracePointContext) -> Result<u32, u32> {
     let error: i32 = unsafe { ctx.read_at(ER_ERROR) }.map_err(|_| 0u32)?;
     let family: u16 = unsafe { ctx.read_at(ER_FAMILY) }.map_err(|_| 0u32)?;
     let protocol: u16 = unsafe { ctx.read_at(ER_PROTOCOL) }.map_err(|_| 0u32)?;
+    let dst = read_addr(ctx, family, ER_DPORT, ER_DADDR, ER_DADDR_V6);
+    if filter::enabled() && !filter::flow_traced(&dst) {
+        return Ok(0);
+    }
     let ev = SockErrorEvent {
         header: header(EventKind::SockError, core::mem::size_of::<SockErrorEvent>()),
         error,
         protocol,
         _pad: 0,
         src: read_addr(ctx, family, ER_SPORT, ER_SADDR, ER_SADDR_V6),
-        dst: read_addr(ctx, family, ER_DPORT, ER_DADDR, ER_DADDR_V6),
+        dst,
     };
     submit(&ev, EventKind::SockError);
     Ok(0)

@@ -3,12 +3,22 @@
 use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext};
 use tracer_common::{EXEC_FILENAME_MAX, EventKind, ExecEvent, ForkEvent};
 
-use crate::common::{EVENTS, count_lost, submit, header};
+use crate::common::{EVENTS, count_lost, header, pid_tgid, submit};
+use crate::filter;
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     // Current task is the parent; child_pid at offset 20.
     let child: i32 = unsafe { ctx.read_at(20) }.unwrap_or(0);
+    if filter::enabled() {
+        // A traced parent's children are traced. child_pid is a task id: for a new process
+        // it is the child's tgid; for a thread it is a thread id (harmless in the map, and
+        // removed when the thread exits).
+        if !filter::is_traced((pid_tgid() >> 32) as u32) {
+            return 0;
+        }
+        filter::add(child as u32);
+    }
     let ev = ForkEvent {
         header: header(EventKind::Fork, core::mem::size_of::<ForkEvent>()),
         child_pid: child as u32,
@@ -20,6 +30,17 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    if filter::enabled() {
+        // The comm is already the new program's here (set during the binary's load).
+        let tgid = (pid_tgid() >> 32) as u32;
+        if !filter::is_traced(tgid) {
+            let comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; 16]);
+            if !filter::comm_matches(&comm) {
+                return 0;
+            }
+            filter::add(tgid);
+        }
+    }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_lost(EventKind::Exec);
         return 0;
@@ -42,6 +63,21 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // Only when the whole thread group is gone.
     let group_dead: u8 = unsafe { ctx.read_at(32) }.unwrap_or(0);
+    if filter::enabled() {
+        let id = pid_tgid();
+        let (tgid, tid) = ((id >> 32) as u32, id as u32);
+        if tid != tgid {
+            // A thread of a traced process may have been added at its creation.
+            filter::remove(tid);
+        }
+        if group_dead == 0 || !filter::is_traced(tgid) {
+            return 0;
+        }
+        let h = header(EventKind::Exit, tracer_common::HEADER_SIZE);
+        submit(&h, EventKind::Exit);
+        filter::remove(tgid);
+        return 0;
+    }
     if group_dead == 0 {
         return 0;
     }

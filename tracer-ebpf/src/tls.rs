@@ -18,6 +18,7 @@ use tracer_common::{
 };
 
 use crate::common::{EVENTS, count_lost, submit, header, now, pid_tgid, read_user_bytes};
+use crate::filter;
 
 /// Load-time constant: plaintext bytes copied per call (clamped to TLS_CAPTURE_MAX).
 #[unsafe(no_mangle)]
@@ -138,6 +139,11 @@ fn leave(map: &HashMap<u64, TlsCall>) -> Option<TlsCall> {
 }
 
 fn data_enter(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc, dir: u8, ex: bool) -> u32 {
+    // With a client filter the uprobes are attached per traced process; this check is the
+    // guard for the rest (a process that left the filter, an attach that raced an exit).
+    if filter::skip() {
+        return 0;
+    }
     let _ = enter(&TLS_CALLS, ctx, lib, func, dir, ex);
     0
 }
@@ -146,6 +152,7 @@ fn data_enter(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc, dir: u8, ex: bool)
 /// PR_Read/Write/Recv/Send).
 #[uretprobe]
 pub fn tls_data_ret(ctx: RetProbeContext) -> u32 {
+    // No filter check: only a traced entry made the in-flight call popped here.
     let Some(call) = leave(&TLS_CALLS) else { return 0 };
     let ret: i64 = ctx.ret();
     let n: u64 = if call.ex_len != 0 {
@@ -214,6 +221,9 @@ pub fn emit_plaintext(kind: EventKind, call: &TlsCall, n: u64) {
 }
 
 fn handshake_enter(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc) -> u32 {
+    if filter::skip() {
+        return 0;
+    }
     if let Some(call) = enter(&HANDSHAKES, ctx, lib, func, 0, false) {
         emit_handshake(&call, HANDSHAKE_ENTER, 0);
     }
@@ -249,6 +259,9 @@ fn emit_handshake(call: &TlsCall, phase: u8, ret: i64) {
 /// variable offset into the context, which the verifier rejects.
 #[inline(always)]
 fn set_fd(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc, fd: Option<u64>) -> u32 {
+    if filter::skip() {
+        return 0;
+    }
     let obj: u64 = ctx.arg(0).unwrap_or(0);
     let fd = fd.unwrap_or(u64::MAX) as i32;
     if fd < 0 {
@@ -270,6 +283,9 @@ fn set_fd(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc, fd: Option<u64>) -> u3
 /// SSL_free / gnutls_deinit / PR_Close: forget the object.
 #[uprobe]
 pub fn tls_free(ctx: ProbeContext) -> u32 {
+    if filter::skip() {
+        return 0;
+    }
     let obj: u64 = ctx.arg(0).unwrap_or(0);
     let _ = TLS_FDS.remove(&obj_key(obj));
     0

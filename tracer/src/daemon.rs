@@ -17,7 +17,7 @@ use crate::{
         writer::{WriterConfig, record_run_counters, spawn_writer},
     },
     stitch::{StitchConfig, Stitcher, model::PageLoad},
-    libs::TlsLibrary,
+    filter::{ClientFilter, FilterSpec},
     printer,
     probes::{ProbeConfig, ProbeStatus, Probes},
     stream::{self, StreamStats},
@@ -43,10 +43,22 @@ pub struct RunConfig {
     /// Page-load grouping (quiet window ...).
     pub stitch: StitchConfig,
     pub retention: RetentionConfig,
+    /// Trace only these clients (`--pid`, `--comm`, `-- COMMAND`); None: every process.
+    pub filter: Option<FilterSpec>,
 }
 
-pub async fn run(config: RunConfig) -> anyhow::Result<()> {
-    let mut probes = Probes::load(&config.probes)?;
+/// Run until Ctrl-C/SIGTERM, or until the command of `-- COMMAND` exits. Returns the exit
+/// code: 0, or the command's status.
+pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
+    let mut probe_config = config.probes.clone();
+    if let Some(f) = &config.filter {
+        probe_config.filter = f.kernel();
+    }
+    let mut probes = Probes::load(&probe_config)?;
+    let mut filter = match &config.filter {
+        Some(spec) => Some(ClientFilter::start(spec.clone(), &mut probes)?),
+        None => None,
+    };
     let kernel = uname_release();
     eprintln!("tracer {} on kernel {kernel}", env!("CARGO_PKG_VERSION"));
     eprintln!("  {}", probes.kernel.reason);
@@ -54,6 +66,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         eprintln!("  note: {w}");
     }
     eprint!("{}", summary(&probes.status));
+    match &filter {
+        Some(f) => eprintln!("filter: {}", f.describe()),
+        None => eprintln!("filter: none (every process is traced)"),
+    }
 
     let stats = Arc::new(StreamStats::default());
     let mut events = stream::spawn_reader(&mut probes, config.queue, stats.clone())?;
@@ -97,6 +113,18 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     eprintln!("database: {}", config.db.display());
     eprintln!("dashboard: http://{}", config.listen);
     eprintln!("tracing; Ctrl-C to stop");
+    // `-- COMMAND`: started only now that every probe is attached and the reader runs.
+    let mut command = match (&mut filter, &config.filter) {
+        (Some(f), Some(FilterSpec::Command(argv))) => {
+            let h = f.spawn_command(&mut probes, argv)?;
+            eprintln!("started pid {}: {}", h.pid, f.spec().describe());
+            Some(h)
+        }
+        _ => None,
+    };
+    let mut exit_code = 0u8;
+    let mut command_error = None;
+    let mut stop_at: Option<tokio::time::Instant> = None;
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut lost_tick = tokio::time::interval(Duration::from_secs(1));
@@ -108,6 +136,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
+                if let Some(f) = filter.as_mut() {
+                    f.on_event(&mut probes, &ev);
+                }
                 match config.print {
                     PrintMode::Off => {}
                     PrintMode::Text => println!("{}", printer::text_line(&ev)),
@@ -133,8 +164,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     }
                     stats.kernel_lost.store(total, Ordering::Relaxed);
                 }
+                if let Some(f) = filter.as_mut() {
+                    f.tick(&mut probes);
+                }
                 if let Ok(mut l) = live.lock() {
-                    *l = serde_json::json!({ "stitcher": stitcher.stats, "history": history.counters() });
+                    *l = serde_json::json!({ "stitcher": stitcher.stats, "history": history.counters(), "filter": filter.as_ref().map(|f| f.snapshot()) });
                 }
                 let dropped = stats.queue_dropped.load(Ordering::Relaxed);
                 if dropped > 0 && lost_tick.period() == Duration::from_secs(1) {
@@ -146,6 +180,17 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     eprintln!("  new library: {} {} {}", st.point, st.target.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), if st.attached { "attached".to_string() } else { format!("FAILED: {}", st.error.unwrap_or_default()) });
                 }
             }
+            end = crate::filter::wait_command(&mut command) => {
+                eprintln!("{end}: detaching");
+                if let crate::filter::CommandEnd::Failed(e) = &end {
+                    command_error = Some(e.clone());
+                    break;
+                }
+                exit_code = end.code();
+                // Its last records may still be on their way through the ring buffer.
+                stop_at = Some(tokio::time::Instant::now() + Duration::from_millis(300));
+            }
+            _ = crate::filter::sleep_until(stop_at) => break,
             _ = tokio::signal::ctrl_c() => { eprintln!("interrupted: detaching"); break }
             _ = sigterm.recv() => { eprintln!("terminated: detaching"); break }
         }
@@ -167,33 +212,19 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     eprintln!("stored {} page loads ({} dropped)", counters.written, counters.dropped);
     db::record_stop(&pool, run_id).await?;
     pool.close().await;
+    if let Some(f) = &filter {
+        eprintln!(
+            "per-process uprobes: {} traced processes seen, {} roots' events closed, {} attach failures",
+            f.stats.processes_total, f.stats.detached_total, f.stats.attach_failures
+        );
+    }
     let t = std::time::Instant::now();
     let n = probes.detach_all();
     eprintln!("detached {n} probes in {} ms", t.elapsed().as_millis());
-    Ok(())
-}
-
-impl Probes {
-    /// Attach to TLS libraries that appeared in process maps since the last scan.
-    pub fn attach_new_libraries(&mut self) -> Vec<ProbeStatus> {
-        let (libs, _) = crate::libs::find_tls_libraries();
-        let mut out = Vec::new();
-        for lib in libs {
-            if self.libraries.iter().any(|l: &TlsLibrary| l.path == lib.path) {
-                continue;
-            }
-            out.extend(crate::probes::attach_library(&mut self.ebpf, &lib, &mut self.links));
-            self.libraries.push(lib);
-        }
-        let (bssl, warnings) =
-            crate::probes::attach_boringssl(&mut self.ebpf, &mut self.boringssl_checked, &mut self.links);
-        for w in warnings {
-            tracing::warn!("{w}");
-        }
-        out.extend(bssl);
-        self.status.extend(out.iter().cloned());
-        out
+    if let Some(e) = command_error {
+        anyhow::bail!("{e}");
     }
+    Ok(exit_code)
 }
 
 /// One line per probe family: attached/total, variant, targets; failures spelled out.
@@ -206,14 +237,16 @@ pub fn summary(status: &[ProbeStatus]) -> String {
     for ((family, target), list) in &families {
         let ok = list.iter().filter(|s| s.attached).count();
         let variants: std::collections::BTreeSet<&str> = list.iter().map(|s| s.variant).collect();
+        let per_process = list.iter().any(|s| s.scope == Some(crate::probes::SCOPE_PER_PROCESS));
         out.push_str(&format!(
-            "  {} {:<12} {:>2}/{:<2} {}{}\n",
+            "  {} {:<12} {:>2}/{:<2} {}{}{}\n",
             if ok == list.len() { "ok  " } else if ok == 0 { "FAIL" } else { "part" },
             family,
             ok,
             list.len(),
             variants.into_iter().collect::<Vec<_>>().join("+"),
             target.as_ref().map(|t| format!(" {}", t.display())).unwrap_or_default(),
+            if per_process { " (per traced process)" } else { "" },
         ));
         for s in list.iter().filter(|s| !s.attached) {
             out.push_str(&format!("       {} not attached: {}\n", s.point, s.error.as_deref().unwrap_or("?")));

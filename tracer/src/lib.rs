@@ -6,6 +6,7 @@ pub mod decode;
 pub mod events;
 pub mod http;
 pub mod fetch;
+pub mod filter;
 pub mod history;
 pub mod libs;
 pub mod printer;

@@ -3,6 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use tracer::{
     daemon::{self, PrintMode, RunConfig},
+    filter::FilterSpec,
     fetch::{
         self,
         cli::{FetchArgs, LabArgs},
@@ -72,6 +73,25 @@ struct RunArgs {
     /// Keep at most this many page loads (the newest).
     #[arg(long)]
     max_page_loads: Option<u64>,
+    /// Trace only this process and its descendants (current and future). TLS uprobes are
+    /// then attached into the traced processes only.
+    #[arg(long, value_name = "PID", conflicts_with_all = ["comm", "command"])]
+    pid: Option<u32>,
+    /// Trace only processes with this name (comm, first 15 bytes; e.g. firefox-esr), those
+    /// running now and those that exec it later, and their descendants.
+    #[arg(long, value_name = "NAME", conflicts_with = "command", value_parser = parse_comm)]
+    comm: Option<String>,
+    /// `tracer run [OPTIONS] -- COMMAND ARGS`: start COMMAND once the probes are attached,
+    /// trace only it and its descendants, and stop when it exits (with its exit status).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<std::ffi::OsString>,
+}
+
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err("a process name is 1-15 bytes without NUL".into());
+    }
+    Ok(s.to_string())
 }
 
 fn parse_ring_mb(s: &str) -> Result<u32, String> {
@@ -98,25 +118,40 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(a) => rt.block_on(daemon::run(RunConfig {
-            print: match (a.print, a.json) {
-                (_, true) => PrintMode::Json,
-                (true, false) => PrintMode::Text,
-                (false, false) => PrintMode::Off,
-            },
-            db: a.db,
-            listen: a.listen,
-            probes: ProbeConfig {
-                tls_capture_bytes: a.tls_capture_bytes,
-                ring_buffer_bytes: a.ring_buffer_mb * 1024 * 1024,
-                tls: !a.no_tls,
-                extra_libraries: Vec::new(),
-            },
-            queue: a.queue,
-            rescan: Duration::from_secs(10),
-            stitch: tracer::stitch::StitchConfig { quiet_ns: a.quiet_ms * 1_000_000, ..Default::default() },
-            retention: tracer::history::retention::RetentionConfig { retain: a.retain, max_page_loads: a.max_page_loads },
-        })),
+        Command::Run(a) => {
+            let filter = match (a.pid, a.comm, a.command.is_empty()) {
+                (Some(p), _, _) => Some(FilterSpec::Pid(p)),
+                (None, Some(c), _) => Some(FilterSpec::Comm(c)),
+                (None, None, false) => Some(FilterSpec::Command(a.command)),
+                (None, None, true) => None,
+            };
+            let config = RunConfig {
+                print: match (a.print, a.json) {
+                    (_, true) => PrintMode::Json,
+                    (true, false) => PrintMode::Text,
+                    (false, false) => PrintMode::Off,
+                },
+                db: a.db,
+                listen: a.listen,
+                probes: ProbeConfig {
+                    tls_capture_bytes: a.tls_capture_bytes,
+                    ring_buffer_bytes: a.ring_buffer_mb * 1024 * 1024,
+                    tls: !a.no_tls,
+                    extra_libraries: Vec::new(),
+                    filter: Default::default(),
+                },
+                queue: a.queue,
+                rescan: Duration::from_secs(10),
+                stitch: tracer::stitch::StitchConfig { quiet_ns: a.quiet_ms * 1_000_000, ..Default::default() },
+                retention: tracer::history::retention::RetentionConfig { retain: a.retain, max_page_loads: a.max_page_loads },
+                filter,
+            };
+            match rt.block_on(daemon::run(config)) {
+                // 0, or the exit status of the command of `-- COMMAND`.
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => Err(e),
+            }
+        }
         Command::History(a) => rt.block_on(history::cli::history(a)),
         Command::Show(a) => rt.block_on(history::cli::show(a)),
         Command::Export(a) => rt.block_on(history::cli::export(a)),

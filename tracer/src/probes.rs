@@ -30,6 +30,27 @@ pub struct ProbeConfig {
     pub tls: bool,
     /// Extra library files to probe besides those found (tests, bundled copies).
     pub extra_libraries: Vec<TlsLibrary>,
+    /// Client filter (`--pid`, `--comm`, `-- COMMAND`): off by default (trace everything).
+    pub filter: KernelFilter,
+}
+
+/// The client filter as the kernel programs are loaded with it (load-time constants).
+#[derive(Debug, Clone, Default)]
+pub struct KernelFilter {
+    /// Trace only the processes in the TRACED map. The TLS uprobes are then enabled per
+    /// traced process (see [`crate::filter`]) instead of for every process.
+    pub enabled: bool,
+    /// `--comm NAME`: a process that execs into this comm becomes traced (first 15 bytes).
+    pub comm: Option<String>,
+}
+
+/// `comm` as the kernel keeps it: at most 15 bytes, NUL-padded to 16.
+pub fn comm_key(name: &str) -> [u8; tracer_common::TASK_COMM_LEN] {
+    let mut out = [0u8; tracer_common::TASK_COMM_LEN];
+    let b = name.as_bytes();
+    let n = b.len().min(tracer_common::TASK_COMM_LEN - 1);
+    out[..n].copy_from_slice(&b[..n]);
+    out
 }
 
 impl Default for ProbeConfig {
@@ -39,6 +60,7 @@ impl Default for ProbeConfig {
             ring_buffer_bytes: 16 * 1024 * 1024,
             tls: true,
             extra_libraries: Vec::new(),
+            filter: KernelFilter::default(),
         }
     }
 }
@@ -56,6 +78,51 @@ pub struct ProbeStatus {
     pub variant: &'static str,
     pub attached: bool,
     pub error: Option<String>,
+    /// Uprobes only: "all_processes" (attached to the file for everyone), or "per_process"
+    /// (client filter on: the probe is defined and its program attached once, and it is
+    /// enabled for each traced process; see [`crate::filter::SharedUprobes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
+}
+
+pub const SCOPE_ALL: &str = "all_processes";
+pub const SCOPE_PER_PROCESS: &str = "per_process";
+
+/// Where in a file a uprobe goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachAt {
+    Symbol(&'static str),
+    /// A file offset (BoringSSL found by signature; symbols resolved for per-process use).
+    Offset(u64),
+}
+
+/// One function to probe: entry program, optional return program.
+#[derive(Debug, Clone)]
+pub struct UprobePoint {
+    pub entry: &'static str,
+    pub ret: Option<&'static str>,
+    /// The function's name, for reports.
+    pub name: &'static str,
+    pub at: AttachAt,
+}
+
+/// A file to put uprobes in, with its attach points.
+#[derive(Debug, Clone)]
+pub struct UprobeTarget {
+    /// tls_openssl, tls_gnutls, tls_nspr, tls_nss, tls_fetcher, tls_boringssl
+    pub family: String,
+    pub path: PathBuf,
+    pub points: Vec<UprobePoint>,
+}
+
+impl UprobePoint {
+    /// "uprobe SSL_write"; BoringSSL's points, found by signature, carry their offset.
+    pub fn label(&self, kind: &str) -> String {
+        match self.at {
+            AttachAt::Offset(o) if self.entry.starts_with("boringssl_") => format!("{kind} {} @ {o:#x}", self.name),
+            _ => format!("{kind} {}", self.name),
+        }
+    }
 }
 
 /// What this kernel offers, and so which variant of connect/state/udp probes is used.
@@ -89,6 +156,11 @@ pub struct Probes {
     pub boringssl_checked: Vec<PathBuf>,
     /// Every attachment, so that shutdown can detach them all at once (see `detach_all`).
     pub links: Vec<Attachment>,
+    /// Client filter on: the TLS uprobes, defined once and enabled per traced process (see
+    /// [`crate::filter::SharedUprobes`]). None: attached for every process.
+    pub shared: Option<crate::filter::SharedUprobes>,
+    /// The kernel programs were loaded with the client filter on.
+    pub filtered: bool,
 }
 
 /// One attached link: its program's name and id.
@@ -201,8 +273,15 @@ impl Probes {
             tracing::info!("mounted tracefs at {} (it was not mounted)", system::TRACEFS);
         }
         let capture = config.tls_capture_bytes.clamp(1, TLS_CAPTURE_MAX as u32);
+        let filter_enabled: u32 = config.filter.enabled as u32;
+        let filter_comm = match (&config.filter.comm, config.filter.enabled) {
+            (Some(c), true) => comm_key(c),
+            _ => [0u8; tracer_common::TASK_COMM_LEN],
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::TLS_CAPTURE_BYTES, &capture, true)
+            .override_global(globals::FILTER_ENABLED, &filter_enabled, true)
+            .override_global(globals::FILTER_COMM, &filter_comm, true)
             .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
@@ -219,9 +298,14 @@ impl Probes {
                 variant: "tracepoint",
                 attached: result.is_ok(),
                 error: result.err().map(|e| format!("{e:#}")),
+                scope: None,
             });
         }
 
+        let mut shared = match config.filter.enabled && config.tls {
+            true => Some(crate::filter::SharedUprobes::new().context("setting up per-process uprobes")?),
+            false => None,
+        };
         let mut libraries = Vec::new();
         let mut boringssl_checked = Vec::new();
         if config.tls {
@@ -242,14 +326,80 @@ impl Probes {
                 }
             }
             for lib in &libs {
-                status.extend(attach_library(&mut ebpf, lib, &mut links));
+                match shared.as_mut() {
+                    Some(sh) => status.extend(sh.add_target(&mut ebpf, library_target(lib))),
+                    None => status.extend(attach_library(&mut ebpf, lib, &mut links)),
+                }
             }
             libraries = libs;
-            let (bssl, w) = attach_boringssl(&mut ebpf, &mut boringssl_checked, &mut links);
-            status.extend(bssl);
-            warnings.extend(w);
+            if let Some(sh) = shared.as_mut() {
+                let (found, failed, w) = find_boringssl(&mut boringssl_checked);
+                status.extend(failed);
+                warnings.extend(w);
+                for t in found {
+                    status.extend(sh.add_target(&mut ebpf, t));
+                }
+            } else {
+                let (bssl, w) = attach_boringssl(&mut ebpf, &mut boringssl_checked, &mut links);
+                status.extend(bssl);
+                warnings.extend(w);
+            }
         }
-        Ok(Probes { ebpf, status, kernel: kernel_support(), libraries, warnings, boringssl_checked, links })
+        Ok(Probes {
+            ebpf,
+            status,
+            kernel: kernel_support(),
+            libraries,
+            warnings,
+            boringssl_checked,
+            links,
+            shared,
+            filtered: config.filter.enabled,
+        })
+    }
+
+    /// Attach to TLS libraries that appeared in process maps since the last scan (for every
+    /// process; with the client filter: registered as new targets, which the filter then
+    /// enables in the traced processes).
+    pub fn attach_new_libraries(&mut self) -> Vec<ProbeStatus> {
+        let (libs, _) = crate::libs::find_tls_libraries();
+        self.add_libraries(libs)
+    }
+
+    /// Attach (or, with the client filter, register) libraries not seen before, and
+    /// BoringSSL in binaries not examined before.
+    pub fn add_libraries(&mut self, libs: Vec<TlsLibrary>) -> Vec<ProbeStatus> {
+        let mut out = Vec::new();
+        for lib in libs {
+            if self.libraries.iter().any(|l: &TlsLibrary| l.path == lib.path) {
+                continue;
+            }
+            match self.shared.as_mut() {
+                Some(sh) => out.extend(sh.add_target(&mut self.ebpf, library_target(&lib))),
+                None => out.extend(attach_library(&mut self.ebpf, &lib, &mut self.links)),
+            }
+            self.libraries.push(lib);
+        }
+        let warnings = match self.shared.as_mut() {
+            Some(sh) => {
+                let (found, failed, warnings) = find_boringssl(&mut self.boringssl_checked);
+                out.extend(failed);
+                for t in found {
+                    out.extend(sh.add_target(&mut self.ebpf, t));
+                }
+                warnings
+            }
+            None => {
+                let (bssl, warnings) = attach_boringssl(&mut self.ebpf, &mut self.boringssl_checked, &mut self.links);
+                out.extend(bssl);
+                warnings
+            }
+        };
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        self.status.extend(out.iter().cloned());
+        out
     }
 
     /// Lost records per kind, summed over CPUs.
@@ -291,6 +441,9 @@ impl Probes {
                 }
             }
         }
+        // The per-process uprobes' anchors (client filter) close in parallel on their own.
+        let anchors = self.shared.as_ref().map_or(0, |s| s.anchor_count());
+        drop(self.shared.take());
         let n = owned.len();
         let per_thread = n.div_ceil(128).max(1);
         let mut threads = Vec::new();
@@ -301,7 +454,7 @@ impl Probes {
         for t in threads {
             let _ = t.join();
         }
-        n
+        n + anchors
     }
 }
 
@@ -337,6 +490,17 @@ pub fn attach_boringssl(
     done: &mut Vec<PathBuf>,
     links: &mut Vec<Attachment>,
 ) -> (Vec<ProbeStatus>, Vec<String>) {
+    let (found, mut status, warnings) = find_boringssl(done);
+    for target in found {
+        status.extend(attach_target(ebpf, &target, links));
+    }
+    (status, warnings)
+}
+
+/// Find BoringSSL in the candidate binaries not examined yet: targets for those where it was
+/// found, failure entries (and warnings) for those where it was not.
+pub fn find_boringssl(done: &mut Vec<PathBuf>) -> (Vec<UprobeTarget>, Vec<ProbeStatus>, Vec<String>) {
+    let mut targets = Vec::new();
     let mut status = Vec::new();
     let mut warnings = Vec::new();
     for path in crate::boringssl::candidates() {
@@ -364,40 +528,22 @@ pub fn attach_boringssl(
                     variant: "uprobe",
                     attached: false,
                     error: Some(e.to_string()),
+                    scope: None,
                 });
                 continue;
             }
         };
-        for (entry, ret, name, offset) in found.attach_points() {
-            let r = attach_uprobe_at(ebpf, ret, offset, &path).map(|id| links.push(Attachment::UProbe(ret, id)));
-            let ret_ok = r.is_ok();
-            status.push(ProbeStatus {
-                family: "tls_boringssl".into(),
-                point: format!("uretprobe {name} @ {offset:#x}"),
-                target: Some(path.clone()),
-                variant: "uretprobe",
-                attached: r.is_ok(),
-                error: r.err().map(|e| format!("{e:#}")),
-            });
-            let r = if ret_ok {
-                attach_uprobe_at(ebpf, entry, offset, &path).map(|id| links.push(Attachment::UProbe(entry, id)))
-            } else {
-                Err(anyhow::anyhow!("skipped: its return probe did not attach"))
-            };
-            status.push(ProbeStatus {
-                family: "tls_boringssl".into(),
-                point: format!("uprobe {name} @ {offset:#x}"),
-                target: Some(path.clone()),
-                variant: "uprobe",
-                attached: r.is_ok(),
-                error: r.err().map(|e| format!("{e:#}")),
-            });
-        }
+        let points = found
+            .attach_points()
+            .into_iter()
+            .map(|(entry, ret, name, offset)| UprobePoint { entry, ret: Some(ret), name, at: AttachAt::Offset(offset) })
+            .collect();
+        targets.push(UprobeTarget { family: "tls_boringssl".into(), path, points });
     }
-    (status, warnings)
+    (targets, status, warnings)
 }
 
-fn attach_uprobe_at(ebpf: &mut Ebpf, program: &str, offset: u64, path: &Path) -> anyhow::Result<UProbeLinkId> {
+fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> anyhow::Result<UProbeLinkId> {
     let up: &mut UProbe = ebpf
         .program_mut(program)
         .with_context(|| format!("program {program} not in the object"))?
@@ -405,54 +551,104 @@ fn attach_uprobe_at(ebpf: &mut Ebpf, program: &str, offset: u64, path: &Path) ->
     if up.fd().is_err() {
         up.load().with_context(|| format!("verifier rejected {program}"))?;
     }
-    up.attach(offset, path, UProbeScope::AllProcesses)
-        .with_context(|| format!("attaching at {offset:#x} in {}", path.display()))
-}
-
-fn attach_uprobe(ebpf: &mut Ebpf, program: &str, symbol: &str, path: &Path) -> anyhow::Result<UProbeLinkId> {
-    let up: &mut UProbe = ebpf
-        .program_mut(program)
-        .with_context(|| format!("program {program} not in the object"))?
-        .try_into()?;
-    if up.fd().is_err() {
-        up.load().with_context(|| format!("verifier rejected {program}"))?;
+    match at {
+        AttachAt::Symbol(symbol) => up
+            .attach(symbol, path, UProbeScope::AllProcesses)
+            .with_context(|| format!("attaching to {symbol} in {}", path.display())),
+        AttachAt::Offset(offset) => up
+            .attach(offset, path, UProbeScope::AllProcesses)
+            .with_context(|| format!("attaching at {offset:#x} in {}", path.display())),
     }
-    up.attach(symbol, path, UProbeScope::AllProcesses)
-        .with_context(|| format!("attaching to {symbol} in {}", path.display()))
 }
 
-/// Attach every probe of a library's family; each attach point reported on its own.
+/// The attach points of a shared library's family.
+pub fn library_target(lib: &TlsLibrary) -> UprobeTarget {
+    UprobeTarget {
+        family: format!("tls_{}", lib.family.name()),
+        path: lib.path.clone(),
+        points: uprobes_for(lib.family)
+            .iter()
+            .map(|&(entry, ret, symbol)| UprobePoint { entry, ret, name: symbol, at: AttachAt::Symbol(symbol) })
+            .collect(),
+    }
+}
+
+/// Attach every probe of a library's family for every process; each attach point reported
+/// on its own.
 pub fn attach_library(ebpf: &mut Ebpf, lib: &TlsLibrary, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
-    let family = format!("tls_{}", lib.family.name());
+    attach_target(ebpf, &library_target(lib), links)
+}
+
+/// Attach every point of `target` for every process. Return probe first: an entry without
+/// its return would leave calls in flight.
+pub fn attach_target(ebpf: &mut Ebpf, target: &UprobeTarget, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
     let mut out = Vec::new();
-    for &(entry, ret, symbol) in uprobes_for(lib.family) {
-        // Return probe first: an entry without its return would leave calls in flight.
+    for p in &target.points {
         let mut ok = true;
-        if let Some(ret) = ret {
-            let r = attach_uprobe(ebpf, ret, symbol, &lib.path).map(|id| links.push(Attachment::UProbe(ret, id)));
+        if let Some(ret) = p.ret {
+            let r = attach_uprobe(ebpf, ret, p.at, &target.path).map(|id| links.push(Attachment::UProbe(ret, id)));
             ok = r.is_ok();
             out.push(ProbeStatus {
-                family: family.clone(),
-                point: format!("uretprobe {symbol}"),
-                target: Some(lib.path.clone()),
+                family: target.family.clone(),
+                point: p.label("uretprobe"),
+                target: Some(target.path.clone()),
                 variant: "uretprobe",
                 attached: r.is_ok(),
                 error: r.err().map(|e| format!("{e:#}")),
+                scope: Some(SCOPE_ALL),
             });
         }
         let r = if ok {
-            attach_uprobe(ebpf, entry, symbol, &lib.path).map(|id| links.push(Attachment::UProbe(entry, id)))
+            attach_uprobe(ebpf, p.entry, p.at, &target.path).map(|id| links.push(Attachment::UProbe(p.entry, id)))
         } else {
             Err(anyhow::anyhow!("skipped: its return probe did not attach"))
         };
         out.push(ProbeStatus {
-            family: family.clone(),
-            point: format!("uprobe {symbol}"),
-            target: Some(lib.path.clone()),
+            family: target.family.clone(),
+            point: p.label("uprobe"),
+            target: Some(target.path.clone()),
             variant: "uprobe",
             attached: r.is_ok(),
             error: r.err().map(|e| format!("{e:#}")),
+            scope: Some(SCOPE_ALL),
         });
     }
     out
+}
+
+/// A file's symbols as uprobe file offsets (the translation aya applies to a symbol), so
+/// that per-process probes are defined without aya's lookup.
+pub(crate) struct SymbolOffsets {
+    table: std::collections::HashMap<String, u64>,
+}
+
+impl SymbolOffsets {
+    pub(crate) fn read(path: &Path) -> anyhow::Result<SymbolOffsets> {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file = object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        let translate = matches!(file.kind(), object::ObjectKind::Dynamic | object::ObjectKind::Executable);
+        let mut table = std::collections::HashMap::new();
+        // Dynamic symbols first, like aya's lookup.
+        for sym in file.dynamic_symbols().chain(file.symbols()) {
+            let Ok(name) = sym.name() else { continue };
+            if name.is_empty() || !sym.is_definition() || table.contains_key(name) {
+                continue;
+            }
+            let offset = if translate {
+                let Some(index) = sym.section_index() else { continue };
+                let Ok(section) = file.section_by_index(index) else { continue };
+                let Some((file_off, _)) = section.file_range() else { continue };
+                sym.address() - section.address() + file_off
+            } else {
+                sym.address()
+            };
+            table.insert(name.to_string(), offset);
+        }
+        Ok(SymbolOffsets { table })
+    }
+
+    pub(crate) fn offset(&self, symbol: &str) -> anyhow::Result<u64> {
+        self.table.get(symbol).copied().with_context(|| format!("symbol {symbol} not found"))
+    }
 }

@@ -1,0 +1,585 @@
+//! Client filters of `tracer run`: `--pid PID` (and descendants), `--comm NAME`, `-- COMMAND`,
+//! and the per-process TLS uprobes that keep untraced processes free of breakpoints.
+//!
+//! Root only (they load the real probes). Not root: each test prints why it skips. Under CI
+//! (`CI=true`) a skip is a failure (`tracer::lab::support::root_or_skip`).
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Write},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::{Arc, mpsc},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tracer::{
+    filter::{ClientFilter, FilterSpec},
+    lab::{
+        Lab, LabConfig,
+        support::{root_or_skip, run_bounded},
+    },
+    probes::{ProbeConfig, Probes, SCOPE_PER_PROCESS},
+    stream::{StreamStats, spawn_reader},
+};
+use tracer_common::EventKind;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Lines of a child's pipe, delivered through a channel so the test can wait with a bound.
+fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                seen.push(l.clone());
+                if pred(&l) {
+                    return l;
+                }
+            }
+            Err(_) => panic!("no line {what} within {timeout:?}; got:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// Everything that arrives within `d`.
+fn drain(rx: &mpsc::Receiver<String>, d: Duration, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + d;
+    while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen.push(l);
+    }
+}
+
+fn wait_exit(child: &mut Child, what: &str, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50)); // polling a child's exit; no event to await
+    }
+}
+
+/// The `tracer run` binary with a private database and dashboard port.
+struct Daemon {
+    child: Child,
+    out: mpsc::Receiver<String>,
+    /// Kept so that the daemon never blocks on a full stderr pipe.
+    err: mpsc::Receiver<String>,
+    /// stderr up to "tracing;": the start-up report.
+    report: Vec<String>,
+    /// Dashboard port.
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .args(["run", "--json", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(dir.path().join("t.db"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        let mut report = Vec::new();
+        wait_line(&err, "saying it traces", Duration::from_secs(90), &mut report, |l| l.starts_with("tracing;"));
+        Daemon { child, out, err, report, port, _dir: dir }
+    }
+
+    /// `GET /api/health` (curl: not a traced process here).
+    fn health(&self) -> Value {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", &format!("http://127.0.0.1:{}/api/health", self.port)]);
+        let out = run_bounded(curl, Duration::from_secs(30));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// SIGTERM, then the exit status (bounded: detaching takes seconds), the rest of stdout
+    /// and stderr after the start-up report.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = wait_exit(&mut self.child, "tracer after SIGTERM", Duration::from_secs(120));
+        let mut rest = Vec::new();
+        drain(&self.out, Duration::from_millis(200), &mut rest);
+        let mut err = Vec::new();
+        drain(&self.err, Duration::from_millis(200), &mut err);
+        (status, rest, err)
+    }
+}
+
+impl Drop for Daemon {
+    /// A failed test must not leave its daemon running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = wait_exit(&mut self.child, "tracer after SIGTERM", Duration::from_secs(120));
+        }
+    }
+}
+
+/// A child process killed and reaped when the test ends, also when it fails.
+struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json(lines: &[String]) -> Vec<Value> {
+    lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
+}
+
+fn tgid(v: &Value) -> u32 {
+    v["tgid"].as_u64().unwrap_or(0) as u32
+}
+
+/// Kinds raised in process context: their tgid is the process that did the work. (TCP state
+/// changes and error reports can run in softirq with any task as current.)
+fn process_context(v: &Value) -> bool {
+    !matches!(v["kind"].as_str(), Some("tcp_state" | "sock_error" | "page_load") | None)
+}
+
+/// A one-connection-at-a-time HTTPS server on loopback with a self-signed certificate (on a
+/// runtime of its own, so that plain #[test]s can use it).
+fn tls_server(body_len: usize) -> (SocketAddr, tokio::runtime::Runtime) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else { return };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = vec![b'x'; body_len];
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n");
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(&body).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, rt)
+}
+
+/// `--pid` of a shell the test starts: the two curls it runs are traced with their DNS
+/// (through the lab's resolver), connects, TLS handshakes and plaintext, and their page loads
+/// have every phase; a curl the test starts itself, outside that tree, leaves no trace.
+#[test]
+fn pid_filter_traces_the_shell_tree_and_nothing_else() {
+    if !root_or_skip("pid_filter") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lab = rt.block_on(Lab::start(LabConfig::default())).expect("lab");
+    let ca = lab.ca_pem_path().display().to_string();
+    let ns = lab.netns_name().to_string();
+    // The shell waits for a line on stdin, so that it starts its work once the daemon traces.
+    let script = format!(
+        "read go; \
+         ip netns exec {ns} curl -sS --http1.1 -o /dev/null --cacert {ca} https://www.shop.test/ && \
+         ip netns exec {ns} curl -sS --http1.1 -o /dev/null --cacert {ca} https://static.shop.test/app.css"
+    );
+    let mut shell = Reaped(Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().unwrap());
+    let shell_pid = shell.id();
+    let d = Daemon::start(&["--pid", &shell_pid.to_string()]);
+    let report = d.report.join("\n");
+    assert!(report.contains(&format!("filter: pid {shell_pid} and its descendants")), "{report}");
+    assert!(report.contains("(per traced process)"), "TLS probes per traced process: {report}");
+
+    // A curl outside the tree, while the traced ones run.
+    let mut outsider = lab
+        .exec_command("curl")
+        .args(["-sS", "--http1.1", "-o", "/dev/null", "--cacert", &ca, "https://edge.cdn.test/"])
+        .spawn()
+        .unwrap();
+    let outsider_pid = outsider.id();
+    writeln!(shell.stdin.take().unwrap(), "go").unwrap();
+    assert!(wait_exit(&mut shell, "the traced shell", Duration::from_secs(60)).success(), "the traced curls failed");
+    assert!(wait_exit(&mut outsider, "the untraced curl", Duration::from_secs(60)).success());
+
+    let mut seen = Vec::new();
+    // Both traced curls' responses arrive (HTTP/1.1 over TLS).
+    let mut curls = BTreeSet::new();
+    while curls.len() < 2 {
+        let l = wait_line(&d.out, "with a traced curl's TLS response", Duration::from_secs(30), &mut seen, |l| {
+            serde_json::from_str::<Value>(l).is_ok_and(|v| v["kind"] == "tls_data" && v["direction"] == "recv" && v["comm"] == "curl")
+        });
+        curls.insert(tgid(&serde_json::from_str(&l).unwrap()));
+    }
+    drain(&d.out, Duration::from_millis(500), &mut seen);
+    let (status, rest, err) = d.stop();
+    assert_eq!(status.code(), Some(0), "{err:#?}");
+    seen.extend(rest);
+    let events = json(&seen);
+
+    // The tree: the shell and the children it forked (ip execs curl in place).
+    let mut tree: BTreeSet<u32> = BTreeSet::from([shell_pid]);
+    for e in &events {
+        if e["kind"] == "fork" && tree.contains(&tgid(e)) {
+            tree.insert(e["child_pid"].as_u64().unwrap() as u32);
+        }
+    }
+    assert!(curls.is_subset(&tree), "traced curls {curls:?} are children of the shell: {tree:?}");
+    assert!(!tree.contains(&outsider_pid));
+    let strangers: Vec<&Value> = events.iter().filter(|e| process_context(e) && !tree.contains(&tgid(e))).collect();
+    assert!(strangers.is_empty(), "only the shell's tree is traced; also got: {strangers:#?}");
+    assert!(!events.iter().any(|e| tgid(e) == outsider_pid), "the curl outside the tree left no trace");
+
+    for &c in &curls {
+        let of = |kind: &'static str| events.iter().filter(move |e| tgid(e) == c && e["kind"] == kind);
+        assert!(of("connect").any(|e| e["dst"].as_str().is_some_and(|d| d.ends_with(":443"))), "curl {c}: connect to 443");
+        assert!(of("dns").any(|e| e["direction"] == "send"), "curl {c}: DNS query");
+        assert!(of("dns").any(|e| e["direction"] == "recv"), "curl {c}: DNS answer");
+        assert!(of("tls_handshake").any(|e| e["phase"] == "enter"), "curl {c}: TLS handshake seen from its start");
+        assert!(of("tls_data").any(|e| e["direction"] == "send" && e["first_line"].as_str().is_some_and(|l| l.starts_with("GET /"))), "curl {c}: request line");
+        // The page load has every phase.
+        let page = events
+            .iter()
+            .find(|e| e["kind"] == "page_load" && e["page_load"]["client"]["tgid"] == c)
+            .unwrap_or_else(|| panic!("curl {c}: no page load"));
+        let req = &page["page_load"]["requests"][0];
+        assert_eq!(page["page_load"]["status"], 200, "{page}");
+        for phase in ["dns", "connect", "ssl", "wait"] {
+            assert!(req["timings"][phase].as_f64().is_some_and(|t| t >= 0.0), "curl {c}: {phase} phase in {page}");
+        }
+    }
+    assert!(!events.iter().any(|e| e["kind"] == "page_load" && e["page_load"]["client"]["tgid"] == outsider_pid));
+}
+
+/// `--comm wget`: wget is traced (GnuTLS plaintext included), curl is not.
+#[test]
+fn comm_filter_traces_wget_and_not_curl() {
+    if !root_or_skip("comm_filter") {
+        return;
+    }
+    let (server, _rt) = tls_server(2000);
+    let url = format!("https://{server}/");
+    let d = Daemon::start(&["--comm", "wget"]);
+    assert!(d.report.iter().any(|l| l.starts_with("filter: comm \"wget\"")), "{:#?}", d.report);
+    // The health view: every TLS attach point is per process; the filter's counters.
+    std::thread::sleep(Duration::from_millis(1500)); // the counters are refreshed every second
+    let h = d.health();
+    let tls: Vec<&Value> = h["probes"].as_array().unwrap().iter().filter(|p| p["variant"] != "tracepoint" && p["family"].as_str().is_some_and(|f| f.starts_with("tls_"))).collect();
+    assert!(!tls.is_empty() && tls.iter().filter(|p| p["attached"] == true).all(|p| p["scope"] == "per_process"), "{tls:#?}");
+    assert_eq!(h["pipeline"]["filter"]["filter"], "comm \"wget\" and descendants", "{h}");
+    let mut curl = Command::new("curl");
+    curl.args(["-sk", "--http1.1", "-o", "/dev/null", &url]);
+    assert!(run_bounded(curl, Duration::from_secs(30)).status.success());
+    let mut wget = Command::new("wget").args(["-q", "--no-check-certificate", "-O", "/dev/null", &url]).spawn().unwrap();
+    let wget_pid = wget.id();
+    assert!(wait_exit(&mut wget, "wget", Duration::from_secs(30)).success());
+    let mut seen = Vec::new();
+    wait_line(&d.out, "with wget's TLS request", Duration::from_secs(30), &mut seen, |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            v["kind"] == "tls_data" && v["tgid"] == wget_pid && v["lib"] == "gnu_tls" && v["direction"] == "send"
+        })
+    });
+    drain(&d.out, Duration::from_millis(500), &mut seen);
+    let (status, rest, err) = d.stop();
+    assert_eq!(status.code(), Some(0), "{err:#?}");
+    seen.extend(rest);
+    let events = json(&seen);
+    assert!(events.iter().any(|e| tgid(e) == wget_pid && e["kind"] == "connect" && e["dst"] == server.to_string()));
+    assert!(events.iter().any(|e| tgid(e) == wget_pid && e["kind"] == "exec"), "the exec that made it traced is reported");
+    let others: Vec<&Value> = events.iter().filter(|e| process_context(e) && e["comm"] != "wget").collect();
+    assert!(others.is_empty(), "only wget is traced: {others:#?}");
+    assert!(!events.iter().any(|e| e["comm"] == "curl"), "curl is not traced");
+}
+
+/// `tracer run --json -- curl ...`: the command's events, from its very first connect and
+/// handshake; the daemon exits when the command does, with its status.
+#[test]
+fn command_mode_traces_the_command_and_exits_with_it() {
+    if !root_or_skip("command_mode") {
+        return;
+    }
+    let (server, _rt) = tls_server(10_000);
+    let url = format!("https://{server}/");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let run = |cmd: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
+            .args(["run", "--json", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(dir.path().join("t.db"))
+            .arg("--")
+            .args(cmd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        let status = wait_exit(&mut child, "tracer run -- COMMAND", Duration::from_secs(120));
+        let mut o = Vec::new();
+        drain(&out, Duration::from_millis(200), &mut o);
+        let mut e = Vec::new();
+        drain(&err, Duration::from_millis(200), &mut e);
+        (status, o, e)
+    };
+
+    let (status, out, err) = run(&["curl", "-sk", "--http1.1", "-o", "/dev/null", &url]);
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", err.join("\n"));
+    let started = err.iter().find_map(|l| l.strip_prefix("started pid ")).unwrap_or_else(|| panic!("{err:#?}"));
+    let pid: u32 = started.split(':').next().unwrap().parse().unwrap();
+    assert!(err.iter().any(|l| l == "command exited with status 0: detaching"), "{err:#?}");
+    let events = json(&out);
+    let mine: Vec<&Value> = events.iter().filter(|e| tgid(e) == pid).collect();
+    let has = |kind: &str, pred: &dyn Fn(&Value) -> bool| mine.iter().any(|e| e["kind"] == kind && pred(e));
+    assert!(has("exec", &|e| e["filename"].as_str().is_some_and(|f| f.ends_with("/curl"))), "{mine:#?}");
+    assert!(has("connect", &|e| e["dst"] == server.to_string()), "{mine:#?}");
+    assert!(has("tls_handshake", &|e| e["phase"] == "enter"), "handshake from its start: {mine:#?}");
+    assert!(has("tls_data", &|e| e["direction"] == "send" && e["first_line"] == "GET / HTTP/1.1"), "{mine:#?}");
+    assert!(has("tls_data", &|e| e["direction"] == "recv" && e["first_line"].as_str().is_some_and(|l| l.starts_with("HTTP/1.1 200"))), "{mine:#?}");
+    assert!(has("exit", &|_| true), "its exit is reported before the daemon stops");
+    let others: Vec<&Value> = events.iter().filter(|e| process_context(e) && tgid(e) != pid).collect();
+    assert!(others.is_empty(), "only the command is traced: {others:#?}");
+
+    // The daemon's exit status is the command's.
+    let (status, _, err) = run(&["sh", "-c", "exit 3"]);
+    assert_eq!(status.code(), Some(3), "{err:#?}");
+    // A command that cannot start is an error.
+    let (status, _, err) = run(&["/nonexistent/command"]);
+    assert_eq!(status.code(), Some(1), "{err:#?}");
+    assert!(err.iter().any(|l| l.starts_with("error: cannot run `/nonexistent/command`")), "{err:#?}");
+}
+
+/// Filters that contradict each other are usage errors (no root needed).
+#[test]
+fn conflicting_filters_are_usage_errors() {
+    for args in [
+        &["run", "--pid", "1", "--comm", "curl"][..],
+        &["run", "--pid", "1", "--", "true"],
+        &["run", "--comm", "curl", "--", "true"],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracer"));
+        cmd.args(args);
+        let out = run_bounded(cmd, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{args:?}");
+    }
+}
+
+/// Bytes of private anonymous memory in the executable mappings of `lib` in `pid`: where a
+/// uprobe's breakpoint sits, the kernel has replaced the file page with a private copy.
+fn breakpoint_pages(pid: u32, lib: &str) -> Option<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    let mut in_lib = false;
+    let mut found = false;
+    let mut anon = 0;
+    for line in smaps.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.first().is_some_and(|c| c.contains('-') && !c.ends_with(':')) && cols.len() >= 5 {
+            in_lib = cols.get(1).is_some_and(|p| p.contains('x')) && cols.last().is_some_and(|p| p.ends_with(lib));
+            found |= in_lib;
+        } else if in_lib && cols.first() == Some(&"Anonymous:") {
+            anon += cols[1].parse::<u64>().unwrap_or(0) * 1024;
+        }
+    }
+    found.then_some(anon)
+}
+
+/// With a filter on, the TLS uprobes are per process: an untraced OpenSSL server and an
+/// untraced curl loop get no breakpoints in libssl and put nothing in the ring buffer (the
+/// counters by kind stay flat), while a traced process gets them and is traced.
+#[test]
+fn untraced_tls_processes_get_no_uprobes() {
+    if !root_or_skip("per_process_uprobes") {
+        return;
+    }
+    let (server, _srt) = tls_server(3000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    // A long-lived untraced process that maps libssl: openssl s_server. Both servers load a
+    // private copy of libssl (through a `libssl.so.3` symlink, so that the copy's own name
+    // is not one a tracer looks for): other tracers running on this machine at the same
+    // time, with uprobes for every process, do not know that file.
+    let dir = tempfile::tempdir().unwrap();
+    let system_ssl = tracer::libs::find_tls_libraries()
+        .0
+        .into_iter()
+        .find(|l| l.family == tracer::libs::LibFamily::OpenSsl && l.path.to_string_lossy().contains("libssl.so.3"))
+        .expect("the system's libssl.so.3")
+        .path;
+    let copy = dir.path().join("tracertest-ssl.so");
+    std::fs::copy(&system_ssl, &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, dir.path().join("libssl.so.3")).unwrap();
+    let copy = std::fs::canonicalize(&copy).unwrap();
+    let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+    let mut req = Command::new("openssl");
+    req.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    assert!(run_bounded(req, Duration::from_secs(60)).status.success());
+    let s_port = free_port().to_string();
+    let s_server = Reaped(
+        Command::new("openssl")
+            .env("LD_LIBRARY_PATH", dir.path())
+            .args(["s_server", "-quiet", "-www", "-accept", &s_port, "-key"])
+            .arg(&key)
+            .arg("-cert")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // The traced root: a shell that waits, runs curl (a child, traced through fork), then
+    // becomes an OpenSSL server itself (exec: the same traced process, a new program).
+    let s2_port = free_port().to_string();
+    let mut traced = Reaped(Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "read go; curl -sk --http1.1 -o /dev/null https://{server}/; LD_LIBRARY_PATH={} exec openssl s_server -quiet -www -accept {s2_port} -key {} -cert {}",
+                dir.path().display(),
+                key.display(),
+                cert.display()
+            ),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let spec = FilterSpec::Pid(traced.id());
+    let extra = tracer::libs::TlsLibrary { family: tracer::libs::LibFamily::OpenSsl, path: copy.clone(), source: "test".into() };
+    let mut probes = Probes::load(&ProbeConfig { filter: spec.kernel(), extra_libraries: vec![extra], ..Default::default() }).expect("loading probes");
+    let failed: Vec<_> = probes.status.iter().filter(|s| !s.attached && s.target.is_none()).map(|s| format!("{}: {:?}", s.point, s.error)).collect();
+    assert!(failed.is_empty(), "kernel probes failed to attach: {failed:#?}");
+    let tls: Vec<_> = probes.status.iter().filter(|s| s.family.starts_with("tls_") && s.variant != "tracepoint").collect();
+    assert!(tls.iter().any(|s| s.family == "tls_openssl" && s.attached), "{tls:#?}");
+    assert!(tls.iter().filter(|s| s.attached).all(|s| s.scope == Some(SCOPE_PER_PROCESS)), "every TLS uprobe is per process: {tls:#?}");
+    let stats = Arc::new(StreamStats::default());
+    let mut rx = spawn_reader(&mut probes, 1 << 16, stats.clone()).unwrap();
+    let mut filter = ClientFilter::start(spec, &mut probes).expect("client filter");
+    assert_eq!(filter.roots(), vec![traced.id()], "per-process uprobes go to the traced shell only");
+    assert!(filter.stats.by_family.get("tls_openssl").is_some_and(|n| *n > 0), "{:?}", filter.stats);
+
+    // Untraced: the server maps libssl but has no breakpoint in it; curls in a loop put
+    // nothing in the ring buffer.
+    let count = |k: EventKind| stats.by_kind[k as usize].load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    let before: Vec<u64> = EventKind::ALL.iter().map(|k| count(*k)).collect();
+    for _ in 0..10 {
+        let mut curl = Command::new("curl");
+        curl.args(["-sk", "--http1.1", "-o", "/dev/null", &format!("https://127.0.0.1:{s_port}/")]);
+        assert!(run_bounded(curl, Duration::from_secs(30)).status.success());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after: Vec<u64> = EventKind::ALL.iter().map(|k| count(*k)).collect();
+    assert_eq!(before, after, "untraced TLS clients and server raised no events (counters by kind {:?})", EventKind::ALL);
+    assert_eq!(breakpoint_pages(s_server.id(), "tracertest-ssl.so"), Some(0), "no uprobe breakpoint in the untraced server's libssl");
+    let lost: u64 = probes.lost_counts().unwrap().iter().map(|(_, n)| n).sum();
+    assert_eq!(lost, 0);
+
+    // Traced: the shell's curl gets breakpoints and its TLS is seen. The daemon's event loop
+    // is played here: every event goes through the filter, which attaches forked children.
+    let mut stdin = traced.stdin.take().unwrap();
+    writeln!(stdin, "go").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut curl_pid = None;
+    let mut got_tls = false;
+    let mut server_exec = false;
+    let mut log = Vec::new();
+    while !(got_tls && server_exec) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = match rt.block_on(tokio::time::timeout(left, rx.recv())) {
+            Ok(Some(ev)) => ev,
+            _ => panic!("timed out waiting for the traced curl's TLS ({got_tls}) and the shell's exec ({server_exec}): {log:#?}\n{:?}", filter.stats),
+        };
+        let t0 = Instant::now();
+        filter.on_event(&mut probes, &ev);
+        log.push(format!("{} {} {} {:?} (filter {:?})", ev.ts_ns, ev.tgid, ev.comm, ev.body, t0.elapsed()).chars().take(200).collect::<String>());
+        match &ev.body {
+            tracer::events::EventBody::Exec { filename } if filename.ends_with("/curl") => curl_pid = Some(ev.tgid),
+            tracer::events::EventBody::Exec { filename } if filename.ends_with("/openssl") => {
+                assert_eq!(ev.tgid, traced.id());
+                server_exec = true;
+            }
+            tracer::events::EventBody::TlsData { .. } => {
+                assert_eq!(Some(ev.tgid), curl_pid, "TLS only from the traced curl");
+                got_tls = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(count(EventKind::TlsData) > 0 && count(EventKind::TlsHandshake) > 0);
+    // The traced process, now an OpenSSL server, has breakpoints in its libssl (they follow
+    // it through exec); the untraced server still has none.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let b = breakpoint_pages(traced.id(), "tracertest-ssl.so");
+        if b.is_some_and(|b| b > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no breakpoints in the traced server's libssl: {b:?}");
+        std::thread::sleep(Duration::from_millis(50)); // waiting for its dynamic loader; no event for it
+    }
+    assert_eq!(breakpoint_pages(s_server.id(), "tracertest-ssl.so"), Some(0), "still none in the untraced server");
+    drop(stdin);
+    drop(traced);
+    drop(s_server);
+}
