@@ -1,46 +1,11 @@
 //! The `tracer` binary as a user runs it: start-up report, live JSON events while curl
 //! makes a request, clean exit on SIGTERM; and the error a user without privilege gets.
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
-use tracer::lab::support::root_or_skip;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Lines of a child's pipe, delivered through a channel so the test can wait with a bound.
-fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                seen.push(l.clone());
-                if pred(&l) {
-                    return l;
-                }
-            }
-            Err(_) => panic!("no line {what} within {timeout:?}; got:\n{}", seen.join("\n")),
-        }
-    }
-}
+use tracer::lab::support::{free_port, lines, root_or_skip, wait_line};
 
 #[test]
 fn run_json_streams_events_and_exits_zero_on_sigterm() {

@@ -5,7 +5,7 @@
 //! (`CI=true`) a skip is a failure (`tracer::lab::support::root_or_skip`).
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
+    io::Write,
     net::SocketAddr,
     process::{Child, Command, Stdio},
     sync::{Arc, mpsc},
@@ -17,45 +17,12 @@ use tracer::{
     filter::{ClientFilter, FilterSpec},
     lab::{
         Lab, LabConfig,
-        support::{root_or_skip, run_bounded},
+        support::{free_port, lines, root_or_skip, run_bounded, spawn_tls_server, wait_line},
     },
     probes::{ProbeConfig, Probes, SCOPE_PER_PROCESS},
     stream::{StreamStats, spawn_reader},
 };
 use tracer_common::EventKind;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Lines of a child's pipe, delivered through a channel so the test can wait with a bound.
-fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                seen.push(l.clone());
-                if pred(&l) {
-                    return l;
-                }
-            }
-            Err(_) => panic!("no line {what} within {timeout:?}; got:\n{}", seen.join("\n")),
-        }
-    }
-}
 
 /// Everything that arrives within `d`.
 fn drain(rx: &mpsc::Receiver<String>, d: Duration, seen: &mut Vec<String>) {
@@ -181,44 +148,10 @@ fn process_context(v: &Value) -> bool {
     !matches!(v["kind"].as_str(), Some("tcp_state" | "sock_error" | "page_load") | None)
 }
 
-/// A one-connection-at-a-time HTTPS server on loopback with a self-signed certificate (on a
-/// runtime of its own, so that plain #[test]s can use it).
+/// [`spawn_tls_server`] on a runtime of its own, so that plain #[test]s can use it.
 fn tls_server(body_len: usize) -> (SocketAddr, tokio::runtime::Runtime) {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((sock, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(sock).await else { return };
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = vec![b'x'; body_len];
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n");
-                let _ = tls.write_all(head.as_bytes()).await;
-                let _ = tls.write_all(&body).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
+    let addr = rt.block_on(spawn_tls_server(body_len));
     (addr, rt)
 }
 

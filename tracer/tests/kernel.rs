@@ -18,7 +18,7 @@ use tracer::{
 };
 use tracer_common::{DnsSyscall, TlsLib};
 
-use tracer::lab::support::root_or_skip;
+use tracer::lab::support::{root_or_skip, spawn_tls_server};
 
 struct Traced {
     probes: Probes,
@@ -280,45 +280,6 @@ async fn connected_send_and_sendmsg_paths_are_captured() {
     assert_eq!(m.addresses(), vec![lab.addr_of("static.shop.test").unwrap()]);
 }
 
-/// A one-connection-at-a-time HTTPS server on loopback with a self-signed certificate.
-async fn tls_server(body_len: usize) -> SocketAddr {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((sock, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(sock).await else { return };
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = vec![b'x'; body_len];
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n");
-                let _ = tls.write_all(head.as_bytes()).await;
-                let _ = tls.write_all(&body).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 fn tls_data<'a>(seen: &'a [Event], tgid: u32, lib: TlsLib) -> Vec<&'a Event> {
     seen.iter()
         .filter(|e| e.tgid == tgid && matches!(&e.body, EventBody::TlsData { lib: Some(l), .. } if *l == lib))
@@ -329,7 +290,7 @@ async fn https_client_is_traced(client: &str, args: &[&str], lib: TlsLib) {
     let mut t = Traced::start(ProbeConfig::default()).await;
     let lib_status: Vec<_> = t.probes.status.iter().filter(|s| s.family == format!("tls_{}", match lib { TlsLib::OpenSsl => "openssl", TlsLib::GnuTls => "gnutls", _ => "other" })).collect();
     assert!(lib_status.iter().any(|s| s.attached), "{client}: its TLS library probes did not attach: {lib_status:#?}");
-    let server = tls_server(10_000).await;
+    let server = spawn_tls_server(10_000).await;
     let url = format!("https://{server}/");
     let mut cmd = tokio::process::Command::new(client);
     cmd.args(args).arg(&url).stdout(std::process::Stdio::piped());
