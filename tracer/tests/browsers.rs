@@ -556,6 +556,10 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
             assert!(t.ssl >= 0.0, "{tag}: ssl phase of {:?}\n{d}", r.url);
             let tls = c.tls.as_ref().unwrap();
             assert_eq!(tls.library, expect.tls_library, "{tag}: TLS library\n{d}");
+            // From the ServerHello on the wire (the lab's rustls servers speak TLS 1.3).
+            assert_eq!(tls.version.as_deref(), Some("TLSv1.3"), "{tag}: TLS version of {:?}: {tls:?}\n{d}", r.url);
+            assert!(tls.cipher.as_deref().is_some_and(|c| c.starts_with("TLS13_")), "{tag}: cipher of {:?}: {tls:?}\n{d}", r.url);
+            assert_eq!(tls.sni.as_deref(), r.url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(String::from)).as_deref(), "{tag}: SNI\n{d}");
             if expect.handshake_end_seen {
                 assert!(!tls.estimated, "{tag}: handshake seen, not estimated, for {:?}\n{d}", r.url);
             } else {

@@ -446,11 +446,11 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod server_hello_tests {
+pub(crate) mod server_hello_tests {
     use super::*;
 
     /// A real ServerHello, from a rustls client and server talking in memory.
-    fn real_server_hello() -> Vec<u8> {
+    pub(crate) fn real_server_hello() -> Vec<u8> {
         use std::sync::Arc;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let ck = rcgen::generate_simple_self_signed(vec!["shop.test".into()]).unwrap();

@@ -60,7 +60,15 @@ pub struct WireTls {
     /// Records seen per direction: handshake, application data, other.
     pub records: [[u32; 3]; 2],
     cursors: [Cursor; 2],
+    /// The server's first record, gathered across calls when its body does not come with
+    /// its header: OpenSSL reads a record's 5-byte header and its body with two read()s.
+    /// Bounded by [`SERVER_HELLO_MAX`].
+    server_hello: Option<Vec<u8>>,
 }
+
+/// How much of the server's first record is gathered to read the ServerHello from (a
+/// ServerHello with a classic key share is about 100-130 bytes; post-quantum shares ~1.2 KiB).
+const SERVER_HELLO_MAX: usize = RECORD_HEADER_LEN + 2048;
 
 fn idx(dir: Direction) -> usize {
     match dir {
@@ -84,6 +92,11 @@ impl WireTls {
             let cur = &mut self.cursors[d];
             if cur.skip > 0 {
                 let n = cur.skip.min(total - pos);
+                if d == 1 {
+                    let ends = cur.skip == n;
+                    self.gather_server_hello(data, pos, n, ends);
+                }
+                let cur = &mut self.cursors[d];
                 cur.skip -= n;
                 pos += n;
                 continue;
@@ -113,7 +126,35 @@ impl WireTls {
             };
             cur.skip = u64::from(h.length);
             let fresh_header = take == RECORD_HEADER_LEN;
-            self.on_record(dir, h.content_type, u64::from(h.length), start_ns, ts_ns, fresh_header.then(|| &data[record_start..]));
+            let mut record = fresh_header.then(|| &data[record_start..]);
+            if dir == Direction::Recv && self.server_first_ns.is_none() && h.content_type == ContentType::Handshake {
+                let whole = RECORD_HEADER_LEN + usize::from(h.length);
+                if record.is_none_or(|r| r.len() < whole.min(SERVER_HELLO_MAX)) {
+                    // The body comes (partly) with later calls: gather it, parse when complete.
+                    self.server_hello = Some(header.clone());
+                    record = None;
+                }
+            }
+            self.on_record(dir, h.content_type, u64::from(h.length), start_ns, ts_ns, record);
+        }
+    }
+
+    /// `n` bytes of the current server record's body at `pos` of this call (`data` holds the
+    /// captured part); `ends` when they finish the record. Parses the ServerHello once enough
+    /// is gathered; gives up when the capture has a gap.
+    fn gather_server_hello(&mut self, data: &[u8], pos: u64, n: u64, ends: bool) {
+        let Some(buf) = self.server_hello.as_mut() else { return };
+        let want = SERVER_HELLO_MAX - buf.len();
+        let from = (pos as usize).min(data.len());
+        let to = (pos.saturating_add(n) as usize).min(data.len()).min(from + want);
+        buf.extend_from_slice(&data[from..to]);
+        let gap = to - from < (n as usize).min(want);
+        if buf.len() >= SERVER_HELLO_MAX || ends || gap {
+            let buf = self.server_hello.take().unwrap_or_default();
+            if let Ok(sh) = parse_server_hello(&buf) {
+                self.server_version = Some(sh.version);
+                self.cipher_suite = Some(sh.cipher_suite);
+            }
         }
     }
 
@@ -275,6 +316,49 @@ mod tests {
         w.feed(Direction::Send, 50, 51, req.len() as u32, &req);
         assert_eq!(w.handshake(), Some((0, Some(50))));
         assert_eq!(w.app_send_ns, Some(50), "TLS 1.2: the first application record is the request");
+    }
+
+    /// OpenSSL reads each record's 5-byte header, then its body, with two read()s; the
+    /// ServerHello is gathered across them (and across a body split in two).
+    #[test]
+    fn server_hello_read_header_then_body() {
+        use crate::decode::tls::{cipher_suite_name, server_hello_tests::real_server_hello, version_name};
+        let flight = real_server_hello();
+        let expected = parse_server_hello(&flight).unwrap();
+        let first_len = RECORD_HEADER_LEN + usize::from(u16::from_be_bytes([flight[3], flight[4]]));
+        for split in [None, Some(7), Some(first_len - RECORD_HEADER_LEN - 1)] {
+            let mut w = WireTls::default();
+            let hello = client_hello("www.shop.test");
+            w.feed(Direction::Send, 0, 1, hello.len() as u32, &hello);
+            w.feed(Direction::Recv, 10, 11, 5, &flight[..5]);
+            let body = &flight[5..first_len];
+            match split {
+                None => w.feed(Direction::Recv, 12, 13, body.len() as u32, body),
+                Some(k) => {
+                    w.feed(Direction::Recv, 12, 13, k as u32, &body[..k]);
+                    w.feed(Direction::Recv, 14, 15, (body.len() - k) as u32, &body[k..]);
+                }
+            }
+            // The rest of the flight (CCS, encrypted records) as one read.
+            let rest = &flight[first_len..];
+            w.feed(Direction::Recv, 20, 21, rest.len() as u32, rest);
+            assert_eq!(w.server_version, Some(expected.version), "split {split:?}");
+            assert_eq!(w.cipher_suite, Some(expected.cipher_suite), "split {split:?}");
+            assert_eq!(version_name(expected.version), "TLSv1.3");
+            assert!(cipher_suite_name(expected.cipher_suite).starts_with("TLS13_"));
+            assert_eq!(w.server_first_ns, Some(11), "timing is the header's read");
+        }
+        // Header and part of the body in one call, the rest in the next.
+        let mut w = WireTls::default();
+        w.feed(Direction::Recv, 10, 11, 40, &flight[..40]);
+        w.feed(Direction::Recv, 12, 13, (flight.len() - 40) as u32, &flight[40..]);
+        assert_eq!(w.cipher_suite, Some(expected.cipher_suite));
+        // A body past the capture: nothing is made up.
+        let mut w = WireTls::default();
+        w.feed(Direction::Recv, 10, 11, 5, &flight[..5]);
+        w.feed(Direction::Recv, 12, 13, (first_len - 5) as u32, &flight[5..12]);
+        assert_eq!((w.server_version, w.cipher_suite), (None, None));
+        assert!(w.server_hello.is_none(), "given up, not held");
     }
 
     #[test]
