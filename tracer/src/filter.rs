@@ -624,14 +624,8 @@ impl SharedUprobes {
                 (AttachAt::Offset(o), _) => Ok(o),
                 (AttachAt::Symbol(sym), None) => Err(anyhow::anyhow!("symbol {sym}: no symbol table")),
             };
-            let status = |kind: &'static str, r: &anyhow::Result<ProbeEvent>| ProbeStatus {
-                family: target.family.clone(),
-                point: p.label(kind),
-                target: Some(target.path.clone()),
-                variant: kind,
-                attached: r.is_ok(),
-                error: r.as_ref().err().map(|e| format!("{e:#}")),
-                scope: Some(SCOPE_PER_PROCESS),
+            let status = |kind: &'static str, r: &anyhow::Result<ProbeEvent>| {
+                ProbeStatus::outcome(&target.family, p.label(kind), Some(target.path.clone()), kind, Some(SCOPE_PER_PROCESS), r)
             };
             let mut point_events = Vec::new();
             let mut ok = true;

@@ -15,5 +15,7 @@ pub mod stitch;
 pub mod stream;
 pub mod system;
 pub mod web;
+#[cfg(test)]
+mod test_rng;
 
 pub mod lab;

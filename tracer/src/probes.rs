@@ -85,6 +85,28 @@ pub struct ProbeStatus {
     pub scope: Option<&'static str>,
 }
 
+impl ProbeStatus {
+    /// The status of one attach point after an attempt: attached, or the error's chain.
+    pub fn outcome<T>(
+        family: impl Into<String>,
+        point: impl Into<String>,
+        target: Option<PathBuf>,
+        variant: &'static str,
+        scope: Option<&'static str>,
+        result: &anyhow::Result<T>,
+    ) -> Self {
+        Self {
+            family: family.into(),
+            point: point.into(),
+            target,
+            variant,
+            attached: result.is_ok(),
+            error: result.as_ref().err().map(|e| format!("{e:#}")),
+            scope,
+        }
+    }
+}
+
 pub const SCOPE_ALL: &str = "all_processes";
 pub const SCOPE_PER_PROCESS: &str = "per_process";
 
@@ -291,15 +313,7 @@ impl Probes {
         for &(family, program, category, name, fields) in TRACEPOINTS {
             let result = attach_tracepoint(&mut ebpf, program, category, name, fields)
                 .map(|id| links.push(Attachment::TracePoint(program, id)));
-            status.push(ProbeStatus {
-                family: family.to_string(),
-                point: format!("tracepoint {category}:{name}"),
-                target: None,
-                variant: "tracepoint",
-                attached: result.is_ok(),
-                error: result.err().map(|e| format!("{e:#}")),
-                scope: None,
-            });
+            status.push(ProbeStatus::outcome(family, format!("tracepoint {category}:{name}"), None, "tracepoint", None, &result));
         }
 
         let mut shared = match config.filter.enabled && config.tls {
@@ -521,15 +535,14 @@ pub fn find_boringssl(done: &mut Vec<PathBuf>) -> (Vec<UprobeTarget>, Vec<ProbeS
                     "BoringSSL functions not found in {} ({e}): its TLS plaintext is not traced; DNS and TCP still are",
                     path.display()
                 ));
-                status.push(ProbeStatus {
-                    family: "tls_boringssl".into(),
-                    point: "uprobe SSL_write/SSL_read/SSL_do_handshake (by signature)".into(),
-                    target: Some(path.clone()),
-                    variant: "uprobe",
-                    attached: false,
-                    error: Some(e.to_string()),
-                    scope: None,
-                });
+                status.push(ProbeStatus::outcome(
+                    "tls_boringssl",
+                    "uprobe SSL_write/SSL_read/SSL_do_handshake (by signature)",
+                    Some(path.clone()),
+                    "uprobe",
+                    None,
+                    &Err::<(), _>(anyhow::anyhow!("{e}")),
+                ));
                 continue;
             }
         };
@@ -588,30 +601,14 @@ pub fn attach_target(ebpf: &mut Ebpf, target: &UprobeTarget, links: &mut Vec<Att
         if let Some(ret) = p.ret {
             let r = attach_uprobe(ebpf, ret, p.at, &target.path).map(|id| links.push(Attachment::UProbe(ret, id)));
             ok = r.is_ok();
-            out.push(ProbeStatus {
-                family: target.family.clone(),
-                point: p.label("uretprobe"),
-                target: Some(target.path.clone()),
-                variant: "uretprobe",
-                attached: r.is_ok(),
-                error: r.err().map(|e| format!("{e:#}")),
-                scope: Some(SCOPE_ALL),
-            });
+            out.push(ProbeStatus::outcome(&target.family, p.label("uretprobe"), Some(target.path.clone()), "uretprobe", Some(SCOPE_ALL), &r));
         }
         let r = if ok {
             attach_uprobe(ebpf, p.entry, p.at, &target.path).map(|id| links.push(Attachment::UProbe(p.entry, id)))
         } else {
             Err(anyhow::anyhow!("skipped: its return probe did not attach"))
         };
-        out.push(ProbeStatus {
-            family: target.family.clone(),
-            point: p.label("uprobe"),
-            target: Some(target.path.clone()),
-            variant: "uprobe",
-            attached: r.is_ok(),
-            error: r.err().map(|e| format!("{e:#}")),
-            scope: Some(SCOPE_ALL),
-        });
+        out.push(ProbeStatus::outcome(&target.family, p.label("uprobe"), Some(target.path.clone()), "uprobe", Some(SCOPE_ALL), &r));
     }
     out
 }

@@ -11,25 +11,7 @@ use super::{
     MAX_HEADER_FIELDS,
 };
 
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use crate::test_rng::Rng;
 
 /// Rounds per random test; `TRACER_FUZZ_ROUNDS` runs more (the seeds are fixed).
 fn rounds() -> usize {
@@ -268,7 +250,7 @@ fn mutated_conversations() {
                 if d.is_empty() {
                     break;
                 }
-                let i = rng.below(d.len() as u64) as usize;
+                let i = rng.below(d.len());
                 match rng.below(4) {
                     0 => d[i] ^= 1 << rng.below(8),
                     1 => d[i] = rng.next() as u8,
@@ -281,10 +263,10 @@ fn mutated_conversations() {
             // Split into calls, some with gaps.
             let mut rest = &d[..];
             while !rest.is_empty() {
-                let n = 1 + rng.below(rest.len() as u64) as usize;
+                let n = 1 + rng.below(rest.len());
                 let (call, tail) = rest.split_at(n);
                 let captured = if rng.below(5) == 0 {
-                    rng.below(n as u64 + 1) as usize
+                    rng.below(n + 1)
                 } else {
                     n
                 };
