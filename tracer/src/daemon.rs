@@ -13,9 +13,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     db,
     history::{
+        WallOffset,
         retention::{RetentionConfig, spawn_pruner},
-        writer::{WriterConfig, record_run_counters, spawn_writer},
+        writer::{HistorySender, WriterConfig, record_run_counters, spawn_writer},
     },
+    metrics::{Metrics, MetricsConfig},
+    otlp::{HostInfo, OtlpConfig, OtlpSender},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     filter::{ClientFilter, FilterSpec},
     printer,
@@ -45,6 +48,10 @@ pub struct RunConfig {
     pub retention: RetentionConfig,
     /// Trace only these clients (`--pid`, `--comm`, `-- COMMAND`); None: every process.
     pub filter: Option<FilterSpec>,
+    /// Label bounds of `GET /metrics`.
+    pub metrics: MetricsConfig,
+    /// `--otlp-endpoint`: export every page load as an OpenTelemetry trace.
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// Run until Ctrl-C/SIGTERM, or until the command of `-- COMMAND` exits. Returns the exit
@@ -78,7 +85,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let probes_json = serde_json::to_string(&probes.status)?;
     let run_id = db::record_start(&pool, &kernel, &probes_json).await?;
 
-    let (history, writer) = spawn_writer(pool.clone(), WriterConfig { capacity: 4096, ..Default::default() });
+    // One monotonic -> wall-clock mapping for everything this run writes or exports.
+    let wall = WallOffset::now();
+    let (history, writer) = spawn_writer(pool.clone(), WriterConfig { capacity: 4096, wall, ..Default::default() });
     let pruner = spawn_pruner(pool.clone(), config.retention.clone(), Duration::from_secs(60));
     let mut stitcher = Stitcher::new(config.stitch.clone());
     seed_processes(&mut stitcher);
@@ -86,7 +95,27 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
 
     let hub = Arc::new(web::LiveHub::new(config.stitch.quiet_ns));
     hub.ignore_destination(config.listen); // the dashboard's own viewers are not page loads
-    let state = web::AppState::new(
+
+    let metrics = Arc::new(Metrics::new(config.metrics, stats.clone()));
+    match crate::metrics::top_labels(&pool, config.metrics).await {
+        Ok((hosts, clients)) => metrics.preload_labels(&hosts, &clients),
+        Err(e) => tracing::warn!("metrics: {e:#}; label slots go to hosts and clients as they are seen"),
+    }
+    metrics.runtime.set_probes(&probes.status);
+    let (otlp, otlp_handle) = match &config.otlp {
+        Some(c) => {
+            let (sender, handle) = crate::otlp::spawn_exporter(c.clone(), HostInfo::detect(), wall).await?;
+            metrics.runtime.set_otlp(sender.stats());
+            for addr in sender.collector_addrs() {
+                hub.ignore_destination(addr); // the exporter's posts are not page loads in progress
+            }
+            (Some(sender), Some(handle))
+        }
+        None => (None, None),
+    };
+    let sinks = Sinks { print: config.print, history: &history, hub: &hub, metrics: &metrics, otlp: otlp.as_ref() };
+
+    let mut state = web::AppState::new(
         web::Health {
             started: std::time::Instant::now(),
             db_path: config.db.clone(),
@@ -98,6 +127,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         pool.clone(),
         hub.clone(),
     );
+    state.metrics = metrics.clone();
     let live_feed = web::spawn_live(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -112,6 +142,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     });
     eprintln!("database: {}", config.db.display());
     eprintln!("dashboard: http://{}", config.listen);
+    eprintln!("metrics: http://{}/metrics", config.listen);
+    if let Some(c) = &config.otlp {
+        eprintln!("OTLP export: {} (queue {} page loads)", c.endpoint, c.queue);
+    }
     eprintln!("tracing; Ctrl-C to stop");
     // `-- COMMAND`: started only now that every probe is attached and the reader runs.
     let mut command = match (&mut filter, &config.filter) {
@@ -146,12 +180,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                 }
                 hub.observe(&ev);
                 for page in stitcher.on_event(&ev) {
-                    deliver(page, config.print, &history, &hub);
+                    deliver(page, &sinks);
                 }
             }
             _ = stitch_tick.tick() => {
                 for page in stitcher.tick(monotonic_ns()) {
-                    deliver(page, config.print, &history, &hub);
+                    deliver(page, &sinks);
                 }
             }
             _ = lost_tick.tick() => {
@@ -163,12 +197,19 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                         last_lost = total;
                     }
                     stats.kernel_lost.store(total, Ordering::Relaxed);
+                    metrics.runtime.set_kernel_lost(&counts);
                 }
+                metrics.runtime.set_history(history.counters());
                 if let Some(f) = filter.as_mut() {
                     f.tick(&mut probes);
                 }
                 if let Ok(mut l) = live.lock() {
-                    *l = serde_json::json!({ "stitcher": stitcher.stats, "history": history.counters(), "filter": filter.as_ref().map(|f| f.snapshot()) });
+                    *l = serde_json::json!({
+                        "stitcher": stitcher.stats,
+                        "history": history.counters(),
+                        "filter": filter.as_ref().map(|f| f.snapshot()),
+                        "otlp": otlp.as_ref().map(|o| o.stats().snapshot()),
+                    });
                 }
                 let dropped = stats.queue_dropped.load(Ordering::Relaxed);
                 if dropped > 0 && lost_tick.period() == Duration::from_secs(1) {
@@ -176,7 +217,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                 }
             }
             _ = rescan_tick.tick() => {
-                for st in probes.attach_new_libraries() {
+                let new = probes.attach_new_libraries();
+                if !new.is_empty() {
+                    metrics.runtime.set_probes(&probes.status);
+                }
+                for st in new {
                     eprintln!("  new library: {} {} {}", st.point, st.target.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), if st.attached { "attached".to_string() } else { format!("FAILED: {}", st.error.unwrap_or_default()) });
                 }
             }
@@ -200,10 +245,18 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let _ = server.await;
     // Page loads still open are complete as far as this run saw them.
     for page in stitcher.finish() {
-        deliver(page, config.print, &history, &hub);
+        deliver(page, &sinks);
     }
     drop(history);
+    drop(otlp);
     let counters = writer.join().await;
+    if let Some(h) = otlp_handle {
+        let c = h.finish(Duration::from_secs(5)).await;
+        eprintln!(
+            "OTLP: exported {} page loads ({} spans); dropped {} (queue full) + {} (export failed)",
+            c.exported_page_loads, c.exported_spans, c.dropped_queue_full, c.dropped_export_failed
+        );
+    }
     live_feed.abort();
     pruner.abort();
     let lost = probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
@@ -255,14 +308,34 @@ pub fn summary(status: &[ProbeStatus]) -> String {
     out
 }
 
-fn deliver(page: PageLoad, print: PrintMode, history: &crate::history::writer::HistorySender, hub: &web::LiveHub) {
-    match print {
+/// Where finished page loads go. None of them waits: the history and the OTLP exporter take
+/// them through bounded queues (`try_send`, drops counted), the metrics are updated in place.
+struct Sinks<'a> {
+    print: PrintMode,
+    history: &'a HistorySender,
+    hub: &'a web::LiveHub,
+    metrics: &'a Metrics,
+    otlp: Option<&'a OtlpSender>,
+}
+
+fn deliver(page: PageLoad, sinks: &Sinks) {
+    if sinks.otlp.is_some_and(|o| o.is_own(&page)) {
+        // The exporter's own posts to the collector: not the user's traffic, and exporting
+        // them would feed the exporter with its own retries.
+        sinks.hub.page_done(&page);
+        return;
+    }
+    match sinks.print {
         PrintMode::Off => {}
         PrintMode::Text => println!("{}", printer::page_load_line(&page)),
         PrintMode::Json => println!("{}", serde_json::json!({ "kind": "page_load", "page_load": page })),
     }
-    hub.page_done(&page);
-    history.send(page);
+    sinks.hub.page_done(&page);
+    sinks.metrics.observe(&page);
+    if let Some(o) = sinks.otlp {
+        o.offer(&page);
+    }
+    sinks.history.send(page);
 }
 
 /// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.

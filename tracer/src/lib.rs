@@ -9,6 +9,8 @@ pub mod fetch;
 pub mod filter;
 pub mod history;
 pub mod libs;
+pub mod metrics;
+pub mod otlp;
 pub mod printer;
 pub mod probes;
 pub mod stitch;

@@ -81,6 +81,22 @@ struct RunArgs {
     /// running now and those that exec it later, and their descendants.
     #[arg(long, value_name = "NAME", conflicts_with = "command", value_parser = parse_comm)]
     comm: Option<String>,
+    /// Export every page load as an OpenTelemetry trace to this collector: OTLP over HTTP
+    /// (protobuf), POST to URL/v1/traces (a URL ending in /v1/traces is used as it is),
+    /// e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "TRACER_OTLP_ENDPOINT", value_name = "URL", value_parser = parse_otlp_endpoint)]
+    otlp_endpoint: Option<url::Url>,
+    /// Page loads waiting for OTLP export; more are dropped (counted in /metrics) while the
+    /// collector is slow or down.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    otlp_queue: u64,
+    /// Most distinct `host` label values in /metrics (the busiest in the history first);
+    /// other hosts are counted as `other`.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    metrics_max_hosts: u64,
+    /// Most distinct `client` label values in /metrics; other clients are `other`.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    metrics_max_clients: u64,
     /// `tracer run [OPTIONS] -- COMMAND ARGS`: start COMMAND once the probes are attached,
     /// trace only it and its descendants, and stop when it exits (with its exit status).
     #[arg(last = true, value_name = "COMMAND")]
@@ -92,6 +108,13 @@ fn parse_comm(s: &str) -> Result<String, String> {
         return Err("a process name is 1-15 bytes without NUL".into());
     }
     Ok(s.to_string())
+}
+
+fn parse_otlp_endpoint(s: &str) -> Result<url::Url, String> {
+    tracer::otlp::traces_url(s).map_err(|e| match e {
+        tracer::otlp::OtlpError::Endpoint { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }
 
 fn parse_ring_mb(s: &str) -> Result<u32, String> {
@@ -145,6 +168,14 @@ fn main() -> ExitCode {
                 stitch: tracer::stitch::StitchConfig { quiet_ns: a.quiet_ms * 1_000_000, ..Default::default() },
                 retention: tracer::history::retention::RetentionConfig { retain: a.retain, max_page_loads: a.max_page_loads },
                 filter,
+                metrics: tracer::metrics::MetricsConfig {
+                    max_hosts: a.metrics_max_hosts as usize,
+                    max_clients: a.metrics_max_clients as usize,
+                },
+                otlp: a.otlp_endpoint.map(|url| tracer::otlp::OtlpConfig {
+                    queue: a.otlp_queue as usize,
+                    ..tracer::otlp::OtlpConfig::new(url)
+                }),
             };
             match rt.block_on(daemon::run(config)) {
                 // 0, or the exit status of the command of `-- COMMAND`.

@@ -98,4 +98,10 @@ fn unknown_flags_get_clap_usage_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_tracer")).args(["run", "--ring-buffer-mb", "3"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a power of two"));
+    for (bad, says) in [("grpc://collector:4317", "http or https"), ("collector:4318", "http or https"), ("http://", "")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tracer")).args(["run", "--otlp-endpoint", bad]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--otlp-endpoint") && err.contains(bad) && err.contains(says), "{bad}: {err}");
+    }
 }

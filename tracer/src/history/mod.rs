@@ -54,6 +54,12 @@ impl WallOffset {
         let ns = (monotonic_ns.min(i64::MAX as u64) as i64).saturating_add(self.0);
         ns.div_euclid(1_000_000)
     }
+
+    /// Unix time in ns of a CLOCK_MONOTONIC timestamp (0 for a time before 1970).
+    pub fn unix_ns(self, monotonic_ns: u64) -> u64 {
+        let ns = (monotonic_ns.min(i64::MAX as u64) as i64).saturating_add(self.0);
+        u64::try_from(ns).unwrap_or(0)
+    }
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i64 {

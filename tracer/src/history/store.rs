@@ -50,7 +50,7 @@ pub(crate) fn url_host(url: &str) -> Option<String> {
 }
 
 /// `host:port` -> `host`, `[::1]:443` -> `::1`; a bare IPv6 address stays as it is.
-fn strip_port(h: &str) -> &str {
+pub(crate) fn strip_port(h: &str) -> &str {
     if let Some(v6) = h.strip_prefix('[') {
         return v6.split(']').next().unwrap_or(v6);
     }
@@ -62,12 +62,12 @@ fn strip_port(h: &str) -> &str {
 
 /// The page's host: the first request's, else the URL's.
 pub(crate) fn page_host(page: &PageLoad) -> Option<String> {
-    page.requests
-        .first()
-        .and_then(|r| r.host.as_deref())
-        .map(|h| strip_port(h).to_ascii_lowercase())
-        .filter(|h| !h.is_empty())
-        .or_else(|| page.url.as_deref().and_then(url_host))
+    page.requests.first().and_then(request_host).or_else(|| page.url.as_deref().and_then(url_host))
+}
+
+/// A request's host, lower-cased, without port.
+pub(crate) fn request_host(r: &Request) -> Option<String> {
+    r.host.as_deref().map(|h| strip_port(h).to_ascii_lowercase()).filter(|h| !h.is_empty())
 }
 
 /// The stored CNAME chain: a JSON array with the question name first.

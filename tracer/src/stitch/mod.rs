@@ -54,6 +54,8 @@
 //!    neither a request nor a failure (a bare lookup) are not reported.
 pub mod model;
 #[cfg(test)]
+pub(crate) mod sample;
+#[cfg(test)]
 mod tests;
 pub mod wire;
 

@@ -12,6 +12,7 @@
 //! | `GET /api/processes` | client names in the history, for the process filter |
 //! | `GET /api/health` | probes, variants, event rates, lost events, DB size, uptime |
 //! | `GET /api/live` | Server-Sent Events: finished page loads and the ones in progress |
+//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
 //!
 //! Errors: [`AppError`]. A malformed parameter is a 400 whose JSON names it, an unknown id a
 //! 404, and anything else a 500 that is logged and says nothing more.
@@ -49,11 +50,14 @@ pub struct AppState {
     pub live: Arc<LiveHub>,
     /// How `POST /api/fetch` runs the reference fetcher.
     pub fetch: Arc<FetchSettings>,
+    /// What `GET /metrics` shows (the daemon replaces it with the one its page loads feed).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
     pub fn new(health: Health, pool: SqlitePool, live: Arc<LiveHub>) -> Self {
-        Self { health: Arc::new(health), pool, live, fetch: Arc::new(FetchSettings::default()) }
+        let metrics = Arc::new(crate::metrics::Metrics::new(Default::default(), health.stats.clone()));
+        Self { health: Arc::new(health), pool, live, fetch: Arc::new(FetchSettings::default()), metrics }
     }
 }
 
@@ -161,6 +165,7 @@ pub fn app(state: AppState) -> Router {
         .route("/favicon.ico", get(|| async { asset_response(&ASSETS[ASSETS.len() - 1]) }))
         .route("/assets/{name}", get(asset))
         .nest("/api", api)
+        .route("/metrics", get(crate::metrics::scrape))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
