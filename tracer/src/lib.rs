@@ -11,6 +11,7 @@ pub mod history;
 pub mod libs;
 pub mod printer;
 pub mod probes;
+pub mod redact;
 pub mod stitch;
 pub mod stream;
 pub mod system;
