@@ -36,6 +36,8 @@ pub struct RunConfig {
     pub print: PrintMode,
     pub db: PathBuf,
     pub listen: SocketAddr,
+    /// The dashboard's token (`--token`); generated when listening off loopback without one.
+    pub token: Option<String>,
     pub probes: ProbeConfig,
     pub queue: usize,
     /// How often to look for TLS libraries that processes loaded since the last look.
@@ -50,6 +52,8 @@ pub struct RunConfig {
 /// Run until Ctrl-C/SIGTERM, or until the command of `-- COMMAND` exits. Returns the exit
 /// code: 0, or the command's status.
 pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
+    // Before anything is attached: a bad token is a usage error.
+    let (access, generated_token) = web::auth::Access::for_listen(config.listen.ip(), config.token.clone())?;
     let mut probe_config = config.probes.clone();
     if let Some(f) = &config.filter {
         probe_config.filter = f.kernel();
@@ -97,7 +101,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         },
         pool.clone(),
         hub.clone(),
-    );
+    )
+    .with_access(access.clone());
     let live_feed = web::spawn_live(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -111,7 +116,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
             .await
     });
     eprintln!("database: {}", config.db.display());
-    eprintln!("dashboard: http://{}", config.listen);
+    match (&access, &generated_token) {
+        (web::auth::Access::LoopbackOnly, _) => eprintln!("dashboard: http://{} (loopback only)", config.listen),
+        // Shown this once, on stderr only: it is never logged.
+        (_, Some(t)) => eprintln!(
+            "dashboard: http://{} needs a token; generated for this run (shown only now): {t}\n  open http://{}/?token={t} once, or send 'Authorization: Bearer {t}'",
+            config.listen, config.listen
+        ),
+        (_, None) => eprintln!("dashboard: http://{} (token required: the one given with --token)", config.listen),
+    }
     eprintln!("tracing; Ctrl-C to stop");
     // `-- COMMAND`: started only now that every probe is attached and the reader runs.
     let mut command = match (&mut filter, &config.filter) {

@@ -16,6 +16,7 @@
 //! Errors: [`AppError`]. A malformed parameter is a 400 whose JSON names it, an unknown id a
 //! 404, and anything else a 500 that is logged and says nothing more.
 mod api;
+pub mod auth;
 mod error;
 pub mod live;
 
@@ -49,11 +50,24 @@ pub struct AppState {
     pub live: Arc<LiveHub>,
     /// How `POST /api/fetch` runs the reference fetcher.
     pub fetch: Arc<FetchSettings>,
+    /// Who may use the dashboard ([`auth`]): loopback only, or with a token.
+    pub access: auth::Access,
 }
 
 impl AppState {
     pub fn new(health: Health, pool: SqlitePool, live: Arc<LiveHub>) -> Self {
-        Self { health: Arc::new(health), pool, live, fetch: Arc::new(FetchSettings::default()) }
+        Self {
+            health: Arc::new(health),
+            pool,
+            live,
+            fetch: Arc::new(FetchSettings::default()),
+            access: auth::Access::default(),
+        }
+    }
+
+    pub fn with_access(mut self, access: auth::Access) -> Self {
+        self.access = access;
+        self
     }
 }
 
@@ -145,6 +159,8 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
+/// Every route. Add new ones here, before the layers: the access check ([`auth::check`]) and
+/// the security headers then cover them too.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/page-loads", get(api::list))
@@ -161,6 +177,7 @@ pub fn app(state: AppState) -> Router {
         .route("/favicon.ico", get(|| async { asset_response(&ASSETS[ASSETS.len() - 1]) }))
         .route("/assets/{name}", get(asset))
         .nest("/api", api)
+        .layer(axum::middleware::from_fn_with_state(state.access.clone(), auth::check))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
