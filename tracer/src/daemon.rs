@@ -78,9 +78,26 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let stats = Arc::new(StreamStats::default());
     let mut events = stream::spawn_reader(&mut probes, config.queue, stats.clone())?;
 
-    let pool = db::open(&config.db).await?;
+    // Every use of the database from here runs on a runtime thread (`on_runtime`), which holds
+    // no capability, so that SQLite's connection threads (started by the thread that opens a
+    // connection) hold none either (crate::privileges).
+    let db_path = config.db.clone();
+    let pool = on_runtime(async move { db::open(&db_path).await }).await.map_err(|e| {
+        let denied = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+                || c.to_string().contains("unable to open database file")
+        });
+        if denied {
+            e.context("the daemon opens its database without capabilities: the database and its directory must be writable by its user without CAP_DAC_OVERRIDE (the default /var/lib/tracer is)")
+        } else {
+            e
+        }
+    })?;
     let probes_json = serde_json::to_string(&probes.status)?;
-    let run_id = db::record_start(&pool, &kernel, &probes_json).await?;
+    let run_id = {
+        let (pool, kernel) = (pool.clone(), kernel.clone());
+        on_runtime(async move { db::record_start(&pool, &kernel, &probes_json).await }).await?
+    };
 
     let (history, writer) = spawn_writer(pool.clone(), WriterConfig { capacity: 4096, ..Default::default() });
     let pruner = spawn_pruner(pool.clone(), config.retention.clone(), Duration::from_secs(60));
@@ -135,6 +152,16 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         }
         _ => None,
     };
+    // Everything that needed the full rights is done: probes attached, database open,
+    // dashboard bound, the command forked. Keep only what later attaches need.
+    let keep = crate::privileges::keep_after_start(filter.is_none() && config.probes.tls);
+    match crate::privileges::keep_only_on_this_thread(&keep) {
+        Ok(kept) => eprintln!(
+            "privileges: main thread keeps {}; dashboard, history and fetcher threads hold none",
+            crate::privileges::names(&kept)
+        ),
+        Err(e) => tracing::warn!("could not drop capabilities: {e}"),
+    }
     let mut exit_code = 0u8;
     let mut command_error = None;
     let mut stop_at: Option<tokio::time::Instant> = None;
@@ -221,10 +248,17 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     pruner.abort();
     let lost = probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
     let dropped = stats.queue_dropped.load(Ordering::Relaxed) + counters.dropped;
-    record_run_counters(&pool, run_id, lost, dropped).await?;
+    {
+        let pool = pool.clone();
+        on_runtime(async move { record_run_counters(&pool, run_id, lost, dropped).await }).await?;
+    }
     eprintln!("stored {} page loads ({} dropped)", counters.written, counters.dropped);
-    db::record_stop(&pool, run_id).await?;
-    pool.close().await;
+    on_runtime(async move {
+        db::record_stop(&pool, run_id).await?;
+        pool.close().await;
+        anyhow::Ok(())
+    })
+    .await?;
     if let Some(f) = &filter {
         eprintln!(
             "per-process uprobes: {} traced processes seen, {} roots' events closed, {} attach failures",
@@ -238,6 +272,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         anyhow::bail!("{e}");
     }
     Ok(exit_code)
+}
+
+/// Runs `fut` on a runtime thread rather than on the caller's (the main thread, which keeps
+/// capabilities): for everything that may start threads of its own (SQLite connections).
+async fn on_runtime<T: Send + 'static>(fut: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static) -> anyhow::Result<T> {
+    tokio::spawn(fut).await.context("a database task failed")?
 }
 
 /// One line per probe family: attached/total, variant, targets; failures spelled out.

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod history;
 pub mod libs;
 pub mod printer;
+pub mod privileges;
 pub mod probes;
 pub mod redact;
 pub mod stitch;

@@ -114,7 +114,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
+    // `run`: the runtime's threads (dashboard, history writer, fetcher ...) hold no
+    // capability; only the main thread, which attaches the probes, does (tracer::privileges).
+    let rt = match &cli.command {
+        Command::Run(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .on_thread_start(|| {
+                if let Err(e) = tracer::privileges::drop_all_on_this_thread() {
+                    tracing::warn!("a runtime thread could not drop its capabilities: {e}");
+                }
+            })
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
