@@ -93,8 +93,13 @@ impl FilterSpec {
                 }
             }
             FilterSpec::Command(argv) => {
-                let words: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-                format!("the command `{}` and its descendants", words.join(" "))
+                // Only the program: arguments may hold credentials (`curl -H 'Authorization: ...'`),
+                // and this text is printed, logged and served by /api/health.
+                let program = argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+                match argv.len().saturating_sub(1) {
+                    0 => format!("the command `{program}` and its descendants"),
+                    n => format!("the command `{program}` ({n} argument(s), not shown) and its descendants"),
+                }
             }
         }
     }
