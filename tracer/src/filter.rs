@@ -1097,8 +1097,9 @@ mod tests {
     fn describe_says_what_is_traced() {
         assert_eq!(FilterSpec::Pid(7).describe(), "pid 7 and its descendants");
         assert!(FilterSpec::Comm("a-very-long-program-name".into()).describe().contains("cut to"));
-        let c = FilterSpec::Command(vec!["curl".into(), "-s".into()]);
-        assert!(c.describe().contains("`curl -s`"));
+        let c = FilterSpec::Command(vec!["curl".into(), "-H".into(), "Authorization: Bearer S3CR3T".into()]);
+        assert_eq!(c.describe(), "the command `curl` (2 argument(s), not shown) and its descendants");
+        assert_eq!(FilterSpec::Command(vec!["true".into()]).describe(), "the command `true` and its descendants");
         assert_eq!(c.kernel().comm, None);
         assert_eq!(FilterSpec::Comm("wget".into()).kernel().comm.as_deref(), Some("wget"));
     }
