@@ -39,6 +39,8 @@ pub struct RunConfig {
     pub print: PrintMode,
     pub db: PathBuf,
     pub listen: SocketAddr,
+    /// The dashboard's token (`--token`); generated when listening off loopback without one.
+    pub token: Option<String>,
     pub probes: ProbeConfig,
     pub queue: usize,
     /// How often to look for TLS libraries that processes loaded since the last look.
@@ -57,6 +59,8 @@ pub struct RunConfig {
 /// Run until Ctrl-C/SIGTERM, or until the command of `-- COMMAND` exits. Returns the exit
 /// code: 0, or the command's status.
 pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
+    // Before anything is attached: a bad token is a usage error.
+    let (access, generated_token) = web::auth::Access::for_listen(config.listen.ip(), config.token.clone())?;
     let mut probe_config = config.probes.clone();
     if let Some(f) = &config.filter {
         probe_config.filter = f.kernel();
@@ -81,9 +85,26 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let stats = Arc::new(StreamStats::default());
     let mut events = stream::spawn_reader(&mut probes, config.queue, stats.clone())?;
 
-    let pool = db::open(&config.db).await?;
+    // Every use of the database from here runs on a runtime thread (`on_runtime`), which holds
+    // no capability, so that SQLite's connection threads (started by the thread that opens a
+    // connection) hold none either (crate::privileges).
+    let db_path = config.db.clone();
+    let pool = on_runtime(async move { db::open(&db_path).await }).await.map_err(|e| {
+        let denied = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+                || c.to_string().contains("unable to open database file")
+        });
+        if denied {
+            e.context("the daemon opens its database without capabilities: the database and its directory must be writable by its user without CAP_DAC_OVERRIDE (the default /var/lib/tracer is)")
+        } else {
+            e
+        }
+    })?;
     let probes_json = serde_json::to_string(&probes.status)?;
-    let run_id = db::record_start(&pool, &kernel, &probes_json).await?;
+    let run_id = {
+        let (pool, kernel) = (pool.clone(), kernel.clone());
+        on_runtime(async move { db::record_start(&pool, &kernel, &probes_json).await }).await?
+    };
 
     // One monotonic -> wall-clock mapping for everything this run writes or exports.
     let wall = WallOffset::now();
@@ -126,7 +147,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         },
         pool.clone(),
         hub.clone(),
-    );
+    )
+    .with_access(access.clone());
     state.metrics = metrics.clone();
     let live_feed = web::spawn_live(state.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -141,7 +163,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
             .await
     });
     eprintln!("database: {}", config.db.display());
-    eprintln!("dashboard: http://{}", config.listen);
+    match (&access, &generated_token) {
+        (web::auth::Access::LoopbackOnly, _) => eprintln!("dashboard: http://{} (loopback only)", config.listen),
+        // Shown this once, on stderr only: it is never logged.
+        (_, Some(t)) => eprintln!(
+            "dashboard: http://{} needs a token; generated for this run (shown only now): {t}\n  open http://{}/?token={t} once, or send 'Authorization: Bearer {t}'",
+            config.listen, config.listen
+        ),
+        (_, None) => eprintln!("dashboard: http://{} (token required: the one given with --token)", config.listen),
+    }
     eprintln!("metrics: http://{}/metrics", config.listen);
     if let Some(c) = &config.otlp {
         eprintln!("OTLP export: {} (queue {} page loads)", c.endpoint, c.queue);
@@ -156,6 +186,16 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         }
         _ => None,
     };
+    // Everything that needed the full rights is done: probes attached, database open,
+    // dashboard bound, the command forked. Keep only what later attaches need.
+    let keep = crate::privileges::keep_after_start(filter.is_none() && config.probes.tls);
+    match crate::privileges::keep_only_on_this_thread(&keep) {
+        Ok(kept) => eprintln!(
+            "privileges: main thread keeps {}; dashboard, history and fetcher threads hold none",
+            crate::privileges::names(&kept)
+        ),
+        Err(e) => tracing::warn!("could not drop capabilities: {e}"),
+    }
     let mut exit_code = 0u8;
     let mut command_error = None;
     let mut stop_at: Option<tokio::time::Instant> = None;
@@ -261,10 +301,17 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     pruner.abort();
     let lost = probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
     let dropped = stats.queue_dropped.load(Ordering::Relaxed) + counters.dropped;
-    record_run_counters(&pool, run_id, lost, dropped).await?;
+    {
+        let pool = pool.clone();
+        on_runtime(async move { record_run_counters(&pool, run_id, lost, dropped).await }).await?;
+    }
     eprintln!("stored {} page loads ({} dropped)", counters.written, counters.dropped);
-    db::record_stop(&pool, run_id).await?;
-    pool.close().await;
+    on_runtime(async move {
+        db::record_stop(&pool, run_id).await?;
+        pool.close().await;
+        anyhow::Ok(())
+    })
+    .await?;
     if let Some(f) = &filter {
         eprintln!(
             "per-process uprobes: {} traced processes seen, {} roots' events closed, {} attach failures",
@@ -278,6 +325,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         anyhow::bail!("{e}");
     }
     Ok(exit_code)
+}
+
+/// Runs `fut` on a runtime thread rather than on the caller's (the main thread, which keeps
+/// capabilities): for everything that may start threads of its own (SQLite connections).
+async fn on_runtime<T: Send + 'static>(fut: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static) -> anyhow::Result<T> {
+    tokio::spawn(fut).await.context("a database task failed")?
 }
 
 /// One line per probe family: attached/total, variant, targets; failures spelled out.

@@ -396,26 +396,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
 /// Replace query values in a request line: `GET /a?token=xyz&b=1 HTTP/1.1` ->
 /// `GET /a?token=*&b=* HTTP/1.1`. Query values often carry tokens.
 pub fn redact_query(line: &str) -> String {
-    let mut parts = line.splitn(3, ' ');
-    let (Some(method), Some(target), rest) = (parts.next(), parts.next(), parts.next()) else {
-        return line.to_string();
-    };
-    let Some((path, query)) = target.split_once('?') else {
-        return line.to_string();
-    };
-    let redacted: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) => format!("{k}=*"),
-            None => kv.to_string(),
-        })
-        .collect();
-    let mut out = format!("{method} {path}?{}", redacted.join("&"));
-    if let Some(rest) = rest {
-        out.push(' ');
-        out.push_str(rest);
-    }
-    out
+    crate::redact::request_line(line)
 }
 
 #[cfg(test)]

@@ -93,8 +93,13 @@ impl FilterSpec {
                 }
             }
             FilterSpec::Command(argv) => {
-                let words: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-                format!("the command `{}` and its descendants", words.join(" "))
+                // Only the program: arguments may hold credentials (`curl -H 'Authorization: ...'`),
+                // and this text is printed, logged and served by /api/health.
+                let program = argv.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+                match argv.len().saturating_sub(1) {
+                    0 => format!("the command `{program}` and its descendants"),
+                    n => format!("the command `{program}` ({n} argument(s), not shown) and its descendants"),
+                }
             }
         }
     }
@@ -1086,8 +1091,9 @@ mod tests {
     fn describe_says_what_is_traced() {
         assert_eq!(FilterSpec::Pid(7).describe(), "pid 7 and its descendants");
         assert!(FilterSpec::Comm("a-very-long-program-name".into()).describe().contains("cut to"));
-        let c = FilterSpec::Command(vec!["curl".into(), "-s".into()]);
-        assert!(c.describe().contains("`curl -s`"));
+        let c = FilterSpec::Command(vec!["curl".into(), "-H".into(), "Authorization: Bearer S3CR3T".into()]);
+        assert_eq!(c.describe(), "the command `curl` (2 argument(s), not shown) and its descendants");
+        assert_eq!(FilterSpec::Command(vec!["true".into()]).describe(), "the command `true` and its descendants");
         assert_eq!(c.kernel().comm, None);
         assert_eq!(FilterSpec::Comm("wget".into()).kernel().comm.as_deref(), Some("wget"));
     }

@@ -52,6 +52,10 @@ struct RunArgs {
     /// Dashboard address.
     #[arg(long, env = "TRACER_LISTEN", default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
+    /// Token the dashboard asks for on every page and API call (16-256 characters). Needed
+    /// off loopback: without it, one is generated and printed once at start.
+    #[arg(long, env = "TRACER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// TLS plaintext bytes copied per library call (1-16384).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=16384))]
     tls_capture_bytes: u32,
@@ -133,7 +137,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
+    // `run`: the runtime's threads (dashboard, history writer, fetcher ...) hold no
+    // capability; only the main thread, which attaches the probes, does (tracer::privileges).
+    let rt = match &cli.command {
+        Command::Run(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .on_thread_start(|| {
+                if let Err(e) = tracer::privileges::drop_all_on_this_thread() {
+                    tracing::warn!("a runtime thread could not drop its capabilities: {e}");
+                }
+            })
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
@@ -156,6 +173,7 @@ fn main() -> ExitCode {
                 },
                 db: a.db,
                 listen: a.listen,
+                token: a.token,
                 probes: ProbeConfig {
                     tls_capture_bytes: a.tls_capture_bytes,
                     ring_buffer_bytes: a.ring_buffer_mb * 1024 * 1024,

@@ -27,8 +27,34 @@ fn run_json_streams_events_and_exits_zero_on_sigterm() {
     let mut errs = Vec::new();
     wait_line(&err, "announcing the probes", Duration::from_secs(60), &mut errs, |l| l.starts_with("probes:"));
     wait_line(&err, "with the database path", Duration::from_secs(30), &mut errs, |l| l == format!("database: {}", db.display()));
-    wait_line(&err, "with the dashboard", Duration::from_secs(30), &mut errs, |l| l == format!("dashboard: http://127.0.0.1:{port}"));
+    wait_line(&err, "with the dashboard", Duration::from_secs(30), &mut errs, |l| {
+        l == format!("dashboard: http://127.0.0.1:{port} (loopback only)")
+    });
     wait_line(&err, "saying it traces", Duration::from_secs(30), &mut errs, |l| l.starts_with("tracing;"));
+    let privileges = wait_line(&err, "with the privileges kept", Duration::from_secs(30), &mut errs, |l| l.starts_with("privileges:"));
+    // Unfiltered, with TLS: uprobes for every process on libraries found later need CAP_SYS_ADMIN.
+    assert!(privileges.contains("CAP_BPF,CAP_DAC_READ_SEARCH,CAP_PERFMON,CAP_SYS_ADMIN,CAP_SYS_PTRACE;"), "{privileges}");
+
+    // Least privilege, as an outside observer sees it: the main thread (whose CapEff is the
+    // process's in /proc/PID/status) keeps what later attaches need, every other thread none.
+    let keep = tracer::privileges::mask(&tracer::privileges::keep_after_start(true));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    assert_eq!(tracer::privileges::cap_eff(&status), Some(keep), "{status}");
+    let mut threads = 0;
+    for e in std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap().flatten() {
+        let tid: u32 = e.file_name().to_str().unwrap().parse().unwrap();
+        let Ok(st) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        let eff = tracer::privileges::cap_eff(&st).unwrap();
+        let bounding = st.lines().find_map(|l| l.strip_prefix("CapBnd:")).map(|v| u64::from_str_radix(v.trim(), 16).unwrap());
+        if tid == child.id() {
+            assert_eq!(bounding, Some(keep), "main thread's bounding set");
+        } else {
+            assert_eq!(eff, 0, "thread {tid} holds capabilities: {st}");
+            assert_eq!(bounding, Some(0), "thread {tid}'s bounding set");
+            threads += 1;
+        }
+    }
+    assert!(threads >= 2, "the runtime's threads were checked ({threads})");
     let report = errs.join("\n");
     assert!(report.contains("tcp_connect") && report.contains("tcp_state") && report.contains("dns"), "{report}");
     assert!(report.contains("tls_openssl"), "OpenSSL probes reported: {report}");

@@ -65,6 +65,8 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
             status: st,
             redirect_to: None,
             content_type: Some("text/html".into()),
+            request_headers: vec![],
+            response_headers: vec![],
             request_bytes: 78,
             response_bytes: bytes,
             response_header_bytes: 120.min(bytes),
@@ -831,4 +833,85 @@ async fn list_is_fast_on_a_large_database() {
     let (s, _) = get(&f.state, "/api/processes").await;
     assert_eq!(s, StatusCode::OK);
     assert!(t.elapsed() < Duration::from_millis(750));
+}
+
+/// Off loopback every route asks for the token: pages, assets, every API endpoint, unknown
+/// paths, whatever the method. A bearer header or the cookie set by `/?token=` lets through.
+#[tokio::test]
+async fn a_token_guards_every_route() {
+    let f = fixture().await;
+    const TOKEN: &str = "0123456789abcdef-test-token";
+    let (access, shown) = web::auth::Access::for_listen("0.0.0.0".parse().unwrap(), Some(TOKEN.into())).unwrap();
+    assert!(shown.is_none());
+    let state = f.state.clone().with_access(access);
+    let id = f.ids[0];
+    let routes = [
+        "/".to_string(),
+        "/favicon.ico".into(),
+        "/assets/app.js".into(),
+        "/api/page-loads".into(),
+        format!("/api/page-loads/{id}"),
+        format!("/api/page-loads/{id}/har"),
+        format!("/api/page-loads/{id}/compare"),
+        "/api/processes".into(),
+        "/api/health".into(),
+        "/api/live".into(),
+        "/metrics".into(),
+        "/api/nope".into(),
+        "/nope".into(),
+    ];
+    for path in &routes {
+        for auth in [None, Some("Bearer wrong-token-wrong-token"), Some("Basic MDEyMzQ1Njc4OWFiY2RlZg=="), Some(TOKEN)] {
+            let mut b = Request::get(path.as_str());
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            let res = send(&state, b.body(Body::empty()).unwrap()).await;
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path} with {auth:?}");
+            assert!(res.headers().get(header::WWW_AUTHENTICATE).is_some(), "{path}");
+            assert!(res.headers().get("content-security-policy").is_some(), "{path}: security headers on 401s too");
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{path}: 401 body is JSON"));
+            assert!(v["error"].as_str().is_some_and(|e| e.contains("token")), "{path}: {v}");
+        }
+        let res = send(&state, Request::get(path.as_str()).header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()).await;
+        assert_ne!(res.status(), StatusCode::UNAUTHORIZED, "{path} with the right token");
+        assert_ne!(res.status(), StatusCode::FORBIDDEN, "{path} with the right token");
+    }
+    // POST too.
+    let res = send(&state, Request::post("/api/fetch").header(header::CONTENT_TYPE, "application/json").body(Body::from("{\"url\":\"x\"}")).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Browser login: /?token= sets an HttpOnly cookie and redirects to the address without it.
+    let res = send(&state, Request::get(format!("/?x=1&token={TOKEN}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[header::LOCATION], "/?x=1");
+    let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let res = send(&state, Request::get("/api/health").header(header::COOKIE, format!("other=1; {pair}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = send(&state, Request::get("/api/health").header(header::COOKIE, "tracer_token=nope").body(Body::empty()).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = send(&state, Request::get("/?token=wrong").body(Body::empty()).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get(header::SET_COOKIE).is_none());
+}
+
+/// On loopback (the default) no token is asked, but a request addressed to another name
+/// (a page that re-pointed its own name at 127.0.0.1) is refused.
+#[tokio::test]
+async fn loopback_dashboard_refuses_other_host_names() {
+    let f = fixture().await;
+    for host in ["127.0.0.1:7878", "localhost:7878", "[::1]:7878"] {
+        let res = send(&f.state, Request::get("/api/health").header(header::HOST, host).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::OK, "{host}");
+    }
+    for host in ["evil.test", "evil.test:7878", "192.0.2.1:7878"] {
+        let res = send(&f.state, Request::get("/api/health").header(header::HOST, host).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{host}");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("loopback"), "{v}");
+    }
 }

@@ -76,6 +76,16 @@ impl Daemon {
         let err = lines(child.stderr.take().unwrap());
         let mut report = Vec::new();
         wait_line(&err, "saying it traces", Duration::from_secs(90), &mut report, |l| l.starts_with("tracing;"));
+        // With a filter, what later attaches need is kept and no more (no CAP_SYS_ADMIN): the
+        // tests below attach per-process uprobes after this point.
+        let privileges = wait_line(&err, "with the privileges kept", Duration::from_secs(30), &mut report, |l| l.starts_with("privileges:"));
+        assert!(privileges.contains("keeps CAP_BPF,CAP_DAC_READ_SEARCH,CAP_PERFMON,CAP_SYS_PTRACE;"), "{privileges}");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        assert_eq!(
+            tracer::privileges::cap_eff(&status),
+            Some(tracer::privileges::mask(tracer::privileges::KEEP_AFTER_START)),
+            "{status}"
+        );
         Daemon { child, out, err, report, port, _dir: dir }
     }
 

@@ -89,6 +89,8 @@ fn request(
         status,
         redirect_to: None,
         content_type: Some("text/html".into()),
+        request_headers: vec![],
+        response_headers: vec![],
         request_bytes: 78,
         response_bytes: resp_bytes,
         response_header_bytes: if resp_bytes > 0 { 120.min(resp_bytes) } else { 0 },

@@ -47,10 +47,26 @@ pub struct FetchArgs {
     /// Seconds allowed for waiting for a connection, the response head, and the body.
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
+    /// Send this header with every request (`-H 'Authorization: Bearer ...'`, repeatable).
+    /// Recorded like the daemon records headers: credentials are never printed or stored.
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
     /// Store the load as a baseline for its URL in the daemon's database (e.g.
     /// /var/lib/tracer/tracer.db).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once(':').ok_or("a header is 'Name: value'")?;
+    let name = name.trim();
+    hyper::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a header name"))?;
+    let value = value.trim();
+    hyper::header::HeaderValue::from_str(value).map_err(|_| format!("the value of {name} is not a valid header value"))?;
+    if name.starts_with(':') || ["host", "content-length", "transfer-encoding", "connection"].contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("{name} is set by the fetcher itself"));
+    }
+    Ok((name.to_ascii_lowercase(), value.to_string()))
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration, String> {
@@ -74,6 +90,7 @@ impl FetchArgs {
             cacert: self.cacert.clone(),
             insecure: self.insecure,
             http1_only: self.http1_1,
+            extra_headers: self.headers.clone(),
             ..FetchOptions::default()
         })
     }

@@ -431,6 +431,7 @@ impl Ctx {
         };
         headers.push(("user-agent".into(), self.opts.user_agent.clone()));
         headers.push(("accept".into(), accept.into()));
+        headers.extend(self.opts.extra_headers.iter().cloned());
         let mut builder = Request::builder().method(Method::GET).uri(&uri);
         for (n, v) in headers.iter().filter(|(n, _)| !n.starts_with(':')) {
             builder = builder.header(n.as_str(), v.as_str());
@@ -692,7 +693,7 @@ impl Ctx {
             .unwrap_or(start)
             .max(doc.end_ns);
         let span: Timed = Span::new(start, end).into();
-        PageLoad {
+        let mut load = PageLoad {
             input: input.to_owned(),
             url: url.to_string(),
             final_url: doc.final_url.to_string(),
@@ -710,7 +711,28 @@ impl Ctx {
             subresources_skipped: skipped,
             error: doc.failure.clone(),
             tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        redact_load(&mut load);
+        load
+    }
+}
+
+/// What a load records is kept like what the daemon traces ([`crate::redact`]): URLs without
+/// user-info and query values, header values only on the safe list. It is printed, stored as
+/// a baseline and served by the dashboard, and baselines are matched to traced page loads by
+/// their (equally redacted) URL.
+fn redact_load(load: &mut PageLoad) {
+    use crate::redact;
+    load.input = redact::url(&load.input);
+    load.url = redact::url(&load.url);
+    load.final_url = redact::url(&load.final_url);
+    for e in &mut load.entries {
+        e.url = redact::url(&e.url);
+        e.redirect_url = e.redirect_url.as_deref().map(redact::url);
+        for h in e.request_headers.iter_mut().chain(e.response_headers.iter_mut()) {
+            h.value = redact::header_value(&h.name, &h.value);
         }
+        e.mime_type = e.mime_type.as_deref().map(|v| redact::header_value("content-type", v));
     }
 }
 

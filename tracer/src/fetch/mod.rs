@@ -73,6 +73,10 @@ pub struct FetchOptions {
     /// Most sub-resources fetched with `page`.
     pub max_subresources: usize,
     pub user_agent: String,
+    /// Sent with every request after the fetcher's own (`--header 'Name: value'`). Their
+    /// values are redacted like the traced side's ([`crate::redact`]) in everything the load
+    /// records: a credential given here is never stored or printed.
+    pub extra_headers: Vec<(String, String)>,
 }
 
 impl Default for FetchOptions {
@@ -91,6 +95,7 @@ impl Default for FetchOptions {
             http1_only: false,
             max_subresources: 200,
             user_agent: format!("tracer/{} (reference fetcher)", env!("CARGO_PKG_VERSION")),
+            extra_headers: Vec::new(),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! HAR 1.2 export (<http://www.softwareishard.com/blog/har-12-spec/>).
 //!
-//! Mapping: one HAR page per page load (`page_<id>`), one entry per request. No header,
-//! cookie or body is ever captured into the history, so those arrays are empty; query values
-//! arrive redacted (`q=*`). Sizes: `response.headersSize` is the response head's bytes when the
+//! Mapping: one HAR page per page load (`page_<id>`), one entry per request. Headers are the
+//! redacted ones the history keeps ([`crate::redact`]: credentials read `[redacted]`); no
+//! cookie or body is captured into the history, so those stay empty; query values arrive
+//! redacted (`q=*`). Sizes: `response.headersSize` is the response head's bytes when the
 //! stitcher measured it (else -1) and `bodySize` the rest of the response bytes; the request's
 //! sizes are unknown (-1), its total bytes are in `_requestBytes`. Timings follow HAR 1.2:
 //! `connect` includes `ssl`, -1 for a phase that did not happen, and `send`/`wait`/`receive`
@@ -107,7 +108,7 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
             "url": url,
             "httpVersion": http_version,
             "cookies": [],
-            "headers": [],
+            "headers": r.request_headers,
             "queryString": query_string(&url),
             "headersSize": -1,
             "bodySize": -1,
@@ -118,7 +119,7 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
             "statusText": r.status.map(reason).unwrap_or(""),
             "httpVersion": if r.status.is_some() { http_version.clone() } else { String::new() },
             "cookies": [],
-            "headers": [],
+            "headers": r.response_headers,
             "content": {
                 "size": body_size.max(0),
                 "mimeType": r.content_type.clone().unwrap_or_default(),

@@ -1,8 +1,8 @@
 //! Writing page loads: `processes` (upserted), `page_loads`, `dns_lookups`, `connections`,
 //! `tls_sessions` and `requests`, all of one page load (or of one batch) in one transaction.
 //!
-//! Only what the model carries is stored: paths arrive with query values already redacted by
-//! the stitcher, and no header value has a column.
+//! Only what the model carries is stored: paths, URLs and headers arrive already redacted by
+//! the stitcher ([`crate::redact`]); no body has a column.
 use anyhow::Context as _;
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
@@ -219,8 +219,9 @@ async fn insert_request(
     sqlx::query(
         "INSERT INTO requests (page_load_id, idx, connection_id, dns_lookup_id, tgid, comm, method, url, host, path,
              protocol, status, redirect_to, content_type, request_bytes, response_bytes, started_at_ms,
-             blocked_ms, dns_ms, connect_ms, ssl_ms, send_ms, wait_ms, receive_ms, total_ms, new_connection, error, complete)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             blocked_ms, dns_ms, connect_ms, ssl_ms, send_ms, wait_ms, receive_ms, total_ms, new_connection, error, complete,
+             request_headers, response_headers)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(page_id)
     .bind(idx as i64)
@@ -250,6 +251,8 @@ async fn insert_request(
     .bind(r.new_connection)
     .bind(r.error.as_deref())
     .bind(r.complete)
+    .bind(serde_json::to_string(&r.request_headers).context("serializing request headers")?)
+    .bind(serde_json::to_string(&r.response_headers).context("serializing response headers")?)
     .execute(conn)
     .await
     .context("inserting a request")?;

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | 10.77.0.2:80 (`http://shop.test/`) | 301 `Location: https://www.shop.test<path>` |
 //! | 10.77.0.2:443 (`https://shop.test/`) | the same redirect |
-//! | 10.77.0.3:443 (`https://www.shop.test/`, `edge.cdn.test`) | `/` (HTML page), `/echo`, `/bytes/N` |
+//! | 10.77.0.3:443 (`https://www.shop.test/`, `edge.cdn.test`) | `/` (HTML page), `/echo`, `/bytes/N`, `/account` (sets a cookie; its script sends it with a bearer token) |
 //! | 10.77.0.4:443 (`https://static.shop.test/`) | `/app.css`, `/app.js`, `/logo.png`, `/echo`, `/bytes/N` |
 //!
 //! Every response waits `LabConfig::think_time` before its head and sends its body at
@@ -67,6 +67,24 @@ const LOGO_PNG: &[u8] = &[
 ];
 /// Body of `/echo`.
 pub const ECHO_BODY: &str = "tracer-lab echo ok\n";
+
+/// A stand-in credential: `/account` sets it as a cookie and its script sends it as a bearer
+/// token and a query value, so that tests can check it is stored and shown nowhere.
+pub const LAB_SECRET: &str = "S3CR3T";
+
+/// `https://www.shop.test/account`: a page whose script (not deferred, so the page's load
+/// waits for it) sends a synchronous request carrying the cookie the page set and a bearer
+/// token, like a web app's API call.
+const ACCOUNT_HTML: &str = "<!doctype html>
+<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Account</title>
+<script src=\"/account.js\"></script>
+</head><body><p id=\"status\">account</p></body></html>
+";
+const ACCOUNT_JS: &str = "var x = new XMLHttpRequest();
+x.open('GET', '/echo?token=S3CR3T', false);
+x.setRequestHeader('Authorization', 'Bearer S3CR3T');
+x.send();
+";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Site {
@@ -210,8 +228,9 @@ async fn handle(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
+    let req_path = req.uri().path().to_owned();
     let (status, content_type, body, location): (StatusCode, &str, Bytes, Option<String>) =
-        route(ctx.site, req.uri().path(), &path);
+        route(ctx.site, &req_path, &path);
     if !ctx.think_time.is_zero() {
         tokio::time::sleep(ctx.think_time).await;
     }
@@ -236,6 +255,12 @@ async fn handle(
         && let Ok(v) = HeaderValue::from_str(&loc)
     {
         h.insert(header::LOCATION, v);
+    }
+    if ctx.site == Site::Www && req_path == "/account" {
+        h.insert(
+            header::SET_COOKIE,
+            HeaderValue::from_static("sid=S3CR3T; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        );
     }
     Ok(resp)
 }
@@ -280,6 +305,18 @@ fn route(
                 Some(to),
             )
         }
+        (Site::Www, "/account") => (
+            StatusCode::OK,
+            HTML,
+            Bytes::from_static(ACCOUNT_HTML.as_bytes()),
+            None,
+        ),
+        (Site::Www, "/account.js") => (
+            StatusCode::OK,
+            "text/javascript",
+            Bytes::from_static(ACCOUNT_JS.as_bytes()),
+            None,
+        ),
         (Site::Www, "/" | "/index.html") => (
             StatusCode::OK,
             HTML,

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-pub use http::{ECHO_BODY, PAGE_HTML};
+pub use http::{ECHO_BODY, LAB_SECRET, PAGE_HTML};
 pub use netns::cleanup_stale;
 
 /// Names and addresses of the lab's hosts. All addresses exist only on the loopback device of

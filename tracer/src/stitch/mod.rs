@@ -65,7 +65,7 @@ use std::net::{IpAddr, SocketAddr};
 use model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
 use tracer_common::{TlsFunc, TlsLib};
 
-use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState, redact_query};
+use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
 use tracer_common::DnsSyscall;
 use crate::http::{HttpConnection, HttpExchange};
 
@@ -296,13 +296,19 @@ impl Stitcher {
     pub fn on_event(&mut self, ev: &Event) -> Vec<PageLoad> {
         self.now_ns = self.now_ns.max(ev.ts_ns);
         self.handle(ev);
-        self.close_idle(self.now_ns)
+        let done = self.close_idle(self.now_ns);
+        // After closing: a page load that just ended still had its connections.
+        self.evict();
+        done
     }
 
     /// Advance time without an event (live timer). Returns page loads that closed.
     pub fn tick(&mut self, now_ns: u64) -> Vec<PageLoad> {
         self.now_ns = self.now_ns.max(now_ns);
-        self.close_idle(self.now_ns)
+        let done = self.close_idle(self.now_ns);
+        // Connections that never close are forgotten by age even when nothing else happens.
+        self.evict();
+        done
     }
 
     /// End of stream: close everything still open.
@@ -1061,7 +1067,9 @@ impl Stitcher {
             stream_id: x.stream_id,
             status: x.status,
             redirect_to,
-            content_type: header(&x.response_headers, "content-type").map(str::to_string),
+            content_type: header(&x.response_headers, "content-type").map(|v| crate::redact::header_value("content-type", v)),
+            request_headers: crate::redact::headers(x.request_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+            response_headers: crate::redact::headers(x.response_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
             request_bytes: x.request_header_bytes + x.request_body_bytes,
             response_bytes: x.response_header_bytes + x.response_body_bytes,
             response_header_bytes: x.response_header_bytes,
@@ -1340,6 +1348,8 @@ impl Stitcher {
             status: None,
             redirect_to: None,
             content_type: None,
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
             request_bytes: w.app_bytes_sent,
             response_bytes: w.app_bytes_received,
             response_header_bytes: 0,
@@ -1415,6 +1425,8 @@ impl Stitcher {
             status: None,
             redirect_to: None,
             content_type: None,
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
             request_bytes: 0,
             response_bytes: 0,
             response_header_bytes: 0,
@@ -1570,31 +1582,16 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
-/// Query values redacted: they often carry tokens.
+/// Query values (and token-looking segments) redacted: they often carry tokens.
 pub fn redact_path(path: &str) -> String {
-    let line = redact_query(&format!("GET {path} HTTP/1.1"));
-    line.strip_prefix("GET ").and_then(|l| l.strip_suffix(" HTTP/1.1")).unwrap_or(path).to_string()
+    crate::redact::path(path)
 }
 
-/// Absolute URL of a Location header relative to the request URL.
+/// Absolute URL of a Location header relative to the request URL, redacted.
 fn resolve_location(base: Option<&str>, loc: &str) -> String {
-    match base.and_then(|b| url::Url::parse(b).ok()).and_then(|b| b.join(loc).ok()) {
-        Some(u) => redact_path_url(u.as_str()),
-        None => loc.to_string(),
-    }
-}
-
-fn redact_path_url(u: &str) -> String {
-    match url::Url::parse(u) {
-        Ok(parsed) => {
-            let origin = parsed.origin().ascii_serialization();
-            let path = match parsed.query() {
-                Some(q) => format!("{}?{q}", parsed.path()),
-                None => parsed.path().to_string(),
-            };
-            format!("{origin}{}", redact_path(&path))
-        }
-        Err(_) => u.to_string(),
+    match base.and_then(|b| url::Url::parse(b).ok()).and_then(|b| b.join(loc.trim()).ok()) {
+        Some(u) => crate::redact::url(u.as_str()),
+        None => crate::redact::url(loc.trim()),
     }
 }
 

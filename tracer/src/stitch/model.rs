@@ -3,6 +3,8 @@
 //! durations are HAR-style, -1 where a phase did not happen.
 use serde::{Deserialize, Serialize};
 
+pub use crate::redact::Header;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PageLoad {
     /// The client: root of the process tree that did the work (a browser instance, curl).
@@ -60,6 +62,13 @@ pub struct Request {
     /// Location of a 3xx response.
     pub redirect_to: Option<String>,
     pub content_type: Option<String>,
+    /// Request headers as they may be kept ([`crate::redact`]): credentials and headers off
+    /// the safe list have their value replaced; HTTP/2 pseudo-headers are in the fields above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers: Vec<Header>,
+    /// Response headers, redacted likewise (`set-cookie` never keeps its value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_headers: Vec<Header>,
     pub request_bytes: u64,
     pub response_bytes: u64,
     pub response_header_bytes: u64,

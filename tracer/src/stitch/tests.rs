@@ -500,3 +500,68 @@ fn nspr_plain_http_on_another_port_is_http() {
     assert_eq!(pages[0].requests[0].url.as_deref(), Some("http://shop.test:8080/"));
     assert!(pages[0].connections[0].tls.is_none());
 }
+
+/// Credentials in headers, query, Location and Set-Cookie never reach the model (and so
+/// neither the history, the API, HAR nor `--json`); the headers themselves are kept by name.
+#[test]
+fn secrets_in_headers_and_urls_are_redacted_in_the_page_load() {
+    let mut s = Sim::new();
+    s.exec(310, "/usr/bin/curl");
+    s.connect(310, 5, addr(SHOP, 80), 0xb);
+    s.socket(
+        310,
+        5,
+        Direction::Send,
+        DnsSyscall::Sendto,
+        b"GET /login?token=S3CR3T&next=/a HTTP/1.1\r\nHost: shop.test\r\nAuthorization: Bearer S3CR3T\r\nCookie: sid=S3CR3T\r\nAccept: */*\r\nReferer: https://u:S3CR3T@shop.test/x?k=S3CR3T\r\nX-Trace: S3CR3T\r\n\r\n",
+    );
+    s.socket(
+        310,
+        5,
+        Direction::Recv,
+        DnsSyscall::Read,
+        b"HTTP/1.1 302 Found\r\nLocation: /home?sid=S3CR3T\r\nSet-Cookie: sid=S3CR3T; HttpOnly\r\nServer: lab\r\nContent-Length: 0\r\n\r\n",
+    );
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let r = &pages[0].requests[0];
+    let json = serde_json::to_string(&pages).unwrap();
+    assert!(!json.contains("S3CR3T"), "a secret reached the page load: {json}");
+    assert_eq!(r.path.as_deref(), Some("/login?token=*&next=*"));
+    assert_eq!(r.redirect_to.as_deref(), Some("http://shop.test/home?sid=*"));
+    let value = |list: &[model::Header], name: &str| list.iter().find(|h| h.name == name).map(|h| h.value.clone());
+    assert_eq!(value(&r.request_headers, "authorization").as_deref(), Some(crate::redact::REDACTED));
+    assert_eq!(value(&r.request_headers, "cookie").as_deref(), Some(crate::redact::REDACTED));
+    assert_eq!(value(&r.request_headers, "x-trace").as_deref(), Some(crate::redact::REDACTED));
+    assert_eq!(value(&r.request_headers, "accept").as_deref(), Some("*/*"));
+    assert_eq!(value(&r.request_headers, "referer").as_deref(), Some("https://shop.test/x?k=*"));
+    assert_eq!(value(&r.response_headers, "set-cookie").as_deref(), Some(crate::redact::REDACTED));
+    assert_eq!(value(&r.response_headers, "server").as_deref(), Some("lab"));
+}
+
+/// In-flight state is bounded: connections that never close are forgotten when there are
+/// too many (oldest first) or when they have been idle too long, and each is counted.
+#[test]
+fn connections_that_never_close_are_evicted_by_count_and_age() {
+    let cfg = StitchConfig { max_connections: 8, max_idle_ns: 60_000 * MS, ..Default::default() };
+    let mut st = Stitcher::new(cfg);
+    let mut s = Sim::new();
+    for i in 0..20u16 {
+        s.connect(400 + u32::from(i), 5, addr(SHOP, 80), 0x1000 + u64::from(i));
+    }
+    for e in &s.events {
+        st.on_event(e);
+    }
+    assert!(st.conns.len() <= 8, "{} connections held", st.conns.len());
+    assert_eq!(st.stats.evicted_connections, 12);
+    assert!(st.by_sk.len() <= 8 && st.by_fd.len() <= 8);
+    // The newest survive.
+    assert!(st.by_sk.contains_key(&(0x1000 + 19)));
+    assert!(!st.by_sk.contains_key(&0x1000));
+
+    // Idle beyond max_idle: everything goes at the next event.
+    let later = s.t + 61_000 * MS;
+    st.on_event(&Event { ts_ns: later, tgid: 999, pid: 999, comm: "x".into(), body: EventBody::Exec { filename: "/bin/x".into() } });
+    assert_eq!(st.conns.len(), 0, "idle connections are evicted");
+    assert_eq!(st.stats.evicted_connections, 20);
+}

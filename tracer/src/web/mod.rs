@@ -17,6 +17,7 @@
 //! Errors: [`AppError`]. A malformed parameter is a 400 whose JSON names it, an unknown id a
 //! 404, and anything else a 500 that is logged and says nothing more.
 mod api;
+pub mod auth;
 mod error;
 pub mod live;
 
@@ -52,12 +53,26 @@ pub struct AppState {
     pub fetch: Arc<FetchSettings>,
     /// What `GET /metrics` shows (the daemon replaces it with the one its page loads feed).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may use the dashboard ([`auth`]): loopback only, or with a token.
+    pub access: auth::Access,
 }
 
 impl AppState {
     pub fn new(health: Health, pool: SqlitePool, live: Arc<LiveHub>) -> Self {
         let metrics = Arc::new(crate::metrics::Metrics::new(Default::default(), health.stats.clone()));
-        Self { health: Arc::new(health), pool, live, fetch: Arc::new(FetchSettings::default()), metrics }
+        Self {
+            health: Arc::new(health),
+            pool,
+            live,
+            fetch: Arc::new(FetchSettings::default()),
+            metrics,
+            access: auth::Access::default(),
+        }
+    }
+
+    pub fn with_access(mut self, access: auth::Access) -> Self {
+        self.access = access;
+        self
     }
 }
 
@@ -149,6 +164,8 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
+/// Every route. Add new ones here, before the layers: the access check ([`auth::check`]) and
+/// the security headers then cover them too.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/page-loads", get(api::list))
@@ -166,6 +183,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{name}", get(asset))
         .nest("/api", api)
         .route("/metrics", get(crate::metrics::scrape))
+        .layer(axum::middleware::from_fn_with_state(state.access.clone(), auth::check))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

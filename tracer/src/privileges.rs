@@ -1,0 +1,156 @@
+//! Least privilege for `tracer run`.
+//!
+//! Linux capabilities belong to threads, not processes. The daemon uses that:
+//!
+//! * **Runtime threads** (tokio workers and blocking threads: the dashboard, the history
+//!   writer, the ring-buffer reader, the reference fetcher, SQLite's connection threads they
+//!   start) drop every capability, from every set including the bounding set, as they start
+//!   ([`drop_all_on_this_thread`], installed with the runtime's `on_thread_start`). Everything
+//!   reachable from the network runs there.
+//! * **The main thread** loads and attaches the probes, opens the database and binds the
+//!   dashboard. Once that is done (and the `-- COMMAND` child has been forked, with the
+//!   caller's rights) it keeps only [`KEEP_AFTER_START`] ([`keep_only_on_this_thread`]): what
+//!   attaching uprobes to libraries that appear later (the 10 s rescan) and to processes that
+//!   become traced later (`--pid`, `--comm`) needs, and what reading the kernel's counters
+//!   needs. It drops the rest from its bounding set too, so that nothing it could exec gets
+//!   them back.
+//!
+//! Files: the daemon stays uid 0, so it can still open the database it created (0600 in a 0700
+//! directory it owns) without CAP_DAC_OVERRIDE; a database in a directory root does not own
+//! must be reachable by root without capabilities.
+use caps::{CapSet, Capability, CapsHashSet};
+
+/// What the main thread keeps after start-up, and why:
+/// * `CAP_BPF`: map reads and updates (lost-event counters, the filter's traced-process map)
+///   and attaching programs to new perf events;
+/// * `CAP_PERFMON`: opening perf events for uprobes defined in tracefs (the client filter's
+///   per-process uprobes, for processes that become traced later);
+/// * `CAP_SYS_PTRACE`: those perf events on other users' processes, and reading their
+///   `/proc/PID/maps` to find the TLS libraries they loaded;
+/// * `CAP_DAC_READ_SEARCH`: reading those libraries (and their ELF symbols) where root
+///   without capabilities could not.
+pub const KEEP_AFTER_START: &[Capability] =
+    &[Capability::CAP_BPF, Capability::CAP_PERFMON, Capability::CAP_SYS_PTRACE, Capability::CAP_DAC_READ_SEARCH];
+
+/// Without a client filter, a TLS library that appears after start-up (the 10 s rescan) is
+/// attached for every process through perf's uprobe PMU, and on this kernel that needs
+/// `CAP_SYS_ADMIN` as well (measured: `perf_event_open` answers EACCES with CAP_PERFMON and
+/// the others above). With a filter (`--pid`, `--comm`, `-- COMMAND`) or `--no-tls` it is not
+/// kept.
+pub fn keep_after_start(all_process_uprobes: bool) -> Vec<Capability> {
+    let mut keep = KEEP_AFTER_START.to_vec();
+    if all_process_uprobes {
+        keep.push(Capability::CAP_SYS_ADMIN);
+    }
+    keep
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("dropping capabilities ({what}): {source}")]
+    Caps {
+        what: &'static str,
+        #[source]
+        source: caps::errors::CapsError,
+    },
+}
+
+fn err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> PrivilegeError {
+    move |source| PrivilegeError::Caps { what, source }
+}
+
+/// Keeps only `keep` in this thread's effective and permitted sets (of what it has), clears
+/// its inheritable and ambient sets, and removes everything else from its bounding set (when
+/// it may: that needs CAP_SETPCAP, which a daemon started with only CAP_BPF+CAP_PERFMON does
+/// not have; then the bounding set is left as it is). Returns what the thread holds now.
+pub fn keep_only_on_this_thread(keep: &[Capability]) -> Result<CapsHashSet, PrivilegeError> {
+    let permitted = caps::read(None, CapSet::Permitted).map_err(err("reading the permitted set"))?;
+    let keep: CapsHashSet = keep.iter().copied().filter(|c| permitted.contains(c)).collect();
+    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
+        let bounding = caps::read(None, CapSet::Bounding).map_err(err("reading the bounding set"))?;
+        for cap in bounding.difference(&keep) {
+            caps::drop(None, CapSet::Bounding, *cap).map_err(err("the bounding set"))?;
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(err("the ambient set"))?;
+    caps::clear(None, CapSet::Inheritable).map_err(err("the inheritable set"))?;
+    caps::set(None, CapSet::Effective, &keep).map_err(err("the effective set"))?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(err("the permitted set"))?;
+    Ok(keep)
+}
+
+/// Drops every capability of this thread (see the module documentation).
+pub fn drop_all_on_this_thread() -> Result<(), PrivilegeError> {
+    keep_only_on_this_thread(&[]).map(|_| ())
+}
+
+/// `CAP_BPF,CAP_PERFMON` (sorted), for the start-up report.
+pub fn names(set: &CapsHashSet) -> String {
+    let mut v: Vec<String> = set.iter().map(|c| c.to_string()).collect();
+    v.sort();
+    if v.is_empty() { "none".into() } else { v.join(",") }
+}
+
+/// The effective set of every thread of this process, from `/proc/self/task/*/status`
+/// (`CapEff`), by thread id.
+pub fn effective_by_thread() -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return out };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if let Some(eff) = std::fs::read_to_string(e.path().join("status")).ok().as_deref().and_then(cap_eff) {
+            out.push((tid, eff));
+        }
+    }
+    out
+}
+
+/// `CapEff:` of a `/proc/PID/status` text.
+pub fn cap_eff(status: &str) -> Option<u64> {
+    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// The bit mask of a set of capabilities, as `/proc/PID/status` shows it.
+pub fn mask(set: &[Capability]) -> u64 {
+    set.iter().fold(0, |m, c| m | c.bitmask())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_status_lines() {
+        assert_eq!(mask(&[Capability::CAP_BPF, Capability::CAP_PERFMON]), (1 << 39) | (1 << 38));
+        assert_eq!(cap_eff("Name:\tx\nCapEff:\t000000c000080004\n"), Some(0xc0_0008_0004));
+        assert_eq!(cap_eff("Name:\tx\n"), None);
+    }
+
+    /// On a thread of its own (capabilities are per thread): keep two, then drop all. Checked
+    /// through /proc, as an outside observer sees it. Needs a thread that has them (root).
+    #[test]
+    fn a_thread_drops_what_it_does_not_keep() {
+        let permitted = caps::read(None, CapSet::Permitted).unwrap();
+        if !permitted.contains(&Capability::CAP_SETPCAP) || !permitted.contains(&Capability::CAP_BPF) {
+            eprintln!("SKIPPED a_thread_drops_what_it_does_not_keep: needs root");
+            return;
+        }
+        std::thread::spawn(|| {
+            let tid = unsafe { libc::gettid() } as u32;
+            let eff = || effective_by_thread().into_iter().find(|(t, _)| *t == tid).map(|(_, e)| e).unwrap();
+            let kept = keep_only_on_this_thread(&[Capability::CAP_BPF, Capability::CAP_PERFMON]).unwrap();
+            assert_eq!(names(&kept), "CAP_BPF,CAP_PERFMON");
+            assert_eq!(eff(), mask(&[Capability::CAP_BPF, Capability::CAP_PERFMON]));
+            let bounding = caps::read(None, CapSet::Bounding).unwrap();
+            assert!(!bounding.contains(&Capability::CAP_SYS_ADMIN), "bounding set: {bounding:?}");
+            // Gone for good: raising a dropped one fails.
+            assert!(caps::raise(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).is_err());
+            drop_all_on_this_thread().unwrap();
+            assert_eq!(eff(), 0);
+        })
+        .join()
+        .unwrap();
+        // The test's own thread is untouched.
+        assert!(caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap());
+    }
+}
