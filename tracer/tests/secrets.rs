@@ -3,8 +3,8 @@
 //! `Authorization: Bearer S3CR3T`, `Cookie: sid=S3CR3T` and `?token=S3CR3T` with curl, with the
 //! reference fetcher (`tracer fetch -H`), and with Firefox (the lab's `/account` page sets the
 //! cookie with `Set-Cookie` and its script sends it with the bearer token). While the daemon
-//! still runs, the API is read (list, detail, HAR, health); then the shell ends, and the
-//! daemon with it. `S3CR3T` must appear nowhere: not in the database files (`grep -a`), not in
+//! still runs, the API is read (list, detail, HAR, health, /metrics), and its OTLP export is
+//! captured; then the shell ends, and the daemon with it. `S3CR3T` must appear nowhere: not in the database files (`grep -a`), not in
 //! the daemon's log at debug level, not in its `--json` output, not in any API answer nor
 //! HAR, not in `tracer show --json` or `tracer export --har`. Each client's request is found
 //! with its credential headers present and `[redacted]`, so that the test fails when the
@@ -72,6 +72,52 @@ fn assert_clean(what: &str, text: &[u8]) {
     }
 }
 
+/// A stand-in OTLP/HTTP collector: every byte posted to it (the protobuf carries its strings
+/// as UTF-8) is kept; each request gets an empty 200. Keep-alive is handled by answering
+/// every request head + Content-Length body on the same connection.
+fn otlp_sink() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let seen = keep.clone();
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                loop {
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        seen.lock().unwrap().extend_from_slice(line.as_bytes());
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    seen.lock().unwrap().extend_from_slice(&body);
+                    if w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
 fn file(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
 }
@@ -127,8 +173,10 @@ read line <{fifo}
         profile = profile.display(),
         fifo = fifo.display(),
     );
+    let (otlp_port, otlp_seen) = otlp_sink();
     let mut daemon = Command::new(me)
-        .args(["run", "--json", "--quiet-ms", "300", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .args(["run", "--json", "--quiet-ms", "300", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{otlp_port}"), "--db"])
         .arg(&db)
         .args(["--", "sh", "-c", &script])
         .env("RUST_LOG", "debug")
@@ -187,6 +235,7 @@ read line <{fifo}
     }
     answers.push(("health".into(), api(port, "/api/health")));
     answers.push(("processes".into(), api(port, "/api/processes")));
+    answers.push(("metrics".into(), api(port, "/metrics")));
 
     // Let the script end; the daemon ends with it.
     std::fs::write(&fifo, "go\n").unwrap();
@@ -218,6 +267,14 @@ read line <{fifo}
         assert_clean(&format!("API answer {what}"), a.as_bytes());
     }
     assert_clean("the daemon's --json output", out.join("\n").as_bytes());
+    // The OTLP export (flushed at exit) carried the page loads, and no secret.
+    let exported = otlp_seen.lock().unwrap().clone();
+    assert!(
+        String::from_utf8_lossy(&exported).contains("/echo?token=*"),
+        "the OTLP export carried the curl request ({} bytes posted)",
+        exported.len()
+    );
+    assert_clean("the OTLP export", &exported);
     assert!(out.iter().any(|l| l.contains("\"page_load\"")), "--json printed page loads");
     assert_clean("the daemon's log (RUST_LOG=debug)", err.join("\n").as_bytes());
     for f in ["tracer.db", "tracer.db-wal", "tracer.db-shm"] {
