@@ -102,7 +102,18 @@ pub fn text_line(e: &Event) -> String {
         EventBody::Exec { filename } => write!(s, "exec {filename}"),
         EventBody::Exit => write!(s, "exit"),
     };
-    s
+    escape_controls(s)
+}
+
+/// One line on a terminal, whatever other processes put into their names, file names or
+/// request lines: control characters (newlines, escape sequences) are written escaped.
+fn escape_controls(line: String) -> String {
+    if !line.chars().any(char::is_control) {
+        return line;
+    }
+    line.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// One line per finished page load: client, URL, outcome, total, requests, connections, bytes.
@@ -158,6 +169,16 @@ mod tests {
             dst: Some("[::1]:443".parse().unwrap()),
         }));
         assert!(l.ends_with("? -> [::1]:443 SYN_SENT -> ESTABLISHED"), "{l}");
+    }
+
+    /// Found by the `events` fuzz target: an exec'd file name with CR LF split the line.
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut e = ev(EventBody::Exec { filename: "/tmp/a\r\nFAKE 1 line\x1b[2J".into() });
+        e.comm = "evil\n".into();
+        let line = text_line(&e);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains(r"evil\n[") && line.contains(r"exec /tmp/a\r\nFAKE 1 line\u{1b}[2J"), "{line}");
     }
 
     #[test]

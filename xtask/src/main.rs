@@ -3,11 +3,14 @@
 //! - `setup`: nightly toolchain + rust-src, bpf-linker (built against nightly's libLLVM), tracefs.
 //! - `build [--release]`: setup, then `cargo build -p tracer`.
 //! - `run [-- ARGS...]`: setup, release build, then exec `tracer run ARGS...` as root.
-//! - `test [-- EXTRA...]`: setup, then `cargo test ... -- --test-threads=1` as root.
+//! - `test [-- EXTRA...]`: setup, then `cargo test ... -- --test-threads=1` as root; a full run
+//!   (no EXTRA, or CI=true) then runs the fuzz smoke (`fuzz --smoke`).
+//! - `fuzz [TARGET] [--seconds N] [--smoke] [--merge]`: the cargo-fuzz targets of tracer/fuzz.
 //!
 //! The host build uses the caller's toolchain (stable); only tracer/build.rs (aya-build)
 //! switches to nightly, for the eBPF crate.
 
+mod fuzz;
 mod setup;
 mod util;
 
@@ -46,7 +49,8 @@ enum Cmd {
     /// Setup, then run every test, one at a time, as root when possible.
     ///
     /// EXTRA goes to `cargo test`; arguments after a second `--` go to the test binaries,
-    /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`.
+    /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`. A full run (no EXTRA) and
+    /// every run under CI=true then run the fuzz smoke (`cargo xtask fuzz --smoke`).
     Test {
         /// Extra `cargo test` arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -60,6 +64,24 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Build the cargo-fuzz targets (tracer/fuzz, nightly) and run each for a fixed time.
+    ///
+    /// Installs cargo-fuzz when missing. New inputs go to target/fuzz/corpus/TARGET; the
+    /// committed corpus (tracer/fuzz/corpus/TARGET) is only read, unless --merge. A crash
+    /// fails the run and leaves its input in tracer/fuzz/artifacts/TARGET/.
+    Fuzz {
+        /// One target (dns, tls_hello, tls_wire, http, url, har, events); all when omitted.
+        target: Option<String>,
+        /// Seconds per target [default: 60; 10 with --smoke].
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// The short run of `cargo xtask test`: 10 s per target.
+        #[arg(long)]
+        smoke: bool,
+        /// Add the new inputs that reach new code to the committed corpus.
+        #[arg(long)]
+        merge: bool,
+    },
     // Later: `bench`.
 }
 
@@ -71,6 +93,12 @@ fn main() {
         Cmd::Run { args } => run_as_root("run", args),
         Cmd::Lab { args } => run_as_root("lab", args),
         Cmd::Test { args } => test(args),
+        Cmd::Fuzz { target, seconds, smoke, merge } => {
+            let default = if smoke { fuzz::SMOKE_SECONDS } else { fuzz::DEFAULT_SECONDS };
+            setup::setup().and_then(|()| {
+                fuzz::fuzz(fuzz::FuzzArgs { target, seconds: seconds.unwrap_or(default), merge })
+            })
+        }
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
@@ -126,8 +154,16 @@ fn run_as_root(subcommand: &str, args: Vec<OsString>) -> Result<()> {
     Err(util::exec(&mut cmd))
 }
 
+/// Whether `cargo xtask test` runs the fuzz smoke after the tests: always under CI=true, and
+/// for a full local run (no filter or other arguments).
+fn wants_fuzz_smoke(extra: &[String], ci: bool) -> bool {
+    ci || extra.is_empty()
+}
+
 fn test(extra: Vec<String>) -> Result<()> {
     setup::setup()?;
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let smoke = wants_fuzz_smoke(&extra, ci);
     let (cargo_args, harness_args) = test_args(&extra);
     let mut args: Vec<OsString> = vec!["test".into()];
     args.extend(cargo_args.iter().map(OsString::from));
@@ -159,8 +195,21 @@ fn test(extra: Vec<String>) -> Result<()> {
         cmd.args(&args);
         cmd
     };
-    // exec: cargo's exit code is ours, and Ctrl-C reaches cargo and the tests.
-    Err(util::exec(&mut cmd))
+    if !smoke {
+        // exec: cargo's exit code is ours, and Ctrl-C reaches cargo and the tests.
+        return Err(util::exec(&mut cmd));
+    }
+    let tests = util::status(&mut cmd)?;
+    // The fuzz smoke runs even after a failed test run, so that one CI run reports both.
+    eprintln!("\nxtask: fuzz smoke ({} s per target)", fuzz::SMOKE_SECONDS);
+    let fuzzed = fuzz::fuzz(fuzz::FuzzArgs { target: None, seconds: fuzz::SMOKE_SECONDS, merge: false });
+    if !tests.success() {
+        if let Err(e) = &fuzzed {
+            eprintln!("xtask: error: {e:#}");
+        }
+        bail!("`{}` failed ({tests})", util::cmdline(&cmd));
+    }
+    fuzzed
 }
 
 /// Splits `cargo xtask test -- EXTRA` into arguments for `cargo test` and for the test
@@ -206,6 +255,13 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_smoke_on_full_runs_and_always_in_ci() {
+        assert!(wants_fuzz_smoke(&[], false));
+        assert!(!wants_fuzz_smoke(&s(&["-p", "tracer", "dns"]), false));
+        assert!(wants_fuzz_smoke(&s(&["-p", "tracer", "dns"]), true));
+    }
+
+    #[test]
     fn test_args_keep_explicit_thread_count() {
         assert_eq!(
             test_args(&s(&["--", "--test-threads=4"])),
@@ -227,6 +283,15 @@ mod tests {
             Cmd::Run { args } => assert_eq!(args, vec![OsString::from("--help")]),
             _ => panic!("not run"),
         }
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "http", "--seconds", "300"]).unwrap();
+        match cli.command {
+            Cmd::Fuzz { target, seconds, smoke, merge } => {
+                assert_eq!((target.as_deref(), seconds, smoke, merge), (Some("http"), Some(300), false, false))
+            }
+            _ => panic!("not fuzz"),
+        }
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "--smoke"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Fuzz { target: None, seconds: None, smoke: true, .. }));
         let cli = Cli::try_parse_from(["xtask", "build", "--release"]).unwrap();
         assert!(matches!(cli.command, Cmd::Build { release: true }));
         <Cli as clap::CommandFactory>::command().debug_assert();

@@ -72,9 +72,10 @@ pub(crate) fn check_fetchable(url: &Url) -> Result<(), String> {
             ));
         }
     }
-    match url.host_str() {
-        None | Some("") => return Err("no host".into()),
-        Some(_) => {}
+    // `http://./` has the host ".", which is no name at all once its root dot is dropped
+    // (as `host_for_connect` does for DNS and TLS).
+    if host_for_connect(url).is_empty() {
+        return Err("no host".into());
     }
     Ok(())
 }
@@ -153,6 +154,19 @@ mod tests {
         parse_address(s)
             .unwrap_or_else(|e| panic!("{s}: {e}"))
             .to_string()
+    }
+
+    /// Found by the `url` fuzz target: a host of dots only was accepted, leaving nothing to
+    /// resolve.
+    #[test]
+    fn a_host_of_dots_is_no_host() {
+        for input in ["http://./", "http://.//ser:pw@Shop.Test.:80/", "https://../a", "./x"] {
+            match parse_address(input) {
+                Err(FetchError::InvalidUrl { reason, .. }) => assert_eq!(reason, "no host", "{input}"),
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+        assert_eq!(ok("shop.test."), "http://shop.test./");
     }
 
     #[test]

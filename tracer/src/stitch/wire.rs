@@ -188,7 +188,10 @@ impl WireTls {
                 self.alert_in_handshake = true;
             }
             (Direction::Send, ContentType::ApplicationData) => {
-                if self.handshake_end_ns.is_none() {
+                // Only a handshake that was seen to start can end: application data sent
+                // before any ClientHello (a capture that began mid-connection, or a hostile
+                // stream) would make the handshake end before it starts.
+                if self.handshake_end_ns.is_none() && self.hello_ns.is_some() {
                     self.handshake_end_ns = Some(start_ns);
                     // A server that already sent application-data records speaks TLS 1.3
                     // (its handshake is encrypted): this record is the client's Finished, not
@@ -295,6 +298,23 @@ mod tests {
         assert_eq!(w.handshake(), Some((100, Some(300))));
         assert_eq!((w.app_send_ns, w.app_recv_start_ns, w.app_recv_end_ns), (Some(310), Some(400), Some(440)));
         assert_eq!(w.app_bytes_received, 5010);
+    }
+
+    /// Found by the `tls_wire` fuzz target: application data before the ClientHello ended the
+    /// handshake before it started.
+    #[test]
+    fn application_data_before_the_hello_does_not_end_the_handshake() {
+        let mut w = WireTls::default();
+        let early = record(23, &[0; 20]);
+        w.feed(Direction::Send, 60, 61, early.len() as u32, &early);
+        let hello = client_hello("c.test");
+        w.feed(Direction::Send, 110, 111, hello.len() as u32, &hello);
+        assert_eq!(w.handshake(), Some((110, None)));
+        let s = record(22, &[2; 90]);
+        w.feed(Direction::Recv, 120, 121, s.len() as u32, &s);
+        let req = record(23, &[0; 100]);
+        w.feed(Direction::Send, 130, 131, req.len() as u32, &req);
+        assert_eq!(w.handshake(), Some((110, Some(130))));
     }
 
     #[test]

@@ -1,0 +1,25 @@
+//! Ring-buffer records (`events::decode_record`): raw bytes as the kernel (or anything that
+//! writes to the ring buffer) hands them over, then the printers that show a decoded event.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tracer::events::{EventBody, decode_record};
+use tracer::printer::{json_line, text_line};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(ev) = decode_record(data) else { return };
+    // Nothing decoded is bigger than the record it came from.
+    match &ev.body {
+        EventBody::TlsData { data: d, captured, .. } | EventBody::SocketData { data: d, captured, .. } => {
+            assert_eq!(d.len(), *captured as usize);
+            assert!(d.len() <= data.len());
+        }
+        EventBody::Dns { raw, .. } => assert!(raw.len() <= tracer_common::DNS_CAPTURE_MAX),
+        _ => {}
+    }
+    assert!(ev.comm.len() <= tracer_common::TASK_COMM_LEN * 3, "comm of {} bytes", ev.comm.len());
+    let text = text_line(&ev);
+    assert!(!text.chars().any(char::is_control), "control characters in a printed event: {text:?}");
+    let json = json_line(&ev);
+    serde_json::from_str::<serde_json::Value>(&json).expect("the JSON line parses");
+});
