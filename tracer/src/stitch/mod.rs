@@ -131,6 +131,9 @@ struct ConnState {
     hs_start_ns: Option<u64>,
     hs_end_ns: Option<u64>,
     hs_failed: bool,
+    /// Who closed an established connection first: Some(true) the client (ESTABLISHED ->
+    /// FIN_WAIT1), Some(false) the server (ESTABLISHED -> CLOSE_WAIT).
+    client_closed_first: Option<bool>,
     first_data_ns: Option<u64>,
     dns: Option<u64>,
     http: HttpConnection,
@@ -392,7 +395,10 @@ impl Stitcher {
                 if *protocol == 6 {
                     if let Some(id) = self.conn_by_tuple(*src, *dst) {
                         if let Some(c) = self.conns.get_mut(&id) {
-                            c.error.get_or_insert_with(|| error.to_string());
+                            // The kernel's reason wins over the guess made at the close.
+                            if c.error.is_none() || c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT) {
+                                c.error = Some(error.to_string());
+                            }
                         }
                     }
                 } else if dst.is_some_and(|d| d.port() == 53) {
@@ -405,6 +411,8 @@ impl Stitcher {
                     {
                         l.error = Some(format!("ERR_NAME_NOT_RESOLVED (DNS server {error})"));
                         l.ended_ns = Some(ev.ts_ns);
+                        let (tgid, id) = (l.tgid, l.id);
+                        self.record_failure(tgid, ev.ts_ns, None, Some(id));
                     }
                 }
             }
@@ -608,6 +616,7 @@ impl Stitcher {
             hs_start_ns: None,
             hs_end_ns: None,
             hs_failed: false,
+            client_closed_first: None,
             first_data_ns: None,
             dns,
             http: HttpConnection::new(),
@@ -649,8 +658,11 @@ impl Stitcher {
             }
             (TcpState::SynSent, TcpState::Close) => {
                 c.closed_ns = Some(ts);
+                // A RST (ECONNREFUSED) or the SYN retries running out (ETIMEDOUT) are reported
+                // (inet_sk_error_report) before the socket closes. Without a report, the
+                // client closed its socket while the SYN was unanswered: it gave up waiting.
                 if c.error.is_none() {
-                    c.error = Some("ECONNREFUSED".into());
+                    c.error = Some(CLIENT_GAVE_UP_IN_SYN_SENT.into());
                 }
                 let (tgid, failed) = (c.tgid, true);
                 if failed {
@@ -658,6 +670,13 @@ impl Stitcher {
                 }
             }
             (_, TcpState::Close) | (_, TcpState::FinWait1) | (_, TcpState::CloseWait) | (_, TcpState::LastAck) => {
+                if old == TcpState::Established && c.client_closed_first.is_none() {
+                    c.client_closed_first = match new {
+                        TcpState::FinWait1 => Some(true),
+                        TcpState::CloseWait => Some(false),
+                        _ => None,
+                    };
+                }
                 if c.closed_ns.is_none() && matches!(new, TcpState::Close | TcpState::FinWait1 | TcpState::CloseWait) {
                     c.closed_ns = Some(ts);
                 }
@@ -1047,7 +1066,7 @@ impl Stitcher {
         } else if x.response_start_ns.is_none() {
             Some("ERR_EMPTY_RESPONSE".into())
         } else {
-            Some(x.partial_reason.clone().unwrap_or_else(|| "ERR_CONNECTION_CLOSED (partial response)".into()))
+            Some(incomplete_response(x, c.client_closed_first))
         };
         Request {
             // Global ids while the page load is open; indices once it closes.
@@ -1209,10 +1228,24 @@ impl Stitcher {
             }
         }
         // Lookups that never got an answer failed.
-        for l in &open.lookups {
-            if let Some(l) = self.lookups.get_mut(l) {
+        for id in &open.lookups {
+            if let Some(l) = self.lookups.get_mut(id) {
                 if l.ended_ns.is_none() && !l.pending_ids.is_empty() {
-                    l.error.get_or_insert_with(|| "ERR_NAME_NOT_RESOLVED (timed out)".into());
+                    let server = l.server.map(|s| format!(" from {s}")).unwrap_or_default();
+                    l.error.get_or_insert_with(|| format!("ERR_DNS_TIMED_OUT (no answer{server})"));
+                    // Not a silently missing row: the lookup is a failed entry of its own.
+                    if !open.failures.iter().any(|(_, _, f)| *f == Some(*id)) {
+                        open.failures.push((l.started_ns, None, Some(*id)));
+                    }
+                }
+            }
+        }
+        // Connections whose TLS handshake began and never finished (a certificate the client
+        // rejected, a protocol error) and that carried nothing: failed entries too.
+        for id in &open.conns {
+            if let Some(c) = self.conns.get(id) {
+                if c.exchanges == 0 && tls_failure(c).is_some() && !open.failures.iter().any(|(_, f, _)| *f == Some(*id)) {
+                    open.failures.push((c.connect_start_ns, Some(*id), None));
                 }
             }
         }
@@ -1376,9 +1409,17 @@ impl Stitcher {
             raw.and_then(|r| r.dns).and_then(|id| self.lookups.get(&id)).and_then(|x| dns.iter().find(|d| d.name == x.name))
         });
         let host = l.map(|l| l.name.clone()).or_else(|| c.and_then(|c| c.dst.clone()));
+        let tls_error = raw.and_then(tls_failure);
         let error = match (c.and_then(|c| c.error.as_deref()), l.and_then(|l| l.error.clone())) {
+            _ if tls_error.is_some() => tls_error.unwrap_or_default(),
             (Some("ECONNREFUSED"), _) => "ERR_CONNECTION_REFUSED".to_string(),
-            (Some("ETIMEDOUT"), _) => "ERR_CONNECTION_TIMED_OUT".to_string(),
+            (Some("ETIMEDOUT"), _) => {
+                "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the kernel gave up after its retries, ETIMEDOUT)".to_string()
+            }
+            (Some(CLIENT_GAVE_UP_IN_SYN_SENT), _) => format!(
+                "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after {} ms)",
+                c.and_then(|c| c.closed_ns.map(|e| ms(e.saturating_sub(c.connect_start_ns)))).unwrap_or(-1.0)
+            ),
             (Some("ENETUNREACH"), _) | (Some("EHOSTUNREACH"), _) => "ERR_ADDRESS_UNREACHABLE".to_string(),
             (Some(other), _) => format!("ERR_CONNECTION_FAILED ({other})"),
             (None, Some(e)) => e,
@@ -1441,6 +1482,7 @@ impl Stitcher {
     }
 
     fn connection_model(&self, c: &ConnState) -> Connection {
+        let tls_error = tls_failure(c).map(|e| crate::metrics::reason_of(&e).to_string());
         let lib = c.tls_lib.filter(|l| *l != TlsLib::None);
         let wire = c.wire.as_ref();
         let tls = (lib.is_some() || wire.is_some()).then(|| {
@@ -1483,7 +1525,7 @@ impl Stitcher {
             connect_start_ns: c.connect_start_ns,
             established_ns: c.established_ns,
             closed_ns: c.closed_ns,
-            error: c.error.clone().or_else(|| c.hs_failed.then(|| "TLS handshake failed".to_string())),
+            error: c.error.clone().or(tls_error).or_else(|| c.hs_failed.then(|| "TLS handshake failed".to_string())),
             tls,
             requests: 0,
         }
@@ -1623,4 +1665,99 @@ fn redirect_chain(requests: &[Request], navigation: Option<&str>) -> Vec<usize> 
         }
     }
     chain
+}
+
+/// `ConnState::error` of a connect whose socket the client closed in SYN_SENT with no error
+/// reported by the kernel: the client stopped waiting for the SYN's answer.
+const CLIENT_GAVE_UP_IN_SYN_SENT: &str = "SYN_SENT closed by the client";
+
+/// Why a connection's TLS handshake failed, browser-style, when it began and never finished
+/// and the connection closed (or a library call said it failed) with nothing exchanged. The
+/// reason is only as good as what is visible: an alert sent in the clear (TLS 1.2, or before
+/// the server's first flight) names it; otherwise it is a generic protocol error.
+fn tls_failure(c: &ConnState) -> Option<String> {
+    let wire = c.wire.as_ref();
+    let probed = c.tls_lib.is_some_and(|l| l != TlsLib::None);
+    let started = c.hs_start_ns.is_some() || wire.is_some_and(|w| w.hello_ns.is_some());
+    // With a probed library its handshake calls decide: under TLS 1.3 the client's encrypted
+    // alert looks like its Finished on the wire.
+    let finished = if probed {
+        c.hs_end_ns.is_some()
+    } else {
+        wire.is_some_and(|w| w.handshake_end_ns.is_some()) && wire.is_none_or(|w| w.client_alert.is_none())
+    } || c.exchanges > 0
+        || c.first_data_ns.is_some();
+    if !started || finished || c.error.is_some() || (c.closed_ns.is_none() && !c.hs_failed) {
+        return None;
+    }
+    if let Some(a) = wire.and_then(|w| w.client_alert) {
+        let code = match a {
+            48 => "ERR_CERT_AUTHORITY_INVALID",
+            45 => "ERR_CERT_DATE_INVALID",
+            44 => "ERR_CERT_REVOKED",
+            42 | 43 | 46 => "ERR_CERT_INVALID",
+            40 | 70 | 71 => "ERR_SSL_VERSION_OR_CIPHER_MISMATCH",
+            _ => "ERR_SSL_PROTOCOL_ERROR",
+        };
+        return Some(format!("{code} (the client sent TLS alert {} during the handshake)", alert_name(a)));
+    }
+    if let Some(a) = wire.and_then(|w| w.server_alert) {
+        let code = if matches!(a, 40 | 70 | 71) { "ERR_SSL_VERSION_OR_CIPHER_MISMATCH" } else { "ERR_SSL_PROTOCOL_ERROR" };
+        return Some(format!("{code} (the server sent TLS alert {} during the handshake)", alert_name(a)));
+    }
+    let who = match c.client_closed_first {
+        Some(true) => "the client closed the connection",
+        Some(false) => "the server closed the connection",
+        None if c.hs_failed => "the library's handshake call failed",
+        None => "the connection closed",
+    };
+    Some(format!("ERR_SSL_PROTOCOL_ERROR (handshake not finished: {who}; no alert in the clear, so the reason is not visible)"))
+}
+
+/// RFC 8446 section 6 alert names, for the ones a failed handshake sends.
+fn alert_name(a: u8) -> String {
+    let name = match a {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        112 => "unrecognized_name",
+        120 => "no_application_protocol",
+        _ => return format!("{a}"),
+    };
+    format!("{name} ({a})")
+}
+
+/// The error of a response that did not complete. A body cut short by the connection's end is
+/// named as Chromium names it: ERR_CONTENT_LENGTH_MISMATCH (announced length) or
+/// ERR_INCOMPLETE_CHUNKED_ENCODING, with the bytes received and who closed first.
+fn incomplete_response(x: &crate::http::HttpExchange, client_closed_first: Option<bool>) -> String {
+    let reason = x.partial_reason.as_deref().unwrap_or("partial response");
+    if reason != "connection closed before the response ended" {
+        return x.partial_reason.clone().unwrap_or_else(|| "ERR_CONNECTION_CLOSED (partial response)".into());
+    }
+    let who = match client_closed_first {
+        Some(true) => "the client closed the connection",
+        Some(false) => "the server closed the connection",
+        None => "the connection closed",
+    };
+    let length = header(&x.response_headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = header(&x.response_headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    match length {
+        Some(n) => format!("ERR_CONTENT_LENGTH_MISMATCH ({who} after {} of {n} body bytes)", x.response_body_bytes),
+        None if chunked => format!("ERR_INCOMPLETE_CHUNKED_ENCODING ({who} after {} body bytes)", x.response_body_bytes),
+        None => format!("ERR_CONNECTION_CLOSED ({who}: {reason})"),
+    }
 }

@@ -47,6 +47,11 @@ pub struct WireTls {
     pub handshake_end_ns: Option<u64>,
     /// The server sent an alert before the handshake ended.
     pub alert_in_handshake: bool,
+    /// The description of the first alert each side sent in the clear (before encryption:
+    /// a whole TLS 1.2 handshake, or a TLS 1.3 ClientHello/ServerHello). A TLS 1.3 client
+    /// that rejects the server's certificate sends its alert encrypted: not seen here.
+    pub client_alert: Option<u8>,
+    pub server_alert: Option<u8>,
     /// Application data after the handshake: the first client record's start, the end of
     /// the client's records before the first answer, the first server record after them, the
     /// last server record's end. Approximate: TLS 1.3 session tickets are application data
@@ -166,6 +171,13 @@ impl WireTls {
             _ => 2,
         };
         self.records[d][kind] = self.records[d][kind].saturating_add(1);
+        if ty == ContentType::Alert && length == 2 {
+            // A plaintext alert: level, description.
+            if let Some(desc) = record.and_then(|r| r.get(RECORD_HEADER_LEN + 1)) {
+                let slot = if dir == Direction::Send { &mut self.client_alert } else { &mut self.server_alert };
+                slot.get_or_insert(*desc);
+            }
+        }
         match (dir, ty) {
             (Direction::Send, ContentType::Handshake) if self.hello_ns.is_none() => {
                 self.hello_ns = Some(start_ns);
