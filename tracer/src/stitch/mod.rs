@@ -225,6 +225,9 @@ pub struct Stitcher {
     by_sk: HashMap<u64, u64>,
     /// State changes seen before their connect record (same call, other CPU or order).
     early_states: HashMap<u64, Vec<(TcpState, TcpState, u64, Option<SocketAddr>)>>,
+    /// TCP error reports that matched no connection yet, by destination (time, errno name):
+    /// a refused non-blocking connect's RST is reported before its connect record arrives.
+    early_errors: HashMap<SocketAddr, (u64, String)>,
     tls_fd: HashMap<(u32, u64), i32>,
     /// Handshake entries seen before the TLS object's fd was known (it is learned inside
     /// the first call), by (tgid, object).
@@ -267,6 +270,7 @@ impl Stitcher {
             by_fd: HashMap::new(),
             by_sk: HashMap::new(),
             early_states: HashMap::new(),
+            early_errors: HashMap::new(),
             tls_fd: HashMap::new(),
             tls_pending_start: HashMap::new(),
             lookups: HashMap::new(),
@@ -393,13 +397,25 @@ impl Stitcher {
             }
             EventBody::SockError { error, dst, src, protocol, .. } => {
                 if *protocol == 6 {
-                    if let Some(id) = self.conn_by_tuple(*src, *dst) {
+                    let conn = self.conn_by_tuple(*src, *dst).filter(|id| {
+                        // A connection closed before this report's socket was connected is
+                        // another one: this report's connect record is still to come.
+                        self.conns.get(id).is_some_and(|c| c.closed_ns.is_none() || c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT))
+                    });
+                    if let Some(id) = conn {
                         if let Some(c) = self.conns.get_mut(&id) {
                             // The kernel's reason wins over the guess made at the close.
                             if c.error.is_none() || c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT) {
                                 c.error = Some(error.to_string());
                             }
                         }
+                    } else if let Some(dst) = dst {
+                        if self.early_errors.len() >= 4096 {
+                            // Bounded: reports whose connect never came are dropped.
+                            let k = *self.early_errors.keys().next().expect("non-empty");
+                            self.early_errors.remove(&k);
+                        }
+                        self.early_errors.insert(*dst, (ev.ts_ns, error.to_string()));
                     }
                 } else if dst.is_some_and(|d| d.port() == 53) {
                     // ICMP error from a DNS server: fail the newest unanswered lookup to it.
@@ -637,6 +653,17 @@ impl Stitcher {
             self.by_sk.insert(skaddr, id);
             for (old, new, ts, src) in self.early_states.remove(&skaddr).unwrap_or_default() {
                 self.apply_state(id, old, new, ts, src);
+            }
+            // The kernel's reason for a connect that failed before its record arrived.
+            if let Some(c) = self.conns.get_mut(&id) {
+                if let Some((ts, err)) = dst.and_then(|d| self.early_errors.get(&d)).cloned() {
+                    if c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT) && ts >= c.syn_sent_ns.unwrap_or(c.connect_start_ns) {
+                        c.error = Some(err);
+                        if let Some(d) = dst {
+                            self.early_errors.remove(&d);
+                        }
+                    }
+                }
             }
         }
         self.activity(ev.tgid, start);
