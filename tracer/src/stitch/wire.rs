@@ -47,9 +47,10 @@ pub struct WireTls {
     pub handshake_end_ns: Option<u64>,
     /// The server sent an alert before the handshake ended.
     pub alert_in_handshake: bool,
-    /// The description of the first alert each side sent in the clear (before encryption:
-    /// a whole TLS 1.2 handshake, or a TLS 1.3 ClientHello/ServerHello). A TLS 1.3 client
-    /// that rejects the server's certificate sends its alert encrypted: not seen here.
+    /// The description of the first alert each side sent in the clear (before its write keys:
+    /// all of a TLS 1.2 handshake; under TLS 1.3 a client until it has read the server's
+    /// Finished, so OpenSSL's alert for a certificate it rejects is seen, while a client that
+    /// switches keys earlier sends it encrypted, as application data: not seen here).
     pub client_alert: Option<u8>,
     pub server_alert: Option<u8>,
     /// Application data after the handshake: the first client record's start, the end of
