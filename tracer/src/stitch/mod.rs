@@ -134,6 +134,9 @@ struct ConnState {
     /// Who closed an established connection first: Some(true) the client (ESTABLISHED ->
     /// FIN_WAIT1), Some(false) the server (ESTABLISHED -> CLOSE_WAIT).
     client_closed_first: Option<bool>,
+    /// The page load closed while this open connection still owed a response, after
+    /// `response_timeout` of silence: its unfinished exchanges were flushed then.
+    response_timed_out: bool,
     first_data_ns: Option<u64>,
     dns: Option<u64>,
     http: HttpConnection,
@@ -633,6 +636,7 @@ impl Stitcher {
             hs_end_ns: None,
             hs_failed: false,
             client_closed_first: None,
+            response_timed_out: false,
             first_data_ns: None,
             dns,
             http: HttpConnection::new(),
@@ -1093,7 +1097,15 @@ impl Stitcher {
         } else if x.response_start_ns.is_none() {
             Some("ERR_EMPTY_RESPONSE".into())
         } else {
-            Some(incomplete_response(x, c.client_closed_first))
+            Some(if c.response_timed_out && c.closed_ns.is_none() {
+                format!(
+                    "ERR_TIMED_OUT (the response did not end within {} s of silence; {} body bytes received)",
+                    self.cfg.response_timeout_ns / 1_000_000_000,
+                    x.response_body_bytes
+                )
+            } else {
+                incomplete_response(x, c.client_closed_first)
+            })
         };
         Request {
             // Global ids while the page load is open; indices once it closes.
@@ -1154,6 +1166,21 @@ impl Stitcher {
             .map(|(c, _)| *c)
             .collect();
         for client in idle {
+            // Responses still owed on open connections after `response_timeout` of silence
+            // (a server that stalls mid-body) are reported as they stand, not dropped.
+            let stalled: Vec<u64> = self.pages.get(&client).map_or_else(Vec::new, |p| {
+                p.conns
+                    .iter()
+                    .copied()
+                    .filter(|id| self.conns.get(id).is_some_and(|c| c.closed_ns.is_none() && c.http.open_exchanges() > 0))
+                    .collect()
+            });
+            for id in stalled {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.response_timed_out = true;
+                }
+                self.drain_exchanges(id, true);
+            }
             if let Some(p) = self.close_page(client) {
                 out.push(p);
             }

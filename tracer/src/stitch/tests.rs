@@ -634,3 +634,29 @@ fn an_unanswered_lookup_is_a_dns_timeout() {
     assert_eq!(pages[0].error.as_deref(), Some("ERR_DNS_TIMED_OUT (no answer from 127.0.0.1:53)"));
     assert_eq!(pages[0].dns[0].error, pages[0].error);
 }
+
+/// A server that stalls mid-body on a connection the client keeps open: after
+/// `response_timeout` of silence the page load closes with the request as it stands.
+#[test]
+fn a_body_stalled_past_the_response_timeout_is_reported_partial() {
+    let mut s = Sim::new();
+    s.exec(300, "/usr/bin/curl");
+    s.connect(300, 5, addr(SHOP, 80), 0xa);
+    s.socket(300, 5, Direction::Send, DnsSyscall::Sendto, b"GET /stall HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 2048\r\n\r\n".to_vec();
+    head.extend(std::iter::repeat_n(b's', 1024));
+    s.socket(300, 5, Direction::Recv, DnsSyscall::Read, &head);
+    // Much later, anything else (the stitcher's clock moves with the events).
+    s.t += 3_000 * MS;
+    s.exec(301, "/usr/bin/true");
+    let cfg = StitchConfig { response_timeout_ns: 2_000 * MS, ..StitchConfig::default() };
+    let pages = s.run_with(cfg);
+    let p = pages.iter().find(|p| p.client.tgid == 300).expect("curl's page load");
+    let r = &p.requests[0];
+    assert_eq!((r.status, r.complete), (Some(200), false));
+    assert_eq!(
+        r.error.as_deref(),
+        Some("ERR_TIMED_OUT (the response did not end within 2 s of silence; 1024 body bytes received)")
+    );
+    assert_eq!(p.error, r.error);
+}
