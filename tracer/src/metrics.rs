@@ -289,7 +289,8 @@ pub fn reason_of(error: &str) -> &str {
 /// Where a request failed: `dns`, `connect`, `tls`, `wait` (nothing came back) or `receive`.
 pub fn failure_phase(page: &PageLoad, r: &Request, error: &str) -> &'static str {
     match reason_of(error) {
-        "ERR_NAME_NOT_RESOLVED" => return "dns",
+        "ERR_NAME_NOT_RESOLVED" | "ERR_DNS_TIMED_OUT" => return "dns",
+        code if code.starts_with("ERR_SSL_") || code.starts_with("ERR_CERT_") => return "tls",
         "ERR_CONNECTION_REFUSED" | "ERR_CONNECTION_TIMED_OUT" | "ERR_ADDRESS_UNREACHABLE" | "ERR_CONNECTION_FAILED" => {
             return "connect";
         }

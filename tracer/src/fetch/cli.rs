@@ -217,14 +217,17 @@ pub fn lab_main(rt: &tokio::runtime::Runtime, args: LabArgs) -> ExitCode {
         let _ = writeln!(s, "Names:");
         for (name, what) in [
             (hosts::SHOP, "http :80 and https :443 -> 301 https://www.shop.test/"),
-            (hosts::WWW, "CNAME edge.cdn.test; https :443: the page, /echo, /bytes/N"),
+            (hosts::WWW, "CNAME edge.cdn.test; https :443: the page, /echo, /bytes/N, /status/N, /stall"),
             (hosts::EDGE, "https :443 (HTTP/1.1 and HTTP/2)"),
             (hosts::STATIC, "https :443: /app.css, /app.js, /logo.png"),
             (hosts::REFUSED, "resolves, nothing listens (connection refused)"),
+            (hosts::BADCERT, "https :443 with a certificate the lab CA did not sign"),
+            (hosts::BLACKHOLE, "resolves, SYNs are dropped (connect times out)"),
+            (hosts::SILENT, "the DNS server never answers (lookup times out)"),
             ("nope.shop.test", "NXDOMAIN"),
         ] {
             let addr = lab.addr_of(name).map_or("-".to_owned(), |a| a.to_string());
-            let _ = writeln!(s, "  {name:<18} {addr:<10} {what}");
+            let _ = writeln!(s, "  {name:<19} {addr:<10} {what}");
         }
         let _ = writeln!(s, "Try:");
         let _ = writeln!(s, "  ip netns exec {ns} curl --cacert {ca} https://www.shop.test/");

@@ -11,6 +11,9 @@
 //! | `edge.cdn.test.` | A 10.77.0.3, HTTPS `1 . alpn=h2,http/1.1` |
 //! | `static.shop.test.` | A 10.77.0.4 |
 //! | `refused.shop.test.` | A 10.77.0.5 (nothing listens there) |
+//! | `badcert.shop.test.` | A 10.77.0.6 (a certificate the lab CA did not sign) |
+//! | `blackhole.shop.test.` | A 10.77.1.1 (SYNs are dropped) |
+//! | `silent.shop.test.` | never answered (queries are received and dropped) |
 //!
 //! With `LabConfig::ipv6` every A record has an AAAA twin (fd77::N); without it AAAA queries get
 //! NOERROR with an empty answer (NODATA, SOA in the authority section). Queries for other types
@@ -63,6 +66,8 @@ const A_RECORDS: &[(&str, Ipv4Addr)] = &[
     (hosts::EDGE, hosts::EDGE_ADDR),
     (hosts::STATIC, hosts::STATIC_ADDR),
     (hosts::REFUSED, hosts::REFUSED_ADDR),
+    (hosts::BADCERT, hosts::BADCERT_ADDR),
+    (hosts::BLACKHOLE, hosts::BLACKHOLE_ADDR),
 ];
 const CNAMES: &[(&str, &str)] = &[(hosts::WWW, hosts::EDGE)];
 
@@ -103,7 +108,8 @@ impl Zone {
         for (n, a) in A_RECORDS {
             let recs = names.entry(key(n)).or_default();
             recs.push(RData::A(A(*a)));
-            if config.ipv6 {
+            // The black hole is outside 10.77.0.0/24: it has no IPv6 twin.
+            if config.ipv6 && *a != hosts::BLACKHOLE_ADDR {
                 recs.push(RData::AAAA(AAAA(hosts::v6_of(*a))));
             }
         }
@@ -242,6 +248,8 @@ impl Zone {
             udp_limit = usize::from(edns.max_payload().clamp(512, EDNS_PAYLOAD));
         }
         let (qname, qtype) = match (req.op_code(), req.queries()) {
+            // A DNS server that is down: the query arrives and nothing comes back.
+            (OpCode::Query, [q]) if key(&q.name().to_ascii()) == hosts::SILENT => return None,
             (OpCode::Query, [q]) => {
                 let (rcode, answers, authority) = self.answer(q.name(), q.query_type());
                 resp.set_response_code(rcode);

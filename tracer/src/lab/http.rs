@@ -6,6 +6,11 @@
 //! | 10.77.0.2:443 (`https://shop.test/`) | the same redirect |
 //! | 10.77.0.3:443 (`https://www.shop.test/`, `edge.cdn.test`) | `/` (HTML page), `/echo`, `/bytes/N`, `/account` (sets a cookie; its script sends it with a bearer token) |
 //! | 10.77.0.4:443 (`https://static.shop.test/`) | `/app.css`, `/app.js`, `/logo.png`, `/echo`, `/bytes/N` |
+//! | 10.77.0.6:443 (`https://badcert.shop.test/`) | the page, behind a certificate the lab CA did not sign |
+//!
+//! Faults on `www.shop.test` and `static.shop.test`: `/status/N` answers with status N
+//! (100 < N < 600, e.g. `/status/503`); `/stall` sends its head (`Content-Length: 2048`) and
+//! 1024 bytes of body, then holds the connection for [`STALL_HOLD`] and closes it.
 //!
 //! Every response waits `LabConfig::think_time` before its head and sends its body at
 //! `LabConfig::body_bytes_per_sec` when set. Plain-HTTP listeners also accept HTTP/2 with prior
@@ -36,6 +41,10 @@ const MAX_CONNECTIONS: u64 = 1_000_000;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is closed after this long, whatever it is doing.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+/// How long `/stall` holds its connection after half of its body.
+pub const STALL_HOLD: Duration = Duration::from_secs(10);
+/// `/stall`'s announced body length; half of it is sent.
+pub const STALL_BODY_LEN: usize = 2048;
 /// Largest body `/bytes/N` serves.
 const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -110,13 +119,16 @@ pub(crate) async fn start(
     config: &LabConfig,
     stats: Arc<LabStats>,
     tls: Arc<rustls::ServerConfig>,
+    badcert_tls: Arc<rustls::ServerConfig>,
 ) -> Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    let listeners: [(Ipv4Addr, u16, Site, bool); 4] = [
+    let badcert_acceptor = TlsAcceptor::from(badcert_tls);
+    let listeners: [(Ipv4Addr, u16, Site, bool); 5] = [
         (hosts::SHOP_ADDR, 80, Site::Redirect, false),
         (hosts::SHOP_ADDR, 443, Site::Redirect, true),
         (hosts::EDGE_ADDR, 443, Site::Www, true),
         (hosts::STATIC_ADDR, 443, Site::Static, true),
+        (hosts::BADCERT_ADDR, 443, Site::Www, true),
     ];
     for (v4, port, site, tls) in listeners {
         let mut ips: Vec<IpAddr> = vec![v4.into()];
@@ -136,7 +148,13 @@ pub(crate) async fn start(
                 bytes_per_sec: config.body_bytes_per_sec.filter(|r| *r > 0),
                 stats: stats.clone(),
             });
-            let acceptor = tls.then(|| acceptor.clone());
+            let acceptor = tls.then(|| {
+                if v4 == hosts::BADCERT_ADDR {
+                    badcert_acceptor.clone()
+                } else {
+                    acceptor.clone()
+                }
+            });
             tokio::spawn(accept_loop(listener, acceptor, ctx));
         }
     }
@@ -243,8 +261,14 @@ async fn handle(
         version: version_str(req.version()).to_owned(),
         status: status.as_u16(),
     });
-    let len = body.len();
-    let mut resp = Response::new(LabBody::new(body, ctx.bytes_per_sec));
+    let stall = ctx.site != Site::Redirect && req_path == "/stall";
+    let len = if stall { STALL_BODY_LEN } else { body.len() };
+    let body = if stall {
+        LabBody::stalled(body)
+    } else {
+        LabBody::new(body, ctx.bytes_per_sec)
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -347,16 +371,44 @@ fn route(
             Bytes::from_static(ECHO_BODY.as_bytes()),
             None,
         ),
-        (Site::Www | Site::Static, p) => match p.strip_prefix("/bytes/") {
-            Some(n) => bytes(n),
-            None => not_found(),
-        },
+        (Site::Www | Site::Static, "/stall") => (
+            StatusCode::OK,
+            "application/octet-stream",
+            Bytes::from(vec![b's'; STALL_BODY_LEN / 2]),
+            None,
+        ),
+        (Site::Www | Site::Static, p) => {
+            if let Some(n) = p.strip_prefix("/bytes/") {
+                return bytes(n);
+            }
+            let status = p
+                .strip_prefix("/status/")
+                .and_then(|n| n.parse::<u16>().ok())
+                .filter(|n| (101..600).contains(n))
+                .and_then(|n| StatusCode::from_u16(n).ok());
+            match status {
+                Some(status) => (
+                    status,
+                    TEXT,
+                    Bytes::from(format!("status {}\n", status.as_u16())),
+                    None,
+                ),
+                None => not_found(),
+            }
+        }
     }
 }
 
 /// Response body: all at once, or fed by a pacing task at a fixed byte rate.
 pub(crate) enum LabBody {
     Full(Option<Bytes>),
+    /// `/stall`: the part of the body, then nothing until the deadline, then the end of the
+    /// stream although the announced length was not reached (hyper then closes the
+    /// connection).
+    Stalled {
+        part: Option<Bytes>,
+        hold: Pin<Box<tokio::time::Sleep>>,
+    },
     Paced {
         rx: mpsc::Receiver<Bytes>,
         remaining: u64,
@@ -364,6 +416,13 @@ pub(crate) enum LabBody {
 }
 
 impl LabBody {
+    fn stalled(part: Bytes) -> LabBody {
+        LabBody::Stalled {
+            part: Some(part),
+            hold: Box::pin(tokio::time::sleep(STALL_HOLD)),
+        }
+    }
+
     fn new(body: Bytes, bytes_per_sec: Option<u64>) -> LabBody {
         let Some(rate) = bytes_per_sec else {
             return LabBody::Full(Some(body));
@@ -406,6 +465,10 @@ impl Body for LabBody {
     ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             LabBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            LabBody::Stalled { part, hold } => match part.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => hold.as_mut().poll(cx).map(|()| None),
+            },
             LabBody::Paced { rx, remaining } => match rx.poll_recv(cx) {
                 Poll::Ready(Some(b)) => {
                     *remaining = remaining.saturating_sub(b.len() as u64);
@@ -420,6 +483,7 @@ impl Body for LabBody {
     fn is_end_stream(&self) -> bool {
         match self {
             LabBody::Full(b) => b.is_none(),
+            LabBody::Stalled { .. } => false,
             LabBody::Paced { remaining, .. } => *remaining == 0,
         }
     }
@@ -427,6 +491,7 @@ impl Body for LabBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             LabBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            LabBody::Stalled { .. } => SizeHint::with_exact(STALL_BODY_LEN as u64),
             LabBody::Paced { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }

@@ -66,7 +66,18 @@ pub mod hosts {
     /// `refused.shop.test`: resolves, but nothing listens there (connections are refused).
     pub const REFUSED: &str = "refused.shop.test";
     pub const REFUSED_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 5);
-    /// Addresses 10.77.0.1 ..= 10.77.0.9 are put on the namespace's loopback; .6 .. .9 are spare
+    /// `badcert.shop.test`: HTTPS on port 443 with a certificate for this name that a throwaway
+    /// CA signed, not the lab CA (clients that trust the lab CA fail the handshake).
+    pub const BADCERT: &str = "badcert.shop.test";
+    pub const BADCERT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 6);
+    /// `blackhole.shop.test`: resolves to an address routed into the namespace's loopback but
+    /// not on it; with forwarding off the kernel drops the SYNs silently (connect times out).
+    pub const BLACKHOLE: &str = "blackhole.shop.test";
+    pub const BLACKHOLE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 1);
+    /// `silent.shop.test`: the lab DNS server receives queries for it and never answers (a DNS
+    /// server that is down, as a client sees it: its lookup times out).
+    pub const SILENT: &str = "silent.shop.test";
+    /// Addresses 10.77.0.1 ..= 10.77.0.9 are put on the namespace's loopback; .7 .. .9 are spare
     /// (no name, nothing listening).
     pub const FIRST_HOST: u8 = 1;
     pub const LAST_HOST: u8 = 9;
@@ -288,6 +299,7 @@ impl Lab {
             config: config.clone(),
             stats: stats.clone(),
             tls: pki.server_config.clone(),
+            badcert_tls: pki.badcert_config.clone(),
         };
         let servers = netns::ServerThread::spawn(&name, setup).await?;
         tracing::debug!("tracer::lab: lab {name} up");

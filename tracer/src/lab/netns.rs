@@ -82,6 +82,10 @@ impl Namespace {
             let v6 = hosts::v6_of(std::net::Ipv4Addr::new(10, 77, 0, n));
             batch.push_str(&format!("addr add {v6}/128 dev lo nodad\n"));
         }
+        // The black hole: routed into loopback but not a local address. With forwarding off
+        // (the default) the kernel drops what arrives for it without an ICMP error, so a
+        // connect to it stays in SYN_SENT until the client or the SYN retries give up.
+        batch.push_str(&format!("route add {}/32 dev lo\n", hosts::BLACKHOLE_ADDR));
         ip(&["-n", name, "-batch", "-"], Some(&batch))
             .context("configuring the lab namespace's loopback")?;
 
@@ -197,6 +201,8 @@ pub(crate) struct ServerSetup {
     pub(crate) config: LabConfig,
     pub(crate) stats: Arc<LabStats>,
     pub(crate) tls: Arc<rustls::ServerConfig>,
+    /// For `badcert.shop.test`: a certificate the lab CA did not sign.
+    pub(crate) badcert_tls: Arc<rustls::ServerConfig>,
 }
 
 /// The OS thread that lives inside the namespace and runs the servers on its own
@@ -291,7 +297,13 @@ fn server_thread_main(
         // Bind everything first (inside the namespace), then report readiness.
         let started = async {
             super::dns::start(&setup.config, setup.stats.clone()).await?;
-            super::http::start(&setup.config, setup.stats.clone(), setup.tls.clone()).await?;
+            super::http::start(
+                &setup.config,
+                setup.stats.clone(),
+                setup.tls.clone(),
+                setup.badcert_tls.clone(),
+            )
+            .await?;
             anyhow::Ok(())
         }
         .await;

@@ -17,6 +17,9 @@ use super::hosts;
 pub(crate) struct LabPki {
     pub(crate) ca_pem: String,
     pub(crate) server_config: Arc<rustls::ServerConfig>,
+    /// `badcert.shop.test`'s: a leaf for that name signed by a throwaway CA that nothing
+    /// trusts (clients report an unknown issuer).
+    pub(crate) badcert_config: Arc<rustls::ServerConfig>,
 }
 
 /// Names on the leaf certificate.
@@ -48,53 +51,71 @@ fn set_validity(params: &mut CertificateParams) {
     params.not_after = rcgen::date_time_ymd(y, m, d);
 }
 
+/// A CA certificate and its key.
+fn new_ca(common_name: &str) -> Result<(rcgen::Certificate, KeyPair)> {
+    let ca_key = KeyPair::generate().context("generating a lab CA key")?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name.push(DnType::CommonName, common_name);
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "tracer test lab");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut ca);
+    let ca_cert = ca.self_signed(&ca_key).context("self-signing a lab CA")?;
+    Ok((ca_cert, ca_key))
+}
+
+/// A rustls server config (ALPN h2, http/1.1) with a leaf for `names` signed by `ca`.
+fn leaf_server_config(
+    names: &[&str],
+    ca: &(rcgen::Certificate, KeyPair),
+    key_log: Arc<dyn rustls::KeyLog>,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let leaf_key = KeyPair::generate().context("generating a lab server key")?;
+    let mut leaf =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    leaf.distinguished_name.push(DnType::CommonName, names[0]);
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    set_validity(&mut leaf);
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &ca.0, &ca.1)
+        .context("signing a lab server cert")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("rustls protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf_cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .context("building a lab TLS server config")?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    server.key_log = key_log;
+    Ok(Arc::new(server))
+}
+
 impl LabPki {
     /// Generates the CA and a leaf certificate for the lab names, and a rustls server config
     /// (ALPN h2, http/1.1) that appends TLS secrets to `key_log_path`.
     pub(crate) fn generate(key_log_path: &Path) -> Result<LabPki> {
-        let ca_key = KeyPair::generate().context("generating the lab CA key")?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "tracer lab CA");
-        ca.distinguished_name
-            .push(DnType::OrganizationName, "tracer test lab");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        set_validity(&mut ca);
-        let ca_cert = ca.self_signed(&ca_key).context("self-signing the lab CA")?;
-
-        let leaf_key = KeyPair::generate().context("generating the lab server key")?;
-        let mut leaf =
-            CertificateParams::new(LEAF_NAMES.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        leaf.distinguished_name.push(DnType::CommonName, hosts::WWW);
-        leaf.is_ca = IsCa::ExplicitNoCa;
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        leaf.use_authority_key_identifier_extension = true;
-        set_validity(&mut leaf);
-        let leaf_cert = leaf
-            .signed_by(&leaf_key, &ca_cert, &ca_key)
-            .context("signing the lab server cert")?;
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("rustls protocol versions")?
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(leaf_cert.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-            )
-            .context("building the lab TLS server config")?;
-        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        server.key_log = Arc::new(FileKeyLog::new(key_log_path)?);
+        let key_log: Arc<dyn rustls::KeyLog> = Arc::new(FileKeyLog::new(key_log_path)?);
+        let ca = new_ca("tracer lab CA")?;
+        let server_config = leaf_server_config(LEAF_NAMES, &ca, key_log.clone())?;
+        // Nothing trusts this CA: its key is dropped here.
+        let untrusted = new_ca("tracer lab untrusted CA")?;
+        let badcert_config = leaf_server_config(&[hosts::BADCERT], &untrusted, key_log)?;
         Ok(LabPki {
-            ca_pem: ca_cert.pem(),
-            server_config: Arc::new(server),
+            ca_pem: ca.0.pem(),
+            server_config,
+            badcert_config,
         })
     }
 }

@@ -131,6 +131,12 @@ struct ConnState {
     hs_start_ns: Option<u64>,
     hs_end_ns: Option<u64>,
     hs_failed: bool,
+    /// Who closed an established connection first: Some(true) the client (ESTABLISHED ->
+    /// FIN_WAIT1), Some(false) the server (ESTABLISHED -> CLOSE_WAIT).
+    client_closed_first: Option<bool>,
+    /// The page load closed while this open connection still owed a response, after
+    /// `response_timeout` of silence: its unfinished exchanges were flushed then.
+    response_timed_out: bool,
     first_data_ns: Option<u64>,
     dns: Option<u64>,
     http: HttpConnection,
@@ -222,6 +228,9 @@ pub struct Stitcher {
     by_sk: HashMap<u64, u64>,
     /// State changes seen before their connect record (same call, other CPU or order).
     early_states: HashMap<u64, Vec<(TcpState, TcpState, u64, Option<SocketAddr>)>>,
+    /// TCP error reports that matched no connection yet, by destination (time, errno name):
+    /// a refused non-blocking connect's RST is reported before its connect record arrives.
+    early_errors: HashMap<SocketAddr, (u64, String)>,
     tls_fd: HashMap<(u32, u64), i32>,
     /// Handshake entries seen before the TLS object's fd was known (it is learned inside
     /// the first call), by (tgid, object).
@@ -264,6 +273,7 @@ impl Stitcher {
             by_fd: HashMap::new(),
             by_sk: HashMap::new(),
             early_states: HashMap::new(),
+            early_errors: HashMap::new(),
             tls_fd: HashMap::new(),
             tls_pending_start: HashMap::new(),
             lookups: HashMap::new(),
@@ -390,10 +400,25 @@ impl Stitcher {
             }
             EventBody::SockError { error, dst, src, protocol, .. } => {
                 if *protocol == 6 {
-                    if let Some(id) = self.conn_by_tuple(*src, *dst) {
+                    let conn = self.conn_by_tuple(*src, *dst).filter(|id| {
+                        // A connection closed before this report's socket was connected is
+                        // another one: this report's connect record is still to come.
+                        self.conns.get(id).is_some_and(|c| c.closed_ns.is_none() || c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT))
+                    });
+                    if let Some(id) = conn {
                         if let Some(c) = self.conns.get_mut(&id) {
-                            c.error.get_or_insert_with(|| error.to_string());
+                            // The kernel's reason wins over the guess made at the close.
+                            if c.error.is_none() || c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT) {
+                                c.error = Some(error.to_string());
+                            }
                         }
+                    } else if let Some(dst) = dst {
+                        if self.early_errors.len() >= 4096 {
+                            // Bounded: reports whose connect never came are dropped.
+                            let k = *self.early_errors.keys().next().expect("non-empty");
+                            self.early_errors.remove(&k);
+                        }
+                        self.early_errors.insert(*dst, (ev.ts_ns, error.to_string()));
                     }
                 } else if dst.is_some_and(|d| d.port() == 53) {
                     // ICMP error from a DNS server: fail the newest unanswered lookup to it.
@@ -405,6 +430,8 @@ impl Stitcher {
                     {
                         l.error = Some(format!("ERR_NAME_NOT_RESOLVED (DNS server {error})"));
                         l.ended_ns = Some(ev.ts_ns);
+                        let (tgid, id) = (l.tgid, l.id);
+                        self.record_failure(tgid, ev.ts_ns, None, Some(id));
                     }
                 }
             }
@@ -608,6 +635,8 @@ impl Stitcher {
             hs_start_ns: None,
             hs_end_ns: None,
             hs_failed: false,
+            client_closed_first: None,
+            response_timed_out: false,
             first_data_ns: None,
             dns,
             http: HttpConnection::new(),
@@ -629,6 +658,17 @@ impl Stitcher {
             for (old, new, ts, src) in self.early_states.remove(&skaddr).unwrap_or_default() {
                 self.apply_state(id, old, new, ts, src);
             }
+            // The kernel's reason for a connect that failed before its record arrived.
+            if let Some(c) = self.conns.get_mut(&id) {
+                if let Some((ts, err)) = dst.and_then(|d| self.early_errors.get(&d)).cloned() {
+                    if c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT) && ts >= c.syn_sent_ns.unwrap_or(c.connect_start_ns) {
+                        c.error = Some(err);
+                        if let Some(d) = dst {
+                            self.early_errors.remove(&d);
+                        }
+                    }
+                }
+            }
         }
         self.activity(ev.tgid, start);
         self.attach_to_page(ev.tgid, id, dns);
@@ -649,8 +689,11 @@ impl Stitcher {
             }
             (TcpState::SynSent, TcpState::Close) => {
                 c.closed_ns = Some(ts);
+                // A RST (ECONNREFUSED) or the SYN retries running out (ETIMEDOUT) are reported
+                // (inet_sk_error_report) before the socket closes. Without a report, the
+                // client closed its socket while the SYN was unanswered: it gave up waiting.
                 if c.error.is_none() {
-                    c.error = Some("ECONNREFUSED".into());
+                    c.error = Some(CLIENT_GAVE_UP_IN_SYN_SENT.into());
                 }
                 let (tgid, failed) = (c.tgid, true);
                 if failed {
@@ -658,6 +701,13 @@ impl Stitcher {
                 }
             }
             (_, TcpState::Close) | (_, TcpState::FinWait1) | (_, TcpState::CloseWait) | (_, TcpState::LastAck) => {
+                if old == TcpState::Established && c.client_closed_first.is_none() {
+                    c.client_closed_first = match new {
+                        TcpState::FinWait1 => Some(true),
+                        TcpState::CloseWait => Some(false),
+                        _ => None,
+                    };
+                }
                 if c.closed_ns.is_none() && matches!(new, TcpState::Close | TcpState::FinWait1 | TcpState::CloseWait) {
                     c.closed_ns = Some(ts);
                 }
@@ -1047,7 +1097,15 @@ impl Stitcher {
         } else if x.response_start_ns.is_none() {
             Some("ERR_EMPTY_RESPONSE".into())
         } else {
-            Some(x.partial_reason.clone().unwrap_or_else(|| "ERR_CONNECTION_CLOSED (partial response)".into()))
+            Some(if c.response_timed_out && c.closed_ns.is_none() {
+                format!(
+                    "ERR_TIMED_OUT (the response did not end within {} s of silence; {} body bytes received)",
+                    self.cfg.response_timeout_ns / 1_000_000_000,
+                    x.response_body_bytes
+                )
+            } else {
+                incomplete_response(x, c.client_closed_first)
+            })
         };
         Request {
             // Global ids while the page load is open; indices once it closes.
@@ -1108,6 +1166,21 @@ impl Stitcher {
             .map(|(c, _)| *c)
             .collect();
         for client in idle {
+            // Responses still owed on open connections after `response_timeout` of silence
+            // (a server that stalls mid-body) are reported as they stand, not dropped.
+            let stalled: Vec<u64> = self.pages.get(&client).map_or_else(Vec::new, |p| {
+                p.conns
+                    .iter()
+                    .copied()
+                    .filter(|id| self.conns.get(id).is_some_and(|c| c.closed_ns.is_none() && c.http.open_exchanges() > 0))
+                    .collect()
+            });
+            for id in stalled {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.response_timed_out = true;
+                }
+                self.drain_exchanges(id, true);
+            }
             if let Some(p) = self.close_page(client) {
                 out.push(p);
             }
@@ -1209,10 +1282,24 @@ impl Stitcher {
             }
         }
         // Lookups that never got an answer failed.
-        for l in &open.lookups {
-            if let Some(l) = self.lookups.get_mut(l) {
+        for id in &open.lookups {
+            if let Some(l) = self.lookups.get_mut(id) {
                 if l.ended_ns.is_none() && !l.pending_ids.is_empty() {
-                    l.error.get_or_insert_with(|| "ERR_NAME_NOT_RESOLVED (timed out)".into());
+                    let server = l.server.map(|s| format!(" from {s}")).unwrap_or_default();
+                    l.error.get_or_insert_with(|| format!("ERR_DNS_TIMED_OUT (no answer{server})"));
+                    // Not a silently missing row: the lookup is a failed entry of its own.
+                    if !open.failures.iter().any(|(_, _, f)| *f == Some(*id)) {
+                        open.failures.push((l.started_ns, None, Some(*id)));
+                    }
+                }
+            }
+        }
+        // Connections whose TLS handshake began and never finished (a certificate the client
+        // rejected, a protocol error) and that carried nothing: failed entries too.
+        for id in &open.conns {
+            if let Some(c) = self.conns.get(id) {
+                if c.exchanges == 0 && tls_failure(c).is_some() && !open.failures.iter().any(|(_, f, _)| *f == Some(*id)) {
+                    open.failures.push((c.connect_start_ns, Some(*id), None));
                 }
             }
         }
@@ -1376,9 +1463,17 @@ impl Stitcher {
             raw.and_then(|r| r.dns).and_then(|id| self.lookups.get(&id)).and_then(|x| dns.iter().find(|d| d.name == x.name))
         });
         let host = l.map(|l| l.name.clone()).or_else(|| c.and_then(|c| c.dst.clone()));
+        let tls_error = raw.and_then(tls_failure);
         let error = match (c.and_then(|c| c.error.as_deref()), l.and_then(|l| l.error.clone())) {
+            _ if tls_error.is_some() => tls_error.unwrap_or_default(),
             (Some("ECONNREFUSED"), _) => "ERR_CONNECTION_REFUSED".to_string(),
-            (Some("ETIMEDOUT"), _) => "ERR_CONNECTION_TIMED_OUT".to_string(),
+            (Some("ETIMEDOUT"), _) => {
+                "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the kernel gave up after its retries, ETIMEDOUT)".to_string()
+            }
+            (Some(CLIENT_GAVE_UP_IN_SYN_SENT), _) => format!(
+                "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after {} ms)",
+                c.and_then(|c| c.closed_ns.map(|e| ms(e.saturating_sub(c.connect_start_ns)))).unwrap_or(-1.0)
+            ),
             (Some("ENETUNREACH"), _) | (Some("EHOSTUNREACH"), _) => "ERR_ADDRESS_UNREACHABLE".to_string(),
             (Some(other), _) => format!("ERR_CONNECTION_FAILED ({other})"),
             (None, Some(e)) => e,
@@ -1441,6 +1536,7 @@ impl Stitcher {
     }
 
     fn connection_model(&self, c: &ConnState) -> Connection {
+        let tls_error = tls_failure(c).map(|e| crate::metrics::reason_of(&e).to_string());
         let lib = c.tls_lib.filter(|l| *l != TlsLib::None);
         let wire = c.wire.as_ref();
         let tls = (lib.is_some() || wire.is_some()).then(|| {
@@ -1483,7 +1579,7 @@ impl Stitcher {
             connect_start_ns: c.connect_start_ns,
             established_ns: c.established_ns,
             closed_ns: c.closed_ns,
-            error: c.error.clone().or_else(|| c.hs_failed.then(|| "TLS handshake failed".to_string())),
+            error: c.error.clone().or(tls_error).or_else(|| c.hs_failed.then(|| "TLS handshake failed".to_string())),
             tls,
             requests: 0,
         }
@@ -1623,4 +1719,99 @@ fn redirect_chain(requests: &[Request], navigation: Option<&str>) -> Vec<usize> 
         }
     }
     chain
+}
+
+/// `ConnState::error` of a connect whose socket the client closed in SYN_SENT with no error
+/// reported by the kernel: the client stopped waiting for the SYN's answer.
+const CLIENT_GAVE_UP_IN_SYN_SENT: &str = "SYN_SENT closed by the client";
+
+/// Why a connection's TLS handshake failed, browser-style, when it began and never finished
+/// and the connection closed (or a library call said it failed) with nothing exchanged. The
+/// reason is only as good as what is visible: an alert sent in the clear (TLS 1.2, or before
+/// the server's first flight) names it; otherwise it is a generic protocol error.
+fn tls_failure(c: &ConnState) -> Option<String> {
+    let wire = c.wire.as_ref();
+    let probed = c.tls_lib.is_some_and(|l| l != TlsLib::None);
+    let started = c.hs_start_ns.is_some() || wire.is_some_and(|w| w.hello_ns.is_some());
+    // With a probed library its handshake calls decide: under TLS 1.3 the client's encrypted
+    // alert looks like its Finished on the wire.
+    let finished = if probed {
+        c.hs_end_ns.is_some()
+    } else {
+        wire.is_some_and(|w| w.handshake_end_ns.is_some()) && wire.is_none_or(|w| w.client_alert.is_none())
+    } || c.exchanges > 0
+        || c.first_data_ns.is_some();
+    if !started || finished || c.error.is_some() || (c.closed_ns.is_none() && !c.hs_failed) {
+        return None;
+    }
+    if let Some(a) = wire.and_then(|w| w.client_alert) {
+        let code = match a {
+            48 => "ERR_CERT_AUTHORITY_INVALID",
+            45 => "ERR_CERT_DATE_INVALID",
+            44 => "ERR_CERT_REVOKED",
+            42 | 43 | 46 => "ERR_CERT_INVALID",
+            40 | 70 | 71 => "ERR_SSL_VERSION_OR_CIPHER_MISMATCH",
+            _ => "ERR_SSL_PROTOCOL_ERROR",
+        };
+        return Some(format!("{code} (the client sent TLS alert {} during the handshake)", alert_name(a)));
+    }
+    if let Some(a) = wire.and_then(|w| w.server_alert) {
+        let code = if matches!(a, 40 | 70 | 71) { "ERR_SSL_VERSION_OR_CIPHER_MISMATCH" } else { "ERR_SSL_PROTOCOL_ERROR" };
+        return Some(format!("{code} (the server sent TLS alert {} during the handshake)", alert_name(a)));
+    }
+    let who = match c.client_closed_first {
+        Some(true) => "the client closed the connection",
+        Some(false) => "the server closed the connection",
+        None if c.hs_failed => "the library's handshake call failed",
+        None => "the connection closed",
+    };
+    Some(format!("ERR_SSL_PROTOCOL_ERROR (handshake not finished: {who}; no alert in the clear, so the reason is not visible)"))
+}
+
+/// RFC 8446 section 6 alert names, for the ones a failed handshake sends.
+fn alert_name(a: u8) -> String {
+    let name = match a {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        112 => "unrecognized_name",
+        120 => "no_application_protocol",
+        _ => return format!("{a}"),
+    };
+    format!("{name} ({a})")
+}
+
+/// The error of a response that did not complete. A body cut short by the connection's end is
+/// named as Chromium names it: ERR_CONTENT_LENGTH_MISMATCH (announced length) or
+/// ERR_INCOMPLETE_CHUNKED_ENCODING, with the bytes received and who closed first.
+fn incomplete_response(x: &crate::http::HttpExchange, client_closed_first: Option<bool>) -> String {
+    let reason = x.partial_reason.as_deref().unwrap_or("partial response");
+    if reason != "connection closed before the response ended" {
+        return x.partial_reason.clone().unwrap_or_else(|| "ERR_CONNECTION_CLOSED (partial response)".into());
+    }
+    let who = match client_closed_first {
+        Some(true) => "the client closed the connection",
+        Some(false) => "the server closed the connection",
+        None => "the connection closed",
+    };
+    let length = header(&x.response_headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = header(&x.response_headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    match length {
+        Some(n) => format!("ERR_CONTENT_LENGTH_MISMATCH ({who} after {} of {n} body bytes)", x.response_body_bytes),
+        None if chunked => format!("ERR_INCOMPLETE_CHUNKED_ENCODING ({who} after {} body bytes)", x.response_body_bytes),
+        None => format!("ERR_CONNECTION_CLOSED ({who}: {reason})"),
+    }
 }

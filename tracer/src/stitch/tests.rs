@@ -565,3 +565,98 @@ fn connections_that_never_close_are_evicted_by_count_and_age() {
     assert_eq!(st.conns.len(), 0, "idle connections are evicted");
     assert_eq!(st.stats.evicted_connections, 20);
 }
+
+/// A connect closed in SYN_SENT: the client gave up (no report), or a RST whose report comes
+/// after the close (as tcp_done_with_error orders them) or before the connect record.
+#[test]
+fn a_connect_closed_in_syn_sent_is_a_timeout_unless_the_kernel_reports_a_reason() {
+    let dst = addr([10, 77, 1, 1], 443);
+    let syn_sent = |s: &mut Sim, tgid: u32, sk: u64| {
+        s.push(tgid, "curl", EventBody::TcpState { skaddr: sk, old: TcpState::Close, new: TcpState::SynSent, src: None, dst: Some(dst) });
+        s.push(tgid, "curl", EventBody::Connect { fd: 5, ret: -115, error: Some("EINPROGRESS"), dst: Some(dst), skaddr: sk, tcp: true, duration_ns: 5_000 });
+    };
+    let closed = |s: &mut Sim, tgid: u32, sk: u64| {
+        s.push(tgid, "curl", EventBody::TcpState { skaddr: sk, old: TcpState::SynSent, new: TcpState::Close, src: None, dst: Some(dst) });
+    };
+    let refused = |s: &mut Sim| {
+        s.push(0, "swapper", EventBody::SockError { error: "ECONNREFUSED", errno: 111, protocol: 6, src: None, dst: Some(dst) });
+    };
+    // The client closes its socket after 2 s without an answer.
+    let mut s = Sim::new();
+    syn_sent(&mut s, 7, 0x1);
+    s.at(2000);
+    closed(&mut s, 7, 0x1);
+    let pages = s.run();
+    let err = pages[0].error.as_deref().unwrap();
+    assert!(err.starts_with("ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after 2000"), "{err}");
+    // RST: reported after the close.
+    let mut s = Sim::new();
+    syn_sent(&mut s, 8, 0x2);
+    closed(&mut s, 8, 0x2);
+    refused(&mut s);
+    assert_eq!(s.run()[0].error.as_deref(), Some("ERR_CONNECTION_REFUSED"));
+    // RST: state changes and report before the connect record.
+    let mut s = Sim::new();
+    s.push(9, "curl", EventBody::TcpState { skaddr: 0x3, old: TcpState::Close, new: TcpState::SynSent, src: None, dst: Some(dst) });
+    closed(&mut s, 9, 0x3);
+    refused(&mut s);
+    s.push(9, "curl", EventBody::Connect { fd: 5, ret: -115, error: Some("EINPROGRESS"), dst: Some(dst), skaddr: 0x3, tcp: true, duration_ns: 5_000 });
+    assert_eq!(s.run()[0].error.as_deref(), Some("ERR_CONNECTION_REFUSED"));
+}
+
+/// A handshake that began and never finished, with no alert in the clear: a generic TLS error
+/// that says who closed, not a missing row.
+#[test]
+fn an_unfinished_handshake_without_a_visible_alert_is_a_protocol_error() {
+    let dst = addr(EDGE, 443);
+    let mut s = Sim::new();
+    s.connect(7, 5, dst, 0x1);
+    s.handshake(7, TlsLib::OpenSsl, TlsFunc::SSL_connect, 0xa, 5, HandshakePhase::Enter, 0);
+    s.handshake(7, TlsLib::OpenSsl, TlsFunc::SSL_connect, 0xa, 5, HandshakePhase::Return, -1);
+    s.push(7, "curl", EventBody::TcpState { skaddr: 0x1, old: TcpState::Established, new: TcpState::FinWait1, src: None, dst: Some(dst) });
+    s.push(0, "swapper", EventBody::TcpState { skaddr: 0x1, old: TcpState::FinWait2, new: TcpState::Close, src: None, dst: Some(dst) });
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let err = pages[0].error.as_deref().unwrap();
+    assert!(err.starts_with("ERR_SSL_PROTOCOL_ERROR (handshake not finished: the client closed the connection"), "{err}");
+    assert_eq!(pages[0].connections[0].error.as_deref(), Some("ERR_SSL_PROTOCOL_ERROR"));
+    assert_eq!(crate::metrics::failure_phase(&pages[0], &pages[0].requests[0], err), "tls");
+}
+
+/// A lookup nobody answered is a failed entry of its own when the page load closes.
+#[test]
+fn an_unanswered_lookup_is_a_dns_timeout() {
+    let mut s = Sim::new();
+    s.query(7, 1, "silent.shop.test", "A");
+    s.query(7, 2, "silent.shop.test", "AAAA");
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0].error.as_deref(), Some("ERR_DNS_TIMED_OUT (no answer from 127.0.0.1:53)"));
+    assert_eq!(pages[0].dns[0].error, pages[0].error);
+}
+
+/// A server that stalls mid-body on a connection the client keeps open: after
+/// `response_timeout` of silence the page load closes with the request as it stands.
+#[test]
+fn a_body_stalled_past_the_response_timeout_is_reported_partial() {
+    let mut s = Sim::new();
+    s.exec(300, "/usr/bin/curl");
+    s.connect(300, 5, addr(SHOP, 80), 0xa);
+    s.socket(300, 5, Direction::Send, DnsSyscall::Sendto, b"GET /stall HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 2048\r\n\r\n".to_vec();
+    head.extend(std::iter::repeat_n(b's', 1024));
+    s.socket(300, 5, Direction::Recv, DnsSyscall::Read, &head);
+    // Much later, anything else (the stitcher's clock moves with the events).
+    s.t += 3_000 * MS;
+    s.exec(301, "/usr/bin/true");
+    let cfg = StitchConfig { response_timeout_ns: 2_000 * MS, ..StitchConfig::default() };
+    let pages = s.run_with(cfg);
+    let p = pages.iter().find(|p| p.client.tgid == 300).expect("curl's page load");
+    let r = &p.requests[0];
+    assert_eq!((r.status, r.complete), (Some(200), false));
+    assert_eq!(
+        r.error.as_deref(),
+        Some("ERR_TIMED_OUT (the response did not end within 2 s of silence; 1024 body bytes received)")
+    );
+    assert_eq!(p.error, r.error);
+}

@@ -47,6 +47,12 @@ pub struct WireTls {
     pub handshake_end_ns: Option<u64>,
     /// The server sent an alert before the handshake ended.
     pub alert_in_handshake: bool,
+    /// The description of the first alert each side sent in the clear (before its write keys:
+    /// all of a TLS 1.2 handshake; under TLS 1.3 a client until it has read the server's
+    /// Finished, so OpenSSL's alert for a certificate it rejects is seen, while a client that
+    /// switches keys earlier sends it encrypted, as application data: not seen here).
+    pub client_alert: Option<u8>,
+    pub server_alert: Option<u8>,
     /// Application data after the handshake: the first client record's start, the end of
     /// the client's records before the first answer, the first server record after them, the
     /// last server record's end. Approximate: TLS 1.3 session tickets are application data
@@ -166,6 +172,13 @@ impl WireTls {
             _ => 2,
         };
         self.records[d][kind] = self.records[d][kind].saturating_add(1);
+        if ty == ContentType::Alert && length == 2 {
+            // A plaintext alert: level, description.
+            if let Some(desc) = record.and_then(|r| r.get(RECORD_HEADER_LEN + 1)) {
+                let slot = if dir == Direction::Send { &mut self.client_alert } else { &mut self.server_alert };
+                slot.get_or_insert(*desc);
+            }
+        }
         match (dir, ty) {
             (Direction::Send, ContentType::Handshake) if self.hello_ns.is_none() => {
                 self.hello_ns = Some(start_ns);
