@@ -350,6 +350,7 @@ async fn serve_udp(
                     rcode,
                     server: local,
                     client: peer,
+                    received_by_then: 0, // set by dns_answered
                 });
                 let _ = sock.send_to(&resp, peer).await;
             }
@@ -415,6 +416,7 @@ async fn serve_tcp_conn(
             rcode,
             server: local,
             client: peer,
+            received_by_then: 0, // set by dns_answered
         });
         stream.write_all(&out).await?;
     }

@@ -191,6 +191,10 @@ pub struct DnsQueryRecord {
     pub server: SocketAddr,
     /// The client's address (its source port identifies the client socket).
     pub client: SocketAddr,
+    /// How many queries the server had received when it answered this one: shows which
+    /// queries were in flight together (an A + AAAA pair answered in parallel was received
+    /// before either answer).
+    pub received_by_then: u64,
 }
 
 /// One HTTP request an origin received.
@@ -232,9 +236,10 @@ impl LabStats {
         log.push(item);
     }
     pub(crate) fn dns_received(&self) {
-        self.dns_queries.fetch_add(1, Ordering::Relaxed);
+        self.dns_queries.fetch_add(1, Ordering::SeqCst);
     }
-    pub(crate) fn dns_answered(&self, rec: DnsQueryRecord) {
+    pub(crate) fn dns_answered(&self, mut rec: DnsQueryRecord) {
+        rec.received_by_then = self.dns_queries.load(Ordering::SeqCst);
         Self::push(&self.dns_log, rec);
     }
     pub(crate) fn tcp_accepted(&self) {
