@@ -1759,11 +1759,16 @@ fn tls_failure(c: &ConnState) -> Option<String> {
         let code = if matches!(a, 40 | 70 | 71) { "ERR_SSL_VERSION_OR_CIPHER_MISMATCH" } else { "ERR_SSL_PROTOCOL_ERROR" };
         return Some(format!("{code} (the server sent TLS alert {} during the handshake)", alert_name(a)));
     }
+    // No alert, no failed library call, and the client hung up: a connection the client
+    // cancelled (a browser's speculative connect or a lost race: Firefox closes such sockets
+    // mid-handshake), not a failure to report.
+    if !c.hs_failed && c.client_closed_first != Some(false) {
+        return None;
+    }
     let who = match c.client_closed_first {
         Some(true) => "the client closed the connection",
         Some(false) => "the server closed the connection",
-        None if c.hs_failed => "the library's handshake call failed",
-        None => "the connection closed",
+        None => "the library's handshake call failed",
     };
     Some(format!("ERR_SSL_PROTOCOL_ERROR (handshake not finished: {who}; no alert in the clear, so the reason is not visible)"))
 }
