@@ -184,9 +184,11 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
     assert_eq!(r.status, Some(200));
     assert!(!r.complete);
     let err = r.error.as_deref().unwrap_or_default();
-    assert_eq!(
-        err, "ERR_CONTENT_LENGTH_MISMATCH (the client closed the connection after 1024 of 2048 body bytes)",
-        "stall: request error"
+    // Who closed first is incidental (curl gives up at 3 s; seen once under load: the
+    // server's FIN first); the reason and the bytes received are what count.
+    assert!(
+        err.starts_with("ERR_CONTENT_LENGTH_MISMATCH (the ") && err.ends_with(" closed the connection after 1024 of 2048 body bytes)"),
+        "stall: request error {err}"
     );
     assert_eq!(r.response_bytes - r.response_header_bytes, 1024);
     assert_eq!(stall.error.as_deref(), Some(err), "the document's error is the page load's");
