@@ -271,7 +271,7 @@ impl Bpftrace {
             }
         });
         let mut guard = Guard::new(child, "bpftrace");
-        guard.grace = Duration::from_secs(60);
+        guard.grace = Duration::from_secs(180);
         let mut b = Bpftrace { guard, lines, reader: Some(reader) };
         util::wait_for(Duration::from_secs(120), "bpftrace to attach", || {
             if let Err(e) = b.guard.check_running() {
