@@ -282,6 +282,10 @@ impl Bpftrace {
         Ok(b)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
     /// SIGINT, wait, and return everything it printed.
     pub fn stop(mut self) -> Result<Vec<String>> {
         self.guard.stop_with(libc::SIGINT)?;

@@ -130,6 +130,56 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// Total `run_time_ns` and `run_cnt` of the BPF programs whose fds process `pid` holds
+/// (`/proc/PID/fdinfo`; the kernel counts them only while `kernel.bpf_stats_enabled` is 1).
+pub fn bpf_prog_stats(pid: u32) -> (u64, u64) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return (0, 0) };
+    let (mut ns, mut runs) = (0, 0);
+    for entry in dir.flatten() {
+        let is_prog = std::fs::read_link(entry.path()).map(|l| l.to_string_lossy() == "anon_inode:bpf-prog").unwrap_or(false);
+        if !is_prog {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy()));
+        let (a, b) = parse_prog_fdinfo(&info.unwrap_or_default());
+        ns += a;
+        runs += b;
+    }
+    (ns, runs)
+}
+
+pub fn parse_prog_fdinfo(info: &str) -> (u64, u64) {
+    let field = |name: &str| {
+        info.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or(0)
+    };
+    (field("run_time_ns:"), field("run_cnt:"))
+}
+
+/// Turns `kernel.bpf_stats_enabled` on, and back to what it was when dropped.
+pub struct BpfStats {
+    previous: Option<String>,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    pub fn enable() -> BpfStats {
+        let previous = std::fs::read_to_string(BPF_STATS).ok();
+        if std::fs::write(BPF_STATS, "1").is_err() {
+            return BpfStats { previous: None };
+        }
+        BpfStats { previous }
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(p) = &self.previous {
+            let _ = std::fs::write(BPF_STATS, p.trim());
+        }
+    }
+}
+
 /// Median (NaN for an empty slice).
 pub fn median(values: &[f64]) -> f64 {
     percentile(values, 50.0)
@@ -291,6 +341,13 @@ mod tests {
         assert_eq!((s, b.as_slice()), (404, &b"abcde"[..]));
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+    }
+
+    #[test]
+    fn prog_fdinfo() {
+        let info = "pos:\t0\nflags:\t02000002\nprog_type:\t1\nprog_id:\t77\nrun_time_ns:\t123456\nrun_cnt:\t789\n";
+        assert_eq!(parse_prog_fdinfo(info), (123456, 789));
+        assert_eq!(parse_prog_fdinfo("pos:\t0\n"), (0, 0));
     }
 
     #[test]
