@@ -136,10 +136,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let mut rescan_tick = tokio::time::interval(config.rescan);
     rescan_tick.tick().await; // the first tick is immediate; libraries were just scanned
     let mut last_lost: u64 = 0;
+    let mut newest_event_ns: u64 = 0;
     loop {
         tokio::select! {
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
+                newest_event_ns = newest_event_ns.max(ev.ts_ns);
                 if let Some(f) = filter.as_mut() {
                     f.on_event(&mut probes, &ev);
                 }
@@ -154,7 +156,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                 }
             }
             _ = stitch_tick.tick() => {
-                for page in stitcher.tick(monotonic_ns()) {
+                // A page load closes after its client's quiet window. While the daemon is
+                // behind (events still queued), the clock for that is the newest event read,
+                // not now: otherwise a busy client's page load is cut into pieces by events
+                // that were already made but not yet read (seen under benchmark 3's load).
+                let now = if events.is_empty() { monotonic_ns() } else { newest_event_ns };
+                for page in stitcher.tick(now) {
                     deliver(page, config.print, &history, &hub);
                 }
             }
