@@ -266,6 +266,8 @@ pub struct SeedResult {
     pub batch: usize,
     /// Page loads in the database at the end, and how long the SQL copies took.
     pub total: u64,
+    /// Set when the free disk space did not allow the asked-for total.
+    pub capped_by_disk: Option<String>,
     pub grow_secs: f64,
     pub db_bytes: u64,
 }
@@ -300,11 +302,55 @@ pub async fn seed(pool: &SqlitePool, ingest: u64, total: u64, batch: usize, seed
     // Generating the page loads is the seeding tool's cost, not the store's.
     res.ingest_secs = (start.elapsed().as_secs_f64() - gen_secs).max(1e-9);
     res.ingested = done;
+    // A database of realistic page loads takes ~15 KB each (1,000,000: ~15 GB). On a shared
+    // disk, grow only as far as leaves 5 GiB free, counting the write-ahead log of a copy.
+    let mut total = total;
+    if let Some(db) = db_path(pool).await {
+        let used = file_bytes(&db);
+        let per_page = used as f64 / res.ingested.max(1) as f64;
+        let free = free_bytes(db.parent().unwrap_or(std::path::Path::new("/")));
+        let reserve = 5u64 << 30;
+        let allowed = ((free + used).saturating_sub(reserve) as f64 / (per_page * 1.5)) as u64;
+        if allowed < total {
+            res.capped_by_disk = Some(format!(
+                "{:.1} KB per page load, {:.1} GiB free: {} page loads would need ~{:.1} GiB",
+                per_page / 1e3,
+                free as f64 / (1u64 << 30) as f64,
+                total,
+                total as f64 * per_page * 1.5 / (1u64 << 30) as f64
+            ));
+            total = allowed.max(res.ingested);
+        }
+    }
     let g = Instant::now();
     grow(pool, total).await?;
     res.grow_secs = g.elapsed().as_secs_f64();
     res.total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM page_loads").fetch_one(pool).await? as u64;
     Ok(res)
+}
+
+/// The main database file of `pool`.
+async fn db_path(pool: &SqlitePool) -> Option<std::path::PathBuf> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list").fetch_all(pool).await.ok()?;
+    rows.into_iter().find(|r| r.1 == "main").map(|r| std::path::PathBuf::from(r.2)).filter(|p| !p.as_os_str().is_empty())
+}
+
+/// The database with its write-ahead log.
+fn file_bytes(db: &std::path::Path) -> u64 {
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    [db.to_path_buf(), wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+}
+
+/// Bytes free for unprivileged use on the file system of `dir`.
+fn free_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 0 };
+    // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    st.f_bavail as u64 * st.f_frsize as u64
 }
 
 async fn max_id(pool: &SqlitePool, table: &str) -> Result<i64> {

@@ -211,7 +211,8 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
         ops_hint.insert(i as u8, ((rate * ctx.plan.window_s) as u64).max(100));
         let census = Bpftrace::start(&census_program(&hooks))?;
         let (ops, _) = run_workload(ctx, &env, w, probe_ops)?;
-        let lines = census.stop()?;
+        let lines = census.counts()?;
+        census.stop()?;
         let mut total = 0u64;
         let mut per_hook: BTreeMap<String, u64> = BTreeMap::new();
         for (key, n) in parse_bpftrace_counts(&lines) {
@@ -783,7 +784,7 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
          Seeding (`tracer bench-tool seed`): {} synthetic page loads (browsers 5-60 requests over 3 hosts, \
          command-line clients 1-3, redirects, CNAME chains, TLS, 2% failures; {} requests in all) written through \
          `history::insert_page_loads` in batches of {}: **{} page loads/s** ({} requests/s). The database was then \
-         grown to {} page loads by copying those rows in SQL (ids offset, times moved back) in {} s; {:.1} GiB. \
+         grown to {} page loads by copying those rows in SQL (ids offset, times moved back) in {} s; {:.1} GiB{}. \
          API through the dashboard's router on a loopback socket, {} requests each, random ids/hosts. Targets: list \
          and detail p95 < 50 ms; ingest ≥ 20,000 page loads/s.\n\n\
          | request | p50 ms | p95 ms | max ms |\n| --- | --- | --- | --- |\n{rows}\n\
@@ -796,6 +797,7 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
         thousands(seeded.total as f64),
         fmt(seeded.grow_secs, 0),
         db_bytes as f64 / (1u64 << 30) as f64,
+        seeded.capped_by_disk.as_ref().map(|c| format!(" (**capped by free disk space**: {c})")).unwrap_or_default(),
         ctx.plan.api_samples,
     );
     Ok(vec![Section { markdown: md, numbers }])
