@@ -1,4 +1,5 @@
 //! tracer: every page load on this machine, seen from the kernel.
+pub mod bench;
 pub mod boringssl;
 pub mod daemon;
 pub mod db;

@@ -36,6 +36,12 @@ enum Command {
     Fetch(FetchArgs),
     /// Start the test lab (network namespace, DNS, origins) until Ctrl-C (needs root).
     Lab(LabArgs),
+    /// The benchmarks (run them with `cargo xtask bench`).
+    #[command(hide = true)]
+    Bench(tracer::bench::BenchArgs),
+    /// Workloads of the benchmarks, run as processes of their own.
+    #[command(hide = true, subcommand)]
+    BenchTool(tracer::bench::tools::ToolCommand),
 }
 
 #[derive(clap::Args)]
@@ -207,6 +213,15 @@ fn main() -> ExitCode {
         Command::Compare(a) => rt.block_on(history::cli::compare(a)),
         Command::Fetch(a) => return fetch::cli::fetch_main(&rt, a),
         Command::Lab(a) => return fetch::cli::lab_main(&rt, a),
+        // Both build their own runtimes (the benchmarks block on child processes).
+        Command::Bench(a) => {
+            drop(rt);
+            tracer::bench::main(a)
+        }
+        Command::BenchTool(t) => {
+            drop(rt);
+            tracer::bench::tools::tool_main(t)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

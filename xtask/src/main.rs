@@ -4,8 +4,10 @@
 //! - `build [--release]`: setup, then `cargo build -p tracer`.
 //! - `run [-- ARGS...]`: setup, release build, then exec `tracer run ARGS...` as root.
 //! - `test [-- EXTRA...]`: setup, then `cargo test ... -- --test-threads=1` as root; a full run
-//!   (no EXTRA, or CI=true) then runs the fuzz smoke (`fuzz --smoke`).
+//!   under CI=true it then runs the fuzz smoke (`fuzz --smoke`).
 //! - `fuzz [TARGET] [--seconds N] [--smoke] [--merge]`: the cargo-fuzz targets of tracer/fuzz.
+//! - `bench [--smoke|--quick] [--only N,...]`: setup, build, then `tracer bench` as root
+//!   (results appended to BENCHMARKS.md; the smoke run writes target/bench-smoke.md).
 //!
 //! The host build uses the caller's toolchain (stable); only tracer/build.rs (aya-build)
 //! switches to nightly, for the eBPF crate.
@@ -49,8 +51,8 @@ enum Cmd {
     /// Setup, then run every test, one at a time, as root when possible.
     ///
     /// EXTRA goes to `cargo test`; arguments after a second `--` go to the test binaries,
-    /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`. A full run (no EXTRA) and
-    /// every run under CI=true then run the fuzz smoke (`cargo xtask fuzz --smoke`).
+    /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`. Under CI=true the fuzz smoke
+    /// (`cargo xtask fuzz --smoke`) runs after the tests.
     Test {
         /// Extra `cargo test` arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -82,7 +84,25 @@ enum Cmd {
         #[arg(long)]
         merge: bool,
     },
-    // Later: `bench`.
+    /// Setup, build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
+    ///
+    /// The full run takes about 30 minutes and appends its numbers to BENCHMARKS.md. `--smoke`
+    /// runs each benchmark for seconds with tiny sizes on the debug build (CI; no timing
+    /// assertions) and writes target/bench-smoke.md instead.
+    Bench {
+        /// Every benchmark briefly; checks only that each produces numbers.
+        #[arg(long)]
+        smoke: bool,
+        /// Shorter durations and sizes.
+        #[arg(long, conflicts_with = "smoke")]
+        quick: bool,
+        /// Only these benchmarks (1-8, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<u8>,
+        /// Keep the work directory (daemon logs, databases).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() {
@@ -99,6 +119,7 @@ fn main() {
                 fuzz::fuzz(fuzz::FuzzArgs { target, seconds: seconds.unwrap_or(default), merge })
             })
         }
+        Cmd::Bench { smoke, quick, only, keep } => bench(&BenchOptions { smoke, quick, only, keep }),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
@@ -154,10 +175,71 @@ fn run_as_root(subcommand: &str, args: Vec<OsString>) -> Result<()> {
     Err(util::exec(&mut cmd))
 }
 
-/// Whether `cargo xtask test` runs the fuzz smoke after the tests: always under CI=true, and
-/// for a full local run (no filter or other arguments).
-fn wants_fuzz_smoke(extra: &[String], ci: bool) -> bool {
-    ci || extra.is_empty()
+struct BenchOptions {
+    smoke: bool,
+    quick: bool,
+    only: Vec<u8>,
+    keep: bool,
+}
+
+/// The `tracer bench` arguments for these options: the profile to build (the smoke run uses
+/// the debug build the tests already made, the others release), where the results go, and
+/// the command line to record with them.
+fn bench_args(o: &BenchOptions, root: &std::path::Path, target: &std::path::Path) -> (bool, Vec<OsString>) {
+    let release = !o.smoke;
+    let mut line = String::from("cargo xtask bench");
+    let mut args: Vec<OsString> = vec!["bench".into()];
+    if o.smoke {
+        line.push_str(" --smoke");
+        args.push("--smoke".into());
+    }
+    if o.quick {
+        line.push_str(" --quick");
+        args.push("--quick".into());
+    }
+    if !o.only.is_empty() {
+        let only = o.only.iter().map(u8::to_string).collect::<Vec<_>>().join(",");
+        line.push_str(&format!(" --only {only}"));
+        args.push("--only".into());
+        args.push(only.into());
+    }
+    if o.keep {
+        args.push("--keep".into());
+    }
+    let out = if o.smoke { target.join("bench-smoke.md") } else { root.join("BENCHMARKS.md") };
+    args.push("--out".into());
+    args.push(out.into_os_string());
+    args.push("--command".into());
+    args.push(line.into());
+    args.push("--profile".into());
+    args.push(if release { "release" } else { "debug" }.into());
+    (release, args)
+}
+
+fn bench(o: &BenchOptions) -> Result<()> {
+    setup::setup()?;
+    let target = util::target_dir();
+    let (release, args) = bench_args(o, &util::workspace_root(), &target);
+    cargo_build(release)?;
+    let tracer = target.join(if release { "release" } else { "debug" }).join("tracer");
+    let mut cmd = if util::is_root()? {
+        let mut cmd = Command::new(&tracer);
+        cmd.args(&args);
+        cmd
+    } else {
+        let sudo = util::find_in_path("sudo")
+            .context("the benchmarks need root (eBPF, network namespaces): run as root or install sudo")?;
+        util::sudo_command(&sudo, tracer.as_os_str(), &args)
+    };
+    Err(util::exec(&mut cmd))
+}
+
+/// Whether `cargo xtask test` runs the fuzz smoke after the tests: under CI=true only. Its
+/// sanitizer build shares nothing with the normal one (about 10 minutes from scratch on 2
+/// cores), which would take a local run past its 20-minute budget; locally it is
+/// `cargo xtask fuzz --smoke`.
+fn wants_fuzz_smoke(_extra: &[String], ci: bool) -> bool {
+    ci
 }
 
 fn test(extra: Vec<String>) -> Result<()> {
@@ -255,8 +337,8 @@ mod tests {
     }
 
     #[test]
-    fn fuzz_smoke_on_full_runs_and_always_in_ci() {
-        assert!(wants_fuzz_smoke(&[], false));
+    fn fuzz_smoke_in_ci_only() {
+        assert!(!wants_fuzz_smoke(&[], false));
         assert!(!wants_fuzz_smoke(&s(&["-p", "tracer", "dns"]), false));
         assert!(wants_fuzz_smoke(&s(&["-p", "tracer", "dns"]), true));
     }
@@ -267,6 +349,35 @@ mod tests {
             test_args(&s(&["--", "--test-threads=4"])),
             (vec![], s(&["--test-threads=4"]))
         );
+    }
+
+    #[test]
+    fn bench_args_pick_profile_and_output() {
+        let root = std::path::Path::new("/w");
+        let target = std::path::Path::new("/w/target");
+        let smoke = BenchOptions { smoke: true, quick: false, only: vec![], keep: false };
+        let (release, args) = bench_args(&smoke, root, target);
+        assert!(!release);
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args,
+            s(&["bench", "--smoke", "--out", "/w/target/bench-smoke.md", "--command", "cargo xtask bench --smoke", "--profile", "debug"])
+        );
+        let full = BenchOptions { smoke: false, quick: true, only: vec![1, 6], keep: true };
+        let (release, args) = bench_args(&full, root, target);
+        assert!(release);
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args,
+            s(&[
+                "bench", "--quick", "--only", "1,6", "--keep", "--out", "/w/BENCHMARKS.md", "--command",
+                "cargo xtask bench --quick --only 1,6", "--profile", "release"
+            ])
+        );
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["xtask", "bench", "--smoke", "--only", "3,8"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Bench { smoke: true, ref only, .. } if only == &vec![3, 8]));
+        assert!(Cli::try_parse_from(["xtask", "bench", "--smoke", "--quick"]).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub mod page;
 mod pool;
 pub mod render;
 pub mod store;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,26 +4,25 @@
 //! Only what the model carries is stored: paths, URLs and headers arrive already redacted by
 //! the stitcher ([`crate::redact`]); no body has a column.
 use anyhow::Context as _;
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::WallOffset;
 use crate::stitch::model::{PageLoad, Request, ms};
 
 /// Stores one page load in one transaction and returns its `page_loads.id`.
 pub async fn insert_page_load(pool: &SqlitePool, page: &PageLoad, wall: WallOffset) -> anyhow::Result<i64> {
-    let mut tx = pool.begin().await.context("starting a history transaction")?;
-    let id = insert_in(&mut tx, page, wall).await?;
-    tx.commit().await.context("committing a page load")?;
-    Ok(id)
+    let ids = insert_page_loads(pool, std::slice::from_ref(page), wall).await?;
+    ids.first().copied().context("no id for the stored page load")
 }
 
-/// Stores several page loads in one transaction: all of them or none.
+/// Stores several page loads in one transaction: all of them or none. Returns their ids, in
+/// order.
 pub async fn insert_page_loads(pool: &SqlitePool, pages: &[PageLoad], wall: WallOffset) -> anyhow::Result<Vec<i64>> {
-    let mut tx = pool.begin().await.context("starting a history transaction")?;
-    let mut ids = Vec::with_capacity(pages.len());
-    for page in pages {
-        ids.push(insert_in(&mut tx, page, wall).await?);
+    if pages.is_empty() {
+        return Ok(Vec::new());
     }
+    let mut tx = pool.begin().await.context("starting a history transaction")?;
+    let ids = insert_batch(&mut tx, pages, wall).await?;
     tx.commit().await.with_context(|| format!("committing {} page loads", pages.len()))?;
     Ok(ids)
 }
@@ -80,183 +79,260 @@ fn cname_chain_json(name: &str, chain: &[String]) -> String {
     serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())
 }
 
-async fn insert_in(tx: &mut sqlx::Transaction<'_, Sqlite>, page: &PageLoad, wall: WallOffset) -> anyhow::Result<i64> {
-    let conn: &mut SqliteConnection = tx;
-    let started_at_ms = wall.unix_ms(page.started_ns);
-    let ended_at_ms = wall.unix_ms(page.ended_ns.max(page.started_ns));
+/// SQLite's bound on parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+const MAX_PARAMS: usize = 32_766;
 
-    let process_id: i64 = sqlx::query_scalar(
-        "INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (tgid, name) DO UPDATE SET
-             exe = COALESCE(excluded.exe, processes.exe),
-             first_seen_ms = MIN(processes.first_seen_ms, excluded.first_seen_ms),
-             last_seen_ms = MAX(processes.last_seen_ms, excluded.last_seen_ms)
-         RETURNING id",
-    )
-    .bind(page.client.tgid as i64)
-    .bind(&page.client.name)
-    .bind(page.client.exe.as_deref())
-    .bind(started_at_ms)
-    .bind(ended_at_ms)
-    .fetch_one(&mut *conn)
-    .await
-    .context("upserting the process")?;
-
-    let detail = serde_json::to_string(page).context("serializing the page load")?;
-    let page_id = sqlx::query(
-        "INSERT INTO page_loads (process_id, started_at_ms, started_ns, ended_ns, total_ms, url, host, status, error,
-             request_count, connection_count, redirect_count, bytes, detail_json)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(process_id)
-    .bind(started_at_ms)
-    .bind(int(page.started_ns))
-    .bind(int(page.ended_ns))
-    .bind(page.total_ms())
-    .bind(page.url.as_deref())
-    .bind(page_host(page))
-    .bind(page.status.map(i64::from))
-    .bind(page.error.as_deref())
-    .bind(page.requests.len() as i64)
-    .bind(page.connections.len() as i64)
-    .bind(page.redirect_chain.len().saturating_sub(1) as i64)
-    .bind(int(page.bytes()))
-    .bind(detail)
-    .execute(&mut *conn)
-    .await
-    .context("inserting the page load")?
-    .last_insert_rowid();
-
-    let mut dns_ids = Vec::with_capacity(page.dns.len());
-    for (idx, d) in page.dns.iter().enumerate() {
-        let id = sqlx::query(
-            "INSERT INTO dns_lookups (page_load_id, idx, tgid, comm, name, qtypes, started_at_ms, duration_ms, rcode,
-                 cname_chain, addresses, min_ttl, server, error)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(page_id)
-        .bind(idx as i64)
-        .bind(d.tgid as i64)
-        .bind(&d.comm)
-        .bind(&d.name)
-        .bind(d.qtypes.join(","))
-        .bind(wall.unix_ms(d.started_ns))
-        .bind(dur_ms(d.started_ns, d.ended_ns))
-        .bind(d.rcode.as_deref())
-        .bind(cname_chain_json(&d.name, &d.cname_chain))
-        .bind(serde_json::to_string(&d.addresses).unwrap_or_else(|_| "[]".into()))
-        .bind(d.min_ttl.map(i64::from))
-        .bind(d.server.as_deref())
-        .bind(d.error.as_deref())
-        .execute(&mut *conn)
-        .await
-        .context("inserting a DNS lookup")?
-        .last_insert_rowid();
-        dns_ids.push(id);
+/// Inserts `rows` with multi-row `INSERT ... VALUES (...), (...)` statements of at most
+/// [`MAX_PARAMS`] parameters. One statement per row made each row a round trip to sqlx's
+/// SQLite thread; that hand-off, not SQLite, was most of the time of a batch.
+async fn insert_rows<T>(
+    conn: &mut SqliteConnection,
+    head: &str,
+    columns: usize,
+    rows: &[T],
+    what: &str,
+    mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>, &T),
+) -> anyhow::Result<()> {
+    for chunk in rows.chunks((MAX_PARAMS / columns).max(1)) {
+        let mut q = QueryBuilder::<Sqlite>::new(head);
+        q.push_values(chunk, |mut b, row| bind(&mut b, row));
+        // Chunks differ in length, hence in SQL text: do not fill the statement cache with them.
+        q.build().persistent(false).execute(&mut *conn).await.with_context(|| format!("inserting {what}"))?;
     }
+    Ok(())
+}
 
-    let mut conn_ids = Vec::with_capacity(page.connections.len());
-    for (idx, c) in page.connections.iter().enumerate() {
-        let id = sqlx::query(
-            "INSERT INTO connections (page_load_id, idx, tgid, comm, src, dst, started_at_ms, tcp_ms, error, requests)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(page_id)
-        .bind(idx as i64)
-        .bind(c.tgid as i64)
-        .bind(&c.comm)
-        .bind(c.src.as_deref())
-        .bind(c.dst.as_deref())
-        .bind(wall.unix_ms(c.connect_start_ns))
-        .bind(dur_ms(c.connect_start_ns, c.established_ns))
-        .bind(c.error.as_deref())
-        .bind(c.requests as i64)
-        .execute(&mut *conn)
+async fn max_id(conn: &mut SqliteConnection, table: &str) -> anyhow::Result<i64> {
+    let v: Option<i64> = sqlx::query_scalar(&format!("SELECT MAX(id) FROM {table}"))
+        .fetch_one(&mut *conn)
         .await
-        .context("inserting a connection")?
-        .last_insert_rowid();
-        conn_ids.push(id);
-        if let Some(t) = &c.tls {
+        .with_context(|| format!("reading the last id of {table}"))?;
+    Ok(v.unwrap_or(0))
+}
+
+async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad], wall: WallOffset) -> anyhow::Result<Vec<i64>> {
+    let conn: &mut SqliteConnection = tx;
+
+    // Processes first: one upsert per client of the batch. Being a write, it also takes the
+    // database's write lock, so that the ids read below stay ours until the commit.
+    let mut clients: Vec<((u32, &str), Option<&str>, i64, i64)> = Vec::new();
+    for page in pages {
+        let key = (page.client.tgid, page.client.name.as_str());
+        let first = wall.unix_ms(page.started_ns);
+        let last = wall.unix_ms(page.ended_ns.max(page.started_ns));
+        match clients.iter_mut().find(|c| c.0 == key) {
+            Some(c) => {
+                c.1 = page.client.exe.as_deref().or(c.1);
+                c.2 = c.2.min(first);
+                c.3 = c.3.max(last);
+            }
+            None => clients.push((key, page.client.exe.as_deref(), first, last)),
+        }
+    }
+    let mut process_ids = Vec::with_capacity(clients.len());
+    for ((tgid, name), exe, first, last) in &clients {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (tgid, name) DO UPDATE SET
+                 exe = COALESCE(excluded.exe, processes.exe),
+                 first_seen_ms = MIN(processes.first_seen_ms, excluded.first_seen_ms),
+                 last_seen_ms = MAX(processes.last_seen_ms, excluded.last_seen_ms)
+             RETURNING id",
+        )
+        .bind(*tgid as i64)
+        .bind(*name)
+        .bind(*exe)
+        .bind(*first)
+        .bind(*last)
+        .fetch_one(&mut *conn)
+        .await
+        .context("upserting the process")?;
+        process_ids.push(id);
+    }
+    let process_of = |page: &PageLoad| {
+        let key = (page.client.tgid, page.client.name.as_str());
+        clients.iter().position(|c| c.0 == key).map(|i| process_ids[i]).unwrap_or(0)
+    };
+
+    // Ids are given here (the next after the last), so that child rows can name their
+    // parents without reading each id back.
+    let first_page = max_id(conn, "page_loads").await? + 1;
+    let first_dns = max_id(conn, "dns_lookups").await? + 1;
+    let first_conn = max_id(conn, "connections").await? + 1;
+    let mut dns_base = Vec::with_capacity(pages.len());
+    let mut conn_base = Vec::with_capacity(pages.len());
+    let (mut dns_n, mut conn_n) = (0i64, 0i64);
+    for page in pages {
+        dns_base.push(first_dns + dns_n);
+        conn_base.push(first_conn + conn_n);
+        dns_n += page.dns.len() as i64;
+        conn_n += page.connections.len() as i64;
+    }
+    let details: Vec<String> =
+        pages.iter().map(serde_json::to_string).collect::<Result<_, _>>().context("serializing a page load")?;
+    let page_rows: Vec<usize> = (0..pages.len()).collect();
+    insert_rows(
+        conn,
+        "INSERT INTO page_loads (id, process_id, started_at_ms, started_ns, ended_ns, total_ms, url, host, status, error,
+             request_count, connection_count, redirect_count, bytes, detail_json) ",
+        15,
+        &page_rows,
+        "page loads",
+        |b, &i| {
+            let page = &pages[i];
+            b.push_bind(first_page + i as i64)
+                .push_bind(process_of(page))
+                .push_bind(wall.unix_ms(page.started_ns))
+                .push_bind(int(page.started_ns))
+                .push_bind(int(page.ended_ns))
+                .push_bind(page.total_ms())
+                .push_bind(page.url.clone())
+                .push_bind(page_host(page))
+                .push_bind(page.status.map(i64::from))
+                .push_bind(page.error.clone())
+                .push_bind(page.requests.len() as i64)
+                .push_bind(page.connections.len() as i64)
+                .push_bind(page.redirect_chain.len().saturating_sub(1) as i64)
+                .push_bind(int(page.bytes()))
+                .push_bind(details[i].clone());
+        },
+    )
+    .await?;
+
+    let dns_rows: Vec<(usize, usize)> =
+        pages.iter().enumerate().flat_map(|(p, page)| (0..page.dns.len()).map(move |d| (p, d))).collect();
+    insert_rows(
+        conn,
+        "INSERT INTO dns_lookups (id, page_load_id, idx, tgid, comm, name, qtypes, started_at_ms, duration_ms, rcode,
+             cname_chain, addresses, min_ttl, server, error) ",
+        15,
+        &dns_rows,
+        "DNS lookups",
+        |b, &(p, idx)| {
+            let d = &pages[p].dns[idx];
+            b.push_bind(dns_base[p] + idx as i64)
+                .push_bind(first_page + p as i64)
+                .push_bind(idx as i64)
+                .push_bind(d.tgid as i64)
+                .push_bind(d.comm.clone())
+                .push_bind(d.name.clone())
+                .push_bind(d.qtypes.join(","))
+                .push_bind(wall.unix_ms(d.started_ns))
+                .push_bind(dur_ms(d.started_ns, d.ended_ns))
+                .push_bind(d.rcode.clone())
+                .push_bind(cname_chain_json(&d.name, &d.cname_chain))
+                .push_bind(serde_json::to_string(&d.addresses).unwrap_or_else(|_| "[]".into()))
+                .push_bind(d.min_ttl.map(i64::from))
+                .push_bind(d.server.clone())
+                .push_bind(d.error.clone());
+        },
+    )
+    .await?;
+
+    let conn_rows: Vec<(usize, usize)> =
+        pages.iter().enumerate().flat_map(|(p, page)| (0..page.connections.len()).map(move |c| (p, c))).collect();
+    insert_rows(
+        conn,
+        "INSERT INTO connections (id, page_load_id, idx, tgid, comm, src, dst, started_at_ms, tcp_ms, error, requests) ",
+        11,
+        &conn_rows,
+        "connections",
+        |b, &(p, idx)| {
+            let c = &pages[p].connections[idx];
+            b.push_bind(conn_base[p] + idx as i64)
+                .push_bind(first_page + p as i64)
+                .push_bind(idx as i64)
+                .push_bind(c.tgid as i64)
+                .push_bind(c.comm.clone())
+                .push_bind(c.src.clone())
+                .push_bind(c.dst.clone())
+                .push_bind(wall.unix_ms(c.connect_start_ns))
+                .push_bind(dur_ms(c.connect_start_ns, c.established_ns))
+                .push_bind(c.error.clone())
+                .push_bind(c.requests as i64);
+        },
+    )
+    .await?;
+
+    let tls_rows: Vec<(usize, usize)> = conn_rows.iter().copied().filter(|&(p, c)| pages[p].connections[c].tls.is_some()).collect();
+    insert_rows(
+        conn,
+        "INSERT INTO tls_sessions (connection_id, page_load_id, library, handshake_ms, estimated, version, cipher, alpn, sni) ",
+        9,
+        &tls_rows,
+        "TLS sessions",
+        |b, &(p, idx)| {
+            let Some(t) = &pages[p].connections[idx].tls else { return };
             let handshake_ms = match t.handshake_start_ns {
                 Some(s) => dur_ms(s, t.handshake_end_ns),
                 None => -1.0,
             };
-            sqlx::query(
-                "INSERT INTO tls_sessions (connection_id, page_load_id, library, handshake_ms, estimated, version, cipher, alpn, sni)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(page_id)
-            .bind(&t.library)
-            .bind(handshake_ms)
-            .bind(t.estimated)
-            .bind(t.version.as_deref())
-            .bind(t.cipher.as_deref())
-            .bind(t.alpn.as_deref())
-            .bind(t.sni.as_deref())
-            .execute(&mut *conn)
-            .await
-            .context("inserting a TLS session")?;
-        }
-    }
+            b.push_bind(conn_base[p] + idx as i64)
+                .push_bind(first_page + p as i64)
+                .push_bind(t.library.clone())
+                .push_bind(handshake_ms)
+                .push_bind(t.estimated)
+                .push_bind(t.version.clone())
+                .push_bind(t.cipher.clone())
+                .push_bind(t.alpn.clone())
+                .push_bind(t.sni.clone());
+        },
+    )
+    .await?;
 
-    for (idx, r) in page.requests.iter().enumerate() {
-        insert_request(conn, page_id, idx, r, &conn_ids, &dns_ids, wall).await?;
-    }
-    Ok(page_id)
-}
-
-async fn insert_request(
-    conn: &mut SqliteConnection,
-    page_id: i64,
-    idx: usize,
-    r: &Request,
-    conn_ids: &[i64],
-    dns_ids: &[i64],
-    wall: WallOffset,
-) -> anyhow::Result<()> {
-    let t = &r.timings;
-    sqlx::query(
+    let req_rows: Vec<(usize, usize)> =
+        pages.iter().enumerate().flat_map(|(p, page)| (0..page.requests.len()).map(move |r| (p, r))).collect();
+    insert_rows(
+        conn,
         "INSERT INTO requests (page_load_id, idx, connection_id, dns_lookup_id, tgid, comm, method, url, host, path,
              protocol, status, redirect_to, content_type, request_bytes, response_bytes, started_at_ms,
              blocked_ms, dns_ms, connect_ms, ssl_ms, send_ms, wait_ms, receive_ms, total_ms, new_connection, error, complete,
-             request_headers, response_headers)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             request_headers, response_headers) ",
+        30,
+        &req_rows,
+        "requests",
+        |b, &(p, idx)| {
+            let page = &pages[p];
+            let r: &Request = &page.requests[idx];
+            let t = &r.timings;
+            // An index that points nowhere stores NULL, as before.
+            let connection = r.connection.filter(|&i| i < page.connections.len()).map(|i| conn_base[p] + i as i64);
+            let dns = r.dns.filter(|&i| i < page.dns.len()).map(|i| dns_base[p] + i as i64);
+            b.push_bind(first_page + p as i64)
+                .push_bind(idx as i64)
+                .push_bind(connection)
+                .push_bind(dns)
+                .push_bind(r.tgid as i64)
+                .push_bind(r.comm.clone())
+                .push_bind(r.method.clone())
+                .push_bind(r.url.clone())
+                .push_bind(r.host.clone())
+                .push_bind(r.path.clone())
+                .push_bind(r.protocol.clone())
+                .push_bind(r.status.map(i64::from))
+                .push_bind(r.redirect_to.clone())
+                .push_bind(r.content_type.clone())
+                .push_bind(int(r.request_bytes))
+                .push_bind(int(r.response_bytes))
+                .push_bind(wall.unix_ms(r.started_ns))
+                .push_bind(t.blocked)
+                .push_bind(t.dns)
+                .push_bind(t.connect)
+                .push_bind(t.ssl)
+                .push_bind(t.send)
+                .push_bind(t.wait)
+                .push_bind(t.receive)
+                .push_bind(t.total())
+                .push_bind(r.new_connection)
+                .push_bind(r.error.clone())
+                .push_bind(r.complete)
+                // Lists of (name, redacted value) strings: serializing them cannot fail.
+                .push_bind(serde_json::to_string(&r.request_headers).unwrap_or_else(|_| "[]".into()))
+                .push_bind(serde_json::to_string(&r.response_headers).unwrap_or_else(|_| "[]".into()));
+        },
     )
-    .bind(page_id)
-    .bind(idx as i64)
-    .bind(r.connection.and_then(|i| conn_ids.get(i).copied()))
-    .bind(r.dns.and_then(|i| dns_ids.get(i).copied()))
-    .bind(r.tgid as i64)
-    .bind(&r.comm)
-    .bind(r.method.as_deref())
-    .bind(r.url.as_deref())
-    .bind(r.host.as_deref())
-    .bind(r.path.as_deref())
-    .bind(r.protocol.as_deref())
-    .bind(r.status.map(i64::from))
-    .bind(r.redirect_to.as_deref())
-    .bind(r.content_type.as_deref())
-    .bind(int(r.request_bytes))
-    .bind(int(r.response_bytes))
-    .bind(wall.unix_ms(r.started_ns))
-    .bind(t.blocked)
-    .bind(t.dns)
-    .bind(t.connect)
-    .bind(t.ssl)
-    .bind(t.send)
-    .bind(t.wait)
-    .bind(t.receive)
-    .bind(t.total())
-    .bind(r.new_connection)
-    .bind(r.error.as_deref())
-    .bind(r.complete)
-    .bind(serde_json::to_string(&r.request_headers).context("serializing request headers")?)
-    .bind(serde_json::to_string(&r.response_headers).context("serializing response headers")?)
-    .execute(conn)
-    .await
-    .context("inserting a request")?;
-    Ok(())
+    .await?;
+    Ok((0..pages.len() as i64).map(|i| first_page + i).collect())
 }
 
 #[cfg(test)]
