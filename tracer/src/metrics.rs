@@ -617,6 +617,37 @@ mod tests {
         assert_eq!(sample(&m.encode(), "tracer_events_received_total", "kind=\"dns\""), Some(8.0));
     }
 
+    /// `/metrics` is a route of the dashboard's router: its layers (security headers, and any
+    /// access check added there) apply to it.
+    #[tokio::test]
+    async fn served_by_the_dashboard_router() {
+        use tower::ServiceExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let health = crate::web::Health {
+            started: std::time::Instant::now(),
+            db_path: dir.path().join("t.db"),
+            probes: serde_json::Value::Null,
+            kernel: serde_json::Value::Null,
+            stats: Arc::new(StreamStats::default()),
+            live: Default::default(),
+        };
+        let mut state = AppState::new(health, pool, Arc::new(crate::web::LiveHub::new(500 * MS)));
+        let m = Arc::new(metrics(10, 10));
+        m.observe(&redirect_page(0));
+        state.metrics = m;
+        let res = crate::web::app(state)
+            .oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], CONTENT_TYPE);
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "the router's layers apply");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert_eq!(sample(text, "tracer_page_loads_total", "host=\"shop.test\",client=\"curl\""), Some(1.0), "{text}");
+    }
+
     #[tokio::test]
     async fn busiest_history_hosts_and_clients_come_first() {
         let dir = tempfile::tempdir().unwrap();

@@ -576,9 +576,11 @@ fn otlp_collector_down_costs_counted_drops_not_tracing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = rt.block_on(Lab::start(LabConfig::default())).expect("lab");
     let port = free_port(); // nothing listens there
-    // Every process is traced (no filter), so that the exporter's own connects are seen;
-    // other processes on the machine may add page loads.
-    let d = Daemon::start(&["--otlp-endpoint", &format!("http://127.0.0.1:{port}"), "--otlp-queue", "1"]);
+    // The daemon traces this test process's tree: the curls it starts and the daemon itself
+    // (its child, so that the exporter's own connects are seen), and not the rest of the
+    // machine (other tests, benchmarks), whose events could overflow the ring buffer.
+    let me = std::process::id().to_string();
+    let d = Daemon::start(&["--pid", &me, "--otlp-endpoint", &format!("http://127.0.0.1:{port}"), "--otlp-queue", "1"]);
     let ca = lab.ca_pem_path().display().to_string();
     let n = 6;
     let mut pids = Vec::new();
