@@ -121,7 +121,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     hub.ignore_destination(config.listen); // the dashboard's own viewers are not page loads
 
     let metrics = Arc::new(Metrics::new(config.metrics, stats.clone()));
-    match crate::metrics::top_labels(&pool, config.metrics).await {
+    // On a runtime thread, like every database call: a connection opened from this thread
+    // would start its SQLite worker thread with this thread's capabilities.
+    let top = {
+        let (pool, limits) = (pool.clone(), config.metrics);
+        on_runtime(async move { crate::metrics::top_labels(&pool, limits).await }).await
+    };
+    match top {
         Ok((hosts, clients)) => metrics.preload_labels(&hosts, &clients),
         Err(e) => tracing::warn!("metrics: {e:#}; label slots go to hosts and clients as they are seen"),
     }

@@ -69,8 +69,10 @@ fn new_ca(common_name: &str) -> Result<(rcgen::Certificate, KeyPair)> {
     Ok((ca_cert, ca_key))
 }
 
-/// A rustls server config (ALPN h2, http/1.1) with a leaf for `names` signed by `ca`.
+/// A rustls server config (ALPN h2, http/1.1) with a leaf for `names` (common name
+/// `common_name`) signed by `ca`.
 fn leaf_server_config(
+    common_name: &str,
     names: &[&str],
     ca: &(rcgen::Certificate, KeyPair),
     key_log: Arc<dyn rustls::KeyLog>,
@@ -78,7 +80,7 @@ fn leaf_server_config(
     let leaf_key = KeyPair::generate().context("generating a lab server key")?;
     let mut leaf =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-    leaf.distinguished_name.push(DnType::CommonName, names[0]);
+    leaf.distinguished_name.push(DnType::CommonName, common_name);
     leaf.is_ca = IsCa::ExplicitNoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -108,10 +110,10 @@ impl LabPki {
     pub(crate) fn generate(key_log_path: &Path) -> Result<LabPki> {
         let key_log: Arc<dyn rustls::KeyLog> = Arc::new(FileKeyLog::new(key_log_path)?);
         let ca = new_ca("tracer lab CA")?;
-        let server_config = leaf_server_config(LEAF_NAMES, &ca, key_log.clone())?;
+        let server_config = leaf_server_config(hosts::WWW, LEAF_NAMES, &ca, key_log.clone())?;
         // Nothing trusts this CA: its key is dropped here.
         let untrusted = new_ca("tracer lab untrusted CA")?;
-        let badcert_config = leaf_server_config(&[hosts::BADCERT], &untrusted, key_log)?;
+        let badcert_config = leaf_server_config(hosts::BADCERT, &[hosts::BADCERT], &untrusted, key_log)?;
         Ok(LabPki {
             ca_pem: ca.0.pem(),
             server_config,
