@@ -86,7 +86,7 @@ enum Cmd {
     },
     /// Setup, build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
     ///
-    /// The full run takes about 30 minutes and appends its numbers to BENCHMARKS.md. `--smoke`
+    /// The full run takes 30-45 minutes and appends its numbers to BENCHMARKS.md. `--smoke`
     /// runs each benchmark for seconds with tiny sizes on the debug build (CI; no timing
     /// assertions) and writes target/bench-smoke.md instead.
     Bench {
