@@ -1,5 +1,6 @@
 //! tracer: every page load on this machine, seen from the kernel.
 pub mod bench;
+pub mod batch;
 pub mod boringssl;
 pub mod daemon;
 pub mod db;

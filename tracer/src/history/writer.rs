@@ -20,7 +20,6 @@ use sqlx::SqlitePool;
 use tokio::{
     sync::mpsc::{self, error::TrySendError},
     task::JoinHandle,
-    time::Instant,
 };
 
 use super::{WallOffset, store};
@@ -160,20 +159,9 @@ async fn run(pool: SqlitePool, config: WriterConfig, mut rx: mpsc::Receiver<Page
     let mut batch: Vec<PageLoad> = Vec::with_capacity(batch_max);
     let mut open = true;
     while open {
-        match rx.recv().await {
-            Some(p) => batch.push(p),
-            None => break,
-        }
-        let deadline = Instant::now() + config.flush_every;
-        while batch.len() < batch_max {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(p)) => batch.push(p),
-                Ok(None) => {
-                    open = false;
-                    break;
-                }
-                Err(_) => break,
-            }
+        open = crate::batch::recv_batch(&mut rx, &mut batch, batch_max, config.flush_every).await;
+        if batch.is_empty() {
+            break;
         }
         write_batch(&pool, &config, &mut batch, &stats).await;
     }

@@ -38,7 +38,6 @@ use serde::Serialize;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
-    time::Instant,
 };
 
 pub use spans::HostInfo;
@@ -310,20 +309,9 @@ async fn run(
     let mut open = true;
     let mut failures_logged = 0u64;
     while open {
-        match rx.recv().await {
-            Some(p) => batch.push(p),
-            None => break,
-        }
-        let deadline = Instant::now() + config.flush_every;
-        while batch.len() < batch_max {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(p)) => batch.push(p),
-                Ok(None) => {
-                    open = false;
-                    break;
-                }
-                Err(_) => break,
-            }
+        open = crate::batch::recv_batch(&mut rx, &mut batch, batch_max, config.flush_every).await;
+        if batch.is_empty() {
+            break;
         }
         let mut ids = random_bytes;
         let request = spans::export_request(&batch, &host, wall, &mut ids);
