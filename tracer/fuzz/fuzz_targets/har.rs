@@ -9,6 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tracer::history::StoredPageLoad;
 use tracer::history::har::to_har;
+use tracer::redact::Header;
 use tracer::stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
 
 /// A phase in ms as the stitcher makes them: -1 (did not happen) or a whole number of ns.
@@ -64,7 +65,13 @@ fn request(u: &mut Unstructured, connections: usize, lookups: usize) -> Result<R
         new_connection: u.arbitrary()?,
         error: u.arbitrary()?,
         complete: u.arbitrary()?,
+        request_headers: small_vec(u, 4, header)?,
+        response_headers: small_vec(u, 4, header)?,
     })
+}
+
+fn header(u: &mut Unstructured) -> Result<Header> {
+    Ok(Header { name: u.arbitrary()?, value: u.arbitrary()? })
 }
 
 fn connection(u: &mut Unstructured) -> Result<Connection> {
