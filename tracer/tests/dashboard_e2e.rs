@@ -10,6 +10,8 @@
 //! and saves screenshots under `target/dashboard-e2e/`.
 //!
 //! Needs root; without it the test is skipped (and fails under CI=true).
+mod browser_setup;
+
 use std::{
     fs::File,
     io::{BufRead, BufReader, Read, Write},
@@ -141,20 +143,8 @@ impl Browser {
         let (cmd_r, cmd_w) = cloexec_pipe(); // we write commands, chromium reads fd 3
         let (out_r, out_w) = cloexec_pipe(); // chromium writes fd 4, we read
         let mut cmd = lab.exec_command(&exe);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--window-size=1280,800",
-            "--remote-debugging-pipe",
-        ])
+        cmd.args(browser_setup::CHROMIUM_HEADLESS_FLAGS)
+            .args(["--hide-scrollbars", "--window-size=1280,800", "--remote-debugging-pipe"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("about:blank")
         .stdin(Stdio::null())

@@ -1,6 +1,6 @@
-//! Setting up real browsers for the lab, shared by tests/browsers.rs and the golden
-//! recorder (tests/golden.rs): a fresh profile that trusts the lab CA, the flags and prefs
-//! that keep them headless and quiet. Browsers run only inside the lab's namespace.
+//! Setting up real browsers for the lab, shared by tests/browsers.rs, the golden recorder
+//! (tests/golden.rs) and tests/dashboard_e2e.rs: a fresh profile that trusts the lab CA, the
+//! flags and prefs that keep them headless and quiet. Browsers run only inside the lab's namespace.
 #![allow(dead_code)]
 use std::{
     path::{Path, PathBuf},
@@ -22,21 +22,25 @@ pub fn nss_db_with_lab_ca(dir: &Path, ca: &Path) {
     run_ok(Command::new("certutil").args(["-A", "-t", "C,,", "-n", "lab", "-i"]).arg(ca).args(["-d", &db]));
 }
 
+/// Chromium flags for a headless run as root that stays quiet on the network (no QUIC, no
+/// background fetches, no component updates or sync).
+pub const CHROMIUM_HEADLESS_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+];
+
 /// Chromium headless (flags that work as root), loading `url`, printing the DOM and exiting.
 pub fn chromium_cmd(lab: &Lab, home: &Path, extra: &[&str], url: &str) -> Command {
     let mut cmd = lab.exec_command("chromium");
     cmd.env("HOME", home)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
+        .args(CHROMIUM_HEADLESS_FLAGS)
         .arg(format!("--user-data-dir={}", home.join("profile").display()))
         .args(extra)
         .arg("--dump-dom")
