@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Empty};
+use futures_util::FutureExt;
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use tokio::sync::OnceCell;
@@ -461,10 +462,15 @@ impl Ctx {
             .collect();
 
         let send_start = monotonic_ns();
-        let sent = match &mut conn.sender {
-            Sender::H1(s) => tokio::time::timeout(timeout, s.send_request(req)).await,
-            Sender::H2(s) => tokio::time::timeout(timeout, s.send_request(req)).await,
+        // hyper queues the request when send_request is called, before the future is polled.
+        let response = match &mut conn.sender {
+            Sender::H1(s) => s.send_request(req).boxed(),
+            Sender::H2(s) => s.send_request(req).boxed(),
         };
+        // A new HTTP/2 connection's first stream is this request; now others may use it.
+        lease.share();
+        let conn = lease.conn();
+        let sent = tokio::time::timeout(timeout, response).await;
         let head_at = monotonic_ns();
         let send_end = conn
             .stats

@@ -2,7 +2,10 @@
 //! them: an HTTP/2 connection carries every request to its origin; HTTP/1.1 connections carry
 //! one request at a time, are kept for reuse, and at most `max_per_origin` are open at once.
 //! While the first https connection to an origin is being set up, other requests wait for it
-//! (it may turn out to be HTTP/2) instead of opening their own, as Chromium does.
+//! (it may turn out to be HTTP/2) instead of opening their own, as Chromium does. A new
+//! HTTP/2 connection is shared only once the request that opened it has been sent: that
+//! request is its first stream, so the set-up phases (DNS, connect, TLS) belong to the
+//! same request here and in a trace of the wire.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,6 +112,7 @@ impl Pool {
                             conn: Some(conn),
                             pool: op.clone(),
                             reusable: false,
+                            unshared: None,
                         }));
                     }
                     st.h2 = None;
@@ -119,6 +123,7 @@ impl Pool {
                             conn: Some(c),
                             pool: op.clone(),
                             reusable: false,
+                            unshared: None,
                         }));
                     }
                     st.open_h1 = st.open_h1.saturating_sub(1);
@@ -151,30 +156,27 @@ pub(crate) struct ConnectPermit {
 }
 
 impl ConnectPermit {
-    /// The new connection, leased to the request that set it up.
+    /// The new connection, leased to the request that set it up. An HTTP/2 connection is
+    /// shared with other requests at [`Lease::share`] (or when the lease is dropped).
     pub(crate) fn established(mut self, conn: Conn) -> Lease {
         let op = self.pool.take().expect("permit used once");
-        {
-            let mut st = op.lock();
-            st.connecting = st.connecting.saturating_sub(1);
-            match conn.h2_clone() {
-                Some(shared) => {
-                    st.is_h2 = Some(true);
-                    if st.h2.as_ref().is_none_or(|c| c.sender.is_closed()) {
-                        st.h2 = Some(shared);
-                    }
-                }
-                None => {
-                    st.is_h2 = Some(false);
-                    st.open_h1 += 1;
-                }
+        let unshared = conn.h2_clone();
+        if unshared.is_none() {
+            {
+                let mut st = op.lock();
+                st.connecting = st.connecting.saturating_sub(1);
+                st.is_h2 = Some(false);
+                st.open_h1 += 1;
             }
+            op.notify.notify_waiters();
         }
-        op.notify.notify_waiters();
+        // Until it is shared the connection still counts as being set up: other requests
+        // to the origin keep waiting for it rather than open their own.
         Lease {
             conn: Some(conn),
             pool: op,
             reusable: false,
+            unshared,
         }
     }
 }
@@ -197,16 +199,33 @@ pub(crate) struct Lease {
     conn: Option<Conn>,
     pool: Arc<OriginPool>,
     pub(crate) reusable: bool,
+    /// A new HTTP/2 connection not yet shared with the origin's other requests.
+    unshared: Option<Conn>,
 }
 
 impl Lease {
     pub(crate) fn conn(&mut self) -> &mut Conn {
         self.conn.as_mut().expect("leased connection")
     }
+
+    /// Lets the origin's other requests use this new HTTP/2 connection (a no-op otherwise).
+    pub(crate) fn share(&mut self) {
+        let Some(shared) = self.unshared.take() else { return };
+        {
+            let mut st = self.pool.lock();
+            st.connecting = st.connecting.saturating_sub(1);
+            st.is_h2 = Some(true);
+            if st.h2.as_ref().is_none_or(|c| c.sender.is_closed()) {
+                st.h2 = Some(shared);
+            }
+        }
+        self.pool.notify.notify_waiters();
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.share();
         let Some(conn) = self.conn.take() else { return };
         if let Sender::H1(_) = conn.sender {
             {

@@ -54,6 +54,8 @@ pub(super) struct H2 {
     streams: BTreeMap<u32, Stream>,
     /// Highest stream id seen opened (client or pushed).
     max_stream: u32,
+    /// The first request's stream: the request that opened the connection.
+    first_request: Option<u32>,
     goaway: Option<GoAway>,
 }
 
@@ -190,12 +192,17 @@ impl H2 {
             ],
             streams: BTreeMap::new(),
             max_stream: 0,
+            first_request: None,
             goaway: None,
         }
     }
 
     pub(super) fn goaway(&self) -> Option<GoAway> {
         self.goaway
+    }
+
+    pub(super) fn first_request(&self) -> Option<u32> {
+        self.first_request
     }
 
     /// Streams open (a request waiting for its response, or a response still arriving).
@@ -656,6 +663,7 @@ impl H2 {
         if id.is_multiple_of(2) || !self.open_stream(id, block.start_ns, ts, sink) {
             return;
         }
+        self.first_request.get_or_insert(id);
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };

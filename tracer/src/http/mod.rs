@@ -38,7 +38,7 @@ mod tests_fuzz;
 #[cfg(test)]
 mod tests_h1;
 #[cfg(test)]
-mod tests_h2;
+pub(crate) mod tests_h2;
 
 use serde::Serialize;
 
@@ -321,6 +321,15 @@ impl HttpConnection {
             State::Http1(h) => h.open_count(),
             State::Http2(h) => h.open_count(),
             State::Undecided(_) | State::Unrecognised => 0,
+        }
+    }
+
+    /// The HTTP/2 stream of the connection's first request (the one that opened it). Its
+    /// exchange may end after later streams' exchanges.
+    pub fn first_request_stream(&self) -> Option<u32> {
+        match &self.state {
+            State::Http2(h) => h.first_request(),
+            _ => None,
         }
     }
 

@@ -5,20 +5,20 @@ use loona_hpack::Encoder;
 use super::test_util::{Feeder, header, one};
 use super::{Direction, HTTP2_PREFACE, HttpExchange, MAX_STREAMS, Protocol};
 
-pub(super) const DATA: u8 = 0;
-pub(super) const HEADERS: u8 = 1;
-pub(super) const RST_STREAM: u8 = 3;
-pub(super) const SETTINGS: u8 = 4;
-pub(super) const PUSH_PROMISE: u8 = 5;
-pub(super) const GOAWAY: u8 = 7;
-pub(super) const WINDOW_UPDATE: u8 = 8;
-pub(super) const CONTINUATION: u8 = 9;
-pub(super) const ES: u8 = 0x1;
-pub(super) const EH: u8 = 0x4;
-pub(super) const PADDED: u8 = 0x8;
-pub(super) const PRIO: u8 = 0x20;
+pub(crate) const DATA: u8 = 0;
+pub(crate) const HEADERS: u8 = 1;
+pub(crate) const RST_STREAM: u8 = 3;
+pub(crate) const SETTINGS: u8 = 4;
+pub(crate) const PUSH_PROMISE: u8 = 5;
+pub(crate) const GOAWAY: u8 = 7;
+pub(crate) const WINDOW_UPDATE: u8 = 8;
+pub(crate) const CONTINUATION: u8 = 9;
+pub(crate) const ES: u8 = 0x1;
+pub(crate) const EH: u8 = 0x4;
+pub(crate) const PADDED: u8 = 0x8;
+pub(crate) const PRIO: u8 = 0x20;
 
-pub(super) fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
     let mut v = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
     v.extend_from_slice(&stream.to_be_bytes());
@@ -26,7 +26,7 @@ pub(super) fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-pub(super) fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
+pub(crate) fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
     let mut p = Vec::new();
     for (id, v) in pairs {
         p.extend_from_slice(&id.to_be_bytes());
@@ -35,7 +35,7 @@ pub(super) fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
     frame(SETTINGS, 0, 0, &p)
 }
 
-pub(super) fn enc(e: &mut Encoder<'static>, h: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn enc(e: &mut Encoder<'static>, h: &[(&str, &str)]) -> Vec<u8> {
     e.encode(h.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
 }
 
@@ -46,7 +46,7 @@ fn padded(content: &[u8], pad: u8) -> Vec<u8> {
     v
 }
 
-pub(super) fn req<'a>(method: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn req<'a>(method: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         (":method", method),
         (":scheme", "https"),
@@ -56,7 +56,7 @@ pub(super) fn req<'a>(method: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)>
 }
 
 /// Preface and client SETTINGS.
-pub(super) fn client_start() -> Vec<u8> {
+pub(crate) fn client_start() -> Vec<u8> {
     [HTTP2_PREFACE, &settings(&[(2, 0), (4, 1 << 20)])].concat()
 }
 

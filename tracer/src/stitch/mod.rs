@@ -150,6 +150,8 @@ struct ConnState {
     /// capture it: timing and SNI without the library's help.
     wire: Option<wire::WireTls>,
     exchanges: u32,
+    /// Whether a request has been given the connection's set-up phases.
+    setup_attributed: bool,
     last_ns: u64,
 }
 
@@ -645,6 +647,7 @@ impl Stitcher {
             data_obj: None,
             wire: None,
             exchanges: 0,
+            setup_attributed: false,
             last_ns: ev.ts_ns,
         };
         if c.error.is_some() {
@@ -1018,9 +1021,20 @@ impl Stitcher {
     }
 
     fn make_request(&mut self, id: u64, x: &HttpExchange) -> Request {
+        let c = self.conns.get_mut(&id).expect("connection");
+        // The connection's set-up (DNS, TCP, TLS) belongs to the request that opened it, as
+        // in browsers' dev tools: HTTP/1 exchanges end in order, but an HTTP/2 connection's
+        // first stream may end after later ones.
+        let first = !c.setup_attributed
+            && match (x.stream_id, c.http.first_request_stream()) {
+                (Some(stream), Some(opener)) => stream == opener,
+                _ => true,
+            };
+        c.setup_attributed |= first;
+        c.exchanges += 1;
         // The host the request names picks the connection's lookup when several gave its
         // address (Firefox resolves www.shop.test and then its CNAME target edge.cdn.test).
-        if self.conns.get(&id).is_some_and(|c| c.exchanges == 0) {
+        if first {
             if let Some(name) = x.authority.as_deref().map(host_of) {
                 let c = &self.conns[&id];
                 if let Some(better) = c.dst.and_then(|d| self.lookup_named(c.tgid, &name, d.ip(), c.connect_start_ns)) {
@@ -1030,8 +1044,6 @@ impl Stitcher {
         }
         let dns_end = self.conns[&id].dns.and_then(|l| self.resolution_end(l, self.conns[&id].connect_start_ns));
         let c = self.conns.get_mut(&id).expect("connection");
-        let first = c.exchanges == 0;
-        c.exchanges += 1;
         let tls = c.tls_lib.is_some_and(|l| l != TlsLib::None) || c.wire.is_some();
         let scheme = x.scheme.clone().unwrap_or_else(|| if tls { "https".into() } else { "http".into() });
         let lookup = c.dns.and_then(|l| self.lookups.get(&l));

@@ -676,3 +676,35 @@ fn a_body_stalled_past_the_response_timeout_is_reported_partial() {
     );
     assert_eq!(p.error, r.error);
 }
+
+/// An HTTP/2 connection's set-up belongs to the request that opened it (its first stream),
+/// even when a later stream's exchange ends first.
+#[test]
+fn http2_setup_phases_go_to_the_first_stream_even_when_it_ends_last() {
+    use crate::http::tests_h2::{DATA, EH, ES, HEADERS, client_start, enc, frame, req, settings};
+    let dst = addr(EDGE, 443);
+    let mut s = Sim::new();
+    s.exec(7, "/usr/bin/fetcher");
+    s.query(7, 1, "example.com", "A");
+    s.at(30).answer(7, 1, "example.com", "A", "NOERROR", vec![a("example.com", EDGE)]);
+    s.connect(7, 5, dst, 0x1);
+    s.handshake(7, TlsLib::OpenSsl, TlsFunc::SSL_connect, 0xa, 5, HandshakePhase::Enter, 0);
+    s.handshake(7, TlsLib::OpenSsl, TlsFunc::SSL_connect, 0xa, 5, HandshakePhase::Return, 1);
+    let (mut ce, mut se) = (loona_hpack::Encoder::new(), loona_hpack::Encoder::new());
+    let first = [client_start(), frame(HEADERS, EH | ES, 1, &enc(&mut ce, &req("GET", "/page")))].concat();
+    s.tls(7, TlsLib::OpenSsl, TlsFunc::SSL_write, 0xa, 5, Direction::Send, &first);
+    s.tls(7, TlsLib::OpenSsl, TlsFunc::SSL_write, 0xa, 5, Direction::Send, &frame(HEADERS, EH | ES, 3, &enc(&mut ce, &req("GET", "/logo"))));
+    let head = |se: &mut loona_hpack::Encoder<'static>| enc(se, &[(":status", "200")]);
+    // Stream 3 ends first; stream 1 later.
+    let r3 = [settings(&[]), frame(HEADERS, EH, 3, &head(&mut se)), frame(DATA, ES, 3, b"png")].concat();
+    s.tls(7, TlsLib::OpenSsl, TlsFunc::SSL_read, 0xa, 5, Direction::Recv, &r3);
+    let r1 = [frame(HEADERS, EH, 1, &head(&mut se)), frame(DATA, ES, 1, b"<html>")].concat();
+    s.tls(7, TlsLib::OpenSsl, TlsFunc::SSL_read, 0xa, 5, Direction::Recv, &r1);
+    let pages = s.run();
+    let requests: Vec<&Request> = pages.iter().flat_map(|p| &p.requests).collect();
+    assert_eq!(requests.len(), 2, "{pages:#?}");
+    let by_path = |p: &str| *requests.iter().find(|r| r.path.as_deref() == Some(p)).unwrap_or_else(|| panic!("no {p}: {requests:#?}"));
+    let (page, logo) = (by_path("/page"), by_path("/logo"));
+    assert!(page.new_connection && page.timings.dns >= 0.0 && page.timings.tcp >= 0.0 && page.timings.ssl >= 0.0, "{page:#?}");
+    assert!(!logo.new_connection && logo.timings.dns < 0.0 && logo.timings.tcp < 0.0 && logo.timings.ssl < 0.0, "{logo:#?}");
+}
