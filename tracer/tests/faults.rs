@@ -1,10 +1,11 @@
 //! Faults in the traced world: each one the lab can produce (NXDOMAIN, a DNS server that never
-//! answers, a refused connect, SYNs dropped, a certificate from an untrusted CA under TLS 1.3
+//! answers, a DNS server that is down (ICMP port unreachable), a refused connect, SYNs dropped, a certificate from an untrusted CA under TLS 1.3
 //! and 1.2, HTTP 503, a body that stalls) is run by curl inside a lab while the real probes
 //! and the stitcher run. Each must come out as a page load of that curl with the failed or
 //! partial phase and its reason, and be stored with them (rows in a temporary history DB).
 use std::{
     collections::HashMap,
+    path::Path,
     process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -23,19 +24,25 @@ struct Case {
     name: &'static str,
     url: &'static str,
     args: &'static [&'static str],
+    /// The name server curl's resolver asks instead of the lab's (its own resolv.conf).
+    name_server: Option<&'static str>,
 }
 
+/// A spare lab address: nothing listens on its port 53, so queries get ICMP port unreachable.
+const DOWN_DNS_SERVER: &str = "10.77.0.8";
+
 const CASES: &[Case] = &[
-    Case { name: "nxdomain", url: "https://nosuch.shop.test/", args: &[] },
-    Case { name: "dns_silent", url: "https://silent.shop.test/", args: &[] },
-    Case { name: "refused", url: "https://refused.shop.test/", args: &[] },
+    Case { name: "nxdomain", url: "https://nosuch.shop.test/", args: &[], name_server: None },
+    Case { name: "dns_silent", url: "https://silent.shop.test/", args: &[], name_server: None },
+    Case { name: "dns_down", url: "https://www.shop.test/", args: &[], name_server: Some(DOWN_DNS_SERVER) },
+    Case { name: "refused", url: "https://refused.shop.test/", args: &[], name_server: None },
     // curl gives up on the SYN after 2 s; the kernel's own retries would take minutes.
-    Case { name: "syn_dropped", url: "https://blackhole.shop.test/", args: &["--connect-timeout", "2"] },
-    Case { name: "badcert_tls13", url: "https://badcert.shop.test/", args: &[] },
-    Case { name: "badcert_tls12", url: "https://badcert.shop.test/", args: &["--tls-max", "1.2"] },
-    Case { name: "http_503", url: "https://www.shop.test/status/503", args: &["--http1.1"] },
+    Case { name: "syn_dropped", url: "https://blackhole.shop.test/", args: &["--connect-timeout", "2"], name_server: None },
+    Case { name: "badcert_tls13", url: "https://badcert.shop.test/", args: &[], name_server: None },
+    Case { name: "badcert_tls12", url: "https://badcert.shop.test/", args: &["--tls-max", "1.2"], name_server: None },
+    Case { name: "http_503", url: "https://www.shop.test/status/503", args: &["--http1.1"], name_server: None },
     // The lab holds /stall for 10 s after half its body; curl gives up after 3 s.
-    Case { name: "stall", url: "https://www.shop.test/stall", args: &["--http1.1", "--max-time", "3"] },
+    Case { name: "stall", url: "https://www.shop.test/stall", args: &["--http1.1", "--max-time", "3"], name_server: None },
 ];
 
 /// Every curl is bounded by `--max-time 8` and killed after this.
@@ -43,12 +50,22 @@ const CLIENT_LIMIT: Duration = Duration::from_secs(15);
 
 /// Starts every case's curl in the lab at once (they are independent clients, each its own
 /// page load); waits for all, bounded. Returns name -> (pid, curl exit code).
-fn run_cases(ns: &str, ca: &str) -> HashMap<&'static str, (u32, i32)> {
+fn run_cases(ns: &str, ca: &str, dir: &Path) -> HashMap<&'static str, (u32, i32)> {
     let children: Vec<(&'static str, Child)> = CASES
         .iter()
         .map(|c| {
-            let child = Command::new("ip")
-                .args(["netns", "exec", ns, "curl", "-sS", "-o", "/dev/null", "--max-time", "8", "--cacert", ca])
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]);
+            if let Some(server) = c.name_server {
+                // A mount namespace of its own with another resolv.conf; unshare and sh
+                // exec, so the pid is curl's.
+                let conf = dir.join(format!("resolv-{}.conf", c.name));
+                std::fs::write(&conf, format!("nameserver {server}\n")).expect("writing resolv.conf");
+                let script = format!("mount --bind {} /etc/resolv.conf && exec \"$0\" \"$@\"", conf.display());
+                cmd.args(["unshare", "--mount", "sh", "-c", &script]);
+            }
+            let child = cmd
+                .args(["curl", "-sS", "-o", "/dev/null", "--max-time", "8", "--cacert", ca])
                 .args(c.args)
                 .arg(c.url)
                 .stdin(Stdio::null())
@@ -91,7 +108,9 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
 
     let mut probes = Probes::load(&ProbeConfig::default()).expect("probes");
     let mut rx = spawn_reader(&mut probes, 1 << 18, Arc::new(StreamStats::default())).unwrap();
-    let runs = tokio::task::spawn_blocking(move || run_cases(&ns, &ca)).await.unwrap();
+    let confs = tempfile::tempdir().unwrap();
+    let conf_dir = confs.path().to_path_buf();
+    let runs = tokio::task::spawn_blocking(move || run_cases(&ns, &ca, &conf_dir)).await.unwrap();
     let mut st = Stitcher::new(StitchConfig::default());
     let mut pages = Vec::new();
     // Drain until the stream has been quiet for 1.5 s (bounded to 20 s); then whatever is
@@ -110,6 +129,7 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
     let expected_exit = [
         ("nxdomain", 6),
         ("dns_silent", 6),
+        ("dns_down", 6),
         ("refused", 7),
         ("syn_dropped", 28),
         ("badcert_tls13", 60),
@@ -134,6 +154,7 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
     let failed = [
         ("nxdomain", "ERR_NAME_NOT_RESOLVED", "dns"),
         ("dns_silent", "ERR_DNS_TIMED_OUT", "dns"),
+        ("dns_down", "ERR_NAME_NOT_RESOLVED (DNS server 10.77.0.8:53 unreachable: ECONNREFUSED)", "dns"),
         ("refused", "ERR_CONNECTION_REFUSED", "connect"),
         ("syn_dropped", "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket", "connect"),
         // OpenSSL checks the certificate before it has keys to write with, even under TLS 1.3

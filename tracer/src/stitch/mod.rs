@@ -69,6 +69,10 @@ use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
 use tracer_common::DnsSyscall;
 use crate::http::{HttpConnection, HttpExchange};
 
+/// A query for a name and type still unanswered, at most this long after the first, is a
+/// retry of it.
+const DNS_RETRY_WINDOW_NS: u64 = 30_000_000_000;
+
 /// A query for another type of a name answered at most this long ago continues that lookup.
 const SEQUENTIAL_LOOKUP_GAP_NS: u64 = 100_000_000;
 
@@ -188,8 +192,11 @@ struct LookupState {
     comm: String,
     name: String,
     qtypes: Vec<String>,
-    pending_ids: Vec<u16>,
+    /// Queries sent and not answered: (id, type).
+    pending: Vec<(u16, String)>,
     started_ns: u64,
+    /// The last query sent (a retry waits for its answer anew).
+    asked_ns: u64,
     ended_ns: Option<u64>,
     /// When each answer arrived (a client may connect once the A answer is in, before the
     /// HTTPS answer: Firefox).
@@ -400,6 +407,8 @@ impl Stitcher {
                     }
                 }
             }
+            // A report without an error (the kernel reports again as the error is taken).
+            EventBody::SockError { errno: 0, .. } => {}
             EventBody::SockError { error, dst, src, protocol, .. } => {
                 if *protocol == 6 {
                     let conn = self.conn_by_tuple(*src, *dst).filter(|id| {
@@ -430,7 +439,8 @@ impl Stitcher {
                         .filter(|l| l.ended_ns.is_none() && l.server == *dst)
                         .max_by_key(|l| l.started_ns)
                     {
-                        l.error = Some(format!("ERR_NAME_NOT_RESOLVED (DNS server {error})"));
+                        let server = dst.map(|d| d.to_string()).unwrap_or_default();
+                        l.error = Some(format!("ERR_NAME_NOT_RESOLVED (DNS server {server} unreachable: {error})"));
                         l.ended_ns = Some(ev.ts_ns);
                         let (tgid, id) = (l.tgid, l.id);
                         self.record_failure(tgid, ev.ts_ns, None, Some(id));
@@ -751,13 +761,30 @@ impl Stitcher {
         let recent = |l: &&mut LookupState| {
             l.tgid == ev.tgid && l.name == q.name && ev.ts_ns.saturating_sub(l.started_ns) < 2_000_000_000
         };
-        if self.lookups.values_mut().filter(recent).any(|l| l.pending_ids.contains(&m.id) && l.qtypes.contains(&q.qtype)) {
+        if self.lookups.values_mut().filter(recent).any(|l| l.pending.iter().any(|(id, t)| *id == m.id && *t == q.qtype)) {
+            return;
+        }
+        // A resolver's retry of a question still unanswered (a new id, seconds later: glibc
+        // and hickory wait 5 s) is the same lookup, as a browser shows it.
+        let now = ev.ts_ns;
+        if let Some(l) = self.lookups.values_mut().find(|l| {
+            l.tgid == ev.tgid
+                && l.name == q.name
+                && l.ended_ns.is_none()
+                && l.qtypes.contains(&q.qtype)
+                && now.saturating_sub(l.started_ns) < DNS_RETRY_WINDOW_NS
+        }) {
+            if l.pending.len() < 16 {
+                l.pending.push((m.id, q.qtype.clone()));
+            }
+            l.asked_ns = now;
+            let id = l.id;
+            self.dns_ids.insert((ev.tgid, m.id), id);
             return;
         }
         // Types asked one after the other are one lookup too (Firefox asks for the HTTPS
         // record, then getaddrinfo asks for A + AAAA): a lookup answered moments ago is
         // reopened for the new type.
-        let now = ev.ts_ns;
         let sibling = self
             .lookups
             .values_mut()
@@ -769,7 +796,7 @@ impl Stitcher {
         let id = match sibling {
             Some(l) => {
                 l.qtypes.push(q.qtype.clone());
-                l.pending_ids.push(m.id);
+                l.pending.push((m.id, q.qtype.clone()));
                 l.ended_ns = None;
                 l.id
             }
@@ -784,8 +811,9 @@ impl Stitcher {
                         comm: ev.comm.clone(),
                         name: q.name.clone(),
                         qtypes: vec![q.qtype.clone()],
-                        pending_ids: vec![m.id],
+                        pending: vec![(m.id, q.qtype.clone())],
                         started_ns: ev.ts_ns,
+                        asked_ns: ev.ts_ns,
                         ended_ns: None,
                         answered_ns: Vec::new(),
                         address_ns: None,
@@ -814,11 +842,17 @@ impl Stitcher {
         let Some(id) = self.dns_ids.get(&(ev.tgid, m.id)).copied() else { return };
         self.activity(ev.tgid, ev.ts_ns);
         let Some(l) = self.lookups.get_mut(&id) else { return };
-        // One answer settles one query (a resolver may use one id for A and AAAA).
-        if let Some(i) = l.pending_ids.iter().position(|p| *p == m.id) {
-            l.pending_ids.remove(i);
+        // One answer settles its question, and the retries of it (a resolver may use one
+        // id for A and AAAA: the question's type tells them apart).
+        match m.questions.first() {
+            Some(q) => l.pending.retain(|(_, t)| *t != q.qtype),
+            None => {
+                if let Some(i) = l.pending.iter().position(|(id, _)| *id == m.id) {
+                    l.pending.remove(i);
+                }
+            }
         }
-        if l.pending_ids.is_empty() {
+        if l.pending.is_empty() {
             l.ended_ns = Some(ev.ts_ns);
         }
         if l.answered_ns.len() < 64 {
@@ -841,7 +875,7 @@ impl Stitcher {
         if l.rcode.as_deref() != Some("NOERROR") {
             l.rcode = Some(m.rcode.clone());
         }
-        if l.pending_ids.is_empty() {
+        if l.pending.is_empty() {
             l.error = match l.rcode.as_deref() {
                 Some("NOERROR") if !l.addresses.is_empty() => None,
                 Some("NOERROR") => Some("ERR_NAME_NOT_RESOLVED (no address)".into()),
@@ -1161,7 +1195,7 @@ impl Stitcher {
             .filter(|(_, p)| {
                 // Unanswered lookups and connects in progress keep the page load open (bounded).
                 let waiting_dns = p.lookups.iter().filter_map(|l| self.lookups.get(l)).any(|l| {
-                    l.ended_ns.is_none() && now.saturating_sub(l.started_ns) < self.cfg.dns_timeout_ns
+                    l.ended_ns.is_none() && now.saturating_sub(l.asked_ns) < self.cfg.dns_timeout_ns
                 });
                 let connecting = p.conns.iter().filter_map(|c| self.conns.get(c)).any(|c| {
                     c.established_ns.is_none()
@@ -1296,7 +1330,7 @@ impl Stitcher {
         // Lookups that never got an answer failed.
         for id in &open.lookups {
             if let Some(l) = self.lookups.get_mut(id) {
-                if l.ended_ns.is_none() && !l.pending_ids.is_empty() {
+                if l.ended_ns.is_none() && !l.pending.is_empty() {
                     let server = l.server.map(|s| format!(" from {s}")).unwrap_or_default();
                     l.error.get_or_insert_with(|| format!("ERR_DNS_TIMED_OUT (no answer{server})"));
                     // Not a silently missing row: the lookup is a failed entry of its own.

@@ -651,6 +651,43 @@ fn an_unanswered_lookup_is_a_dns_timeout() {
     assert_eq!(pages[0].dns[0].error, pages[0].error);
 }
 
+/// A resolver's retries (new ids, 5 s apart, as glibc and hickory send them) of a question
+/// nobody answers are one lookup and one failed entry, not one per try.
+#[test]
+fn retries_of_an_unanswered_question_are_one_lookup() {
+    let mut s = Sim::new();
+    s.query(7, 1, "silent.shop.test", "A");
+    s.query(7, 2, "silent.shop.test", "AAAA");
+    s.at(5_000).query(7, 3, "silent.shop.test", "A");
+    s.query(7, 4, "silent.shop.test", "AAAA");
+    s.at(10_000).query(7, 5, "silent.shop.test", "A");
+    s.query(7, 6, "silent.shop.test", "AAAA");
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0].dns.len(), 1, "{:#?}", pages[0].dns);
+    assert_eq!(pages[0].requests.len(), 1, "{:#?}", pages[0].requests);
+    assert!(pages[0].error.as_deref().is_some_and(|e| e.starts_with("ERR_DNS_TIMED_OUT")));
+}
+
+/// The answer to a retry ends the lookup the first query began.
+#[test]
+fn an_answer_to_a_retry_ends_the_first_querys_lookup() {
+    let mut s = Sim::new();
+    s.exec(7, "/usr/bin/curl");
+    s.query(7, 1, "shop.test", "A");
+    s.at(5_000).query(7, 2, "shop.test", "A");
+    s.at(5_020).answer(7, 2, "shop.test", "A", "NOERROR", vec![a("shop.test", SHOP)]);
+    s.connect(7, 5, addr(SHOP, 80), 0xa);
+    s.socket(7, 5, Direction::Send, DnsSyscall::Sendto, &plain_get("shop.test", "/"));
+    s.socket(7, 5, Direction::Recv, DnsSyscall::Read, &ok("hi"));
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0].dns.len(), 1, "{:#?}", pages[0].dns);
+    assert!(pages[0].dns[0].error.is_none(), "{:#?}", pages[0].dns);
+    let r = &pages[0].requests[0];
+    assert!(r.timings.dns >= 5_019.0 && r.error.is_none(), "{r:#?}");
+}
+
 /// A server that stalls mid-body on a connection the client keeps open: after
 /// `response_timeout` of silence the page load closes with the request as it stands.
 #[test]
