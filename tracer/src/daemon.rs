@@ -172,6 +172,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
             .await
     });
     eprintln!("database: {}", config.db.display());
+    match config.stitch.body_limit {
+        0 => eprintln!("bodies: not stored (--capture-bodies stores them)"),
+        n => eprintln!("bodies: STORED, the first {n} bytes of each request and response (they may hold secrets)"),
+    }
     match (&access, &generated_token) {
         (web::auth::Access::LoopbackOnly, _) => eprintln!("dashboard: http://{} (loopback only)", config.listen),
         // Shown this once, on stderr only: it is never logged.

@@ -62,9 +62,15 @@ struct RunArgs {
     /// off loopback: without it, one is generated and printed once at start.
     #[arg(long, env = "TRACER_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// TLS plaintext bytes copied per library call (1-16384).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=16384))]
-    tls_capture_bytes: u32,
+    /// TLS plaintext bytes copied per library call (1-16384; default 4096, 16384 with
+    /// --capture-bodies).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    tls_capture_bytes: Option<u32>,
+    /// Store HTTP request and response bodies, at most LIMIT bytes of each (default 64k;
+    /// e.g. 4096, 16k, 1m; at most 1m). Bodies hold passwords, tokens and personal data:
+    /// without this flag no body byte is ever stored.
+    #[arg(long, value_name = "LIMIT", num_args = 0..=1, default_missing_value = "64k", value_parser = parse_body_limit)]
+    capture_bodies: Option<usize>,
     /// Ring buffer size in MiB (power of two).
     #[arg(long, default_value_t = 16, value_parser = parse_ring_mb)]
     ring_buffer_mb: u32,
@@ -111,6 +117,23 @@ struct RunArgs {
     /// trace only it and its descendants, and stop when it exits (with its exit status).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<std::ffi::OsString>,
+}
+
+/// Largest `--capture-bodies` limit: every open exchange may hold this much per direction.
+const MAX_BODY_LIMIT: usize = 1024 * 1024;
+
+/// `4096`, `16k`, `1m` (binary units) -> bytes, 1 ..= 1 MiB.
+fn parse_body_limit(s: &str) -> Result<usize, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, unit) = match t.strip_suffix(['k', 'm']) {
+        Some(n) => (n, if t.ends_with('k') { 1024 } else { 1024 * 1024 }),
+        None => (t.as_str(), 1),
+    };
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 4096, 16k, 1m)"))?;
+    match n.checked_mul(unit) {
+        Some(b) if (1..=MAX_BODY_LIMIT).contains(&b) => Ok(b),
+        _ => Err(format!("{s:?}: the body limit is 1 byte to 1m")),
+    }
 }
 
 fn parse_comm(s: &str) -> Result<String, String> {
@@ -181,7 +204,12 @@ fn main() -> ExitCode {
                 listen: a.listen,
                 token: a.token,
                 probes: ProbeConfig {
-                    tls_capture_bytes: a.tls_capture_bytes,
+                    // Bodies need whole reads: the most the probes copy per call.
+                    tls_capture_bytes: a.tls_capture_bytes.unwrap_or(if a.capture_bodies.is_some() {
+                        tracer_common::TLS_CAPTURE_MAX as u32
+                    } else {
+                        tracer_common::TLS_CAPTURE_DEFAULT as u32
+                    }),
                     ring_buffer_bytes: a.ring_buffer_mb * 1024 * 1024,
                     tls: !a.no_tls,
                     extra_libraries: Vec::new(),
@@ -189,7 +217,11 @@ fn main() -> ExitCode {
                 },
                 queue: a.queue,
                 rescan: Duration::from_secs(10),
-                stitch: tracer::stitch::StitchConfig { quiet_ns: a.quiet_ms * 1_000_000, ..Default::default() },
+                stitch: tracer::stitch::StitchConfig {
+                    quiet_ns: a.quiet_ms * 1_000_000,
+                    body_limit: a.capture_bodies.unwrap_or(0),
+                    ..Default::default()
+                },
                 retention: tracer::history::retention::RetentionConfig { retain: a.retain, max_page_loads: a.max_page_loads },
                 filter,
                 metrics: tracer::metrics::MetricsConfig {
@@ -228,6 +260,22 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_body_limit;
+
+    #[test]
+    fn body_limits_take_units_and_are_bounded() {
+        assert_eq!(parse_body_limit("4096"), Ok(4096));
+        assert_eq!(parse_body_limit("16k"), Ok(16 * 1024));
+        assert_eq!(parse_body_limit("1M"), Ok(1024 * 1024));
+        for bad in ["0", "2m", "1025k", "k", "-1", "ten", "99999999999999999999k"] {
+            let err = parse_body_limit(bad).expect_err(bad);
+            assert!(err.contains(bad), "{bad}: {err}");
         }
     }
 }

@@ -76,6 +76,8 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
             new_connection: dns.is_some(),
             error: None,
             complete: st.is_some(),
+            request_body: None,
+            response_body: None,
         }
     };
     let client_info = ClientInfo { tgid, name: client.into(), exe: Some(format!("/usr/bin/{client}")) };

@@ -100,6 +100,8 @@ fn request(
         new_connection: conn.is_some(),
         error: None,
         complete: status.is_some(),
+        request_body: None,
+        response_body: None,
     }
 }
 

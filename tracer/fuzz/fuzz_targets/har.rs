@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracer::history::StoredPageLoad;
 use tracer::history::har::to_har;
 use tracer::redact::Header;
-use tracer::stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
+use tracer::stitch::model::{CapturedBody, ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
 
 /// A phase in ms as the stitcher makes them: -1 (did not happen) or a whole number of ns.
 fn phase(u: &mut Unstructured) -> Result<f64> {
@@ -33,6 +33,11 @@ fn timings(u: &mut Unstructured) -> Result<Timings> {
 fn small_vec<T>(u: &mut Unstructured, max: usize, f: impl Fn(&mut Unstructured) -> Result<T>) -> Result<Vec<T>> {
     let n = u.int_in_range(0..=max)?;
     (0..n).map(|_| f(u)).collect()
+}
+
+/// A captured body (or none): any bytes, truncated or not.
+fn body(u: &mut Unstructured) -> Result<Option<CapturedBody>> {
+    Ok(if u.arbitrary()? { None } else { Some(CapturedBody { data: u.arbitrary()?, truncated: u.arbitrary()? }) })
 }
 
 /// An index that usually points into a list of `len` and sometimes past it.
@@ -65,6 +70,8 @@ fn request(u: &mut Unstructured, connections: usize, lookups: usize) -> Result<R
         new_connection: u.arbitrary()?,
         error: u.arbitrary()?,
         complete: u.arbitrary()?,
+        request_body: body(u)?,
+        response_body: body(u)?,
         request_headers: small_vec(u, 4, header)?,
         response_headers: small_vec(u, 4, header)?,
     })

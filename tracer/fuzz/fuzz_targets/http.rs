@@ -18,7 +18,14 @@ fn request_side(x: &HttpExchange) -> usize {
     usize::from(x.stream_id.is_some_and(|id| id % 2 == 0))
 }
 
-fn check(x: &HttpExchange, moved: &[u64; 2]) {
+fn check(x: &HttpExchange, moved: &[u64; 2], body_limit: usize) {
+    for (body, counted) in [(&x.request_body, x.request_body_bytes), (&x.response_body, x.response_body_bytes)] {
+        if let Some(b) = body {
+            assert!(body_limit > 0, "a body kept with capture off: {x:?}");
+            assert!(b.data.len() <= body_limit, "{} body bytes kept, limit {body_limit}", b.data.len());
+            assert!(b.data.len() as u64 <= counted, "{} body bytes kept of {counted} counted: {x:?}", b.data.len());
+        }
+    }
     assert_eq!(x.complete, x.partial_reason.is_none(), "complete disagrees with partial_reason: {x:?}");
     for headers in [&x.request_headers, &x.response_headers] {
         assert!(headers.len() <= MAX_HEADER_FIELDS, "{} header fields kept", headers.len());
@@ -35,7 +42,9 @@ fn check(x: &HttpExchange, moved: &[u64; 2]) {
 
 fuzz_target!(|t: Transcript| {
     let calls = t.calls();
-    let mut conn = HttpConnection::new();
+    // Body capture off, tiny, or roomy: chosen by the input so all three get explored.
+    let body_limit = [0, 7, 4096][calls.len() % 3];
+    let mut conn = HttpConnection::with_body_limit(body_limit);
     let mut moved = [0u64; 2];
     let mut sums = [0u64; 2];
     let mut taken = Vec::new();
@@ -59,7 +68,7 @@ fuzz_target!(|t: Transcript| {
     taken.extend(pending);
     taken.extend(conn.take_exchanges(true));
     for x in &taken {
-        check(x, &moved);
+        check(x, &moved, body_limit);
         sums[request_side(x)] += x.request_header_bytes + x.request_body_bytes;
         sums[1] += x.response_header_bytes + x.response_body_bytes;
         serde_json::to_string(x).expect("an exchange serialises");

@@ -95,6 +95,8 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
             new_connection: false,
             error: Some(err.into()),
             complete: false,
+            request_body: None,
+                response_body: None,
             request_headers: Vec::new(),
             response_headers: Vec::new(),
         };
@@ -234,6 +236,8 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
             new_connection: new_conn,
             error: None,
             complete: true,
+            request_body: None,
+                response_body: None,
             request_headers: Vec::new(),
             response_headers: Vec::new(),
         });

@@ -131,6 +131,21 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
         "cache": {},
         "timings": timings,
     });
+    if let Some(body) = &r.response_body {
+        let encoding = header_of(&r.response_headers, "content-encoding");
+        for (k, v) in body_content(body, encoding) {
+            e["response"]["content"][k] = v;
+        }
+    }
+    if let Some(body) = &r.request_body {
+        let mime = header_of(&r.request_headers, "content-type").unwrap_or_default();
+        let mut post = json!({ "mimeType": mime });
+        let encoding = header_of(&r.request_headers, "content-encoding");
+        for (k, v) in body_content(body, encoding) {
+            post[k] = v;
+        }
+        e["request"]["postData"] = post;
+    }
     if let Some(ip) = server_ip {
         e["serverIPAddress"] = json!(ip);
     }
@@ -141,6 +156,60 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
         e["_error"] = json!(err);
     }
     e
+}
+
+fn header_of<'a>(headers: &'a [crate::redact::Header], name: &str) -> Option<&'a str> {
+    headers.iter().find(|h| h.name == name).map(|h| h.value.as_str())
+}
+
+/// Decoded bodies larger than this are cut (a compressed body may expand a thousandfold).
+const MAX_DECODED_BODY: u64 = 16 * 1024 * 1024;
+
+/// HAR `content` fields for a captured body: `text` (UTF-8 as it is, anything else in
+/// base64 with `encoding`), decoded from gzip/deflate as browsers show it. A body cut by the
+/// capture limit or a gap says so in `_truncated`; one in a coding we do not decode (br,
+/// zstd) stays as sent, named in `_contentEncoding`.
+fn body_content(body: &crate::http::CapturedBody, content_encoding: Option<&str>) -> Vec<(&'static str, Value)> {
+    use base64::Engine;
+    use std::io::Read;
+    let coding = content_encoding.map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty() && c != "identity");
+    let mut out = Vec::new();
+    let mut cut = body.truncated;
+    let decoded: Option<Vec<u8>> = match coding.as_deref() {
+        None => Some(body.data.clone()),
+        Some(c @ ("gzip" | "x-gzip" | "deflate")) => {
+            let mut buf = Vec::new();
+            let reader: Box<dyn Read + '_> = match c {
+                "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body.data[..])),
+                _ => Box::new(flate2::read::GzDecoder::new(&body.data[..])),
+            };
+            // A truncated stream decodes as far as it goes; what came out is kept.
+            let result = reader.take(MAX_DECODED_BODY).read_to_end(&mut buf);
+            if result.is_err() || buf.len() as u64 >= MAX_DECODED_BODY {
+                cut = true;
+            }
+            if result.is_err() && buf.is_empty() { None } else { Some(buf) }
+        }
+        Some(_) => None,
+    };
+    match decoded {
+        Some(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => out.push(("text", json!(text))),
+            Err(e) => {
+                out.push(("text", json!(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()))));
+                out.push(("encoding", json!("base64")));
+            }
+        },
+        None => {
+            out.push(("text", json!(base64::engine::general_purpose::STANDARD.encode(&body.data))));
+            out.push(("encoding", json!("base64")));
+            out.push(("_contentEncoding", json!(coding.unwrap_or_default())));
+        }
+    }
+    if cut {
+        out.push(("_truncated", json!(true)));
+    }
+    out
 }
 
 /// `10.0.0.2:443` -> `10.0.0.2`, `[fd00::2]:443` -> `fd00::2`; anything else as it is.

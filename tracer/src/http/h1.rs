@@ -152,7 +152,22 @@ impl H1 {
                         side.phase = Phase::Head;
                         continue;
                     }
-                    let step = body.feed(rest);
+                    let limit = sink.body_limit;
+                    let cur = side.cur;
+                    if limit > 0
+                        && let (Some(id), Body::Blind { .. }) = (cur, &body)
+                        && let Some(o) = self.get(id)
+                    {
+                        // Framing lost: which bytes are body is a guess; none are kept.
+                        o.ex.body_missing(dir, limit);
+                    }
+                    let step = body.feed(rest, &mut |bytes: &[u8]| {
+                        if limit > 0
+                            && let Some(o) = cur.and_then(|id| self.get(id))
+                        {
+                            o.ex.capture_body(dir, bytes, limit);
+                        }
+                    });
                     pos += step.consumed as usize;
                     self.after_step(&mut side, dir, ts, step, 0, sink);
                 }
@@ -521,6 +536,7 @@ impl H1 {
         } else if let Some(why) = step.lost {
             if let Some(o) = side.cur.and_then(|id| self.get(id)) {
                 o.ex.mark_partial(why);
+                o.ex.body_missing(dir, sink.body_limit);
             }
             side.phase = Phase::Body(Body::Blind {
                 length: None,
@@ -564,6 +580,9 @@ impl H1 {
                 }
             }
             Phase::Body(body) => {
+                if let Some(o) = side.cur.and_then(|id| self.get(id)) {
+                    o.ex.body_missing(dir, sink.body_limit);
+                }
                 let step = body.gap(gap);
                 let leftover = gap - step.consumed.min(gap);
                 self.after_step(side, dir, ts, step, leftover, sink);
@@ -661,11 +680,13 @@ impl H1 {
 }
 
 impl Body {
-    fn feed(&mut self, data: &[u8]) -> Step {
+    /// Reads body bytes from `data`; `keep` gets the body's own bytes (no chunk framing).
+    fn feed(&mut self, data: &[u8], keep: &mut dyn FnMut(&[u8])) -> Step {
         match self {
             Body::Length(rem) => {
                 let n = (*rem).min(data.len() as u64);
                 *rem -= n;
+                keep(&data[..n as usize]);
                 Step {
                     consumed: n,
                     counted: n,
@@ -675,6 +696,7 @@ impl Body {
             }
             Body::UntilClose => {
                 let n = data.len() as u64;
+                keep(data);
                 Step {
                     consumed: n,
                     counted: n,
@@ -689,7 +711,7 @@ impl Body {
                     ..Step::default()
                 }
             }
-            Body::Chunked(c) => c.feed(data),
+            Body::Chunked(c) => c.feed(data, keep),
         }
     }
 
@@ -747,7 +769,7 @@ impl Body {
 }
 
 impl Chunked {
-    fn feed(&mut self, data: &[u8]) -> Step {
+    fn feed(&mut self, data: &[u8], keep: &mut dyn FnMut(&[u8])) -> Step {
         let mut step = Step::default();
         let mut i = 0usize;
         while i < data.len() {
@@ -774,6 +796,7 @@ impl Chunked {
                 Chunked::Data(rem) => {
                     let n = (*rem).min((data.len() - i) as u64);
                     *rem -= n;
+                    keep(&data[i..i + n as usize]);
                     i += n as usize;
                     step.counted += n;
                     if *rem == 0 {

@@ -321,6 +321,8 @@ impl H2 {
     ) {
         let d = &mut self.dirs[i];
         let keep_max = match fh.ty {
+            // Body capture: the payload (bounded; the pad length byte and padding too).
+            DATA if sink.body_limit > 0 => (fh.len as usize).min(sink.body_limit + 256),
             DATA if fh.flags & FLAG_PADDED != 0 => 1,
             HEADERS | PUSH_PROMISE => MAX_HEAD_BYTES,
             CONTINUATION => {
@@ -374,7 +376,7 @@ impl H2 {
         // Bytes of the payload that were not kept although they were captured.
         let oversize = !p.truncated && p.keep.len() < fh.len as usize;
         match fh.ty {
-            DATA => self.on_data(dir, fh, &p.keep, ts, sink),
+            DATA => self.on_data(dir, fh, &p.keep, p.truncated, ts, sink),
             HEADERS | PUSH_PROMISE => {
                 let mut off = 0usize;
                 let mut pad = 0usize;
@@ -529,7 +531,7 @@ impl H2 {
         }
     }
 
-    fn on_data(&mut self, dir: Direction, fh: FrameHeader, keep: &[u8], ts: u64, sink: &mut Sink) {
+    fn on_data(&mut self, dir: Direction, fh: FrameHeader, keep: &[u8], truncated: bool, ts: u64, sink: &mut Sink) {
         let len = u64::from(fh.len);
         let mut approximate = false;
         let body = if fh.flags & FLAG_PADDED != 0 {
@@ -556,6 +558,21 @@ impl H2 {
         };
         if approximate {
             s.ex.mark_partial("DATA padding length not captured: body size approximate");
+        }
+        if sink.body_limit > 0 && body > 0 {
+            let padded = fh.flags & FLAG_PADDED != 0;
+            let from = usize::from(padded);
+            let to = (from + body as usize).min(keep.len());
+            if truncated || approximate {
+                // Bytes fell into a capture gap: which ones is unknown.
+                s.ex.body_missing(dir, sink.body_limit);
+            } else {
+                s.ex.capture_body(dir, keep.get(from..to).unwrap_or_default(), sink.body_limit);
+                if to < from + body as usize {
+                    // More than was kept of this frame.
+                    s.ex.body_missing(dir, sink.body_limit);
+                }
+            }
         }
         let end = fh.flags & FLAG_END_STREAM != 0;
         match dir {

@@ -34,6 +34,8 @@ mod h2;
 #[cfg(test)]
 mod test_util;
 #[cfg(test)]
+mod tests_bodies;
+#[cfg(test)]
 mod tests_fuzz;
 #[cfg(test)]
 mod tests_h1;
@@ -116,6 +118,21 @@ pub struct HttpExchange {
     pub complete: bool,
     /// Why this exchange is incomplete or approximate (reasons joined by "; ").
     pub partial_reason: Option<String>,
+    /// The bodies as decoded (no chunked framing or padding; content-encoding kept), only
+    /// when body capture is on ([`HttpConnection::with_body_limit`]) and the message had one.
+    pub request_body: Option<CapturedBody>,
+    pub response_body: Option<CapturedBody>,
+}
+
+/// The first bytes of a message body, at most the configured limit: always an exact prefix
+/// of the body (nothing is kept after a hole).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CapturedBody {
+    /// Base64 in JSON.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+    /// Bytes are missing: past the limit, lost in a capture gap, or framing lost.
+    pub truncated: bool,
 }
 
 impl HttpExchange {
@@ -140,6 +157,40 @@ impl HttpExchange {
             response_end_ns: None,
             complete: false,
             partial_reason: None,
+            request_body: None,
+            response_body: None,
+        }
+    }
+
+    fn body_mut(&mut self, dir: Direction) -> &mut Option<CapturedBody> {
+        match dir {
+            Direction::Send => &mut self.request_body,
+            Direction::Recv => &mut self.response_body,
+        }
+    }
+
+    /// Keeps body bytes, at most `limit` in all (0: capture is off).
+    fn capture_body(&mut self, dir: Direction, bytes: &[u8], limit: usize) {
+        if limit == 0 || bytes.is_empty() {
+            return;
+        }
+        let body = self.body_mut(dir).get_or_insert_with(CapturedBody::default);
+        if body.truncated {
+            // The kept bytes stay an exact prefix of the body: nothing after a hole.
+            return;
+        }
+        let room = limit.saturating_sub(body.data.len());
+        let n = room.min(bytes.len());
+        body.data.extend_from_slice(&bytes[..n]);
+        if n < bytes.len() {
+            body.truncated = true;
+        }
+    }
+
+    /// Body bytes that could not be kept (a capture gap, framing lost).
+    fn body_missing(&mut self, dir: Direction, limit: usize) {
+        if limit > 0 {
+            self.body_mut(dir).get_or_insert_with(CapturedBody::default).truncated = true;
         }
     }
 
@@ -163,6 +214,21 @@ impl HttpExchange {
 
     fn set_request_end(&mut self, ts: u64) {
         self.request_end_ns = self.request_end_ns.max(ts);
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -197,6 +263,8 @@ struct Sink {
     out: Vec<HttpExchange>,
     dropped: u64,
     errors: Errors,
+    /// Body bytes to keep per message; 0 keeps none (the default: bodies hold secrets).
+    body_limit: usize,
 }
 
 impl Sink {
@@ -261,8 +329,16 @@ impl HttpConnection {
                 out: Vec::new(),
                 dropped: 0,
                 errors: Errors::default(),
+                body_limit: 0,
             },
         }
+    }
+
+    /// A decoder that keeps up to `limit` bytes of every message body (0: none).
+    pub fn with_body_limit(limit: usize) -> Self {
+        let mut c = Self::new();
+        c.sink.body_limit = limit;
+        c
     }
 
     /// One library call's plaintext: `len` bytes moved, the first `data.len()` of them

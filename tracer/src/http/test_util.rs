@@ -15,6 +15,14 @@ impl Feeder {
         }
     }
 
+    /// A connection that keeps up to `limit` body bytes per message.
+    pub fn with_body_limit(limit: usize) -> Self {
+        Feeder {
+            conn: HttpConnection::with_body_limit(limit),
+            t: 1000,
+        }
+    }
+
     /// One fully captured chunk; returns its (start_ns, ts_ns).
     pub fn send(&mut self, data: &[u8]) -> (u64, u64) {
         self.chunk(Direction::Send, data, data.len())

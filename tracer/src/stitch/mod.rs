@@ -93,6 +93,8 @@ pub struct StitchConfig {
     pub max_processes: usize,
     /// Connections (and lookups) idle for this long are forgotten.
     pub max_idle_ns: u64,
+    /// Body bytes kept per HTTP message (`--capture-bodies`); 0, the default, keeps none.
+    pub body_limit: usize,
 }
 
 impl Default for StitchConfig {
@@ -106,6 +108,7 @@ impl Default for StitchConfig {
             max_lookups: 16_384,
             max_processes: 65_536,
             max_idle_ns: 600_000_000_000,
+            body_limit: 0,
         }
     }
 }
@@ -651,7 +654,7 @@ impl Stitcher {
             response_timed_out: false,
             first_data_ns: None,
             dns,
-            http: HttpConnection::new(),
+            http: HttpConnection::with_body_limit(self.cfg.body_limit),
             held: None,
             plain_data: false,
             data_obj: None,
@@ -1183,6 +1186,8 @@ impl Stitcher {
             new_connection: first,
             error,
             complete: x.complete,
+            request_body: x.request_body.clone(),
+            response_body: x.response_body.clone(),
         }
     }
 
@@ -1492,6 +1497,8 @@ impl Stitcher {
             new_connection: true,
             error: None,
             complete: w.app_recv_end_ns.is_some(),
+            request_body: None,
+            response_body: None,
         }
     }
 
@@ -1578,6 +1585,8 @@ impl Stitcher {
             new_connection: true,
             error: Some(error),
             complete: false,
+            request_body: None,
+            response_body: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! durations are HAR-style, -1 where a phase did not happen.
 use serde::{Deserialize, Serialize};
 
+pub use crate::http::CapturedBody;
 pub use crate::redact::Header;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -79,6 +80,12 @@ pub struct Request {
     pub new_connection: bool,
     pub error: Option<String>,
     pub complete: bool,
+    /// Bodies, only with `tracer run --capture-bodies` (they hold passwords, tokens and
+    /// personal data): the first bytes up to the limit, content-encoding as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<CapturedBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<CapturedBody>,
 }
 
 /// HAR 1.2 timings in ms, -1 when not applicable. As HAR 1.2 says, `connect` includes `ssl`;

@@ -71,6 +71,8 @@ fn request(conn: usize, dns: Option<usize>, url: &str, host: &str, status: u16, 
         new_connection: new,
         error: None,
         complete: true,
+        request_body: None,
+        response_body: None,
         request_headers: Vec::new(),
         response_headers: Vec::new(),
     }
