@@ -103,10 +103,36 @@ pub fn read_user_sockaddr(ptr: u64) -> Option<SockAddr> {
     }
 }
 
+// bpf_ringbuf_output/submit flags and the bpf_ringbuf_query field (uapi/linux/bpf.h).
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
+/// Flags for a record the daemon must act on at once (an exec: with `--comm` it attaches
+/// the TLS uprobes into the new program before that program reaches its first TLS call).
+pub const WAKE_NOW: u64 = BPF_RB_FORCE_WAKEUP;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// The reader is woken once this much is waiting (1/64 of the default 16 MiB buffer).
+const WAKEUP_AT_BYTES: u64 = 256 * 1024;
+
+/// Flags for every record written. By default the kernel wakes the reader whenever it has
+/// caught up, i.e. for nearly every record of a light load: an irq_work per record, which
+/// is a self-IPI (a VM exit on a virtual machine, microseconds) on the traced process's CPU,
+/// and a context switch of the reader per event. The reader drains on a short timer instead
+/// (tracer::stream), and is woken early only when a batch has built up.
+#[inline(always)]
+pub fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_AT_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
 /// Send a fixed-size record; a full ring buffer is counted, never silent.
 #[inline(always)]
 pub fn submit<T>(ev: &T, kind: EventKind) {
-    if EVENTS.output::<T>(ev, 0).is_err() {
+    if EVENTS.output::<T>(ev, wakeup_flags()).is_err() {
         count_lost(kind);
     }
 }

@@ -19,6 +19,7 @@ use tracer_common::{
 
 use crate::common::{
     EVENTS, count_lost, fd_key, header, now, pid_tgid, read_user_bytes, read_user_sockaddr,
+    wakeup_flags,
 };
 use crate::filter;
 use crate::tls;
@@ -175,7 +176,7 @@ fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &DnsSoc
         (*ev).captured =
             read_user_bytes((*ev).data.as_mut_ptr(), buf, len, DNS_CAPTURE_MAX);
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
 }
 
 /// `struct msghdr` as user space lays it out on 64-bit.

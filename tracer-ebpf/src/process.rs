@@ -3,7 +3,7 @@
 use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext};
 use tracer_common::{EXEC_FILENAME_MAX, EventKind, ExecEvent, ForkEvent};
 
-use crate::common::{EVENTS, count_lost, header, pid_tgid, submit};
+use crate::common::{EVENTS, WAKE_NOW, count_lost, header, pid_tgid, submit};
 use crate::filter;
 
 #[tracepoint]
@@ -55,7 +55,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         let src = (ctx.as_ptr() as *const u8).add(off);
         let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename);
     }
-    entry.submit(0);
+    entry.submit(WAKE_NOW);
     0
 }
 

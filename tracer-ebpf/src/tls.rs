@@ -17,7 +17,7 @@ use tracer_common::{
     TLS_CAPTURE_MAX, TLS_DATA_HEAD, TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib,
 };
 
-use crate::common::{EVENTS, count_lost, submit, header, now, pid_tgid, read_user_bytes};
+use crate::common::{EVENTS, count_lost, submit, header, now, pid_tgid, read_user_bytes, wakeup_flags};
 use crate::filter;
 
 /// Load-time constant: plaintext bytes copied per call (clamped to TLS_CAPTURE_MAX).
@@ -214,7 +214,7 @@ pub fn emit_plaintext(kind: EventKind, call: &TlsCall, n: u64) {
         }
         (*ev).header.size = size as u32;
         let bytes = core::slice::from_raw_parts(ev as *const u8, size);
-        if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
             count_lost(kind);
         }
     }

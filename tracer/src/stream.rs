@@ -45,6 +45,10 @@ impl StreamStats {
     }
 }
 
+/// How often the ring buffer is drained when the probes did not wake the reader: the most
+/// an event waits in the ring under a light load.
+pub const DRAIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Start draining the ring buffer of `probes`. Returns the event receiver.
 pub fn spawn_reader(
     probes: &mut Probes,
@@ -81,42 +85,64 @@ fn spawn_ring_task<T: Send + 'static>(
     tokio::spawn(async move {
         let mut warned_malformed = false;
         loop {
-            let mut guard = match fd.readable_mut().await {
-                Ok(g) => g,
-                Err(e) => {
+            // The probes wake this task only when a batch has built up (see wakeup_flags in
+            // tracer-ebpf): otherwise the ring is drained every DRAIN_INTERVAL.
+            match tokio::time::timeout(DRAIN_INTERVAL, fd.readable_mut()).await {
+                Ok(Ok(mut guard)) => {
+                    let open = drain(guard.get_inner_mut(), decode, &stats, &tx, &mut warned_malformed);
+                    guard.clear_ready();
+                    if !open {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => {
                     tracing::error!("ring buffer poll failed: {e}");
                     return;
                 }
-            };
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                stats.received.fetch_add(1, Ordering::Relaxed);
-                match decode(&item) {
-                    Ok(ev) => {
-                        if let Some(k) = raw_kind(&item) {
-                            stats.by_kind[k].fetch_add(1, Ordering::Relaxed);
-                        }
-                        match tx.try_send(ev) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(_)) => {
-                                stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(mpsc::error::TrySendError::Closed(_)) => return,
-                        }
-                    }
-                    Err(e) => {
-                        stats.malformed.fetch_add(1, Ordering::Relaxed);
-                        if !warned_malformed {
-                            tracing::warn!("malformed record from the kernel (further ones only counted): {e}");
-                            warned_malformed = true;
-                        }
-                    }
-                }
+                Err(_) => {}
             }
-            guard.clear_ready();
+            if !drain(fd.get_mut(), decode, &stats, &tx, &mut warned_malformed) {
+                return;
+            }
         }
     });
     Ok(rx)
+}
+
+/// Decodes and forwards every record waiting in the ring. False when the consumer is gone.
+fn drain<T>(
+    ring: &mut RingBuf<MapData>,
+    decode: fn(&[u8]) -> Result<T, crate::events::RecordError>,
+    stats: &StreamStats,
+    tx: &mpsc::Sender<T>,
+    warned_malformed: &mut bool,
+) -> bool {
+    while let Some(item) = ring.next() {
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        match decode(&item) {
+            Ok(ev) => {
+                if let Some(k) = raw_kind(&item) {
+                    stats.by_kind[k].fetch_add(1, Ordering::Relaxed);
+                }
+                match tx.try_send(ev) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        stats.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            Err(e) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                if !*warned_malformed {
+                    tracing::warn!("malformed record from the kernel (further ones only counted): {e}");
+                    *warned_malformed = true;
+                }
+            }
+        }
+    }
+    true
 }
 
 fn raw_kind(b: &[u8]) -> Option<usize> {
