@@ -132,9 +132,9 @@ export async function renderHistory(root, params) {
   const sizes = h('select', { id: 'page-size', title: 'rows per page' }, [25, 50, 100, 200].map((n) => h('option', { value: n, selected: n === limit }, `${n} / page`)));
   sizes.addEventListener('change', () => go({ limit: sizes.value, offset: 0 }));
   pager.replaceChildren(
-    h('span', { class: 'muted', id: 'history-range' }, `${first}–${last} of ${res.total} (${took.toFixed(0)} ms)`),
+    h('span', { class: 'muted', id: 'history-range' }, `${first}–${last} of ${res.total}${res.total_capped ? '+' : ''} (${took.toFixed(0)} ms)`),
     h('button', { type: 'button', id: 'prev-page', disabled: offset === 0, onclick: () => go({ offset: Math.max(0, offset - limit) }) }, '‹ Previous'),
-    h('button', { type: 'button', id: 'next-page', disabled: last >= res.total, onclick: () => go({ offset: offset + limit }) }, 'Next ›'),
+    h('button', { type: 'button', id: 'next-page', disabled: last >= res.total && !res.total_capped, onclick: () => go({ offset: offset + limit }) }, 'Next ›'),
     sizes,
   );
 }

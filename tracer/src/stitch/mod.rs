@@ -1477,28 +1477,17 @@ impl Stitcher {
             tgid: c.tgid,
             pid: c.pid,
             comm: c.comm.clone(),
-            method: None,
             url,
             host,
-            path: None,
-            protocol: None,
-            stream_id: None,
-            status: None,
-            redirect_to: None,
-            content_type: None,
-            request_headers: Vec::new(),
-            response_headers: Vec::new(),
             request_bytes: w.app_bytes_sent,
             response_bytes: w.app_bytes_received,
-            response_header_bytes: 0,
             started_ns,
             ended_ns,
             timings: t,
             new_connection: true,
-            error: None,
             complete: w.app_recv_end_ns.is_some(),
-            request_body: None,
-            response_body: None,
+            // Nothing of the HTTP exchange is known.
+            ..Request::default()
         }
     }
 
@@ -1561,32 +1550,19 @@ impl Stitcher {
             tgid: raw_c.map(|r| r.tgid).or(l.map(|l| l.tgid)).unwrap_or(0),
             pid: raw_c.map(|r| r.pid).unwrap_or(0),
             comm: raw_c.map(|r| r.comm.clone()).or(l.map(|l| l.comm.clone())).unwrap_or_default(),
-            method: None,
             url: host.as_ref().map(|h| match scheme {
                 Some(scheme) => format!("{scheme}://{h}/"),
                 None => h.clone(),
             }),
             host,
-            path: None,
-            protocol: None,
-            stream_id: None,
-            status: None,
-            redirect_to: None,
-            content_type: None,
-            request_headers: Vec::new(),
-            response_headers: Vec::new(),
-            request_bytes: 0,
-            response_bytes: 0,
-            response_header_bytes: 0,
             started_ns: started,
             ended_ns: ended,
             timings: t,
             // A failed attempt is a first attempt: it paid for its lookup and connect.
             new_connection: true,
             error: Some(error),
-            complete: false,
-            request_body: None,
-            response_body: None,
+            // No HTTP exchange happened.
+            ..Request::default()
         }
     }
 

@@ -44,7 +44,7 @@ pub struct ClientInfo {
     pub exe: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Request {
     /// Index into `PageLoad::connections`; None for a failure before any connection.
     pub connection: Option<usize>,

@@ -35,6 +35,7 @@ pub(super) async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Re
     Ok(Json(json!({
         "items": result.items,
         "total": result.total,
+        "total_capped": result.total_capped,
         "limit": result.limit,
         "offset": result.offset,
         "sort": sort,
