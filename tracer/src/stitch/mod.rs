@@ -73,6 +73,9 @@ use crate::http::{HttpConnection, HttpExchange};
 /// retry of it.
 const DNS_RETRY_WINDOW_NS: u64 = 30_000_000_000;
 
+/// Lookups of one name by one process that are still matched against (see lookup_index).
+const LOOKUPS_PER_NAME: usize = 4;
+
 /// A query for another type of a name answered at most this long ago continues that lookup.
 const SEQUENTIAL_LOOKUP_GAP_NS: u64 = 100_000_000;
 
@@ -200,6 +203,8 @@ struct LookupState {
     started_ns: u64,
     /// The last query sent (a retry waits for its answer anew).
     asked_ns: u64,
+    /// Every DNS id asked under this lookup (at most 16), to forget them with it.
+    asked_ids: Vec<u16>,
     ended_ns: Option<u64>,
     /// When each answer arrived (a client may connect once the A answer is in, before the
     /// HTTPS answer: Firefox).
@@ -249,6 +254,11 @@ pub struct Stitcher {
     tls_pending_start: HashMap<(u32, u64), u64>,
     lookups: HashMap<u64, LookupState>,
     lookup_order: VecDeque<u64>,
+    /// The newest lookups by process and name (at most LOOKUPS_PER_NAME each, oldest
+    /// first): the only ones a new query, a connect or a request is matched against, so
+    /// that matching costs the same with 16,384 lookups kept as with ten. Older ones stay
+    /// in their page loads.
+    lookup_index: HashMap<u32, HashMap<String, VecDeque<u64>>>,
     /// (tgid, DNS id) -> lookup
     dns_ids: HashMap<(u32, u16), u64>,
     pages: BTreeMap<u32, OpenPage>,
@@ -290,6 +300,7 @@ impl Stitcher {
             tls_pending_start: HashMap::new(),
             lookups: HashMap::new(),
             lookup_order: VecDeque::new(),
+            lookup_index: HashMap::new(),
             dns_ids: HashMap::new(),
             pages: BTreeMap::new(),
             finished: Vec::new(),
@@ -761,41 +772,38 @@ impl Stitcher {
         self.activity(ev.tgid, ev.ts_ns);
         // A retry (same id) changes nothing. Siblings asked together (A + AAAA + HTTPS, not
         // yet all answered) share one lookup; the same type asked again is a new lookup.
-        let recent = |l: &&mut LookupState| {
-            l.tgid == ev.tgid && l.name == q.name && ev.ts_ns.saturating_sub(l.started_ns) < 2_000_000_000
-        };
-        if self.lookups.values_mut().filter(recent).any(|l| l.pending.iter().any(|(id, t)| *id == m.id && *t == q.qtype)) {
+        let now = ev.ts_ns;
+        let same_name: Vec<u64> = self.indexed_lookups(ev.tgid, &q.name);
+        let recent = |l: &LookupState| now.saturating_sub(l.started_ns) < 2_000_000_000;
+        if self.lookups_in(&same_name).into_iter().filter(|l| recent(l)).any(|l| l.pending.iter().any(|(id, t)| *id == m.id && *t == q.qtype)) {
             return;
         }
         // A resolver's retry of a question still unanswered (a new id, seconds later: glibc
         // and hickory wait 5 s) is the same lookup, as a browser shows it.
-        let now = ev.ts_ns;
-        if let Some(l) = self.lookups.values_mut().find(|l| {
-            l.tgid == ev.tgid
-                && l.name == q.name
-                && l.ended_ns.is_none()
-                && l.qtypes.contains(&q.qtype)
-                && now.saturating_sub(l.started_ns) < DNS_RETRY_WINDOW_NS
-        }) {
+        let retried = self.lookups_in(&same_name).into_iter().find(|l| {
+            l.ended_ns.is_none() && l.qtypes.contains(&q.qtype) && now.saturating_sub(l.started_ns) < DNS_RETRY_WINDOW_NS
+        });
+        if let Some(id) = retried.map(|l| l.id) {
+            let l = self.lookups.get_mut(&id).expect("indexed lookup");
             if l.pending.len() < 16 {
                 l.pending.push((m.id, q.qtype.clone()));
             }
             l.asked_ns = now;
-            let id = l.id;
-            self.dns_ids.insert((ev.tgid, m.id), id);
+            self.remember_dns_id(ev.tgid, m.id, id);
             return;
         }
         // Types asked one after the other are one lookup too (Firefox asks for the HTTPS
         // record, then getaddrinfo asks for A + AAAA): a lookup answered moments ago is
         // reopened for the new type.
-        let sibling = self
-            .lookups
-            .values_mut()
-            .filter(recent)
+        let sibling = self.lookups_in(&same_name)
+            .into_iter()
+            .filter(|l| recent(l))
             .filter(|l| {
                 l.ended_ns.is_none_or(|e| now.saturating_sub(e) <= SEQUENTIAL_LOOKUP_GAP_NS) && !l.qtypes.contains(&q.qtype)
             })
-            .max_by_key(|l| l.started_ns);
+            .max_by_key(|l| l.started_ns)
+            .map(|l| l.id)
+            .and_then(|id| self.lookups.get_mut(&id));
         let id = match sibling {
             Some(l) => {
                 l.qtypes.push(q.qtype.clone());
@@ -817,6 +825,7 @@ impl Stitcher {
                         pending: vec![(m.id, q.qtype.clone())],
                         started_ns: ev.ts_ns,
                         asked_ns: ev.ts_ns,
+                        asked_ids: Vec::new(),
                         ended_ns: None,
                         answered_ns: Vec::new(),
                         address_ns: None,
@@ -829,13 +838,48 @@ impl Stitcher {
                     },
                 );
                 self.lookup_order.push_back(id);
+                let names = self.lookup_index.entry(ev.tgid).or_default();
+                let ids = names.entry(q.name.clone()).or_default();
+                ids.push_back(id);
+                if ids.len() > LOOKUPS_PER_NAME {
+                    ids.pop_front();
+                }
                 let client = self.client_of(ev.tgid);
                 self.open_page(client, ev.ts_ns).lookups.push(id);
                 id
             }
         };
-        self.dns_ids.insert((ev.tgid, m.id), id);
+        self.remember_dns_id(ev.tgid, m.id, id);
         self.evict();
+    }
+
+    fn remember_dns_id(&mut self, tgid: u32, dns_id: u16, lookup: u64) {
+        self.dns_ids.insert((tgid, dns_id), lookup);
+        if let Some(l) = self.lookups.get_mut(&lookup) {
+            if l.asked_ids.len() < 16 && !l.asked_ids.contains(&dns_id) {
+                l.asked_ids.push(dns_id);
+            }
+        }
+    }
+
+    fn lookups_in(&self, ids: &[u64]) -> Vec<&LookupState> {
+        ids.iter().filter_map(|id| self.lookups.get(id)).collect()
+    }
+
+    /// The indexed lookups of `name` by `tgid`, oldest first.
+    fn indexed_lookups(&self, tgid: u32, name: &str) -> Vec<u64> {
+        self.lookup_index.get(&tgid).and_then(|m| m.get(name)).map(|v| v.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The indexed lookups of `tgid`'s client: its processes' lookups a connect or a request
+    /// of `tgid` may have used.
+    fn client_lookups(&self, tgid: u32) -> impl Iterator<Item = &LookupState> + '_ {
+        let client = self.client_of(tgid);
+        self.lookup_index
+            .iter()
+            .filter(move |(t, _)| **t == tgid || self.client_of(**t) == client)
+            .flat_map(|(_, names)| names.values().flatten())
+            .filter_map(|id| self.lookups.get(id))
     }
 
     fn dns_answer(&mut self, ev: &Event, m: &crate::decode::dns::DnsMessage) {
@@ -895,11 +939,8 @@ impl Stitcher {
 
     /// The latest lookup by the same client whose answer holds `ip` and ended by `before`.
     fn lookup_for(&self, tgid: u32, ip: IpAddr, before: u64) -> Option<u64> {
-        let client = self.client_of(tgid);
-        self.lookups
-            .values()
+        self.client_lookups(tgid)
             .filter(|l| l.addresses.contains(&ip) && l.known_by(before).is_some())
-            .filter(|l| l.tgid == tgid || self.client_of(l.tgid) == client)
             .max_by_key(|l| l.known_by(before))
             .map(|l| l.id)
     }
@@ -907,11 +948,8 @@ impl Stitcher {
     /// The latest lookup of `name` by the same client whose answer holds `ip` and that
     /// ended by `before`.
     fn lookup_named(&self, tgid: u32, name: &str, ip: IpAddr, before: u64) -> Option<u64> {
-        let client = self.client_of(tgid);
-        self.lookups
-            .values()
+        self.client_lookups(tgid)
             .filter(|l| l.name.eq_ignore_ascii_case(name) && l.addresses.contains(&ip) && l.known_by(before).is_some())
-            .filter(|l| l.tgid == tgid || self.client_of(l.tgid) == client)
             .max_by_key(|l| l.known_by(before))
             .map(|l| l.id)
     }
@@ -922,12 +960,10 @@ impl Stitcher {
         let l = self.lookups.get(&lookup)?;
         let mut end = l.known_by(before)?;
         if l.cname_chain.len() > 1 {
-            let client = self.client_of(l.tgid);
-            for t in self.lookups.values() {
+            for t in self.client_lookups(l.tgid) {
                 if t.id != lookup
                     && l.cname_chain[1..].iter().any(|n| n.eq_ignore_ascii_case(&t.name))
                     && t.started_ns >= l.started_ns
-                    && (t.tgid == l.tgid || self.client_of(t.tgid) == client)
                 {
                     if let Some(e) = t.known_by(before) {
                         end = end.max(e);
@@ -1641,10 +1677,25 @@ impl Stitcher {
             })
         {
             let Some(id) = self.lookup_order.pop_front() else { break };
-            if self.lookups.remove(&id).is_some() {
+            if let Some(l) = self.lookups.remove(&id) {
                 self.stats.evicted_lookups += 1;
+                for dns_id in &l.asked_ids {
+                    if self.dns_ids.get(&(l.tgid, *dns_id)) == Some(&id) {
+                        self.dns_ids.remove(&(l.tgid, *dns_id));
+                    }
+                }
+                if let Some(names) = self.lookup_index.get_mut(&l.tgid) {
+                    if let Some(ids) = names.get_mut(&l.name) {
+                        ids.retain(|x| *x != id);
+                        if ids.is_empty() {
+                            names.remove(&l.name);
+                        }
+                    }
+                    if names.is_empty() {
+                        self.lookup_index.remove(&l.tgid);
+                    }
+                }
             }
-            self.dns_ids.retain(|_, v| *v != id);
         }
         if self.tls_fd.len() > self.cfg.max_connections * 4 {
             self.tls_fd.clear();

@@ -745,3 +745,33 @@ fn http2_setup_phases_go_to_the_first_stream_even_when_it_ends_last() {
     assert!(page.new_connection && page.timings.dns >= 0.0 && page.timings.tcp >= 0.0 && page.timings.ssl >= 0.0, "{page:#?}");
     assert!(!logo.new_connection && logo.timings.dns < 0.0 && logo.timings.tcp < 0.0 && logo.timings.ssl < 0.0, "{logo:#?}");
 }
+
+/// Lookups are matched only against the newest few per process and name, and everything
+/// that points at an evicted lookup goes with it: matching costs stay flat however many
+/// lookups are kept.
+#[test]
+fn the_lookup_index_stays_small_and_is_cleaned_on_eviction() {
+    let cfg = StitchConfig { max_lookups: 50, ..StitchConfig::default() };
+    let mut st = Stitcher::new(cfg);
+    let mut s = Sim::new();
+    for i in 0..200u16 {
+        // 20 processes asking for the same name, 10 times each, answered each time.
+        let tgid = 1000 + u32::from(i % 20);
+        s.query(tgid, i, "shop.test", "A");
+        s.answer(tgid, i, "shop.test", "A", "NOERROR", vec![a("shop.test", SHOP)]);
+    }
+    // The last process connects: the newest lookup is its.
+    s.connect(1019, 5, addr(SHOP, 80), 0xa);
+    for ev in &s.events {
+        st.on_event(ev);
+    }
+    assert!(st.lookups.len() <= 50, "{}", st.lookups.len());
+    let indexed: usize = st.lookup_index.values().flat_map(|m| m.values()).map(|v| v.len()).sum();
+    assert!(indexed <= 50 && st.lookup_index.values().flat_map(|m| m.values()).all(|v| v.len() <= LOOKUPS_PER_NAME));
+    assert!(st.lookup_index.values().flat_map(|m| m.values()).flatten().all(|id| st.lookups.contains_key(id)), "no evicted lookup is indexed");
+    assert!(st.dns_ids.values().all(|id| st.lookups.contains_key(id)), "no DNS id points at an evicted lookup");
+    assert!(st.dns_ids.len() <= 50);
+    let conn = st.conns.values().find(|c| c.tgid == 1019).expect("the connection");
+    let newest = st.lookups.values().filter(|l| l.tgid == 1019).map(|l| l.id).max();
+    assert_eq!(conn.dns, newest);
+}
