@@ -214,7 +214,10 @@ impl Filter {
             q.push(" AND p.url LIKE ").push_bind(format!("%{}%", escape_like(u))).push(" ESCAPE '\\'");
         }
         if let Some(p) = &self.process {
-            q.push(" AND pr.name = ").push_bind(p.trim().to_string());
+            // On page_loads' own column, so rows are filtered while the list index is scanned,
+            // before the join fetches their process (`+` keeps SQLite on that covering scan
+            // rather than reading every row of the process through page_loads_process).
+            q.push(" AND +p.process_id IN (SELECT id FROM processes WHERE name = ").push_bind(p.trim().to_string()).push(")");
         }
         if let Some(s) = self.status {
             q.push(match s {
