@@ -130,17 +130,25 @@ pub async fn worker(args: WorkerArgs) -> Result<WorkerCounts> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadResult {
     pub workers: usize,
-    pub requests: u64,
-    pub ok: u64,
-    pub failed: u64,
-    pub page_loads: u64,
-    pub secs: f64,
-    pub page_ends_ms: Vec<i64>,
+    /// The workers' counts together; `secs` is the longest worker's.
+    pub counts: WorkerCounts,
 }
 
 impl LoadResult {
     pub fn rate(&self) -> f64 {
-        self.requests as f64 / self.secs.max(1e-9)
+        self.counts.requests as f64 / self.counts.secs.max(1e-9)
+    }
+}
+
+impl WorkerCounts {
+    /// Adds another worker's counts (the workers run side by side: the time is the longest).
+    fn absorb(&mut self, c: WorkerCounts) {
+        self.requests += c.requests;
+        self.ok += c.ok;
+        self.failed += c.failed;
+        self.page_loads += c.page_loads;
+        self.secs = self.secs.max(c.secs);
+        self.page_ends_ms.extend(c.page_ends_ms);
     }
 }
 
@@ -190,12 +198,7 @@ pub fn run_load(exe: &Path, dns: SocketAddr, port: u16, rate: f64, secs: f64, di
             bail!("a load worker failed ({}): {}", out.status, std::fs::read_to_string(&err).unwrap_or_default());
         }
         let c: WorkerCounts = serde_json::from_slice(&out.stdout).context("a load worker's counts")?;
-        total.requests += c.requests;
-        total.ok += c.ok;
-        total.failed += c.failed;
-        total.page_loads += c.page_loads;
-        total.secs = total.secs.max(c.secs);
-        total.page_ends_ms.extend(c.page_ends_ms);
+        total.counts.absorb(c);
     }
     Ok(total)
 }

@@ -451,7 +451,7 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             let key = if on { "on" } else { "off" };
             busy.entry(key).or_default().push((b1 - b0) as f64 / tck / wall);
             achieved.entry(key).or_default().push(res.rate());
-            failed += res.failed;
+            failed += res.counts.failed;
             if let (Some(d), Some(d0)) = (&daemon, d0) {
                 let d1 = util::proc_cpu_ticks(d.pid()).unwrap_or(d0);
                 daemon_cpu.push((d1 - d0) as f64 / tck / wall);
@@ -461,7 +461,7 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
                 let delta = HealthCounters::of(&d.health()?).minus(&h0);
                 lost += delta.lost();
                 let seen = w.finish();
-                expected_pages += res.page_loads;
+                expected_pages += res.counts.page_loads;
                 for (recv_ms, v) in seen {
                     if v.get("host").and_then(Value::as_str) != Some("bench.test") {
                         continue;
