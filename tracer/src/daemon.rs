@@ -27,6 +27,9 @@ use crate::{
     web,
 };
 
+/// The most events taken from the queue per turn of the event loop.
+const EVENT_BATCH: usize = 256;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrintMode {
     Off,
@@ -220,22 +223,27 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     rescan_tick.tick().await; // the first tick is immediate; libraries were just scanned
     let mut last_lost: u64 = 0;
     let mut newest_event_ns: u64 = 0;
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
     loop {
         tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { break };
-                newest_event_ns = newest_event_ns.max(ev.ts_ns);
-                if let Some(f) = filter.as_mut() {
-                    f.on_event(&mut probes, &ev);
-                }
-                match config.print {
-                    PrintMode::Off => {}
-                    PrintMode::Text => println!("{}", printer::text_line(&ev)),
-                    PrintMode::Json => println!("{}", printer::json_line(&ev)),
-                }
-                hub.observe(&ev);
-                for page in stitcher.on_event(&ev) {
-                    deliver(page, &sinks);
+            // Events in batches: one turn of this select per batch, not per event (at 180k
+            // events/s the per-turn cost of its eight branches showed).
+            n = events.recv_many(&mut batch, EVENT_BATCH) => {
+                if n == 0 { break }
+                for ev in batch.drain(..) {
+                    newest_event_ns = newest_event_ns.max(ev.ts_ns);
+                    if let Some(f) = filter.as_mut() {
+                        f.on_event(&mut probes, &ev);
+                    }
+                    match config.print {
+                        PrintMode::Off => {}
+                        PrintMode::Text => println!("{}", printer::text_line(&ev)),
+                        PrintMode::Json => println!("{}", printer::json_line(&ev)),
+                    }
+                    hub.observe(&ev);
+                    for page in stitcher.on_event(&ev) {
+                        deliver(page, &sinks);
+                    }
                 }
             }
             _ = stitch_tick.tick() => {

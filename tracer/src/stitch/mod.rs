@@ -243,6 +243,10 @@ pub struct Stitcher {
     next_id: u64,
     by_fd: HashMap<(u32, i32), u64>,
     by_sk: HashMap<u64, u64>,
+    /// Connections by (destination, source as known so far), for the error reports, which
+    /// name a socket only by its addresses: a lookup costs the same with 16,384 connections
+    /// kept as with ten (a scan of all of them was 82% of the daemon in a connect storm).
+    by_tuple: HashMap<(Option<SocketAddr>, Option<SocketAddr>), Vec<u64>>,
     /// State changes seen before their connect record (same call, other CPU or order).
     early_states: HashMap<u64, Vec<(TcpState, TcpState, u64, Option<SocketAddr>)>>,
     /// TCP error reports that matched no connection yet, by destination (time, errno name):
@@ -294,6 +298,7 @@ impl Stitcher {
             next_id: 1,
             by_fd: HashMap::new(),
             by_sk: HashMap::new(),
+            by_tuple: HashMap::new(),
             early_states: HashMap::new(),
             early_errors: HashMap::new(),
             tls_fd: HashMap::new(),
@@ -679,6 +684,7 @@ impl Stitcher {
         }
         self.conns.insert(id, c);
         self.conn_order.push_back(id);
+        self.by_tuple.entry((dst, None)).or_default().push(id);
         self.by_fd.insert((ev.tgid, fd), id);
         if skaddr != 0 {
             self.by_sk.insert(skaddr, id);
@@ -698,7 +704,7 @@ impl Stitcher {
             }
         }
         self.activity(ev.tgid, start);
-        self.attach_to_page(ev.tgid, id, dns);
+        self.attach_new_connection(ev.tgid, id, dns);
         if self.conns[&id].error.is_some() {
             self.record_failure(ev.tgid, ev.ts_ns, Some(id), None);
         }
@@ -712,7 +718,12 @@ impl Stitcher {
             (TcpState::Close, TcpState::SynSent) => c.syn_sent_ns = Some(ts),
             (TcpState::SynSent, TcpState::Established) => {
                 c.established_ns = Some(ts);
+                let (dst, old_src) = (c.dst, c.src);
                 c.src = src;
+                if old_src != src {
+                    self.unindex_tuple(id, dst, old_src);
+                    self.by_tuple.entry((dst, src)).or_default().push(id);
+                }
             }
             (TcpState::SynSent, TcpState::Close) => {
                 c.closed_ns = Some(ts);
@@ -756,12 +767,20 @@ impl Stitcher {
         }
     }
 
+    /// The newest connection to `dst` from `src`, or from a source not known yet.
     fn conn_by_tuple(&self, src: Option<SocketAddr>, dst: Option<SocketAddr>) -> Option<u64> {
-        self.conns
-            .values()
-            .filter(|c| c.dst == dst && (c.src.is_none() || c.src == src))
-            .max_by_key(|c| c.connect_start_ns)
-            .map(|c| c.id)
+        let unknown_src = self.by_tuple.get(&(dst, None)).into_iter().flatten();
+        let known_src = src.and_then(|_| self.by_tuple.get(&(dst, src))).into_iter().flatten();
+        unknown_src.chain(known_src).filter_map(|id| self.conns.get(id)).max_by_key(|c| c.connect_start_ns).map(|c| c.id)
+    }
+
+    fn unindex_tuple(&mut self, id: u64, dst: Option<SocketAddr>, src: Option<SocketAddr>) {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.by_tuple.entry((dst, src)) {
+            e.get_mut().retain(|x| *x != id);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
     }
 
     fn dns_query(&mut self, ev: &Event, m: &crate::decode::dns::DnsMessage, peer: Option<SocketAddr>) {
@@ -1023,13 +1042,13 @@ impl Stitcher {
         })
     }
 
-    fn attach_to_page(&mut self, tgid: u32, conn: u64, lookup: Option<u64>) {
+    /// Puts a new connection (an id never attached before) into its client's open page.
+    fn attach_new_connection(&mut self, tgid: u32, conn: u64, lookup: Option<u64>) {
         let client = self.client_of(tgid);
         let ts = self.conns[&conn].connect_start_ns;
         let page = self.open_page(client, ts);
-        if !page.conns.contains(&conn) {
-            page.conns.push(conn);
-        }
+        // No search of page.conns: the id is new (a connect storm made that search quadratic).
+        page.conns.push(conn);
         if let Some(l) = lookup {
             if !page.lookups.contains(&l) {
                 page.lookups.push(l);
@@ -1663,6 +1682,7 @@ impl Stitcher {
             let Some(id) = self.conn_order.pop_front() else { break };
             if let Some(c) = self.conns.remove(&id) {
                 self.stats.evicted_connections += 1;
+                self.unindex_tuple(id, c.dst, c.src);
                 if self.by_fd.get(&(c.tgid, c.fd)) == Some(&id) {
                     self.by_fd.remove(&(c.tgid, c.fd));
                 }

@@ -555,6 +555,9 @@ fn connections_that_never_close_are_evicted_by_count_and_age() {
     assert!(st.conns.len() <= 8, "{} connections held", st.conns.len());
     assert_eq!(st.stats.evicted_connections, 12);
     assert!(st.by_sk.len() <= 8 && st.by_fd.len() <= 8);
+    let by_tuple: Vec<u64> = st.by_tuple.values().flatten().copied().collect();
+    assert_eq!(by_tuple.len(), st.conns.len(), "each kept connection is indexed once by its addresses");
+    assert!(by_tuple.iter().all(|id| st.conns.contains_key(id)), "no evicted connection is indexed");
     // The newest survive.
     assert!(st.by_sk.contains_key(&(0x1000 + 19)));
     assert!(!st.by_sk.contains_key(&0x1000));
@@ -602,6 +605,25 @@ fn a_connect_closed_in_syn_sent_is_a_timeout_unless_the_kernel_reports_a_reason(
     refused(&mut s);
     s.push(9, "curl", EventBody::Connect { fd: 5, ret: -115, error: Some("EINPROGRESS"), dst: Some(dst), skaddr: 0x3, tcp: true, duration_ns: 5_000 });
     assert_eq!(s.run()[0].error.as_deref(), Some("ERR_CONNECTION_REFUSED"));
+}
+
+/// An error report names a socket only by its addresses: among many connections to the same
+/// server it finds the one with that source port (through the address index, not a scan).
+#[test]
+fn an_error_report_finds_its_connection_among_many_to_the_same_server() {
+    let dst = addr(SHOP, 443);
+    let mut s = Sim::new();
+    for fd in 5..45 {
+        s.connect(7, fd, dst, 0x100 + fd as u64);
+    }
+    // The connection on fd 20 (source port 40020) is reset by the peer.
+    s.push(0, "swapper", EventBody::SockError { error: "ECONNRESET", errno: 104, protocol: 6, src: Some(addr([10, 0, 0, 1], 40020)), dst: Some(dst) });
+    let mut st = Stitcher::new(StitchConfig::default());
+    for e in &s.events {
+        st.on_event(e);
+    }
+    let errors: Vec<(i32, &str)> = st.conns.values().filter_map(|c| Some((c.fd, c.error.as_deref()?))).collect();
+    assert_eq!(errors, vec![(20, "ECONNRESET")]);
 }
 
 /// A handshake that began and never finished, with no alert in the clear: a generic TLS error
