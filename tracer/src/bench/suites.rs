@@ -38,6 +38,12 @@ impl Mode {
 /// The bpftrace probe specs of every hook the daemon attached (from its `/api/health`),
 /// except those in the tracer's own binaries and those at file offsets (BoringSSL).
 fn floor_hooks(health: &Value) -> Vec<String> {
+    floor_hooks_with(health, None)
+}
+
+/// [`floor_hooks`], plus the fetcher's probe points in `own_exe` when given (benchmark 3's
+/// load generator is that binary).
+fn floor_hooks_with(health: &Value, own_exe: Option<&std::path::Path>) -> Vec<String> {
     let mut hooks = Vec::new();
     for p in health.get("probes").and_then(Value::as_array).into_iter().flatten() {
         if p.get("attached").and_then(Value::as_bool) != Some(true) {
@@ -52,7 +58,10 @@ fn floor_hooks(health: &Value) -> Vec<String> {
             // Only the libraries the workloads use: bpftrace detaches uprobes one by one, and
             // with every library of the machine (NSPR, NSS, Firefox's NSS) it takes minutes to
             // stop. Hooks that no workload process hits cost the workloads nothing either way.
-            ("uprobe" | "uretprobe", Some(t)) if !name.contains(['@', ' ', '(']) && workload_library(t) => {
+            ("uprobe" | "uretprobe", Some(t))
+                if !name.contains(['@', ' ', '('])
+                    && (workload_library(t) || own_exe.is_some_and(|e| std::path::Path::new(t) == e)) =>
+            {
                 hooks.push(format!("{variant}:{t}:{name}"))
             }
             _ => {}
@@ -427,6 +436,11 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
     let tck = util::clk_tck();
     let rate = ctx.plan.realistic_rate;
     let secs = ctx.plan.realistic_s;
+    // The floor: a count-only bpftrace program on every hook the daemon attaches that this
+    // load hits (tracepoints, nginx's OpenSSL, the generator's probe points).
+    let d = Daemon::start(&ctx.exe, &ctx.dir, "probe-list", &[])?;
+    let hooks = floor_hooks_with(&d.health()?, Some(&ctx.exe));
+    d.stop()?;
     let mut busy: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut achieved: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut daemon_cpu = Vec::new();
@@ -436,9 +450,10 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
     let mut failed = 0u64;
     let mut lost = 0.0;
     for round in 0..ctx.plan.rounds {
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
-        for on in order {
-            eprintln!("bench: realistic round {} tracer {on} (load {})", round + 1, util::loadavg());
+        for mode in Mode::rotation(round) {
+            eprintln!("bench: realistic round {} mode {mode:?} (load {})", round + 1, util::loadavg());
+            let on = mode == Mode::Tracer;
+            let floor = if mode == Mode::Floor { Some(Bpftrace::start(&floor_program(&hooks))?) } else { None };
             let daemon = if on { Some(Daemon::start(&ctx.exe, &ctx.dir, "realistic", &[])?) } else { None };
             let watcher = daemon.as_ref().map(|d| LiveWatcher::start(d.addr)).transpose()?;
             let h0 = daemon.as_ref().map(|d| d.health()).transpose()?.map(|h| HealthCounters::of(&h));
@@ -448,7 +463,14 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             let res = super::load::run_load(&ctx.exe, dns.addr, nginx.port, rate, secs, &ctx.dir)?;
             let wall = t.elapsed().as_secs_f64();
             let (b1, _) = util::cpu_busy_ticks()?;
-            let key = if on { "on" } else { "off" };
+            if let Some(f) = floor {
+                f.stop()?;
+            }
+            let key = match mode {
+                Mode::Off => "off",
+                Mode::Floor => "floor",
+                Mode::Tracer => "on",
+            };
             busy.entry(key).or_default().push((b1 - b0) as f64 / tck / wall);
             achieved.entry(key).or_default().push(res.rate());
             failed += res.counts.failed;
@@ -479,35 +501,46 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
     let mut out = Vec::new();
     let m = |map: &BTreeMap<&str, Vec<f64>>, k: &str| median(map.get(k).map(Vec::as_slice).unwrap_or(&[]));
     let added = (m(&busy, "on") - m(&busy, "off")) * 100.0;
+    let floor_added = (m(&busy, "floor") - m(&busy, "off")) * 100.0;
     if which.contains(&3) {
         let md = format!(
             "### 3. Realistic load: {} requests/s, each a DNS lookup and a new TLS connection\n\n\
              The load generator (`tracer bench-tool load-worker`, rustls through the traced probe points) runs in \
              worker processes, each doing page loads of 20 requests and then staying quiet for 600 ms; DNS on \
-             127.0.77.x:53, nginx on loopback. {} interleaved rounds of {} s, medians. CPU of all processes from \
-             `/proc/stat` (this includes the other developers' work on the shared machine, hence the daemon's own \
-             CPU beside it). Target: added CPU ≤ 5% of one core.\n\n\
-             | | off | tracer on |\n| --- | --- | --- |\n\
-             | requests/s achieved | {} | {} |\n\
-             | all processes, cores busy | {} | {} |\n\
-             | added CPU, % of one core | | **{}** |\n\
-             | daemon's own CPU, % of one core | | {} |\n\
-             | failed requests (all runs) | {failed} | |\n\
-             | lost events | | {lost} |\n\n\
+             127.0.77.x:53, nginx on loopback. {} interleaved rounds of {} s (nothing, the count-only floor, the \
+             tracer), medians. The floor is a bpftrace program that only counts hits of the {} hooks the daemon \
+             attaches and this load reaches (syscall and socket tracepoints, nginx's OpenSSL, the generator's probe \
+             points). CPU of all processes from `/proc/stat` (this includes the other developers' work on the shared \
+             machine, hence the daemon's own CPU beside it). Target: added CPU ≤ 5% of one core.\n\n\
+             | | off | count-only floor | tracer on |\n| --- | --- | --- | --- |\n\
+             | requests/s achieved | {} | {} | {} |\n\
+             | all processes, cores busy | {} | {} | {} |\n\
+             | added CPU, % of one core | | {} | **{}** |\n\
+             | daemon's own CPU, % of one core | | | {} |\n\
+             | failed requests (all runs) | {failed} | | |\n\
+             | lost events | | | {lost} |\n\n\
              Load average after the benchmark: {load}.\n\n",
             rate,
             ctx.plan.rounds,
             secs,
+            hooks.len(),
             fmt(m(&achieved, "off"), 0),
+            fmt(m(&achieved, "floor"), 0),
             fmt(m(&achieved, "on"), 0),
             fmt(m(&busy, "off"), 3),
+            fmt(m(&busy, "floor"), 3),
             fmt(m(&busy, "on"), 3),
+            fmt(floor_added, 1),
             fmt(added, 1),
             fmt(median(&daemon_cpu) * 100.0, 1),
         );
         out.push(Section {
             markdown: md,
-            numbers: vec![("added CPU %".into(), added), ("daemon CPU %".into(), median(&daemon_cpu) * 100.0)],
+            numbers: vec![
+                ("added CPU %".into(), added),
+                ("floor added CPU %".into(), floor_added),
+                ("daemon CPU %".into(), median(&daemon_cpu) * 100.0),
+            ],
         });
     }
     if which.contains(&8) {
@@ -901,6 +934,8 @@ mod tests {
                 "uretprobe:/usr/lib/x86_64-linux-gnu/libssl.so.3:SSL_read",
             ]
         );
+        let own = floor_hooks_with(&health, Some(std::path::Path::new("/work/target/release/tracer")));
+        assert!(own.contains(&"uprobe:/work/target/release/tracer:tracer_tls_write".to_string()) && own.len() == 4, "{own:?}");
         let p = floor_program(&floor_hooks(&health));
         assert!(p.starts_with("BEGIN { printf(\"READY\\n\"); }\n"));
         assert!(p.ends_with("SSL_read { @ = count(); }\n"));
