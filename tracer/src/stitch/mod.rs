@@ -233,6 +233,9 @@ struct OpenPage {
     navigation: Option<String>,
 }
 
+/// (destination, source) of a TCP connection, each unknown until seen.
+type AddrPair = (Option<SocketAddr>, Option<SocketAddr>);
+
 pub struct Stitcher {
     cfg: StitchConfig,
     now_ns: u64,
@@ -246,7 +249,7 @@ pub struct Stitcher {
     /// Connections by (destination, source as known so far), for the error reports, which
     /// name a socket only by its addresses: a lookup costs the same with 16,384 connections
     /// kept as with ten (a scan of all of them was 82% of the daemon in a connect storm).
-    by_tuple: HashMap<(Option<SocketAddr>, Option<SocketAddr>), Vec<u64>>,
+    by_tuple: HashMap<AddrPair, Vec<u64>>,
     /// State changes seen before their connect record (same call, other CPU or order).
     early_states: HashMap<u64, Vec<(TcpState, TcpState, u64, Option<SocketAddr>)>>,
     /// TCP error reports that matched no connection yet, by destination (time, errno name):
