@@ -190,7 +190,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     }
     eprintln!("metrics: http://{}/metrics", config.listen);
     if let Some(c) = &config.otlp {
-        eprintln!("OTLP export: {} (queue {} page loads)", c.endpoint, c.queue);
+        // Header names only: their values are credentials.
+        let names: Vec<&str> = c.headers.iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "OTLP export: {} (queue {} page loads{}{})",
+            c.endpoint,
+            c.queue,
+            if c.gzip { ", gzip" } else { "" },
+            if names.is_empty() { String::new() } else { format!(", headers: {}", names.join(", ")) }
+        );
     }
     eprintln!("tracing; Ctrl-C to stop");
     // `-- COMMAND`: started only now that every probe is attached and the reader runs.

@@ -106,6 +106,16 @@ struct RunArgs {
     /// collector is slow or down.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     otlp_queue: u64,
+    /// A header sent with every OTLP export, e.g. an API key: NAME=VALUE, repeatable. The env
+    /// form is a comma-separated list (as OTEL_EXPORTER_OTLP_HEADERS), values %-encoded.
+    /// Values are never logged or shown.
+    /// (Parsed after clap, which would echo a rejected value: [`otlp_headers`].)
+    #[arg(long = "otlp-header", env = "TRACER_OTLP_HEADERS", hide_env_values = true, value_name = "NAME=VALUE",
+          value_delimiter = ',', requires = "otlp_endpoint")]
+    otlp_headers: Vec<String>,
+    /// Compress OTLP exports: gzip (Content-Encoding: gzip) or none.
+    #[arg(long, value_enum, default_value_t = OtlpCompression::None, requires = "otlp_endpoint")]
+    otlp_compression: OtlpCompression,
     /// Most distinct `host` label values in /metrics (the busiest in the history first);
     /// other hosts are counted as `other`.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000))]
@@ -117,6 +127,12 @@ struct RunArgs {
     /// trace only it and its descendants, and stop when it exits (with its exit status).
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OtlpCompression {
+    None,
+    Gzip,
 }
 
 /// Largest `--capture-bodies` limit: every open exchange may hold this much per direction.
@@ -148,6 +164,19 @@ fn parse_otlp_endpoint(s: &str) -> Result<url::Url, String> {
         tracer::otlp::OtlpError::Endpoint { reason, .. } => reason,
         other => other.to_string(),
     })
+}
+
+/// `--otlp-header` values as headers. A bad one is a usage error that names the header but,
+/// unlike clap's own errors, does not echo the value: it may be a credential.
+fn otlp_headers(args: &[String]) -> Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)> {
+    args.iter()
+        .map(|a| {
+            tracer::otlp::parse_header(a).unwrap_or_else(|e| {
+                use clap::CommandFactory as _;
+                Cli::command().error(clap::error::ErrorKind::ValueValidation, format!("invalid --otlp-header: {e}")).exit()
+            })
+        })
+        .collect()
 }
 
 fn parse_ring_mb(s: &str) -> Result<u32, String> {
@@ -230,6 +259,8 @@ fn main() -> ExitCode {
                 },
                 otlp: a.otlp_endpoint.map(|url| tracer::otlp::OtlpConfig {
                     queue: a.otlp_queue as usize,
+                    headers: otlp_headers(&a.otlp_headers),
+                    gzip: a.otlp_compression == OtlpCompression::Gzip,
                     ..tracer::otlp::OtlpConfig::new(url)
                 }),
             };

@@ -130,4 +130,28 @@ fn unknown_flags_get_clap_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains("--otlp-endpoint") && err.contains(bad) && err.contains(says), "{bad}: {err}");
     }
+    // A bad --otlp-header names the header, never its value (a credential); without an
+    // endpoint it is an error too.
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tracer"));
+        c.arg("run").args(args).env_remove("TRACER_OTLP_HEADERS");
+        if let Some(v) = env {
+            c.env("TRACER_OTLP_HEADERS", v);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let ep = ["--otlp-endpoint", "http://127.0.0.1:4318"];
+    for (args, env) in [
+        (vec![ep[0], ep[1], "--otlp-header", "x-key=S3CR3T\u{1}"], None),
+        (vec![ep[0], ep[1]], Some("a=1,x-key=S3CR3T\u{1}")),
+    ] {
+        let (code, err) = run(&args, env);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("--otlp-header") && err.contains("x-key"), "{err}");
+        assert!(!err.contains("S3CR3T"), "the value is not echoed: {err}");
+    }
+    let (code, err) = run(&["--otlp-header", "x-key=1"], None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--otlp-endpoint"), "{err}");
 }

@@ -68,6 +68,11 @@ pub struct OtlpConfig {
     pub attempts: u32,
     pub backoff_first: Duration,
     pub backoff_max: Duration,
+    /// Sent with every export (`--otlp-header`): an API key, a tenant. Values are marked
+    /// sensitive, so they are never shown by Debug or logged.
+    pub headers: Vec<(header::HeaderName, header::HeaderValue)>,
+    /// Gzip the request body (`--otlp-compression gzip`; `Content-Encoding: gzip`).
+    pub gzip: bool,
 }
 
 impl OtlpConfig {
@@ -81,8 +86,40 @@ impl OtlpConfig {
             attempts: 5,
             backoff_first: Duration::from_millis(500),
             backoff_max: Duration::from_secs(8),
+            headers: Vec::new(),
+            gzip: false,
         }
     }
+}
+
+/// `--otlp-header NAME=VALUE` (also the comma-separated list of `TRACER_OTLP_HEADERS`, as
+/// `OTEL_EXPORTER_OTLP_HEADERS` has it, with %-encoded values): one header for every export.
+/// The error names the header but never shows its value.
+pub fn parse_header(s: &str) -> Result<(header::HeaderName, header::HeaderValue), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| "expected NAME=VALUE".to_string())?;
+    let name = name.trim();
+    let parsed = header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{name:?} is not a header name"))?;
+    if matches!(parsed, header::CONTENT_TYPE | header::CONTENT_ENCODING | header::CONTENT_LENGTH | header::HOST) {
+        return Err(format!("{name} is set by the exporter itself"));
+    }
+    let value = percent_encoding::percent_decode_str(value.trim())
+        .decode_utf8()
+        .map_err(|_| format!("the value of {name} is not UTF-8 once %-decoded"))?;
+    let mut value =
+        header::HeaderValue::from_str(&value).map_err(|_| format!("the value of {name} has characters a header cannot hold"))?;
+    value.set_sensitive(true);
+    Ok((parsed, value))
+}
+
+/// The body as posted: gzip-compressed when asked for.
+fn encode_body(config: &OtlpConfig, body: Vec<u8>) -> Vec<u8> {
+    if !config.gzip {
+        return body;
+    }
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    gz.write_all(&body).and_then(|()| gz.finish()).unwrap_or(body)
 }
 
 /// `--otlp-endpoint`: an `http://` or `https://` URL. The collector's base URL gets
@@ -316,7 +353,7 @@ async fn run(
         let mut ids = random_bytes;
         let request = spans::export_request(&batch, &host, wall, &mut ids);
         let span_count: usize = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
-        let body = Bytes::from(request.encode_to_vec());
+        let body = Bytes::from(encode_body(&config, request.encode_to_vec()));
         let pages = batch.len() as u64;
         batch.clear();
         let closing = !open || *stopped.borrow();
@@ -388,11 +425,16 @@ async fn send_with_retry(
 }
 
 async fn post(config: &OtlpConfig, client: &HttpClient, body: Bytes) -> Attempt {
-    let req = match Request::post(config.endpoint.as_str())
+    let mut req = Request::post(config.endpoint.as_str())
         .header(header::CONTENT_TYPE, "application/x-protobuf")
-        .header(header::USER_AGENT, concat!("tracer/", env!("CARGO_PKG_VERSION")))
-        .body(Full::new(body))
-    {
+        .header(header::USER_AGENT, concat!("tracer/", env!("CARGO_PKG_VERSION")));
+    for (name, value) in &config.headers {
+        req = req.header(name, value);
+    }
+    if config.gzip {
+        req = req.header(header::CONTENT_ENCODING, "gzip");
+    }
+    let req = match req.body(Full::new(body)) {
         Ok(r) => r,
         Err(e) => return Attempt::Fatal(format!("building the request: {e}")),
     };

@@ -172,7 +172,11 @@ fn random_ids_are_filled() {
 
 /// A collector on loopback: answers each POST with the next status of `script` (then 200),
 /// and hands every decoded request to the test.
-async fn receiver(script: Vec<u16>, partial: i64) -> (url::Url, tokio::sync::mpsc::UnboundedReceiver<(String, ExportTraceServiceRequest)>) {
+/// A gzip body (`Content-Encoding: gzip`) is decompressed first, as collectors do.
+async fn receiver(
+    script: Vec<u16>,
+    partial: i64,
+) -> (url::Url, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, ExportTraceServiceRequest)>) {
     use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let script = Arc::new(std::sync::Mutex::new(script.into_iter()));
@@ -182,10 +186,16 @@ async fn receiver(script: Vec<u16>, partial: i64) -> (url::Url, tokio::sync::mps
             let tx = tx.clone();
             let script = script.clone();
             async move {
-                let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
                 let status = script.lock().unwrap().next().unwrap_or(200);
                 if status == 200 {
-                    let _ = tx.send((ct, ExportTraceServiceRequest::decode(body).unwrap()));
+                    let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+                        let mut out = Vec::new();
+                        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out).expect("a gzip body");
+                        Bytes::from(out)
+                    } else {
+                        body
+                    };
+                    let _ = tx.send((headers, ExportTraceServiceRequest::decode(body).unwrap()));
                 }
                 let answer = ExportTraceServiceResponse {
                     partial_success: (partial > 0).then(|| ExportTracePartialSuccess { rejected_spans: partial, error_message: "no".into() }),
@@ -223,8 +233,9 @@ async fn exports_batches_and_retries_what_may_succeed() {
     let page = redirect_page(0);
     assert!(sender.offer(&page));
     assert!(sender.offer(&failed_dns_page(0, "nope.test")));
-    let (ct, req) = tokio::time::timeout(Duration::from_secs(30), got.recv()).await.expect("an export").unwrap();
-    assert_eq!(ct, "application/x-protobuf");
+    let (headers, req) = tokio::time::timeout(Duration::from_secs(30), got.recv()).await.expect("an export").unwrap();
+    assert_eq!(headers["content-type"], "application/x-protobuf");
+    assert!(headers.get("content-encoding").is_none(), "not compressed unless asked");
     let spans: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
     drop(sender);
     let c = handle.finish(Duration::from_secs(10)).await;
@@ -290,4 +301,55 @@ async fn the_exporters_own_posts_are_recognised() {
     let not_me = failed_dns_page(0, "127.0.0.1:4318");
     assert!(!sender.is_own(&not_me), "another process's requests to the collector are reported");
     assert_eq!(sender.stats().snapshot().own_ignored, 1);
+}
+
+/// `--otlp-header` and `--otlp-compression gzip`: the collector gets the headers and a gzip
+/// body that decodes to the same export.
+#[tokio::test]
+async fn headers_and_gzip_reach_the_collector() {
+    let (url, mut got) = receiver(vec![], 0).await;
+    let headers = vec![parse_header("x-api-key=k%3D1 2").unwrap(), parse_header("X-Scope-OrgID = team-a").unwrap()];
+    let (sender, handle) = spawn_exporter(OtlpConfig { headers, gzip: true, ..quick(url) }, host(), WALL).await.unwrap();
+    assert!(sender.offer(&redirect_page(0)));
+    let (h, req) = tokio::time::timeout(Duration::from_secs(30), got.recv()).await.expect("an export").unwrap();
+    assert_eq!(h["content-encoding"], "gzip");
+    assert_eq!(h["x-api-key"], "k=1 2", "%-decoded");
+    assert_eq!(h["x-scope-orgid"], "team-a");
+    assert_eq!(req.resource_spans.len(), 1);
+    drop(sender);
+    assert_eq!(handle.finish(Duration::from_secs(10)).await.exported_page_loads, 1);
+}
+
+#[test]
+fn bad_headers_are_named_and_their_values_never_shown() {
+    for (arg, want) in [
+        ("novalue", "expected NAME=VALUE"),
+        ("bad name=x", "\"bad name\" is not a header name"),
+        ("content-type=text/plain", "set by the exporter"),
+        ("x-key=s3cr3t\u{7f}", "the value of x-key has characters"),
+        ("x-key=%ff%fe", "not UTF-8"),
+    ] {
+        let e = parse_header(arg).unwrap_err();
+        assert!(e.contains(want), "{arg}: {e}");
+        assert!(!e.contains("s3cr3t") && !e.contains("%ff"), "{arg}: the value is not echoed: {e}");
+    }
+    let (_, v) = parse_header("authorization=Bearer abc").unwrap();
+    assert!(v.is_sensitive());
+    assert!(!format!("{v:?}").contains("abc"), "Debug hides a sensitive value");
+}
+
+#[test]
+fn gzip_shrinks_an_export_and_decodes_back() {
+    let pages: Vec<_> = (0..20).map(|i| redirect_page(i * 1000 * MS)).collect();
+    // Random trace and span ids, as exported: they do not compress.
+    let mut ids = random_bytes;
+    let raw = spans::export_request(&pages, &host(), WALL, &mut ids).encode_to_vec();
+    let url = traces_url("http://127.0.0.1:4318").unwrap();
+    let zipped = encode_body(&OtlpConfig { gzip: true, ..OtlpConfig::new(url.clone()) }, raw.clone());
+    eprintln!("20 page loads: {} bytes, gzip {} ({:.2})", raw.len(), zipped.len(), zipped.len() as f64 / raw.len() as f64);
+    assert!(zipped.len() * 3 < raw.len(), "{} -> {}", raw.len(), zipped.len());
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut back).unwrap();
+    assert_eq!(back, raw);
+    assert_eq!(encode_body(&OtlpConfig::new(url), raw.clone()), raw, "uncompressed unless asked");
 }
