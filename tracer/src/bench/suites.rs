@@ -566,7 +566,14 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
 pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     let nginx = Nginx::start(&ctx.dir, 1)?;
     let lab = ctx.rt.block_on(crate::lab::Lab::start(crate::lab::LabConfig::default()))?;
+    // What untraced processes still hit: the tracepoints (the filtered daemon's TLS uprobes
+    // are in traced processes only). The floor counts hits of just those.
+    let d = Daemon::start(&ctx.exe, &ctx.dir, "probe-list", &["--comm", "curl"])?;
+    let mut hooks = floor_hooks(&d.health()?);
+    d.stop()?;
+    hooks.retain(|h| h.starts_with("tracepoint:"));
     let mut off = Vec::new();
+    let mut floor_rates = Vec::new();
     let mut on = Vec::new();
     let mut curl_loads = 0;
     let mut complete = 0;
@@ -574,13 +581,21 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     let mut missing = Vec::new();
     let rounds = if ctx.plan.name == "smoke" { 1 } else { ctx.plan.rounds.max(2) };
     for round in 0..rounds {
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
-        for traced in order {
-            eprintln!("bench: filter round {} tracer {traced} (load {})", round + 1, util::loadavg());
+        for mode in Mode::rotation(round) {
+            eprintln!("bench: filter round {} mode {mode:?} (load {})", round + 1, util::loadavg());
+            let traced = mode == Mode::Tracer;
+            let floor = if mode == Mode::Floor { Some(Bpftrace::start(&floor_program(&hooks))?) } else { None };
             let daemon =
                 if traced { Some(Daemon::start(&ctx.exe, &ctx.dir, "filter", &["--comm", "curl"])?) } else { None };
             let r = wrk(&nginx.url("/"), ctx.plan.wrk_s, 50, false)?;
-            if traced { on.push(r.requests_per_s) } else { off.push(r.requests_per_s) }
+            if let Some(f) = floor {
+                f.stop()?;
+            }
+            match mode {
+                Mode::Off => off.push(r.requests_per_s),
+                Mode::Floor => floor_rates.push(r.requests_per_s),
+                Mode::Tracer => on.push(r.requests_per_s),
+            }
             if let Some(d) = daemon {
                 for _ in 0..2 {
                     curl_runs += 1;
@@ -618,26 +633,36 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     }
     drop(lab);
     let ratio = median(&on) / median(&off);
+    let floor_ratio = median(&floor_rates) / median(&off);
     let load = util::loadavg();
     let md = format!(
         "### 4. Untraced processes pay nothing (`--comm curl`)\n\n\
-         nginx keep-alive throughput (wrk, 1 thread, 50 connections, {} s) with nothing attached and with the daemon \
-         tracing only curl (per-process TLS uprobes), interleaved, medians of {} runs each. Meanwhile curl loads \
-         `https://www.shop.test/` inside a lab namespace {curl_runs} times. Target: ratio ≥ 0.97; every curl page load \
-         has dns, connect, ssl, send, wait and receive.\n\n\
-         | req/s off | req/s tracing curl | ratio | curl page loads stored | with every phase |\n| --- | --- | --- | --- | --- |\n\
-         | {} | {} | **{}** | {curl_loads} | {complete} |\n\n{}\
+         nginx keep-alive throughput (wrk, 1 thread, 50 connections, {} s) with nothing attached, under a count-only \
+         bpftrace program on the {} tracepoints the filtered daemon attaches (what an untraced process still hits: \
+         the TLS uprobes are in traced processes only), and with the daemon tracing only curl; interleaved, medians \
+         of {} runs each. Meanwhile curl loads `https://www.shop.test/` inside a lab namespace {curl_runs} times. \
+         Target: ratio ≥ 0.97; every curl page load has dns, connect, ssl, send, wait and receive.\n\n\
+         | req/s off | req/s count-only floor | req/s tracing curl | floor ratio | ratio | curl page loads stored | with every phase |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n\
+         | {} | {} | {} | {} | **{}** | {curl_loads} | {complete} |\n\n{}\
          Load average after the benchmark: {load}.\n\n",
         ctx.plan.wrk_s,
+        hooks.len(),
         on.len(),
         thousands(median(&off)),
+        thousands(median(&floor_rates)),
         thousands(median(&on)),
+        fmt(floor_ratio, 3),
         fmt(ratio, 3),
         if missing.is_empty() { String::new() } else { format!("Incomplete: {}.\n\n", missing.join("; ")) }
     );
     Ok(vec![Section {
         markdown: md,
-        numbers: vec![("filter ratio".into(), ratio), ("curl page loads".into(), f64::from(curl_loads))],
+        numbers: vec![
+            ("filter ratio".into(), ratio),
+            ("filter floor ratio".into(), floor_ratio),
+            ("curl page loads".into(), f64::from(curl_loads)),
+        ],
     }])
 }
 
