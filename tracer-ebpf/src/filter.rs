@@ -7,7 +7,8 @@
 //! `TRACED`. Exceptions, because they run with a random current task:
 //! - `inet_sock_set_state` keeps state changes of sockets whose connect/listen a traced
 //!   process made (`TRACED_SOCKS`, filled at CLOSE -> SYN_SENT/LISTEN in process context,
-//!   emptied at -> CLOSE);
+//!   emptied at -> CLOSE). Unfiltered, the same map holds every client socket (CLOSE ->
+//!   SYN_SENT), so that server-side sockets cost no record: page loads are made of clients;
 //! - `inet_sk_error_report` has no socket address: it keeps errors on destinations that a
 //!   traced process connected to (`TRACED_FLOWS`).
 //!
@@ -35,7 +36,7 @@ static TRACED: HashMap<u32, u8> = HashMap::with_max_entries(TRACED_MAX, 0);
 
 /// Sockets a traced process connected (or listened) with, by kernel socket address.
 #[map(name = "TRACED_SOCKS")]
-static TRACED_SOCKS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+static TRACED_SOCKS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(65536, 0);
 
 /// Destinations traced processes connected to (for error reports, which have no skaddr).
 #[map(name = "TRACED_FLOWS")]

@@ -152,19 +152,24 @@ fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
     let newstate: i32 = unsafe { ctx.read_at(SS_NEWSTATE) }.map_err(|_| 0u32)?;
     let family: u16 = unsafe { ctx.read_at(SS_FAMILY) }.map_err(|_| 0u32)?;
 
-    if filter::enabled() {
-        // Softirq transitions (SYN_SENT -> ESTABLISHED, -> CLOSE on a RST) run with whatever
-        // task was interrupted: keep them by socket, for the sockets a traced process opened.
-        if filter::sock_traced(skaddr) {
-            if newstate == TCP_CLOSE {
-                filter::remove_sock(skaddr);
-            }
-        } else if oldstate == TCP_CLOSE && newstate != TCP_CLOSE && !filter::skip() {
-            // CLOSE -> SYN_SENT (connect) or -> LISTEN (listen): process context.
-            filter::add_sock(skaddr);
-        } else {
-            return Ok(0);
+    // Only the sockets of clients (and, with a filter, a traced process's listening ones) are
+    // reported, kept by socket address: softirq transitions (SYN_SENT -> ESTABLISHED, -> CLOSE
+    // on a RST) run with whatever task was interrupted. Accepted sockets (SYN_RECV -> ...) are
+    // servers' and are not stitched: on a machine that also serves, they were half of the
+    // state records (a loopback connect storm: 6 state changes per connect, 3 of them the
+    // server's).
+    if filter::sock_traced(skaddr) {
+        if newstate == TCP_CLOSE {
+            filter::remove_sock(skaddr);
         }
+    } else if oldstate == TCP_CLOSE
+        && (newstate == TCP_SYN_SENT || filter::enabled() && newstate != TCP_CLOSE)
+        && !filter::skip()
+    {
+        // CLOSE -> SYN_SENT (connect) or -> LISTEN (listen): process context.
+        filter::add_sock(skaddr);
+    } else {
+        return Ok(0);
     }
 
     if oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT {
@@ -213,6 +218,10 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
 
 fn try_error_report(ctx: &TracePointContext) -> Result<u32, u32> {
     let error: i32 = unsafe { ctx.read_at(ER_ERROR) }.map_err(|_| 0u32)?;
+    if error == 0 {
+        // The kernel reports again as the error is taken (sock_error): nothing to say.
+        return Ok(0);
+    }
     let family: u16 = unsafe { ctx.read_at(ER_FAMILY) }.map_err(|_| 0u32)?;
     let protocol: u16 = unsafe { ctx.read_at(ER_PROTOCOL) }.map_err(|_| 0u32)?;
     let dst = read_addr(ctx, family, ER_DPORT, ER_DADDR, ER_DADDR_V6);

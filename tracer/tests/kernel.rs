@@ -119,6 +119,15 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
         matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::FinWait1, .. } if *s == skaddr)
     })
     .await;
+    // The server's sockets (the listener's CLOSE -> LISTEN, the accepted socket's SYN_RECV ->
+    // ESTABLISHED, both made before the client's close) are not reported: only clients are.
+    let server_side: Vec<_> = t
+        .seen
+        .iter()
+        .filter(|e| matches!(&e.body, EventBody::TcpState { src: Some(s), .. } if *s == server))
+        .map(|e| &e.body)
+        .collect();
+    assert!(server_side.is_empty(), "server-side state changes reported: {server_side:?}");
     // This socket's states only (its address may have belonged to an earlier socket).
     let states: Vec<_> = states_of(&t.seen, skaddr).into_iter().filter(|(_, _, ts)| *ts >= connect_start).collect();
     let pos = |o, n| states.iter().position(|(a, b, _)| *a == o && *b == n);
