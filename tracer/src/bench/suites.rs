@@ -184,7 +184,7 @@ struct Samples {
 
 /// Benchmarks 1 and 2.
 pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
-    let env = Env { nginx: Nginx::start(&ctx.dir, 1)?, dns: DnsServer::start()?, listener: StormListener::start()? };
+    let env = Env { nginx: Nginx::start(&ctx.dir, 1)?, dns: DnsServer::start(true)?, listener: StormListener::start()? };
     let mut workloads = Vec::new();
     if which.contains(&1) {
         workloads.extend([Workload::Connect, Workload::Dns, Workload::CurlOpenssl, Workload::WgetGnutls]);
@@ -432,7 +432,7 @@ impl LiveWatcher {
 /// Benchmarks 3 and 8.
 pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
     let nginx = Nginx::start(&ctx.dir, 1)?;
-    let dns = DnsServer::start()?;
+    let dns = DnsServer::start(false)?;
     let tck = util::clk_tck();
     let rate = ctx.plan.realistic_rate;
     let secs = ctx.plan.realistic_s;
