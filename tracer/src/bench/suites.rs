@@ -33,17 +33,35 @@ impl Mode {
         let all = [Mode::Off, Mode::Floor, Mode::Tracer];
         [all[round % 3], all[(round + 1) % 3], all[(round + 2) % 3]]
     }
+
+    /// The key of this mode's samples.
+    fn key(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Floor => "floor",
+            Mode::Tracer => "on",
+        }
+    }
+
+    /// In floor mode, the count-only program on `hooks`, running (stop it after the round).
+    fn start_floor(self, hooks: &[String]) -> Result<Option<Bpftrace>> {
+        if self == Mode::Floor { Bpftrace::start(&floor_program(hooks)).map(Some) } else { Ok(None) }
+    }
+}
+
+/// The floor's hooks: those a daemon started with `args` reports attached (see
+/// [`floor_hooks`]).
+fn attached_hooks(ctx: &Ctx, args: &[&str], own_exe: Option<&std::path::Path>) -> Result<Vec<String>> {
+    let d = Daemon::start(&ctx.exe, &ctx.dir, "probe-list", args)?;
+    let hooks = floor_hooks(&d.health()?, own_exe);
+    d.stop()?;
+    Ok(hooks)
 }
 
 /// The bpftrace probe specs of every hook the daemon attached (from its `/api/health`),
-/// except those in the tracer's own binaries and those at file offsets (BoringSSL).
-fn floor_hooks(health: &Value) -> Vec<String> {
-    floor_hooks_with(health, None)
-}
-
-/// [`floor_hooks`], plus the fetcher's probe points in `own_exe` when given (benchmark 3's
-/// load generator is that binary).
-fn floor_hooks_with(health: &Value, own_exe: Option<&std::path::Path>) -> Vec<String> {
+/// except those at file offsets (BoringSSL) and those in the tracer's own binaries, unless
+/// `own_exe` names the binary whose probe points to keep (benchmark 3's load generator).
+fn floor_hooks(health: &Value, own_exe: Option<&std::path::Path>) -> Vec<String> {
     let mut hooks = Vec::new();
     for p in health.get("probes").and_then(Value::as_array).into_iter().flatten() {
         if p.get("attached").and_then(Value::as_bool) != Some(true) {
@@ -193,9 +211,7 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
         workloads.extend([Workload::WrkKeepAlive, Workload::WrkNewConnection]);
     }
     // Which hooks the daemon attaches on this machine: the floor attaches the same.
-    let d = Daemon::start(&ctx.exe, &ctx.dir, "probe-list", &[])?;
-    let hooks = floor_hooks(&d.health()?);
-    d.stop()?;
+    let hooks = attached_hooks(ctx, &[], None)?;
     if hooks.is_empty() {
         bail!("the daemon reported no attached hooks");
     }
@@ -245,18 +261,14 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
     for round in 0..ctx.plan.rounds {
         for mode in Mode::rotation(round) {
             eprintln!("bench: overhead round {} mode {mode:?} (load {})", round + 1, util::loadavg());
-            let floor = if mode == Mode::Floor { Some(Bpftrace::start(&floor_program(&hooks))?) } else { None };
+            let floor = mode.start_floor(&hooks)?;
             let daemon = if mode == Mode::Tracer { Some(Daemon::start(&ctx.exe, &ctx.dir, "overhead", &[])?) } else { None };
             let bpf_pid = floor.as_ref().map(|b| b.pid()).or(daemon.as_ref().map(|d| d.pid()));
             for (i, &w) in workloads.iter().enumerate() {
                 let before = daemon.as_ref().map(|d| d.health()).transpose()?.map(|h| HealthCounters::of(&h));
                 let bpf_before = bpf_pid.map(util::bpf_prog_stats);
                 let (ops, secs) = run_workload(ctx, &env, w, ops_hint[&(i as u8)])?;
-                let key = match mode {
-                    Mode::Off => "off",
-                    Mode::Floor => "floor",
-                    Mode::Tracer => "on",
-                };
+                let key = mode.key();
                 samples[i].rate.entry(key).or_default().push(ops / secs);
                 if let (Some(pid), Some((ns0, runs0))) = (bpf_pid, bpf_before) {
                     let (ns1, runs1) = util::bpf_prog_stats(pid);
@@ -438,9 +450,7 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
     let secs = ctx.plan.realistic_s;
     // The floor: a count-only bpftrace program on every hook the daemon attaches that this
     // load hits (tracepoints, nginx's OpenSSL, the generator's probe points).
-    let d = Daemon::start(&ctx.exe, &ctx.dir, "probe-list", &[])?;
-    let hooks = floor_hooks_with(&d.health()?, Some(&ctx.exe));
-    d.stop()?;
+    let hooks = attached_hooks(ctx, &[], Some(&ctx.exe))?;
     let mut busy: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut achieved: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut daemon_cpu = Vec::new();
@@ -453,7 +463,7 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
         for mode in Mode::rotation(round) {
             eprintln!("bench: realistic round {} mode {mode:?} (load {})", round + 1, util::loadavg());
             let on = mode == Mode::Tracer;
-            let floor = if mode == Mode::Floor { Some(Bpftrace::start(&floor_program(&hooks))?) } else { None };
+            let floor = mode.start_floor(&hooks)?;
             let daemon = if on { Some(Daemon::start(&ctx.exe, &ctx.dir, "realistic", &[])?) } else { None };
             let watcher = daemon.as_ref().map(|d| LiveWatcher::start(d.addr)).transpose()?;
             let h0 = daemon.as_ref().map(|d| d.health()).transpose()?.map(|h| HealthCounters::of(&h));
@@ -466,11 +476,7 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             if let Some(f) = floor {
                 f.stop()?;
             }
-            let key = match mode {
-                Mode::Off => "off",
-                Mode::Floor => "floor",
-                Mode::Tracer => "on",
-            };
+            let key = mode.key();
             busy.entry(key).or_default().push((b1 - b0) as f64 / tck / wall);
             achieved.entry(key).or_default().push(res.rate());
             failed += res.counts.failed;
@@ -568,9 +574,7 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     let lab = ctx.rt.block_on(crate::lab::Lab::start(crate::lab::LabConfig::default()))?;
     // What untraced processes still hit: the tracepoints (the filtered daemon's TLS uprobes
     // are in traced processes only). The floor counts hits of just those.
-    let d = Daemon::start(&ctx.exe, &ctx.dir, "probe-list", &["--comm", "curl"])?;
-    let mut hooks = floor_hooks(&d.health()?);
-    d.stop()?;
+    let mut hooks = attached_hooks(ctx, &["--comm", "curl"], None)?;
     hooks.retain(|h| h.starts_with("tracepoint:"));
     let mut off = Vec::new();
     let mut floor_rates = Vec::new();
@@ -584,7 +588,7 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
         for mode in Mode::rotation(round) {
             eprintln!("bench: filter round {} mode {mode:?} (load {})", round + 1, util::loadavg());
             let traced = mode == Mode::Tracer;
-            let floor = if mode == Mode::Floor { Some(Bpftrace::start(&floor_program(&hooks))?) } else { None };
+            let floor = mode.start_floor(&hooks)?;
             let daemon =
                 if traced { Some(Daemon::start(&ctx.exe, &ctx.dir, "filter", &["--comm", "curl"])?) } else { None };
             let r = wrk(&nginx.url("/"), ctx.plan.wrk_s, 50, false)?;
@@ -952,16 +956,16 @@ mod tests {
             {"family": "tls_nss", "point": "uprobe SSL_ForceHandshake", "target": "/usr/lib/firefox-esr/libssl3.so", "variant": "uprobe", "attached": true}
         ]});
         assert_eq!(
-            floor_hooks(&health),
+            floor_hooks(&health, None),
             vec![
                 "tracepoint:syscalls:sys_enter_connect",
                 "uprobe:/usr/lib/x86_64-linux-gnu/libssl.so.3:SSL_write",
                 "uretprobe:/usr/lib/x86_64-linux-gnu/libssl.so.3:SSL_read",
             ]
         );
-        let own = floor_hooks_with(&health, Some(std::path::Path::new("/work/target/release/tracer")));
+        let own = floor_hooks(&health, Some(std::path::Path::new("/work/target/release/tracer")));
         assert!(own.contains(&"uprobe:/work/target/release/tracer:tracer_tls_write".to_string()) && own.len() == 4, "{own:?}");
-        let p = floor_program(&floor_hooks(&health));
+        let p = floor_program(&floor_hooks(&health, None));
         assert!(p.starts_with("BEGIN { printf(\"READY\\n\"); }\n"));
         assert!(p.ends_with("SSL_read { @ = count(); }\n"));
         assert!(census_program(&["tracepoint:a:b".into()]).contains("@[comm, probe] = count();"));

@@ -172,6 +172,12 @@ fn random_ids_are_filled() {
 
 /// A collector on loopback: answers each POST with the next status of `script` (then 200),
 /// and hands every decoded request to the test.
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out).expect("a gzip body");
+    out
+}
+
 /// A gzip body (`Content-Encoding: gzip`) is decompressed first, as collectors do.
 async fn receiver(
     script: Vec<u16>,
@@ -189,9 +195,7 @@ async fn receiver(
                 let status = script.lock().unwrap().next().unwrap_or(200);
                 if status == 200 {
                     let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-                        let mut out = Vec::new();
-                        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out).expect("a gzip body");
-                        Bytes::from(out)
+                        Bytes::from(gunzip(&body))
                     } else {
                         body
                     };
@@ -348,8 +352,6 @@ fn gzip_shrinks_an_export_and_decodes_back() {
     let zipped = encode_body(&OtlpConfig { gzip: true, ..OtlpConfig::new(url.clone()) }, raw.clone());
     eprintln!("20 page loads: {} bytes, gzip {} ({:.2})", raw.len(), zipped.len(), zipped.len() as f64 / raw.len() as f64);
     assert!(zipped.len() * 3 < raw.len(), "{} -> {}", raw.len(), zipped.len());
-    let mut back = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut back).unwrap();
-    assert_eq!(back, raw);
+    assert_eq!(gunzip(&zipped), raw);
     assert_eq!(encode_body(&OtlpConfig::new(url), raw.clone()), raw, "uncompressed unless asked");
 }
