@@ -59,6 +59,13 @@ static HANDSHAKES: HashMap<u64, TlsCall> = HashMap::with_max_entries(8192, 0);
 /// Cleaned when the object is freed; LRU-bounded for objects never freed.
 #[map]
 static TLS_FDS: LruHashMap<ObjKey, i32> = LruHashMap::with_max_entries(65536, 0);
+/// OpenSSL objects on the server side of their connection (`SSL_set_accept_state`, which
+/// nginx, Python and `openssl s_server` call before the handshake). A page-load tracer has no
+/// use for a server's plaintext, and copying it cost a busy server more than the trap itself
+/// (benchmark 2), so their calls are not recorded at all. Cleaned when the object is freed;
+/// LRU-bounded for objects never freed.
+#[map]
+static SERVER_OBJS: LruHashMap<ObjKey, u8> = LruHashMap::with_max_entries(65536, 0);
 /// One record being assembled per CPU (too large for the 512-byte stack).
 #[map]
 static SCRATCH: PerCpuArray<TlsDataEvent> = PerCpuArray::with_max_entries(1, 0);
@@ -102,6 +109,10 @@ fn enter(map: &HashMap<u64, TlsCall>, ctx: &ProbeContext, lib: TlsLib, func: Tls
         return None;
     }
     let obj: u64 = ctx.arg(0).unwrap_or(0);
+    // `lib` is a constant in each probe, so only OpenSSL's pay for this lookup.
+    if lib as u8 == TlsLib::OpenSsl as u8 && unsafe { SERVER_OBJS.get(&obj_key(obj)) }.is_some() {
+        return None;
+    }
     let call = TlsCall {
         start_ns: now(),
         obj,
@@ -288,6 +299,18 @@ pub fn tls_free(ctx: ProbeContext) -> u32 {
     }
     let obj: u64 = ctx.arg(0).unwrap_or(0);
     let _ = TLS_FDS.remove(&obj_key(obj));
+    let _ = SERVER_OBJS.remove(&obj_key(obj));
+    0
+}
+
+/// SSL_set_accept_state(ssl): this object serves; see SERVER_OBJS.
+#[uprobe]
+pub fn ssl_set_accept_state(ctx: ProbeContext) -> u32 {
+    if filter::skip() {
+        return 0;
+    }
+    let obj: u64 = ctx.arg(0).unwrap_or(0);
+    let _ = SERVER_OBJS.insert(&obj_key(obj), &1, 0);
     0
 }
 

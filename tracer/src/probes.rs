@@ -259,6 +259,7 @@ fn uprobes_for(family: LibFamily) -> &'static [(&'static str, Option<&'static st
             ("ssl_do_handshake", Some("tls_handshake_ret"), "SSL_do_handshake"),
             ("ssl_connect", Some("tls_handshake_ret"), "SSL_connect"),
             ("ssl_set_fd", None, "SSL_set_fd"),
+            ("ssl_set_accept_state", None, "SSL_set_accept_state"),
             ("tls_free", None, "SSL_free"),
         ],
         LibFamily::GnuTls => &[

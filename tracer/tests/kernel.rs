@@ -369,6 +369,46 @@ async fn wget_https_plaintext_via_gnutls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_server_is_not_recorded_but_its_client_is() {
+    if !root_or_skip("tls_server_side") {
+        return;
+    }
+    // nginx and curl both use libssl.so.3: the same uprobes fire in both. nginx's objects are
+    // marked by SSL_set_accept_state and make no records.
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Traced::start(ProbeConfig::default()).await;
+    let nginx = tracer::bench::procs::Nginx::start(dir.path(), 1).expect("nginx");
+    let nginx_pids = nginx.pids();
+    assert!(nginx_pids.len() >= 2, "nginx's master and worker: {nginx_pids:?}");
+    let child = tokio::process::Command::new("curl")
+        .args(["-sk", "--http1.1", &nginx.url("/")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let curl = child.id().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success() && out.stdout == b"ok\n", "curl against nginx: {out:?}");
+    // curl's side of the exchange is recorded, both ways.
+    t.wait_for("curl's request line on the TLS write", Duration::from_secs(10), |e| {
+        e.tgid == curl
+            && matches!(&e.body, EventBody::TlsData { direction: Direction::Send, first_line: Some(l), .. } if l == "GET / HTTP/1.1")
+    })
+    .await;
+    t.wait_for("curl's read of nginx's status line", Duration::from_secs(10), |e| {
+        e.tgid == curl
+            && matches!(&e.body, EventBody::TlsData { direction: Direction::Recv, first_line: Some(l), .. } if l.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+    t.drain_for(Duration::from_millis(300)).await;
+    let from_server: Vec<_> = t
+        .seen
+        .iter()
+        .filter(|e| nginx_pids.contains(&e.tgid) && matches!(e.body, EventBody::TlsData { .. } | EventBody::TlsHandshake { .. }))
+        .collect();
+    assert!(from_server.is_empty(), "nginx's TLS calls were recorded: {from_server:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_that_cannot_attach_does_not_stop_the_others() {
     if !root_or_skip("attach_isolation") {
         return;

@@ -180,6 +180,13 @@ impl Nginx {
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.port)
     }
+
+    /// The master's pid and its workers'.
+    pub fn pids(&self) -> Vec<u32> {
+        let master = self._guard.pid();
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+        std::iter::once(master).chain(children.split_whitespace().filter_map(|p| p.parse().ok())).collect()
+    }
 }
 
 /// One wrk run against `url`: requests per second. `close`: a new connection (and TLS
