@@ -21,7 +21,10 @@ use crate::dns;
 use crate::filter;
 
 const TCP_SYN_SENT: i32 = 2;
+const TCP_FIN_WAIT2: i32 = 5;
 const TCP_CLOSE: i32 = 7;
+const TCP_LAST_ACK: i32 = 9;
+const TCP_CLOSING: i32 = 11;
 const IPPROTO_TCP: u16 = 6;
 
 #[derive(Clone, Copy)]
@@ -169,6 +172,13 @@ fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
         // CLOSE -> SYN_SENT (connect) or -> LISTEN (listen): process context.
         filter::add_sock(skaddr);
     } else {
+        return Ok(0);
+    }
+
+    // Steps inside a close that the first one (FIN_WAIT1 or CLOSE_WAIT) and the last (CLOSE)
+    // already tell: who closed first and when is known, the socket is not gone yet. One
+    // record fewer per connection (6 -> 5 for a client that closes first).
+    if newstate == TCP_FIN_WAIT2 || newstate == TCP_LAST_ACK || newstate == TCP_CLOSING {
         return Ok(0);
     }
 
