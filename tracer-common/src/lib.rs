@@ -325,6 +325,20 @@ pub const TLS_DATA_HEAD: usize = core::mem::size_of::<TlsDataEvent>() - TLS_CAPT
 pub const HANDSHAKE_ENTER: u8 = 0;
 pub const HANDSHAKE_RETURN: u8 = 1;
 
+/// Whether a handshake call of `lib` (a [`TlsLib`] number) returning `ret` only says "not
+/// yet, call again" (a non-blocking socket not ready). Such returns are not reported by the
+/// kernel (wrk called SSL_connect 7-8 times per connection), and the stitcher ignores any it
+/// finds in older recordings: one definition for both.
+pub fn handshake_would_block(lib: u8, ret: i64) -> bool {
+    if lib == TlsLib::OpenSsl as u8 || lib == TlsLib::BoringSsl as u8 {
+        ret == -1 || ret == 0
+    } else if lib == TlsLib::GnuTls as u8 {
+        ret == -28 || ret == -52 // GNUTLS_E_AGAIN, GNUTLS_E_INTERRUPTED
+    } else {
+        ret == -1
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct TlsHandshakeEvent {

@@ -15,6 +15,7 @@ use aya_ebpf::{
 use tracer_common::{
     DIR_RECV, DIR_SEND, EventKind, HANDSHAKE_ENTER, HANDSHAKE_RETURN, TLS_CAPTURE_DEFAULT,
     TLS_CAPTURE_MAX, TLS_DATA_HEAD, TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib,
+    handshake_would_block,
 };
 
 use crate::common::{EVENTS, count_lost, submit, header, now, pid_tgid, read_user_bytes, wakeup_flags};
@@ -66,6 +67,13 @@ static TLS_FDS: LruHashMap<ObjKey, i32> = LruHashMap::with_max_entries(65536, 0)
 /// LRU-bounded for objects never freed.
 #[map]
 static SERVER_OBJS: LruHashMap<ObjKey, u8> = LruHashMap::with_max_entries(65536, 0);
+/// Objects whose handshake start was reported. A non-blocking client (wrk, a browser's
+/// network thread) calls the handshake function again each time its socket is ready, and only
+/// the first entry says when the handshake began. Cleared when the handshake ends and when the
+/// object is freed; used only for libraries whose free is probed (an address reused without a
+/// free seen would otherwise hide the next handshake's start). LRU-bounded.
+#[map]
+static HS_STARTED: LruHashMap<ObjKey, u8> = LruHashMap::with_max_entries(65536, 0);
 /// One record being assembled per CPU (too large for the 512-byte stack).
 #[map]
 static SCRATCH: PerCpuArray<TlsDataEvent> = PerCpuArray::with_max_entries(1, 0);
@@ -236,6 +244,13 @@ fn handshake_enter(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc) -> u32 {
         return 0;
     }
     if let Some(call) = enter(&HANDSHAKES, ctx, lib, func, 0, false) {
+        if matches!(lib, TlsLib::OpenSsl | TlsLib::GnuTls | TlsLib::Nspr) {
+            let key = obj_key(call.obj);
+            if unsafe { HS_STARTED.get(&key) }.is_some() {
+                return 0;
+            }
+            let _ = HS_STARTED.insert(&key, &1, 0);
+        }
         emit_handshake(&call, HANDSHAKE_ENTER, 0);
     }
     0
@@ -245,7 +260,12 @@ fn handshake_enter(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc) -> u32 {
 pub fn tls_handshake_ret(ctx: RetProbeContext) -> u32 {
     if let Some(call) = leave(&HANDSHAKES) {
         let ret: i64 = ctx.ret();
-        emit_handshake(&call, HANDSHAKE_RETURN, ret as i32 as i64);
+        let ret = ret as i32 as i64;
+        if handshake_would_block(call.lib, ret) {
+            return 0;
+        }
+        let _ = HS_STARTED.remove(&obj_key(call.obj));
+        emit_handshake(&call, HANDSHAKE_RETURN, ret);
     }
     0
 }
@@ -278,7 +298,12 @@ fn set_fd(ctx: &ProbeContext, lib: TlsLib, func: TlsFunc, fd: Option<u64>) -> u3
     if fd < 0 {
         return 0;
     }
-    let _ = TLS_FDS.insert(&obj_key(obj), &fd, 0);
+    let key = obj_key(obj);
+    if unsafe { TLS_FDS.get(&key) } == Some(&fd) {
+        // Known already (wrk sets the fd again before each retry of SSL_connect).
+        return 0;
+    }
+    let _ = TLS_FDS.insert(&key, &fd, 0);
     let ev = TlsFdEvent {
         header: header(EventKind::TlsFd, core::mem::size_of::<TlsFdEvent>()),
         tls_obj: obj,
@@ -298,8 +323,10 @@ pub fn tls_free(ctx: ProbeContext) -> u32 {
         return 0;
     }
     let obj: u64 = ctx.arg(0).unwrap_or(0);
-    let _ = TLS_FDS.remove(&obj_key(obj));
-    let _ = SERVER_OBJS.remove(&obj_key(obj));
+    let key = obj_key(obj);
+    let _ = TLS_FDS.remove(&key);
+    let _ = SERVER_OBJS.remove(&key);
+    let _ = HS_STARTED.remove(&key);
     0
 }
 

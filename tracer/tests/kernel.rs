@@ -11,7 +11,7 @@ use std::{
 
 use tokio::sync::mpsc::Receiver;
 use tracer::{
-    events::{Direction, Event, EventBody, TcpState},
+    events::{Direction, Event, EventBody, HandshakePhase, TcpState},
     lab::{Lab, LabConfig},
     probes::{ProbeConfig, Probes},
     stream::{StreamStats, spawn_reader},
@@ -119,6 +119,10 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
         matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::FinWait1, .. } if *s == skaddr)
     })
     .await;
+    t.wait_for("CLOSE after both closed", Duration::from_secs(10), |e| {
+        matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::Close, .. } if *s == skaddr)
+    })
+    .await;
     // The server's sockets (the listener's CLOSE -> LISTEN, the accepted socket's SYN_RECV ->
     // ESTABLISHED, both made before the client's close) are not reported: only clients are.
     let server_side: Vec<_> = t
@@ -131,6 +135,9 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
     // This socket's states only (its address may have belonged to an earlier socket).
     let states: Vec<_> = states_of(&t.seen, skaddr).into_iter().filter(|(_, _, ts)| *ts >= connect_start).collect();
     let pos = |o, n| states.iter().position(|(a, b, _)| *a == o && *b == n);
+    // The steps between the first of a close and its end are not reported (the stitcher
+    // needs neither).
+    assert!(pos(TcpState::FinWait1, TcpState::FinWait2).is_none(), "FIN_WAIT2 reported: {states:?}");
     let syn = pos(TcpState::Close, TcpState::SynSent).expect("CLOSE -> SYN_SENT seen");
     let est = pos(TcpState::SynSent, TcpState::Established).expect("SYN_SENT -> ESTABLISHED seen");
     assert!(syn < est && states[syn].2 <= states[est].2, "handshake order: {states:?}");
@@ -406,6 +413,45 @@ async fn a_tls_server_is_not_recorded_but_its_client_is() {
         .filter(|e| nginx_pids.contains(&e.tgid) && matches!(e.body, EventBody::TlsData { .. } | EventBody::TlsHandshake { .. }))
         .collect();
     assert!(from_server.is_empty(), "nginx's TLS calls were recorded: {from_server:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_blocking_client_reports_each_handshake_once() {
+    if !root_or_skip("non_blocking_handshake") {
+        return;
+    }
+    // wrk connects without blocking and calls SSL_set_fd + SSL_connect again each time its
+    // socket is ready (7-8 times per connection): one start, one end and one fd are reported.
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Traced::start(ProbeConfig::default()).await;
+    let nginx = tracer::bench::procs::Nginx::start(dir.path(), 1).expect("nginx");
+    let child = tokio::process::Command::new("wrk")
+        .args(["-t1", "-c2", "-d1s", "-H", "Connection: close", &nginx.url("/")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("wrk (apt-get install wrk)");
+    let wrk = child.id().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "wrk: {out:?}");
+    t.wait_for("wrk's exit", Duration::from_secs(10), |e| e.tgid == wrk && matches!(e.body, EventBody::Exit)).await;
+    t.drain_for(Duration::from_millis(300)).await;
+    let mine = || t.seen.iter().filter(|e| e.tgid == wrk);
+    let connects = mine().filter(|e| matches!(e.body, EventBody::Connect { tcp: true, .. })).count();
+    let fds = mine().filter(|e| matches!(e.body, EventBody::TlsFd { .. })).count();
+    let starts = mine().filter(|e| matches!(e.body, EventBody::TlsHandshake { phase: HandshakePhase::Enter, .. })).count();
+    let returns: Vec<i64> = mine()
+        .filter_map(|e| match e.body {
+            EventBody::TlsHandshake { phase: HandshakePhase::Return, ret, .. } => Some(ret),
+            _ => None,
+        })
+        .collect();
+    let done = returns.iter().filter(|r| **r == 1).count();
+    let counts = format!("{connects} connects, {fds} fds, {starts} starts, returns {returns:?}");
+    assert!(connects >= 20, "wrk made few connections: {counts}");
+    assert!(fds <= connects && starts <= connects, "repeated calls were reported: {counts}");
+    assert!(returns.iter().all(|r| !tracer_common::handshake_would_block(TlsLib::OpenSsl as u8, *r)), "{counts}");
+    // Only the connections open when wrk stopped (2) may end without a finished handshake.
+    assert!(done <= starts && done + 2 >= connects, "{counts}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

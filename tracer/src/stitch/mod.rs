@@ -507,12 +507,7 @@ impl Stitcher {
                                     Some(TlsLib::OpenSsl) | Some(TlsLib::BoringSsl) | Some(TlsLib::Rustls) => *ret == 1,
                                     _ => *ret == 0,
                                 };
-                                let would_block = match lib {
-                                    Some(TlsLib::OpenSsl) | Some(TlsLib::BoringSsl) => *ret == -1 || *ret == 0,
-                                    Some(TlsLib::GnuTls) => *ret == -28 || *ret == -52, // E_AGAIN, E_INTERRUPTED
-                                    Some(TlsLib::Rustls) => *ret == -1,
-                                    _ => *ret == -1,
-                                };
+                                let would_block = tracer_common::handshake_would_block(lib.map_or(0, |l| l as u8), *ret);
                                 if done {
                                     c.hs_end_ns.get_or_insert(ev.ts_ns);
                                 } else if !would_block && c.hs_end_ns.is_none() {
