@@ -203,7 +203,22 @@ impl Filter {
         Ok(())
     }
 
-    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>) {
+    /// Whether `walk` can answer this filter in this order: the process + status index holds
+    /// only the process, the status, the start and the id.
+    fn walkable(&self, walk: Walk, sort: Sort) -> bool {
+        match walk {
+            Walk::List => true,
+            Walk::ProcessStatus => {
+                self.process.is_some()
+                    && self.host.is_none()
+                    && self.url.is_none()
+                    && self.status != Some(StatusClass::Error)
+                    && sort == Sort::Started
+            }
+        }
+    }
+
+    fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>, walk: Walk) {
         q.push(" WHERE 1=1");
         if let Some(h) = &self.host {
             let h = h.trim().trim_start_matches('.').to_ascii_lowercase();
@@ -216,8 +231,13 @@ impl Filter {
         if let Some(p) = &self.process {
             // On page_loads' own column, so rows are filtered while the list index is scanned,
             // before the join fetches their process (`+` keeps SQLite on that covering scan
-            // rather than reading every row of the process through page_loads_process).
-            q.push(" AND +p.process_id IN (SELECT id FROM processes WHERE name = ").push_bind(p.trim().to_string()).push(")");
+            // rather than reading every row of the process through the process index, and
+            // sorting them, when the matches are common).
+            q.push(match walk {
+                Walk::List => " AND +p.process_id IN (SELECT id FROM processes WHERE name = ",
+                Walk::ProcessStatus => " AND p.process_id IN (SELECT id FROM processes WHERE name = ",
+            });
+            q.push_bind(p.trim().to_string()).push(")");
         }
         if let Some(s) = self.status {
             q.push(match s {
@@ -303,6 +323,17 @@ fn check_page(page: PageRequest) -> Result<(), QueryError> {
 
 const FROM: &str = " FROM page_loads p JOIN processes pr ON pr.id = p.process_id";
 
+/// The index a filtered list is answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// `page_loads_list`, newest first, testing each entry: quick when the matches are common,
+    /// but a rare match (one client's 5xx) makes it read the whole history.
+    List,
+    /// `page_loads_process_status`: one range per process (and status class), then a sort of
+    /// the matches. Used when they are fewer than the count cap, so the sort stays small.
+    ProcessStatus,
+}
+
 /// The list counts matching page loads up to this many.
 pub const COUNT_CAP: u64 = 10_000;
 
@@ -327,23 +358,45 @@ async fn list_counting_to(
     check_page(page)?;
 
     // Counting every match of a broad filter scans the whole history (0.5 s at a million
-    // page loads): counting stops past the cap.
-    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM (SELECT 1");
-    count.push(FROM);
-    filter.push_where(&mut count);
+    // page loads): counting stops past the cap. Where the process + status index can answer
+    // the filter, the count runs on it, and tells which walk suits the page: few matches (at
+    // most the cap) are sorted from that index; more are found quickly by the list's walk.
+    let mut walk = if filter.walkable(Walk::ProcessStatus, sort) { Walk::ProcessStatus } else { Walk::List };
+    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM (SELECT 1 FROM page_loads p");
+    if walk == Walk::ProcessStatus {
+        count.push(" INDEXED BY page_loads_process_status");
+    }
+    filter.push_where(&mut count, walk);
     count.push(" LIMIT ").push_bind(cap.min(i64::MAX as u64 - 1) as i64 + 1).push(")");
     let counted: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let counted = counted.max(0) as u64;
+    if counted > cap {
+        walk = Walk::List;
+    }
 
     let mut q = QueryBuilder::<Sqlite>::new(
         "SELECT p.id, p.started_at_ms, pr.name, pr.tgid, p.url, p.host, p.status, p.error, p.total_ms,
                 p.request_count, p.connection_count, p.redirect_count, p.bytes",
     );
     q.push(FROM);
-    filter.push_where(&mut q);
-    q.push(" ORDER BY ").push(sort.order_by());
-    q.push(" LIMIT ").push_bind(page.limit as i64);
-    q.push(" OFFSET ").push_bind(page.offset as i64);
+    match walk {
+        Walk::List => {
+            filter.push_where(&mut q, walk);
+            q.push(" ORDER BY ").push(sort.order_by());
+            q.push(" LIMIT ").push_bind(page.limit as i64);
+            q.push(" OFFSET ").push_bind(page.offset as i64);
+        }
+        Walk::ProcessStatus => {
+            // The page's ids from the index alone (a sort of at most `cap` small entries),
+            // then only their rows.
+            q.push(" WHERE p.id IN (SELECT p.id FROM page_loads p INDEXED BY page_loads_process_status");
+            filter.push_where(&mut q, walk);
+            q.push(" ORDER BY ").push(sort.order_by());
+            q.push(" LIMIT ").push_bind(page.limit as i64);
+            q.push(" OFFSET ").push_bind(page.offset as i64);
+            q.push(") ORDER BY ").push(sort.order_by());
+        }
+    }
     let rows = q.build().fetch_all(pool).await?;
     let items = rows.iter().map(summary).collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok(Page {
@@ -401,7 +454,7 @@ pub async fn latest(pool: &SqlitePool, filter: &Filter, n: u32) -> Result<Vec<St
     }
     let mut q = QueryBuilder::<Sqlite>::new("SELECT p.id, p.started_at_ms, p.detail_json");
     q.push(FROM);
-    filter.push_where(&mut q);
+    filter.push_where(&mut q, Walk::List);
     q.push(" ORDER BY p.started_at_ms DESC, p.id DESC LIMIT ").push_bind(n as i64);
     let rows = q.build().fetch_all(pool).await?;
     let mut out = rows.iter().map(stored).collect::<Result<Vec<_>, _>>()?;
@@ -476,6 +529,48 @@ mod tests {
         assert_eq!((capped.total, capped.total_capped, capped.items.len()), (5, true, 3));
         let exact = list_counting_to(&pool, &Filter::default(), Sort::default(), page, 12).await.unwrap();
         assert_eq!((exact.total, exact.total_capped), (12, false));
+    }
+
+    /// Both walks list the same page: the process + status index while the matches are
+    /// within the cap, the list's walk past it.
+    #[tokio::test]
+    async fn both_walks_list_the_same_page_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        // Two curl processes (the filter names both) and a wget; statuses in another cycle.
+        let clients = [(10, "curl"), (11, "curl"), (20, "wget")];
+        let statuses = [Some(200), Some(503), Some(204), Some(404), Some(502), None];
+        let pages: Vec<_> = (0..36u64)
+            .map(|i| {
+                let mut p = crate::stitch::sample::redirect_page(1_000_000_000 * (i + 1));
+                (p.client.tgid, p.client.name) = (clients[i as usize % 3].0, clients[i as usize % 3].1.into());
+                p.status = statuses[i as usize % statuses.len()];
+                p
+            })
+            .collect();
+        crate::history::insert_page_loads(&pool, &pages, crate::history::WallOffset::now()).await.unwrap();
+        let page = PageRequest { limit: 3, offset: 1 };
+        for (f, matches) in [
+            (Filter { process: Some("curl".into()), ..Default::default() }, 24),
+            (Filter { process: Some("curl".into()), status: Some(StatusClass::S5xx), ..Default::default() }, 12),
+            (Filter { process: Some("wget".into()), status: Some(StatusClass::S2xx), ..Default::default() }, 6),
+        ] {
+            assert!(f.walkable(Walk::ProcessStatus, Sort::Started));
+            let by_index = list_counting_to(&pool, &f, Sort::Started, page, 100).await.unwrap();
+            let by_list = list_counting_to(&pool, &f, Sort::Started, page, 1).await.unwrap();
+            assert_eq!((by_index.total, by_index.total_capped), (matches, false), "{f:?}");
+            assert_eq!((by_list.total, by_list.total_capped), (1, true), "{f:?}");
+            assert_eq!(by_index.items, by_list.items, "{f:?}");
+            assert_eq!(by_index.items.len(), 3, "{f:?}");
+            let name = f.process.as_deref().unwrap();
+            assert!(by_index.items.iter().all(|s| s.process == name), "{f:?}");
+            assert!(by_index.items.windows(2).all(|w| w[0].started_at_ms > w[1].started_at_ms), "{f:?}");
+        }
+        // What the index cannot answer goes the list's way.
+        assert!(!Filter { process: Some("curl".into()), status: Some(StatusClass::Error), ..Default::default() }
+            .walkable(Walk::ProcessStatus, Sort::Started));
+        assert!(!Filter { process: Some("curl".into()), ..Default::default() }.walkable(Walk::ProcessStatus, Sort::Bytes));
+        assert!(!Filter { status: Some(StatusClass::S5xx), ..Default::default() }.walkable(Walk::ProcessStatus, Sort::Started));
     }
 
     #[test]
