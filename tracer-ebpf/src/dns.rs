@@ -24,17 +24,35 @@ use crate::common::{
 use crate::filter;
 use crate::tls;
 
+/// What a watched socket is, by (tgid, fd): one map, so that each read, write and close of
+/// every process costs one lookup here, not one per kind.
 #[derive(Clone, Copy)]
 #[repr(C)]
-pub struct DnsSocket {
+pub struct Socket {
+    /// The destination (DNS sockets: the server, reported with each message).
     pub peer: SockAddr,
+    pub kind: u8,
+    /// DNS_FLAG_TCP for a DNS socket over TCP.
     pub flags: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 2],
+    /// Wire sockets: calls left to capture.
+    pub budget: u32,
 }
 
-/// Sockets talking to port 53, by (tgid, fd).
+/// Talks to port 53: its messages are DNS.
+const KIND_DNS: u8 = 1;
+/// A TCP socket connected to port 80: its traffic is HTTP without TLS.
+const KIND_PLAIN: u8 = 2;
+/// A TCP socket connected to port 443: its first records on the wire (ClientHello with SNI
+/// and ALPN, the server's answer, the first application data) time the handshake and name
+/// the server even where no TLS library is probed; after the budget the ciphertext is of no
+/// use, so capture stops.
+const KIND_WIRE: u8 = 3;
+const WIRE_CALLS: u32 = 16;
+
+/// Sockets talking to port 53, 80 or 443, by (tgid, fd). Cleaned on `close(2)`; LRU-bounded.
 #[map]
-static DNS_SOCKETS: LruHashMap<u64, DnsSocket> = LruHashMap::with_max_entries(16384, 0);
+static SOCKETS: LruHashMap<u64, Socket> = LruHashMap::with_max_entries(16384, 0);
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -49,69 +67,65 @@ struct PendingRecv {
     _pad: [u8; 2],
 }
 
-/// TCP sockets connected to port 80, by (tgid, fd): their plaintext is HTTP without TLS.
-/// Cleaned on close; LRU-bounded.
-#[map]
-static PLAIN_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
-
-/// TCP sockets connected to port 443, by (tgid, fd) -> calls left to capture. Their first
-/// records on the wire (ClientHello with SNI and ALPN, the server's answer, the first
-/// application data) time the handshake and name the server even where no TLS library is
-/// probed; after the budget the ciphertext is of no use, so capture stops. LRU-bounded,
-/// cleaned on close.
-#[map]
-static WIRE_SOCKETS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
-const WIRE_CALLS: u32 = 16;
-
-pub fn remember_wire_socket(fd: i32) {
-    let tgid = (pid_tgid() >> 32) as u32;
-    let _ = WIRE_SOCKETS.insert(&fd_key(tgid, fd), &WIRE_CALLS, 0);
+#[inline(always)]
+fn key_of(fd: i32) -> u64 {
+    fd_key((pid_tgid() >> 32) as u32, fd)
 }
 
-/// Whether this call on `fd` is captured: a port-80 socket always, a port-443 socket while
-/// its budget lasts. `spend`: this call moves data now (sends); receives check at entry and
-/// spend at exit, only when bytes arrived (non-blocking reads often return EAGAIN).
 #[inline(always)]
-fn capture_socket(fd: i32, spend: bool) -> bool {
-    if is_plain_socket(fd) {
-        return true;
+fn remember(fd: i32, kind: u8, peer: &SockAddr, budget: u32) {
+    let s = Socket { peer: *peer, kind, flags: 0, _pad: [0; 2], budget };
+    let _ = SOCKETS.insert(&key_of(fd), &s, 0);
+}
+
+/// Called at connect: a socket to port 53, 80 or 443 is watched from now on.
+pub fn remember_connected(fd: i32, dst: &SockAddr) {
+    match dst.port {
+        53 => remember(fd, KIND_DNS, dst, 0),
+        // Plain HTTP: marked now, used only once the connect is on its way; a UDP socket to
+        // port 80 carries no HTTP/1 and is ignored by the decoder.
+        80 => remember(fd, KIND_PLAIN, dst, 0),
+        443 => remember(fd, KIND_WIRE, dst, WIRE_CALLS),
+        _ => {}
     }
-    let tgid = (pid_tgid() >> 32) as u32;
-    let key = fd_key(tgid, fd);
-    let Some(left) = WIRE_SOCKETS.get_ptr_mut(&key) else { return false };
-    unsafe {
-        if *left == 0 {
-            let _ = WIRE_SOCKETS.remove(&key);
-            return false;
+}
+
+/// The one lookup of a read or write: what this socket is, if it is watched.
+#[inline(always)]
+fn socket(fd: i32) -> Option<Socket> {
+    unsafe { SOCKETS.get(&key_of(fd)) }.copied()
+}
+
+/// Whether this call on a watched socket is captured as plaintext: a port-80 socket always,
+/// a port-443 socket while its budget lasts. `spend`: this call moves data now (sends);
+/// receives check at entry and spend at exit, only when bytes arrived (non-blocking reads
+/// often return EAGAIN).
+#[inline(always)]
+fn capture(fd: i32, s: &Socket, spend: bool) -> bool {
+    match s.kind {
+        KIND_PLAIN => true,
+        KIND_WIRE => {
+            if s.budget == 0 {
+                return false;
+            }
+            if spend {
+                spend_wire_budget(fd);
+            }
+            true
         }
-        if spend {
-            *left -= 1;
-        }
+        _ => false,
     }
-    true
 }
 
 #[inline(always)]
 fn spend_wire_budget(fd: i32) {
-    let tgid = (pid_tgid() >> 32) as u32;
-    if let Some(left) = WIRE_SOCKETS.get_ptr_mut(&fd_key(tgid, fd)) {
+    if let Some(s) = SOCKETS.get_ptr_mut(&key_of(fd)) {
         unsafe {
-            if *left > 0 {
-                *left -= 1;
+            if (*s).kind == KIND_WIRE && (*s).budget > 0 {
+                (*s).budget -= 1;
             }
         }
     }
-}
-
-pub fn remember_plain_socket(fd: i32) {
-    let tgid = (pid_tgid() >> 32) as u32;
-    let _ = PLAIN_SOCKETS.insert(&fd_key(tgid, fd), &1, 0);
-}
-
-#[inline(always)]
-fn is_plain_socket(fd: i32) -> bool {
-    let tgid = (pid_tgid() >> 32) as u32;
-    unsafe { PLAIN_SOCKETS.get(&fd_key(tgid, fd)) }.is_some()
 }
 
 /// Report plaintext moved on a port-80 socket, in the TLS data record layout.
@@ -137,28 +151,19 @@ fn emit_plain(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, start_n
 #[map]
 static RECVS: HashMap<u64, PendingRecv> = HashMap::with_max_entries(8192, 0);
 
-pub fn remember_socket(fd: i32, peer: &SockAddr) {
-    let tgid = (pid_tgid() >> 32) as u32;
-    let s = DnsSocket { peer: *peer, flags: 0, _pad: [0; 7] };
-    let _ = DNS_SOCKETS.insert(&fd_key(tgid, fd), &s, 0);
-}
-
 pub fn mark_tcp(fd: i32) {
-    let tgid = (pid_tgid() >> 32) as u32;
-    if let Some(s) = DNS_SOCKETS.get_ptr_mut(&fd_key(tgid, fd)) {
-        unsafe { (*s).flags |= DNS_FLAG_TCP };
+    if let Some(s) = SOCKETS.get_ptr_mut(&key_of(fd)) {
+        unsafe {
+            if (*s).kind == KIND_DNS {
+                (*s).flags |= DNS_FLAG_TCP;
+            }
+        }
     }
-}
-
-#[inline(always)]
-fn dns_socket(fd: i32) -> Option<DnsSocket> {
-    let tgid = (pid_tgid() >> 32) as u32;
-    unsafe { DNS_SOCKETS.get(&fd_key(tgid, fd)) }.copied()
 }
 
 /// Report one DNS message found at user address `buf`.
 #[inline(always)]
-fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &DnsSocket) {
+fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &Socket) {
     let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
         count_lost(EventKind::Dns);
         return;
@@ -223,18 +228,18 @@ fn first_iov(msg: &MsgHdr) -> Option<IoVec> {
     unsafe { aya_ebpf::helpers::bpf_probe_read_user(msg.iov as *const IoVec) }.ok()
 }
 
-/// A socket that names port 53 as destination becomes a DNS socket.
+/// A socket that is not watched and names port 53 as destination becomes a DNS socket.
 #[inline(always)]
-fn socket_for_send(fd: i32, dest: u64) -> Option<DnsSocket> {
-    if let Some(s) = dns_socket(fd) {
-        return Some(s);
+fn socket_for_send(fd: i32, known: Option<Socket>, dest: u64) -> Option<Socket> {
+    if let Some(s) = known {
+        return if s.kind == KIND_DNS { Some(s) } else { None };
     }
     let addr = read_user_sockaddr(dest)?;
     if addr.port != 53 {
         return None;
     }
-    remember_socket(fd, &addr);
-    dns_socket(fd)
+    remember(fd, KIND_DNS, &addr, 0);
+    socket(fd)
 }
 
 macro_rules! tp {
@@ -262,11 +267,10 @@ fn try_write(ctx: &TracePointContext) -> Result<u32, u32> {
     }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if capture_socket(fd, true) {
+    let Some(s) = socket(fd) else { return Ok(0) };
+    if capture(fd, &s, true) {
         emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Write, now());
-        return Ok(0);
-    }
-    if let Some(s) = dns_socket(fd) {
+    } else if s.kind == KIND_DNS {
         emit(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Write, &s);
     }
     Ok(0)
@@ -279,11 +283,14 @@ fn try_sendto(ctx: &TracePointContext) -> Result<u32, u32> {
     }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if capture_socket(fd, true) {
+    let known = socket(fd);
+    if let Some(s) = &known
+        && capture(fd, s, true)
+    {
         emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Sendto, now());
         return Ok(0);
     }
-    if let Some(s) = socket_for_send(fd, arg(ctx, 4)?) {
+    if let Some(s) = socket_for_send(fd, known, arg(ctx, 4)?) {
         emit(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Sendto, &s);
     }
     Ok(0)
@@ -296,18 +303,20 @@ fn try_sendmsg(ctx: &TracePointContext) -> Result<u32, u32> {
     }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if capture_socket(fd, true) {
-        let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
-        emit_plain_iovs(fd, msg.iov, msg.iovlen, DnsSyscall::Sendmsg);
-        return Ok(0);
+    let known = socket(fd);
+    if let Some(s) = &known {
+        if capture(fd, s, true) {
+            let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
+            emit_plain_iovs(fd, msg.iov, msg.iovlen, DnsSyscall::Sendmsg);
+            return Ok(0);
+        }
+        if s.kind != KIND_DNS {
+            return Ok(0);
+        }
     }
-    let known = dns_socket(fd);
-    // Reading the msghdr costs a copy: only do it for DNS sockets or unknown ones.
+    // Reading the msghdr costs a copy: only done for DNS sockets and unknown ones.
     let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
-    let sock = match known {
-        Some(s) => s,
-        None => socket_for_send(fd, msg.name).ok_or(0u32)?,
-    };
+    let sock = socket_for_send(fd, known, msg.name).ok_or(0u32)?;
     let iov = first_iov(&msg).ok_or(0u32)?;
     emit(fd, iov.base, iov.len, DIR_SEND, DnsSyscall::Sendmsg, &sock);
     Ok(0)
@@ -322,10 +331,7 @@ fn try_sendmmsg(ctx: &TracePointContext) -> Result<u32, u32> {
     let mmsg = arg(ctx, 1)?;
     let vlen = arg(ctx, 2)? & 0xffff_ffff;
     let first = read_msghdr(mmsg).ok_or(0u32)?;
-    let sock = match dns_socket(fd) {
-        Some(s) => s,
-        None => socket_for_send(fd, first.name).ok_or(0u32)?,
-    };
+    let sock = socket_for_send(fd, socket(fd), first.name).ok_or(0u32)?;
     let mut i = 0u64;
     while i < MMSG_MAX && i < vlen {
         if let Some(msg) = read_msghdr(mmsg + i * MMSGHDR_SIZE) {
@@ -364,7 +370,9 @@ fn try_writev(ctx: &TracePointContext) -> Result<u32, u32> {
     }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    if capture_socket(fd, true) {
+    if let Some(s) = socket(fd)
+        && capture(fd, &s, true)
+    {
         emit_plain_iovs(fd, arg(ctx, 1)?, arg(ctx, 2)?, DnsSyscall::Writev);
     }
     Ok(0)
@@ -384,11 +392,12 @@ fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> 
     }
     let fd = arg(ctx, 0)? as i32;
     tls::learn_fd(fd);
-    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && capture_socket(fd, false);
+    let Some(s) = socket(fd) else { return Ok(0) };
+    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && capture(fd, &s, false);
     if syscall == DnsSyscall::Readv && !plain {
         return Ok(0);
     }
-    if !plain && dns_socket(fd).is_none() {
+    if !plain && s.kind != KIND_DNS {
         return Ok(0);
     }
     let p = PendingRecv {
@@ -429,7 +438,10 @@ fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
         }
         return Ok(0);
     }
-    let sock = dns_socket(p.fd).ok_or(0u32)?;
+    let sock = socket(p.fd).ok_or(0u32)?;
+    if sock.kind != KIND_DNS {
+        return Ok(0);
+    }
     let syscall = DnsSyscall::from_u8(p.syscall).ok_or(0u32)?;
     match syscall {
         DnsSyscall::Read | DnsSyscall::Recvfrom => {
@@ -488,10 +500,7 @@ fn try_close(ctx: &TracePointContext) -> Result<u32, u32> {
         return Ok(0);
     }
     let fd = arg(ctx, 0)? as i32;
-    let tgid = (pid_tgid() >> 32) as u32;
-    let _ = DNS_SOCKETS.remove(&fd_key(tgid, fd));
-    let _ = PLAIN_SOCKETS.remove(&fd_key(tgid, fd));
-    let _ = WIRE_SOCKETS.remove(&fd_key(tgid, fd));
+    let _ = SOCKETS.remove(&key_of(fd));
     Ok(0)
 }
 

@@ -62,17 +62,7 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, u32> {
     }
     let pending = PendingConnect { start_ns: now(), skaddr: 0, fd: fd as i32, flags: 0, dst };
     let _ = CONNECTS.insert(&pid_tgid(), &pending, 0);
-    if dst.port == 53 {
-        dns::remember_socket(fd as i32, &dst);
-    } else if dst.port == 80 {
-        // Plain HTTP: its socket traffic is the plaintext (marked now, used only once the
-        // connect is on its way; a UDP socket to port 80 carries no HTTP/1 and is ignored
-        // by the decoder).
-        dns::remember_plain_socket(fd as i32);
-    } else if dst.port == 443 {
-        // TLS: the first records on the wire (see dns::WIRE_SOCKETS).
-        dns::remember_wire_socket(fd as i32);
-    }
+    dns::remember_connected(fd as i32, &dst);
     Ok(0)
 }
 
