@@ -816,6 +816,8 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
             Box::new(|r| format!("/api/page-loads?host={}", super::seed::HOSTS[r.usize(0..super::seed::HOSTS.len())])),
         ),
         ("filtered: process + status", Box::new(|_| "/api/page-loads?process=chromium&status=5xx".to_string())),
+        ("filtered: status", Box::new(|_| "/api/page-loads?status=5xx".to_string())),
+        ("filtered: failures", Box::new(|_| "/api/page-loads?status=error".to_string())),
         ("filtered: url substring", Box::new(|_| "/api/page-loads?url=news".to_string())),
         ("filtered: since 1d, by total_ms", Box::new(|_| "/api/page-loads?since=1d&sort=total_ms".to_string())),
         ("detail", Box::new(move |r| format!("/api/page-loads/{}", r.u64(1..=total)))),

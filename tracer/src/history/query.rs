@@ -203,21 +203,6 @@ impl Filter {
         Ok(())
     }
 
-    /// Whether `walk` can answer this filter in this order: the process + status index holds
-    /// only the process, the status, the start and the id.
-    fn walkable(&self, walk: Walk, sort: Sort) -> bool {
-        match walk {
-            Walk::List => true,
-            Walk::ProcessStatus => {
-                self.process.is_some()
-                    && self.host.is_none()
-                    && self.url.is_none()
-                    && self.status != Some(StatusClass::Error)
-                    && sort == Sort::Started
-            }
-        }
-    }
-
     fn push_where(&self, q: &mut QueryBuilder<'_, Sqlite>, walk: Walk) {
         q.push(" WHERE 1=1");
         if let Some(h) = &self.host {
@@ -233,9 +218,10 @@ impl Filter {
             // before the join fetches their process (`+` keeps SQLite on that covering scan
             // rather than reading every row of the process through the process index, and
             // sorting them, when the matches are common).
-            q.push(match walk {
-                Walk::List => " AND +p.process_id IN (SELECT id FROM processes WHERE name = ",
-                Walk::ProcessStatus => " AND p.process_id IN (SELECT id FROM processes WHERE name = ",
+            q.push(if walk == Walk::List {
+                " AND +p.process_id IN (SELECT id FROM processes WHERE name = "
+            } else {
+                " AND p.process_id IN (SELECT id FROM processes WHERE name = "
             });
             q.push_bind(p.trim().to_string()).push(")");
         }
@@ -326,12 +312,48 @@ const FROM: &str = " FROM page_loads p JOIN processes pr ON pr.id = p.process_id
 /// The index a filtered list is answered from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Walk {
-    /// `page_loads_list`, newest first, testing each entry: quick when the matches are common,
-    /// but a rare match (one client's 5xx) makes it read the whole history.
+    /// `page_loads_list` (the planner's choice), newest first, testing each entry: quick when
+    /// the matches are common, but rare ones (a client's 5xx, failures) make it read the whole
+    /// history to count them.
     List,
-    /// `page_loads_process_status`: one range per process (and status class), then a sort of
-    /// the matches. Used when they are fewer than the count cap, so the sort stays small.
+    /// `page_loads_process_status`: one range per process (and status class).
     ProcessStatus,
+    /// `page_loads_status`: one range of status codes.
+    Status,
+    /// `page_loads_failed`: only the failures, newest first.
+    Failed,
+}
+
+impl Walk {
+    /// The narrowest index that holds everything `filter` tests, for the default order (the
+    /// narrow indexes have no durations or sizes to sort by).
+    fn for_filter(filter: &Filter, sort: Sort) -> Walk {
+        if sort != Sort::Started || filter.host.is_some() || filter.url.is_some() {
+            return Walk::List;
+        }
+        match (filter.process.is_some(), filter.status) {
+            (_, Some(StatusClass::Error)) => Walk::Failed,
+            (true, _) => Walk::ProcessStatus,
+            (false, Some(_)) => Walk::Status,
+            (false, None) => Walk::List,
+        }
+    }
+
+    fn index(self) -> Option<&'static str> {
+        match self {
+            Walk::List => None,
+            Walk::ProcessStatus => Some("page_loads_process_status"),
+            Walk::Status => Some("page_loads_status"),
+            Walk::Failed => Some("page_loads_failed"),
+        }
+    }
+
+    /// Whether the index gives the matches in list order. The others give them by status or
+    /// process first, and must sort them: they are used only when the matches are at most the
+    /// count cap, so the sort stays small; more are found quickly by the list's walk.
+    fn in_list_order(self) -> bool {
+        matches!(self, Walk::List | Walk::Failed)
+    }
 }
 
 /// The list counts matching page loads up to this many.
@@ -358,19 +380,18 @@ async fn list_counting_to(
     check_page(page)?;
 
     // Counting every match of a broad filter scans the whole history (0.5 s at a million
-    // page loads): counting stops past the cap. Where the process + status index can answer
-    // the filter, the count runs on it, and tells which walk suits the page: few matches (at
-    // most the cap) are sorted from that index; more are found quickly by the list's walk.
-    let mut walk = if filter.walkable(Walk::ProcessStatus, sort) { Walk::ProcessStatus } else { Walk::List };
+    // page loads): counting stops past the cap. Where a narrow index can answer the filter,
+    // the count runs on it, and tells which walk suits the page (see Walk::in_list_order).
+    let mut walk = Walk::for_filter(filter, sort);
     let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM (SELECT 1 FROM page_loads p");
-    if walk == Walk::ProcessStatus {
-        count.push(" INDEXED BY page_loads_process_status");
+    if let Some(index) = walk.index() {
+        count.push(" INDEXED BY ").push(index);
     }
     filter.push_where(&mut count, walk);
     count.push(" LIMIT ").push_bind(cap.min(i64::MAX as u64 - 1) as i64 + 1).push(")");
     let counted: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let counted = counted.max(0) as u64;
-    if counted > cap {
+    if counted > cap && !walk.in_list_order() {
         walk = Walk::List;
     }
 
@@ -379,17 +400,17 @@ async fn list_counting_to(
                 p.request_count, p.connection_count, p.redirect_count, p.bytes",
     );
     q.push(FROM);
-    match walk {
-        Walk::List => {
+    match walk.index() {
+        None => {
             filter.push_where(&mut q, walk);
             q.push(" ORDER BY ").push(sort.order_by());
             q.push(" LIMIT ").push_bind(page.limit as i64);
             q.push(" OFFSET ").push_bind(page.offset as i64);
         }
-        Walk::ProcessStatus => {
-            // The page's ids from the index alone (a sort of at most `cap` small entries),
+        Some(index) => {
+            // The page's ids from the index alone (at most a sort of `cap` small entries),
             // then only their rows.
-            q.push(" WHERE p.id IN (SELECT p.id FROM page_loads p INDEXED BY page_loads_process_status");
+            q.push(" WHERE p.id IN (SELECT p.id FROM page_loads p INDEXED BY ").push(index);
             filter.push_where(&mut q, walk);
             q.push(" ORDER BY ").push(sort.order_by());
             q.push(" LIMIT ").push_bind(page.limit as i64);
@@ -531,46 +552,70 @@ mod tests {
         assert_eq!((exact.total, exact.total_capped), (12, false));
     }
 
-    /// Both walks list the same page: the process + status index while the matches are
-    /// within the cap, the list's walk past it.
+    /// Every walk lists the same page as the list's own walk: the narrow indexes while the
+    /// matches are within the cap (with the cap at 1, the list walk answers).
     #[tokio::test]
-    async fn both_walks_list_the_same_page_loads() {
+    async fn every_walk_lists_the_same_page_loads() {
         let dir = tempfile::tempdir().unwrap();
         let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
-        // Two curl processes (the filter names both) and a wget; statuses in another cycle.
+        // Two curl processes (the filter names both) and a wget; statuses in another cycle,
+        // with failures (an error, or no status).
         let clients = [(10, "curl"), (11, "curl"), (20, "wget")];
-        let statuses = [Some(200), Some(503), Some(204), Some(404), Some(502), None];
-        let pages: Vec<_> = (0..36u64)
+        let statuses = [Some(200), Some(503), Some(204), Some(404), Some(502), None, Some(200)];
+        let pages: Vec<_> = (0..42u64)
             .map(|i| {
                 let mut p = crate::stitch::sample::redirect_page(1_000_000_000 * (i + 1));
                 (p.client.tgid, p.client.name) = (clients[i as usize % 3].0, clients[i as usize % 3].1.into());
                 p.status = statuses[i as usize % statuses.len()];
+                if i % 11 == 0 {
+                    p.error = Some("ERR_CONNECTION_RESET".into());
+                }
                 p
             })
             .collect();
+        let count = |f: &dyn Fn(&crate::stitch::model::PageLoad) -> bool| pages.iter().filter(|p| f(p)).count() as u64;
+        let failed = |p: &crate::stitch::model::PageLoad| p.error.is_some() || p.status.is_none();
+        let curl = |p: &crate::stitch::model::PageLoad| p.client.name == "curl";
+        let class = |p: &crate::stitch::model::PageLoad, c: u16| p.status.is_some_and(|s| s / 100 == c);
         crate::history::insert_page_loads(&pool, &pages, crate::history::WallOffset::now()).await.unwrap();
         let page = PageRequest { limit: 3, offset: 1 };
-        for (f, matches) in [
-            (Filter { process: Some("curl".into()), ..Default::default() }, 24),
-            (Filter { process: Some("curl".into()), status: Some(StatusClass::S5xx), ..Default::default() }, 12),
-            (Filter { process: Some("wget".into()), status: Some(StatusClass::S2xx), ..Default::default() }, 6),
+        let f = |process: Option<&str>, status: Option<StatusClass>| Filter {
+            process: process.map(Into::into),
+            status,
+            ..Default::default()
+        };
+        // The page expected: newest first, the second to the fourth match.
+        let expect = |f: &dyn Fn(&crate::stitch::model::PageLoad) -> bool| {
+            let m: Vec<_> = pages.iter().rev().filter(|p| f(p)).skip(1).take(3).map(|p| (p.client.name.clone(), p.status, p.error.clone())).collect();
+            m
+        };
+        for (f, walk, matches, want) in [
+            (f(Some("curl"), None), Walk::ProcessStatus, count(&curl), expect(&curl)),
+            (f(Some("curl"), Some(StatusClass::S5xx)), Walk::ProcessStatus, count(&|p| curl(p) && class(p, 5)), expect(&|p| curl(p) && class(p, 5))),
+            (f(Some("wget"), Some(StatusClass::S2xx)), Walk::ProcessStatus, count(&|p| !curl(p) && class(p, 2)), expect(&|p| !curl(p) && class(p, 2))),
+            (f(None, Some(StatusClass::S4xx)), Walk::Status, count(&|p| class(p, 4)), expect(&|p| class(p, 4))),
+            (f(None, Some(StatusClass::Error)), Walk::Failed, count(&failed), expect(&failed)),
+            (f(Some("curl"), Some(StatusClass::Error)), Walk::Failed, count(&|p| curl(p) && failed(p)), expect(&|p| curl(p) && failed(p))),
         ] {
-            assert!(f.walkable(Walk::ProcessStatus, Sort::Started));
-            let by_index = list_counting_to(&pool, &f, Sort::Started, page, 100).await.unwrap();
-            let by_list = list_counting_to(&pool, &f, Sort::Started, page, 1).await.unwrap();
-            assert_eq!((by_index.total, by_index.total_capped), (matches, false), "{f:?}");
-            assert_eq!((by_list.total, by_list.total_capped), (1, true), "{f:?}");
-            assert_eq!(by_index.items, by_list.items, "{f:?}");
-            assert_eq!(by_index.items.len(), 3, "{f:?}");
-            let name = f.process.as_deref().unwrap();
-            assert!(by_index.items.iter().all(|s| s.process == name), "{f:?}");
-            assert!(by_index.items.windows(2).all(|w| w[0].started_at_ms > w[1].started_at_ms), "{f:?}");
+            assert_eq!(Walk::for_filter(&f, Sort::Started), walk, "{f:?}");
+            assert!(matches > 4, "{f:?}: {matches} matches are too few to page through");
+            let narrow = list_counting_to(&pool, &f, Sort::Started, page, 100).await.unwrap();
+            let by_list = list_counting_to(&pool, &f.clone(), Sort::Bytes, page, 100).await.unwrap();
+            let capped = list_counting_to(&pool, &f, Sort::Started, page, 1).await.unwrap();
+            assert_eq!((narrow.total, narrow.total_capped), (matches, false), "{f:?}");
+            assert_eq!((by_list.total, capped.total, capped.total_capped), (matches, 1, true), "{f:?}");
+            assert_eq!(narrow.items, capped.items, "{f:?}");
+            let got: Vec<_> = narrow.items.iter().map(|s| (s.process.clone(), s.status, s.error.clone())).collect();
+            assert_eq!(got, want, "{f:?}");
+            if let Some(name) = f.process.as_deref() {
+                assert!(narrow.items.iter().all(|s| s.process == name), "{f:?}");
+            }
+            assert!(narrow.items.windows(2).all(|w| w[0].started_at_ms > w[1].started_at_ms), "{f:?}");
         }
-        // What the index cannot answer goes the list's way.
-        assert!(!Filter { process: Some("curl".into()), status: Some(StatusClass::Error), ..Default::default() }
-            .walkable(Walk::ProcessStatus, Sort::Started));
-        assert!(!Filter { process: Some("curl".into()), ..Default::default() }.walkable(Walk::ProcessStatus, Sort::Bytes));
-        assert!(!Filter { status: Some(StatusClass::S5xx), ..Default::default() }.walkable(Walk::ProcessStatus, Sort::Started));
+        // What the narrow indexes cannot answer goes the list's way.
+        assert_eq!(Walk::for_filter(&f(Some("curl"), None), Sort::Bytes), Walk::List);
+        assert_eq!(Walk::for_filter(&Filter { host: Some("a.test".into()), ..f(Some("curl"), None) }, Sort::Started), Walk::List);
+        assert_eq!(Walk::for_filter(&Filter::default(), Sort::Started), Walk::List);
     }
 
     #[test]
