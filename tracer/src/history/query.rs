@@ -400,25 +400,23 @@ async fn list_counting_to(
         "SELECT p.id, p.started_at_ms, pr.name, pr.tgid, p.url, p.host, p.status, p.error, p.total_ms,
                 p.request_count, p.connection_count, p.redirect_count, p.bytes",
     );
-    match walk {
-        Walk::List => {
-            q.push(FROM_LIST);
-            filter.push_where(&mut q, walk);
-            q.push(" ORDER BY ").push(sort.order_by());
-            q.push(" LIMIT ").push_bind(page.limit as i64);
-            q.push(" OFFSET ").push_bind(page.offset as i64);
-        }
-        _ => {
-            // The page's ids from the index alone (at most a sort of `cap` small entries),
-            // then only their rows.
-            q.push(FROM);
-            q.push(" WHERE p.id IN (SELECT p.id FROM page_loads p INDEXED BY ").push(walk.index());
-            filter.push_where(&mut q, walk);
-            q.push(" ORDER BY ").push(sort.order_by());
-            q.push(" LIMIT ").push_bind(page.limit as i64);
-            q.push(" OFFSET ").push_bind(page.offset as i64);
-            q.push(") ORDER BY ").push(sort.order_by());
-        }
+    let this_page = |q: &mut QueryBuilder<'_, Sqlite>| {
+        q.push(" ORDER BY ").push(sort.order_by());
+        q.push(" LIMIT ").push_bind(page.limit as i64);
+        q.push(" OFFSET ").push_bind(page.offset as i64);
+    };
+    if walk == Walk::List {
+        q.push(FROM_LIST);
+        filter.push_where(&mut q, walk);
+        this_page(&mut q);
+    } else {
+        // The page's ids from the index alone (at most a sort of `cap` small entries), then
+        // only their rows.
+        q.push(FROM);
+        q.push(" WHERE p.id IN (SELECT p.id FROM page_loads p INDEXED BY ").push(walk.index());
+        filter.push_where(&mut q, walk);
+        this_page(&mut q);
+        q.push(") ORDER BY ").push(sort.order_by());
     }
     let rows = q.build().fetch_all(pool).await?;
     let items = rows.iter().map(summary).collect::<Result<Vec<_>, sqlx::Error>>()?;
