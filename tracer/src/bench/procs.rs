@@ -113,7 +113,7 @@ impl HealthCounters {
 /// Debian's nginx serving HTTPS on a free loopback port: one worker, no access log, a small
 /// fixed answer. Its certificate is for `bench.test` and 127.0.0.1.
 pub struct Nginx {
-    _guard: Guard,
+    guard: Guard,
     pub port: u16,
     pub cert_pem: PathBuf,
 }
@@ -174,7 +174,7 @@ impl Nginx {
             }
             Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
         })?;
-        Ok(Nginx { _guard: guard, port, cert_pem })
+        Ok(Nginx { guard, port, cert_pem })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -183,7 +183,7 @@ impl Nginx {
 
     /// The master's pid and its workers'.
     pub fn pids(&self) -> Vec<u32> {
-        let master = self._guard.pid();
+        let master = self.guard.pid();
         let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
         std::iter::once(master).chain(children.split_whitespace().filter_map(|p| p.parse().ok())).collect()
     }
