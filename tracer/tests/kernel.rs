@@ -375,6 +375,15 @@ async fn wget_https_plaintext_via_gnutls() {
     https_client_is_traced("wget", &["-q", "--no-check-certificate", "-O-"], TlsLib::GnuTls).await;
 }
 
+/// All probes attached, then the benchmarks' nginx (OpenSSL, one worker) on a free loopback
+/// port; the directory holds its configuration and certificate.
+async fn traced_with_nginx() -> (tempfile::TempDir, Traced, tracer::bench::procs::Nginx) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Traced::start(ProbeConfig::default()).await;
+    let nginx = tracer::bench::procs::Nginx::start(dir.path(), 1).expect("nginx");
+    (dir, t, nginx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_server_is_not_recorded_but_its_client_is() {
     if !root_or_skip("tls_server_side") {
@@ -382,9 +391,7 @@ async fn a_tls_server_is_not_recorded_but_its_client_is() {
     }
     // nginx and curl both use libssl.so.3: the same uprobes fire in both. nginx's objects are
     // marked by SSL_set_accept_state and make no records.
-    let dir = tempfile::tempdir().unwrap();
-    let mut t = Traced::start(ProbeConfig::default()).await;
-    let nginx = tracer::bench::procs::Nginx::start(dir.path(), 1).expect("nginx");
+    let (_dir, mut t, nginx) = traced_with_nginx().await;
     let nginx_pids = nginx.pids();
     assert!(nginx_pids.len() >= 2, "nginx's master and worker: {nginx_pids:?}");
     let child = tokio::process::Command::new("curl")
@@ -422,9 +429,7 @@ async fn a_non_blocking_client_reports_each_handshake_once() {
     }
     // wrk connects without blocking and calls SSL_set_fd + SSL_connect again each time its
     // socket is ready (7-8 times per connection): one start, one end and one fd are reported.
-    let dir = tempfile::tempdir().unwrap();
-    let mut t = Traced::start(ProbeConfig::default()).await;
-    let nginx = tracer::bench::procs::Nginx::start(dir.path(), 1).expect("nginx");
+    let (_dir, mut t, nginx) = traced_with_nginx().await;
     let child = tokio::process::Command::new("wrk")
         .args(["-t1", "-c2", "-d1s", "-H", "Connection: close", &nginx.url("/")])
         .stdout(std::process::Stdio::null())
