@@ -278,7 +278,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
             EventBody::Connect {
                 fd: e.fd,
                 ret: e.ret,
-                error: (e.ret < 0).then(|| errno_name(-e.ret)),
+                error: (e.ret < 0).then(|| errno_name(e.ret.saturating_neg())),
                 dst: sockaddr(&e.dst),
                 skaddr: e.skaddr,
                 tcp: e.flags & tracer_common::CONNECT_TCP != 0,
@@ -442,6 +442,26 @@ mod tests {
                 assert_eq!(dst, Some("127.0.0.1:9".parse().unwrap()));
                 assert_eq!(skaddr, 0xffff_8888_0000_1000);
             }
+            other => panic!("wrong body {other:?}"),
+        }
+    }
+
+    /// A return code no kernel gives (i32::MIN: its negation overflows) decodes as an unknown
+    /// errno, not a panic (found by the `events` fuzz target).
+    #[test]
+    fn a_connect_returning_i32_min_decodes() {
+        let ev = ConnectEvent {
+            header: header(EventKind::Connect, std::mem::size_of::<ConnectEvent>()),
+            start_ns: 1_000,
+            skaddr: 0,
+            fd: 3,
+            ret: i32::MIN,
+            flags: 0,
+            _pad: 0,
+            dst: v4([127, 0, 0, 1], 9),
+        };
+        match decode_record(&bytes_of(&ev)).unwrap().body {
+            EventBody::Connect { ret, error, .. } => assert_eq!((ret, error), (i32::MIN, Some(errno_name(i32::MAX)))),
             other => panic!("wrong body {other:?}"),
         }
     }
