@@ -422,9 +422,9 @@ mod tests {
         SockAddr { family: AF_INET, port, _pad: 0, addr }
     }
 
-    #[test]
-    fn decodes_a_refused_connect() {
-        let ev = ConnectEvent {
+    /// A TCP connect to 127.0.0.1:9 refused (-111), 4 us after it began.
+    fn refused_connect() -> ConnectEvent {
+        ConnectEvent {
             header: header(EventKind::Connect, std::mem::size_of::<ConnectEvent>()),
             start_ns: 1_000,
             skaddr: 0xffff_8888_0000_1000,
@@ -433,8 +433,12 @@ mod tests {
             flags: tracer_common::CONNECT_TCP,
             _pad: 0,
             dst: v4([127, 0, 0, 1], 9),
-        };
-        let e = decode_record(&bytes_of(&ev)).unwrap();
+        }
+    }
+
+    #[test]
+    fn decodes_a_refused_connect() {
+        let e = decode_record(&bytes_of(&refused_connect())).unwrap();
         assert_eq!((e.tgid, e.pid, e.comm.as_str()), (42, 43, "curl"));
         match e.body {
             EventBody::Connect { fd, ret, error, dst, tcp, duration_ns, skaddr } => {
@@ -450,16 +454,7 @@ mod tests {
     /// errno, not a panic (found by the `events` fuzz target).
     #[test]
     fn a_connect_returning_i32_min_decodes() {
-        let ev = ConnectEvent {
-            header: header(EventKind::Connect, std::mem::size_of::<ConnectEvent>()),
-            start_ns: 1_000,
-            skaddr: 0,
-            fd: 3,
-            ret: i32::MIN,
-            flags: 0,
-            _pad: 0,
-            dst: v4([127, 0, 0, 1], 9),
-        };
+        let ev = ConnectEvent { ret: i32::MIN, ..refused_connect() };
         match decode_record(&bytes_of(&ev)).unwrap().body {
             EventBody::Connect { ret, error, .. } => assert_eq!((ret, error), (i32::MIN, Some(errno_name(i32::MAX)))),
             other => panic!("wrong body {other:?}"),

@@ -218,12 +218,8 @@ impl Filter {
             // before the join fetches their process (`+` keeps SQLite on that covering scan
             // rather than reading every row of the process through the process index, and
             // sorting them, when the matches are common).
-            q.push(if walk == Walk::List {
-                " AND +p.process_id IN (SELECT id FROM processes WHERE name = "
-            } else {
-                " AND p.process_id IN (SELECT id FROM processes WHERE name = "
-            });
-            q.push_bind(p.trim().to_string()).push(")");
+            q.push(if walk == Walk::List { " AND +" } else { " AND " });
+            q.push("p.process_id IN (SELECT id FROM processes WHERE name = ").push_bind(p.trim().to_string()).push(")");
         }
         if let Some(s) = self.status {
             q.push(match s {
