@@ -124,6 +124,9 @@ pub struct SockAddr {
 
 /// Outcome flags of a connect.
 pub const CONNECT_TCP: u32 = 1;
+/// Seen at libc's `connect` (client filter on): it failed before any SYN and its errno was
+/// not seen (libc returns -1 and keeps errno in thread-local storage); `ret` is -1.
+pub const CONNECT_ERRNO_UNSEEN: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -138,7 +141,8 @@ pub struct ConnectEvent {
     /// Syscall return: 0, or -errno (-115 EINPROGRESS for non-blocking sockets,
     /// -111 ECONNREFUSED, -110 ETIMEDOUT ...).
     pub ret: i32,
-    /// [`CONNECT_TCP`] when a TCP state change was seen inside the call.
+    /// [`CONNECT_TCP`] when a TCP state change was seen inside the call;
+    /// [`CONNECT_ERRNO_UNSEEN`].
     pub flags: u32,
     pub _pad: u32,
     pub dst: SockAddr,

@@ -3,6 +3,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
     macros::map,
     maps::{PerCpuArray, RingBuf},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use tracer_common::{AF_INET, AF_INET6, EventHeader, EventKind, KIND_SLOTS, SockAddr};
 
@@ -43,6 +44,59 @@ pub fn header(kind: EventKind, size: usize) -> EventHeader {
         tgid: (id >> 32) as u32,
         pid: id as u32,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// The arguments of a socket call, however the program met it: at a syscall tracepoint
+/// (the syscall's record) or, with the client filter, at libc's function of the same name
+/// (registers; see `libc`). Read one by one, when needed: most calls are on sockets nobody
+/// watches and stop after the fd.
+pub trait CallArgs {
+    fn get(&self, n: usize) -> Result<u64, u32>;
+}
+
+impl CallArgs for TracePointContext {
+    #[inline(always)]
+    fn get(&self, n: usize) -> Result<u64, u32> {
+        // syscalls:sys_enter_*: 8 bytes of common fields, the syscall number, then the args.
+        unsafe { self.read_at::<u64>(16 + 8 * n) }.map_err(|_| 0u32)
+    }
+}
+
+impl CallArgs for ProbeContext {
+    #[inline(always)]
+    fn get(&self, n: usize) -> Result<u64, u32> {
+        self.arg::<u64>(n).ok_or(0u32)
+    }
+}
+
+/// `send` and `recv`: `sendto` and `recvfrom` without the address arguments (4 and 5).
+pub struct NoAddr<'a, A>(pub &'a A);
+
+impl<A: CallArgs> CallArgs for NoAddr<'_, A> {
+    #[inline(always)]
+    fn get(&self, n: usize) -> Result<u64, u32> {
+        if n >= 4 { Ok(0) } else { self.0.get(n) }
+    }
+}
+
+/// A socket call's return value: the syscall's (-errno on failure) at a `sys_exit_*`
+/// tracepoint, libc's (-1 on failure, errno unseen) at a uretprobe.
+pub trait CallRet {
+    fn ret(&self) -> Result<i64, u32>;
+}
+
+impl CallRet for TracePointContext {
+    #[inline(always)]
+    fn ret(&self) -> Result<i64, u32> {
+        unsafe { self.read_at::<i64>(16) }.map_err(|_| 0u32)
+    }
+}
+
+impl CallRet for RetProbeContext {
+    #[inline(always)]
+    fn ret(&self) -> Result<i64, u32> {
+        Ok(RetProbeContext::ret::<i64>(self))
     }
 }
 

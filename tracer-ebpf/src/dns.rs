@@ -5,6 +5,9 @@
 //! A socket becomes a DNS socket when it is connected to port 53 or sends to port 53; its
 //! receives are then captured too. The map is cleaned on `close(2)` and bounded by LRU.
 //!
+//! With the client filter on, the same functions run from libc uprobes in the traced
+//! processes instead (`crate::libc`): the arguments are the same, read from registers.
+//!
 //! The same syscall programs also let the TLS probes learn which fd a TLS object writes to
 //! (see `tls::learn_fd`), so the hot read/write tracepoints are attached once, not twice.
 use aya_ebpf::{
@@ -18,8 +21,8 @@ use tracer_common::{
 };
 
 use crate::common::{
-    EVENTS, count_lost, fd_key, header, now, pid_tgid, read_user_bytes, read_user_sockaddr,
-    wakeup_flags,
+    CallArgs, CallRet, EVENTS, count_lost, fd_key, header, now, pid_tgid, read_user_bytes,
+    read_user_sockaddr, wakeup_flags,
 };
 use crate::filter;
 use crate::tls;
@@ -86,7 +89,14 @@ pub fn remember_connected(fd: i32, dst: &SockAddr) {
         // port 80 carries no HTTP/1 and is ignored by the decoder.
         80 => remember(fd, KIND_PLAIN, dst, 0),
         443 => remember(fd, KIND_WIRE, dst, WIRE_CALLS),
-        _ => {}
+        // With the filter, closes are seen at libc, and glibc also closes by inlined
+        // syscalls: an fd's old kind must not stick to its next socket. (Unfiltered, the
+        // close tracepoint sees them all, and the connect path stays one lookup shorter.)
+        _ => {
+            if filter::enabled() {
+                let _ = SOCKETS.remove(&key_of(fd));
+            }
+        }
     }
 }
 
@@ -243,70 +253,66 @@ fn socket_for_send(fd: i32, known: Option<Socket>, dest: u64) -> Option<Socket> 
 }
 
 macro_rules! tp {
-    ($name:ident, $body:ident) => {
+    ($name:ident, $body:expr) => {
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
-            match $body(&ctx) {
+            match ($body)(&ctx) {
                 Ok(r) | Err(r) => r,
             }
         }
     };
 }
 
-#[inline(always)]
-fn arg(ctx: &TracePointContext, n: usize) -> Result<u64, u32> {
-    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.map_err(|_| 0u32)
-}
-
 // ---- sends ----
 
-tp!(sys_enter_write, try_write);
-fn try_write(ctx: &TracePointContext) -> Result<u32, u32> {
+tp!(sys_enter_write, on_write);
+pub fn on_write<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = arg(ctx, 0)? as i32;
+    let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     let Some(s) = socket(fd) else { return Ok(0) };
     if capture(fd, &s, true) {
-        emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Write, now());
+        emit_plain(fd, ctx.get(1)?, ctx.get(2)?, DIR_SEND, DnsSyscall::Write, now());
     } else if s.kind == KIND_DNS {
-        emit(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Write, &s);
+        emit(fd, ctx.get(1)?, ctx.get(2)?, DIR_SEND, DnsSyscall::Write, &s);
     }
     Ok(0)
 }
 
-tp!(sys_enter_sendto, try_sendto);
-fn try_sendto(ctx: &TracePointContext) -> Result<u32, u32> {
+tp!(sys_enter_sendto, on_sendto);
+/// Also `send` (through [`NoAddr`](crate::common::NoAddr)).
+pub fn on_sendto<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = arg(ctx, 0)? as i32;
+    let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     let known = socket(fd);
     if let Some(s) = &known
         && capture(fd, s, true)
     {
-        emit_plain(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Sendto, now());
+        emit_plain(fd, ctx.get(1)?, ctx.get(2)?, DIR_SEND, DnsSyscall::Sendto, now());
         return Ok(0);
     }
-    if let Some(s) = socket_for_send(fd, known, arg(ctx, 4)?) {
-        emit(fd, arg(ctx, 1)?, arg(ctx, 2)?, DIR_SEND, DnsSyscall::Sendto, &s);
+    if let Some(s) = socket_for_send(fd, known, ctx.get(4)?) {
+        emit(fd, ctx.get(1)?, ctx.get(2)?, DIR_SEND, DnsSyscall::Sendto, &s);
     }
     Ok(0)
 }
 
-tp!(sys_enter_sendmsg, try_sendmsg);
-fn try_sendmsg(ctx: &TracePointContext) -> Result<u32, u32> {
+tp!(sys_enter_sendmsg, on_sendmsg);
+pub fn on_sendmsg<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = arg(ctx, 0)? as i32;
+    let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     let known = socket(fd);
     if let Some(s) = &known {
         if capture(fd, s, true) {
-            let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
+            let msg = read_msghdr(ctx.get(1)?).ok_or(0u32)?;
             emit_plain_iovs(fd, msg.iov, msg.iovlen, DnsSyscall::Sendmsg);
             return Ok(0);
         }
@@ -315,21 +321,21 @@ fn try_sendmsg(ctx: &TracePointContext) -> Result<u32, u32> {
         }
     }
     // Reading the msghdr costs a copy: only done for DNS sockets and unknown ones.
-    let msg = read_msghdr(arg(ctx, 1)?).ok_or(0u32)?;
+    let msg = read_msghdr(ctx.get(1)?).ok_or(0u32)?;
     let sock = socket_for_send(fd, known, msg.name).ok_or(0u32)?;
     let iov = first_iov(&msg).ok_or(0u32)?;
     emit(fd, iov.base, iov.len, DIR_SEND, DnsSyscall::Sendmsg, &sock);
     Ok(0)
 }
 
-tp!(sys_enter_sendmmsg, try_sendmmsg);
-fn try_sendmmsg(ctx: &TracePointContext) -> Result<u32, u32> {
+tp!(sys_enter_sendmmsg, on_sendmmsg);
+pub fn on_sendmmsg<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = arg(ctx, 0)? as i32;
-    let mmsg = arg(ctx, 1)?;
-    let vlen = arg(ctx, 2)? & 0xffff_ffff;
+    let fd = ctx.get(0)? as i32;
+    let mmsg = ctx.get(1)?;
+    let vlen = ctx.get(2)? & 0xffff_ffff;
     let first = read_msghdr(mmsg).ok_or(0u32)?;
     let sock = socket_for_send(fd, socket(fd), first.name).ok_or(0u32)?;
     let mut i = 0u64;
@@ -363,34 +369,31 @@ fn emit_plain_iovs(fd: i32, iov: u64, iovlen: u64, syscall: DnsSyscall) {
 }
 
 // writev: TLS fd learning, and plain HTTP.
-tp!(sys_enter_writev, try_writev);
-fn try_writev(ctx: &TracePointContext) -> Result<u32, u32> {
+tp!(sys_enter_writev, on_writev);
+pub fn on_writev<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = arg(ctx, 0)? as i32;
+    let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     if let Some(s) = socket(fd)
         && capture(fd, &s, true)
     {
-        emit_plain_iovs(fd, arg(ctx, 1)?, arg(ctx, 2)?, DnsSyscall::Writev);
+        emit_plain_iovs(fd, ctx.get(1)?, ctx.get(2)?, DnsSyscall::Writev);
     }
     Ok(0)
 }
 
-tp!(sys_enter_readv, try_readv);
-fn try_readv(ctx: &TracePointContext) -> Result<u32, u32> {
-    enter_recv(ctx, DnsSyscall::Readv)
-}
+tp!(sys_enter_readv, |ctx| enter_recv(ctx, DnsSyscall::Readv));
 
 // ---- receives: remember the buffer at entry, copy what arrived at exit ----
 
 #[inline(always)]
-fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> {
+pub fn enter_recv<A: CallArgs>(ctx: &A, syscall: DnsSyscall) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = arg(ctx, 0)? as i32;
+    let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     let Some(s) = socket(fd) else { return Ok(0) };
     let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && capture(fd, &s, false);
@@ -401,7 +404,7 @@ fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> 
         return Ok(0);
     }
     let p = PendingRecv {
-        ptr: arg(ctx, 1)?,
+        ptr: ctx.get(1)?,
         start_ns: now(),
         fd,
         syscall: syscall as u8,
@@ -413,7 +416,7 @@ fn enter_recv(ctx: &TracePointContext, syscall: DnsSyscall) -> Result<u32, u32> 
 }
 
 #[inline(always)]
-fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
+pub fn exit_recv<R: CallRet>(ctx: &R) -> Result<u32, u32> {
     // No filter check: only a traced enter_recv made the entry looked up here.
     let id = pid_tgid();
     let p = match unsafe { RECVS.get(&id) } {
@@ -421,7 +424,11 @@ fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
         None => return Ok(0),
     };
     let _ = RECVS.remove(&id);
-    let ret: i64 = unsafe { ctx.read_at(16) }.map_err(|_| 0u32)?;
+    let mut ret = ctx.ret()?;
+    if p.syscall == DnsSyscall::Recvmmsg as u8 {
+        // recvmmsg returns an int: libc leaves the upper half of the register undefined.
+        ret = ret as i32 as i64;
+    }
     if ret <= 0 {
         return Ok(0);
     }
@@ -475,31 +482,19 @@ fn exit_recv(ctx: &TracePointContext) -> Result<u32, u32> {
     Ok(0)
 }
 
-tp!(sys_enter_read, try_enter_read);
-fn try_enter_read(ctx: &TracePointContext) -> Result<u32, u32> {
-    enter_recv(ctx, DnsSyscall::Read)
-}
-tp!(sys_enter_recvfrom, try_enter_recvfrom);
-fn try_enter_recvfrom(ctx: &TracePointContext) -> Result<u32, u32> {
-    enter_recv(ctx, DnsSyscall::Recvfrom)
-}
-tp!(sys_enter_recvmsg, try_enter_recvmsg);
-fn try_enter_recvmsg(ctx: &TracePointContext) -> Result<u32, u32> {
-    enter_recv(ctx, DnsSyscall::Recvmsg)
-}
-tp!(sys_enter_recvmmsg, try_enter_recvmmsg);
-fn try_enter_recvmmsg(ctx: &TracePointContext) -> Result<u32, u32> {
-    enter_recv(ctx, DnsSyscall::Recvmmsg)
-}
+tp!(sys_enter_read, |ctx| enter_recv(ctx, DnsSyscall::Read));
+tp!(sys_enter_recvfrom, |ctx| enter_recv(ctx, DnsSyscall::Recvfrom));
+tp!(sys_enter_recvmsg, |ctx| enter_recv(ctx, DnsSyscall::Recvmsg));
+tp!(sys_enter_recvmmsg, |ctx| enter_recv(ctx, DnsSyscall::Recvmmsg));
 // One exit program serves read, recvfrom, recvmsg and recvmmsg: the pending entry says which.
 tp!(sys_exit_recv, exit_recv);
 
-tp!(sys_enter_close, try_close);
-fn try_close(ctx: &TracePointContext) -> Result<u32, u32> {
+tp!(sys_enter_close, on_close);
+pub fn on_close<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = arg(ctx, 0)? as i32;
+    let fd = ctx.get(0)? as i32;
     let _ = SOCKETS.remove(&key_of(fd));
     Ok(0)
 }

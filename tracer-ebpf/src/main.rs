@@ -9,6 +9,7 @@ mod common;
 mod filter;
 mod net;
 mod dns;
+mod libc;
 mod tls;
 mod process;
 

@@ -12,11 +12,11 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    AF_INET, AF_INET6, CONNECT_TCP, ConnectEvent, EventKind, SockAddr, SockErrorEvent,
+    AF_INET, AF_INET6, CONNECT_ERRNO_UNSEEN, CONNECT_TCP, ConnectEvent, EventKind, SockAddr, SockErrorEvent,
     TcpStateEvent,
 };
 
-use crate::common::{header, now, pid_tgid, read_user_sockaddr, submit};
+use crate::common::{CallArgs, CallRet, header, now, pid_tgid, read_user_sockaddr, submit};
 use crate::dns;
 use crate::filter;
 
@@ -26,6 +26,7 @@ const TCP_CLOSE: i32 = 7;
 const TCP_LAST_ACK: i32 = 9;
 const TCP_CLOSING: i32 = 11;
 const IPPROTO_TCP: u16 = 6;
+const EINPROGRESS: i32 = 115;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -48,12 +49,13 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     }
 }
 
-fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, u32> {
+/// `connect(fd, addr, len)`, from the tracepoint or libc's `connect` (`crate::libc`).
+pub fn try_enter_connect<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd: u64 = unsafe { ctx.read_at(16) }.map_err(|_| 0u32)?;
-    let uaddr: u64 = unsafe { ctx.read_at(24) }.map_err(|_| 0u32)?;
+    let fd = ctx.get(0)?;
+    let uaddr = ctx.get(1)?;
     // Only IPv4/IPv6: unix sockets and the rest are of no interest.
     let dst = read_user_sockaddr(uaddr).ok_or(0u32)?;
     if filter::enabled() {
@@ -68,20 +70,32 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<u32, u32> {
 
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    match try_exit_connect(&ctx) {
+    match try_exit_connect(&ctx, false) {
         Ok(r) | Err(r) => r,
     }
 }
 
-fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, u32> {
-    // No filter check: only a traced sys_enter_connect made the entry looked up here.
+/// `libc`: the return value is libc's, 0 or -1 with errno unseen. A -1 after a SYN went
+/// out is reported as EINPROGRESS: the handshake's outcome comes with its state changes
+/// and error report, as for any non-blocking connect. A -1 before any SYN is reported as
+/// [`CONNECT_ERRNO_UNSEEN`].
+pub fn try_exit_connect<R: CallRet>(ctx: &R, libc: bool) -> Result<u32, u32> {
+    // No filter check: only a traced connect entry made the entry looked up here.
     let id = pid_tgid();
     let pending = match unsafe { CONNECTS.get(&id) } {
         Some(p) => *p,
         None => return Ok(0),
     };
     let _ = CONNECTS.remove(&id);
-    let ret: i64 = unsafe { ctx.read_at(16) }.map_err(|_| 0u32)?;
+    let mut ret = ctx.ret()? as i32;
+    let mut flags = pending.flags;
+    if libc && ret < 0 {
+        if flags & CONNECT_TCP != 0 {
+            ret = -EINPROGRESS;
+        } else {
+            flags |= CONNECT_ERRNO_UNSEEN;
+        }
+    }
     if pending.flags & CONNECT_TCP != 0 && pending.dst.port == 53 {
         dns::mark_tcp(pending.fd);
     }
@@ -90,8 +104,8 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<u32, u32> {
         start_ns: pending.start_ns,
         skaddr: pending.skaddr,
         fd: pending.fd,
-        ret: ret as i32,
-        flags: pending.flags,
+        ret,
+        flags,
         _pad: 0,
         dst: pending.dst,
     };

@@ -207,6 +207,10 @@ impl TcpState {
     }
 }
 
+/// The error of a connect seen at libc that failed before any SYN: libc returned -1 and
+/// kept errno where the probe cannot read it (`CONNECT_ERRNO_UNSEEN`).
+pub const ERRNO_UNSEEN: &str = "errno not seen at libc";
+
 /// errno names for the values a connect or socket error report carries.
 pub fn errno_name(errno: i32) -> &'static str {
     match errno {
@@ -278,7 +282,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
             EventBody::Connect {
                 fd: e.fd,
                 ret: e.ret,
-                error: (e.ret < 0).then(|| errno_name(e.ret.saturating_neg())),
+                error: (e.ret < 0).then(|| {
+                    if e.flags & tracer_common::CONNECT_ERRNO_UNSEEN != 0 { ERRNO_UNSEEN } else { errno_name(e.ret.saturating_neg()) }
+                }),
                 dst: sockaddr(&e.dst),
                 skaddr: e.skaddr,
                 tcp: e.flags & tracer_common::CONNECT_TCP != 0,
@@ -452,6 +458,17 @@ mod tests {
 
     /// A return code no kernel gives (i32::MIN: its negation overflows) decodes as an unknown
     /// errno, not a panic (found by the `events` fuzz target).
+    /// Seen at libc (client filter): -1 before any SYN, errno unknown. It must not read as
+    /// EPERM (errno 1).
+    #[test]
+    fn a_libc_connect_failure_says_its_errno_was_not_seen() {
+        let ev = ConnectEvent { ret: -1, flags: tracer_common::CONNECT_ERRNO_UNSEEN, skaddr: 0, ..refused_connect() };
+        match decode_record(&bytes_of(&ev)).unwrap().body {
+            EventBody::Connect { ret, error, tcp, .. } => assert_eq!((ret, error, tcp), (-1, Some(ERRNO_UNSEEN), false)),
+            other => panic!("wrong body {other:?}"),
+        }
+    }
+
     #[test]
     fn a_connect_returning_i32_min_decodes() {
         let ev = ConnectEvent { ret: i32::MIN, ..refused_connect() };

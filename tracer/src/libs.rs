@@ -187,6 +187,19 @@ pub fn find_tls_libraries() -> (Vec<TlsLibrary>, Vec<String>) {
     (found.into_values().collect(), warnings)
 }
 
+/// The C library processes link (`libc.so.6` in the linker cache), by its real path: uprobes
+/// attach to the file.
+pub fn find_libc() -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let cache = std::fs::read("/etc/ld.so.cache").context("reading /etc/ld.so.cache")?;
+    let entries = parse_ld_so_cache(&cache).context("parsing /etc/ld.so.cache")?;
+    let path = entries
+        .into_iter()
+        .find_map(|(soname, path)| (soname == "libc.so.6").then_some(path))
+        .context("no libc.so.6 in /etc/ld.so.cache")?;
+    std::fs::canonicalize(&path).with_context(|| format!("resolving {}", path.display()))
+}
+
 /// Tracer binaries whose built-in fetcher should be traced: this executable and `tracer`
 /// binaries next to it (a test binary in target/debug/deps runs target/debug/tracer).
 pub fn fetcher_binaries() -> Vec<TlsLibrary> {

@@ -248,6 +248,42 @@ const TRACEPOINTS: &[(&str, &str, &str, &str, &[(&str, usize)])] = &[
     ("process", "sched_process_exit", "sched", "sched_process_exit", EXIT_FIELDS),
 ];
 
+/// Family of the libc socket-call probes (client filter on).
+pub const LIBC_FAMILY: &str = "libc_sockets";
+
+/// With the client filter: the calls the syscall tracepoints see otherwise, at libc's
+/// functions of the same names (tracer-ebpf's `libc` module): (entry, return, symbol).
+const LIBC_POINTS: &[(&str, Option<&str>, &str)] = &[
+    ("libc_connect", Some("libc_connect_ret"), "connect"),
+    ("libc_write", None, "write"),
+    ("libc_send", None, "send"),
+    ("libc_sendto", None, "sendto"),
+    ("libc_sendmsg", None, "sendmsg"),
+    ("libc_sendmmsg", None, "sendmmsg"),
+    ("libc_writev", None, "writev"),
+    ("libc_read", Some("libc_recv_ret"), "read"),
+    ("libc_recv", Some("libc_recv_ret"), "recv"),
+    ("libc_recvfrom", Some("libc_recv_ret"), "recvfrom"),
+    ("libc_recvmsg", Some("libc_recv_ret"), "recvmsg"),
+    ("libc_recvmmsg", Some("libc_recv_ret"), "recvmmsg"),
+    ("libc_readv", Some("libc_recv_ret"), "readv"),
+    ("libc_close", None, "close"),
+    // glibc's resolver closes its sockets with this one.
+    ("libc_close", None, "__close_nocancel"),
+];
+
+/// The libc probe points in the file at `path`.
+pub fn libc_target(path: PathBuf) -> UprobeTarget {
+    UprobeTarget {
+        family: LIBC_FAMILY.into(),
+        path,
+        points: LIBC_POINTS
+            .iter()
+            .map(|&(entry, ret, symbol)| UprobePoint { entry, ret, name: symbol, at: AttachAt::Symbol(symbol) })
+            .collect(),
+    }
+}
+
 /// What to attach in a library: (entry program, return program, symbol).
 fn uprobes_for(family: LibFamily) -> &'static [(&'static str, Option<&'static str>, &'static str)] {
     match family {
@@ -312,15 +348,31 @@ impl Probes {
         let mut status = Vec::new();
         let mut links = Vec::new();
         for &(family, program, category, name, fields) in TRACEPOINTS {
+            // With the client filter the socket calls are seen at libc in the traced
+            // processes instead (below): one syscall tracepoint would slow every system
+            // call of every process.
+            if config.filter.enabled && category == "syscalls" {
+                continue;
+            }
             let result = attach_tracepoint(&mut ebpf, program, category, name, fields)
                 .map(|id| links.push(Attachment::TracePoint(program, id)));
             status.push(ProbeStatus::outcome(family, format!("tracepoint {category}:{name}"), None, "tracepoint", None, &result));
         }
 
-        let mut shared = match config.filter.enabled && config.tls {
+        let mut shared = match config.filter.enabled {
             true => Some(crate::filter::SharedUprobes::new().context("setting up per-process uprobes")?),
             false => None,
         };
+        if let Some(sh) = shared.as_mut() {
+            // First: a process that becomes traced gets these before its TLS libraries.
+            match crate::libs::find_libc() {
+                Ok(path) => status.extend(sh.add_target(&mut ebpf, libc_target(path))),
+                Err(e) => {
+                    warnings.push(format!("{e:#}: connect, DNS and plain HTTP of the traced processes are not seen"));
+                    status.push(ProbeStatus::outcome(LIBC_FAMILY, "uprobe connect/send/recv/read/write/close", None, "uprobe", Some(SCOPE_PER_PROCESS), &Err::<(), _>(e)));
+                }
+            }
+        }
         let mut libraries = Vec::new();
         let mut boringssl_checked = Vec::new();
         if config.tls {

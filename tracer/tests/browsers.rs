@@ -766,6 +766,59 @@ async fn wget_page_load() {
     assert_stored("wget", p).await;
 }
 
+/// With a client filter (`tracer run -- COMMAND`) the socket calls are seen at libc in the
+/// traced processes, not at syscall tracepoints: a browser traced that way, through the real
+/// daemon and its history database, has the same complete page load (Chromium's own DNS
+/// client, its connects and the plain-HTTP redirect are all libc calls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_traced_by_a_command_filter() {
+    let _timer = Timer("chromium_filtered", Instant::now());
+    if !root_or_skip("chromium_filtered") || !installed_or_skip("chromium_filtered", "chromium") {
+        return;
+    }
+    let lab = Lab::start(lab_config()).await.unwrap();
+    let tmp = Tmp::new("chromium-filtered");
+    let home = chromium_home(&tmp.0, &lab);
+    let browser = chromium_cmd(&lab, &home, &[], "http://shop.test/");
+    let db = tmp.0.join("t.db");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tracer"));
+    daemon
+        .args(["run", "--listen", &format!("127.0.0.1:{}", tracer::lab::support::free_port()), "--db"])
+        .arg(&db)
+        .arg("--")
+        .arg(browser.get_program())
+        .args(browser.get_args());
+    for (k, v) in browser.get_envs() {
+        if let Some(v) = v {
+            daemon.env(k, v);
+        }
+    }
+    let (exited, dom, err) = tokio::task::spawn_blocking(move || Client::spawn(daemon).wait(Duration::from_secs(120))).await.unwrap();
+    assert!(exited, "the daemon did not finish with its command\nstderr: {err}");
+    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}\nstderr: {err}");
+    // The start-up report, one line per family: libc's uprobes instead of the syscall
+    // tracepoints' families.
+    let families: Vec<&str> = err.lines().filter_map(|l| l.trim_start().strip_prefix("ok ")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(families.contains(&"libc_sockets") && families.contains(&"tcp_state"), "{families:?}\n{err}");
+    assert!(!families.iter().any(|f| ["tcp_connect", "dns", "tls_fd"].contains(f)), "no syscall tracepoint under a filter: {families:?}");
+
+    let pool = tracer::db::open(&db).await.expect("the daemon's database");
+    let stored = tracer::history::query::latest(&pool, &Default::default(), 100).await.expect("list");
+    let all: Vec<String> = stored.iter().map(|s| format!("{} {:?}", s.page.client.name, s.page.url)).collect();
+    let mine: Vec<_> = stored.iter().filter(|s| s.page.client.name == "chromium" && s.page.url.as_deref() == Some("http://shop.test/")).collect();
+    assert_eq!(mine.len(), 1, "one page load of http://shop.test/ by chromium: {all:#?}\nstderr: {err}");
+    check_page_load("chromium_filtered", &mine[0].page, &lab, &Expect {
+        protocol: "HTTP/2",
+        subresources: true,
+        name: "chromium",
+        https_rr: true,
+        tls_library: "boringssl",
+        handshake_end_seen: true,
+        background_failures: true,
+    });
+    pool.close().await;
+}
+
 /// Uprobes attach to files: a browser that was already running when the probes were loaded
 /// is traced like one started later, with no flag on its side. Chromium is started first;
 /// once its network service process exists, the whole browser is stopped (SIGSTOP) while

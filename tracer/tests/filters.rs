@@ -384,7 +384,8 @@ fn breakpoint_pages(pid: u32, lib: &str) -> Option<u64> {
 
 /// With a filter on, the TLS uprobes are per process: an untraced OpenSSL server and an
 /// untraced curl loop get no breakpoints in libssl and put nothing in the ring buffer (the
-/// counters by kind stay flat), while a traced process gets them and is traced.
+/// counters by kind stay flat), while a traced process gets them and is traced. No syscall
+/// tracepoint is attached: the traced curl's connect is seen at libc.
 #[test]
 fn untraced_tls_processes_get_no_uprobes() {
     if !root_or_skip("per_process_uprobes") {
@@ -455,6 +456,17 @@ fn untraced_tls_processes_get_no_uprobes() {
     let tls: Vec<_> = probes.status.iter().filter(|s| s.family.starts_with("tls_") && s.variant != "tracepoint").collect();
     assert!(tls.iter().any(|s| s.family == "tls_openssl" && s.attached), "{tls:#?}");
     assert!(tls.iter().filter(|s| s.attached).all(|s| s.scope == Some(SCOPE_PER_PROCESS)), "every TLS uprobe is per process: {tls:#?}");
+    // No syscall tracepoint: one would send every system call of every process through the
+    // kernel's slow path. The socket calls are libc uprobes, per process like TLS.
+    let syscalls: Vec<_> = probes.status.iter().filter(|s| s.point.starts_with("tracepoint syscalls:")).collect();
+    assert!(syscalls.is_empty(), "syscall tracepoints attached under a filter: {syscalls:#?}");
+    let libc: Vec<_> = probes.status.iter().filter(|s| s.family == tracer::probes::LIBC_FAMILY).collect();
+    for point in ["uprobe connect", "uretprobe connect", "uprobe sendmmsg", "uprobe recvfrom", "uprobe read", "uprobe write", "uprobe close"] {
+        assert!(
+            libc.iter().any(|s| s.point == point && s.attached && s.scope == Some(SCOPE_PER_PROCESS)),
+            "{point} not attached per process: {libc:#?}"
+        );
+    }
     let stats = Arc::new(StreamStats::default());
     let mut rx = spawn_reader(&mut probes, 1 << 16, stats.clone()).unwrap();
     let mut filter = ClientFilter::start(spec, &mut probes).expect("client filter");
@@ -485,13 +497,17 @@ fn untraced_tls_processes_get_no_uprobes() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut curl_pid = None;
     let mut got_tls = false;
+    let mut got_connect = false;
     let mut server_exec = false;
     let mut log = Vec::new();
-    while !(got_tls && server_exec) {
+    while !(got_tls && got_connect && server_exec) {
         let left = deadline.saturating_duration_since(Instant::now());
         let ev = match rt.block_on(tokio::time::timeout(left, rx.recv())) {
             Ok(Some(ev)) => ev,
-            _ => panic!("timed out waiting for the traced curl's TLS ({got_tls}) and the shell's exec ({server_exec}): {log:#?}\n{:?}", filter.stats),
+            _ => panic!(
+                "timed out waiting for the traced curl's connect ({got_connect}) and TLS ({got_tls}) and the shell's exec ({server_exec}): {log:#?}\n{:?}",
+                filter.stats
+            ),
         };
         let t0 = Instant::now();
         filter.on_event(&mut probes, &ev);
@@ -505,6 +521,14 @@ fn untraced_tls_processes_get_no_uprobes() {
             tracer::events::EventBody::TlsData { .. } => {
                 assert_eq!(Some(ev.tgid), curl_pid, "TLS only from the traced curl");
                 got_tls = true;
+            }
+            // Seen at libc's connect: its fd, destination and socket, and curl's non-blocking
+            // connect reads as EINPROGRESS although libc said only -1.
+            tracer::events::EventBody::Connect { fd, ret, dst, skaddr, tcp, .. } => {
+                assert_eq!(Some(ev.tgid), curl_pid, "connects only from the traced curl");
+                assert!(*fd >= 0 && *tcp && *skaddr != 0 && *ret == -115, "{:?}", ev.body);
+                assert_eq!(*dst, Some(server));
+                got_connect = true;
             }
             _ => {}
         }

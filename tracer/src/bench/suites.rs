@@ -572,8 +572,8 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
 pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     let nginx = Nginx::start(&ctx.dir, 1)?;
     let lab = ctx.rt.block_on(crate::lab::Lab::start(crate::lab::LabConfig::default()))?;
-    // What untraced processes still hit: the tracepoints (the filtered daemon's TLS uprobes
-    // are in traced processes only). The floor counts hits of just those.
+    // What untraced processes still hit: the tracepoints (the filtered daemon's uprobes, libc
+    // and TLS, are in traced processes only). The floor counts hits of just those.
     let mut hooks = attached_hooks(ctx, &["--comm", "curl"], None)?;
     hooks.retain(|h| h.starts_with("tracepoint:"));
     let mut off = Vec::new();
@@ -643,7 +643,7 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
         "### 4. Untraced processes pay nothing (`--comm curl`)\n\n\
          nginx keep-alive throughput (wrk, 1 thread, 50 connections, {} s) with nothing attached, under a count-only \
          bpftrace program on the {} tracepoints the filtered daemon attaches (what an untraced process still hits: \
-         the TLS uprobes are in traced processes only), and with the daemon tracing only curl; interleaved, medians \
+         its libc socket-call and TLS uprobes are in traced processes only), and with the daemon tracing only curl; interleaved, medians \
          of {} runs each. Meanwhile curl loads `https://www.shop.test/` inside a lab namespace {curl_runs} times. \
          Target: ratio ≥ 0.97; every curl page load has dns, connect, ssl, send, wait and receive.\n\n\
          | req/s off | req/s count-only floor | req/s tracing curl | floor ratio | ratio | curl page loads stored | with every phase |\n\
