@@ -22,7 +22,7 @@ use crate::{
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     filter::{ClientFilter, FilterSpec},
     printer,
-    probes::{ProbeConfig, ProbeStatus, Probes},
+    probes::{KernelFilter, ProbeConfig, ProbeStatus, Probes},
     stream::{self, StreamStats},
     web,
 };
@@ -66,7 +66,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let (access, generated_token) = web::auth::Access::for_listen(config.listen.ip(), config.token.clone())?;
     let mut probe_config = config.probes.clone();
     if let Some(f) = &config.filter {
-        probe_config.filter = f.kernel();
+        probe_config.filter = KernelFilter { syscall_tracepoints: config.probes.filter.syscall_tracepoints, ..f.kernel() };
     }
     let mut probes = Probes::load(&probe_config)?;
     let mut filter = match &config.filter {

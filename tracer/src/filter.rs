@@ -77,6 +77,7 @@ impl FilterSpec {
                 FilterSpec::Comm(c) => Some(c.clone()),
                 _ => None,
             },
+            syscall_tracepoints: false,
         }
     }
 
@@ -286,11 +287,12 @@ impl ClientFilter {
         self.procs.iter().filter(|(_, p)| p.own).map(|(k, _)| *k).collect()
     }
 
-    /// The start-up line: what is traced, how many processes now, and how TLS is attached.
+    /// The start-up line: what is traced, how many processes now, and how the uprobes (libc
+    /// socket calls, TLS) are attached.
     pub fn describe(&self) -> String {
         let families: Vec<String> = self.stats.by_family.iter().map(|(f, n)| format!("{f} {n}")).collect();
         format!(
-            "{}: {} process(es) traced now; TLS uprobes per traced process ({} events on {} process(es), inherited by their children{})",
+            "{}: {} process(es) traced now; uprobes per traced process ({} events on {} process(es), inherited by their children{})",
             self.stats.filter,
             self.stats.processes,
             self.stats.attach_points,

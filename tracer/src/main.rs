@@ -97,6 +97,13 @@ struct RunArgs {
     /// running now and those that exec it later, and their descendants.
     #[arg(long, value_name = "NAME", conflicts_with = "command", value_parser = parse_comm)]
     comm: Option<String>,
+    /// With a filter: see connects, DNS and plain HTTP at the syscall tracepoints (as without
+    /// a filter) instead of at libc in the traced processes. Then nothing of a process that
+    /// `--comm` catches at its exec is missed before its uprobes are in, but every system call
+    /// of every process takes the kernel's tracing slow path (an untraced busy server slows
+    /// down; benchmark 4).
+    #[arg(long)]
+    syscall_tracepoints: bool,
     /// Export every page load as an OpenTelemetry trace to this collector: OTLP over HTTP
     /// (protobuf), POST to URL/v1/traces (a URL ending in /v1/traces is used as it is),
     /// e.g. http://127.0.0.1:4318.
@@ -223,6 +230,10 @@ fn main() -> ExitCode {
                 (None, None, false) => Some(FilterSpec::Command(a.command)),
                 (None, None, true) => None,
             };
+            if a.syscall_tracepoints && filter.is_none() {
+                eprintln!("error: --syscall-tracepoints goes with a client filter (--pid, --comm or -- COMMAND): without one they are always used");
+                return ExitCode::from(2);
+            }
             let config = RunConfig {
                 print: match (a.print, a.json) {
                     (_, true) => PrintMode::Json,
@@ -242,7 +253,7 @@ fn main() -> ExitCode {
                     ring_buffer_bytes: a.ring_buffer_mb * 1024 * 1024,
                     tls: !a.no_tls,
                     extra_libraries: Vec::new(),
-                    filter: Default::default(),
+                    filter: tracer::probes::KernelFilter { syscall_tracepoints: a.syscall_tracepoints, ..Default::default() },
                 },
                 queue: a.queue,
                 rescan: Duration::from_secs(10),

@@ -42,6 +42,9 @@ pub struct KernelFilter {
     pub enabled: bool,
     /// `--comm NAME`: a process that execs into this comm becomes traced (first 15 bytes).
     pub comm: Option<String>,
+    /// `--syscall-tracepoints`: with the filter, the socket calls are still seen at the
+    /// syscall tracepoints (every process pays their slow path), not at libc per process.
+    pub syscall_tracepoints: bool,
 }
 
 /// `comm` as the kernel keeps it: at most 15 bytes, NUL-padded to 16.
@@ -351,7 +354,7 @@ impl Probes {
             // With the client filter the socket calls are seen at libc in the traced
             // processes instead (below): one syscall tracepoint would slow every system
             // call of every process.
-            if config.filter.enabled && category == "syscalls" {
+            if config.filter.enabled && !config.filter.syscall_tracepoints && category == "syscalls" {
                 continue;
             }
             let result = attach_tracepoint(&mut ebpf, program, category, name, fields)
@@ -359,11 +362,11 @@ impl Probes {
             status.push(ProbeStatus::outcome(family, format!("tracepoint {category}:{name}"), None, "tracepoint", None, &result));
         }
 
-        let mut shared = match config.filter.enabled {
+        let mut shared = match config.filter.enabled && (config.tls || !config.filter.syscall_tracepoints) {
             true => Some(crate::filter::SharedUprobes::new().context("setting up per-process uprobes")?),
             false => None,
         };
-        if let Some(sh) = shared.as_mut() {
+        if let Some(sh) = shared.as_mut().filter(|_| !config.filter.syscall_tracepoints) {
             // First: a process that becomes traced gets these before its TLS libraries.
             match crate::libs::find_libc() {
                 Ok(path) => status.extend(sh.add_target(&mut ebpf, libc_target(path))),

@@ -250,29 +250,62 @@ fn pid_filter_traces_the_shell_tree_and_nothing_else() {
     assert!(!events.iter().any(|e| e["kind"] == "page_load" && e["page_load"]["client"]["tgid"] == outsider_pid));
 }
 
-/// `--comm wget`: wget is traced (GnuTLS plaintext included), curl is not.
+/// `--comm wget`: wget is traced (GnuTLS plaintext included), curl is not. Its connect is
+/// seen at libc.
 #[test]
 fn comm_filter_traces_wget_and_not_curl() {
     if !root_or_skip("comm_filter") {
         return;
     }
+    comm_filter_case(&[]);
+}
+
+/// The same with `--syscall-tracepoints`: the connect is seen at the syscall tracepoints,
+/// which the filter then keeps to the traced process.
+#[test]
+fn comm_filter_with_syscall_tracepoints() {
+    if !root_or_skip("comm_filter_syscalls") {
+        return;
+    }
+    comm_filter_case(&["--syscall-tracepoints"]);
+}
+
+fn comm_filter_case(extra: &[&str]) {
+    let syscalls = extra.contains(&"--syscall-tracepoints");
     let (server, _rt) = tls_server(2000);
     let url = format!("https://{server}/");
-    let d = Daemon::start(&["--comm", "wget"]);
+    let d = Daemon::start(&[&["--comm", "wget"], extra].concat());
     assert!(d.report.iter().any(|l| l.starts_with("filter: comm \"wget\"")), "{:#?}", d.report);
     // The health view: every TLS attach point is per process; the filter's counters.
     std::thread::sleep(Duration::from_millis(1500)); // the counters are refreshed every second
     let h = d.health();
     let tls: Vec<&Value> = h["probes"].as_array().unwrap().iter().filter(|p| p["variant"] != "tracepoint" && p["family"].as_str().is_some_and(|f| f.starts_with("tls_"))).collect();
     assert!(!tls.is_empty() && tls.iter().filter(|p| p["attached"] == true).all(|p| p["scope"] == "per_process"), "{tls:#?}");
+    // Connects, DNS and plain HTTP: at libc per process, or at the syscall tracepoints.
+    let attached = |family: &str| h["probes"].as_array().unwrap().iter().any(|p| p["family"] == family && p["attached"] == true);
+    assert_eq!((attached("libc_sockets"), attached("tcp_connect"), attached("dns")), (!syscalls, syscalls, syscalls), "{h}");
     assert_eq!(h["pipeline"]["filter"]["filter"], "comm \"wget\" and descendants", "{h}");
     let mut curl = Command::new("curl");
     curl.args(["-sk", "--http1.1", "-o", "/dev/null", &url]);
     assert!(run_bounded(curl, Duration::from_secs(30)).status.success());
-    let mut wget = Command::new("wget").args(["-q", "--no-check-certificate", "-O", "/dev/null", &url]).spawn().unwrap();
+    // wget reads its URL from stdin, given once the daemon has printed wget's exec: the
+    // daemon prints an event after the filter has acted on it, so wget's uprobes are in by
+    // then. (A program that --comm catches at exec gets them a few ms later; what it does
+    // before that is not seen: README, known limits.)
+    let mut wget = Command::new("wget")
+        .args(["-q", "--no-check-certificate", "-O", "/dev/null", "-i", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     let wget_pid = wget.id();
-    assert!(wait_exit(&mut wget, "wget", Duration::from_secs(30)).success());
     let mut seen = Vec::new();
+    wait_line(&d.out, "with wget's exec", Duration::from_secs(30), &mut seen, |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| v["kind"] == "exec" && v["tgid"] == wget_pid)
+    });
+    let mut stdin = wget.stdin.take().unwrap();
+    writeln!(stdin, "{url}").unwrap();
+    drop(stdin);
+    assert!(wait_exit(&mut wget, "wget", Duration::from_secs(30)).success());
     wait_line(&d.out, "with wget's TLS request", Duration::from_secs(30), &mut seen, |l| {
         serde_json::from_str::<Value>(l).is_ok_and(|v| {
             v["kind"] == "tls_data" && v["tgid"] == wget_pid && v["lib"] == "gnu_tls" && v["direction"] == "send"
@@ -361,6 +394,12 @@ fn conflicting_filters_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{args:?}");
     }
+    // Without a filter the tracepoints are always used: the flag alone is a mistake.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracer"));
+    cmd.args(["run", "--syscall-tracepoints"]);
+    let out = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--syscall-tracepoints goes with a client filter"));
 }
 
 /// Bytes of private anonymous memory in the executable mappings of `lib` in `pid`: where a
