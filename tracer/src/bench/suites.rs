@@ -589,8 +589,12 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
             eprintln!("bench: filter round {} mode {mode:?} (load {})", round + 1, util::loadavg());
             let traced = mode == Mode::Tracer;
             let floor = mode.start_floor(&hooks)?;
-            let daemon =
-                if traced { Some(Daemon::start(&ctx.exe, &ctx.dir, "filter", &["--comm", "curl"])?) } else { None };
+            // A database per round: each round counts its own curls' page loads.
+            let daemon = if traced {
+                Some(Daemon::start(&ctx.exe, &ctx.dir, &format!("filter-{round}"), &["--comm", "curl"])?)
+            } else {
+                None
+            };
             let r = wrk(&nginx.url("/"), ctx.plan.wrk_s, 50, false)?;
             if let Some(f) = floor {
                 f.stop()?;
@@ -644,11 +648,12 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
          nginx keep-alive throughput (wrk, 1 thread, 50 connections, {} s) with nothing attached, under a count-only \
          bpftrace program on the {} tracepoints the filtered daemon attaches (what an untraced process still hits: \
          its libc socket-call and TLS uprobes are in traced processes only), and with the daemon tracing only curl; interleaved, medians \
-         of {} runs each. Meanwhile curl loads `https://www.shop.test/` inside a lab namespace {curl_runs} times. \
-         Target: ratio ≥ 0.97; every curl page load has dns, connect, ssl, send, wait and receive.\n\n\
-         | req/s off | req/s count-only floor | req/s tracing curl | floor ratio | ratio | curl page loads stored | with every phase |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n\
-         | {} | {} | {} | {} | **{}** | {curl_loads} | {complete} |\n\n{}\
+         of {} runs each. Meanwhile curl loads `https://www.shop.test/` inside a lab namespace {curl_runs} times \
+         (started afresh each time: `--comm` catches it at its exec, and what it does before its uprobes are in is \
+         not seen). Target: ratio ≥ 0.97; every curl page load has dns, connect, ssl, send, wait and receive.\n\n\
+         | req/s off | req/s count-only floor | req/s tracing curl | floor ratio | ratio | curl runs | page loads stored | with every phase |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n\
+         | {} | {} | {} | {} | **{}** | {curl_runs} | {curl_loads} | {complete} |\n\n{}\
          Load average after the benchmark: {load}.\n\n",
         ctx.plan.wrk_s,
         hooks.len(),
