@@ -127,6 +127,10 @@ pub const CONNECT_TCP: u32 = 1;
 /// Seen at libc's `connect` (client filter on): it failed before any SYN and its errno was
 /// not seen (libc returns -1 and keeps errno in thread-local storage); `ret` is -1.
 pub const CONNECT_ERRNO_UNSEEN: u32 = 2;
+/// Client filter: no probe saw the call (before the process's uprobes were in, or a raw
+/// system call); reported at its CLOSE -> SYN_SENT with `ret` EINPROGRESS, whatever the
+/// call returned.
+pub const CONNECT_AT_SYN: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -142,7 +146,7 @@ pub struct ConnectEvent {
     /// -111 ECONNREFUSED, -110 ETIMEDOUT ...).
     pub ret: i32,
     /// [`CONNECT_TCP`] when a TCP state change was seen inside the call;
-    /// [`CONNECT_ERRNO_UNSEEN`].
+    /// [`CONNECT_ERRNO_UNSEEN`], [`CONNECT_AT_SYN`].
     pub flags: u32,
     pub _pad: u32,
     pub dst: SockAddr,

@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    AF_INET, AF_INET6, CONNECT_ERRNO_UNSEEN, CONNECT_TCP, ConnectEvent, EventKind, SockAddr, SockErrorEvent,
+    AF_INET, AF_INET6, CONNECT_AT_SYN, CONNECT_ERRNO_UNSEEN, CONNECT_TCP, ConnectEvent, EventKind, SockAddr, SockErrorEvent,
     TcpStateEvent,
 };
 
@@ -65,6 +65,38 @@ pub fn try_enter_connect<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     let pending = PendingConnect { start_ns: now(), skaddr: 0, fd: fd as i32, flags: 0, dst };
     let _ = CONNECTS.insert(&pid_tgid(), &pending, 0);
     dns::remember_connected(fd as i32, &dst);
+    Ok(0)
+}
+
+/// CLOSE -> SYN_SENT: a TCP connect starting, inside connect(2).
+#[inline(always)]
+pub fn is_connect_start(old: i32, new: i32) -> bool {
+    old == TCP_CLOSE && new == TCP_SYN_SENT
+}
+
+/// Whether a probe saw this thread enter connect (libc's, or the syscall tracepoint).
+#[inline(always)]
+pub fn connect_in_flight() -> bool {
+    unsafe { CONNECTS.get(&pid_tgid()) }.is_some()
+}
+
+/// A connect no entry probe saw, reported at its SYN (see `libc::connect_without_libc`):
+/// as the entry would have remembered it and the exit reported it, with EINPROGRESS.
+pub fn report_connect_at_syn(skaddr: u64, fd: i32, uaddr: u64) -> Result<u32, u32> {
+    let dst = read_user_sockaddr(uaddr).ok_or(0u32)?;
+    filter::add_flow(&dst);
+    dns::remember_connected(fd, &dst);
+    let ev = ConnectEvent {
+        header: header(EventKind::Connect, core::mem::size_of::<ConnectEvent>()),
+        start_ns: now(),
+        skaddr,
+        fd,
+        ret: -EINPROGRESS,
+        flags: CONNECT_TCP | CONNECT_AT_SYN,
+        _pad: 0,
+        dst,
+    };
+    submit(&ev, EventKind::Connect);
     Ok(0)
 }
 

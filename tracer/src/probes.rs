@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        TracePoint, UProbe,
+        BtfTracePoint, TracePoint, UProbe,
+        tp_btf::BtfTracePointLinkId,
         trace_point::TracePointLinkId,
         uprobe::{UProbeLinkId, UProbeScope},
     },
@@ -77,7 +78,7 @@ pub struct ProbeStatus {
     pub point: String,
     /// The library file for uprobes.
     pub target: Option<PathBuf>,
-    /// tracepoint | uprobe | uretprobe
+    /// tracepoint | tp_btf | uprobe | uretprobe
     pub variant: &'static str,
     pub attached: bool,
     pub error: Option<String>,
@@ -192,6 +193,7 @@ pub struct Probes {
 #[derive(Debug)]
 pub enum Attachment {
     TracePoint(&'static str, TracePointLinkId),
+    BtfTracePoint(&'static str, BtfTracePointLinkId),
     UProbe(&'static str, UProbeLinkId),
 }
 
@@ -366,6 +368,12 @@ impl Probes {
             true => Some(crate::filter::SharedUprobes::new().context("setting up per-process uprobes")?),
             false => None,
         };
+        if config.filter.enabled && !config.filter.syscall_tracepoints {
+            // The connects the libc probes cannot see (before a process's uprobes are in, or
+            // by raw syscall), caught at their SYN instead.
+            let result = attach_connect_without_libc(&mut ebpf).map(|id| links.push(Attachment::BtfTracePoint(CONNECT_WITHOUT_LIBC, id)));
+            status.push(ProbeStatus::outcome("tcp_state", "tp_btf sock:inet_sock_set_state (connects no libc probe saw)", None, "tp_btf", None, &result));
+        }
         if let Some(sh) = shared.as_mut().filter(|_| !config.filter.syscall_tracepoints) {
             // First: a process that becomes traced gets these before its TLS libraries.
             match crate::libs::find_libc() {
@@ -502,6 +510,13 @@ impl Probes {
                         }
                     }
                 }
+                Attachment::BtfTracePoint(prog, id) => {
+                    if let Some(Ok(tp)) = self.ebpf.program_mut(prog).map(<&mut BtfTracePoint>::try_from) {
+                        if let Ok(l) = tp.take_link(id) {
+                            owned.push(Box::new(l));
+                        }
+                    }
+                }
                 Attachment::UProbe(prog, id) => {
                     if let Some(Ok(up)) = self.ebpf.program_mut(prog).map(<&mut UProbe>::try_from) {
                         if let Ok(l) = up.take_link(id) {
@@ -526,6 +541,19 @@ impl Probes {
         }
         n + anchors
     }
+}
+
+const CONNECT_WITHOUT_LIBC: &str = "connect_without_libc";
+
+/// The BTF tracepoint program of the client filter (tracer-ebpf's `libc` module).
+fn attach_connect_without_libc(ebpf: &mut Ebpf) -> anyhow::Result<BtfTracePointLinkId> {
+    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+    let p: &mut BtfTracePoint = ebpf
+        .program_mut(CONNECT_WITHOUT_LIBC)
+        .with_context(|| format!("program {CONNECT_WITHOUT_LIBC} not in the object"))?
+        .try_into()?;
+    p.load("inet_sock_set_state", &btf).with_context(|| format!("verifier rejected {CONNECT_WITHOUT_LIBC}"))?;
+    p.attach().context("attaching tp_btf/inet_sock_set_state")
 }
 
 fn attach_tracepoint(

@@ -380,6 +380,44 @@ fn command_mode_traces_the_command_and_exits_with_it() {
     assert!(err.iter().any(|l| l.starts_with("error: cannot run `/nonexistent/command`")), "{err:#?}");
 }
 
+/// Under a filter, a connect that no libc probe sees (here a raw `syscall(SYS_connect)`, as
+/// static binaries and Go make them; likewise one made before a `--comm` process's uprobes are
+/// in) is reported at its SYN by the tp_btf program, with its fd and destination, and its page
+/// load is there.
+#[test]
+fn a_raw_syscall_connect_is_seen_under_a_filter() {
+    if !root_or_skip("raw_syscall_connect") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "use Socket; socket(my $s, PF_INET, SOCK_STREAM, 0) or die; \
+         my $a = pack_sockaddr_in({port}, inet_aton('127.0.0.1')); \
+         syscall(42, fileno($s), $a, length($a)) == 0 or die \"connect: $!\"; print fileno($s), \"\\n\";"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
+        .args(["run", "--json", "--listen", &format!("127.0.0.1:{}", free_port()), "--db"])
+        .arg(dir.path().join("t.db"))
+        .args(["--", "perl", "-e", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("connects no libc probe saw") || err.lines().any(|l| l.contains("tcp_state") && l.contains("tp_btf")), "{err}");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    // perl's own line (the fd it connected) is among the daemon's JSON lines.
+    let fd: i64 = lines.iter().find_map(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("perl's fd: {lines:#?}"));
+    let events = json(&lines);
+    let connect = events.iter().find(|e| e["kind"] == "connect" && e["comm"] == "perl").unwrap_or_else(|| panic!("no connect from perl: {events:#?}\n{err}"));
+    assert_eq!(connect["fd"], fd, "{connect}");
+    assert_eq!(connect["dst"], format!("127.0.0.1:{port}"), "{connect}");
+    assert!(events.iter().any(|e| e["kind"] == "tcp_state" && e["comm"] == "perl" && e["new"] == "ESTABLISHED"), "{events:#?}");
+    drop(listener);
+}
+
 /// Filters that contradict each other are usage errors (no root needed).
 #[test]
 fn conflicting_filters_are_usage_errors() {
