@@ -282,11 +282,13 @@ pub fn libc_target(path: PathBuf) -> UprobeTarget {
     UprobeTarget {
         family: LIBC_FAMILY.into(),
         path,
-        points: LIBC_POINTS
-            .iter()
-            .map(|&(entry, ret, symbol)| UprobePoint { entry, ret, name: symbol, at: AttachAt::Symbol(symbol) })
-            .collect(),
+        points: symbol_points(LIBC_POINTS),
     }
+}
+
+/// The points of an (entry program, return program, symbol) table, at their symbols.
+fn symbol_points(table: &[(&'static str, Option<&'static str>, &'static str)]) -> Vec<UprobePoint> {
+    table.iter().map(|&(entry, ret, symbol)| UprobePoint { entry, ret, name: symbol, at: AttachAt::Symbol(symbol) }).collect()
 }
 
 /// What to attach in a library: (entry program, return program, symbol).
@@ -663,10 +665,7 @@ pub fn library_target(lib: &TlsLibrary) -> UprobeTarget {
     UprobeTarget {
         family: format!("tls_{}", lib.family.name()),
         path: lib.path.clone(),
-        points: uprobes_for(lib.family)
-            .iter()
-            .map(|&(entry, ret, symbol)| UprobePoint { entry, ret, name: symbol, at: AttachAt::Symbol(symbol) })
-            .collect(),
+        points: symbol_points(uprobes_for(lib.family)),
     }
 }
 

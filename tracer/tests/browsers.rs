@@ -642,6 +642,17 @@ async fn trace_client_with(
     (pid, events, pages, took, out)
 }
 
+/// Chromium's page load of the lab (HTTP/2 by default), however it was traced.
+const CHROMIUM_HTTP2: Expect = Expect {
+    protocol: "HTTP/2",
+    subresources: true,
+    name: "chromium",
+    https_rr: true,
+    tls_library: "boringssl",
+    handshake_end_seen: true,
+    background_failures: true,
+};
+
 fn lab_config() -> LabConfig {
     LabConfig { dns_delay: Duration::from_millis(10), think_time: Duration::from_millis(20), ..Default::default() }
 }
@@ -659,15 +670,7 @@ async fn chromium_page_load_http2() {
     let (pid, _events, pages, _took, dom) = trace_client("chromium_h2", cmd, Duration::from_secs(60)).await;
     assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}");
     let p = page_of("chromium_h2", &pages, pid);
-    check_page_load("chromium_h2", p, &lab, &Expect {
-        protocol: "HTTP/2",
-        subresources: true,
-        name: "chromium",
-        https_rr: true,
-        tls_library: "boringssl",
-        handshake_end_seen: true,
-        background_failures: true,
-    });
+    check_page_load("chromium_h2", p, &lab, &CHROMIUM_HTTP2);
     assert_stored("chromium_h2", p).await;
 }
 
@@ -807,15 +810,7 @@ async fn chromium_traced_by_a_command_filter() {
     let all: Vec<String> = stored.iter().map(|s| format!("{} {:?}", s.page.client.name, s.page.url)).collect();
     let mine: Vec<_> = stored.iter().filter(|s| s.page.client.name == "chromium" && s.page.url.as_deref() == Some("http://shop.test/")).collect();
     assert_eq!(mine.len(), 1, "one page load of http://shop.test/ by chromium: {all:#?}\nstderr: {err}");
-    check_page_load("chromium_filtered", &mine[0].page, &lab, &Expect {
-        protocol: "HTTP/2",
-        subresources: true,
-        name: "chromium",
-        https_rr: true,
-        tls_library: "boringssl",
-        handshake_end_seen: true,
-        background_failures: true,
-    });
+    check_page_load("chromium_filtered", &mine[0].page, &lab, &CHROMIUM_HTTP2);
     pool.close().await;
 }
 
