@@ -732,14 +732,24 @@ impl SharedUprobes {
     pub fn attach(&mut self, pid: u32, from: usize, how: Open) -> Vec<String> {
         let mut errors = Vec::new();
         let mut unwalked = Vec::new();
+        // A perf event is bound to one thread, and only that thread's forks inherit it: a
+        // child forked by another thread that already ran (a test harness thread, a
+        // browser's launcher thread) would get its uprobes only at its exec, a few ms late.
+        // Every running thread gets inherited events too (cheap: the process is covered by
+        // then, no walk); threads created later inherit them.
+        let threads = if how == Open::Inherit { other_threads(pid) } else { Vec::new() };
         let have = self.procs.entry(pid).or_default();
         for (i, t) in self.targets.iter().enumerate().skip(from) {
             if have.contains_key(&i) {
                 continue;
             }
-            let fds = open_all(&t.events, pid, how, &t.target.path, &mut errors);
+            let mut fds = open_all(&t.events, pid, how, &t.target.path, &mut errors);
             if how == Open::InheritFresh && fds.len() == t.events.len() {
                 unwalked.push(i);
+            }
+            for &tid in &threads {
+                // A thread that exits meanwhile is no failure: its forks are over.
+                fds.extend(open_all(&t.events, tid, Open::Inherit, &t.target.path, &mut Vec::new()));
             }
             have.insert(i, fds);
         }
@@ -829,8 +839,14 @@ fn open_all(events: &[ProbeEvent], pid: u32, how: Open, path: &std::path::Path, 
     fds
 }
 
-/// Each traced process holds one perf event (fd) per probe point: allow as many fds as the
-/// hard limit does.
+/// The threads of `pid` other than its main one (/proc/PID/task).
+fn other_threads(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&t| t != pid).collect()
+}
+
+/// Each traced process holds one perf event (fd) per probe point (and thread, see
+/// [`SharedUprobes::attach`]): allow as many fds as the hard limit does.
 fn raise_fd_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: valid rlimit pointers.

@@ -387,7 +387,8 @@ fn prometheus_scrapes_histograms_that_match_the_history() {
     let received: f64 = prom.query("sum(tracer_events_received_total)").iter().map(|(_, v)| v).sum();
     assert!(received > 0.0);
     let attached = prom.by("family", "tracer_probes_attached");
-    for family in ["tcp_connect", "tcp_state", "dns", "process", "tls_openssl"] {
+    // Under a filter (`--pid`) connects and DNS are libc uprobes, not syscall tracepoints.
+    for family in ["libc_sockets", "tcp_state", "process", "tls_openssl"] {
         assert!(attached.get(family).is_some_and(|n| *n > 0.0), "{family} attached: {attached:?}");
     }
     assert_eq!(prom.query("sum(tracer_events_lost_total)").first().map(|(_, v)| *v), Some(0.0));
