@@ -54,18 +54,25 @@ pub fn try_enter_connect<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let fd = ctx.get(0)?;
-    let uaddr = ctx.get(1)?;
-    // Only IPv4/IPv6: unix sockets and the rest are of no interest.
-    let dst = read_user_sockaddr(uaddr).ok_or(0u32)?;
+    let fd = ctx.get(0)? as i32;
+    let dst = note_connect(fd, ctx.get(1)?).ok_or(0u32)?;
+    let pending = PendingConnect { start_ns: now(), skaddr: 0, fd, flags: 0, dst };
+    let _ = CONNECTS.insert(&pid_tgid(), &pending, 0);
+    Ok(0)
+}
+
+/// What every connect's start does, however it was seen: its destination (IPv4/IPv6 only:
+/// unix sockets and the rest are of no interest), kept for the filter's error reports, and
+/// the socket watched when the port is 53, 80 or 443.
+#[inline(always)]
+fn note_connect(fd: i32, uaddr: u64) -> Option<SockAddr> {
+    let dst = read_user_sockaddr(uaddr)?;
     if filter::enabled() {
         // Error reports carry no socket address: keep those about this destination.
         filter::add_flow(&dst);
     }
-    let pending = PendingConnect { start_ns: now(), skaddr: 0, fd: fd as i32, flags: 0, dst };
-    let _ = CONNECTS.insert(&pid_tgid(), &pending, 0);
-    dns::remember_connected(fd as i32, &dst);
-    Ok(0)
+    dns::remember_connected(fd, &dst);
+    Some(dst)
 }
 
 /// CLOSE -> SYN_SENT: a TCP connect starting, inside connect(2).
@@ -83,9 +90,7 @@ pub fn connect_in_flight() -> bool {
 /// A connect no entry probe saw, reported at its SYN (see `libc::connect_without_libc`):
 /// as the entry would have remembered it and the exit reported it, with EINPROGRESS.
 pub fn report_connect_at_syn(skaddr: u64, fd: i32, uaddr: u64) -> Result<u32, u32> {
-    let dst = read_user_sockaddr(uaddr).ok_or(0u32)?;
-    filter::add_flow(&dst);
-    dns::remember_connected(fd, &dst);
+    let dst = note_connect(fd, uaddr).ok_or(0u32)?;
     let ev = ConnectEvent {
         header: header(EventKind::Connect, core::mem::size_of::<ConnectEvent>()),
         start_ns: now(),
@@ -218,7 +223,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
         return Ok(0);
     }
 
-    if oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT {
+    if is_connect_start(oldstate, newstate) {
         // Process context, inside connect(2): tie the socket to the pending call.
         if let Some(p) = CONNECTS.get_ptr_mut(&pid_tgid()) {
             unsafe {

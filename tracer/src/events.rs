@@ -456,8 +456,6 @@ mod tests {
         }
     }
 
-    /// A return code no kernel gives (i32::MIN: its negation overflows) decodes as an unknown
-    /// errno, not a panic (found by the `events` fuzz target).
     /// Seen at libc (client filter): -1 before any SYN, errno unknown. It must not read as
     /// EPERM (errno 1).
     #[test]
@@ -469,6 +467,8 @@ mod tests {
         }
     }
 
+    /// A return code no kernel gives (i32::MIN: its negation overflows) decodes as an unknown
+    /// errno, not a panic (found by the `events` fuzz target).
     #[test]
     fn a_connect_returning_i32_min_decodes() {
         let ev = ConnectEvent { ret: i32::MIN, ..refused_connect() };
