@@ -198,6 +198,10 @@ struct Samples {
     lost: f64,
     /// In-kernel time per BPF program run (`kernel.bpf_stats_enabled`), per mode.
     bpf_ns: BTreeMap<&'static str, Vec<f64>>,
+    /// Our programs' runs and time by program name, summed over the tracer's rounds, and
+    /// the operations of those rounds: the profile printed under benchmarks 1 and 2.
+    profile: BTreeMap<String, util::ProgRuns>,
+    profile_ops: f64,
 }
 
 /// Benchmarks 1 and 2.
@@ -266,14 +270,26 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             let bpf_pid = floor.as_ref().map(|b| b.pid()).or(daemon.as_ref().map(|d| d.pid()));
             for (i, &w) in workloads.iter().enumerate() {
                 let before = daemon.as_ref().map(|d| d.health()).transpose()?.map(|h| HealthCounters::of(&h));
-                let bpf_before = bpf_pid.map(util::bpf_prog_stats);
+                let bpf_before = bpf_pid.map(util::bpf_prog_runs);
                 let (ops, secs) = run_workload(ctx, &env, w, ops_hint[&(i as u8)])?;
                 let key = mode.key();
                 samples[i].rate.entry(key).or_default().push(ops / secs);
-                if let (Some(pid), Some((ns0, runs0))) = (bpf_pid, bpf_before) {
-                    let (ns1, runs1) = util::bpf_prog_stats(pid);
-                    if runs1 > runs0 {
-                        samples[i].bpf_ns.entry(key).or_default().push((ns1 - ns0) as f64 / (runs1 - runs0) as f64);
+                if let (Some(pid), Some(before)) = (bpf_pid, bpf_before) {
+                    let ran = util::prog_runs_since(&before, &util::bpf_prog_runs(pid));
+                    let (ns, runs) = ran.values().fold((0, 0), |(ns, runs), p| (ns + p.ns, runs + p.runs));
+                    if runs > 0 {
+                        samples[i].bpf_ns.entry(key).or_default().push(ns as f64 / runs as f64);
+                    }
+                    if daemon.is_some() {
+                        // Names now: the ids are gone once the daemon stops.
+                        let names = util::bpf_prog_names(ran.keys().copied());
+                        for (id, r) in &ran {
+                            let name = names.get(id).cloned().unwrap_or_else(|| format!("prog {id}"));
+                            let e = samples[i].profile.entry(name).or_default();
+                            e.ns += r.ns;
+                            e.runs += r.runs;
+                        }
+                        samples[i].profile_ops += ops;
                     }
                 }
                 if let (Some(d), Some(b)) = (&daemon, before) {
@@ -344,10 +360,17 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             numbers.push((format!("{w:?} tracer ns/hit"), ns_on));
             numbers.push((format!("{w:?} floor ns/hit"), ns_floor));
         }
-        md.push_str(&format!(
-            "| NSPR/NSS uprobes (Firefox) | not measured: no command-line NSPR client in Debian | | | | | | | | | | |\n\n\
-             Load average after the benchmark: {load}.\n\n"
-        ));
+        md.push_str(
+            "| NSPR/NSS uprobes (Firefox) | not measured: no command-line NSPR client in Debian | | | | | | | | | | |\n\n",
+        );
+        let ours: Vec<(String, &Samples)> = workloads
+            .iter()
+            .zip(&samples)
+            .filter(|(w, _)| !matches!(w, Workload::WrkKeepAlive | Workload::WrkNewConnection))
+            .map(|(w, s)| (w.label().to_string(), s))
+            .collect();
+        md.push_str(&profile_table(&ours));
+        md.push_str(&format!("Load average after the benchmark: {load}.\n\n"));
         sections.push(Section { markdown: md, numbers });
     }
     if which.contains(&2) {
@@ -383,10 +406,54 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             numbers.push((format!("{w:?} tracer/off"), on / off));
             numbers.push((format!("{w:?} floor/off"), fl / off));
         }
-        md.push_str(&format!("\nLoad average after the benchmark: {load}.\n\n"));
+        let ours: Vec<(String, &Samples)> = workloads
+            .iter()
+            .zip(&samples)
+            .filter(|(w, _)| matches!(w, Workload::WrkKeepAlive | Workload::WrkNewConnection))
+            .map(|(w, s)| (w.label().to_string(), s))
+            .collect();
+        md.push('\n');
+        md.push_str(&profile_table(&ours));
+        md.push_str(&format!("Load average after the benchmark: {load}.\n\n"));
         sections.push(Section { markdown: md, numbers });
     }
     Ok(sections)
+}
+
+/// Programs shown per workload in the profile.
+const PROFILE_TOP: usize = 6;
+
+/// Where our in-kernel time goes, per workload: each program's runs per operation and time
+/// per run (the kernel's `bpf_stats`, summed over the tracer's rounds), most costly first.
+/// Programs run by other processes of the machine in the window are in it too, which is why
+/// the share of the workload's own hooks is what to read.
+fn profile_table(rows: &[(String, &Samples)]) -> String {
+    let mut md = String::from(
+        "Profile of our programs under the tracer (kernel `bpf_stats`, all tracer rounds; names cut to 15 \
+         bytes by the kernel), most costly per operation first:\n\n\
+         | workload | program | runs/op | ns/run | ns/op | share of our BPF time |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for (label, s) in rows {
+        let total: u64 = s.profile.values().map(|p| p.ns).sum();
+        if s.profile_ops <= 0.0 || total == 0 {
+            md.push_str(&format!("| {label} | no runs counted | | | | |\n"));
+            continue;
+        }
+        let mut progs: Vec<(&String, &util::ProgRuns)> = s.profile.iter().collect();
+        progs.sort_by(|a, b| b.1.ns.cmp(&a.1.ns));
+        for (name, p) in progs.into_iter().take(PROFILE_TOP) {
+            md.push_str(&format!(
+                "| {label} | {name} | {} | {} | {} | {}% |\n",
+                fmt(p.runs as f64 / s.profile_ops, 2),
+                fmt(p.ns as f64 / p.runs.max(1) as f64, 0),
+                fmt(p.ns as f64 / s.profile_ops, 0),
+                fmt(100.0 * p.ns as f64 / total as f64, 0),
+            ));
+        }
+    }
+    md.push('\n');
+    md
 }
 
 /// Reads `/api/live` and keeps every `page_load` event with the time it arrived.

@@ -2,6 +2,7 @@
 //! `/proc` readers (CPU, RSS, load), statistics, and child processes that are stopped when
 //! dropped.
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::Path,
@@ -130,29 +131,65 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-/// Total `run_time_ns` and `run_cnt` of the BPF programs whose fds process `pid` holds
+/// `run_time_ns` and `run_cnt` of one BPF program (`kernel.bpf_stats_enabled`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ProgRuns {
+    pub ns: u64,
+    pub runs: u64,
+}
+
+/// The BPF programs whose fds process `pid` holds, by program id, with their run counters
 /// (`/proc/PID/fdinfo`; the kernel counts them only while `kernel.bpf_stats_enabled` is 1).
-pub fn bpf_prog_stats(pid: u32) -> (u64, u64) {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return (0, 0) };
-    let (mut ns, mut runs) = (0, 0);
+/// A program held by two fds is counted once.
+pub fn bpf_prog_runs(pid: u32) -> BTreeMap<u32, ProgRuns> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return out };
     for entry in dir.flatten() {
         let is_prog = std::fs::read_link(entry.path()).map(|l| l.to_string_lossy() == "anon_inode:bpf-prog").unwrap_or(false);
         if !is_prog {
             continue;
         }
         let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy()));
-        let (a, b) = parse_prog_fdinfo(&info.unwrap_or_default());
-        ns += a;
-        runs += b;
+        if let Some((id, runs)) = parse_prog_fdinfo(&info.unwrap_or_default()) {
+            out.insert(id, runs);
+        }
     }
-    (ns, runs)
+    out
 }
 
-pub fn parse_prog_fdinfo(info: &str) -> (u64, u64) {
-    let field = |name: &str| {
-        info.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or(0)
-    };
-    (field("run_time_ns:"), field("run_cnt:"))
+/// Total `run_time_ns` and `run_cnt` of the BPF programs of process `pid`.
+pub fn bpf_prog_stats(pid: u32) -> (u64, u64) {
+    bpf_prog_runs(pid).values().fold((0, 0), |(ns, runs), p| (ns + p.ns, runs + p.runs))
+}
+
+/// Program id and run counters from a BPF program's fdinfo; None without a `prog_id`.
+pub fn parse_prog_fdinfo(info: &str) -> Option<(u32, ProgRuns)> {
+    let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
+    let id = u32::try_from(field("prog_id:")?).ok()?;
+    Some((id, ProgRuns { ns: field("run_time_ns:").unwrap_or(0), runs: field("run_cnt:").unwrap_or(0) }))
+}
+
+/// Names of the loaded BPF programs among `ids` (the kernel keeps the first 15 bytes).
+pub fn bpf_prog_names(ids: impl IntoIterator<Item = u32>) -> BTreeMap<u32, String> {
+    let wanted: std::collections::BTreeSet<u32> = ids.into_iter().collect();
+    aya::programs::loaded_programs()
+        .flatten()
+        .filter(|p| wanted.contains(&p.id()))
+        .map(|p| (p.id(), p.name_as_str().unwrap_or("?").to_string()))
+        .collect()
+}
+
+/// What each program of `after` ran since `before`, by program id (programs that did not
+/// run are left out).
+pub fn prog_runs_since(before: &BTreeMap<u32, ProgRuns>, after: &BTreeMap<u32, ProgRuns>) -> BTreeMap<u32, ProgRuns> {
+    after
+        .iter()
+        .filter_map(|(id, a)| {
+            let b = before.get(id).copied().unwrap_or_default();
+            let d = ProgRuns { ns: a.ns.saturating_sub(b.ns), runs: a.runs.saturating_sub(b.runs) };
+            (d.runs > 0).then_some((*id, d))
+        })
+        .collect()
 }
 
 /// Turns `kernel.bpf_stats_enabled` on, and back to what it was when dropped.
@@ -346,8 +383,20 @@ mod tests {
     #[test]
     fn prog_fdinfo() {
         let info = "pos:\t0\nflags:\t02000002\nprog_type:\t1\nprog_id:\t77\nrun_time_ns:\t123456\nrun_cnt:\t789\n";
-        assert_eq!(parse_prog_fdinfo(info), (123456, 789));
-        assert_eq!(parse_prog_fdinfo("pos:\t0\n"), (0, 0));
+        assert_eq!(parse_prog_fdinfo(info), Some((77, ProgRuns { ns: 123456, runs: 789 })));
+        assert_eq!(parse_prog_fdinfo("pos:\t0\nprog_id:\t5\n"), Some((5, ProgRuns::default())));
+        assert_eq!(parse_prog_fdinfo("pos:\t0\n"), None);
+        let before = BTreeMap::from([(1, ProgRuns { ns: 100, runs: 2 }), (2, ProgRuns { ns: 50, runs: 1 })]);
+        let after = BTreeMap::from([
+            (1, ProgRuns { ns: 400, runs: 5 }),
+            (2, ProgRuns { ns: 50, runs: 1 }),
+            (3, ProgRuns { ns: 30, runs: 1 }),
+        ]);
+        // Program 2 did not run; program 3 is new.
+        assert_eq!(
+            prog_runs_since(&before, &after),
+            BTreeMap::from([(1, ProgRuns { ns: 300, runs: 3 }), (3, ProgRuns { ns: 30, runs: 1 })])
+        );
     }
 
     #[test]
