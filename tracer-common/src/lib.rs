@@ -210,6 +210,9 @@ impl DnsSyscall {
 /// The socket carrying the DNS message is TCP (messages have a 2-byte length prefix).
 pub const DNS_FLAG_TCP: u8 = 1;
 
+/// One DNS message. Sent cut after `captured` bytes of `data` (see [`DNS_HEAD`]): a query is
+/// tens of bytes, and a full-size record made the kernel touch, and the reader copy, ten
+/// times more memory than the message.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct DnsEvent {
@@ -329,6 +332,9 @@ pub struct TlsDataEvent {
 }
 
 pub const TLS_DATA_HEAD: usize = core::mem::size_of::<TlsDataEvent>() - TLS_CAPTURE_MAX;
+
+/// Bytes of a [`DnsEvent`] before its message.
+pub const DNS_HEAD: usize = core::mem::size_of::<DnsEvent>() - DNS_CAPTURE_MAX;
 
 pub const HANDSHAKE_ENTER: u8 = 0;
 pub const HANDSHAKE_RETURN: u8 = 1;
@@ -462,6 +468,8 @@ mod tests {
         assert_eq!(core::mem::align_of::<TlsDataEvent>(), 8);
         // The variable tail starts right after the fixed head.
         assert_eq!(TLS_DATA_HEAD, 40 + 8 + 8 + 4 + 4 + 4 + 4);
+        assert_eq!(DNS_HEAD, 40 + 4 + 4 + 4 + 4 + 24);
+        assert_eq!(core::mem::size_of::<DnsEvent>(), DNS_HEAD + DNS_CAPTURE_MAX);
     }
 
     #[test]

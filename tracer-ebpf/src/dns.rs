@@ -12,11 +12,11 @@
 //! (see `tls::learn_fd`), so the hot read/write tracepoints are attached once, not twice.
 use aya_ebpf::{
     macros::{map, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
 use tracer_common::{
-    DIR_RECV, DIR_SEND, DNS_CAPTURE_MAX, DNS_FLAG_TCP, DnsEvent, DnsSyscall, EventKind, SockAddr,
+    DIR_RECV, DIR_SEND, DNS_CAPTURE_MAX, DNS_FLAG_TCP, DNS_HEAD, DnsEvent, DnsSyscall, EventKind, SockAddr,
     TlsLib,
 };
 
@@ -171,16 +171,17 @@ pub fn mark_tcp(fd: i32) {
     }
 }
 
+/// Where a DNS record is built before it is sent cut to its message's length (the ring
+/// buffer's reserve takes a constant size).
+#[map]
+static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);
+
 /// Report one DNS message found at user address `buf`.
 #[inline(always)]
 fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &Socket) {
-    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
-        count_lost(EventKind::Dns);
-        return;
-    };
-    let ev = entry.as_mut_ptr();
+    let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else { return };
     unsafe {
-        (*ev).header = header(EventKind::Dns, core::mem::size_of::<DnsEvent>());
+        (*ev).header = header(EventKind::Dns, 0);
         (*ev).fd = fd;
         (*ev).len = len as u32;
         (*ev).direction = dir;
@@ -188,10 +189,18 @@ fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &Socket
         (*ev).flags = sock.flags;
         (*ev)._pad = 0;
         (*ev).peer = sock.peer;
-        (*ev).captured =
-            read_user_bytes((*ev).data.as_mut_ptr(), buf, len, DNS_CAPTURE_MAX);
+        let got = read_user_bytes((*ev).data.as_mut_ptr(), buf, len, DNS_CAPTURE_MAX);
+        (*ev).captured = got;
+        let mut size = DNS_HEAD + got as usize;
+        if size > core::mem::size_of::<DnsEvent>() {
+            size = core::mem::size_of::<DnsEvent>();
+        }
+        (*ev).header.size = size as u32;
+        let bytes = core::slice::from_raw_parts(ev as *const u8, size);
+        if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
+            count_lost(EventKind::Dns);
+        }
     }
-    entry.submit(wakeup_flags());
 }
 
 /// `struct msghdr` as user space lays it out on 64-bit.

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 use tracer_common::{
-    ConnectEvent, DIR_SEND, DnsEvent, DnsSyscall, EventHeader, EventKind, ExecEvent, ForkEvent,
-    HANDSHAKE_ENTER, HEADER_SIZE, SockAddr, SockErrorEvent, TLS_DATA_HEAD, TcpStateEvent,
+    ConnectEvent, DIR_SEND, DNS_CAPTURE_MAX, DNS_HEAD, DnsEvent, DnsSyscall, EventHeader, EventKind, ExecEvent, ForkEvent,
+    HANDSHAKE_ENTER, HEADER_SIZE, SockAddr, SockErrorEvent, TLS_CAPTURE_MAX, TLS_DATA_HEAD, TcpStateEvent,
     TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib, cstr_bytes,
 };
 
@@ -252,21 +252,37 @@ fn read_record<T: Copy>(kind: EventKind, bytes: &[u8]) -> Result<T, RecordError>
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
 }
 
-/// `read_record` for the TLS data record, whose tail is cut after `captured` bytes.
-fn read_tls_data(kind: EventKind, bytes: &[u8]) -> Result<(TlsDataEvent, &[u8]), RecordError> {
-    if bytes.len() < TLS_DATA_HEAD {
-        return Err(RecordError::Truncated { kind, need: TLS_DATA_HEAD, got: bytes.len() });
+/// `read_record` for a record whose tail after `head` bytes is cut after the `captured`
+/// bytes it holds (TLS and socket data, DNS). A record longer than that (as DNS records
+/// were before they were cut) decodes the same.
+fn read_cut_record<T: Copy>(
+    kind: EventKind,
+    bytes: &[u8],
+    head: usize,
+    captured: fn(&T) -> u32,
+    max: usize,
+) -> Result<(T, &[u8]), RecordError> {
+    if bytes.len() < head {
+        return Err(RecordError::Truncated { kind, need: head, got: bytes.len() });
     }
-    let mut full = [0u8; std::mem::size_of::<TlsDataEvent>()];
-    let n = bytes.len().min(full.len());
-    full[..n].copy_from_slice(&bytes[..n]);
-    let ev: TlsDataEvent = read_record(kind, &full)?;
-    let captured = ev.captured as usize;
-    let need = TLS_DATA_HEAD + captured;
-    if captured > ev.data.len() || bytes.len() < need {
+    let n = bytes.len().min(std::mem::size_of::<T>());
+    let mut ev = std::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: as in `read_record`: T is a repr(C) plain-data record, valid for every bit
+    // pattern, zero included; n bytes fit in it and are in `bytes`.
+    let ev: T = unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), ev.as_mut_ptr() as *mut u8, n);
+        ev.assume_init()
+    };
+    let captured = captured(&ev) as usize;
+    let need = head + captured;
+    if captured > max || bytes.len() < need {
         return Err(RecordError::Truncated { kind, need, got: bytes.len() });
     }
-    Ok((ev, &bytes[TLS_DATA_HEAD..need]))
+    Ok((ev, &bytes[head..need]))
+}
+
+fn read_tls_data(kind: EventKind, bytes: &[u8]) -> Result<(TlsDataEvent, &[u8]), RecordError> {
+    read_cut_record(kind, bytes, TLS_DATA_HEAD, |e: &TlsDataEvent| e.captured, TLS_CAPTURE_MAX)
 }
 
 pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
@@ -312,9 +328,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
             }
         }
         EventKind::Dns => {
-            let e: DnsEvent = read_record(kind, bytes)?;
-            let n = (e.captured as usize).min(e.data.len());
-            let raw = e.data[..n].to_vec();
+            let (e, data) = read_cut_record(kind, bytes, DNS_HEAD, |e: &DnsEvent| e.captured, DNS_CAPTURE_MAX)?;
+            let raw = data.to_vec();
             let tcp = e.flags & tracer_common::DNS_FLAG_TCP != 0;
             EventBody::Dns {
                 fd: e.fd,
@@ -531,11 +546,52 @@ mod tests {
         assert!(decode_record(&bytes_of(&lying)).is_err());
     }
 
+    /// A DNS record comes cut after its message; a full-size one (as recorded before they
+    /// were cut) decodes the same.
+    #[test]
+    fn dns_tail_is_bounded_by_captured_and_record_length() {
+        // A query for www.shop.test, type A.
+        let query: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x04shop\x04test\x00\x00\x01\x00\x01";
+        let mut ev: DnsEvent = unsafe { std::mem::zeroed() };
+        ev.header = header(EventKind::Dns, DNS_HEAD + query.len());
+        ev.fd = 3;
+        ev.len = query.len() as u32;
+        ev.captured = query.len() as u32;
+        ev.syscall = DnsSyscall::Sendmmsg as u8;
+        ev.peer = v4([127, 0, 0, 53], 53);
+        ev.data[..query.len()].copy_from_slice(query);
+        let full = bytes_of(&ev);
+        let cut = &full[..DNS_HEAD + query.len()];
+        for record in [cut, full.as_slice()] {
+            match decode_record(record).unwrap().body {
+                EventBody::Dns { fd, raw, message, peer, syscall, .. } => {
+                    assert_eq!((fd, raw.as_slice(), syscall), (3, query, Some(DnsSyscall::Sendmmsg)));
+                    assert_eq!(peer, Some("127.0.0.53:53".parse().unwrap()));
+                    let m = message.unwrap();
+                    assert_eq!((m.id, m.questions[0].name.as_str()), (0x1234, "www.shop.test"));
+                }
+                other => panic!("wrong body {other:?}"),
+            }
+        }
+        // One byte short of what `captured` promises.
+        assert!(matches!(
+            decode_record(&cut[..cut.len() - 1]).unwrap_err(),
+            RecordError::Truncated { kind: EventKind::Dns, .. }
+        ));
+        // `captured` larger than the message buffer.
+        let mut lying = ev;
+        lying.captured = DNS_CAPTURE_MAX as u32 + 1;
+        assert!(decode_record(&bytes_of(&lying)).is_err());
+    }
+
     #[test]
     fn every_prefix_of_every_record_kind_is_handled() {
         let mut tls: TlsDataEvent = unsafe { std::mem::zeroed() };
         tls.header = header(EventKind::TlsData, 0);
         tls.captured = 3;
+        let mut dns: DnsEvent = unsafe { std::mem::zeroed() };
+        dns.header = header(EventKind::Dns, 0);
+        dns.captured = 5;
         let records: Vec<Vec<u8>> = vec![
             bytes_of(&ConnectEvent {
                 header: header(EventKind::Connect, 0),
@@ -559,6 +615,7 @@ mod tests {
             }),
             bytes_of(&header(EventKind::Exit, HEADER_SIZE)),
             bytes_of(&tls)[..TLS_DATA_HEAD + 3].to_vec(),
+            bytes_of(&dns)[..DNS_HEAD + 5].to_vec(),
         ];
         for r in &records {
             assert!(decode_record(r).is_ok());
