@@ -16,7 +16,7 @@ use tracer_common::{
     TcpStateEvent,
 };
 
-use crate::common::{CallArgs, CallRet, header, now, pid_tgid, read_user_sockaddr, submit};
+use crate::common::{CallArgs, CallRet, header, now, pid_tgid, read_user_sockaddr, submit, tp_bytes16, tp_field};
 use crate::dns;
 use crate::filter;
 
@@ -172,12 +172,12 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn read_addr(ctx: &TracePointContext, family: u16, port_off: usize, v4: usize, v6: usize) -> SockAddr {
-    let port: u16 = unsafe { ctx.read_at(port_off) }.unwrap_or(0);
+    let port: u16 = tp_field(ctx, port_off);
     let mut a = SockAddr { family, port, _pad: 0, addr: [0; 16] };
     if family == AF_INET6 {
-        a.addr = unsafe { ctx.read_at::<[u8; 16]>(v6) }.unwrap_or([0; 16]);
+        a.addr = tp_bytes16(ctx, v6);
     } else if family == AF_INET {
-        let b: [u8; 4] = unsafe { ctx.read_at(v4) }.unwrap_or([0; 4]);
+        let b = tp_field::<u32>(ctx, v4).to_ne_bytes();
         a.addr[0] = b[0];
         a.addr[1] = b[1];
         a.addr[2] = b[2];
@@ -187,14 +187,14 @@ fn read_addr(ctx: &TracePointContext, family: u16, port_off: usize, v4: usize, v
 }
 
 fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
-    let protocol: u16 = unsafe { ctx.read_at(SS_PROTOCOL) }.map_err(|_| 0u32)?;
+    let protocol: u16 = tp_field(ctx, SS_PROTOCOL);
     if protocol != IPPROTO_TCP {
         return Ok(0);
     }
-    let skaddr: u64 = unsafe { ctx.read_at(SS_SKADDR) }.map_err(|_| 0u32)?;
-    let oldstate: i32 = unsafe { ctx.read_at(SS_OLDSTATE) }.map_err(|_| 0u32)?;
-    let newstate: i32 = unsafe { ctx.read_at(SS_NEWSTATE) }.map_err(|_| 0u32)?;
-    let family: u16 = unsafe { ctx.read_at(SS_FAMILY) }.map_err(|_| 0u32)?;
+    let skaddr: u64 = tp_field(ctx, SS_SKADDR);
+    let oldstate: i32 = tp_field(ctx, SS_OLDSTATE);
+    let newstate: i32 = tp_field(ctx, SS_NEWSTATE);
+    let family: u16 = tp_field(ctx, SS_FAMILY);
 
     // Only the sockets of clients (and, with a filter, a traced process's listening ones) are
     // reported, kept by socket address: softirq transitions (SYN_SENT -> ESTABLISHED, -> CLOSE
@@ -268,13 +268,13 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
 }
 
 fn try_error_report(ctx: &TracePointContext) -> Result<u32, u32> {
-    let error: i32 = unsafe { ctx.read_at(ER_ERROR) }.map_err(|_| 0u32)?;
+    let error: i32 = tp_field(ctx, ER_ERROR);
     if error == 0 {
         // The kernel reports again as the error is taken (sock_error): nothing to say.
         return Ok(0);
     }
-    let family: u16 = unsafe { ctx.read_at(ER_FAMILY) }.map_err(|_| 0u32)?;
-    let protocol: u16 = unsafe { ctx.read_at(ER_PROTOCOL) }.map_err(|_| 0u32)?;
+    let family: u16 = tp_field(ctx, ER_FAMILY);
+    let protocol: u16 = tp_field(ctx, ER_PROTOCOL);
     let dst = read_addr(ctx, family, ER_DPORT, ER_DADDR, ER_DADDR_V6);
     if filter::enabled() && !filter::flow_traced(&dst) {
         return Ok(0);

@@ -3,13 +3,13 @@
 use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext};
 use tracer_common::{EXEC_FILENAME_MAX, EventKind, ExecEvent, ForkEvent};
 
-use crate::common::{EVENTS, WAKE_NOW, count_lost, header, pid_tgid, submit};
+use crate::common::{EVENTS, WAKE_NOW, count_lost, header, pid_tgid, submit, tp_field};
 use crate::filter;
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     // Current task is the parent; child_pid at offset 20.
-    let child: i32 = unsafe { ctx.read_at(20) }.unwrap_or(0);
+    let child: i32 = tp_field(&ctx, 20);
     if filter::enabled() {
         // A traced parent's children are traced. child_pid is a task id: for a new process
         // it is the child's tgid; for a thread it is a thread id (harmless in the map, and
@@ -50,7 +50,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         (*ev).header = header(EventKind::Exec, core::mem::size_of::<ExecEvent>());
         (*ev).filename = [0; EXEC_FILENAME_MAX];
         // __data_loc char[] filename: low 16 bits offset, high 16 bits length.
-        let loc: u32 = ctx.read_at(8).unwrap_or(0);
+        let loc: u32 = tp_field(&ctx, 8);
         let off = (loc & 0xffff) as usize;
         let src = (ctx.as_ptr() as *const u8).add(off);
         let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename);
@@ -62,7 +62,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // Only when the whole thread group is gone.
-    let group_dead: u8 = unsafe { ctx.read_at(32) }.unwrap_or(0);
+    let group_dead: u8 = tp_field(&ctx, 32);
     if filter::enabled() {
         let id = pid_tgid();
         let (tgid, tid) = ((id >> 32) as u32, id as u32);
