@@ -3,6 +3,9 @@
 //! ring buffer. One module per probe family; every program is a thin wrapper around a
 //! `try_*` function so that early returns stay readable.
 #![no_std]
+// For `atomic_xadd` (see tls::fd_unknown_add): the target has no CAS, so no atomic types' RMW.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod common;

@@ -9,9 +9,10 @@
 //! Nested calls (SSL_connect -> SSL_do_handshake) are counted so only the outermost reports.
 use aya_ebpf::{
     macros::{map, uprobe, uretprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
+use core::intrinsics::AtomicOrdering;
 use tracer_common::{
     DIR_RECV, DIR_SEND, EventKind, HANDSHAKE_ENTER, HANDSHAKE_RETURN, TLS_CAPTURE_DEFAULT,
     TLS_CAPTURE_MAX, TLS_DATA_HEAD, TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib,
@@ -88,15 +89,38 @@ fn known_fd(obj: u64) -> i32 {
     unsafe { TLS_FDS.get(&obj_key(obj)) }.copied().unwrap_or(-1)
 }
 
+/// In-flight calls (entries of TLS_CALLS and HANDSHAKES) that do not know their fd yet, on
+/// the whole machine. Every socket call of every process asks [`learn_fd`]; while this is 0
+/// (nearly always: an object's fd is known from its first call on) the answer is one array
+/// load instead of two hash lookups. Kept exact at each change of an entry; an entry left
+/// behind by a thread that died inside a call only sends the check on to the lookups.
+#[map]
+static FD_UNKNOWN: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn fd_unknown_add(delta: i64) {
+    if let Some(p) = FD_UNKNOWN.get_ptr_mut(0) {
+        // Wrapping add: -1 is a decrement. The result is unused, so this is BPF's plain
+        // atomic add (`lock +=`). The bpfel target has no compare-and-swap, so core's
+        // atomic types offer no fetch_add here: the intrinsic is what they would call.
+        unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, delta as u64) };
+    }
+}
+
 /// Called from the read/write syscall tracepoints: if this thread is inside a TLS call that
 /// does not know its fd yet, this is it.
 #[inline(always)]
 pub fn learn_fd(fd: i32) {
+    match FD_UNKNOWN.get(0) {
+        Some(n) if unsafe { core::ptr::read_volatile(n) } == 0 => return,
+        _ => {}
+    }
     let id = pid_tgid();
     if let Some(c) = TLS_CALLS.get_ptr_mut(&id) {
         unsafe {
             if (*c).fd < 0 {
                 (*c).fd = fd;
+                fd_unknown_add(-1);
             }
         }
     }
@@ -104,6 +128,7 @@ pub fn learn_fd(fd: i32) {
         unsafe {
             if (*c).fd < 0 {
                 (*c).fd = fd;
+                fd_unknown_add(-1);
             }
         }
     }
@@ -134,7 +159,9 @@ fn enter(map: &HashMap<u64, TlsCall>, ctx: &ProbeContext, lib: TlsLib, func: Tls
         _pad: 0,
         _pad2: 0,
     };
-    let _ = map.insert(&id, &call, 0);
+    if map.insert(&id, &call, 0).is_ok() && call.fd < 0 {
+        fd_unknown_add(1);
+    }
     Some(call)
 }
 
@@ -153,6 +180,8 @@ fn leave(map: &HashMap<u64, TlsCall>) -> Option<TlsCall> {
     let _ = map.remove(&id);
     if call.fd >= 0 {
         let _ = TLS_FDS.insert(&obj_key(call.obj), &call.fd, 0);
+    } else {
+        fd_unknown_add(-1);
     }
     Some(call)
 }

@@ -375,6 +375,63 @@ async fn wget_https_plaintext_via_gnutls() {
     https_client_is_traced("wget", &["-q", "--no-check-certificate", "-O-"], TlsLib::GnuTls).await;
 }
 
+/// A TLS client whose object was set up before the probes were attached: no SSL_set_fd was
+/// seen, so its calls learn their fd from the socket call made inside them (`tls::learn_fd`,
+/// skipped machine-wide while no in-flight call lacks an fd: this checks that count too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_older_than_the_probes_learns_its_fd_inside_its_calls() {
+    if !root_or_skip("tls_fd_learning") {
+        return;
+    }
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let server = spawn_tls_server(2_000).await;
+    let mut client = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect", &server.to_string(), "-ign_eof"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_client");
+    let pid = client.id().unwrap();
+    // s_client prints its session summary once the handshake is done.
+    let mut out = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let handshake_done = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = out.next_line().await {
+            if line.contains("SSL handshake has read") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(handshake_done, Ok(true), "s_client did not finish its handshake");
+    let socket_fd = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).map(|l| l.to_string_lossy().starts_with("socket:")).unwrap_or(false))
+        .and_then(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .expect("s_client's socket");
+
+    let mut t = Traced::start(ProbeConfig::default()).await;
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    for (what, dir, start) in [("request line", Direction::Send, "GET / HTTP/1.1"), ("status line", Direction::Recv, "HTTP/1.1 200")] {
+        let ev = t
+            .wait_for(&format!("s_client's {what}"), Duration::from_secs(10), |e| {
+                e.tgid == pid
+                    && matches!(&e.body, EventBody::TlsData { direction, first_line: Some(l), lib: Some(TlsLib::OpenSsl), .. }
+                        if *direction == dir && l.starts_with(start))
+            })
+            .await;
+        let EventBody::TlsData { fd, .. } = ev.body else { unreachable!() };
+        assert_eq!(fd, socket_fd, "the {what}'s TLS call learned its socket from the {dir:?} inside it");
+    }
+    drop(stdin);
+    let _ = client.kill().await;
+}
+
 /// All probes attached, then the benchmarks' nginx (OpenSSL, one worker) on a free loopback
 /// port; the directory holds its configuration and certificate.
 async fn traced_with_nginx() -> (tempfile::TempDir, Traced, tracer::bench::procs::Nginx) {
