@@ -151,7 +151,7 @@ fn emit_plain(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, start_n
         lib: TlsLib::None as u8,
         func: syscall as u8,
         direction: dir,
-        _pad: 0,
+        fd_cached: 0,
         _pad2: 0,
     };
     tls::emit_plaintext(EventKind::SocketData, &call, len);

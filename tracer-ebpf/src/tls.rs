@@ -39,7 +39,8 @@ pub struct TlsCall {
     pub lib: u8,
     pub func: u8,
     pub direction: u8,
-    pub _pad: u8,
+    /// 1 when `fd` came from TLS_FDS at entry: nothing new to remember at the return.
+    pub fd_cached: u8,
     pub _pad2: u32,
 }
 
@@ -146,17 +147,18 @@ fn enter(map: &HashMap<u64, TlsCall>, ctx: &ProbeContext, lib: TlsLib, func: Tls
     if lib as u8 == TlsLib::OpenSsl as u8 && unsafe { SERVER_OBJS.get(&obj_key(obj)) }.is_some() {
         return None;
     }
+    let fd = known_fd(obj);
     let call = TlsCall {
         start_ns: now(),
         obj,
         buf: ctx.arg(1).unwrap_or(0),
         ex_len: if ex { ctx.arg(3).unwrap_or(0) } else { 0 },
-        fd: known_fd(obj),
+        fd,
         depth: 0,
         lib: lib as u8,
         func: func as u8,
         direction: dir,
-        _pad: 0,
+        fd_cached: (fd >= 0) as u8,
         _pad2: 0,
     };
     if map.insert(&id, &call, 0).is_ok() && call.fd < 0 {
@@ -178,10 +180,12 @@ fn leave(map: &HashMap<u64, TlsCall>) -> Option<TlsCall> {
     }
     let call = unsafe { *c };
     let _ = map.remove(&id);
-    if call.fd >= 0 {
-        let _ = TLS_FDS.insert(&obj_key(call.obj), &call.fd, 0);
-    } else {
+    if call.fd < 0 {
         fd_unknown_add(-1);
+    } else if call.fd_cached == 0 {
+        // Learned inside this call. (An LRU update on every call, known fd or not, was a
+        // good part of the return program's time.)
+        let _ = TLS_FDS.insert(&obj_key(call.obj), &call.fd, 0);
     }
     Some(call)
 }
