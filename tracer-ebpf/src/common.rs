@@ -208,6 +208,27 @@ pub fn wakeup_flags() -> u64 {
     }
 }
 
+/// Send a record assembled in a scratch buffer, cut after its `head` bytes and the `captured`
+/// bytes of its tail. The record starts with its header, whose size is set here. A full ring
+/// buffer is counted, never silent.
+///
+/// # Safety
+/// `ev` points to a whole `T` whose first field is an [`EventHeader`].
+#[inline(always)]
+pub unsafe fn submit_cut<T>(ev: *mut T, head: usize, captured: u32, kind: EventKind) {
+    let mut size = head + captured as usize;
+    if size > core::mem::size_of::<T>() {
+        size = core::mem::size_of::<T>();
+    }
+    unsafe {
+        (*(ev as *mut EventHeader)).size = size as u32;
+        let bytes = core::slice::from_raw_parts(ev as *const u8, size);
+        if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
+            count_lost(kind);
+        }
+    }
+}
+
 /// Send a fixed-size record; a full ring buffer is counted, never silent.
 #[inline(always)]
 pub fn submit<T>(ev: &T, kind: EventKind) {

@@ -21,8 +21,7 @@ use tracer_common::{
 };
 
 use crate::common::{
-    CallArgs, CallRet, EVENTS, count_lost, fd_key, header, now, pid_tgid, read_user_bytes,
-    read_user_sockaddr, wakeup_flags,
+    CallArgs, CallRet, fd_key, header, now, pid_tgid, read_user_bytes, read_user_sockaddr, submit_cut,
 };
 use crate::filter;
 use crate::tls;
@@ -191,15 +190,7 @@ fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &Socket
         (*ev).peer = sock.peer;
         let got = read_user_bytes((*ev).data.as_mut_ptr(), buf, len, DNS_CAPTURE_MAX);
         (*ev).captured = got;
-        let mut size = DNS_HEAD + got as usize;
-        if size > core::mem::size_of::<DnsEvent>() {
-            size = core::mem::size_of::<DnsEvent>();
-        }
-        (*ev).header.size = size as u32;
-        let bytes = core::slice::from_raw_parts(ev as *const u8, size);
-        if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
-            count_lost(EventKind::Dns);
-        }
+        submit_cut(ev, DNS_HEAD, got, EventKind::Dns);
     }
 }
 

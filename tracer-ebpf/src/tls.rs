@@ -19,7 +19,7 @@ use tracer_common::{
     handshake_would_block,
 };
 
-use crate::common::{EVENTS, count_lost, submit, header, now, pid_tgid, read_user_bytes, wakeup_flags};
+use crate::common::{header, now, pid_tgid, read_user_bytes, submit, submit_cut};
 use crate::filter;
 
 /// Load-time constant: plaintext bytes copied per call (clamped to TLS_CAPTURE_MAX).
@@ -260,15 +260,7 @@ pub fn emit_plaintext(kind: EventKind, call: &TlsCall, n: u64) {
         }
         let got = read_user_bytes((*ev).data.as_mut_ptr(), call.buf, want, TLS_CAPTURE_MAX);
         (*ev).captured = got;
-        let mut size = TLS_DATA_HEAD + got as usize;
-        if size > core::mem::size_of::<TlsDataEvent>() {
-            size = core::mem::size_of::<TlsDataEvent>();
-        }
-        (*ev).header.size = size as u32;
-        let bytes = core::slice::from_raw_parts(ev as *const u8, size);
-        if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
-            count_lost(kind);
-        }
+        submit_cut(ev, TLS_DATA_HEAD, got, kind);
     }
 }
 
