@@ -194,14 +194,18 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 /// The reader is woken once this much is waiting (1/64 of the default 16 MiB buffer).
 const WAKEUP_AT_BYTES: u64 = 256 * 1024;
 
-/// Flags for every record written. By default the kernel wakes the reader whenever it has
-/// caught up, i.e. for nearly every record of a light load: an irq_work per record, which
+/// Flags for a record of `size` bytes. By default the kernel wakes the reader whenever it
+/// has caught up, i.e. for nearly every record of a light load: an irq_work per record, which
 /// is a self-IPI (a VM exit on a virtual machine, microseconds) on the traced process's CPU,
 /// and a context switch of the reader per event. The reader drains on a short timer instead
-/// (tracer::stream), and is woken early only when a batch has built up.
+/// (tracer::stream), and is woken early by the one record that takes the backlog past
+/// [`WAKEUP_AT_BYTES`]. Only that one: waking for every record while the backlog stays above
+/// (a reader that falls behind) made each record pay the IPI, 3-6 us a record in the DNS
+/// loop of benchmark 1 with a slow (debug) daemon, which slowed the traced program fivefold.
 #[inline(always)]
-pub fn wakeup_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_AT_BYTES {
+pub fn wakeup_flags(size: usize) -> u64 {
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA);
+    if waiting < WAKEUP_AT_BYTES && waiting + size as u64 >= WAKEUP_AT_BYTES {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
@@ -223,7 +227,7 @@ pub unsafe fn submit_cut<T>(ev: *mut T, head: usize, captured: u32, kind: EventK
     unsafe {
         (*(ev as *mut EventHeader)).size = size as u32;
         let bytes = core::slice::from_raw_parts(ev as *const u8, size);
-        if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
+        if EVENTS.output::<[u8]>(bytes, wakeup_flags(size)).is_err() {
             count_lost(kind);
         }
     }
@@ -232,7 +236,7 @@ pub unsafe fn submit_cut<T>(ev: *mut T, head: usize, captured: u32, kind: EventK
 /// Send a fixed-size record; a full ring buffer is counted, never silent.
 #[inline(always)]
 pub fn submit<T>(ev: &T, kind: EventKind) {
-    if EVENTS.output::<T>(ev, wakeup_flags()).is_err() {
+    if EVENTS.output::<T>(ev, wakeup_flags(core::mem::size_of::<T>())).is_err() {
         count_lost(kind);
     }
 }
