@@ -115,6 +115,10 @@ enum Workload {
 }
 
 impl Workload {
+    /// Benchmark 2's workloads (throughput under wrk); the others are benchmark 1's.
+    fn saturation(self) -> bool {
+        matches!(self, Workload::WrkKeepAlive | Workload::WrkNewConnection)
+    }
     fn label(self) -> &'static str {
         match self {
             Workload::Connect => "connect/state tracepoints: loopback connect + reset",
@@ -332,7 +336,7 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
         );
         let mut numbers = Vec::new();
         for (i, &w) in workloads.iter().enumerate() {
-            if matches!(w, Workload::WrkKeepAlive | Workload::WrkNewConnection) {
+            if w.saturation() {
                 continue;
             }
             let (off, fl, on) = row(i);
@@ -363,13 +367,7 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
         md.push_str(
             "| NSPR/NSS uprobes (Firefox) | not measured: no command-line NSPR client in Debian | | | | | | | | | | |\n\n",
         );
-        let ours: Vec<(String, &Samples)> = workloads
-            .iter()
-            .zip(&samples)
-            .filter(|(w, _)| !matches!(w, Workload::WrkKeepAlive | Workload::WrkNewConnection))
-            .map(|(w, s)| (w.label().to_string(), s))
-            .collect();
-        md.push_str(&profile_table(&ours));
+        md.push_str(&profile_table(&workloads, &samples, false));
         md.push_str(&format!("Load average after the benchmark: {load}.\n\n"));
         sections.push(Section { markdown: md, numbers });
     }
@@ -384,7 +382,7 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
         );
         let mut numbers = Vec::new();
         for (i, &w) in workloads.iter().enumerate() {
-            if !matches!(w, Workload::WrkKeepAlive | Workload::WrkNewConnection) {
+            if !w.saturation() {
                 continue;
             }
             let (off, fl, on) = row(i);
@@ -406,14 +404,8 @@ pub fn overhead(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             numbers.push((format!("{w:?} tracer/off"), on / off));
             numbers.push((format!("{w:?} floor/off"), fl / off));
         }
-        let ours: Vec<(String, &Samples)> = workloads
-            .iter()
-            .zip(&samples)
-            .filter(|(w, _)| matches!(w, Workload::WrkKeepAlive | Workload::WrkNewConnection))
-            .map(|(w, s)| (w.label().to_string(), s))
-            .collect();
         md.push('\n');
-        md.push_str(&profile_table(&ours));
+        md.push_str(&profile_table(&workloads, &samples, true));
         md.push_str(&format!("Load average after the benchmark: {load}.\n\n"));
         sections.push(Section { markdown: md, numbers });
     }
@@ -426,15 +418,17 @@ const PROFILE_TOP: usize = 6;
 /// Where our in-kernel time goes, per workload: each program's runs per operation and time
 /// per run (the kernel's `bpf_stats`, summed over the tracer's rounds), most costly first.
 /// Programs run by other processes of the machine in the window are in it too, which is why
-/// the share of the workload's own hooks is what to read.
-fn profile_table(rows: &[(String, &Samples)]) -> String {
+/// the share of the workload's own hooks is what to read. `saturation`: benchmark 2's
+/// workloads, else benchmark 1's.
+fn profile_table(workloads: &[Workload], samples: &[Samples], saturation: bool) -> String {
     let mut md = String::from(
         "Profile of our programs under the tracer (kernel `bpf_stats`, all tracer rounds; names cut to 15 \
          bytes by the kernel), most costly per operation first:\n\n\
          | workload | program | runs/op | ns/run | ns/op | share of our BPF time |\n\
          | --- | --- | --- | --- | --- | --- |\n",
     );
-    for (label, s) in rows {
+    for (w, s) in workloads.iter().zip(samples).filter(|(w, _)| w.saturation() == saturation) {
+        let label = w.label();
         let total: u64 = s.profile.values().map(|p| p.ns).sum();
         if s.profile_ops <= 0.0 || total == 0 {
             md.push_str(&format!("| {label} | no runs counted | | | | |\n"));

@@ -157,11 +157,6 @@ pub fn bpf_prog_runs(pid: u32) -> BTreeMap<u32, ProgRuns> {
     out
 }
 
-/// Total `run_time_ns` and `run_cnt` of the BPF programs of process `pid`.
-pub fn bpf_prog_stats(pid: u32) -> (u64, u64) {
-    bpf_prog_runs(pid).values().fold((0, 0), |(ns, runs), p| (ns + p.ns, runs + p.runs))
-}
-
 /// Program id and run counters from a BPF program's fdinfo; None without a `prog_id`.
 pub fn parse_prog_fdinfo(info: &str) -> Option<(u32, ProgRuns)> {
     let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
