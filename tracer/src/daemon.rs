@@ -66,7 +66,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let (access, generated_token) = web::auth::Access::for_listen(config.listen.ip(), config.token.clone())?;
     let mut probe_config = config.probes.clone();
     if let Some(f) = &config.filter {
-        probe_config.filter = KernelFilter { syscall_tracepoints: config.probes.filter.syscall_tracepoints, ..f.kernel() };
+        probe_config.filter = KernelFilter {
+            syscall_tracepoints: config.probes.filter.syscall_tracepoints,
+            no_expedited_attach: config.probes.filter.no_expedited_attach,
+            ..f.kernel()
+        };
     }
     let mut probes = Probes::load(&probe_config)?;
     let mut filter = match &config.filter {

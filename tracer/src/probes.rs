@@ -46,6 +46,9 @@ pub struct KernelFilter {
     /// `--syscall-tracepoints`: with the filter, the socket calls are still seen at the
     /// syscall tracepoints (every process pays their slow path), not at libc per process.
     pub syscall_tracepoints: bool,
+    /// `--no-expedited-attach`: per-process attaches wait for normal RCU grace periods (see
+    /// [`crate::filter::ExpeditedRcu`]).
+    pub no_expedited_attach: bool,
 }
 
 /// `comm` as the kernel keeps it: at most 15 bytes, NUL-padded to 16.
@@ -367,7 +370,9 @@ impl Probes {
         }
 
         let mut shared = match config.filter.enabled && (config.tls || !config.filter.syscall_tracepoints) {
-            true => Some(crate::filter::SharedUprobes::new().context("setting up per-process uprobes")?),
+            true => Some(
+                crate::filter::SharedUprobes::new(!config.filter.no_expedited_attach).context("setting up per-process uprobes")?,
+            ),
             false => None,
         };
         if config.filter.enabled && !config.filter.syscall_tracepoints {
