@@ -680,8 +680,17 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
                         bail!("curl in the lab failed: {status}");
                     }
                 }
-                std::thread::sleep(Duration::from_millis(1500));
-                let list = util::get_json(d.addr, "/api/page-loads?process=curl&limit=50")?;
+                // The round's page loads are stored once each curl's quiet window (500 ms) has
+                // passed; wait for both, up to 5 s (a curl missed whole never comes).
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let list = loop {
+                    let list = util::get_json(d.addr, "/api/page-loads?process=curl&limit=50")?;
+                    let n = list.get("items").and_then(Value::as_array).map_or(0, Vec::len);
+                    if n >= 2 || Instant::now() >= deadline {
+                        break list;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                };
                 for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
                     let id = item.get("id").and_then(Value::as_i64).unwrap_or(0);
                     curl_loads += 1;
