@@ -848,7 +848,7 @@ const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
 /// exec) makes the kernel walk its mappings with `dup_mmap_sem` held for writing, and taking
 /// that lock waits for an RCU grace period. Measured with strace on the daemon while
 /// `--comm curl` caught a curl (HZ=250, lazy RCU): the first `perf_event_open` took 13.7-15.4
-/// ms and the other 70 about 5 ms together, against 0.4-1.6 ms for the first when expedited.
+/// ms and the other 70 about 5 ms together, against 0.2-1.6 ms for the first when expedited.
 /// Those 15 ms were most of the start-up window in which a curl's DNS and TLS calls went
 /// unseen (a curl in the lab runs for 15-20 ms). An expedited grace period costs the machine
 /// an IPI per CPU instead of a wait; the setting is held for the few ms of one attach.

@@ -106,7 +106,7 @@ struct RunArgs {
     syscall_tracepoints: bool,
     /// With a filter: do not expedite RCU grace periods (/sys/kernel/rcu_expedited) while a
     /// process's uprobes are opened. Then the first of them waits for a normal grace period
-    /// (13-15 ms measured here, against 0.4-1.6 ms), and a short-lived program that `--comm`
+    /// (13-15 ms measured here, against 0.2-1.6 ms), and a short-lived program that `--comm`
     /// catches at its exec can finish its DNS and TLS calls before its uprobes are in.
     #[arg(long)]
     no_expedited_attach: bool,

@@ -432,12 +432,15 @@ fn conflicting_filters_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{args:?}");
     }
-    // Without a filter the tracepoints are always used: the flag alone is a mistake.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracer"));
-    cmd.args(["run", "--syscall-tracepoints"]);
-    let out = run_bounded(cmd, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--syscall-tracepoints goes with a client filter"));
+    // Without a filter the tracepoints are always used, and nothing is attached per process:
+    // either flag alone is a mistake.
+    for flag in ["--syscall-tracepoints", "--no-expedited-attach"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracer"));
+        cmd.args(["run", flag]);
+        let out = run_bounded(cmd, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{flag} goes with a client filter")), "{flag}");
+    }
 }
 
 /// Bytes of private anonymous memory in the executable mappings of `lib` in `pid`: where a
