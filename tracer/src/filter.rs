@@ -753,8 +753,18 @@ impl SharedUprobes {
         // Every running thread gets inherited events too (cheap: the process is covered by
         // then, no walk); threads created later inherit them.
         let threads = if how == Open::Inherit { other_threads(pid) } else { Vec::new() };
+        // The files the process maps already go first: with `--pid`, and after an exec that
+        // the daemon read late (under load), by when the dynamic loader has mapped every
+        // library the program links. In target order (libc, NSPR, NSS, GnuTLS, OpenSSL, ...)
+        // libssl's events waited behind 21 for NSPR, NSS and GnuTLS, 13 of them for files a
+        // curl here never maps (it maps GnuTLS through librtmp). Checked with strace: with
+        // `--pid` of a Python process that maps libssl, its OpenSSL events now follow libc's.
+        let mapped = if how == Open::InheritFresh { Vec::new() } else { mapped_paths(pid) };
+        let mut order: Vec<usize> = (from..self.targets.len()).collect();
+        order.sort_by_key(|&i| !mapped.contains(&self.targets[i].target.path));
         let have = self.procs.entry(pid).or_default();
-        for (i, t) in self.targets.iter().enumerate().skip(from) {
+        for i in order {
+            let t = &self.targets[i];
             if have.contains_key(&i) {
                 continue;
             }
