@@ -66,11 +66,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     let (access, generated_token) = web::auth::Access::for_listen(config.listen.ip(), config.token.clone())?;
     let mut probe_config = config.probes.clone();
     if let Some(f) = &config.filter {
-        probe_config.filter = KernelFilter {
-            syscall_tracepoints: config.probes.filter.syscall_tracepoints,
-            no_expedited_attach: config.probes.filter.no_expedited_attach,
-            ..f.kernel()
-        };
+        // The spec gives what it selects; the run's flags (--syscall-tracepoints ...) stay.
+        let KernelFilter { enabled, comm, .. } = f.kernel();
+        probe_config.filter = KernelFilter { enabled, comm, ..config.probes.filter.clone() };
     }
     let mut probes = Probes::load(&probe_config)?;
     let mut filter = match &config.filter {

@@ -77,8 +77,7 @@ impl FilterSpec {
                 FilterSpec::Comm(c) => Some(c.clone()),
                 _ => None,
             },
-            syscall_tracepoints: false,
-            no_expedited_attach: false,
+            ..KernelFilter::default()
         }
     }
 
@@ -741,7 +740,9 @@ impl SharedUprobes {
     /// afterwards, and a file that is mapped by then gets the walk after all.
     pub fn attach(&mut self, pid: u32, from: usize, how: Open) -> Vec<String> {
         let known = self.procs.get(&pid);
-        if (from..self.targets.len()).all(|i| known.is_some_and(|have| have.contains_key(&i))) {
+        let mut order: Vec<usize> =
+            (from..self.targets.len()).filter(|i| !known.is_some_and(|have| have.contains_key(i))).collect();
+        if order.is_empty() {
             return Vec::new();
         }
         let _fast = self.expedite.as_deref().and_then(ExpeditedRcu::begin);
@@ -760,14 +761,10 @@ impl SharedUprobes {
         // curl here never maps (it maps GnuTLS through librtmp). Checked with strace: with
         // `--pid` of a Python process that maps libssl, its OpenSSL events now follow libc's.
         let mapped = if how == Open::InheritFresh { Vec::new() } else { mapped_paths(pid) };
-        let mut order: Vec<usize> = (from..self.targets.len()).collect();
         order.sort_by_key(|&i| !mapped.contains(&self.targets[i].target.path));
         let have = self.procs.entry(pid).or_default();
         for i in order {
             let t = &self.targets[i];
-            if have.contains_key(&i) {
-                continue;
-            }
             let mut fds = open_all(&t.events, pid, how, &t.target.path, &mut errors);
             if how == Open::InheritFresh && fds.len() == t.events.len() {
                 unwalked.push(i);
