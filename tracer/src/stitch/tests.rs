@@ -4,8 +4,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use tracer_common::{DnsSyscall, TlsFunc, TlsLib};
 
-use super::*;
+use super::dns_index::LOOKUPS_PER_NAME;
+use super::model::{self, PageLoad, Request};
+use super::{StitchConfig, Stitcher};
 use crate::decode::dns::{DnsAnswer, DnsData, DnsMessage, DnsQuestion};
+use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
 
 const MS: u64 = 1_000_000;
 
@@ -552,20 +555,20 @@ fn connections_that_never_close_are_evicted_by_count_and_age() {
     for e in &s.events {
         st.on_event(e);
     }
-    assert!(st.conns.len() <= 8, "{} connections held", st.conns.len());
+    assert!(st.conns.by_id.len() <= 8, "{} connections held", st.conns.by_id.len());
     assert_eq!(st.stats.evicted_connections, 12);
-    assert!(st.by_sk.len() <= 8 && st.by_fd.len() <= 8);
-    let by_tuple: Vec<u64> = st.by_tuple.values().flatten().copied().collect();
-    assert_eq!(by_tuple.len(), st.conns.len(), "each kept connection is indexed once by its addresses");
-    assert!(by_tuple.iter().all(|id| st.conns.contains_key(id)), "no evicted connection is indexed");
+    assert!(st.conns.by_sk.len() <= 8 && st.conns.by_fd.len() <= 8);
+    let by_tuple: Vec<u64> = st.conns.by_tuple.values().flatten().copied().collect();
+    assert_eq!(by_tuple.len(), st.conns.by_id.len(), "each kept connection is indexed once by its addresses");
+    assert!(by_tuple.iter().all(|id| st.conns.by_id.contains_key(id)), "no evicted connection is indexed");
     // The newest survive.
-    assert!(st.by_sk.contains_key(&(0x1000 + 19)));
-    assert!(!st.by_sk.contains_key(&0x1000));
+    assert!(st.conns.by_sk.contains_key(&(0x1000 + 19)));
+    assert!(!st.conns.by_sk.contains_key(&0x1000));
 
     // Idle beyond max_idle: everything goes at the next event.
     let later = s.t + 61_000 * MS;
     st.on_event(&Event { ts_ns: later, tgid: 999, pid: 999, comm: "x".into(), body: EventBody::Exec { filename: "/bin/x".into() } });
-    assert_eq!(st.conns.len(), 0, "idle connections are evicted");
+    assert_eq!(st.conns.by_id.len(), 0, "idle connections are evicted");
     assert_eq!(st.stats.evicted_connections, 20);
 }
 
@@ -622,7 +625,7 @@ fn an_error_report_finds_its_connection_among_many_to_the_same_server() {
     for e in &s.events {
         st.on_event(e);
     }
-    let errors: Vec<(i32, &str)> = st.conns.values().filter_map(|c| Some((c.fd, c.error.as_deref()?))).collect();
+    let errors: Vec<(i32, &str)> = st.conns.by_id.values().filter_map(|c| Some((c.fd, c.error.as_deref()?))).collect();
     assert_eq!(errors, vec![(20, "ECONNRESET")]);
 }
 
@@ -787,13 +790,13 @@ fn the_lookup_index_stays_small_and_is_cleaned_on_eviction() {
     for ev in &s.events {
         st.on_event(ev);
     }
-    assert!(st.lookups.len() <= 50, "{}", st.lookups.len());
-    let indexed: usize = st.lookup_index.values().flat_map(|m| m.values()).map(|v| v.len()).sum();
-    assert!(indexed <= 50 && st.lookup_index.values().flat_map(|m| m.values()).all(|v| v.len() <= LOOKUPS_PER_NAME));
-    assert!(st.lookup_index.values().flat_map(|m| m.values()).flatten().all(|id| st.lookups.contains_key(id)), "no evicted lookup is indexed");
-    assert!(st.dns_ids.values().all(|id| st.lookups.contains_key(id)), "no DNS id points at an evicted lookup");
-    assert!(st.dns_ids.len() <= 50);
-    let conn = st.conns.values().find(|c| c.tgid == 1019).expect("the connection");
-    let newest = st.lookups.values().filter(|l| l.tgid == 1019).map(|l| l.id).max();
+    assert!(st.dns.by_id.len() <= 50, "{}", st.dns.by_id.len());
+    let indexed: usize = st.dns.by_name.values().flat_map(|m| m.values()).map(|v| v.len()).sum();
+    assert!(indexed <= 50 && st.dns.by_name.values().flat_map(|m| m.values()).all(|v| v.len() <= LOOKUPS_PER_NAME));
+    assert!(st.dns.by_name.values().flat_map(|m| m.values()).flatten().all(|id| st.dns.by_id.contains_key(id)), "no evicted lookup is indexed");
+    assert!(st.dns.by_dns_id.values().all(|id| st.dns.by_id.contains_key(id)), "no DNS id points at an evicted lookup");
+    assert!(st.dns.by_dns_id.len() <= 50);
+    let conn = st.conns.by_id.values().find(|c| c.tgid == 1019).expect("the connection");
+    let newest = st.dns.by_id.values().filter(|l| l.tgid == 1019).map(|l| l.id).max();
     assert_eq!(conn.dns, newest);
 }

@@ -1,0 +1,198 @@
+//! Failure names: every error text the stitcher gives a lookup, a connection or a request.
+//!
+//! A failure is never a silently missing row: each one is a failed (or partial) entry of
+//! its client's page load ([`super::page_loads`]). The text is Chromium's net error name
+//! (`ERR_...`), then what was seen, in parentheses; `crate::metrics::reason_of` reads the
+//! name back.
+//!
+//! - Lookups: NXDOMAIN, another rcode, or NOERROR without an address: ERR_NAME_NOT_RESOLVED;
+//!   an ICMP error from the DNS server: ERR_NAME_NOT_RESOLVED (DNS server ... unreachable);
+//!   no answer by the time the page load closes: ERR_DNS_TIMED_OUT.
+//! - Connects: the kernel's ECONNREFUSED: ERR_CONNECTION_REFUSED; ETIMEDOUT, or a socket the
+//!   client closed in SYN_SENT: ERR_CONNECTION_TIMED_OUT; ENETUNREACH / EHOSTUNREACH:
+//!   ERR_ADDRESS_UNREACHABLE; any other errno: ERR_CONNECTION_FAILED.
+//! - TLS handshakes ([`tls_failure`]): a handshake that began and never finished, on a
+//!   connection that closed (or whose library call failed) with nothing exchanged. An alert
+//!   sent in the clear names the reason (the client's alert: the certificate's problem); a
+//!   handshake the client simply hung up on is a cancelled connection, not a failure.
+//! - Responses: no response at all: ERR_EMPTY_RESPONSE; a body cut short by the connection's
+//!   end: ERR_CONTENT_LENGTH_MISMATCH / ERR_INCOMPLETE_CHUNKED_ENCODING, with who closed first;
+//!   a response still owed on an open connection after `response_timeout` of silence:
+//!   ERR_TIMED_OUT; what the HTTP decoder itself reports otherwise.
+use std::net::SocketAddr;
+
+use tracer_common::TlsLib;
+
+use super::connections::ConnState;
+use super::model::{Connection, DnsLookup, ms};
+use super::requests::header;
+
+/// `ConnState::error` of a connect whose socket the client closed in SYN_SENT with no error
+/// reported by the kernel: the client stopped waiting for the SYN's answer.
+pub(super) const CLIENT_GAVE_UP_IN_SYN_SENT: &str = "SYN_SENT closed by the client";
+
+/// The error of a lookup all of whose questions were answered: `rcode` is the best of its
+/// answers' (NOERROR wins).
+pub(super) fn lookup_error(rcode: Option<&str>, has_addresses: bool) -> Option<String> {
+    match rcode {
+        Some("NOERROR") if has_addresses => None,
+        Some("NOERROR") => Some("ERR_NAME_NOT_RESOLVED (no address)".into()),
+        Some("NXDOMAIN") => Some("ERR_NAME_NOT_RESOLVED".into()),
+        Some(other) => Some(format!("ERR_NAME_NOT_RESOLVED ({other})")),
+        None => None,
+    }
+}
+
+/// The error of a lookup whose DNS server answered with an ICMP error.
+pub(super) fn dns_server_unreachable(server: Option<SocketAddr>, error: &str) -> String {
+    let server = server.map(|d| d.to_string()).unwrap_or_default();
+    format!("ERR_NAME_NOT_RESOLVED (DNS server {server} unreachable: {error})")
+}
+
+/// The error of a lookup never answered.
+pub(super) fn dns_timed_out(server: Option<SocketAddr>) -> String {
+    let server = server.map(|s| format!(" from {s}")).unwrap_or_default();
+    format!("ERR_DNS_TIMED_OUT (no answer{server})")
+}
+
+/// A connection's `error`: the connect's, else the code of its failed TLS handshake.
+pub(super) fn connection_error(c: &ConnState) -> Option<String> {
+    let tls_error = tls_failure(c).map(|e| crate::metrics::reason_of(&e).to_string());
+    c.error.clone().or(tls_error).or_else(|| c.hs_failed.then(|| "TLS handshake failed".to_string()))
+}
+
+/// The error of a failure's own entry (no request covers it): the TLS handshake's, else
+/// the connect's, else the lookup's.
+pub(super) fn failed_entry_error(c: Option<&Connection>, l: Option<&DnsLookup>, raw: Option<&ConnState>) -> String {
+    let tls_error = raw.and_then(tls_failure);
+    match (c.and_then(|c| c.error.as_deref()), l.and_then(|l| l.error.clone())) {
+        _ if tls_error.is_some() => tls_error.unwrap_or_default(),
+        (Some("ECONNREFUSED"), _) => "ERR_CONNECTION_REFUSED".to_string(),
+        (Some("ETIMEDOUT"), _) => {
+            "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the kernel gave up after its retries, ETIMEDOUT)".to_string()
+        }
+        (Some(CLIENT_GAVE_UP_IN_SYN_SENT), _) => format!(
+            "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after {} ms)",
+            c.and_then(|c| c.closed_ns.map(|e| ms(e.saturating_sub(c.connect_start_ns)))).unwrap_or(-1.0)
+        ),
+        (Some("ENETUNREACH"), _) | (Some("EHOSTUNREACH"), _) => "ERR_ADDRESS_UNREACHABLE".to_string(),
+        (Some(other), _) => format!("ERR_CONNECTION_FAILED ({other})"),
+        (None, Some(e)) => e,
+        (None, None) => "ERR_FAILED".to_string(),
+    }
+}
+
+/// The error of an exchange on connection `c`, if it did not complete.
+pub(super) fn exchange_error(x: &crate::http::HttpExchange, c: &ConnState, response_timeout_ns: u64) -> Option<String> {
+    if x.complete {
+        None
+    } else if x.response_start_ns.is_none() {
+        Some("ERR_EMPTY_RESPONSE".into())
+    } else {
+        Some(if c.response_timed_out && c.closed_ns.is_none() {
+            format!(
+                "ERR_TIMED_OUT (the response did not end within {} s of silence; {} body bytes received)",
+                response_timeout_ns / 1_000_000_000,
+                x.response_body_bytes
+            )
+        } else {
+            incomplete_response(x, c.client_closed_first)
+        })
+    }
+}
+
+/// Why a connection's TLS handshake failed, browser-style, when it began and never finished
+/// and the connection closed (or a library call said it failed) with nothing exchanged. The
+/// reason is only as good as what is visible: an alert sent in the clear (TLS 1.2, or before
+/// the server's first flight) names it; otherwise it is a generic protocol error.
+pub(super) fn tls_failure(c: &ConnState) -> Option<String> {
+    let wire = c.wire.as_ref();
+    let probed = c.tls_lib.is_some_and(|l| l != TlsLib::None);
+    let started = c.hs_start_ns.is_some() || wire.is_some_and(|w| w.hello_ns.is_some());
+    // With a probed library its handshake calls decide: under TLS 1.3 the client's encrypted
+    // alert looks like its Finished on the wire.
+    let finished = if probed {
+        c.hs_end_ns.is_some()
+    } else {
+        wire.is_some_and(|w| w.handshake_end_ns.is_some()) && wire.is_none_or(|w| w.client_alert.is_none())
+    } || c.exchanges > 0
+        || c.first_data_ns.is_some();
+    if !started || finished || c.error.is_some() || (c.closed_ns.is_none() && !c.hs_failed) {
+        return None;
+    }
+    if let Some(a) = wire.and_then(|w| w.client_alert) {
+        let code = match a {
+            48 => "ERR_CERT_AUTHORITY_INVALID",
+            45 => "ERR_CERT_DATE_INVALID",
+            44 => "ERR_CERT_REVOKED",
+            42 | 43 | 46 => "ERR_CERT_INVALID",
+            40 | 70 | 71 => "ERR_SSL_VERSION_OR_CIPHER_MISMATCH",
+            _ => "ERR_SSL_PROTOCOL_ERROR",
+        };
+        return Some(format!("{code} (the client sent TLS alert {} during the handshake)", alert_name(a)));
+    }
+    if let Some(a) = wire.and_then(|w| w.server_alert) {
+        let code = if matches!(a, 40 | 70 | 71) { "ERR_SSL_VERSION_OR_CIPHER_MISMATCH" } else { "ERR_SSL_PROTOCOL_ERROR" };
+        return Some(format!("{code} (the server sent TLS alert {} during the handshake)", alert_name(a)));
+    }
+    // No alert, no failed library call, and the client hung up: a connection the client
+    // cancelled (a browser's speculative connect or a lost race: Firefox closes such sockets
+    // mid-handshake), not a failure to report.
+    if !c.hs_failed && c.client_closed_first != Some(false) {
+        return None;
+    }
+    let who = match c.client_closed_first {
+        Some(true) => "the client closed the connection",
+        Some(false) => "the server closed the connection",
+        None => "the library's handshake call failed",
+    };
+    Some(format!("ERR_SSL_PROTOCOL_ERROR (handshake not finished: {who}; no alert in the clear, so the reason is not visible)"))
+}
+
+/// RFC 8446 section 6 alert names, for the ones a failed handshake sends.
+fn alert_name(a: u8) -> String {
+    let name = match a {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        112 => "unrecognized_name",
+        120 => "no_application_protocol",
+        _ => return format!("{a}"),
+    };
+    format!("{name} ({a})")
+}
+
+/// The error of a response that did not complete. A body cut short by the connection's end is
+/// named as Chromium names it: ERR_CONTENT_LENGTH_MISMATCH (announced length) or
+/// ERR_INCOMPLETE_CHUNKED_ENCODING, with the bytes received and who closed first.
+fn incomplete_response(x: &crate::http::HttpExchange, client_closed_first: Option<bool>) -> String {
+    let reason = x.partial_reason.as_deref().unwrap_or("partial response");
+    if reason != "connection closed before the response ended" {
+        return x.partial_reason.clone().unwrap_or_else(|| "ERR_CONNECTION_CLOSED (partial response)".into());
+    }
+    let who = match client_closed_first {
+        Some(true) => "the client closed the connection",
+        Some(false) => "the server closed the connection",
+        None => "the connection closed",
+    };
+    let length = header(&x.response_headers, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = header(&x.response_headers, "transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    match length {
+        Some(n) => format!("ERR_CONTENT_LENGTH_MISMATCH ({who} after {} of {n} body bytes)", x.response_body_bytes),
+        None if chunked => format!("ERR_INCOMPLETE_CHUNKED_ENCODING ({who} after {} body bytes)", x.response_body_bytes),
+        None => format!("ERR_CONNECTION_CLOSED ({who}: {reason})"),
+    }
+}
