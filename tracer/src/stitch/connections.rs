@@ -7,7 +7,8 @@
 //! probe) is a connection too, already failed and without a socket address, unless its
 //! destination is a DNS server's port 53. A new connect on a process's fd number ends the
 //! connection that had it. At the connect the connection gets its lookup (see
-//! [`super::dns_index`]) and joins its client's open page load.
+//! [`super::dns_index`]) and joins its client's open page load (a failed connect is a
+//! failure of that page load).
 //!
 //! TCP state changes join by socket address: CLOSE -> SYN_SENT (the SYN), SYN_SENT ->
 //! ESTABLISHED (which gives the source address), and the close: the first of CLOSE,
@@ -16,17 +17,19 @@
 //! CLOSE -> SYN_SENT on an address whose connection already had its SYN is a new socket. The
 //! SYN and its outcome may arrive before their connect record (same call, another CPU):
 //! they are held by socket address (at most 8 each, 4,096 sockets) and applied at the
-//! connect. At CLOSE the socket's exchanges are flushed, and its fd number no longer leads
-//! to it (the number is reused for files).
+//! connect. When a socket that got past SYN_SENT reaches CLOSE, its exchanges are flushed and
+//! its fd number no longer leads to it (the number is reused for files).
 //!
 //! A failed connect takes its reason from the syscall's return (not EINPROGRESS), or from
 //! the kernel's error report (inet_sk_error_report: ECONNREFUSED for a RST, ETIMEDOUT when
-//! the SYN retries ran out), which names a socket only by its addresses and joins the newest
-//! connection to that destination from that source (or from a source not known yet) that is
-//! still open. A report that comes before its connect record (a refused non-blocking
-//! connect's RST) is held by destination and taken by the connect, if it came after the SYN.
-//! A socket the client closed in SYN_SENT with no report is a client that gave up waiting
-//! ([`CLIENT_GAVE_UP_IN_SYN_SENT`]); a report that comes later still names the reason.
+//! the SYN retries ran out). A report names a socket only by its addresses: it goes to the
+//! newest connection to that destination from that source (or from a source not known yet)
+//! if that one is still open. A socket the client closed in SYN_SENT with no report is a
+//! client that gave up waiting ([`CLIENT_GAVE_UP_IN_SYN_SENT`]); a report that comes later
+//! still names the reason. A report that finds no connection (a refused non-blocking
+//! connect's RST, reported before its connect record) is held by destination: the connect
+//! takes it when its held state changes closed it in SYN_SENT, if the report came after the
+//! SYN.
 //!
 //! Connections are forgotten oldest first beyond `max_connections`, and `max_idle` after
 //! their last event.
@@ -218,14 +221,14 @@ impl Connections {
 
     /// The kernel's reason for a connect that failed before its record arrived.
     fn take_early_error(&mut self, id: u64, dst: Option<SocketAddr>) {
-        if let Some(c) = self.by_id.get_mut(&id) {
-            if let Some((ts, err)) = dst.and_then(|d| self.early_errors.get(&d)).cloned() {
-                if c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT) && ts >= c.syn_sent_ns.unwrap_or(c.connect_start_ns) {
-                    c.error = Some(err);
-                    if let Some(d) = dst {
-                        self.early_errors.remove(&d);
-                    }
-                }
+        if let Some(c) = self.by_id.get_mut(&id)
+            && let Some((ts, err)) = dst.and_then(|d| self.early_errors.get(&d)).cloned()
+            && c.error.as_deref() == Some(CLIENT_GAVE_UP_IN_SYN_SENT)
+            && ts >= c.syn_sent_ns.unwrap_or(c.connect_start_ns)
+        {
+            c.error = Some(err);
+            if let Some(d) = dst {
+                self.early_errors.remove(&d);
             }
         }
     }
@@ -235,12 +238,12 @@ impl Connections {
     fn on_socket(&mut self, skaddr: u64, old: TcpState, new: TcpState, ts: u64, src: Option<SocketAddr>) -> Option<u64> {
         // Socket addresses are reused: a fresh CLOSE -> SYN_SENT is a new socket,
         // whatever connection had this address before.
-        if old == TcpState::Close && new == TcpState::SynSent {
-            if let Some(prev) = self.by_sk.get(&skaddr).copied() {
-                if self.by_id.get(&prev).is_none_or(|c| c.syn_sent_ns.is_some()) {
-                    self.by_sk.remove(&skaddr);
-                }
-            }
+        if old == TcpState::Close
+            && new == TcpState::SynSent
+            && let Some(prev) = self.by_sk.get(&skaddr).copied()
+            && self.by_id.get(&prev).is_none_or(|c| c.syn_sent_ns.is_some())
+        {
+            self.by_sk.remove(&skaddr);
         }
         let id = self.by_sk.get(&skaddr).copied();
         if id.is_none() && (old == TcpState::Close && new == TcpState::SynSent || old == TcpState::SynSent) {

@@ -15,8 +15,8 @@
 //! Answers join by (process, DNS id). An answer settles its question's type (the retries of
 //! it too); the lookup ends when no question waits. Its addresses, CNAME chain and smallest
 //! TTL are collected from all answers; a NOERROR wins over a sibling question's NXDOMAIN or
-//! SERVFAIL (the AAAA of a name with IPv4 only). A lookup that ends without an address
-//! failed (see [`super::failures`]) and is a failure of its page load, unless it asked only
+//! SERVFAIL (the AAAA of a name with IPv4 only). A lookup that ends without a NOERROR answer
+//! holding an address failed (see [`super::failures`]) and is a failure of its page load, unless it asked only
 //! for HTTPS records. An ICMP error from a DNS server fails the newest unanswered lookup
 //! sent to it; a lookup still unanswered when its page load closes timed out.
 //!
@@ -231,10 +231,11 @@ impl DnsIndex {
 
     fn remember_dns_id(&mut self, tgid: u32, dns_id: u16, lookup: u64) {
         self.by_dns_id.insert((tgid, dns_id), lookup);
-        if let Some(l) = self.by_id.get_mut(&lookup) {
-            if l.asked_ids.len() < 16 && !l.asked_ids.contains(&dns_id) {
-                l.asked_ids.push(dns_id);
-            }
+        if let Some(l) = self.by_id.get_mut(&lookup)
+            && l.asked_ids.len() < 16
+            && !l.asked_ids.contains(&dns_id)
+        {
+            l.asked_ids.push(dns_id);
         }
     }
 
@@ -356,10 +357,9 @@ impl DnsIndex {
                 if t.id != lookup
                     && l.cname_chain[1..].iter().any(|n| n.eq_ignore_ascii_case(&t.name))
                     && t.started_ns >= l.started_ns
+                    && let Some(e) = t.known_by(before)
                 {
-                    if let Some(e) = t.known_by(before) {
-                        end = end.max(e);
-                    }
+                    end = end.max(e);
                 }
             }
         }

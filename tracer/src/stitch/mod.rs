@@ -1,36 +1,37 @@
 //! Stitching: from a stream of kernel events to page loads.
 //!
-//! This module's docs are the description of the algorithm (the README points here). It is
+//! This module's docs are the description of the algorithm (the README points here; each file's own doc holds its rules). It is
 //! deterministic: only the events and their kernel timestamps, in the order they arrive,
 //! decide, so a recorded stream always gives the same page loads.
 //!
 //! [`Stitcher::on_event`] hands each event to the handler of its kind, then closes the page
 //! loads that the event's time ended (`quiet` after their client's last activity, see
-//! [`page_loads`]) and forgets state past its bounds. [`Stitcher::tick`] only advances time
+//! `page_loads.rs`) and forgets state past its bounds. [`Stitcher::tick`] only advances time
 //! (the live timer); [`Stitcher::finish`] ends a stream: every connection's unfinished
 //! exchanges are flushed (in connection order) and every open page load is closed.
 //!
 //! The pieces, in the order a record goes through them:
 //!
-//! 1. [`process_tree`]: fork/exec build a process table; a page load belongs to a *client*,
+//! 1. `process_tree.rs`: fork/exec build a process table; a page load belongs to a *client*,
 //!    the root of a process tree running one program (`chromium`, not `Chrome_ChildIOT`).
-//! 2. [`connections`]: a connection starts at a `connect`; TCP state changes and the
+//! 2. `connections.rs`: a connection starts at a `connect`; TCP state changes and the
 //!    kernel's error reports join it by socket address and by address pair.
-//! 3. [`dns_index`]: queries and answers become lookups; a connection's lookup is the one
+//! 3. `dns_index.rs`: queries and answers become lookups; a connection's lookup is the one
 //!    of its client that gave the connected address.
-//! 4. [`tls_objects`]: TLS library calls join their connection through the socket fd; the
-//!    handshake's start, end or failure. [`wire`]: TLS records in the socket's own traffic,
+//! 4. `tls_objects.rs`: TLS library calls join their connection through the socket fd; the
+//!    handshake's start, end or failure. `wire.rs`: TLS records in the socket's own traffic,
 //!    for clients whose library is not probed.
-//! 5. [`plaintext`]: which calls carry a connection's plaintext (library calls, or the
+//! 5. `plaintext.rs`: which calls carry a connection's plaintext (library calls, or the
 //!    socket itself for plain HTTP), fed in order to the HTTP/1.1 / HTTP/2 decoder
 //!    (`crate::http`); a receive that may be a peek is held back.
-//! 6. [`requests`]: each finished exchange becomes a request with HAR timings; the
+//! 6. `requests.rs`: each finished exchange becomes a request with HAR timings; the
 //!    connection's set-up (dns, connect, ssl) goes to its first request.
-//! 7. [`page_loads`]: any network activity of a client opens a page load, which closes when
-//!    the client has been quiet; connections, lookups and failures without a request become
-//!    entries of it. [`navigation`]: a browser navigation starts a page load of its own, a
-//!    browser's background work is split off, redirects are hops of one page load.
-//! 8. [`failures`]: every error text (Chromium's net error names, with what was seen).
+//! 7. `page_loads.rs`: any network activity of a client opens a page load, which closes when
+//!    the client has been quiet; failures without a request, and TLS exchanges seen only on
+//!    the wire, become entries of it. `navigation.rs`: a browser navigation starts a page
+//!    load of its own, a browser's background work is split off, redirects are hops of one
+//!    page load.
+//! 8. `failures.rs`: every error text (Chromium's net error names, with what was seen).
 //!
 //! In-flight state is bounded ([`StitchConfig`]): connections and lookups are forgotten
 //! oldest first beyond `max_connections` / `max_lookups` and once older than `max_idle`

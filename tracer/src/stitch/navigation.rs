@@ -6,13 +6,14 @@
 //! `upgrade-insecure-requests: 1`. When its exchange is decoded, unless its URL is where a
 //! request of the client's open page load redirected to, it starts a new page load: what the
 //! client did before the navigation (before its lookup started, when it opened its
-//! connection) is closed as a page load of its own; the navigation's connection and lookup,
-//! and the connections, lookups, failures and requests that started at or after it, move to
-//! the new one. Receives held back as possible peeks on the page load's other connections are
+//! connection) is closed as a page load of its own. The navigation's connection (and its
+//! lookup, when it opened the connection), the connections and lookups that started at or
+//! after it, the failures of those, and the requests on those connections that started at or
+//! after it move to the new one. Receives held back as possible peeks on the page load's other connections are
 //! fed first (by the time a client navigates they were real: a redirect's response among them).
 //!
 //! **Background work.** When a page load that a navigation started closes, what another of
-//! the browser's processes than those that made its requests did (Chromium's browser process
+//! the browser's processes than those that made its HTTP requests did (Chromium's browser process
 //! resolving its update hosts), and connects that failed before any SYN to an address no
 //! lookup gave (Chromium's IPv6 reachability probe, a UDP connect to 2001:4860:4860::8888),
 //! are split off and reported as a page load of their own.

@@ -12,8 +12,8 @@
 //! still holds it open: no unanswered lookup (until `dns_timeout`, 5 s, after its last
 //! query), no connect in progress (until `connect_timeout`, 3 s), and no request waiting for
 //! its response on an open connection (until `response_timeout`, 30 s, of the connection's
-//! silence; such a response is then reported as it stands, ERR_TIMED_OUT). Receives held back
-//! as possible peeks are fed as real ones first.
+//! silence; such an exchange is then reported as it stands). Receives held back as possible
+//! peeks are fed as real ones first.
 //!
 //! **What it holds.** A browser's background work is split off first
 //! ([`super::navigation`]). Then lookups that never got an answer and TLS handshakes that
@@ -23,7 +23,7 @@
 //! failure that no request on the same connection covers, sorted by start; connections and
 //! lookups are indexed as the page load's own vectors. A page load with no entry (a bare
 //! lookup) is not reported. Its URL and status come from the redirect chain; its `error` is
-//! the last hop's, or, when no request has an HTTP status, the first entry's error.
+//! the last hop's, else, when no entry has an HTTP status, the first error among its entries.
 use std::collections::HashMap;
 
 use super::Stitcher;
@@ -77,10 +77,10 @@ impl Stitcher {
         let page = self.open_page(client, ts);
         // No search of page.conns: the id is new (a connect storm made that search quadratic).
         page.conns.push(conn);
-        if let Some(l) = lookup {
-            if !page.lookups.contains(&l) {
-                page.lookups.push(l);
-            }
+        if let Some(l) = lookup
+            && !page.lookups.contains(&l)
+        {
+            page.lookups.push(l);
         }
     }
 
@@ -175,10 +175,10 @@ impl Stitcher {
     pub(super) fn close_open_page(&mut self, client: u32, mut open: OpenPage) -> Option<PageLoad> {
         // A browser's background work during a navigation is not part of the page: it is
         // reported on its own.
-        if let Some(background) = self.take_background(&mut open) {
-            if let Some(p) = self.close_open_page(client, background) {
-                self.finished.push(p);
-            }
+        if let Some(background) = self.take_background(&mut open)
+            && let Some(p) = self.close_open_page(client, background)
+        {
+            self.finished.push(p);
         }
         self.add_silent_failures(&mut open);
         let fallback_comm = open.requests.first().map(|r| r.comm.clone()).unwrap_or_default();
@@ -272,13 +272,12 @@ impl Stitcher {
             }
         }
         for id in &open.conns {
-            if let Some(c) = self.conns.get(*id) {
-                if c.exchanges == 0
-                    && super::failures::tls_failure(c).is_some()
-                    && !open.failures.iter().any(|(_, f, _)| *f == Some(*id))
-                {
-                    open.failures.push((c.connect_start_ns, Some(*id), None));
-                }
+            if let Some(c) = self.conns.get(*id)
+                && c.exchanges == 0
+                && super::failures::tls_failure(c).is_some()
+                && !open.failures.iter().any(|(_, f, _)| *f == Some(*id))
+            {
+                open.failures.push((c.connect_start_ns, Some(*id), None));
             }
         }
     }

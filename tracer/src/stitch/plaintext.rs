@@ -1,11 +1,11 @@
 //! A connection's plaintext: which calls carry it, and the order it reaches the HTTP decoder.
 //!
 //! Plaintext comes from TLS library calls (joined through the socket fd, see
-//! [`super::tls_objects`]) or from the socket itself, where the socket probes capture it: a
-//! port-80 socket's bytes (plain HTTP). A port-443 socket's captured bytes that start with a
-//! TLS record are records, not plaintext ([`super::wire`]); a connection's first send decides.
-//! Bytes for a socket no connect was seen for (server side, or opened before the daemon
-//! started) are only counted (`unattributed_data`).
+//! [`super::tls_objects`]) or from the socket itself, whose bytes the socket probes capture
+//! on port 80 (plain HTTP) and, for its first calls, on port 443. A connection whose first
+//! captured call is a send that starts with a TLS record carries records, not plaintext
+//! ([`super::wire`]). Bytes for a socket no connect was seen for (server side, or opened
+//! before the daemon started) are only counted (`unattributed_data`).
 //!
 //! NSPR's PR_Write/PR_Read are its generic I/O. On a plain socket (whose bytes the socket
 //! probes already carry) they are not TLS, and through another PRFileDesc than the one the
@@ -14,12 +14,12 @@
 //! first, say so too): plain HTTP on another port than 80 is seen only through them.
 //!
 //! Each connection's plaintext is fed in order to its HTTP/1.1 / HTTP/2 decoder
-//! (`crate::http`); every call also counts as activity of the client's page load. A receive
-//! that may have been a peek (recv(2) and recvmsg(2), which wget uses with MSG_PEEK to look
-//! at a response head; NSPR's PR_Recv, Firefox's liveness peek with PR_MSG_PEEK) is held
-//! back: when the next receive re-delivers the same bytes, the held one was a peek and is
-//! dropped; otherwise it is fed before that receive. A held recv(2) is also fed at the next
-//! send; a held PR_Recv is not. Held receives are fed as real ones when the socket closes,
+//! (`crate::http`); each call fed (and each call carrying records) is activity of the
+//! client's page load. A receive that may have been a peek (a recvfrom(2) or recvmsg(2) on
+//! the socket: wget peeks at a response head with recv(2) and MSG_PEEK; NSPR's PR_Recv,
+//! Firefox's liveness peek with PR_MSG_PEEK) is held back: when the next receive re-delivers
+//! the same bytes, the held one was a peek and is dropped; otherwise it is fed before that
+//! receive. A held socket receive is also fed at the next send; a held PR_Recv is not. Held receives are fed as real ones when the socket closes,
 //! when another connection of the page load carries a navigation, when the page load
 //! closes, and (on a plain socket) at an NSPR PR_Read, whose socket read was a real one.
 use tracer_common::{DnsSyscall, TlsFunc, TlsLib};
@@ -70,13 +70,11 @@ impl ConnState {
     /// holding this one if it may be a peek.
     fn feed(&mut self, call: DataCall, start: u64, ts: u64, peek: Peek) {
         let keep_held = call.direction == Direction::Send && self.held.as_ref().is_some_and(|h| h.across_sends);
-        if !keep_held {
-            if let Some(h) = self.held.take() {
-                let n = h.data.len().min(call.data.len());
-                let peeked = call.direction == Direction::Recv && n > 0 && h.data[..n] == call.data[..n];
-                if !peeked {
-                    self.http.feed(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
-                }
+        if !keep_held && let Some(h) = self.held.take() {
+            let n = h.data.len().min(call.data.len());
+            let peeked = call.direction == Direction::Recv && n > 0 && h.data[..n] == call.data[..n];
+            if !peeked {
+                self.http.feed(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
             }
         }
         if peek != Peek::No && call.direction == Direction::Recv {

@@ -3,8 +3,8 @@
 //!
 //! A request's URL is its scheme (the exchange's, else https when the connection is TLS),
 //! its host (the exchange's authority, else the connection's lookup's name, else the
-//! destination address), the destination port when not the scheme's default, and its path
-//! with query values redacted. A 3xx response's Location, resolved against that URL and
+//! destination address), the destination port unless it is the default (443 with TLS, else
+//! 80) or the host names one, and its path with query values redacted. A 3xx response's Location, resolved against that URL and
 //! redacted, is where it redirects to.
 //!
 //! The connection's set-up belongs to the request that opened it, as in browsers' dev tools:
@@ -71,12 +71,10 @@ impl Stitcher {
         c.exchanges += 1;
         // The host the request names picks the connection's lookup when several gave its
         // address (Firefox resolves www.shop.test and then its CNAME target edge.cdn.test).
-        if first {
-            if let Some(name) = x.authority.as_deref().map(host_of) {
-                let c = self.conns.get(id).expect("connection");
-                if let Some(better) = c.dst.and_then(|d| self.dns.lookup_named(&self.procs, c.tgid, &name, d.ip(), c.connect_start_ns)) {
-                    self.conns.get_mut(id).expect("connection").dns = Some(better);
-                }
+        if first && let Some(name) = x.authority.as_deref().map(host_of) {
+            let c = self.conns.get(id).expect("connection");
+            if let Some(better) = c.dst.and_then(|d| self.dns.lookup_named(&self.procs, c.tgid, &name, d.ip(), c.connect_start_ns)) {
+                self.conns.get_mut(id).expect("connection").dns = Some(better);
             }
         }
         let c = self.conns.get(id).expect("connection");
@@ -156,11 +154,11 @@ impl Stitcher {
         let port = c.dst.map(|d| d.port()).filter(|p| *p != 443);
         let url = host.as_ref().map(|h| format!("https://{h}{}/", port.map(|p| format!(":{p}")).unwrap_or_default()));
         let mut t = Timings::default();
-        if let Some(l) = lookup {
-            if let Some(end) = self.dns.resolution_end(&self.procs, l.id, c.connect_start_ns) {
-                t.dns = ms(end.saturating_sub(l.started_ns));
-                t.blocked = ms(c.connect_start_ns.saturating_sub(end));
-            }
+        if let Some(l) = lookup
+            && let Some(end) = self.dns.resolution_end(&self.procs, l.id, c.connect_start_ns)
+        {
+            t.dns = ms(end.saturating_sub(l.started_ns));
+            t.blocked = ms(c.connect_start_ns.saturating_sub(end));
         }
         if let Some(est) = c.established_ns {
             t.tcp = ms(est.saturating_sub(c.syn_sent_ns.unwrap_or(c.connect_start_ns)));
@@ -228,16 +226,16 @@ impl Stitcher {
         };
         let mut t = Timings::default();
         let started = l.map(|l| l.started_ns).or(c.map(|c| c.connect_start_ns)).unwrap_or(ts);
-        if let Some(l) = l {
-            if let Some(e) = l.ended_ns {
-                t.dns = ms(e.saturating_sub(l.started_ns));
-            }
+        if let Some(l) = l
+            && let Some(e) = l.ended_ns
+        {
+            t.dns = ms(e.saturating_sub(l.started_ns));
         }
-        if let Some(c) = c {
-            if let Some(closed) = c.closed_ns {
-                t.connect = ms(closed.saturating_sub(c.connect_start_ns));
-                t.tcp = t.connect;
-            }
+        if let Some(c) = c
+            && let Some(closed) = c.closed_ns
+        {
+            t.connect = ms(closed.saturating_sub(c.connect_start_ns));
+            t.tcp = t.connect;
         }
         let ended = c.and_then(|c| c.closed_ns).or(l.and_then(|l| l.ended_ns)).unwrap_or(ts).max(started);
         Request {
@@ -277,11 +275,11 @@ fn setup_timings(c: &ConnState, lookup: Option<&LookupState>, dns_end: Option<u6
     let mut t = Timings::default();
     let established = c.established_ns;
     let tcp_start = c.syn_sent_ns.unwrap_or(c.connect_start_ns);
-    if let Some(l) = lookup {
-        if let Some(end) = dns_end.or(l.ended_ns) {
-            t.dns = ms(end.saturating_sub(l.started_ns));
-            t.blocked = ms(c.connect_start_ns.saturating_sub(end));
-        }
+    if let Some(l) = lookup
+        && let Some(end) = dns_end.or(l.ended_ns)
+    {
+        t.dns = ms(end.saturating_sub(l.started_ns));
+        t.blocked = ms(c.connect_start_ns.saturating_sub(end));
     }
     if let Some(est) = established {
         t.tcp = ms(est.saturating_sub(tcp_start));
