@@ -1,5 +1,6 @@
 //! The processes a benchmark drives: the daemon under test, nginx (Debian's, on a free
-//! loopback port with a throw-away configuration), wrk, and bpftrace for the count-only floor.
+//! loopback port with a throw-away configuration), wrk, bpftrace for the count-only floor, and
+//! the benchmarks' own workloads as `tracer bench-tool` processes.
 use std::{
     io::{BufRead as _, BufReader},
     net::{Ipv4Addr, SocketAddr, TcpStream},
@@ -346,6 +347,16 @@ pub fn parse_bpftrace_counts(lines: &[String]) -> Vec<(String, u64)> {
             Some((key, value))
         })
         .collect()
+}
+
+/// A command that runs `exe bench-tool ARGS` under `sh`, which stays its parent: the tool is
+/// then the root of its own process tree, a client of its own for the stitcher (a `tracer`
+/// child of the `tracer bench` process would be counted as the same client).
+pub fn tool_command(exe: &std::path::Path, args: &[String]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    // Two commands, so that sh cannot exec the tool in its own place.
+    cmd.arg("-c").arg("\"$@\"; exit $?").arg("sh").arg(exe).arg("bench-tool").args(args);
+    cmd
 }
 
 #[cfg(test)]
