@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use super::util::{self, Guard};
+use crate::lab::support::free_port;
 
 /// `tracer run` started by the benchmark, with its own database and dashboard port.
 pub struct Daemon {
@@ -26,7 +27,7 @@ impl Daemon {
     /// Starts `exe run --db DIR/NAME.db --listen 127.0.0.1:PORT EXTRA...` and waits until its
     /// API answers (probes attached).
     pub fn start(exe: &Path, dir: &Path, name: &str, extra: &[&str]) -> Result<Daemon> {
-        let port = util::free_port()?;
+        let port = free_port().context("binding 127.0.0.1:0")?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -131,7 +132,7 @@ impl Nginx {
         let key_pem = dir.join("key.pem");
         std::fs::write(&cert_pem, cert.cert.pem())?;
         std::fs::write(&key_pem, cert.key_pair.serialize_pem())?;
-        let port = util::free_port()?;
+        let port = free_port().context("binding 127.0.0.1:0")?;
         let conf = format!(
             "worker_processes {workers};\n\
              daemon off;\n\
