@@ -490,7 +490,7 @@ async fn a_non_blocking_client_reports_each_handshake_once() {
         .args(["-t1", "-c2", "-d1s", "-H", "Connection: close", &nginx.url("/")])
         .stdout(std::process::Stdio::null())
         .spawn()
-        .expect("wrk (apt-get install wrk)");
+        .expect("wrk");
     let wrk = child.id().unwrap();
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "wrk: {out:?}");

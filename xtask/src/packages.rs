@@ -251,7 +251,7 @@ mod tests {
             assert_eq!(missing(&["dpkg", FAKE], dpkg_installed).unwrap(), vec![FAKE]);
         }
 
-        let err = install_plan(&[FAKE, "wrk"], false).err().expect("no plan without root").to_string();
+        let err = install_plan(&[FAKE, "wrk"], false).expect_err("no plan without root").to_string();
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines[0], format!("missing Debian packages: {FAKE} wrk; install them as root with"), "{err}");
         assert_eq!(

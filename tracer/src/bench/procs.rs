@@ -123,7 +123,7 @@ pub struct Nginx {
 impl Nginx {
     pub fn start(dir: &Path, workers: usize) -> Result<Nginx> {
         let nginx = util::find_program("nginx")
-            .context("nginx is not installed (apt-get install nginx; `.ci/run` installs it)")?;
+            .context("nginx is not installed (`cargo xtask bench` installs it)")?;
         let dir = dir.join("nginx");
         std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
         let cert = rcgen::generate_simple_self_signed(vec!["bench.test".to_string(), "127.0.0.1".to_string()])
@@ -200,7 +200,7 @@ pub fn wrk(url: &str, secs: u64, connections: u32, close: bool) -> Result<WrkRes
         cmd.args(["-H", "Connection: close"]);
     }
     cmd.arg(url);
-    let out = cmd.output().context("running wrk (apt-get install wrk)")?;
+    let out = cmd.output().context("running wrk (`cargo xtask bench` installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     if !out.status.success() {
         bail!("wrk failed ({}): {}{}", out.status, text, String::from_utf8_lossy(&out.stderr));
