@@ -20,7 +20,7 @@ const DNS_DELAY: Duration = Duration::from_millis(50);
 const THINK: Duration = Duration::from_millis(100);
 
 /// [`support::lab_or_skip`] for these plain `#[test]`s.
-fn lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
+fn blocking_lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,7 +30,7 @@ fn lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
 
 /// A lab whose DNS answers after 50 ms and whose servers think 100 ms: phases of tens of ms.
 fn slow_lab(test: &str) -> Option<Lab> {
-    lab_or_skip(
+    blocking_lab_or_skip(
         test,
         LabConfig {
             dns_delay: DNS_DELAY,
@@ -414,7 +414,7 @@ fn nxdomain_and_connection_refused_are_failed_phases() {
 
 #[test]
 fn untrusted_certificate_fails_tls_unless_insecure() {
-    let Some(lab) = lab_or_skip(
+    let Some(lab) = blocking_lab_or_skip(
         "untrusted_certificate_fails_tls_unless_insecure",
         LabConfig::default(),
     ) else {
@@ -452,7 +452,8 @@ fn untrusted_certificate_fails_tls_unless_insecure() {
 
 #[test]
 fn alpn_chooses_http2_or_http11() {
-    let Some(lab) = lab_or_skip("alpn_chooses_http2_or_http11", LabConfig::default()) else {
+    let Some(lab) = blocking_lab_or_skip("alpn_chooses_http2_or_http11", LabConfig::default())
+    else {
         return;
     };
     for (http1_only, alpn, version) in [(false, "h2", "HTTP/2"), (true, "http/1.1", "HTTP/1.1")] {
