@@ -41,7 +41,7 @@ enum Command {
     Bench(tracer::bench::BenchArgs),
     /// Workloads of the benchmarks, run as processes of their own.
     #[command(hide = true, subcommand)]
-    BenchTool(tracer::bench::tools::ToolCommand),
+    BenchTool(tracer::bench::bench_tool::ToolCommand),
 }
 
 #[derive(clap::Args)]
@@ -308,7 +308,7 @@ fn main() -> ExitCode {
         }
         Command::BenchTool(t) => {
             drop(rt);
-            tracer::bench::tools::tool_main(t)
+            tracer::bench::bench_tool::tool_main(t)
         }
     };
     match result {

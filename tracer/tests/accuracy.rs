@@ -4,13 +4,14 @@
 use std::{sync::Arc, time::Duration};
 
 use tracer::{
-    lab::{Lab, LabConfig},
+    lab::LabConfig,
     probes::{ProbeConfig, Probes},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     stream::{StreamStats, spawn_reader},
 };
 
-use tracer::lab::support::root_or_skip;
+mod support;
+use support::{lab_or_skip, require};
 
 /// Trace while `work` runs (it returns the client pids and whatever else it measured);
 /// return that and the page loads of those clients.
@@ -84,16 +85,11 @@ fn check_phases(against: &str, names: &[&str], diffs: &[Vec<f64>], tolerance: &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traced_phases_agree_with_curls_own_timers() {
-    if !root_or_skip("accuracy_curl") {
+    let config = LabConfig { dns_delay: Duration::from_millis(40), think_time: Duration::from_millis(60), ..Default::default() };
+    let Some(lab) = lab_or_skip("accuracy_curl", config).await else {
         return;
-    }
-    let lab = Lab::start(LabConfig {
-        dns_delay: Duration::from_millis(40),
-        think_time: Duration::from_millis(60),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    require("curl");
     let ca = lab.ca_pem_path().to_str().unwrap().to_string();
     let ns = lab.netns_name().to_string();
     const RUNS: usize = 5;
@@ -165,16 +161,10 @@ async fn traced_phases_agree_with_curls_own_timers() {
 /// hosts, with the same phase durations within a stated tolerance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traced_fetch_agrees_with_the_fetchers_own_timings() {
-    if !root_or_skip("accuracy_fetch") {
+    let config = LabConfig { dns_delay: Duration::from_millis(30), think_time: Duration::from_millis(50), ..Default::default() };
+    let Some(lab) = lab_or_skip("accuracy_fetch", config).await else {
         return;
-    }
-    let lab = Lab::start(LabConfig {
-        dns_delay: Duration::from_millis(30),
-        think_time: Duration::from_millis(50),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
     let ca = lab.ca_pem_path().to_str().unwrap().to_string();
     let ns = lab.netns_name().to_string();
     // Several runs, so that the median per phase stands on a dozen requests.

@@ -10,8 +10,10 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 use tracer::lab::ECHO_BODY;
-use tracer::lab::support::{free_port, root_or_skip, run_bounded};
 use tracer::lab::{Lab, LabConfig};
+
+mod support;
+use support::{TRACER, daemon::run_command, lab_or_skip, require, run_bounded};
 
 const FORM: &str = "note=B0DYMARK&n=1";
 const LIMIT: usize = 1000;
@@ -20,7 +22,7 @@ const BIG: usize = 5000;
 /// Runs the clients under `tracer run [--capture-bodies=LIMIT] -- sh -c ...`; returns the HAR
 /// export of what it stored and the database file's bytes.
 fn trace_clients(lab: &Lab, d: &Path, capture: bool) -> (Value, Vec<u8>) {
-    let me = env!("CARGO_BIN_EXE_tracer");
+    let me = TRACER;
     let (ns, ca) = (lab.netns_name(), lab.ca_pem_path().display().to_string());
     let db = d.join(if capture { "with.db" } else { "without.db" });
     let script = format!(
@@ -32,8 +34,8 @@ ip netns exec {ns} {me} fetch --cacert {ca} https://www.shop.test/ >/dev/null
 ",
         d = d.display()
     );
-    let mut cmd = Command::new(me);
-    cmd.args(["run", "--quiet-ms", "300", "--listen", &format!("127.0.0.1:{}", free_port()), "--db"]).arg(&db);
+    let (mut cmd, _) = run_command(&db);
+    cmd.args(["--quiet-ms", "300"]);
     if capture {
         cmd.arg(format!("--capture-bodies={LIMIT}"));
     }
@@ -72,10 +74,10 @@ fn content_bytes(c: &Value) -> Option<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_stored_only_when_asked_and_only_up_to_the_limit() {
-    if !root_or_skip("bodies") {
+    let Some(lab) = lab_or_skip("bodies", LabConfig::default()).await else {
         return;
-    }
-    let lab = Lab::start(LabConfig::default()).await.unwrap();
+    };
+    require("curl");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
 

@@ -9,38 +9,26 @@
 //! line each, no plaintext) and the page loads (JSON) to DIR for inspection.
 use std::{
     collections::HashSet,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-mod browser_setup;
-
-use browser_setup::{chromium_cmd, chromium_home, firefox_cmd};
 use tracer::{
     events::{Event, EventBody},
-    lab::{HttpRequestRecord, Lab, LabConfig, support::root_or_skip},
+    lab::{HttpRequestRecord, Lab, LabConfig},
     probes::{ProbeConfig, Probes},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     stream::{StreamStats, spawn_reader},
 };
 
-fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// A client that is not installed: fail under CI (`.ci/run` installs it), skip otherwise.
-fn installed_or_skip(test: &str, program: &str) -> bool {
-    if have(program) {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: {program} is not installed (.ci/run installs it)");
-    }
-    eprintln!("SKIP {test}: {program} not installed (apt-get install chromium firefox-esr libnss3-tools)");
-    false
-}
+mod support;
+use support::{
+    TRACER,
+    browsers::{chromium_cmd, chromium_home, firefox_cmd},
+    free_port, lab_or_skip, require, temp_dir,
+};
 
 /// Prints how long a test took (its run time is part of what is reviewed).
 struct Timer(&'static str, Instant);
@@ -50,36 +38,25 @@ impl Drop for Timer {
     }
 }
 
-/// A temporary directory removed on drop.
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("tracer-browsers-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 // ---- processes ----
 
-fn children_of(pid: u32) -> Vec<u32> {
+/// Every process's pid, parent pid and name (`/proc/PID/stat`).
+fn proc_stats() -> Vec<(u32, Option<u32>, String)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else { return out };
     for e in dir.flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
         let Some(close) = stat.rfind(')') else { continue };
-        if stat[close + 1..].split_whitespace().nth(1).and_then(|x| x.parse::<u32>().ok()) == Some(pid) {
-            out.push(p);
-        }
+        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        out.push((pid, ppid, comm));
     }
     out
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    proc_stats().into_iter().filter(|(_, ppid, _)| *ppid == Some(pid)).map(|(p, _, _)| p).collect()
 }
 
 fn descendants(pid: u32) -> Vec<u32> {
@@ -283,18 +260,13 @@ fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)])
 
 /// Processes alive now (what the daemon seeds its table with at start-up).
 fn proc_snapshot() -> Vec<(u32, Option<u32>, String, Option<String>)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
-        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string());
-        out.push((pid, ppid, comm, exe));
-    }
-    out
+    proc_stats()
+        .into_iter()
+        .map(|(pid, ppid, comm)| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string());
+            (pid, ppid, comm, exe)
+        })
+        .collect()
 }
 
 fn dump(tag: &str, events: &[Event], tree: &HashSet<u32>, pages: &[PageLoad]) {
@@ -584,8 +556,8 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
 /// Stored as the daemon stores it (the history database) and read back: the same page load,
 /// every phase included.
 async fn assert_stored(tag: &str, p: &PageLoad) {
-    let tmp = Tmp::new(&format!("{tag}-db"));
-    let pool = tracer::db::open(&tmp.0.join("tracer.db")).await.expect("database");
+    let tmp = temp_dir(&format!("browsers-{tag}-db"));
+    let pool = tracer::db::open(&tmp.path().join("tracer.db")).await.expect("database");
     let id = tracer::history::insert_page_load(&pool, p, tracer::history::WallOffset::now()).await.expect("stored");
     let back = tracer::history::get(&pool, id).await.expect("query").expect("the stored page load");
     assert_eq!(&back.page, p, "{tag}: the page load reads back as stored");
@@ -657,116 +629,102 @@ fn lab_config() -> LabConfig {
     LabConfig { dns_delay: Duration::from_millis(10), think_time: Duration::from_millis(20), ..Default::default() }
 }
 
+/// One client loads `http://shop.test/` in a fresh lab, traced from before it starts: its
+/// page load as `expect` says, against the lab's logs, and stored. `command` gives the client's
+/// command line (a scratch directory for its profile), `loaded` checks what the client itself
+/// says (its stdout, its directory) before the trace is.
+async fn load_the_lab_page(
+    tag: &'static str,
+    programs: &[&str],
+    limit: Duration,
+    expect: &Expect,
+    command: impl FnOnce(&Lab, &Path) -> Command,
+    loaded: impl FnOnce(&str, &Path),
+) {
+    let _timer = Timer(tag, Instant::now());
+    let Some(lab) = lab_or_skip(tag, lab_config()).await else {
+        return;
+    };
+    for p in programs {
+        require(p);
+    }
+    let tmp = temp_dir(&format!("browsers-{tag}"));
+    let cmd = command(&lab, tmp.path());
+    let (pid, _events, pages, _took, out) = trace_client(tag, cmd, limit).await;
+    loaded(&out, tmp.path());
+    let p = page_of(tag, &pages, pid);
+    check_page_load(tag, p, &lab, expect);
+    assert_stored(tag, p).await;
+}
+
+/// Chromium, loading the page (printing its DOM) with `extra` flags.
+fn chromium(extra: &'static [&'static str]) -> impl FnOnce(&Lab, &Path) -> Command {
+    move |lab, dir| chromium_cmd(lab, &chromium_home(dir, lab), extra, "http://shop.test/")
+}
+
+fn chromium_loaded(dom: &str, _: &Path) {
+    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_page_load_http2() {
-    let _timer = Timer("chromium_http2", Instant::now());
-    if !root_or_skip("chromium_http2") || !installed_or_skip("chromium_http2", "chromium") {
-        return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let tmp = Tmp::new("chromium-h2");
-    let home = chromium_home(&tmp.0, &lab);
-    let cmd = chromium_cmd(&lab, &home, &[], "http://shop.test/");
-    let (pid, _events, pages, _took, dom) = trace_client("chromium_h2", cmd, Duration::from_secs(60)).await;
-    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}");
-    let p = page_of("chromium_h2", &pages, pid);
-    check_page_load("chromium_h2", p, &lab, &CHROMIUM_HTTP2);
-    assert_stored("chromium_h2", p).await;
+    load_the_lab_page("chromium_h2", &["chromium", "certutil"], Duration::from_secs(60), &CHROMIUM_HTTP2, chromium(&[]), chromium_loaded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_page_load_http1() {
-    let _timer = Timer("chromium_http1", Instant::now());
-    if !root_or_skip("chromium_http1") || !installed_or_skip("chromium_http1", "chromium") {
-        return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let tmp = Tmp::new("chromium-h1");
-    let home = chromium_home(&tmp.0, &lab);
-    let cmd = chromium_cmd(&lab, &home, &["--disable-http2"], "http://shop.test/");
-    let (pid, _events, pages, _took, dom) = trace_client("chromium_h1", cmd, Duration::from_secs(60)).await;
-    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}");
-    let p = page_of("chromium_h1", &pages, pid);
-    check_page_load("chromium_h1", p, &lab, &Expect {
-        protocol: "HTTP/1.1",
-        subresources: true,
-        name: "chromium",
-        https_rr: true,
-        tls_library: "boringssl",
-        handshake_end_seen: true,
-        background_failures: true,
-    });
-    assert_stored("chromium_h1", p).await;
+    let expect = Expect { protocol: "HTTP/1.1", ..CHROMIUM_HTTP2 };
+    load_the_lab_page("chromium_h1", &["chromium", "certutil"], Duration::from_secs(60), &expect, chromium(&["--disable-http2"]), chromium_loaded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_page_load() {
-    let _timer = Timer("firefox", Instant::now());
-    if !root_or_skip("firefox") || !installed_or_skip("firefox", "firefox-esr") || !installed_or_skip("firefox", "certutil") {
-        return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let tmp = Tmp::new("firefox");
-    let cmd = firefox_cmd(&lab, &tmp.0, "http://shop.test/");
-    let (pid, _events, pages, _took, _out) = trace_client("firefox", cmd, Duration::from_secs(90)).await;
-    assert!(tmp.0.join("shot.png").exists(), "firefox took its screenshot");
-    let p = page_of("firefox", &pages, pid);
-    check_page_load("firefox", p, &lab, &Expect {
-        protocol: "HTTP/2",
-        subresources: true,
-        name: "firefox-esr",
-        https_rr: true,
-        tls_library: "nspr",
-        handshake_end_seen: false,
-        background_failures: true,
-    });
-    assert_stored("firefox", p).await;
+    let expect = Expect { name: "firefox-esr", tls_library: "nspr", handshake_end_seen: false, ..CHROMIUM_HTTP2 };
+    let firefox = |lab: &Lab, dir: &Path| firefox_cmd(lab, dir, "http://shop.test/");
+    let loaded = |_: &str, dir: &Path| assert!(dir.join("shot.png").exists(), "firefox took its screenshot");
+    load_the_lab_page("firefox", &["firefox-esr", "certutil"], Duration::from_secs(90), &expect, firefox, loaded).await;
 }
+
+/// curl and wget, which load no sub-resources and ask for no HTTPS records.
+const COMMAND_LINE_CLIENT: Expect = Expect {
+    protocol: "HTTP/2",
+    subresources: false,
+    name: "curl",
+    https_rr: false,
+    tls_library: "openssl",
+    handshake_end_seen: true,
+    background_failures: false,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_page_load() {
-    let _timer = Timer("curl", Instant::now());
-    if !root_or_skip("curl") || !installed_or_skip("curl", "curl") {
-        return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let mut cmd = lab.exec_command("curl");
-    cmd.args(["-sS", "-L", "-o", "/dev/null", "--cacert"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
-    let (pid, _events, pages, _took, _out) = trace_client("curl", cmd, Duration::from_secs(30)).await;
-    let p = page_of("curl", &pages, pid);
-    check_page_load("curl", p, &lab, &Expect {
-        protocol: "HTTP/2",
-        subresources: false,
-        name: "curl",
-        https_rr: false,
-        tls_library: "openssl",
-        handshake_end_seen: true,
-        background_failures: false,
-    });
-    assert_stored("curl", p).await;
+    let curl = |lab: &Lab, _: &Path| {
+        let mut cmd = lab.exec_command("curl");
+        cmd.args(["-sS", "-L", "-o", "/dev/null", "--cacert"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
+        cmd
+    };
+    load_the_lab_page("curl", &["curl"], Duration::from_secs(30), &COMMAND_LINE_CLIENT, curl, |_, _| {}).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wget_page_load() {
-    let _timer = Timer("wget", Instant::now());
-    if !root_or_skip("wget") || !installed_or_skip("wget", "wget") {
-        return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let mut cmd = lab.exec_command("wget");
-    cmd.args(["-q", "-O", "/dev/null", "--ca-certificate"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
-    let (pid, _events, pages, _took, _out) = trace_client("wget", cmd, Duration::from_secs(30)).await;
-    let p = page_of("wget", &pages, pid);
-    check_page_load("wget", p, &lab, &Expect {
-        protocol: "HTTP/1.1",
-        subresources: false,
-        name: "wget",
-        https_rr: false,
-        tls_library: "gnutls",
-        handshake_end_seen: true,
-        background_failures: false,
-    });
-    assert_stored("wget", p).await;
+    let expect = Expect { protocol: "HTTP/1.1", name: "wget", tls_library: "gnutls", ..COMMAND_LINE_CLIENT };
+    let wget = |lab: &Lab, _: &Path| {
+        let mut cmd = lab.exec_command("wget");
+        cmd.args(["-q", "-O", "/dev/null", "--ca-certificate"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
+        cmd
+    };
+    load_the_lab_page("wget", &["wget"], Duration::from_secs(30), &expect, wget, |_, _| {}).await;
+}
+
+/// The start of each Chromium test below: its timer, a fresh lab (None without root), a
+/// scratch directory, and Chromium's command line that loads the lab's page.
+async fn chromium_in_lab(tag: &'static str) -> Option<(Timer, Lab, tempfile::TempDir, Command)> {
+    let timer = Timer(tag, Instant::now());
+    let lab = lab_or_skip(tag, lab_config()).await?;
+    let tmp = temp_dir(&format!("browsers-{tag}"));
+    let cmd = chromium(&[])(&lab, tmp.path());
+    Some((timer, lab, tmp, cmd))
 }
 
 /// With a client filter (`tracer run -- COMMAND`) the socket calls are seen at libc in the
@@ -775,18 +733,14 @@ async fn wget_page_load() {
 /// client, its connects and the plain-HTTP redirect are all libc calls).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_traced_by_a_command_filter() {
-    let _timer = Timer("chromium_filtered", Instant::now());
-    if !root_or_skip("chromium_filtered") || !installed_or_skip("chromium_filtered", "chromium") {
+    let tag = "chromium_filtered";
+    let Some((_timer, lab, tmp, browser)) = chromium_in_lab(tag).await else {
         return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let tmp = Tmp::new("chromium-filtered");
-    let home = chromium_home(&tmp.0, &lab);
-    let browser = chromium_cmd(&lab, &home, &[], "http://shop.test/");
-    let db = tmp.0.join("t.db");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tracer"));
+    };
+    let db = tmp.path().join("t.db");
+    let mut daemon = Command::new(TRACER);
     daemon
-        .args(["run", "--listen", &format!("127.0.0.1:{}", tracer::lab::support::free_port()), "--db"])
+        .args(["run", "--listen", &format!("127.0.0.1:{}", free_port().unwrap()), "--db"])
         .arg(&db)
         .arg("--")
         .arg(browser.get_program())
@@ -810,7 +764,7 @@ async fn chromium_traced_by_a_command_filter() {
     let all: Vec<String> = stored.iter().map(|s| format!("{} {:?}", s.page.client.name, s.page.url)).collect();
     let mine: Vec<_> = stored.iter().filter(|s| s.page.client.name == "chromium" && s.page.url.as_deref() == Some("http://shop.test/")).collect();
     assert_eq!(mine.len(), 1, "one page load of http://shop.test/ by chromium: {all:#?}\nstderr: {err}");
-    check_page_load("chromium_filtered", &mine[0].page, &lab, &CHROMIUM_HTTP2);
+    check_page_load(tag, &mine[0].page, &lab, &CHROMIUM_HTTP2);
     pool.close().await;
 }
 
@@ -822,14 +776,9 @@ async fn chromium_traced_by_a_command_filter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_started_before_the_probes() {
     let tag = "chromium_before";
-    let _timer = Timer(tag, Instant::now());
-    if !root_or_skip(tag) || !installed_or_skip(tag, "chromium") {
+    let Some((_timer, lab, _tmp, cmd)) = chromium_in_lab(tag).await else {
         return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let tmp = Tmp::new("chromium-before");
-    let home = chromium_home(&tmp.0, &lab);
-    let cmd = chromium_cmd(&lab, &home, &[], "http://shop.test/");
+    };
     let client = Client::spawn(cmd);
     let pid = client.pid;
     // Wait for the network service (the process that will do DNS, TCP and TLS).
@@ -875,20 +824,7 @@ async fn chromium_started_before_the_probes() {
         return;
     }
     let p = page_of(tag, &pages, pid);
-    check_page_load(
-        tag,
-        p,
-        &lab,
-        &Expect {
-            protocol: "HTTP/2",
-            subresources: true,
-            name: "chromium",
-            https_rr: true,
-            tls_library: "boringssl",
-            handshake_end_seen: true,
-            background_failures: true,
-        },
-    );
+    check_page_load(tag, p, &lab, &CHROMIUM_HTTP2);
     assert_stored(tag, p).await;
 }
 
@@ -918,14 +854,9 @@ fn stop_tree(root: u32) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_without_tls_probes_keeps_dns_and_tcp() {
     let tag = "chromium_no_tls";
-    let _timer = Timer(tag, Instant::now());
-    if !root_or_skip(tag) || !installed_or_skip(tag, "chromium") {
+    let Some((_timer, _lab, _tmp, cmd)) = chromium_in_lab(tag).await else {
         return;
-    }
-    let lab = Lab::start(lab_config()).await.unwrap();
-    let tmp = Tmp::new("chromium-no-tls");
-    let home = chromium_home(&tmp.0, &lab);
-    let cmd = chromium_cmd(&lab, &home, &[], "http://shop.test/");
+    };
     let config = ProbeConfig { tls: false, ..Default::default() };
     let (pid, _events, pages, _took, dom) = trace_client_with(tag, cmd, Duration::from_secs(60), &config).await;
     assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page");

@@ -1,52 +1,46 @@
 //! The `tracer` binary as a user runs it: start-up report, live JSON events while curl
 //! makes a request, clean exit on SIGTERM; and the error a user without privilege gets.
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{process::Command, time::Duration};
 
-use tracer::lab::support::{free_port, lines, root_or_skip, wait_line};
+mod support;
+use support::{TRACER, daemon::Daemon, require, root_or_skip, sqlite3, wait_line};
 
 #[test]
 fn run_json_streams_events_and_exits_zero_on_sigterm() {
     if !root_or_skip("run_json") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("t.db");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-        .args(["run", "--json", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-        .arg(&db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = lines(child.stdout.take().unwrap());
-    let err = lines(child.stderr.take().unwrap());
-    let mut errs = Vec::new();
-    wait_line(&err, "announcing the probes", Duration::from_secs(60), &mut errs, |l| l.starts_with("probes:"));
-    wait_line(&err, "with the database path", Duration::from_secs(30), &mut errs, |l| l == format!("database: {}", db.display()));
-    wait_line(&err, "with the dashboard", Duration::from_secs(30), &mut errs, |l| {
-        l == format!("dashboard: http://127.0.0.1:{port} (loopback only)")
-    });
-    wait_line(&err, "saying it traces", Duration::from_secs(30), &mut errs, |l| l.starts_with("tracing;"));
-    let privileges = wait_line(&err, "with the privileges kept", Duration::from_secs(30), &mut errs, |l| l.starts_with("privileges:"));
+    let mut d = Daemon::start(&["--json"]);
+    let privileges = d.wait_err("with the privileges kept", Duration::from_secs(30), |l| l.starts_with("privileges:"));
+    // The start-up report, in this order.
+    let dashboard = format!("dashboard: http://127.0.0.1:{} (loopback only)", d.port);
+    let database = format!("database: {}", d.db.display());
+    let at = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        d.report.iter().position(|l| pred(l)).unwrap_or_else(|| panic!("no line {what} in the start-up report:\n{}", d.report.join("\n")))
+    };
+    let order = [
+        at("announcing the probes", &|l| l.starts_with("probes:")),
+        at("with the database path", &|l| l == database),
+        at("with the dashboard", &|l| l == dashboard),
+        at("saying it traces", &|l| l.starts_with("tracing;")),
+        at("with the privileges kept", &|l| l.starts_with("privileges:")),
+    ];
+    assert!(order.is_sorted(), "start-up report out of order ({order:?}):\n{}", d.report.join("\n"));
     // Unfiltered, with TLS: uprobes for every process on libraries found later need CAP_SYS_ADMIN.
     assert!(privileges.contains("CAP_BPF,CAP_DAC_READ_SEARCH,CAP_PERFMON,CAP_SYS_ADMIN,CAP_SYS_PTRACE;"), "{privileges}");
 
     // Least privilege, as an outside observer sees it: the main thread (whose CapEff is the
     // process's in /proc/PID/status) keeps what later attaches need, every other thread none.
     let keep = tracer::privileges::mask(&tracer::privileges::keep_after_start(true));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
     assert_eq!(tracer::privileges::cap_eff(&status), Some(keep), "{status}");
     let mut threads = 0;
-    for e in std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap().flatten() {
+    for e in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap().flatten() {
         let tid: u32 = e.file_name().to_str().unwrap().parse().unwrap();
         let Ok(st) = std::fs::read_to_string(e.path().join("status")) else { continue };
         let eff = tracer::privileges::cap_eff(&st).unwrap();
         let bounding = st.lines().find_map(|l| l.strip_prefix("CapBnd:")).map(|v| u64::from_str_radix(v.trim(), 16).unwrap());
-        if tid == child.id() {
+        if tid == d.pid() {
             assert_eq!(bounding, Some(keep), "main thread's bounding set");
         } else {
             assert_eq!(eff, 0, "thread {tid} holds capabilities: {st}");
@@ -55,47 +49,32 @@ fn run_json_streams_events_and_exits_zero_on_sigterm() {
         }
     }
     assert!(threads >= 2, "the runtime's threads were checked ({threads})");
-    let report = errs.join("\n");
+    let report = d.report.join("\n");
     assert!(report.contains("tcp_connect") && report.contains("tcp_state") && report.contains("dns"), "{report}");
     assert!(report.contains("tls_openssl"), "OpenSSL probes reported: {report}");
 
     // The dashboard answers, and curl's request to it is traced.
-    let health = Command::new("curl").args(["-sS", &format!("http://127.0.0.1:{port}/api/health")]).output().unwrap();
-    assert!(health.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    let v = d.json("/api/health");
     assert!(v["probes"].as_array().is_some_and(|p| !p.is_empty()), "{v}");
     let curl_pid = {
-        let c = Command::new("curl").args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/")]).spawn().unwrap();
+        let c = Command::new(require("curl")).args(["-sS", "-o", "/dev/null", &format!("http://127.0.0.1:{}/", d.port)]).spawn().unwrap();
         let pid = c.id();
         assert!(c.wait_with_output().unwrap().status.success());
         pid
     };
     let mut outs = Vec::new();
-    let connect = wait_line(&out, "with curl's connect", Duration::from_secs(15), &mut outs, |l| {
+    let connect = wait_line(&d.out, "with curl's connect", Duration::from_secs(15), &mut outs, |l| {
         serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["kind"] == "connect" && v["tgid"] == curl_pid)
     });
     let v: serde_json::Value = serde_json::from_str(&connect).unwrap();
-    assert_eq!(v["dst"], format!("127.0.0.1:{port}"));
+    assert_eq!(v["dst"], format!("127.0.0.1:{}", d.port));
     assert_eq!(v["comm"], "curl");
 
     // SIGTERM: detach and exit 0.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "tracer did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50)); // polling a child's exit; no event to await
-    };
+    let (status, _, _) = d.stop_within(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "exit code after SIGTERM");
     // The run was recorded with its stop time.
-    let conn = Command::new("sqlite3").arg(&db).arg("SELECT COUNT(*) FROM daemon_runs WHERE stopped_at_ms IS NOT NULL").output();
-    if let Ok(o) = conn {
-        if o.status.success() {
-            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
-        }
-    }
+    assert_eq!(sqlite3(&d.db, &[], "SELECT COUNT(*) FROM daemon_runs WHERE stopped_at_ms IS NOT NULL"), "1");
 }
 
 #[test]
@@ -104,12 +83,12 @@ fn without_privilege_the_error_names_what_is_missing() {
         return;
     }
     // Drop to nobody with no capabilities, the way an ordinary user would run it.
-    let out = Command::new("setpriv")
+    let out = Command::new(require("setpriv"))
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-        .arg(env!("CARGO_BIN_EXE_tracer"))
+        .arg(TRACER)
         .args(["run", "--db", "/tmp/never-created.db"])
         .output()
-        .expect("setpriv (util-linux)");
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON") && err.contains("root"), "{err}");
@@ -118,14 +97,14 @@ fn without_privilege_the_error_names_what_is_missing() {
 
 #[test]
 fn unknown_flags_get_clap_usage_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tracer")).args(["run", "--no-such-flag"]).output().unwrap();
+    let out = Command::new(TRACER).args(["run", "--no-such-flag"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
-    let out = Command::new(env!("CARGO_BIN_EXE_tracer")).args(["run", "--ring-buffer-mb", "3"]).output().unwrap();
+    let out = Command::new(TRACER).args(["run", "--ring-buffer-mb", "3"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a power of two"));
     for (bad, says) in [("grpc://collector:4317", "http or https"), ("collector:4318", "http or https"), ("http://", "")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tracer")).args(["run", "--otlp-endpoint", bad]).output().unwrap();
+        let out = Command::new(TRACER).args(["run", "--otlp-endpoint", bad]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains("--otlp-endpoint") && err.contains(bad) && err.contains(says), "{bad}: {err}");
@@ -133,7 +112,7 @@ fn unknown_flags_get_clap_usage_errors() {
     // A bad --otlp-header names the header, never its value (a credential); without an
     // endpoint it is an error too.
     let run = |args: &[&str], env: Option<&str>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tracer"));
+        let mut c = Command::new(TRACER);
         c.arg("run").args(args).env_remove("TRACER_OTLP_HEADERS");
         if let Some(v) = env {
             c.env("TRACER_OTLP_HEADERS", v);

@@ -8,35 +8,26 @@ use std::{
     io::{BufRead, BufReader},
     os::unix::process::CommandExt as _,
     path::Path,
-    process::{Command, Stdio},
+    process::Stdio,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use tracer::lab::{Lab, LabConfig, support::{root_or_skip, run_bounded}};
+use tracer::lab::LabConfig;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn sql(db: &Path, query: &str) -> String {
-    let mut c = Command::new("sqlite3");
-    c.arg(db).arg(query);
-    let out = run_bounded(c, Duration::from_secs(30));
-    assert!(out.status.success(), "sqlite3 {query}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+mod support;
+use support::{daemon::run_command, lab_or_skip, require, run_bounded, sqlite3};
 
 fn count(db: &Path) -> u64 {
-    sql(db, "SELECT COUNT(*) FROM page_loads").parse().unwrap()
+    sqlite3(db, &[], "SELECT COUNT(*) FROM page_loads").parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_ingest_loses_nothing_committed() {
-    if !root_or_skip("kill_9_during_ingest") {
+    let Some(lab) = lab_or_skip("kill_9_during_ingest", LabConfig::default()).await else {
         return;
-    }
-    let lab = Lab::start(LabConfig::default()).await.unwrap();
+    };
+    require("curl");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tracer.db");
     let script = format!(
@@ -46,10 +37,9 @@ while [ $i -lt 2000 ]; do ip netns exec {ns} curl -s -o /dev/null --max-time 5 -
         ns = lab.netns_name(),
         ca = lab.ca_pem_path().display()
     );
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_tracer"))
-        .args(["run", "--json", "--quiet-ms", "20", "--listen", &format!("127.0.0.1:{}", free_port()), "--db"])
-        .arg(&db)
-        .args(["--", "sh", "-c", &script])
+    let mut daemon = run_command(&db)
+        .0
+        .args(["--json", "--quiet-ms", "20", "--", "sh", "-c", &script])
         .process_group(0) // the daemon and its command: one SIGKILL for all
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -84,30 +74,29 @@ while [ $i -lt 2000 ]; do ip netns exec {ns} curl -s -o /dev/null --max-time 5 -
     eprintln!("kill_9: {committed} page loads committed before the kill");
 
     // Restart on the same database: it opens (migrations, WAL recovery) and runs.
-    let mut again = Command::new(env!("CARGO_BIN_EXE_tracer"));
-    again
-        .args(["run", "--listen", &format!("127.0.0.1:{}", free_port()), "--db"])
-        .arg(&db)
-        .args(["--", "true"]);
+    let (mut again, _) = run_command(&db);
+    again.args(["--", "true"]);
     let out = run_bounded(again, Duration::from_secs(120));
     assert!(out.status.success(), "restart failed: {}", String::from_utf8_lossy(&out.stderr));
 
-    assert_eq!(sql(&db, "PRAGMA integrity_check"), "ok");
-    assert_eq!(sql(&db, "PRAGMA foreign_key_check"), "", "no orphan rows");
+    assert_eq!(sqlite3(&db, &[], "PRAGMA integrity_check"), "ok");
+    assert_eq!(sqlite3(&db, &[], "PRAGMA foreign_key_check"), "", "no orphan rows");
     let after = count(&db);
     assert!(after >= committed, "{after} page loads after the restart, {committed} committed before the kill");
-    let duplicates = sql(
+    let duplicates = sqlite3(
         &db,
+        &[],
         "SELECT COUNT(*) FROM (SELECT process_id, started_ns FROM page_loads GROUP BY process_id, started_ns HAVING COUNT(*) > 1)",
     );
     assert_eq!(duplicates, "0", "page loads stored twice");
-    let partial = sql(
+    let partial = sqlite3(
         &db,
+        &[],
         "SELECT COUNT(*) FROM page_loads p WHERE request_count != (SELECT COUNT(*) FROM requests r WHERE r.page_load_id = p.id)",
     );
     assert_eq!(partial, "0", "page loads missing some of their requests");
     // The crashed run is recorded without a stop time, the restart with one.
-    assert_eq!(sql(&db, "SELECT COUNT(*) FROM daemon_runs WHERE stopped_at_ms IS NULL"), "1");
-    assert_eq!(sql(&db, "SELECT COUNT(*) FROM daemon_runs WHERE stopped_at_ms IS NOT NULL"), "1");
+    assert_eq!(sqlite3(&db, &[], "SELECT COUNT(*) FROM daemon_runs WHERE stopped_at_ms IS NULL"), "1");
+    assert_eq!(sqlite3(&db, &[], "SELECT COUNT(*) FROM daemon_runs WHERE stopped_at_ms IS NOT NULL"), "1");
     eprintln!("kill_9: {after} page loads after the restart");
 }

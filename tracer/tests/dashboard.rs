@@ -23,7 +23,9 @@ use tracer::{
     web::{self, AppState, FetchSettings, Health, LiveHub},
 };
 
-const MS: u64 = 1_000_000;
+mod support;
+use support::fixtures::{self, MS};
+
 /// Monotonic ns of the first synthetic page load.
 const T0: u64 = 9_000_000 * MS;
 /// Unix ms of T0.
@@ -40,45 +42,12 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
     let www = format!("www.{host}");
     let t = |dns: f64, tcp: f64, ssl: f64, send: f64, wait: f64, receive: f64| Timings {
         blocked: if dns >= 0.0 { 0.05 } else { -1.0 },
-        dns,
-        connect: if tcp < 0.0 { -1.0 } else { tcp + ssl.max(0.0) },
-        tcp,
-        ssl,
-        send,
-        wait,
-        receive,
+        ..fixtures::timings(dns, tcp, ssl, send, wait, receive)
     };
     let req = |conn: Option<usize>, dns: Option<usize>, url: String, h: &str, path: &str, st: Option<u16>, at: u64, tm: Timings, bytes: u64| {
-        let end = at + (tm.total() * 1e6) as u64;
-        Req {
-            connection: conn,
-            dns,
-            tgid,
-            pid: tgid + 1,
-            comm: client.into(),
-            method: Some("GET".into()),
-            url: Some(url),
-            host: Some(h.into()),
-            path: Some(path.into()),
-            protocol: Some(if conn == Some(0) { "HTTP/1.1" } else { "HTTP/2" }.into()),
-            stream_id: None,
-            status: st,
-            redirect_to: None,
-            content_type: Some("text/html".into()),
-            request_headers: vec![],
-            response_headers: vec![],
-            request_bytes: 78,
-            response_bytes: bytes,
-            response_header_bytes: 120.min(bytes),
-            started_ns: at,
-            ended_ns: end,
-            timings: tm,
-            new_connection: dns.is_some(),
-            error: None,
-            complete: st.is_some(),
-            request_body: None,
-            response_body: None,
-        }
+        let protocol = if conn == Some(0) { "HTTP/1.1" } else { "HTTP/2" };
+        // A request with its own lookup is on a new connection (the sub-resource is not).
+        Req { new_connection: dns.is_some(), ..fixtures::request((client, tgid), conn, dns, &url, h, path, protocol, st, at, tm, bytes) }
     };
     let client_info = ClientInfo { tgid, name: client.into(), exe: Some(format!("/usr/bin/{client}")) };
     let lookup = |name: &str, at: u64, chain: Vec<String>, addrs: Vec<&str>, err: Option<&str>| DnsLookup {
@@ -98,18 +67,7 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
     if let Some(err) = error {
         let mut r = req(None, Some(0), format!("http://{host}/"), host, "/", None, start, t(2.0, -1.0, -1.0, -1.0, -1.0, -1.0), 0);
         r.error = Some(err.into());
-        return PageLoad {
-            client: client_info,
-            url: Some(format!("http://{host}/")),
-            started_ns: start,
-            ended_ns: start + 2 * MS,
-            status: None,
-            error: Some(err.into()),
-            requests: vec![r],
-            connections: vec![],
-            dns: vec![lookup(host, start, vec![], vec![], Some(err))],
-            redirect_chain: vec![0],
-        };
+        return fixtures::failed_lookup(client_info, format!("http://{host}/"), start, r, lookup(host, start, vec![], vec![], Some(err)), err);
     }
     let conn = |fd: i32, dst: &str, at: u64, tls: Option<TlsSession>, n: u32| Connection {
         tgid,
@@ -413,46 +371,11 @@ async fn detail_and_har() {
 
 fn fetched(url: &str) -> tracer::fetch::PageLoad {
     use tracer::fetch::model::*;
-    let timed = |start_ms: f64, ms: f64| {
-        let s = T0 + (start_ms * 1e6) as u64;
-        Some(Timed { start_ns: s, end_ns: s + (ms * 1e6) as u64, ms })
-    };
-    let entry = |id: usize, url: &str, status: u16, t: Timings| Entry {
-        id,
-        initiator: Initiator::Document,
-        redirected_from: id.checked_sub(1),
-        hop: id as u32,
-        method: "GET".into(),
-        url: url.into(),
-        origin: url.split('/').take(3).collect::<Vec<_>>().join("/"),
-        span: timed(0.0, 10.0).unwrap(),
-        timings: t,
-        connection_id: Some(id),
-        connection_reused: false,
-        dns_id: Some(id),
-        server_address: None,
-        http_version: Some("HTTP/1.1".into()),
-        request_headers: vec![],
-        request_headers_size: None,
-        status: Some(status),
-        status_text: None,
-        response_headers: vec![],
-        response_headers_size: None,
-        body_size: 0,
-        mime_type: None,
-        redirect_url: None,
-        failure: None,
-    };
-    let hop = Timings { dns: timed(0.0, 1.0), connect: timed(1.0, 0.5), send: timed(1.5, 0.1), wait: timed(1.6, 2.0), receive: timed(3.6, 0.2), ..Default::default() };
-    let doc = Timings {
-        dns: timed(4.0, 1.0),
-        connect: timed(5.0, 0.5),
-        tls: timed(5.5, 2.5),
-        send: timed(8.0, 0.1),
-        wait: timed(8.1, 40.0),
-        receive: timed(48.1, 1.0),
-        ..Default::default()
-    };
+    let timed = |start_ms: f64, ms: f64| fixtures::timed(T0, start_ms, ms);
+    let entry = |id: usize, url: &str, status: u16, t: Timings| fixtures::fetched_entry(T0, id, url, status, t, Initiator::Document);
+    let (hop, doc) = fixtures::fetched_redirect_timings(T0);
+    // A slow server this time: the document waits 40 ms.
+    let doc = Timings { wait: timed(8.1, 40.0), receive: timed(48.1, 1.0), ..doc };
     let tls = TlsInfo {
         span: timed(5.5, 2.5).unwrap(),
         sni: Some("www.shop.test".into()),

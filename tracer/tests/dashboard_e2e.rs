@@ -10,33 +10,25 @@
 //! and saves screenshots under `target/dashboard-e2e/`.
 //!
 //! Needs root; without it the test is skipped (and fails under CI=true).
-mod browser_setup;
-
 use std::{
     fs::File,
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader, Write},
+    net::SocketAddr,
     os::{fd::FromRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Stdio,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use tracer::lab::{Lab, LabConfig};
 
-const PORT: u16 = 7878;
+mod support;
+use support::{Reaped, TRACER, browsers::CHROMIUM_HEADLESS_FLAGS, lab_or_skip, require};
 
-fn root_or_skip(test: &str) -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: needs root (network namespaces, probes), and CI=true forbids skipping it");
-    }
-    eprintln!("SKIP {test}: needs root (run `cargo xtask test`)");
-    false
-}
+const PORT: u16 = 7878;
 
 fn artifacts() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -47,74 +39,24 @@ fn artifacts() -> PathBuf {
     std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
-/// Debian's chromium, installed with apt-get when missing.
-fn chromium() -> PathBuf {
-    let path = PathBuf::from("/usr/bin/chromium");
-    if !path.exists() {
-        eprintln!("/usr/bin/chromium is missing: apt-get install chromium");
-        let ok = |c: &mut Command| c.env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success());
-        let _ = ok(Command::new("apt-get").arg("update"));
-        assert!(
-            ok(Command::new("apt-get").args(["install", "-y", "--no-install-recommends", "chromium"])),
-            "apt-get install chromium failed"
-        );
-    }
-    path
-}
-
-/// Kills and reaps a child when dropped (a failing assertion must not leave a browser behind).
-struct Reaped(Option<Child>, &'static str);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            if c.try_wait().ok().flatten().is_none() {
-                eprintln!("killing {} (pid {})", self.1, c.id());
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP inside the namespace (the dashboard listens on the namespace's loopback)
 
-fn http(lab: &Lab, method: &str, path: &str) -> (u16, String) {
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\nConnection: close\r\nAccept: application/json\r\n\r\n");
-    lab.spawn_in_netns(move || -> std::io::Result<(u16, String)> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", PORT))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        s.write_all(req.as_bytes())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-        Ok((status, body))
-    })
-    .join()
-    .unwrap()
-    .unwrap()
-    .unwrap_or((0, String::new()))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((len, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+/// `GET path` on the dashboard from inside the lab's namespace: (status, body), or status 0
+/// when nothing answers.
+fn get(lab: &Lab, path: &str) -> (u16, String) {
+    let path = path.to_string();
+    let (status, body) = lab
+        .spawn_in_netns(move || tracer::bench::util::http_get(SocketAddr::from(([127, 0, 0, 1], PORT)), &path, Duration::from_secs(10)))
+        .join()
+        .unwrap()
+        .unwrap()
+        .unwrap_or((0, Vec::new()));
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn api(lab: &Lab, path: &str) -> Value {
-    let (status, body) = http(lab, "GET", path);
+    let (status, body) = get(lab, path);
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -139,11 +81,10 @@ fn cloexec_pipe() -> (i32, i32) {
 
 impl Browser {
     fn launch(lab: &Lab, profile: &Path, log: File) -> Browser {
-        let exe = chromium();
         let (cmd_r, cmd_w) = cloexec_pipe(); // we write commands, chromium reads fd 3
         let (out_r, out_w) = cloexec_pipe(); // chromium writes fd 4, we read
-        let mut cmd = lab.exec_command(&exe);
-        cmd.args(browser_setup::CHROMIUM_HEADLESS_FLAGS)
+        let mut cmd = lab.exec_command(require("chromium"));
+        cmd.args(CHROMIUM_HEADLESS_FLAGS)
             .args(["--hide-scrollbars", "--window-size=1280,800", "--remote-debugging-pipe"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("about:blank")
@@ -163,7 +104,7 @@ impl Browser {
                 Ok(())
             });
         }
-        let child = Reaped(Some(cmd.spawn().expect("starting chromium")), "chromium");
+        let child = Reaped::spawn(&mut cmd, "chromium");
         // SAFETY: we own these descriptors; the child has its copies.
         unsafe {
             libc::close(cmd_r);
@@ -273,7 +214,7 @@ impl Browser {
             params["clip"] = json!({ "x": 0, "y": 0, "width": 1280, "height": size["height"].as_f64().unwrap_or(800.0).max(800.0), "scale": 1 });
         }
         let r = self.call("Page.captureScreenshot", params);
-        let png = base64_decode(r["data"].as_str().unwrap());
+        let png = base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).expect("base64 PNG");
         assert!(png.starts_with(b"\x89PNG"), "not a PNG");
         std::fs::write(path, png).unwrap();
         eprintln!("screenshot: {}", path.display());
@@ -285,38 +226,11 @@ impl Browser {
 
     fn close(mut self) {
         let _ = self.call_browser("Browser.close", json!({}));
-        if let Some(c) = self._child.0.as_mut() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self._child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for v in s.bytes().filter_map(val) {
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,26 +258,23 @@ fn fmt_exact(v: f64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium() {
-    if !root_or_skip("dashboard_e2e") {
-        return;
-    }
     let started = Instant::now();
+    let config = LabConfig { dns_delay: Duration::from_millis(20), think_time: Duration::from_millis(40), ..Default::default() };
+    let Some(lab) = lab_or_skip("dashboard_e2e", config).await else {
+        return;
+    };
+    for p in ["chromium", "curl"] {
+        require(p);
+    }
     let out = artifacts();
-    let lab = Lab::start(LabConfig {
-        dns_delay: Duration::from_millis(20),
-        think_time: Duration::from_millis(40),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("tracer.db");
 
     // The daemon, inside the lab's namespace (its dashboard is on the namespace's loopback,
     // its reference fetcher resolves through the lab and trusts the lab CA).
     let daemon_log = File::create(out.join("daemon.log")).unwrap();
-    let daemon = lab
-        .exec_command(env!("CARGO_BIN_EXE_tracer"))
+    let mut daemon = lab.exec_command(TRACER);
+    daemon
         .args(["run", "--db"])
         .arg(&db)
         .args(["--listen", &format!("127.0.0.1:{PORT}")])
@@ -371,20 +282,18 @@ async fn dashboard_in_headless_chromium() {
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(daemon_log.try_clone().unwrap())
-        .stderr(daemon_log)
-        .spawn()
-        .unwrap();
+        .stderr(daemon_log);
+    let mut daemon = Reaped::spawn(&mut daemon, "tracer run");
     let daemon_pid = daemon.id();
-    let mut daemon = Reaped(Some(daemon), "tracer run");
     // Wait for its start-up report rather than knocking on the port (each refused connect
     // would be traced as a failed page load).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let log = std::fs::read_to_string(out.join("daemon.log")).unwrap_or_default();
-        if log.contains("tracing; Ctrl-C to stop") && http(&lab, "GET", "/api/health").0 == 200 {
+        if log.contains("tracing; Ctrl-C to stop") && get(&lab, "/api/health").0 == 200 {
             break;
         }
-        if let Some(st) = daemon.0.as_mut().unwrap().try_wait().unwrap() {
+        if let Some(st) = daemon.try_wait().unwrap() {
             panic!("tracer run exited ({st}); see {}", out.join("daemon.log").display());
         }
         assert!(Instant::now() < deadline, "the dashboard did not come up; see {}", out.join("daemon.log").display());
@@ -618,18 +527,7 @@ async fn dashboard_in_headless_chromium() {
     // The daemon stops cleanly while the browser is still connected to the live stream.
     let stopping = Instant::now();
     unsafe { libc::kill(daemon_pid as i32, libc::SIGTERM) };
-    let mut child = daemon.0.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tracer run did not stop within 15 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = daemon.wait(Duration::from_secs(15));
     assert!(status.success(), "tracer run: {status}; see {}", out.join("daemon.log").display());
     eprintln!("daemon stopped {:?} after SIGTERM", stopping.elapsed());
     b.close();

@@ -13,11 +13,14 @@ use std::{
 
 use tracer::{
     db, history,
-    lab::{Lab, LabConfig, support::root_or_skip},
+    lab::LabConfig,
     probes::{ProbeConfig, Probes},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     stream::{StreamStats, spawn_reader},
 };
+
+mod support;
+use support::{lab_or_skip, require};
 
 /// One curl run: what it fetches and with which extra arguments.
 struct Case {
@@ -99,10 +102,10 @@ fn run_cases(ns: &str, ca: &str, dir: &Path) -> HashMap<&'static str, (u32, i32)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored() {
-    if !root_or_skip("faults") {
+    let Some(lab) = lab_or_skip("faults", LabConfig::default()).await else {
         return;
-    }
-    let lab = Lab::start(LabConfig::default()).await.unwrap();
+    };
+    require("curl");
     let ca = lab.ca_pem_path().to_str().unwrap().to_string();
     let ns = lab.netns_name().to_string();
 

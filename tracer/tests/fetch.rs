@@ -13,23 +13,24 @@ use std::time::Duration;
 use tracer::fetch::{self, FetchOptions, Initiator, PageLoad, Phase, monotonic_ns};
 use tracer::lab::{Lab, LabConfig, hosts};
 
+mod support;
+use support::{TRACER, require, run_bounded};
+
 const DNS_DELAY: Duration = Duration::from_millis(50);
 const THINK: Duration = Duration::from_millis(100);
 
-fn lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
-    if !tracer::lab::support::root_or_skip(test) {
-        return None;
-    }
+/// [`support::lab_or_skip`] for these plain `#[test]`s.
+fn blocking_lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    Some(rt.block_on(Lab::start(config)).expect("starting the lab"))
+    rt.block_on(support::lab_or_skip(test, config))
 }
 
 /// A lab whose DNS answers after 50 ms and whose servers think 100 ms: phases of tens of ms.
 fn slow_lab(test: &str) -> Option<Lab> {
-    lab_or_skip(
+    blocking_lab_or_skip(
         test,
         LabConfig {
             dns_delay: DNS_DELAY,
@@ -67,12 +68,12 @@ fn fetch_in_lab(lab: &Lab, url: &str, opts: FetchOptions) -> PageLoad {
 }
 
 fn run(cmd: Command) -> Output {
-    tracer::lab::support::run_bounded(cmd, Duration::from_secs(20))
+    run_bounded(cmd, Duration::from_secs(20))
 }
 
 /// `tracer fetch ARGS` inside the lab (resolv.conf of the namespace).
 fn tracer_fetch(lab: &Lab, args: &[&str]) -> Output {
-    let mut cmd = lab.exec_command(env!("CARGO_BIN_EXE_tracer"));
+    let mut cmd = lab.exec_command(TRACER);
     cmd.arg("fetch")
         .args(args)
         .env("RUST_LOG", "warn")
@@ -100,15 +101,7 @@ fn check_stamps(load: &PageLoad) {
             e.id
         );
         let mut last = e.span.start_ns;
-        for p in [
-            Phase::Blocked,
-            Phase::Dns,
-            Phase::Connect,
-            Phase::Tls,
-            Phase::Send,
-            Phase::Wait,
-            Phase::Receive,
-        ] {
+        for p in Phase::TIMED {
             if let Some(t) = e.timings.get(p) {
                 assert!(
                     t.start_ns >= last,
@@ -170,15 +163,7 @@ fn redirect_chain_cname_chain_and_every_phase() {
     );
 
     // Every phase measured, and the lab's delays show where they should.
-    for p in [
-        Phase::Blocked,
-        Phase::Dns,
-        Phase::Connect,
-        Phase::Tls,
-        Phase::Send,
-        Phase::Wait,
-        Phase::Receive,
-    ] {
+    for p in Phase::TIMED {
         ms(&load, 1, p);
     }
     for entry in [0, 1] {
@@ -429,7 +414,7 @@ fn nxdomain_and_connection_refused_are_failed_phases() {
 
 #[test]
 fn untrusted_certificate_fails_tls_unless_insecure() {
-    let Some(lab) = lab_or_skip(
+    let Some(lab) = blocking_lab_or_skip(
         "untrusted_certificate_fails_tls_unless_insecure",
         LabConfig::default(),
     ) else {
@@ -467,7 +452,8 @@ fn untrusted_certificate_fails_tls_unless_insecure() {
 
 #[test]
 fn alpn_chooses_http2_or_http11() {
-    let Some(lab) = lab_or_skip("alpn_chooses_http2_or_http11", LabConfig::default()) else {
+    let Some(lab) = blocking_lab_or_skip("alpn_chooses_http2_or_http11", LabConfig::default())
+    else {
         return;
     };
     for (http1_only, alpn, version) in [(false, "h2", "HTTP/2"), (true, "http/1.1", "HTTP/1.1")] {
@@ -671,6 +657,7 @@ fn timings_agree_with_curl() {
     let Some(lab) = slow_lab("timings_agree_with_curl") else {
         return;
     };
+    require("curl");
     let ca = lab.ca_pem_path().to_str().unwrap().to_owned();
     let url = "https://www.shop.test/";
     const RUNS: usize = 5;

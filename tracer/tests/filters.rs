@@ -2,146 +2,40 @@
 //! and the per-process TLS uprobes that keep untraced processes free of breakpoints.
 //!
 //! Root only (they load the real probes). Not root: each test prints why it skips. Under CI
-//! (`CI=true`) a skip is a failure (`tracer::lab::support::root_or_skip`).
+//! (`CI=true`) a skip is a failure (`support::root_or_skip`).
 use std::{
     collections::BTreeSet,
     io::Write,
-    net::SocketAddr,
-    process::{Child, Command, Stdio},
-    sync::{Arc, mpsc},
+    process::{Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use tracer::{
     filter::{ClientFilter, FilterSpec},
-    lab::{
-        Lab, LabConfig,
-        support::{free_port, lines, root_or_skip, run_bounded, spawn_tls_server, wait_line},
-    },
+    lab::{Lab, LabConfig},
     probes::{ProbeConfig, Probes, SCOPE_PER_PROCESS},
     stream::{StreamStats, spawn_reader},
 };
 use tracer_common::EventKind;
 
-/// Everything that arrives within `d`.
-fn drain(rx: &mpsc::Receiver<String>, d: Duration, seen: &mut Vec<String>) {
-    let deadline = Instant::now() + d;
-    while let Ok(l) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        seen.push(l);
-    }
-}
+mod support;
+use support::{
+    Reaped, TRACER,
+    daemon::{Daemon, run_command},
+    drain, free_port, http::tls_server, lines, require, root_or_skip, run_bounded, wait_exit, wait_line,
+};
 
-fn wait_exit(child: &mut Child, what: &str, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50)); // polling a child's exit; no event to await
-    }
-}
-
-/// The `tracer run` binary with a private database and dashboard port.
-struct Daemon {
-    child: Child,
-    out: mpsc::Receiver<String>,
-    /// Kept so that the daemon never blocks on a full stderr pipe.
-    err: mpsc::Receiver<String>,
-    /// stderr up to "tracing;": the start-up report.
-    report: Vec<String>,
-    /// Dashboard port.
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(args: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-            .args(["run", "--json", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.path().join("t.db"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = lines(child.stdout.take().unwrap());
-        let err = lines(child.stderr.take().unwrap());
-        let mut report = Vec::new();
-        wait_line(&err, "saying it traces", Duration::from_secs(90), &mut report, |l| l.starts_with("tracing;"));
-        // With a filter, what later attaches need is kept and no more (no CAP_SYS_ADMIN): the
-        // tests below attach per-process uprobes after this point.
-        let privileges = wait_line(&err, "with the privileges kept", Duration::from_secs(30), &mut report, |l| l.starts_with("privileges:"));
-        assert!(privileges.contains("keeps CAP_BPF,CAP_DAC_READ_SEARCH,CAP_PERFMON,CAP_SYS_PTRACE;"), "{privileges}");
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-        assert_eq!(
-            tracer::privileges::cap_eff(&status),
-            Some(tracer::privileges::mask(tracer::privileges::KEEP_AFTER_START)),
-            "{status}"
-        );
-        Daemon { child, out, err, report, port, _dir: dir }
-    }
-
-    /// `GET /api/health` (curl: not a traced process here).
-    fn health(&self) -> Value {
-        let mut curl = Command::new("curl");
-        curl.args(["-sS", &format!("http://127.0.0.1:{}/api/health", self.port)]);
-        let out = run_bounded(curl, Duration::from_secs(30));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// SIGTERM, then the exit status (bounded: detaching takes seconds), the rest of stdout
-    /// and stderr after the start-up report.
-    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = wait_exit(&mut self.child, "tracer after SIGTERM", Duration::from_secs(120));
-        let mut rest = Vec::new();
-        drain(&self.out, Duration::from_millis(200), &mut rest);
-        let mut err = Vec::new();
-        drain(&self.err, Duration::from_millis(200), &mut err);
-        (status, rest, err)
-    }
-}
-
-impl Drop for Daemon {
-    /// A failed test must not leave its daemon running.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-            let _ = wait_exit(&mut self.child, "tracer after SIGTERM", Duration::from_secs(120));
-        }
-    }
-}
-
-/// A child process killed and reaped when the test ends, also when it fails.
-struct Reaped(Child);
-
-impl std::ops::Deref for Reaped {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reaped {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `tracer run --json ARGS`, started; with a filter, what later attaches need is kept and no
+/// more (no CAP_SYS_ADMIN): the tests below attach per-process uprobes after this point.
+fn filtered_daemon(args: &[&str]) -> Daemon {
+    let mut d = Daemon::start(&[&["--json"], args].concat());
+    let privileges = d.wait_err("with the privileges kept", Duration::from_secs(30), |l| l.starts_with("privileges:"));
+    assert!(privileges.contains("keeps CAP_BPF,CAP_DAC_READ_SEARCH,CAP_PERFMON,CAP_SYS_PTRACE;"), "{privileges}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    assert_eq!(tracer::privileges::cap_eff(&status), Some(tracer::privileges::mask(tracer::privileges::KEEP_AFTER_START)), "{status}");
+    d
 }
 
 fn json(lines: &[String]) -> Vec<Value> {
@@ -156,13 +50,6 @@ fn tgid(v: &Value) -> u32 {
 /// changes and error reports can run in softirq with any task as current.)
 fn process_context(v: &Value) -> bool {
     !matches!(v["kind"].as_str(), Some("tcp_state" | "sock_error" | "page_load") | None)
-}
-
-/// [`spawn_tls_server`] on a runtime of its own, so that plain #[test]s can use it.
-fn tls_server(body_len: usize) -> (SocketAddr, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let addr = rt.block_on(spawn_tls_server(body_len));
-    (addr, rt)
 }
 
 /// `--pid` of a shell the test starts: the two curls it runs are traced with their DNS
@@ -183,9 +70,10 @@ fn pid_filter_traces_the_shell_tree_and_nothing_else() {
          ip netns exec {ns} curl -sS --http1.1 -o /dev/null --cacert {ca} https://www.shop.test/ && \
          ip netns exec {ns} curl -sS --http1.1 -o /dev/null --cacert {ca} https://static.shop.test/app.css"
     );
-    let mut shell = Reaped(Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()).spawn().unwrap());
+    require("curl");
+    let mut shell = Reaped::spawn(Command::new("sh").args(["-c", &script]).stdin(Stdio::piped()), "the traced shell");
     let shell_pid = shell.id();
-    let d = Daemon::start(&["--pid", &shell_pid.to_string()]);
+    let mut d = filtered_daemon(&["--pid", &shell_pid.to_string()]);
     let report = d.report.join("\n");
     assert!(report.contains(&format!("filter: pid {shell_pid} and its descendants")), "{report}");
     assert!(report.contains("(per traced process)"), "TLS probes per traced process: {report}");
@@ -274,25 +162,25 @@ fn comm_filter_case(extra: &[&str]) {
     let syscalls = extra.contains(&"--syscall-tracepoints");
     let (server, _rt) = tls_server(2000);
     let url = format!("https://{server}/");
-    let d = Daemon::start(&[&["--comm", "wget"], extra].concat());
+    let mut d = filtered_daemon(&[&["--comm", "wget"], extra].concat());
     assert!(d.report.iter().any(|l| l.starts_with("filter: comm \"wget\"")), "{:#?}", d.report);
     // The health view: every TLS attach point is per process; the filter's counters.
     std::thread::sleep(Duration::from_millis(1500)); // the counters are refreshed every second
-    let h = d.health();
+    let h = d.json("/api/health");
     let tls: Vec<&Value> = h["probes"].as_array().unwrap().iter().filter(|p| p["variant"] != "tracepoint" && p["family"].as_str().is_some_and(|f| f.starts_with("tls_"))).collect();
     assert!(!tls.is_empty() && tls.iter().filter(|p| p["attached"] == true).all(|p| p["scope"] == "per_process"), "{tls:#?}");
     // Connects, DNS and plain HTTP: at libc per process, or at the syscall tracepoints.
     let attached = |family: &str| h["probes"].as_array().unwrap().iter().any(|p| p["family"] == family && p["attached"] == true);
     assert_eq!((attached("libc_sockets"), attached("tcp_connect"), attached("dns")), (!syscalls, syscalls, syscalls), "{h}");
     assert_eq!(h["pipeline"]["filter"]["filter"], "comm \"wget\" and descendants", "{h}");
-    let mut curl = Command::new("curl");
+    let mut curl = Command::new(require("curl"));
     curl.args(["-sk", "--http1.1", "-o", "/dev/null", &url]);
     assert!(run_bounded(curl, Duration::from_secs(30)).status.success());
     // wget reads its URL from stdin, given once the daemon has printed wget's exec: the
     // daemon prints an event after the filter has acted on it, so wget's uprobes are in by
     // then. (A program that --comm catches at exec gets them a few ms later; what it does
     // before that is not seen: README, known limits.)
-    let mut wget = Command::new("wget")
+    let mut wget = Command::new(require("wget"))
         .args(["-q", "--no-check-certificate", "-O", "/dev/null", "-i", "-"])
         .stdin(Stdio::piped())
         .spawn()
@@ -332,13 +220,13 @@ fn command_mode_traces_the_command_and_exits_with_it() {
     }
     let (server, _rt) = tls_server(10_000);
     let url = format!("https://{server}/");
+    require("curl");
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
+    let db = dir.path().join("t.db");
     let run = |cmd: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-            .args(["run", "--json", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.path().join("t.db"))
-            .arg("--")
+        let mut child = run_command(&db)
+            .0
+            .args(["--json", "--"])
             .args(cmd)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -389,6 +277,7 @@ fn a_raw_syscall_connect_is_seen_under_a_filter() {
     if !root_or_skip("raw_syscall_connect") {
         return;
     }
+    require("perl");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
@@ -397,10 +286,9 @@ fn a_raw_syscall_connect_is_seen_under_a_filter() {
          my $a = pack_sockaddr_in({port}, inet_aton('127.0.0.1')); \
          syscall(42, fileno($s), $a, length($a)) == 0 or die \"connect: $!\"; print fileno($s), \"\\n\";"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tracer"))
-        .args(["run", "--json", "--listen", &format!("127.0.0.1:{}", free_port()), "--db"])
-        .arg(dir.path().join("t.db"))
-        .args(["--", "perl", "-e", &script])
+    let out = run_command(&dir.path().join("t.db"))
+        .0
+        .args(["--json", "--", "perl", "-e", &script])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -426,7 +314,7 @@ fn conflicting_filters_are_usage_errors() {
         &["run", "--pid", "1", "--", "true"],
         &["run", "--comm", "curl", "--", "true"],
     ] {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracer"));
+        let mut cmd = Command::new(TRACER);
         cmd.args(args);
         let out = run_bounded(cmd, Duration::from_secs(30));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -435,7 +323,7 @@ fn conflicting_filters_are_usage_errors() {
     // Without a filter the tracepoints are always used, and nothing is attached per process:
     // either flag alone is a mistake.
     for flag in ["--syscall-tracepoints", "--no-expedited-attach"] {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracer"));
+        let mut cmd = Command::new(TRACER);
         cmd.args(["run", flag]);
         let out = run_bounded(cmd, Duration::from_secs(30));
         assert_eq!(out.status.code(), Some(2), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
@@ -471,6 +359,7 @@ fn untraced_tls_processes_get_no_uprobes() {
     if !root_or_skip("per_process_uprobes") {
         return;
     }
+    require("curl");
     let (server, _srt) = tls_server(3000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _guard = rt.enter();
@@ -490,14 +379,14 @@ fn untraced_tls_processes_get_no_uprobes() {
     std::os::unix::fs::symlink(&copy, dir.path().join("libssl.so.3")).unwrap();
     let copy = std::fs::canonicalize(&copy).unwrap();
     let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
-    let mut req = Command::new("openssl");
+    let mut req = Command::new(require("openssl"));
     req.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert);
     assert!(run_bounded(req, Duration::from_secs(60)).status.success());
-    let s_port = free_port().to_string();
-    let s_server = Reaped(
+    let s_port = free_port().unwrap().to_string();
+    let s_server = Reaped::spawn(
         Command::new("openssl")
             .env("LD_LIBRARY_PATH", dir.path())
             .args(["s_server", "-quiet", "-www", "-accept", &s_port, "-key"])
@@ -505,15 +394,14 @@ fn untraced_tls_processes_get_no_uprobes() {
             .arg("-cert")
             .arg(&cert)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
+        "the untraced openssl s_server",
     );
 
     // The traced root: a shell that waits, runs curl (a child, traced through fork), then
     // becomes an OpenSSL server itself (exec: the same traced process, a new program).
-    let s2_port = free_port().to_string();
-    let mut traced = Reaped(Command::new("sh")
+    let s2_port = free_port().unwrap().to_string();
+    let mut traced = Reaped::spawn(Command::new("sh")
         .args([
             "-c",
             &format!(
@@ -525,9 +413,7 @@ fn untraced_tls_processes_get_no_uprobes() {
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+        .stderr(Stdio::null()), "the traced shell");
     let spec = FilterSpec::Pid(traced.id());
     let extra = tracer::libs::TlsLibrary { family: tracer::libs::LibFamily::OpenSsl, path: copy.clone(), source: "test".into() };
     let mut probes = Probes::load(&ProbeConfig { filter: spec.kernel(), extra_libraries: vec![extra], ..Default::default() }).expect("loading probes");

@@ -3,13 +3,14 @@
 //!
 //! Root only (the daemon loads the real probes, the lab builds a namespace). Not root: each
 //! test says why it skips; under CI (`CI=true`) a skip is a failure. Prometheus is the Debian
-//! package `prometheus` (`.ci/run` installs it); the test starts its own on a free loopback
-//! port with a temporary configuration and data directory, and kills it when it ends.
+//! package `prometheus` (`cargo xtask test` installs it; missing, the test fails); the test
+//! starts its own on a free loopback port with a temporary configuration and data directory,
+//! and kills it when it ends.
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader, Write as _},
+    io::Write as _,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -21,153 +22,17 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message as _;
 use serde_json::Value;
-use tracer::lab::{
-    Lab, LabConfig,
-    support::{root_or_skip, run_bounded},
-};
+use tracer::lab::{Lab, LabConfig};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Lines of a child's pipe, through a channel, so that waits are bounded.
-fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Polls `check` until it gives a value, at most `limit`. For state that is reached by
-/// another process (a scrape, a batch written) and has no event the test could await.
-fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn wait_exit(child: &mut Child, what: &str, limit: Duration) -> std::process::ExitStatus {
-    eventually(what, limit, || child.try_wait().unwrap())
-}
-
-/// A child killed (SIGTERM, then SIGKILL) and reaped when the test ends, also when it fails.
-struct Reaped(Child, &'static str);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            eprintln!("{} ignored SIGTERM: killing it", self.1);
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// `tracer run` with a private database and dashboard port.
-struct Daemon {
-    child: Reaped,
-    port: u16,
-    db: PathBuf,
-    _err: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(args: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let db = dir.path().join("t.db");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracer"))
-            .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(&db)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = lines(child.stderr.take().unwrap());
-        let mut report = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            match err.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) if l.starts_with("tracing;") => break,
-                Ok(l) => report.push(l),
-                Err(_) => panic!("tracer run did not start tracing within 90 s:\n{}", report.join("\n")),
-            }
-        }
-        Daemon { child: Reaped(child, "tracer run"), port, db, _err: err, _dir: dir }
-    }
-
-    fn get(&self, path: &str) -> String {
-        http_get(&format!("http://127.0.0.1:{}{path}", self.port), &[])
-    }
-
-    fn json(&self, path: &str) -> Value {
-        serde_json::from_str(&self.get(path)).unwrap()
-    }
-
-    /// A sample of the daemon's own /metrics (name with its labels as exposed), 0 when absent.
-    fn metric(&self, key: &str) -> f64 {
-        let text = self.get("/metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')).map(|v| v.parse().unwrap()))
-            .unwrap_or(0.0)
-    }
-
-    fn page_loads(&self) -> Vec<Value> {
-        self.json("/api/page-loads?limit=500")["items"].as_array().unwrap().clone()
-    }
-
-    /// SIGTERM and a bounded wait; the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.0.id() as i32, libc::SIGTERM) };
-        wait_exit(&mut self.child.0, "tracer after SIGTERM", Duration::from_secs(120))
-    }
-}
-
-/// GET with curl (not a traced process where the daemon traces a shell's tree only);
-/// `form`: pairs sent URL-encoded as the query.
-fn http_get(url: &str, form: &[(&str, &str)]) -> String {
-    let mut curl = Command::new("curl");
-    curl.args(["-sS", "--fail-with-body", "--max-time", "20", "-G", url]);
-    for (k, v) in form {
-        curl.arg("--data-urlencode").arg(format!("{k}={v}"));
-    }
-    let out = run_bounded(curl, Duration::from_secs(30));
-    assert!(out.status.success(), "GET {url} {form:?}: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
-    String::from_utf8(out.stdout).unwrap()
-}
+mod support;
+use support::{Reaped, daemon::Daemon, eventually, free_port, http, require, root_or_skip, run_bounded, sqlite3};
 
 /// A shell that waits for a line on stdin, then runs `script` (so that its work starts once
 /// the daemon traces it).
 fn shell(script: &str) -> (Reaped, std::process::ChildStdin) {
-    let mut child = Command::new("sh")
-        .args(["-c", &format!("read go; {script}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped::spawn(Command::new("sh").args(["-c", &format!("read go; {script}")]).stdin(Stdio::piped()).stdout(Stdio::null()), "the test's shell");
     let stdin = child.stdin.take().unwrap();
-    (Reaped(child, "the test's shell"), stdin)
+    (child, stdin)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,19 +47,8 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// None (with the reason printed) when the binary is missing and CI does not require it.
-    fn start(target: u16) -> Option<Prometheus> {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join("prometheus")).find(|b| b.is_file()))
-            .unwrap_or_default();
-        let Some(bin) = found else {
-            let msg = "the `prometheus` binary is missing (apt-get install prometheus; .ci/run does)";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true: {msg}");
-            }
-            let _ = writeln!(std::io::stderr(), "SKIPPED: {msg}");
-            return None;
-        };
+    fn start(target: u16) -> Prometheus {
+        let bin = require("prometheus");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -206,29 +60,30 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
+        let port = free_port().unwrap();
         let log = dir.path().join("prometheus.log");
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let p = Prometheus { _child: Reaped(child, "prometheus"), port, log: dir.path().join("prometheus.err"), _dir: dir };
+        let child = Reaped::spawn(
+            Command::new(bin)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(std::fs::File::create(dir.path().join("prometheus.err")).unwrap()),
+            "prometheus",
+        );
+        let p = Prometheus { _child: child, port, log: dir.path().join("prometheus.err"), _dir: dir };
         eventually("Prometheus ready", Duration::from_secs(60), || {
-            let mut curl = Command::new("curl");
+            let mut curl = Command::new(require("curl"));
             curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{port}/-/ready")]);
             (run_bounded(curl, Duration::from_secs(10)).stdout == b"200").then_some(())
         });
-        Some(p)
+        p
     }
 
     /// An instant query: the result vector as (labels, value).
     fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
-        let body = http_get(&format!("http://127.0.0.1:{}/api/v1/query", self.port), &[("query", promql)]);
+        let body = http::get(&format!("http://127.0.0.1:{}/api/v1/query", self.port), &[("query", promql)]);
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["status"], "success", "{promql}: {v}");
         v["data"]["result"]
@@ -255,12 +110,7 @@ impl Prometheus {
 
 /// The history, read straight from SQLite (read-only, beside the running daemon).
 fn sqlite(db: &Path, sql: &str) -> Vec<(String, i64, f64)> {
-    let mut cmd = Command::new("sqlite3");
-    cmd.args(["-readonly", "-separator", "\t"]).arg(db).arg(sql);
-    let out = run_bounded(cmd, Duration::from_secs(30));
-    assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
+    sqlite3(db, &["-readonly", "-separator", "\t"], sql)
         .lines()
         .map(|l| {
             let mut f = l.split('\t');
@@ -304,6 +154,9 @@ fn prometheus_scrapes_histograms_that_match_the_history() {
     if !root_or_skip("prometheus_scrapes") {
         return;
     }
+    for p in ["curl", "wget"] {
+        require(p);
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = rt.block_on(Lab::start(LabConfig { dns_delay: Duration::from_millis(5), think_time: Duration::from_millis(10), ..Default::default() })).expect("lab");
     let ca = lab.ca_pem_path().display().to_string();
@@ -319,8 +172,8 @@ fn prometheus_scrapes_histograms_that_match_the_history() {
          ip netns exec {ns} curl -s -o /dev/null https://nope.shop.test/; test $? = 6 || exit 4"
     );
     let (mut sh, mut go) = shell(&script);
-    let d = Daemon::start(&["--pid", &sh.0.id().to_string()]);
-    let Some(prom) = Prometheus::start(d.port) else { return };
+    let mut d = Daemon::start(&["--pid", &sh.id().to_string()]);
+    let prom = Prometheus::start(d.port);
     eventually("Prometheus scraping the daemon", Duration::from_secs(60), || {
         prom.query("up{job=\"tracer\"}").first().is_some_and(|(_, v)| *v == 1.0).then_some(())
     });
@@ -330,7 +183,7 @@ fn prometheus_scrapes_histograms_that_match_the_history() {
         (!prom.query("tracer_tls_duration_seconds_count{host=\"www.shop.test\"}").is_empty()).then_some(())
     });
     writeln!(go, "more").unwrap();
-    let status = wait_exit(&mut sh.0, "the page loads", Duration::from_secs(120));
+    let status = sh.wait(Duration::from_secs(120));
     assert!(status.success(), "the shell's clients failed: {status:?}");
     let expected = curls + 3;
     eventually("every page load stored", Duration::from_secs(60), || (d.page_loads().len() == expected).then_some(()));
@@ -404,7 +257,7 @@ fn prometheus_scrapes_histograms_that_match_the_history() {
     let www = p95.iter().find(|(l, _)| l.get("host").map(String::as_str) == Some("www.shop.test")).map(|(_, v)| *v);
     assert!(www.is_some_and(|v| v > 0.0 && v <= 60.0), "p95 TLS for www.shop.test: {p95:?}");
 
-    assert!(d.stop().success());
+    assert!(d.stop().0.success());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -454,9 +307,9 @@ fn otlp_export_has_the_span_tree_of_a_known_page_load() {
     let ca = lab.ca_pem_path().display().to_string();
     let ns = lab.netns_name().to_string();
     let (mut sh, mut go) = shell(&format!("ip netns exec {ns} curl -sS -L -o /dev/null --cacert {ca} http://shop.test/"));
-    let d = Daemon::start(&["--pid", &sh.0.id().to_string(), "--otlp-endpoint", &format!("http://127.0.0.1:{port}")]);
+    let mut d = Daemon::start(&["--pid", &sh.id().to_string(), "--otlp-endpoint", &format!("http://127.0.0.1:{port}")]);
     writeln!(go, "go").unwrap();
-    assert!(wait_exit(&mut sh.0, "curl", Duration::from_secs(60)).success());
+    assert!(sh.wait(Duration::from_secs(60)).success());
 
     let summary = eventually("the page load stored", Duration::from_secs(60), || d.page_loads().into_iter().next());
     let stored = d.json(&format!("/api/page-loads/{}", summary["id"]));
@@ -550,7 +403,7 @@ fn otlp_export_has_the_span_tree_of_a_known_page_load() {
     }
     assert_eq!(d.metric("tracer_otlp_page_loads_exported_total"), 1.0);
     assert_eq!(d.metric("tracer_otlp_page_loads_dropped_total{reason=\"queue_full\"}"), 0.0);
-    assert!(d.stop().success());
+    assert!(d.stop().0.success());
 }
 
 trait StringValue {
@@ -576,21 +429,21 @@ fn otlp_collector_down_costs_counted_drops_not_tracing() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = rt.block_on(Lab::start(LabConfig::default())).expect("lab");
-    let port = free_port(); // nothing listens there
+    let port = free_port().unwrap(); // nothing listens there
     // The daemon traces this test process's tree: the curls it starts and the daemon itself
     // (its child, so that the exporter's own connects are seen), and not the rest of the
     // machine (other tests, benchmarks), whose events could overflow the ring buffer.
     let me = std::process::id().to_string();
-    let d = Daemon::start(&["--pid", &me, "--otlp-endpoint", &format!("http://127.0.0.1:{port}"), "--otlp-queue", "1"]);
+    let mut d = Daemon::start(&["--pid", &me, "--otlp-endpoint", &format!("http://127.0.0.1:{port}"), "--otlp-queue", "1"]);
     let ca = lab.ca_pem_path().display().to_string();
     let n = 6;
     let mut pids = Vec::new();
     for i in 0..n {
         let mut curl = lab.exec_command("curl");
         curl.args(["-sS", "-o", "/dev/null", "--cacert", &ca, "https://www.shop.test/"]);
-        let mut child = Reaped(curl.stdin(Stdio::null()).spawn().unwrap(), "curl");
-        pids.push(child.0.id() as u64);
-        assert!(wait_exit(&mut child.0, "curl", Duration::from_secs(30)).success());
+        let mut child = Reaped::spawn(curl.stdin(Stdio::null()), "curl");
+        pids.push(child.id() as u64);
+        assert!(child.wait(Duration::from_secs(30)).success());
         if i == 0 {
             // The exporter is now retrying its first batch (for ~7 s, with back-off): the
             // next page loads meet a queue of one.
@@ -615,10 +468,10 @@ fn otlp_collector_down_costs_counted_drops_not_tracing() {
     assert!(d.metric("tracer_otlp_export_attempts_failed_total") >= 2.0, "retried");
     // The exporter's refused connects were seen and left out.
     assert!(d.metric("tracer_otlp_own_page_loads_ignored_total") >= 1.0);
-    let me = d.child.0.id() as u64;
+    let me = d.pid() as u64;
     let own: Vec<Value> = d.page_loads().into_iter().filter(|p| p["tgid"].as_u64() == Some(me)).collect();
     assert!(own.is_empty(), "the daemon's posts to the collector are not page loads: {own:#?}");
     let health = d.json("/api/health");
     assert_eq!(health["pipeline"]["otlp"]["exported_page_loads"], 0, "{health}");
-    assert!(d.stop().success());
+    assert!(d.stop().0.success());
 }

@@ -6,7 +6,7 @@
 //!
 //! Re-record (root): `cargo test -p tracer --test golden -- --ignored --test-threads=1 record`
 //! Re-bless the expected summaries after a deliberate change: `UPDATE_GOLDEN=1 cargo test -p tracer --test golden`
-mod browser_setup;
+mod support;
 
 use std::{collections::HashSet, path::PathBuf, time::Duration};
 
@@ -273,10 +273,10 @@ fn scenario_commands(name: &str, ca: &str) -> Vec<Vec<String>> {
 fn browser_command(name: &str, lab: &tracer::lab::Lab, dir: &std::path::Path) -> Option<std::process::Command> {
     match name {
         "chromium_page" => {
-            let home = browser_setup::chromium_home(dir, lab);
-            Some(browser_setup::chromium_cmd(lab, &home, &[], "http://shop.test/"))
+            let home = support::browsers::chromium_home(dir, lab);
+            Some(support::browsers::chromium_cmd(lab, &home, &[], "http://shop.test/"))
         }
-        "firefox_page" => Some(browser_setup::firefox_cmd(lab, dir, "http://shop.test/")),
+        "firefox_page" => Some(support::browsers::firefox_cmd(lab, dir, "http://shop.test/")),
         _ => None,
     }
 }

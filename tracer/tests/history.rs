@@ -19,10 +19,12 @@ use tracer::{
         self, Filter, PageRequest, RetentionConfig, Sort, StatusClass, StoredPageLoad, WallOffset, WriterConfig,
         query::{self, QueryError},
     },
-    stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession},
+    stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, TlsSession},
 };
 
-const MS: u64 = 1_000_000;
+mod support;
+use support::fixtures::{self, MS, request, timings};
+
 /// Monotonic ns of the first synthetic page load.
 const T0: u64 = 5_000_000 * MS;
 
@@ -54,105 +56,10 @@ impl Default for Spec<'_> {
     }
 }
 
-fn timings(dns: f64, tcp: f64, ssl: f64, send: f64, wait: f64, receive: f64) -> Timings {
-    let connect = if tcp < 0.0 { -1.0 } else { tcp + ssl.max(0.0) };
-    Timings { blocked: -1.0, dns, connect, tcp, ssl, send, wait, receive }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn request(
-    s: &Spec,
-    conn: Option<usize>,
-    dns: Option<usize>,
-    url: &str,
-    host: &str,
-    path: &str,
-    proto: &str,
-    status: Option<u16>,
-    start: u64,
-    t: Timings,
-    resp_bytes: u64,
-) -> Request {
-    let end = start + (t.total() * 1e6) as u64;
-    Request {
-        connection: conn,
-        dns,
-        tgid: s.tgid,
-        pid: s.tgid + 1,
-        comm: s.client.into(),
-        method: Some("GET".into()),
-        url: Some(url.into()),
-        host: Some(host.into()),
-        path: Some(path.into()),
-        protocol: Some(proto.into()),
-        stream_id: None,
-        status,
-        redirect_to: None,
-        content_type: Some("text/html".into()),
-        request_headers: vec![],
-        response_headers: vec![],
-        request_bytes: 78,
-        response_bytes: resp_bytes,
-        response_header_bytes: if resp_bytes > 0 { 120.min(resp_bytes) } else { 0 },
-        started_ns: start,
-        ended_ns: end,
-        timings: t,
-        new_connection: conn.is_some(),
-        error: None,
-        complete: status.is_some(),
-        request_body: None,
-        response_body: None,
-    }
-}
-
 fn page(s: Spec) -> PageLoad {
     let start = T0 + s.start_ms * MS;
     let www = format!("www.{}", s.host);
     let client = ClientInfo { tgid: s.tgid, name: s.client.into(), exe: Some(format!("/usr/bin/{}", s.client)) };
-    if let Some(err) = s.error {
-        // A failed lookup: one request without a connection, no status.
-        let dns = DnsLookup {
-            tgid: s.tgid,
-            comm: s.client.into(),
-            name: s.host.into(),
-            qtypes: vec!["A".into(), "AAAA".into()],
-            started_ns: start,
-            ended_ns: Some(start + 2 * MS),
-            rcode: Some("NXDOMAIN".into()),
-            cname_chain: vec![],
-            addresses: vec![],
-            min_ttl: None,
-            server: Some("10.0.0.1:53".into()),
-            error: Some(err.into()),
-        };
-        let mut r = request(
-            &s,
-            None,
-            Some(0),
-            &format!("http://{}/", s.host),
-            s.host,
-            "/",
-            "HTTP/1.1",
-            None,
-            start,
-            timings(2.0, -1.0, -1.0, -1.0, -1.0, -1.0),
-            0,
-        );
-        r.error = Some(err.into());
-        r.content_type = None;
-        return PageLoad {
-            client,
-            url: Some(format!("http://{}/", s.host)),
-            started_ns: start,
-            ended_ns: start + 2 * MS,
-            status: None,
-            error: Some(err.into()),
-            requests: vec![r],
-            connections: vec![],
-            dns: vec![dns],
-            redirect_chain: vec![0],
-        };
-    }
     let dns0 = DnsLookup {
         tgid: s.tgid,
         comm: s.client.into(),
@@ -167,6 +74,32 @@ fn page(s: Spec) -> PageLoad {
         server: Some("10.0.0.1:53".into()),
         error: None,
     };
+    if let Some(err) = s.error {
+        // A failed lookup: one request without a connection, no status.
+        let dns = DnsLookup {
+            rcode: Some("NXDOMAIN".into()),
+            addresses: vec![],
+            min_ttl: None,
+            error: Some(err.into()),
+            ..dns0
+        };
+        let mut r = request(
+            (s.client, s.tgid),
+            None,
+            Some(0),
+            &format!("http://{}/", s.host),
+            s.host,
+            "/",
+            "HTTP/1.1",
+            None,
+            start,
+            timings(2.0, -1.0, -1.0, -1.0, -1.0, -1.0),
+            0,
+        );
+        r.error = Some(err.into());
+        r.content_type = None;
+        return fixtures::failed_lookup(client, format!("http://{}/", s.host), start, r, dns, err);
+    }
     let dns1 = DnsLookup {
         name: www.clone(),
         qtypes: vec!["A".into(), "AAAA".into(), "HTTPS".into()],
@@ -214,7 +147,7 @@ fn page(s: Spec) -> PageLoad {
         ..conn0.clone()
     };
     let mut hop = request(
-        &s,
+        (s.client, s.tgid),
         Some(0),
         Some(0),
         &format!("http://{}/", s.host),
@@ -228,7 +161,7 @@ fn page(s: Spec) -> PageLoad {
     );
     hop.redirect_to = Some(format!("https://{www}/"));
     let doc = request(
-        &s,
+        (s.client, s.tgid),
         Some(1),
         Some(1),
         &format!("https://{www}/?q=*"),
@@ -241,7 +174,7 @@ fn page(s: Spec) -> PageLoad {
         5187,
     );
     let mut sub = request(
-        &s,
+        (s.client, s.tgid),
         Some(1),
         None,
         &format!("https://{www}/logo.png"),
@@ -986,53 +919,9 @@ fn har_validator_catches_violations() {
 
 fn fetched(url: &str, started_at_unix_ms: i64) -> tracer::fetch::PageLoad {
     use tracer::fetch::model::*;
-    let timed = |start_ms: f64, ms: f64| {
-        let s = T0 + (start_ms * 1e6) as u64;
-        Some(Timed { start_ns: s, end_ns: s + (ms * 1e6) as u64, ms })
-    };
-    let entry = |id: usize, url: &str, status: u16, t: Timings, initiator: Initiator| Entry {
-        id,
-        initiator,
-        redirected_from: id.checked_sub(1),
-        hop: id as u32,
-        method: "GET".into(),
-        url: url.into(),
-        origin: url.split('/').take(3).collect::<Vec<_>>().join("/"),
-        span: timed(0.0, 10.0).unwrap(),
-        timings: t,
-        connection_id: Some(id),
-        connection_reused: false,
-        dns_id: Some(id),
-        server_address: None,
-        http_version: Some("HTTP/1.1".into()),
-        request_headers: vec![],
-        request_headers_size: None,
-        status: Some(status),
-        status_text: None,
-        response_headers: vec![],
-        response_headers_size: None,
-        body_size: 0,
-        mime_type: None,
-        redirect_url: None,
-        failure: None,
-    };
-    let hop = Timings {
-        dns: timed(0.0, 1.0),
-        connect: timed(1.0, 0.5),
-        send: timed(1.5, 0.1),
-        wait: timed(1.6, 2.0),
-        receive: timed(3.6, 0.2),
-        ..Default::default()
-    };
-    let doc = Timings {
-        dns: timed(4.0, 1.0),
-        connect: timed(5.0, 0.5),
-        tls: timed(5.5, 2.5),
-        send: timed(8.0, 0.1),
-        wait: timed(8.1, 4.0),
-        receive: timed(12.1, 1.0),
-        ..Default::default()
-    };
+    let timed = |start_ms: f64, ms: f64| fixtures::timed(T0, start_ms, ms);
+    let entry = |id: usize, url: &str, status: u16, t: Timings, initiator: Initiator| fixtures::fetched_entry(T0, id, url, status, t, initiator);
+    let (hop, doc) = fixtures::fetched_redirect_timings(T0);
     let img = Timings { wait: timed(13.0, 50.0), ..Default::default() };
     PageLoad {
         input: url.into(),

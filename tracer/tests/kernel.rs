@@ -12,13 +12,14 @@ use std::{
 use tokio::sync::mpsc::Receiver;
 use tracer::{
     events::{Direction, Event, EventBody, HandshakePhase, TcpState},
-    lab::{Lab, LabConfig},
+    lab::LabConfig,
     probes::{ProbeConfig, Probes},
     stream::{StreamStats, spawn_reader},
 };
 use tracer_common::{DnsSyscall, TlsLib};
 
-use tracer::lab::support::{root_or_skip, spawn_tls_server};
+mod support;
+use support::{http::spawn_tls_server, lab_or_skip, require, root_or_skip};
 
 struct Traced {
     probes: Probes,
@@ -196,12 +197,11 @@ fn dns_events<'a>(seen: &'a [Event], tgid: u32) -> impl Iterator<Item = (&'a Eve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn glibc_lookup_in_lab_shows_queries_and_answer() {
-    if !root_or_skip("glibc_dns") {
+    let Some(lab) = lab_or_skip("glibc_dns", LabConfig::default()).await else {
         return;
-    }
-    let lab = Lab::start(LabConfig::default()).await.expect("lab");
+    };
     let mut t = Traced::start(ProbeConfig { tls: false, ..Default::default() }).await;
-    let out = lab.exec_command("getent").args(["ahosts", "www.shop.test"]).output().unwrap();
+    let out = lab.exec_command(require("getent")).args(["ahosts", "www.shop.test"]).output().unwrap();
     assert!(out.status.success(), "getent: {}", String::from_utf8_lossy(&out.stderr));
     let want = lab.addr_of("edge.cdn.test").expect("edge.cdn.test address");
     // `ip netns exec` execs getent in the same process: find it by comm.
@@ -228,10 +228,9 @@ async fn glibc_lookup_in_lab_shows_queries_and_answer() {
 /// this test process from a thread inside the lab's namespace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_send_and_sendmsg_paths_are_captured() {
-    if !root_or_skip("dns_syscall_paths") {
+    let Some(lab) = lab_or_skip("dns_syscall_paths", LabConfig::default()).await else {
         return;
-    }
-    let lab = Lab::start(LabConfig::default()).await.expect("lab");
+    };
     let mut t = Traced::start(ProbeConfig { tls: false, ..Default::default() }).await;
     let dns = lab.dns_server();
     let query = |id: u16, name: &str| -> Vec<u8> {
@@ -308,7 +307,7 @@ async fn https_client_is_traced(client: &str, args: &[&str], lib: TlsLib) {
     assert!(lib_status.iter().any(|s| s.attached), "{client}: its TLS library probes did not attach: {lib_status:#?}");
     let server = spawn_tls_server(10_000).await;
     let url = format!("https://{server}/");
-    let mut cmd = tokio::process::Command::new(client);
+    let mut cmd = tokio::process::Command::new(require(client));
     cmd.args(args).arg(&url).stdout(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap_or_else(|e| panic!("{client}: {e}"));
     let pid = child.id().unwrap();
@@ -385,7 +384,7 @@ async fn a_tls_client_older_than_the_probes_learns_its_fd_inside_its_calls() {
     }
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let server = spawn_tls_server(2_000).await;
-    let mut client = tokio::process::Command::new("openssl")
+    let mut client = tokio::process::Command::new(require("openssl"))
         .args(["s_client", "-connect", &server.to_string(), "-ign_eof"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -451,7 +450,7 @@ async fn a_tls_server_is_not_recorded_but_its_client_is() {
     let (_dir, mut t, nginx) = traced_with_nginx().await;
     let nginx_pids = nginx.pids();
     assert!(nginx_pids.len() >= 2, "nginx's master and worker: {nginx_pids:?}");
-    let child = tokio::process::Command::new("curl")
+    let child = tokio::process::Command::new(require("curl"))
         .args(["-sk", "--http1.1", &nginx.url("/")])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -487,11 +486,11 @@ async fn a_non_blocking_client_reports_each_handshake_once() {
     // wrk connects without blocking and calls SSL_set_fd + SSL_connect again each time its
     // socket is ready (7-8 times per connection): one start, one end and one fd are reported.
     let (_dir, mut t, nginx) = traced_with_nginx().await;
-    let child = tokio::process::Command::new("wrk")
+    let child = tokio::process::Command::new(require("wrk"))
         .args(["-t1", "-c2", "-d1s", "-H", "Connection: close", &nginx.url("/")])
         .stdout(std::process::Stdio::null())
         .spawn()
-        .expect("wrk (apt-get install wrk)");
+        .expect("wrk");
     let wrk = child.id().unwrap();
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "wrk: {out:?}");

@@ -9,58 +9,22 @@
 //! HAR, not in `tracer show --json` or `tracer export --har`. Each client's request is found
 //! with its credential headers present and `[redacted]`, so that the test fails when the
 //! traffic was not traced at all.
-mod browser_setup;
-
 use std::{
-    io::{BufRead, BufReader, Read as _},
+    io::Read as _,
     path::Path,
     process::{Command, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use tracer::lab::{LAB_SECRET, Lab, LabConfig, support::{root_or_skip, run_bounded}};
+use tracer::lab::{LAB_SECRET, LabConfig};
 
-fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
+mod support;
+use support::{TRACER, browsers, daemon::run_command, lab_or_skip, lines, require, run_bounded, wait_line};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Every line of a pipe, kept, and forwarded through a channel for waiting with a bound.
-fn lines(r: impl std::io::Read + Send + 'static) -> (mpsc::Receiver<String>, std::thread::JoinHandle<Vec<String>>) {
-    let (tx, rx) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
-    (rx, h)
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if pred(&l) => return,
-            Ok(_) => {}
-            Err(_) => panic!("no line {what} within {timeout:?}"),
-        }
-    }
-}
-
+/// `GET path` on the daemon's dashboard.
 fn api(port: u16, path: &str) -> String {
-    let mut c = Command::new("curl");
-    c.args(["-sS", "--max-time", "20", &format!("http://127.0.0.1:{port}{path}")]);
-    let out = run_bounded(c, Duration::from_secs(30));
-    assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    support::http::get(&format!("http://127.0.0.1:{port}{path}"), &[])
 }
 
 fn assert_clean(what: &str, text: &[u8]) {
@@ -134,29 +98,23 @@ fn header<'a>(r: &'a Value, list: &str, name: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_appear_nowhere() {
     let started = Instant::now();
-    if !root_or_skip("secrets_appear_nowhere") {
+    let Some(lab) = lab_or_skip("secrets_appear_nowhere", LabConfig::default()).await else {
         return;
-    }
+    };
     for p in ["curl", "firefox-esr", "certutil", "sqlite3"] {
-        if !have(p) {
-            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{p} is not installed (.ci/run installs it)");
-            eprintln!("SKIPPED secrets_appear_nowhere: {p} not installed");
-            return;
-        }
+        require(p);
     }
-    let lab = Lab::start(LabConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let db = d.join("tracer.db");
-    let port = free_port();
     let ns = lab.netns_name().to_string();
     let ca = lab.ca_pem_path().display().to_string();
-    let me = env!("CARGO_BIN_EXE_tracer");
+    let me = TRACER;
 
     // Firefox: a fresh profile trusting the lab CA, quiet prefs (as tests/browsers.rs).
     let profile = d.join("ff");
-    browser_setup::nss_db_with_lab_ca(&profile, lab.ca_pem_path());
-    std::fs::write(profile.join("user.js"), browser_setup::FIREFOX_PREFS).unwrap();
+    browsers::nss_db_with_lab_ca(&profile, lab.ca_pem_path());
+    std::fs::write(profile.join("user.js"), browsers::FIREFOX_PREFS).unwrap();
     let fifo = d.join("go-on");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let s = LAB_SECRET;
@@ -174,10 +132,9 @@ read line <{fifo}
         fifo = fifo.display(),
     );
     let (otlp_port, otlp_seen) = otlp_sink();
-    let mut daemon = Command::new(me)
-        .args(["run", "--json", "--quiet-ms", "300", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{otlp_port}"), "--db"])
-        .arg(&db)
+    let (mut daemon, port) = run_command(&db);
+    let mut daemon = daemon
+        .args(["--json", "--quiet-ms", "300", "--otlp-endpoint", &format!("http://127.0.0.1:{otlp_port}")])
         .args(["--", "sh", "-c", &script])
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
@@ -185,9 +142,10 @@ read line <{fifo}
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (_out_rx, out_all) = lines(daemon.stdout.take().unwrap());
-    let (err_rx, err_all) = lines(daemon.stderr.take().unwrap());
-    wait_line(&err_rx, "saying the command started", Duration::from_secs(120), |l| l.starts_with("started pid"));
+    let out_rx = lines(daemon.stdout.take().unwrap());
+    let err_rx = lines(daemon.stderr.take().unwrap());
+    let mut err = Vec::new();
+    wait_line(&err_rx, "saying the command started", Duration::from_secs(120), &mut err, |l| l.starts_with("started pid"));
 
     // The clients are done when the script says so; their page loads are stored soon after.
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -247,8 +205,9 @@ read line <{fifo}
         assert!(Instant::now() < deadline, "the daemon did not exit with its command");
         std::thread::sleep(Duration::from_millis(50)); // polling a child's exit
     };
-    let out = out_all.join().unwrap();
-    let err = err_all.join().unwrap();
+    // Every line, up to the end of both pipes.
+    let out: Vec<String> = out_rx.iter().collect();
+    err.extend(err_rx.iter());
     assert_eq!(status.code(), Some(0), "daemon exit; log:\n{}", err.join("\n"));
 
     // Each client's request was traced, with its credentials present by name only.
@@ -297,7 +256,7 @@ read line <{fifo}
     }
     // And with sqlite's own eyes, every text column of every table.
     let mut dump = String::new();
-    std::process::Command::new("sqlite3").arg(&db).arg(".dump").stdout(Stdio::piped()).spawn().unwrap().stdout.unwrap().read_to_string(&mut dump).unwrap();
+    Command::new(require("sqlite3")).arg(&db).arg(".dump").stdout(Stdio::piped()).spawn().unwrap().stdout.unwrap().read_to_string(&mut dump).unwrap();
     assert!(dump.contains("[redacted]"), "the dump holds redacted headers");
     assert_clean("sqlite3 .dump", dump.as_bytes());
     eprintln!("secrets_appear_nowhere: took {:.1} s", started.elapsed().as_secs_f64());

@@ -1,18 +1,24 @@
 //! `cargo xtask <command>`: developer and CI tasks for the tracer workspace.
 //!
-//! - `setup`: nightly toolchain + rust-src, bpf-linker (built against nightly's libLLVM), tracefs.
+//! - `setup [--packages]`: nightly toolchain + rust-src, bpf-linker (built against nightly's
+//!   libLLVM), tracefs; with `--packages` also the Debian packages of the tests and benchmarks.
 //! - `build [--release]`: setup, then `cargo build -p tracer`.
 //! - `run [-- ARGS...]`: setup, release build, then exec `tracer run ARGS...` as root.
-//! - `test [-- EXTRA...]`: setup, then `cargo test ... -- --test-threads=1` as root; a full run
-//!   under CI=true it then runs the fuzz smoke (`fuzz --smoke`).
+//! - `test [-- EXTRA...]`: setup and the tests' Debian packages, then `cargo test ...
+//!   -- --test-threads=1` as root; a full run under CI=true then runs the fuzz smoke.
 //! - `fuzz [TARGET] [--seconds N] [--smoke] [--merge]`: the cargo-fuzz targets of tracer/fuzz.
-//! - `bench [--smoke|--quick] [--only N,...]`: setup, build, then `tracer bench` as root
-//!   (results appended to BENCHMARKS.md; the smoke run writes target/bench-smoke.md).
+//! - `bench [--smoke|--quick] [--only N,...]`: setup and the benchmarks' Debian packages,
+//!   build, then `tracer bench` as root (results appended to BENCHMARKS.md; the smoke run
+//!   writes target/bench-smoke.md).
+//!
+//! The Debian packages are one list, in `packages.rs`; only the missing ones are installed
+//! (apt-get, as root; without root the task prints the command and fails).
 //!
 //! The host build uses the caller's toolchain (stable); only tracer/build.rs (aya-build)
 //! switches to nightly, for the eBPF crate.
 
 mod fuzz;
+mod packages;
 mod setup;
 mod util;
 
@@ -35,7 +41,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install what the build needs (nightly + rust-src, bpf-linker) and mount tracefs. Idempotent.
-    Setup,
+    ///
+    /// With --packages, also the Debian packages that the tests and the benchmarks drive
+    /// (browsers, Prometheus, nginx, wrk, bpftrace, ...; `cargo xtask test` and `cargo xtask
+    /// bench` install theirs anyway). Only missing ones are installed, with apt-get, as root;
+    /// without root the missing ones and the command that installs them are printed.
+    Setup {
+        /// Also the Debian packages of the tests and the benchmarks.
+        #[arg(long)]
+        packages: bool,
+    },
     /// Setup, then build the daemon (`cargo build -p tracer`).
     Build {
         /// Build with the release profile.
@@ -48,7 +63,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Setup, then run every test, one at a time, as root when possible.
+    /// Setup, install the Debian packages the tests drive, then run every test, one at a time,
+    /// as root when possible.
     ///
     /// EXTRA goes to `cargo test`; arguments after a second `--` go to the test binaries,
     /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`. Under CI=true the fuzz smoke
@@ -84,7 +100,8 @@ enum Cmd {
         #[arg(long)]
         merge: bool,
     },
-    /// Setup, build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
+    /// Setup, install the Debian packages the benchmarks drive (nginx, wrk, bpftrace, ...),
+    /// build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
     ///
     /// The full run takes 30-45 minutes and appends its numbers to BENCHMARKS.md. `--smoke`
     /// runs each benchmark for seconds with tiny sizes on the debug build (CI; no timing
@@ -108,7 +125,9 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Setup => setup::setup(),
+        Cmd::Setup { packages } => setup::setup().and_then(|()| {
+            if packages { packages::ensure(&[packages::User::Tests, packages::User::Bench]) } else { Ok(()) }
+        }),
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => run_as_root("run", args),
         Cmd::Lab { args } => run_as_root("lab", args),
@@ -218,6 +237,7 @@ fn bench_args(o: &BenchOptions, root: &std::path::Path, target: &std::path::Path
 
 fn bench(o: &BenchOptions) -> Result<()> {
     setup::setup()?;
+    packages::ensure(&[packages::User::Bench])?;
     let target = util::target_dir();
     let (release, args) = bench_args(o, &util::workspace_root(), &target);
     cargo_build(release)?;
@@ -244,6 +264,7 @@ fn wants_fuzz_smoke(_extra: &[String], ci: bool) -> bool {
 
 fn test(extra: Vec<String>) -> Result<()> {
     setup::setup()?;
+    packages::ensure(&[packages::User::Tests])?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let smoke = wants_fuzz_smoke(&extra, ci);
     let (cargo_args, harness_args) = test_args(&extra);
@@ -405,6 +426,10 @@ mod tests {
         assert!(matches!(cli.command, Cmd::Fuzz { target: None, seconds: None, smoke: true, .. }));
         let cli = Cli::try_parse_from(["xtask", "build", "--release"]).unwrap();
         assert!(matches!(cli.command, Cmd::Build { release: true }));
+        let cli = Cli::try_parse_from(["xtask", "setup", "--packages"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Setup { packages: true }));
+        let cli = Cli::try_parse_from(["xtask", "setup"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Setup { packages: false }));
         <Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

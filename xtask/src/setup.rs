@@ -1,5 +1,5 @@
-//! `cargo xtask setup`: everything the build and the tests need that is not a crate.
-//! Idempotent; prints one line per step.
+//! `cargo xtask setup`: everything the build needs that is not a crate. Idempotent; prints
+//! one line per step. (The Debian packages the tests and benchmarks drive: `packages.rs`.)
 //!
 //! 1. the nightly toolchain (builds the eBPF crate),
 //! 2. its `rust-src` component (`-Z build-std=core` for bpfel-unknown-none),
@@ -23,7 +23,7 @@ pub fn setup() -> Result<()> {
     Ok(())
 }
 
-fn step(name: &str, outcome: &str) {
+pub(crate) fn step(name: &str, outcome: &str) {
     eprintln!("setup: {name:<20} {outcome}");
 }
 

@@ -16,7 +16,8 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::tools::{dns_first_a, dns_query, tool_command};
+use super::procs::tool_command;
+use super::tools::{dns_first_a, dns_query};
 use crate::fetch::probe_points::{TlsObject, Traced};
 
 #[derive(clap::Args, Debug, Clone)]

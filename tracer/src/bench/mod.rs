@@ -14,6 +14,7 @@
 //! - 5 ([`pipeline`]): connect storms at rising rates: the highest rate without loss.
 //! - 6 ([`history_bench`]): a seeded database of page loads, ingest rate and API latency.
 //! - 7 ([`memory`]): the daemon's RSS idle and under the connect storm.
+pub mod bench_tool;
 pub mod load;
 pub mod procs;
 pub mod seed;

@@ -1,5 +1,6 @@
 //! The processes a benchmark drives: the daemon under test, nginx (Debian's, on a free
-//! loopback port with a throw-away configuration), wrk, and bpftrace for the count-only floor.
+//! loopback port with a throw-away configuration), wrk, bpftrace for the count-only floor, and
+//! the benchmarks' own workloads as `tracer bench-tool` processes.
 use std::{
     io::{BufRead as _, BufReader},
     net::{Ipv4Addr, SocketAddr, TcpStream},
@@ -13,6 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value;
 
 use super::util::{self, Guard};
+use crate::lab::support::free_port;
 
 /// `tracer run` started by the benchmark, with its own database and dashboard port.
 pub struct Daemon {
@@ -25,7 +27,7 @@ impl Daemon {
     /// Starts `exe run --db DIR/NAME.db --listen 127.0.0.1:PORT EXTRA...` and waits until its
     /// API answers (probes attached).
     pub fn start(exe: &Path, dir: &Path, name: &str, extra: &[&str]) -> Result<Daemon> {
-        let port = util::free_port()?;
+        let port = free_port().context("binding 127.0.0.1:0")?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -121,7 +123,7 @@ pub struct Nginx {
 impl Nginx {
     pub fn start(dir: &Path, workers: usize) -> Result<Nginx> {
         let nginx = util::find_program("nginx")
-            .context("nginx is not installed (apt-get install nginx; `.ci/run` installs it)")?;
+            .context("nginx is not installed (`cargo xtask bench` installs it)")?;
         let dir = dir.join("nginx");
         std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
         let cert = rcgen::generate_simple_self_signed(vec!["bench.test".to_string(), "127.0.0.1".to_string()])
@@ -130,7 +132,7 @@ impl Nginx {
         let key_pem = dir.join("key.pem");
         std::fs::write(&cert_pem, cert.cert.pem())?;
         std::fs::write(&key_pem, cert.key_pair.serialize_pem())?;
-        let port = util::free_port()?;
+        let port = free_port().context("binding 127.0.0.1:0")?;
         let conf = format!(
             "worker_processes {workers};\n\
              daemon off;\n\
@@ -198,7 +200,7 @@ pub fn wrk(url: &str, secs: u64, connections: u32, close: bool) -> Result<WrkRes
         cmd.args(["-H", "Connection: close"]);
     }
     cmd.arg(url);
-    let out = cmd.output().context("running wrk (apt-get install wrk)")?;
+    let out = cmd.output().context("running wrk (`cargo xtask bench` installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     if !out.status.success() {
         bail!("wrk failed ({}): {}{}", out.status, text, String::from_utf8_lossy(&out.stderr));
@@ -346,6 +348,16 @@ pub fn parse_bpftrace_counts(lines: &[String]) -> Vec<(String, u64)> {
             Some((key, value))
         })
         .collect()
+}
+
+/// A command that runs `exe bench-tool ARGS` under `sh`, which stays its parent: the tool is
+/// then the root of its own process tree, a client of its own for the stitcher (a `tracer`
+/// child of the `tracer bench` process would be counted as the same client).
+pub fn tool_command(exe: &std::path::Path, args: &[String]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    // Two commands, so that sh cannot exec the tool in its own place.
+    cmd.arg("-c").arg("\"$@\"; exit $?").arg("sh").arg(exe).arg("bench-tool").args(args);
+    cmd
 }
 
 #[cfg(test)]

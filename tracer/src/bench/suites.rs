@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{
     Ctx, Section,
-    procs::{Bpftrace, Daemon, HealthCounters, Nginx, parse_bpftrace_counts, wrk},
+    procs::{self, Bpftrace, Daemon, HealthCounters, Nginx, parse_bpftrace_counts, wrk},
     tools::{self, DnsServer, StormListener},
     util::{self, fmt, median, percentile, thousands},
 };
@@ -751,7 +751,7 @@ fn storm_process(ctx: &Ctx, count: u64, rate: Option<f64>) -> Result<(f64, f64)>
     if let Some(r) = rate {
         args.extend(["--rate".into(), format!("{r}")]);
     }
-    let out = tools::tool_command(&ctx.exe, &args).stdin(Stdio::null()).stderr(Stdio::inherit()).output()?;
+    let out = procs::tool_command(&ctx.exe, &args).stdin(Stdio::null()).stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         bail!("the connect storm failed: {}", out.status);
     }

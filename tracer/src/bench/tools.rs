@@ -1,6 +1,6 @@
-//! Workloads: a loopback DNS server and a DNS query loop, a connect storm, and the
-//! `tracer bench-tool` entry points that run them (and the load generator) as processes of
-//! their own, so that each is a client of its own for the stitcher.
+//! Workloads: a loopback DNS server and a DNS query loop, and a connect storm. The
+//! `tracer bench-tool` entry points that run them as processes of their own are in
+//! [`super::bench_tool`].
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     sync::{
@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 /// A minimal authoritative DNS server on `127.0.77.N:53`: every A question is answered with
 /// 127.0.0.1 (TTL 0), everything else with an empty NOERROR. Port 53 because that is how the
@@ -247,82 +247,6 @@ pub fn connect_storm(addr: SocketAddr, count: u64, rate: Option<f64>, threads: u
         h.join().map_err(|_| anyhow::anyhow!("a connect thread panicked"))?;
     }
     Ok((ok.load(Ordering::Relaxed), start.elapsed().as_secs_f64()))
-}
-
-/// `tracer bench-tool ...`: workloads run as their own processes.
-#[derive(clap::Subcommand, Debug)]
-pub enum ToolCommand {
-    /// A bounded connect storm against a listener of its own; prints `{"connects", "secs"}`.
-    Storm {
-        #[arg(long)]
-        count: u64,
-        /// Connects per second (all threads); unpaced without it.
-        #[arg(long)]
-        rate: Option<f64>,
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-    },
-    /// One worker of the realistic load: page loads of new TLS connections, each after a DNS
-    /// lookup; prints its counts as JSON.
-    LoadWorker(super::load::WorkerArgs),
-    /// Fill a history database with synthetic page loads (benchmark 6's seeding tool).
-    Seed {
-        #[arg(long)]
-        db: std::path::PathBuf,
-        /// Page loads in the database at the end.
-        #[arg(long, default_value_t = 1_000_000)]
-        count: u64,
-        /// Of those, written through the history store (the rest are copies made in SQL).
-        #[arg(long, default_value_t = 50_000)]
-        ingest: u64,
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-    },
-}
-
-pub fn tool_main(cmd: ToolCommand) -> Result<()> {
-    match cmd {
-        ToolCommand::Storm { count, rate, threads } => {
-            let listener = StormListener::start()?;
-            let (connects, secs) = connect_storm(listener.addr, count, rate, threads)?;
-            drop(listener);
-            println!("{}", serde_json::json!({ "connects": connects, "secs": secs }));
-            Ok(())
-        }
-        ToolCommand::Seed { db, count, ingest, batch } => {
-            let rt = tokio::runtime::Runtime::new().context("runtime")?;
-            let r = rt.block_on(async {
-                let pool = crate::db::open(&db).await?;
-                super::seed::seed(&pool, ingest.min(count), count, batch.max(1), 7).await
-            })?;
-            println!(
-                "ingested {} page loads ({} requests) in {:.1} s: {:.0} page loads/s; {} in the database after {:.1} s of copying",
-                r.ingested,
-                r.ingest_requests,
-                r.ingest_secs,
-                r.ingested as f64 / r.ingest_secs,
-                r.total,
-                r.grow_secs
-            );
-            Ok(())
-        }
-        ToolCommand::LoadWorker(args) => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("runtime")?;
-            let out = rt.block_on(super::load::worker(args))?;
-            println!("{}", serde_json::to_string(&out)?);
-            Ok(())
-        }
-    }
-}
-
-/// A command that runs `exe bench-tool ARGS` under `sh`, which stays its parent: the tool is
-/// then the root of its own process tree, a client of its own for the stitcher (a `tracer`
-/// child of the `tracer bench` process would be counted as the same client).
-pub fn tool_command(exe: &std::path::Path, args: &[String]) -> std::process::Command {
-    let mut cmd = std::process::Command::new("sh");
-    // Two commands, so that sh cannot exec the tool in its own place.
-    cmd.arg("-c").arg("\"$@\"; exit $?").arg("sh").arg(exe).arg("bench-tool").args(args);
-    cmd
 }
 
 #[cfg(test)]

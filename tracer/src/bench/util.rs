@@ -1,4 +1,4 @@
-//! Small helpers of the benchmarks: free ports, a blocking HTTP/1.1 GET for loopback JSON,
+//! Small helpers of the benchmarks: a blocking HTTP/1.1 GET for loopback JSON,
 //! `/proc` readers (CPU, RSS, load), statistics, and child processes that are stopped when
 //! dropped.
 use std::{
@@ -11,12 +11,6 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
 
 /// `GET path` on a loopback server: (status, body). One connection per request.
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>)> {

@@ -533,14 +533,11 @@ fn looks_like_chromium_by_name_or_files() {
 
 const CHROMIUM: &str = "/usr/lib/chromium/chromium";
 
-fn chromium() -> Option<&'static Path> {
+/// Debian's Chromium; missing, the test fails with one line saying so.
+fn chromium() -> &'static Path {
     let p = Path::new(CHROMIUM);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {CHROMIUM} is not installed (apt-get install chromium)");
-        None
-    }
+    assert!(p.is_file(), "{CHROMIUM} is not installed; `cargo xtask setup --packages` (or `cargo xtask test`) installs it");
+    p
 }
 
 fn bytes_at(path: &Path, off: u64, n: usize) -> Vec<u8> {
@@ -552,7 +549,7 @@ fn bytes_at(path: &Path, off: u64, n: usize) -> Vec<u8> {
 
 #[test]
 fn finds_the_functions_in_the_installed_chromium() {
-    let Some(path) = chromium() else { return };
+    let path = chromium();
     let t = Instant::now();
     let found = find_boringssl(path).unwrap_or_else(|e| panic!("finder failed on {CHROMIUM}: {e}"));
     eprintln!("found in {:?}: {found:#?}", t.elapsed());
@@ -578,7 +575,7 @@ fn finds_the_functions_in_the_installed_chromium() {
 
 #[test]
 fn cache_by_build_id() {
-    let Some(path) = chromium() else { return };
+    let path = chromium();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("boringssl");
     let first = find_cached(path, &cache).unwrap();
@@ -703,10 +700,10 @@ fn candidates_include_the_installed_chromium() {
 /// finder used mmap and failed whenever the daemon was attached to Chromium).
 #[test]
 fn finds_the_functions_while_uprobes_are_attached_to_them() {
-    let Some(path) = chromium() else { return };
     if !crate::lab::support::root_or_skip("finds_the_functions_while_uprobes_are_attached_to_them") {
         return;
     }
+    let path = chromium();
     let found = find_boringssl(path).expect("finder without probes");
     let events = Path::new(crate::system::TRACEFS).join("uprobe_events");
     if !events.exists() {

@@ -185,25 +185,17 @@ fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
                 .collect()
         })
         .unwrap_or_default();
-    let phases: serde_json::Map<String, serde_json::Value> = [
-        Phase::Blocked,
-        Phase::Dns,
-        Phase::Connect,
-        Phase::Tls,
-        Phase::Send,
-        Phase::Wait,
-        Phase::Receive,
-    ]
-    .iter()
-    .filter_map(|p| {
-        e.timings.get(*p).map(|t| {
-            (
-                p.name().to_owned(),
-                serde_json::json!([t.start_ns, t.end_ns]),
-            )
+    let phases: serde_json::Map<String, serde_json::Value> = Phase::TIMED
+        .iter()
+        .filter_map(|p| {
+            e.timings.get(*p).map(|t| {
+                (
+                    p.name().to_owned(),
+                    serde_json::json!([t.start_ns, t.end_ns]),
+                )
+            })
         })
-    })
-    .collect();
+        .collect();
     let conn = e.connection_id.and_then(|id| load.connections.get(id));
     let new_conn = !e.connection_reused;
     HarEntry {

@@ -29,6 +29,18 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phases an entry's [`Timings`] can hold, in the order they happen (HAR's order);
+    /// `Redirect` is not one.
+    pub const TIMED: [Phase; 7] = [
+        Phase::Blocked,
+        Phase::Dns,
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Send,
+        Phase::Wait,
+        Phase::Receive,
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             Phase::Blocked => "blocked",

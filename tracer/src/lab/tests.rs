@@ -11,14 +11,7 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::*;
-
-/// Starts a lab, or returns None (after saying why) when this process lacks root.
-async fn lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
-    if !support::root_or_skip(test) {
-        return None;
-    }
-    Some(Lab::start(config).await.expect("starting the lab"))
-}
+use support::lab_or_skip;
 
 fn run(cmd: Command) -> Output {
     support::run_bounded(cmd, Duration::from_secs(20))

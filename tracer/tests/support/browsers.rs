@@ -1,7 +1,7 @@
-//! Setting up real browsers for the lab, shared by tests/browsers.rs, the golden recorder
-//! (tests/golden.rs) and tests/dashboard_e2e.rs: a fresh profile that trusts the lab CA, the
-//! flags and prefs that keep them headless and quiet. Browsers run only inside the lab's namespace.
-#![allow(dead_code)]
+//! Real browsers set up for the lab, for tests/browsers.rs, tests/secrets.rs,
+//! tests/dashboard_e2e.rs and the golden recorder (tests/golden.rs): a fresh profile that
+//! trusts the lab CA, the flags and prefs that keep them headless and quiet. Browsers run only
+//! inside the lab's namespace.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -9,7 +9,9 @@ use std::{
 
 use tracer::lab::Lab;
 
-pub fn run_ok(cmd: &mut Command) {
+use super::require;
+
+fn run_ok(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -18,6 +20,7 @@ pub fn run_ok(cmd: &mut Command) {
 pub fn nss_db_with_lab_ca(dir: &Path, ca: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let db = format!("sql:{}", dir.display());
+    require("certutil");
     run_ok(Command::new("certutil").args(["-N", "--empty-password", "-d", &db]));
     run_ok(Command::new("certutil").args(["-A", "-t", "C,,", "-n", "lab", "-i"]).arg(ca).args(["-d", &db]));
 }
@@ -38,6 +41,7 @@ pub const CHROMIUM_HEADLESS_FLAGS: &[&str] = &[
 
 /// Chromium headless (flags that work as root), loading `url`, printing the DOM and exiting.
 pub fn chromium_cmd(lab: &Lab, home: &Path, extra: &[&str], url: &str) -> Command {
+    require("chromium");
     let mut cmd = lab.exec_command("chromium");
     cmd.env("HOME", home)
         .args(CHROMIUM_HEADLESS_FLAGS)
@@ -115,6 +119,7 @@ pub fn firefox_cmd(lab: &Lab, dir: &Path, url: &str) -> Command {
     let profile = dir.join("profile");
     nss_db_with_lab_ca(&profile, lab.ca_pem_path());
     std::fs::write(profile.join("user.js"), FIREFOX_PREFS).unwrap();
+    require("firefox-esr");
     let mut cmd = lab.exec_command("firefox-esr");
     cmd.env("HOME", dir)
         .env("MOZ_HEADLESS", "1")

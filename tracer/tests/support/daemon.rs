@@ -1,0 +1,122 @@
+//! `tracer run` as the tests start it: a private database and dashboard port, its output
+//! lines through channels, and SIGTERM to stop it (also when a test fails).
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc::Receiver,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use super::{TRACER, drain, free_port, lines, wait_exit, wait_line};
+
+/// `tracer run --listen 127.0.0.1:PORT --db DB` on a free port (arguments such as `--json`
+/// and `-- COMMAND` follow); the port is returned with it.
+pub fn run_command(db: &Path) -> (Command, u16) {
+    let port = free_port().expect("a free loopback port");
+    let mut cmd = Command::new(TRACER);
+    cmd.args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"]).arg(db);
+    (cmd, port)
+}
+
+/// A running `tracer run` with a database in a temporary directory of its own.
+pub struct Daemon {
+    pub child: Child,
+    /// stdout, line by line (`--json` events).
+    pub out: Receiver<String>,
+    /// stderr after the start-up report; read it, or the daemon may block on a full pipe.
+    pub err: Receiver<String>,
+    /// stderr up to "tracing;": the start-up report (and what [`Daemon::wait_err`] read).
+    pub report: Vec<String>,
+    /// The dashboard's port on 127.0.0.1.
+    pub port: u16,
+    pub db: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// `tracer run --listen 127.0.0.1:PORT --db DIR/t.db ARGS...`, once it says "tracing;"
+    /// (90 s at most).
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let (mut cmd, port) = run_command(&db);
+        let mut child = cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let out = lines(child.stdout.take().unwrap());
+        let err = lines(child.stderr.take().unwrap());
+        let mut d = Daemon { child, out, err, report: Vec::new(), port, db, _dir: dir };
+        d.wait_err("saying it traces", Duration::from_secs(90), |l| l.starts_with("tracing;"));
+        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next stderr line matching `pred` within `timeout` (kept in `report`, with those
+    /// before it).
+    pub fn wait_err(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        wait_line(&self.err, what, timeout, &mut self.report, pred)
+    }
+
+    /// `GET path` on the dashboard (through curl: not a process a test's filter traces).
+    pub fn get(&self, path: &str) -> String {
+        super::http::get(&format!("http://127.0.0.1:{}{path}", self.port), &[])
+    }
+
+    pub fn json(&self, path: &str) -> Value {
+        serde_json::from_str(&self.get(path)).unwrap()
+    }
+
+    /// A sample of the daemon's own /metrics (name with its labels as exposed), 0 when absent.
+    pub fn metric(&self, key: &str) -> f64 {
+        let text = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+            .unwrap_or(0.0)
+    }
+
+    /// The stored page loads, newest first (`/api/page-loads?limit=500`).
+    pub fn page_loads(&self) -> Vec<Value> {
+        self.json("/api/page-loads?limit=500")["items"].as_array().unwrap().clone()
+    }
+
+    /// SIGTERM, then the exit status (bounded: detaching takes seconds) and the rest of
+    /// stdout and stderr. The database stays until the `Daemon` is dropped.
+    pub fn stop(&mut self) -> (ExitStatus, Vec<String>, Vec<String>) {
+        self.stop_within(Duration::from_secs(120))
+    }
+
+    /// [`Daemon::stop`], failing the test unless the daemon exits within `limit`.
+    pub fn stop_within(&mut self, limit: Duration) -> (ExitStatus, Vec<String>, Vec<String>) {
+        // SAFETY: kill(2) on our own child, not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = wait_exit(&mut self.child, "tracer run after SIGTERM", limit);
+        let mut out = Vec::new();
+        drain(&self.out, Duration::from_millis(200), &mut out);
+        let mut err = Vec::new();
+        drain(&self.err, Duration::from_millis(200), &mut err);
+        (status, out, err)
+    }
+}
+
+impl Drop for Daemon {
+    /// A failed test must not leave its daemon running: SIGTERM, then SIGKILL after 120 s.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: as in stop_within.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!("tracer run ignored SIGTERM: killing it");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
