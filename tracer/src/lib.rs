@@ -2,6 +2,7 @@
 pub mod bench;
 pub mod batch;
 pub mod boringssl;
+pub mod clock;
 pub mod daemon;
 pub mod db;
 pub mod decode;

@@ -19,6 +19,7 @@ mod browser_setup;
 
 use browser_setup::{chromium_cmd, chromium_home, firefox_cmd};
 use tracer::{
+    clock::{WallOffset, monotonic_ns},
     events::{Event, EventBody},
     lab::{HttpRequestRecord, Lab, LabConfig, support::root_or_skip},
     probes::{ProbeConfig, Probes},
@@ -238,14 +239,6 @@ impl Tracing {
         assert_eq!((lost, dropped), (0, 0), "events lost in the kernel / dropped at the queue");
         (events, self.probes)
     }
-}
-
-/// CLOCK_MONOTONIC, the clock of the events.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Detaching every uprobe takes the kernel seconds (an RCU grace period per probe): let
@@ -586,7 +579,7 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
 async fn assert_stored(tag: &str, p: &PageLoad) {
     let tmp = Tmp::new(&format!("{tag}-db"));
     let pool = tracer::db::open(&tmp.0.join("tracer.db")).await.expect("database");
-    let id = tracer::history::insert_page_load(&pool, p, tracer::history::WallOffset::now()).await.expect("stored");
+    let id = tracer::history::insert_page_load(&pool, p, WallOffset::now()).await.expect("stored");
     let back = tracer::history::get(&pool, id).await.expect("query").expect("the stored page load");
     assert_eq!(&back.page, p, "{tag}: the page load reads back as stored");
     let listed = tracer::history::query::latest(&pool, &Default::default(), 10).await.expect("list");

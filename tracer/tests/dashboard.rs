@@ -15,9 +15,10 @@ use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tower::ServiceExt as _;
 use tracer::{
+    clock::{WallOffset, monotonic_ns},
     db,
     events::{Event, EventBody},
-    history::{self, WallOffset},
+    history,
     stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request as Req, Timings, TlsSession},
     stream::StreamStats,
     web::{self, AppState, FetchSettings, Health, LiveHub},
@@ -666,7 +667,7 @@ impl Frames {
 
 fn connect_event(tgid: u32, comm: &str) -> Event {
     Event {
-        ts_ns: tracer::daemon::monotonic_ns(),
+        ts_ns: monotonic_ns(),
         tgid,
         pid: tgid,
         comm: comm.into(),

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::clock::{iso8601_ms, round_ms};
+use crate::clock::{iso8601_ms, round_fetch_ms};
 use super::model::{Entry, Initiator, PageLoad, Phase, Timed};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,7 +140,7 @@ pub fn timings(e: &Entry) -> HarTimings {
     let t = &e.timings;
     let ssl = ms(t.tls.as_ref());
     let connect = match (t.connect.as_ref(), t.tls.as_ref()) {
-        (Some(c), Some(s)) => round_ms(c.ms + s.ms),
+        (Some(c), Some(s)) => round_fetch_ms(c.ms + s.ms),
         (Some(c), None) => c.ms,
         (None, _) => -1.0,
     };
@@ -161,7 +161,7 @@ fn version(v: Option<&str>) -> String {
 
 fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
     let timings = timings(e);
-    let time = round_ms(
+    let time = round_fetch_ms(
         [
             timings.blocked,
             timings.dns,
@@ -315,7 +315,7 @@ impl PageLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::clock::Span;
+    use crate::clock::Span;
     use crate::fetch::model::*;
 
     fn t(a: u64, b: u64) -> Option<Timed> {

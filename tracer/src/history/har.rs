@@ -13,8 +13,11 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
-use super::{StoredPageLoad, iso8601};
-use crate::stitch::model::{PageLoad, Request};
+use super::StoredPageLoad;
+use crate::{
+    clock::{iso8601_ms, round_stored_ms},
+    stitch::model::{PageLoad, Request},
+};
 
 /// A HAR 1.2 log of the given page loads (entries sorted by start, oldest first).
 pub fn to_har(pages: &[StoredPageLoad]) -> Value {
@@ -24,7 +27,7 @@ pub fn to_har(pages: &[StoredPageLoad]) -> Value {
         let page_ref = format!("page_{}", s.id);
         let p = &s.page;
         let mut page = json!({
-            "startedDateTime": iso8601(s.started_at_ms as f64),
+            "startedDateTime": iso8601_ms(s.started_at_ms),
             "id": page_ref,
             "title": p.url.clone().unwrap_or_default(),
             "pageTimings": {
@@ -52,15 +55,11 @@ pub fn to_har(pages: &[StoredPageLoad]) -> Value {
     })
 }
 
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
 fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
     let p: &PageLoad = &s.page;
     let t = &r.timings;
-    let opt = |v: f64| if v >= 0.0 { round2(v) } else { -1.0 };
-    let req = |v: f64| if v >= 0.0 { round2(v) } else { 0.0 };
+    let opt = |v: f64| if v >= 0.0 { round_stored_ms(v) } else { -1.0 };
+    let req = |v: f64| if v >= 0.0 { round_stored_ms(v) } else { 0.0 };
     let timings = json!({
         "blocked": opt(t.blocked),
         "dns": opt(t.dns),
@@ -70,7 +69,7 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
         "wait": req(t.wait),
         "receive": req(t.receive),
     });
-    let time = round2([t.blocked, t.dns, t.connect, t.send, t.wait, t.receive].iter().filter(|v| **v >= 0.0).sum());
+    let time = round_stored_ms([t.blocked, t.dns, t.connect, t.send, t.wait, t.receive].iter().filter(|v| **v >= 0.0).sum());
     let url = r
         .url
         .clone()
@@ -101,7 +100,7 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> Value {
     });
     let mut e = json!({
         "pageref": page_ref,
-        "startedDateTime": iso8601(at),
+        "startedDateTime": iso8601_ms(at.round() as i64),
         "time": time,
         "request": {
             "method": r.method.clone().unwrap_or_else(|| "GET".into()),

@@ -169,6 +169,7 @@ pub struct DnsLookup {
     pub error: Option<String>,
 }
 
+/// A duration in ns as ms at the stored resolution: [`crate::clock::stored_ms`].
 pub fn ms(ns: u64) -> f64 {
-    (ns as f64 / 1e4).round() / 100.0
+    crate::clock::stored_ms(ns)
 }
