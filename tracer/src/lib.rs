@@ -9,6 +9,7 @@ pub mod decode;
 pub mod events;
 pub mod http;
 pub mod fetch;
+pub mod har;
 pub mod filter;
 pub mod history;
 pub mod libs;
