@@ -21,9 +21,8 @@ use crate::{
     otlp::{HostInfo, OtlpConfig, OtlpSender},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     filter::{ClientFilter, FilterSpec},
-    printer,
     probes::{KernelFilter, ProbeConfig, ProbeStatus, Probes},
-    stream::{self, StreamStats},
+    stream::{self, StreamStats, printer},
     web,
 };
 

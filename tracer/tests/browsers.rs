@@ -20,11 +20,14 @@ mod browser_setup;
 use browser_setup::{chromium_cmd, chromium_home, firefox_cmd};
 use tracer::{
     clock::{WallOffset, monotonic_ns},
-    events::{Event, EventBody},
     lab::{HttpRequestRecord, Lab, LabConfig, support::root_or_skip},
     probes::{ProbeConfig, Probes},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
-    stream::{StreamStats, spawn_reader},
+    stream::{
+        StreamStats,
+        events::{Event, EventBody},
+        spawn_reader,
+    },
 };
 
 fn have(program: &str) -> bool {
@@ -309,7 +312,7 @@ fn dump(tag: &str, events: &[Event], tree: &HashSet<u32>, pages: &[PageLoad]) {
         .filter(|e| {
             tree.contains(&e.tgid) || matches!(&e.body, EventBody::TcpState { skaddr, .. } if socks.contains(skaddr))
         })
-        .map(|e| tracer::printer::text_line(e) + "\n")
+        .map(|e| tracer::stream::printer::text_line(e) + "\n")
         .collect();
     std::fs::write(dir.join(format!("{tag}.events.txt")), text).unwrap();
     std::fs::write(dir.join(format!("{tag}.pages.json")), serde_json::to_string_pretty(pages).unwrap()).unwrap();

@@ -17,10 +17,12 @@ use tower::ServiceExt as _;
 use tracer::{
     clock::{WallOffset, monotonic_ns},
     db,
-    events::{Event, EventBody},
     history,
     stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request as Req, Timings, TlsSession},
-    stream::StreamStats,
+    stream::{
+        StreamStats,
+        events::{Event, EventBody},
+    },
     web::{self, AppState, FetchSettings, Health, LiveHub},
 };
 
@@ -708,7 +710,7 @@ async fn live_stream_sends_progress_and_stored_page_loads() {
         func: None,
         tls_obj: 1,
         fd: 3,
-        direction: tracer::events::Direction::Recv,
+        direction: tracer::stream::events::Direction::Recv,
         len: 10,
         captured: 0,
         duration_ns: 1,

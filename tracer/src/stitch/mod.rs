@@ -65,9 +65,9 @@ use std::net::{IpAddr, SocketAddr};
 use model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
 use tracer_common::{TlsFunc, TlsLib};
 
-use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
+use crate::stream::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
 use tracer_common::DnsSyscall;
-use crate::http::{HttpConnection, HttpExchange};
+use crate::decode::http::{HttpConnection, HttpExchange};
 
 /// A query for a name and type still unanswered, at most this long after the first, is a
 /// retry of it.

@@ -3,7 +3,7 @@
 //! durations are HAR-style, -1 where a phase did not happen.
 use serde::{Deserialize, Serialize};
 
-pub use crate::http::CapturedBody;
+pub use crate::decode::http::CapturedBody;
 pub use crate::redact::Header;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

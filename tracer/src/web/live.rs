@@ -40,7 +40,7 @@ use tokio::sync::{broadcast, watch};
 use super::AppState;
 use crate::{
     clock::WallOffset,
-    events::{Direction, Event, EventBody},
+    stream::events::{Direction, Event, EventBody},
     history::PageLoadSummary,
     stitch::model::PageLoad,
 };
