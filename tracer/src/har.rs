@@ -5,7 +5,7 @@
 //!
 //! What both exports follow: times in ms, `-1` for a phase that did not happen; `connect`
 //! includes `ssl`; an entry's `time` is the sum of its non-negative phases except `ssl`
-//! ([`Timings::total`]), rounded at the export's resolution (see [`crate::clock`]). Fields
+//! ([`entry_time`]), rounded at the export's resolution (see [`crate::clock`]). Fields
 //! starting with `_` are extensions; each is written only by the export that has it:
 //! - the fetcher: `_monotonicStartNs` (page), `_connectionReused`, `_initiator`, `_monotonic`
 //!   (CLOCK_MONOTONIC stamps of the entry and its phases), `_dns`, `_tls` (entry);
@@ -212,14 +212,16 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// HAR's `time` of an entry, unrounded: the non-negative phases except `ssl` (which
-    /// `connect` holds already).
+    /// [`entry_time`] of these timings.
     pub fn total(&self) -> f64 {
-        [self.blocked, self.dns, self.connect, self.send, self.wait, self.receive]
-            .iter()
-            .filter(|v| **v >= 0.0)
-            .sum()
+        entry_time([self.blocked, self.dns, self.connect, self.send, self.wait, self.receive])
     }
+}
+
+/// HAR's `time` of an entry, unrounded, from its `blocked, dns, connect, send, wait, receive`:
+/// the sum of those that happened (non-negative). `ssl` is not among them: `connect` holds it.
+pub fn entry_time(phases: [f64; 6]) -> f64 {
+    phases.iter().filter(|v| **v >= 0.0).sum()
 }
 
 #[cfg(test)]

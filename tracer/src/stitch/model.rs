@@ -109,12 +109,9 @@ impl Default for Timings {
 }
 
 impl Timings {
-    /// HAR total: sum of the non-negative phases, `connect` already holding `ssl`.
+    /// HAR's entry time of these phases, unrounded: [`crate::har::entry_time`].
     pub fn total(&self) -> f64 {
-        [self.blocked, self.dns, self.connect, self.send, self.wait, self.receive]
-            .iter()
-            .filter(|v| **v >= 0.0)
-            .sum()
+        crate::har::entry_time([self.blocked, self.dns, self.connect, self.send, self.wait, self.receive])
     }
 }
 
