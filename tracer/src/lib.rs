@@ -24,6 +24,7 @@ pub mod web;
 /// `stitch/mod.rs` names `crate::http::...` in full; it is being split on another branch, so
 /// its paths are kept working here until that lands. Not public: the module is `decode::http`.
 pub(crate) use decode::http;
+
 #[cfg(test)]
 mod test_rng;
 
