@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    clock::{WallOffset, monotonic_ns},
     db,
     history::{
-        WallOffset,
         retention::{RetentionConfig, spawn_pruner},
         writer::{HistorySender, WriterConfig, record_run_counters, spawn_writer},
     },
@@ -21,9 +21,8 @@ use crate::{
     otlp::{HostInfo, OtlpConfig, OtlpSender},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     filter::{ClientFilter, FilterSpec},
-    printer,
     probes::{KernelFilter, ProbeConfig, ProbeStatus, Probes},
-    stream::{self, StreamStats},
+    stream::{self, StreamStats, printer},
     web,
 };
 
@@ -427,14 +426,6 @@ fn deliver(page: PageLoad, sinks: &Sinks) {
         o.offer(&page);
     }
     sinks.history.send(page);
-}
-
-/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Processes that started before the daemon: their parent and program, for client trees.

@@ -5,6 +5,8 @@ use std::{os::unix::fs::PermissionsExt, path::Path, str::FromStr, time::Duration
 use anyhow::Context as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use crate::clock::now_unix_ms;
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
@@ -33,16 +35,9 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 pub async fn record_start(pool: &SqlitePool, kernel: &str, probes_json: &str) -> anyhow::Result<i64> {
     let id = sqlx::query("INSERT INTO daemon_runs (started_at_ms, version, kernel, probes_json) VALUES (?, ?, ?, ?)")
-        .bind(now_ms())
+        .bind(now_unix_ms())
         .bind(env!("CARGO_PKG_VERSION"))
         .bind(kernel)
         .bind(probes_json)
@@ -55,7 +50,7 @@ pub async fn record_start(pool: &SqlitePool, kernel: &str, probes_json: &str) ->
 
 pub async fn record_stop(pool: &SqlitePool, id: i64) -> anyhow::Result<()> {
     sqlx::query("UPDATE daemon_runs SET stopped_at_ms = ? WHERE id = ?")
-        .bind(now_ms())
+        .bind(now_unix_ms())
         .bind(id)
         .execute(pool)
         .await

@@ -49,7 +49,7 @@ use serde::Serialize;
 use tracer_common::maps;
 
 use crate::{
-    events::{Event, EventBody},
+    stream::events::{Event, EventBody},
     libs::{LibFamily, TlsLibrary},
     probes::{
         AttachAt, KernelFilter, ProbeStatus, Probes, SCOPE_PER_PROCESS, SymbolOffsets, UprobeTarget, comm_key,

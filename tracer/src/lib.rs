@@ -2,18 +2,17 @@
 pub mod bench;
 pub mod batch;
 pub mod boringssl;
+pub mod clock;
 pub mod daemon;
 pub mod db;
 pub mod decode;
-pub mod events;
-pub mod http;
 pub mod fetch;
+pub mod har;
 pub mod filter;
 pub mod history;
 pub mod libs;
 pub mod metrics;
 pub mod otlp;
-pub mod printer;
 pub mod privileges;
 pub mod probes;
 pub mod redact;
@@ -21,6 +20,8 @@ pub mod stitch;
 pub mod stream;
 pub mod system;
 pub mod web;
+
+
 #[cfg(test)]
 mod test_rng;
 

@@ -652,7 +652,7 @@ mod tests {
     async fn busiest_history_hosts_and_clients_come_first() {
         let dir = tempfile::tempdir().unwrap();
         let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
-        let wall = crate::history::WallOffset(0);
+        let wall = crate::clock::WallOffset(0);
         let mut pages = vec![failed_dns_page(0, "rare.test")];
         for _ in 0..3 {
             pages.push(redirect_page(0));

@@ -16,11 +16,15 @@ use std::{
 };
 
 use tracer::{
-    events::{Event, EventBody},
+    clock::{WallOffset, monotonic_ns},
     lab::{HttpRequestRecord, Lab, LabConfig},
     probes::{ProbeConfig, Probes},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
-    stream::{StreamStats, spawn_reader},
+    stream::{
+        StreamStats,
+        events::{Event, EventBody},
+        spawn_reader,
+    },
 };
 
 mod support;
@@ -217,14 +221,6 @@ impl Tracing {
     }
 }
 
-/// CLOCK_MONOTONIC, the clock of the events.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Detaching every uprobe takes the kernel seconds (an RCU grace period per probe): let
 /// it happen while the next test runs instead of in this one's time.
 fn detach_in_background(probes: Probes) {
@@ -288,7 +284,7 @@ fn dump(tag: &str, events: &[Event], tree: &HashSet<u32>, pages: &[PageLoad]) {
         .filter(|e| {
             tree.contains(&e.tgid) || matches!(&e.body, EventBody::TcpState { skaddr, .. } if socks.contains(skaddr))
         })
-        .map(|e| tracer::printer::text_line(e) + "\n")
+        .map(|e| tracer::stream::printer::text_line(e) + "\n")
         .collect();
     std::fs::write(dir.join(format!("{tag}.events.txt")), text).unwrap();
     std::fs::write(dir.join(format!("{tag}.pages.json")), serde_json::to_string_pretty(pages).unwrap()).unwrap();
@@ -558,7 +554,7 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
 async fn assert_stored(tag: &str, p: &PageLoad) {
     let tmp = temp_dir(&format!("browsers-{tag}-db"));
     let pool = tracer::db::open(&tmp.path().join("tracer.db")).await.expect("database");
-    let id = tracer::history::insert_page_load(&pool, p, tracer::history::WallOffset::now()).await.expect("stored");
+    let id = tracer::history::insert_page_load(&pool, p, WallOffset::now()).await.expect("stored");
     let back = tracer::history::get(&pool, id).await.expect("query").expect("the stored page load");
     assert_eq!(&back.page, p, "{tag}: the page load reads back as stored");
     let listed = tracer::history::query::latest(&pool, &Default::default(), 10).await.expect("list");

@@ -15,11 +15,14 @@ use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tower::ServiceExt as _;
 use tracer::{
+    clock::{WallOffset, monotonic_ns},
     db,
-    events::{Event, EventBody},
-    history::{self, WallOffset},
+    history,
     stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request as Req, Timings, TlsSession},
-    stream::StreamStats,
+    stream::{
+        StreamStats,
+        events::{Event, EventBody},
+    },
     web::{self, AppState, FetchSettings, Health, LiveHub},
 };
 
@@ -589,7 +592,7 @@ impl Frames {
 
 fn connect_event(tgid: u32, comm: &str) -> Event {
     Event {
-        ts_ns: tracer::daemon::monotonic_ns(),
+        ts_ns: monotonic_ns(),
         tgid,
         pid: tgid,
         comm: comm.into(),
@@ -630,7 +633,7 @@ async fn live_stream_sends_progress_and_stored_page_loads() {
         func: None,
         tls_obj: 1,
         fd: 3,
-        direction: tracer::events::Direction::Recv,
+        direction: tracer::stream::events::Direction::Recv,
         len: 10,
         captured: 0,
         duration_ns: 1,

@@ -224,7 +224,7 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
     let mine: Vec<PageLoad> =
         pages.iter().filter(|p| runs.values().any(|(pid, _)| *pid == p.client.tgid)).cloned().collect();
     assert_eq!(mine.len(), CASES.len());
-    let ids = history::insert_page_loads(&pool, &mine, history::WallOffset::now()).await.unwrap();
+    let ids = history::insert_page_loads(&pool, &mine, tracer::clock::WallOffset::now()).await.unwrap();
     for (name, _) in expected_exit {
         let p = page_of(name);
         let id = ids[mine.iter().position(|m| m == p).unwrap()];

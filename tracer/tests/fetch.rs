@@ -10,7 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use tracer::fetch::{self, FetchOptions, Initiator, PageLoad, Phase, monotonic_ns};
+use tracer::clock::monotonic_ns;
+use tracer::fetch::{self, FetchOptions, Initiator, PageLoad, Phase};
 use tracer::lab::{Lab, LabConfig, hosts};
 
 mod support;

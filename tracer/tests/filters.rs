@@ -479,18 +479,18 @@ fn untraced_tls_processes_get_no_uprobes() {
         filter.on_event(&mut probes, &ev);
         log.push(format!("{} {} {} {:?} (filter {:?})", ev.ts_ns, ev.tgid, ev.comm, ev.body, t0.elapsed()).chars().take(200).collect::<String>());
         match &ev.body {
-            tracer::events::EventBody::Exec { filename } if filename.ends_with("/curl") => curl_pid = Some(ev.tgid),
-            tracer::events::EventBody::Exec { filename } if filename.ends_with("/openssl") => {
+            tracer::stream::events::EventBody::Exec { filename } if filename.ends_with("/curl") => curl_pid = Some(ev.tgid),
+            tracer::stream::events::EventBody::Exec { filename } if filename.ends_with("/openssl") => {
                 assert_eq!(ev.tgid, traced.id());
                 server_exec = true;
             }
-            tracer::events::EventBody::TlsData { .. } => {
+            tracer::stream::events::EventBody::TlsData { .. } => {
                 assert_eq!(Some(ev.tgid), curl_pid, "TLS only from the traced curl");
                 got_tls = true;
             }
             // Seen at libc's connect: its fd, destination and socket, and curl's non-blocking
             // connect reads as EINPROGRESS although libc said only -1.
-            tracer::events::EventBody::Connect { fd, ret, dst, skaddr, tcp, .. } => {
+            tracer::stream::events::EventBody::Connect { fd, ret, dst, skaddr, tcp, .. } => {
                 assert_eq!(Some(ev.tgid), curl_pid, "connects only from the traced curl");
                 assert!(*fd >= 0 && *tcp && *skaddr != 0 && *ret == -115, "{:?}", ev.body);
                 assert_eq!(*dst, Some(server));

@@ -12,8 +12,8 @@ use std::{collections::HashSet, path::PathBuf, time::Duration};
 
 use serde_json::{Value, json};
 use tracer::{
-    events::{Event, EventBody, decode_record},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
+    stream::events::{Event, EventBody, decode_record},
 };
 
 fn golden_dir() -> PathBuf {

@@ -14,9 +14,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
 use tracer::{
+    clock::{WallOffset, now_unix_ms},
     db,
     history::{
-        self, Filter, PageRequest, RetentionConfig, Sort, StatusClass, StoredPageLoad, WallOffset, WriterConfig,
+        self, Filter, PageRequest, RetentionConfig, Sort, StatusClass, StoredPageLoad, WriterConfig,
         query::{self, QueryError},
     },
     stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, TlsSession},
@@ -486,7 +487,7 @@ async fn list_filters_sort_and_pages() {
 #[tokio::test]
 async fn retention_by_age_cascades() {
     let (_dir, _path, pool) = temp_db().await;
-    let now = history::now_ms();
+    let now = now_unix_ms();
     let day = 86_400_000i64;
     // Three old page loads (40, 35 and 31 days ago; one of them from its own process) and two
     // recent ones.

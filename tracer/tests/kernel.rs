@@ -11,10 +11,13 @@ use std::{
 
 use tokio::sync::mpsc::Receiver;
 use tracer::{
-    events::{Direction, Event, EventBody, HandshakePhase, TcpState},
     lab::LabConfig,
     probes::{ProbeConfig, Probes},
-    stream::{StreamStats, spawn_reader},
+    stream::{
+        StreamStats,
+        events::{Direction, Event, EventBody, HandshakePhase, TcpState},
+        spawn_reader,
+    },
 };
 use tracer_common::{DnsSyscall, TlsLib};
 

@@ -1,10 +1,10 @@
-//! Ring-buffer records (`events::decode_record`): raw bytes as the kernel (or anything that
+//! Ring-buffer records (`stream::events::decode_record`): raw bytes as the kernel (or anything that
 //! writes to the ring buffer) hands them over, then the printers that show a decoded event.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracer::events::{EventBody, decode_record};
-use tracer::printer::{json_line, text_line};
+use tracer::stream::events::{EventBody, decode_record};
+use tracer::stream::printer::{json_line, text_line};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(ev) = decode_record(data) else { return };

@@ -1,15 +1,14 @@
-//! The HTTP/1.1 and HTTP/2 (+HPACK) exchange decoder (`http::HttpConnection`): a connection's
+//! The HTTP/1.1 and HTTP/2 (+HPACK) exchange decoder (`decode::http::HttpConnection`): a connection's
 //! plaintext cut into library calls at fuzzer-chosen points, with gaps, in both directions.
 #![no_main]
 
 mod transcript;
 
 use libfuzzer_sys::fuzz_target;
-use tracer::decode::http::{first_line, is_http2_preface};
-use tracer::events::Direction;
-use tracer::http::{
+use tracer::decode::Direction;
+use tracer::decode::http::{
     HttpConnection, HttpExchange, MAX_ERRORS, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS,
-    MAX_OUTSTANDING_REQUESTS, MAX_PENDING_EXCHANGES, MAX_STREAMS,
+    MAX_OUTSTANDING_REQUESTS, MAX_PENDING_EXCHANGES, MAX_STREAMS, first_line, is_http2_preface,
 };
 use transcript::Transcript;
 

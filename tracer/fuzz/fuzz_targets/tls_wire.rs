@@ -5,7 +5,7 @@
 mod transcript;
 
 use libfuzzer_sys::fuzz_target;
-use tracer::events::Direction;
+use tracer::decode::Direction;
 use tracer::stitch::wire::{WireTls, starts_tls};
 use transcript::Transcript;
 

@@ -7,7 +7,7 @@
 //! and the server's bytes (see `make_seeds.py`).
 
 use arbitrary::Arbitrary;
-use tracer::events::Direction;
+use tracer::decode::Direction;
 
 #[derive(Arbitrary, Debug)]
 pub struct Cut {

@@ -120,7 +120,7 @@ pub async fn worker(args: WorkerArgs) -> Result<WorkerCounts> {
             }
         }
         out.page_loads += 1;
-        out.page_ends_ms.push(crate::history::now_ms());
+        out.page_ends_ms.push(crate::clock::now_unix_ms());
         tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
     }
     out.secs = start.elapsed().as_secs_f64();

@@ -8,7 +8,8 @@ use anyhow::{Context as _, Result};
 use sqlx::SqlitePool;
 
 use crate::{
-    history::{self, WallOffset},
+    clock::{WallOffset, now_unix_ms},
+    history,
     stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession},
 };
 
@@ -287,7 +288,7 @@ pub async fn seed(pool: &SqlitePool, ingest: u64, total: u64, batch: usize, seed
     let mut rng = fastrand::Rng::with_seed(seed);
     // Monotonic time of the first page load, mapped to 30 days ago.
     let t0: u64 = 1_000_000 * 1_000 * MS;
-    let wall = WallOffset((history::now_ms() - 30 * 86_400_000) * 1_000_000 - t0 as i64);
+    let wall = WallOffset((now_unix_ms() - 30 * 86_400_000) * 1_000_000 - t0 as i64);
     let mut res = SeedResult { batch, ..Default::default() };
     let mut next_start = t0;
     let start = Instant::now();

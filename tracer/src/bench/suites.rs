@@ -486,7 +486,7 @@ impl LiveWatcher {
                     && let Ok(v) = serde_json::from_str::<Value>(d.trim())
                     && let Ok(mut seen) = se.lock()
                 {
-                    seen.push((crate::history::now_ms(), v));
+                    seen.push((crate::clock::now_unix_ms(), v));
                 }
             }
         });

@@ -1,5 +1,6 @@
 //! User-space decoders for the bytes the eBPF programs capture: DNS messages, the TLS record
-//! layer and ClientHello, and the first line of HTTP/1.x traffic.
+//! layer and ClientHello, and HTTP (the first line of HTTP/1.x traffic, and whole HTTP/1.x and
+//! HTTP/2 exchanges from a connection's plaintext).
 //!
 //! Every decoder takes untrusted, possibly truncated bytes (the kernel copies at most a fixed
 //! number of bytes per event) and returns an error that names what was wrong; none of them
@@ -11,7 +12,16 @@ pub mod tls;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+use serde::Serialize;
 use tracer_common::{AF_INET, AF_INET6, SockAddr};
+
+/// Which way a connection's bytes moved: sent by the traced client, or received by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Send,
+    Recv,
+}
 
 /// Turns the kernel's fixed address form (see [`tracer_common::SockAddr`]) into a
 /// [`SocketAddr`]: `AF_INET` (2) uses `addr[0..4]`, `AF_INET6` (10) uses all 16 bytes, both in

@@ -21,7 +21,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::clock::{Span, monotonic_ns};
+use crate::clock::{Span, monotonic_ns};
 use super::model::{ConnectAttempt, Failure, Phase, TlsInfo};
 use super::tls::{TlsSetup, certificate_info, tls_failure, version_name};
 

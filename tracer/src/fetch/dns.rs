@@ -19,7 +19,7 @@ use hickory_resolver::proto::xfer::{
 use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
 
 use super::FetchError;
-use super::clock::{Span, monotonic_ns};
+use crate::clock::{Span, monotonic_ns};
 use super::model::{DnsLookup, DnsQuery, DnsRecord, DnsSource, Failure, Phase};
 
 /// Most CNAMEs followed when building the chain.

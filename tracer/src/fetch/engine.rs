@@ -14,7 +14,7 @@ use url::Url;
 
 use super::probe_points::{TlsObject, Traced};
 use super::address::{Origin, check_fetchable, request_target, request_url};
-use super::clock::{Span, monotonic_ns, round_ms, unix_ms};
+use crate::clock::{Span, monotonic_ns, now_unix_ms, ns_to_ms, round_fetch_ms};
 use super::conn::{self, IoStats, Sender, TimedIo};
 use super::dns::Dns;
 use super::model::{
@@ -710,7 +710,7 @@ impl Ctx {
             document_ms: doc
                 .failure
                 .is_none()
-                .then(|| round_ms(super::clock::ns_to_ms(doc.end_ns.saturating_sub(start)))),
+                .then(|| round_fetch_ms(ns_to_ms(doc.end_ns.saturating_sub(start)))),
             entries,
             connections: rec.connections,
             dns: rec.dns,
@@ -781,7 +781,7 @@ fn http_failure(phase: Phase, e: &hyper::Error, h2: bool) -> Failure {
 pub(crate) async fn load(input: &str, opts: &FetchOptions) -> Result<PageLoad, FetchError> {
     let url = super::address::parse_address(input)?;
     let ctx = Arc::new(Ctx::new(opts.clone())?);
-    let started_at = unix_ms();
+    let started_at = now_unix_ms();
     let start = monotonic_ns();
     let doc = ctx
         .follow(url.clone(), Initiator::Document, opts.page)

@@ -1,150 +1,29 @@
-//! HAR 1.2 (<http://www.softwareishard.com/blog/har-12-spec/>) from a [`PageLoad`].
+//! HAR 1.2 of a fetched [`PageLoad`], in the types of [`crate::har`] (which lists the rules
+//! and the extensions), keys in HAR's order, ms at the fetcher's resolution (1 µs).
 //!
-//! Timings are in milliseconds; `-1` marks a phase that did not happen for an entry (`ssl`
-//! on http://, `dns`/`connect`/`ssl` on a reused connection). As the spec says, `connect`
-//! includes `ssl`, and `time` is the sum of the non-negative phases except `ssl`. Fields
-//! starting with `_` are extensions: `_monotonic` gives each phase's CLOCK_MONOTONIC
-//! stamps, `_error` a failure, `_connectionReused`, `_dns` the lookup, `_tls` the handshake.
+//! `-1` marks a phase that did not happen for an entry (`ssl` on http://, `dns`/`connect`/`ssl`
+//! on a reused connection); `connect` is TCP plus TLS. The extensions: `_monotonic` gives each
+//! phase's CLOCK_MONOTONIC stamps, `_error` a failure, `_connectionReused`, `_dns` the lookup,
+//! `_tls` the handshake.
 
-use serde::{Deserialize, Serialize};
-
-use super::clock::{iso8601_ms, round_ms};
 use super::model::{Entry, Initiator, PageLoad, Phase, Timed};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Har {
-    pub log: Log,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Log {
-    pub version: String,
-    pub creator: Creator,
-    pub pages: Vec<Page>,
-    pub entries: Vec<HarEntry>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Creator {
-    pub name: String,
-    pub version: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Page {
-    pub started_date_time: String,
-    pub id: String,
-    pub title: String,
-    pub page_timings: PageTimings,
-    #[serde(rename = "_monotonicStartNs")]
-    pub monotonic_start_ns: u64,
-    #[serde(rename = "_error", skip_serializing_if = "Option::is_none")]
-    pub error: Option<serde_json::Value>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PageTimings {
-    pub on_content_load: f64,
-    pub on_load: f64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HarEntry {
-    pub pageref: String,
-    pub started_date_time: String,
-    pub time: f64,
-    pub request: HarRequest,
-    pub response: HarResponse,
-    pub cache: serde_json::Value,
-    pub timings: HarTimings,
-    #[serde(rename = "serverIPAddress", skip_serializing_if = "Option::is_none")]
-    pub server_ip_address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub connection: Option<String>,
-    #[serde(rename = "_connectionReused")]
-    pub connection_reused: bool,
-    #[serde(rename = "_initiator")]
-    pub initiator: String,
-    #[serde(rename = "_monotonic")]
-    pub monotonic: serde_json::Value,
-    #[serde(rename = "_error", skip_serializing_if = "Option::is_none")]
-    pub error: Option<serde_json::Value>,
-    #[serde(rename = "_dns", skip_serializing_if = "Option::is_none")]
-    pub dns: Option<serde_json::Value>,
-    #[serde(rename = "_tls", skip_serializing_if = "Option::is_none")]
-    pub tls: Option<serde_json::Value>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NameValue {
-    pub name: String,
-    pub value: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HarRequest {
-    pub method: String,
-    pub url: String,
-    pub http_version: String,
-    pub cookies: Vec<NameValue>,
-    pub headers: Vec<NameValue>,
-    pub query_string: Vec<NameValue>,
-    pub headers_size: i64,
-    pub body_size: i64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HarResponse {
-    pub status: u16,
-    pub status_text: String,
-    pub http_version: String,
-    pub cookies: Vec<NameValue>,
-    pub headers: Vec<NameValue>,
-    pub content: Content,
-    #[serde(rename = "redirectURL")]
-    pub redirect_url: String,
-    pub headers_size: i64,
-    pub body_size: i64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Content {
-    pub size: i64,
-    pub mime_type: String,
-}
-
-/// Milliseconds; -1 when the phase did not happen.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HarTimings {
-    pub blocked: f64,
-    pub dns: f64,
-    pub connect: f64,
-    pub send: f64,
-    pub wait: f64,
-    pub receive: f64,
-    pub ssl: f64,
-}
+use crate::clock::{iso8601_ms, round_fetch_ms};
+use crate::har::{self, Cache, Content, Har, NameValue, Page, PageTimings, Request, Response, page_timing_ms};
 
 fn ms(t: Option<&Timed>) -> f64 {
     t.map_or(-1.0, |t| t.ms)
 }
 
 /// HAR timings of one entry.
-pub fn timings(e: &Entry) -> HarTimings {
+pub fn timings(e: &Entry) -> har::Timings {
     let t = &e.timings;
     let ssl = ms(t.tls.as_ref());
     let connect = match (t.connect.as_ref(), t.tls.as_ref()) {
-        (Some(c), Some(s)) => round_ms(c.ms + s.ms),
+        (Some(c), Some(s)) => round_fetch_ms(c.ms + s.ms),
         (Some(c), None) => c.ms,
         (None, _) => -1.0,
     };
-    HarTimings {
+    har::Timings {
         blocked: ms(t.blocked.as_ref()),
         dns: ms(t.dns.as_ref()),
         connect,
@@ -159,21 +38,9 @@ fn version(v: Option<&str>) -> String {
     v.unwrap_or("").to_owned()
 }
 
-fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
+fn entry(load: &PageLoad, e: &Entry) -> har::Entry {
     let timings = timings(e);
-    let time = round_ms(
-        [
-            timings.blocked,
-            timings.dns,
-            timings.connect,
-            timings.send,
-            timings.wait,
-            timings.receive,
-        ]
-        .iter()
-        .filter(|v| **v >= 0.0)
-        .sum(),
-    );
+    let time = round_fetch_ms(timings.total());
     let start_ms = load.started_at_unix_ms + (load.offset_ms(e.span.start_ns)).round() as i64;
     let query = url::Url::parse(&e.url)
         .map(|u| {
@@ -198,11 +65,11 @@ fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
         .collect();
     let conn = e.connection_id.and_then(|id| load.connections.get(id));
     let new_conn = !e.connection_reused;
-    HarEntry {
+    har::Entry {
         pageref: "page_1".into(),
         started_date_time: iso8601_ms(start_ms),
         time,
-        request: HarRequest {
+        request: Request {
             method: e.method.clone(),
             url: e.url.clone(),
             http_version: version(e.http_version.as_deref()),
@@ -216,10 +83,12 @@ fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
                 })
                 .collect(),
             query_string: query,
+            post_data: None,
             headers_size: e.request_headers_size.map_or(-1, |s| s as i64),
             body_size: 0,
+            request_bytes: None,
         },
-        response: HarResponse {
+        response: Response {
             status: e.status.unwrap_or(0),
             status_text: e.status_text.clone().unwrap_or_default(),
             http_version: version(e.http_version.as_deref()),
@@ -235,6 +104,7 @@ fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
             content: Content {
                 size: e.body_size as i64,
                 mime_type: e.mime_type.clone().unwrap_or_default(),
+                body: Default::default(),
             },
             redirect_url: e.redirect_url.clone().unwrap_or_default(),
             headers_size: e.response_headers_size.map_or(-1, |s| s as i64),
@@ -244,16 +114,16 @@ fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
                 -1
             },
         },
-        cache: serde_json::json!({}),
+        cache: Cache::default(),
         timings,
         server_ip_address: e.server_address.map(|a| a.ip().to_string()),
         connection: e.connection_id.map(|c| c.to_string()),
-        connection_reused: e.connection_reused,
-        initiator: match &e.initiator {
+        connection_reused: Some(e.connection_reused),
+        initiator: Some(match &e.initiator {
             Initiator::Document => "document".into(),
             Initiator::Element { tag } => tag.clone(),
-        },
-        monotonic: serde_json::json!({ "start_ns": e.span.start_ns, "end_ns": e.span.end_ns, "phases": phases }),
+        }),
+        monotonic: Some(serde_json::json!({ "start_ns": e.span.start_ns, "end_ns": e.span.end_ns, "phases": phases })),
         error: e
             .failure
             .as_ref()
@@ -270,31 +140,24 @@ fn entry(load: &PageLoad, e: &Entry) -> HarEntry {
     }
 }
 
-/// The load as a HAR 1.2 log with one page.
+/// The load as a HAR 1.2 log with one page, its keys in HAR's order.
 pub fn to_har(load: &PageLoad) -> Har {
-    Har {
-        log: Log {
-            version: "1.2".into(),
-            creator: Creator {
-                name: "tracer".into(),
-                version: load.tracer_version.clone(),
-            },
-            pages: vec![Page {
-                started_date_time: iso8601_ms(load.started_at_unix_ms),
-                id: "page_1".into(),
-                title: load.url.clone(),
-                page_timings: PageTimings {
-                    on_content_load: load.document_ms.unwrap_or(-1.0),
-                    on_load: load.total_ms,
-                },
-                monotonic_start_ns: load.span.start_ns,
-                error: load.error.as_ref().map(
-                    |f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.reason }),
-                ),
-            }],
-            entries: load.entries.iter().map(|e| entry(load, e)).collect(),
+    let page = Page {
+        started_date_time: iso8601_ms(load.started_at_unix_ms),
+        id: "page_1".into(),
+        title: load.url.clone(),
+        page_timings: PageTimings {
+            on_content_load: page_timing_ms(load.document_ms.unwrap_or(-1.0)),
+            on_load: page_timing_ms(load.total_ms),
         },
-    }
+        monotonic_start_ns: Some(load.span.start_ns),
+        error: load
+            .error
+            .as_ref()
+            .map(|f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.reason })),
+    };
+    let entries = load.entries.iter().map(|e| entry(load, e)).collect();
+    Har::new(&load.tracer_version, vec![page], entries)
 }
 
 impl PageLoad {
@@ -307,7 +170,7 @@ impl PageLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::clock::Span;
+    use crate::clock::Span;
     use crate::fetch::model::*;
 
     fn t(a: u64, b: u64) -> Option<Timed> {
@@ -384,7 +247,7 @@ mod tests {
         let e0 = &har.log.entries[0];
         assert_eq!(
             e0.timings,
-            HarTimings {
+            har::Timings {
                 blocked: 1.0,
                 dns: 19.0,
                 connect: 20.0,

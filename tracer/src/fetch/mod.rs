@@ -24,7 +24,6 @@
 
 pub mod address;
 pub mod cli;
-pub mod clock;
 mod conn;
 mod dns;
 mod engine;
@@ -42,7 +41,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use address::parse_address;
-pub use clock::monotonic_ns;
 pub use model::*;
 
 /// How to load.

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use super::clock::{Span, ns_to_ms, round_ms};
+use crate::clock::{Span, ns_to_ms, round_fetch_ms};
 
 /// A phase of loading one resource, in the order a browser goes through them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +101,7 @@ impl From<Span> for Timed {
         Timed {
             start_ns: s.start_ns,
             end_ns: s.end_ns,
-            ms: round_ms(s.ms()),
+            ms: round_fetch_ms(s.ms()),
         }
     }
 }

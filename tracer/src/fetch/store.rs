@@ -74,7 +74,7 @@ pub async fn baselines_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::clock::Span;
+    use crate::clock::Span;
     use crate::fetch::model::*;
 
     fn load(url: &str, error: Option<Failure>) -> PageLoad {

@@ -182,8 +182,8 @@ pub(crate) fn certificate_info(der: &[u8]) -> CertificateInfo {
             CertificateInfo {
                 subject: c.subject().to_string(),
                 issuer: c.issuer().to_string(),
-                not_before: super::clock::iso8601_s(c.validity().not_before.timestamp()),
-                not_after: super::clock::iso8601_s(c.validity().not_after.timestamp()),
+                not_before: crate::clock::iso8601_s(c.validity().not_before.timestamp()),
+                not_after: crate::clock::iso8601_s(c.validity().not_after.timestamp()),
                 serial: c.raw_serial_as_string(),
                 subject_alt_names: sans,
             }

@@ -205,7 +205,7 @@ pub fn compare(stored: &StoredPageLoad, baseline: Baseline) -> Comparison {
         phase: phase.to_string(),
         traced_ms: t,
         baseline_ms: b,
-        diff_ms: t.zip(b).map(|(t, b)| ((t - b) * 100.0).round() / 100.0),
+        diff_ms: t.zip(b).map(|(t, b)| crate::clock::round_stored_ms(t - b)),
     };
     let mut rows: Vec<PhaseDiff> = Phases::NAMES
         .iter()

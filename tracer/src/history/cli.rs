@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use sqlx::SqlitePool;
 
 use super::{
-    baseline, har, now_ms, parse_time,
+    baseline, har, parse_time,
     query::{self, Filter, PageRequest, Sort, StatusClass},
     render,
 };
@@ -25,7 +25,7 @@ pub struct DbArg {
 }
 
 fn parse_point(s: &str) -> Result<i64, String> {
-    parse_time(s, now_ms())
+    parse_time(s, crate::clock::now_unix_ms())
 }
 
 #[derive(clap::Args, Debug)]

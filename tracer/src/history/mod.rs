@@ -13,9 +13,10 @@
 //! - [`cli`]: the subcommands, wired in `main.rs`.
 //!
 //! Times: page loads carry CLOCK_MONOTONIC ns (the kernel's clock). They are turned into unix
-//! ms once, when stored, with a [`WallOffset`]; the row's `started_at_ms` is the anchor from
-//! which every later wall-clock time of that page load is derived (monotonic time restarts at
-//! boot, so the offset of the day it was read back would be wrong).
+//! ms once, when stored, with a [`WallOffset`](crate::clock::WallOffset); the row's
+//! `started_at_ms` is the anchor from which every later wall-clock time of that page load is
+//! derived (monotonic time restarts at boot, so the offset of the day it was read back would be
+//! wrong).
 use std::time::Duration;
 
 use crate::stitch::model::PageLoad;
@@ -35,42 +36,6 @@ pub use query::{Filter, Page, PageLoadSummary, PageRequest, QueryError, Sort, St
 pub use retention::{RetentionConfig, parse_retain, prune, spawn_pruner};
 pub use store::{insert_page_load, insert_page_loads};
 pub use writer::{HistoryCounters, HistorySender, WriterConfig, WriterHandle, record_run_counters, spawn_writer};
-
-/// CLOCK_REALTIME - CLOCK_MONOTONIC in ns: adding it to a kernel timestamp gives unix time.
-/// Read once (at start-up) and reused, so that every row of a run uses the same mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WallOffset(pub i64);
-
-impl WallOffset {
-    /// Reads both clocks now.
-    pub fn now() -> Self {
-        let mono = clock_ns(libc::CLOCK_MONOTONIC);
-        let real = clock_ns(libc::CLOCK_REALTIME);
-        WallOffset(real - mono)
-    }
-
-    /// Unix time in ms of a CLOCK_MONOTONIC timestamp.
-    pub fn unix_ms(self, monotonic_ns: u64) -> i64 {
-        let ns = (monotonic_ns.min(i64::MAX as u64) as i64).saturating_add(self.0);
-        ns.div_euclid(1_000_000)
-    }
-
-    /// Unix time in ns of a CLOCK_MONOTONIC timestamp (0 for a time before 1970).
-    pub fn unix_ns(self, monotonic_ns: u64) -> u64 {
-        let ns = (monotonic_ns.min(i64::MAX as u64) as i64).saturating_add(self.0);
-        u64::try_from(ns).unwrap_or(0)
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; both clocks always exist on Linux.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
 
 /// A page load as stored: its row id, the wall-clock anchor (`page_loads.started_at_ms`) and
 /// the page load itself (`detail_json`).
@@ -93,11 +58,6 @@ impl From<StoredPageLoad> for (i64, PageLoad) {
     fn from(s: StoredPageLoad) -> Self {
         (s.id, s.page)
     }
-}
-
-/// Unix time now, in ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// `30d`, `12h`, `15m`, `45s`: a whole number followed by one unit (s, m, h, d).
@@ -134,23 +94,6 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
     }
 }
 
-/// ISO 8601 / RFC 3339 in UTC with millisecond precision: `2026-04-14T10:22:33.123Z`.
-pub fn iso8601(unix_ms: f64) -> String {
-    let ms = unix_ms.round() as i64;
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,20 +119,5 @@ mod tests {
         assert_eq!(parse_time("2026-04-14T12:00:00.5+02:00", now).unwrap(), 1_776_160_800_500);
         let e = parse_time("yesterday", now).unwrap_err();
         assert!(e.contains("RFC 3339"), "{e}");
-    }
-
-    #[test]
-    fn iso() {
-        assert_eq!(iso8601(1_776_160_800_123.4), "2026-04-14T10:00:00.123Z");
-        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn wall_offset() {
-        let off = WallOffset::now();
-        let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        assert!((off.unix_ms(mono) - now_ms()).abs() < 1000);
-        assert_eq!(WallOffset(1_000_000_000_000).unix_ms(500_000), 1_000_000);
-        assert_eq!(WallOffset(0).unix_ms(1_999_999), 1);
     }
 }

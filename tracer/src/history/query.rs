@@ -7,7 +7,8 @@ use std::{fmt, str::FromStr};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, sqlite::SqliteRow};
 
-use super::{StoredPageLoad, now_ms, parse_time};
+use super::{StoredPageLoad, parse_time};
+use crate::clock::now_unix_ms;
 use crate::stitch::model::PageLoad;
 
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -259,7 +260,7 @@ pub fn parse_params<'a>(
     let mut f = Filter::default();
     let mut sort = Sort::default();
     let mut page = PageRequest::default();
-    let now = now_ms();
+    let now = now_unix_ms();
     let time = |param: &'static str, v: &str| -> Result<i64, QueryError> {
         match v.parse::<i64>() {
             Ok(ms) => Ok(ms),
@@ -540,7 +541,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
         let pages: Vec<_> = (0..12).map(|i| crate::stitch::sample::failed_dns_page(1_000_000 * (i + 1), "a.test")).collect();
-        crate::history::insert_page_loads(&pool, &pages, crate::history::WallOffset::now()).await.unwrap();
+        crate::history::insert_page_loads(&pool, &pages, crate::clock::WallOffset::now()).await.unwrap();
         let page = PageRequest { limit: 3, offset: 0 };
         let capped = list_counting_to(&pool, &Filter::default(), Sort::default(), page, 5).await.unwrap();
         assert_eq!((capped.total, capped.total_capped, capped.items.len()), (5, true, 3));
@@ -573,7 +574,7 @@ mod tests {
         let failed = |p: &crate::stitch::model::PageLoad| p.error.is_some() || p.status.is_none();
         let curl = |p: &crate::stitch::model::PageLoad| p.client.name == "curl";
         let class = |p: &crate::stitch::model::PageLoad, c: u16| p.status.is_some_and(|s| s / 100 == c);
-        crate::history::insert_page_loads(&pool, &pages, crate::history::WallOffset::now()).await.unwrap();
+        crate::history::insert_page_loads(&pool, &pages, crate::clock::WallOffset::now()).await.unwrap();
         let page = PageRequest { limit: 3, offset: 1 };
         let f = |process: Option<&str>, status: Option<StatusClass>| Filter {
             process: process.map(Into::into),

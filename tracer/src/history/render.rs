@@ -4,17 +4,19 @@ use std::fmt::Write as _;
 use super::{
     StoredPageLoad,
     baseline::{Comparison, traced_chain},
-    iso8601,
     query::{Page, PageLoadSummary},
 };
-use crate::stitch::model::{PageLoad, Request};
+use crate::{
+    clock::iso8601_ms,
+    stitch::model::{PageLoad, Request},
+};
 
 /// Width of the waterfall's bar, in characters.
 pub const BAR_WIDTH: usize = 40;
 
-/// `2026-04-14 10:00:00.123` (UTC).
+/// `2026-04-14 10:00:00.123` (UTC), to the nearest ms.
 pub fn time_utc(unix_ms: f64) -> String {
-    iso8601(unix_ms).trim_end_matches('Z').replacen('T', " ", 1)
+    iso8601_ms(unix_ms.round() as i64).trim_end_matches('Z').replacen('T', " ", 1)
 }
 
 pub fn bytes(n: u64) -> String {

@@ -15,7 +15,8 @@ use anyhow::Context as _;
 use sqlx::SqlitePool;
 use tokio::task::JoinHandle;
 
-use super::{now_ms, parse_duration};
+use super::parse_duration;
+use crate::clock::now_unix_ms;
 
 /// Page loads deleted per transaction, so that the writer is never held up for long.
 const CHUNK: i64 = 500;
@@ -42,7 +43,7 @@ pub fn parse_retain(s: &str) -> Result<Duration, String> {
 pub async fn prune(pool: &SqlitePool, retain: Option<Duration>, max_page_loads: Option<u64>) -> anyhow::Result<u64> {
     let mut deleted = 0u64;
     if let Some(retain) = retain {
-        let cutoff = now_ms().saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
+        let cutoff = now_unix_ms().saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
         loop {
             let n = sqlx::query(
                 "DELETE FROM page_loads WHERE id IN

@@ -6,7 +6,7 @@
 use anyhow::Context as _;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use super::WallOffset;
+use crate::clock::WallOffset;
 use crate::stitch::model::{PageLoad, Request, ms};
 
 /// Stores one page load in one transaction and returns its `page_loads.id`.

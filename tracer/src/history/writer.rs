@@ -22,7 +22,8 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{WallOffset, store};
+use super::store;
+use crate::clock::WallOffset;
 use crate::stitch::model::PageLoad;
 
 #[derive(Debug, Clone)]

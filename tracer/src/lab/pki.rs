@@ -3,7 +3,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use rcgen::{
@@ -25,30 +24,15 @@ pub(crate) struct LabPki {
 /// Names on the leaf certificate.
 const LEAF_NAMES: &[&str] = &[hosts::SHOP, hosts::WWW, hosts::STATIC, hosts::EDGE];
 
-/// (year, month, day) in UTC of `days` days after 1970-01-01 (H. Hinnant's civil_from_days).
-fn civil_from_days(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m, d)
-}
-
+/// Valid from midnight UTC two days ago until midnight UTC 60 days ahead.
 fn set_validity(params: &mut CertificateParams) {
-    let today = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64
-        / 86_400;
-    let (y, m, d) = civil_from_days(today - 2);
-    params.not_before = rcgen::date_time_ymd(y, m, d);
-    let (y, m, d) = civil_from_days(today + 60);
-    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let today = time::OffsetDateTime::now_utc().date();
+    let midnight = |days: i64| {
+        let d = today.saturating_add(time::Duration::days(days));
+        rcgen::date_time_ymd(d.year(), u8::from(d.month()), d.day())
+    };
+    params.not_before = midnight(-2);
+    params.not_after = midnight(60);
 }
 
 /// A CA certificate and its key.
@@ -160,9 +144,12 @@ impl rustls::KeyLog for FileKeyLog {
 #[cfg(test)]
 mod unit {
     #[test]
-    fn lab_civil_dates() {
-        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
-        assert_eq!(super::civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(super::civil_from_days(19_782), (2024, 2, 29));
+    fn validity_spans_today_from_midnight() {
+        let mut params = rcgen::CertificateParams::default();
+        super::set_validity(&mut params);
+        let today = time::OffsetDateTime::now_utc().date();
+        assert_eq!(params.not_before.date(), today - time::Duration::days(2));
+        assert_eq!(params.not_after.date(), today + time::Duration::days(60));
+        assert_eq!(params.not_before.time(), time::Time::MIDNIGHT);
     }
 }

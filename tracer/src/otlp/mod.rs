@@ -42,7 +42,7 @@ use tokio::{
 
 pub use spans::HostInfo;
 
-use crate::{history::WallOffset, stitch::model::PageLoad};
+use crate::{clock::WallOffset, stitch::model::PageLoad};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
@@ -496,7 +496,7 @@ pub fn random_bytes(buf: &mut [u8]) {
         filled += n as usize;
     }
     // Not reached on Linux >= 3.17; ids need to be unique, not secret.
-    let mut x = crate::daemon::monotonic_ns() ^ (u64::from(std::process::id()) << 32);
+    let mut x = crate::clock::monotonic_ns() ^ (u64::from(std::process::id()) << 32);
     for b in &mut buf[filled..] {
         x ^= x << 13;
         x ^= x >> 7;

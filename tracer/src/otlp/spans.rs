@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::{
 };
 
 use crate::{
-    history::WallOffset,
+    clock::WallOffset,
     metrics::reason_of,
     stitch::model::{ClientInfo, PageLoad, Request},
 };

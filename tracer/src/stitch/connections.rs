@@ -42,8 +42,8 @@ use super::failures::{self, CLIENT_GAVE_UP_IN_SYN_SENT};
 use super::model::{Connection, TlsSession};
 use super::plaintext::HeldRecv;
 use super::{Stitcher, wire};
-use crate::events::{Event, TcpState};
-use crate::http::HttpConnection;
+use crate::stream::events::{Event, TcpState};
+use crate::decode::http::HttpConnection;
 
 pub(super) struct ConnState {
     pub(super) id: u64,
@@ -127,8 +127,8 @@ impl ConnState {
                 version: wire.and_then(|w| w.server_version).map(crate::decode::tls::version_name),
                 cipher: wire.and_then(|w| w.cipher_suite).map(crate::decode::tls::cipher_suite_name),
                 alpn: self.http.protocol().map(|p| match p {
-                    crate::http::Protocol::Http2 => "h2".to_string(),
-                    crate::http::Protocol::Http1 => "http/1.1".to_string(),
+                    crate::decode::http::Protocol::Http2 => "h2".to_string(),
+                    crate::decode::http::Protocol::Http1 => "http/1.1".to_string(),
                 }),
                 sni: wire.and_then(|w| w.sni.clone()),
             }

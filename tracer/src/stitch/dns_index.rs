@@ -40,7 +40,7 @@ use super::model::DnsLookup;
 use super::process_tree::ProcessTree;
 use super::{IdCounter, Stitcher, failures};
 use crate::decode::dns::{DnsMessage, DnsQuestion};
-use crate::events::Event;
+use crate::stream::events::Event;
 
 /// A query for a name and type still unanswered, at most this long after the first, is a
 /// retry of it.

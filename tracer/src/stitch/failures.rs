@@ -83,7 +83,7 @@ pub(super) fn failed_entry_error(c: Option<&Connection>, l: Option<&DnsLookup>, 
 }
 
 /// The error of an exchange on connection `c`, if it did not complete.
-pub(super) fn exchange_error(x: &crate::http::HttpExchange, c: &ConnState, response_timeout_ns: u64) -> Option<String> {
+pub(super) fn exchange_error(x: &crate::decode::http::HttpExchange, c: &ConnState, response_timeout_ns: u64) -> Option<String> {
     if x.complete {
         None
     } else if x.response_start_ns.is_none() {
@@ -178,7 +178,7 @@ fn alert_name(a: u8) -> String {
 /// The error of a response that did not complete. A body cut short by the connection's end is
 /// named as Chromium names it: ERR_CONTENT_LENGTH_MISMATCH (announced length) or
 /// ERR_INCOMPLETE_CHUNKED_ENCODING, with the bytes received and who closed first.
-fn incomplete_response(x: &crate::http::HttpExchange, client_closed_first: Option<bool>) -> String {
+fn incomplete_response(x: &crate::decode::http::HttpExchange, client_closed_first: Option<bool>) -> String {
     let reason = x.partial_reason.as_deref().unwrap_or("partial response");
     if reason != "connection closed before the response ended" {
         return x.partial_reason.clone().unwrap_or_else(|| "ERR_CONNECTION_CLOSED (partial response)".into());

@@ -23,7 +23,7 @@
 //!    for clients whose library is not probed.
 //! 5. `plaintext.rs`: which calls carry a connection's plaintext (library calls, or the
 //!    socket itself for plain HTTP), fed in order to the HTTP/1.1 / HTTP/2 decoder
-//!    (`crate::http`); a receive that may be a peek is held back.
+//!    (`crate::decode::http`); a receive that may be a peek is held back.
 //! 6. `requests.rs`: each finished exchange becomes a request with HAR timings; the
 //!    connection's set-up (dns, connect, ssl) goes to its first request.
 //! 7. `page_loads.rs`: any network activity of a client opens a page load, which closes when
@@ -57,7 +57,7 @@ use std::collections::BTreeMap;
 
 use model::PageLoad;
 
-use crate::events::{Direction, Event, EventBody};
+use crate::stream::events::{Direction, Event, EventBody};
 use connections::Connections;
 use dns_index::DnsIndex;
 use page_loads::OpenPage;

@@ -3,7 +3,7 @@
 //! durations are HAR-style, -1 where a phase did not happen.
 use serde::{Deserialize, Serialize};
 
-pub use crate::http::CapturedBody;
+pub use crate::decode::http::CapturedBody;
 pub use crate::redact::Header;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -109,12 +109,9 @@ impl Default for Timings {
 }
 
 impl Timings {
-    /// HAR total: sum of the non-negative phases, `connect` already holding `ssl`.
+    /// HAR's entry time of these phases, unrounded: [`crate::har::entry_time`].
     pub fn total(&self) -> f64 {
-        [self.blocked, self.dns, self.connect, self.send, self.wait, self.receive]
-            .iter()
-            .filter(|v| **v >= 0.0)
-            .sum()
+        crate::har::entry_time([self.blocked, self.dns, self.connect, self.send, self.wait, self.receive])
     }
 }
 
@@ -169,6 +166,7 @@ pub struct DnsLookup {
     pub error: Option<String>,
 }
 
+/// A duration in ns as ms at the stored resolution: [`crate::clock::stored_ms`].
 pub fn ms(ns: u64) -> f64 {
-    (ns as f64 / 1e4).round() / 100.0
+    crate::clock::stored_ms(ns)
 }

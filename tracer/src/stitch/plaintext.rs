@@ -14,7 +14,7 @@
 //! first, say so too): plain HTTP on another port than 80 is seen only through them.
 //!
 //! Each connection's plaintext is fed in order to its HTTP/1.1 / HTTP/2 decoder
-//! (`crate::http`); each call fed (and each call carrying records) is activity of the
+//! (`crate::decode::http`); each call fed (and each call carrying records) is activity of the
 //! client's page load. A receive that may have been a peek (a recvfrom(2) or recvmsg(2) on
 //! the socket: wget peeks at a response head with recv(2) and MSG_PEEK; NSPR's PR_Recv,
 //! Firefox's liveness peek with PR_MSG_PEEK) is held back: when the next receive re-delivers
@@ -26,7 +26,7 @@ use tracer_common::{DnsSyscall, TlsFunc, TlsLib};
 
 use super::connections::ConnState;
 use super::{Stitcher, wire};
-use crate::events::{Direction, Event};
+use crate::stream::events::{Direction, Event};
 
 /// One read or write call's bytes on a connection.
 #[derive(Clone, Copy)]

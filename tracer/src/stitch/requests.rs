@@ -32,7 +32,8 @@ use super::failures;
 use super::model::{Connection, DnsLookup, Request, Timings, ms};
 use super::navigation::{is_navigation, resolve_location};
 use super::{Stitcher, dns_index::LookupState};
-use crate::http::HttpExchange;
+use crate::decode::http::HttpExchange;
+use crate::clock::round_stored_ms;
 
 impl Stitcher {
     /// Turn connection `id`'s finished exchanges into requests (`flush`: its unfinished ones
@@ -119,8 +120,8 @@ impl Stitcher {
             host,
             path,
             protocol: Some(match x.protocol {
-                crate::http::Protocol::Http1 => "HTTP/1.1".to_string(),
-                crate::http::Protocol::Http2 => "HTTP/2".to_string(),
+                crate::decode::http::Protocol::Http1 => "HTTP/1.1".to_string(),
+                crate::decode::http::Protocol::Http2 => "HTTP/2".to_string(),
             }),
             stream_id: x.stream_id,
             status: x.status,
@@ -165,7 +166,7 @@ impl Stitcher {
             if let Some(end) = w.handshake_end_ns {
                 t.ssl = ms(end.saturating_sub(est));
             }
-            t.connect = round_ms(t.tcp + t.ssl.max(0.0));
+            t.connect = round_stored_ms(t.tcp + t.ssl.max(0.0));
         }
         let send_start = w.app_send_ns.unwrap_or(c.connect_start_ns);
         let send_end = w.app_send_end_ns.unwrap_or(send_start);
@@ -295,15 +296,9 @@ fn setup_timings(c: &ConnState, lookup: Option<&LookupState>, dns_end: Option<u6
         }
     }
     if t.tcp >= 0.0 {
-        t.connect = round_ms(t.tcp + t.ssl.max(0.0));
+        t.connect = round_stored_ms(t.tcp + t.ssl.max(0.0));
     }
     t
-}
-
-/// A sum of phases, rounded like the phases themselves (two decimals of a ms), so that a
-/// page load reads back from JSON exactly as it was built.
-fn round_ms(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 /// The host of an authority (`host:port`, `[v6]:port`), lower-case.

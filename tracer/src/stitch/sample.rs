@@ -5,7 +5,7 @@ pub const MS: u64 = 1_000_000;
 
 /// HAR timings; `connect` is tcp + ssl as in HAR.
 pub fn timings(dns: f64, tcp: f64, ssl: f64, send: f64, wait: f64, receive: f64) -> Timings {
-    let connect = if tcp < 0.0 { -1.0 } else { ((tcp + ssl.max(0.0)) * 100.0).round() / 100.0 };
+    let connect = if tcp < 0.0 { -1.0 } else { crate::clock::round_stored_ms(tcp + ssl.max(0.0)) };
     Timings { blocked: -1.0, dns, connect, tcp, ssl, send, wait, receive }
 }
 

@@ -8,7 +8,7 @@ use super::dns_index::LOOKUPS_PER_NAME;
 use super::model::{self, PageLoad, Request};
 use super::{StitchConfig, Stitcher};
 use crate::decode::dns::{DnsAnswer, DnsData, DnsMessage, DnsQuestion};
-use crate::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
+use crate::stream::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
 
 const MS: u64 = 1_000_000;
 
@@ -743,7 +743,7 @@ fn a_body_stalled_past_the_response_timeout_is_reported_partial() {
 /// even when a later stream's exchange ends first.
 #[test]
 fn http2_setup_phases_go_to_the_first_stream_even_when_it_ends_last() {
-    use crate::http::tests_h2::{DATA, EH, ES, HEADERS, client_start, enc, frame, req, settings};
+    use crate::decode::http::tests_h2::{DATA, EH, ES, HEADERS, client_start, enc, frame, req, settings};
     let dst = addr(EDGE, 443);
     let mut s = Sim::new();
     s.exec(7, "/usr/bin/fetcher");

@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use tracer_common::TlsLib;
 
 use super::Stitcher;
-use crate::events::{Event, HandshakePhase};
+use crate::stream::events::{Event, HandshakePhase};
 
 #[derive(Default)]
 pub(super) struct TlsObjects {

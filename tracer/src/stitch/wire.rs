@@ -15,7 +15,7 @@
 use crate::decode::tls::{
     ContentType, RECORD_HEADER_LEN, looks_like_tls_record, parse_client_hello, parse_record_header, parse_server_hello,
 };
-use crate::events::Direction;
+use crate::decode::Direction;
 
 /// Whether a connection's first sent bytes are a TLS handshake record (a ClientHello).
 pub fn starts_tls(data: &[u8]) -> bool {

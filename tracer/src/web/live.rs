@@ -39,8 +39,9 @@ use tokio::sync::{broadcast, watch};
 
 use super::AppState;
 use crate::{
-    events::{Direction, Event, EventBody},
-    history::{PageLoadSummary, WallOffset},
+    clock::WallOffset,
+    stream::events::{Direction, Event, EventBody},
+    history::PageLoadSummary,
     stitch::model::PageLoad,
 };
 
@@ -357,7 +358,7 @@ pub fn spawn_live(state: AppState) -> tokio::task::JoinHandle<()> {
                     }
                 }
             }
-            hub.publish(Some(crate::daemon::monotonic_ns()));
+            hub.publish(Some(crate::clock::monotonic_ns()));
             if last_sample.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 hub.sample_rate(state.health.stats.received.load(Ordering::Relaxed));
                 last_sample = Some(Instant::now());

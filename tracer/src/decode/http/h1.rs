@@ -11,16 +11,13 @@ use std::collections::VecDeque;
 use super::{
     Direction, FieldList, HttpExchange, MAX_HEAD_BYTES, MAX_OUTSTANDING_REQUESTS, Protocol, Sink,
     dir_name,
+    start_line::{starts_request_line_in_pieces, starts_with_request_line},
 };
 
 /// Header slots given to httparse.
 const PARSE_HEADERS: usize = 256;
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 1024;
-/// Longest method token accepted when looking for a request start.
-const METHOD_MAX: usize = 24;
-/// How far to look for the end of a start line.
-const LINE_SEARCH: usize = 8 * 1024;
 
 pub(super) struct H1 {
     req: Side,
@@ -1023,46 +1020,16 @@ fn split_target(target: Option<&str>) -> (Option<String>, Option<String>, Option
 
 fn looks_like_start(dir: Direction, data: &[u8]) -> bool {
     match dir {
-        Direction::Send => request_line_ok(data, false),
+        Direction::Send => starts_with_request_line(data),
         Direction::Recv => looks_like_response(data),
     }
 }
 
 /// The data starts with an HTTP/1 request line; at the very start of a connection a chunk
-/// without a line end (a request line written in pieces) is accepted if it starts with a
-/// method and a space.
+/// without a line end (a request line written in pieces) is accepted if it is the start of
+/// one.
 pub(super) fn looks_like_request(data: &[u8]) -> bool {
-    request_line_ok(data, true)
-}
-
-fn request_line_ok(data: &[u8], lenient: bool) -> bool {
-    let data = &data[..data.len().min(LINE_SEARCH)];
-    let is_method_byte = |b: &u8| b.is_ascii_uppercase() || b"-_".contains(b);
-    let Some(sp) = data.iter().take(METHOD_MAX + 1).position(|&b| b == b' ') else {
-        // A first write holding only the start of a method ("GE").
-        return lenient
-            && !data.is_empty()
-            && data.len() <= METHOD_MAX
-            && data.iter().all(is_method_byte);
-    };
-    let method = &data[..sp];
-    if method.is_empty() || !method.iter().all(is_method_byte) {
-        return false;
-    }
-    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
-        return lenient
-            && data[sp + 1..]
-                .iter()
-                .all(|b| b.is_ascii_graphic() || *b == b' ');
-    };
-    let line = data[..nl].strip_suffix(b"\r").unwrap_or(&data[..nl]);
-    let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
-    let (_, Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    target.iter().all(u8::is_ascii_graphic) && version.starts_with(b"HTTP/1.")
+    starts_with_request_line(data) || starts_request_line_in_pieces(data)
 }
 
 /// `HTTP/1.x NNN`.

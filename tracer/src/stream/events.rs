@@ -36,17 +36,11 @@ pub struct Event {
     pub body: EventBody,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Send,
-    Recv,
-}
+/// The direction of a data record, as the decoders take it.
+pub use crate::decode::Direction;
 
-impl Direction {
-    fn from_raw(d: u8) -> Self {
-        if d == DIR_SEND { Direction::Send } else { Direction::Recv }
-    }
+fn direction(d: u8) -> Direction {
+    if d == DIR_SEND { Direction::Send } else { Direction::Recv }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -333,7 +327,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
             let tcp = e.flags & tracer_common::DNS_FLAG_TCP != 0;
             EventBody::Dns {
                 fd: e.fd,
-                direction: Direction::from_raw(e.direction),
+                direction: direction(e.direction),
                 syscall: DnsSyscall::from_u8(e.syscall),
                 tcp,
                 len: e.len,
@@ -349,7 +343,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
                 func: TlsFunc::from_u8(e.func),
                 tls_obj: e.tls_obj,
                 fd: e.fd,
-                direction: Direction::from_raw(e.direction),
+                direction: direction(e.direction),
                 len: e.len,
                 captured: e.captured,
                 duration_ns: h.ts_ns.saturating_sub(e.start_ns),
@@ -395,7 +389,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
             let (e, data) = read_tls_data(kind, bytes)?;
             EventBody::SocketData {
                 fd: e.fd,
-                direction: Direction::from_raw(e.direction),
+                direction: direction(e.direction),
                 syscall: DnsSyscall::from_u8(e.func),
                 len: e.len,
                 captured: e.captured,

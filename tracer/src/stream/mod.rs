@@ -1,6 +1,10 @@
 //! The live event stream: one task drains the ring buffer (`AsyncFd` around `RingBuf`),
-//! decodes each record and hands it to consumers through a bounded channel. The reader
-//! never waits on a consumer: when the channel is full the event is dropped and counted.
+//! decodes each record ([`events`]) and hands it to consumers through a bounded channel. The
+//! reader never waits on a consumer: when the channel is full the event is dropped and counted.
+//! [`printer`] writes events as the `--print` / `--json` lines.
+pub mod events;
+pub mod printer;
+
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
@@ -11,8 +15,8 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tracer_common::{EventKind, maps};
 
-use crate::events::{Event, decode_record};
 use crate::probes::Probes;
+use events::{Event, decode_record};
 
 /// Counters the health view and the log report.
 #[derive(Debug, Default)]
@@ -73,7 +77,7 @@ fn spawn_ring_task<T: Send + 'static>(
     probes: &mut Probes,
     capacity: usize,
     stats: Arc<StreamStats>,
-    decode: fn(&[u8]) -> Result<T, crate::events::RecordError>,
+    decode: fn(&[u8]) -> Result<T, events::RecordError>,
 ) -> anyhow::Result<mpsc::Receiver<T>> {
     let map = probes.ebpf.take_map(maps::EVENTS).context("EVENTS map missing")?;
     let ring: RingBuf<MapData> = RingBuf::try_from(map)?;
@@ -113,7 +117,7 @@ fn spawn_ring_task<T: Send + 'static>(
 /// Decodes and forwards every record waiting in the ring. False when the consumer is gone.
 fn drain<T>(
     ring: &mut RingBuf<MapData>,
-    decode: fn(&[u8]) -> Result<T, crate::events::RecordError>,
+    decode: fn(&[u8]) -> Result<T, events::RecordError>,
     stats: &StreamStats,
     tx: &mpsc::Sender<T>,
     warned_malformed: &mut bool,

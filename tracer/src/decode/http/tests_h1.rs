@@ -578,3 +578,33 @@ fn absolute_form_target_and_response_before_request() {
         (Some("http"), Some("proxy.test:8080"), Some("/p?x=1"))
     );
 }
+
+/// Requests are recognised by the start-line rule (`start_line`, RFC 9112): any token is a
+/// method, so a connection opened by one that the decoder's old rule refused (lower case, a
+/// dot) is decoded, and found again after a loss; a run of spaces is not a request line.
+#[test]
+fn request_line_rule_chooses_the_protocol_and_resyncs() {
+    let mut f = Feeder::new();
+    f.send(b"m.search /lower HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(f.conn.protocol(), Some(Protocol::Http1));
+    f.recv(&ok(b"x"));
+    let ex = one(f.take());
+    assert_eq!(
+        (ex.method.as_deref(), ex.path.as_deref(), ex.status),
+        (Some("m.search"), Some("/lower"), Some(200))
+    );
+
+    f.send(b"\x00\x01 not a request\r\n\r\n");
+    assert!(!f.conn.errors().is_empty());
+    f.send(b"get /again HTTP/1.1\r\nHost: h\r\n\r\n");
+    f.recv(&ok(b"bee"));
+    let v = f.flush();
+    assert!(
+        v.iter().any(|x| x.method.as_deref() == Some("get") && x.path.as_deref() == Some("/again") && x.status == Some(200)),
+        "{v:#?}"
+    );
+
+    let mut f = Feeder::new();
+    f.send(b"GET  /double HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(f.conn.protocol(), None);
+}

@@ -31,6 +31,7 @@
 
 mod h1;
 mod h2;
+mod start_line;
 #[cfg(test)]
 mod test_util;
 #[cfg(test)]
@@ -44,10 +45,8 @@ pub(crate) mod tests_h2;
 
 use serde::Serialize;
 
-pub use crate::events::Direction;
-
-/// The HTTP/2 client connection preface (RFC 9113, section 3.4).
-pub const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub use super::Direction;
+pub use start_line::{FIRST_LINE_MAX, HTTP2_PREFACE, first_line, is_http2_preface};
 
 /// Most bytes of one HTTP/1 message head, or of one HTTP/2 header block, buffered.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;

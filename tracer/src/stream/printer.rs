@@ -2,7 +2,7 @@
 //! Plaintext is never printed: only the HTTP request/status line with query values redacted.
 use std::fmt::Write as _;
 
-use crate::events::{Direction, Event, EventBody, HandshakePhase};
+use super::events::{Direction, Event, EventBody, HandshakePhase};
 
 fn opt_addr(a: &Option<std::net::SocketAddr>) -> String {
     a.map(|a| a.to_string()).unwrap_or_else(|| "?".into())
@@ -143,7 +143,7 @@ pub fn json_line(e: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::TcpState;
+    use crate::stream::events::TcpState;
 
     fn ev(body: EventBody) -> Event {
         Event { ts_ns: 1_500_000_000, tgid: 10, pid: 11, comm: "curl".into(), body }
