@@ -1,7 +1,6 @@
 //! tracer: every page load on this machine, seen from the kernel.
 pub mod bench;
 pub mod batch;
-pub mod boringssl;
 pub mod daemon;
 pub mod db;
 pub mod decode;
@@ -10,7 +9,6 @@ pub mod http;
 pub mod fetch;
 pub mod filter;
 pub mod history;
-pub mod libs;
 pub mod metrics;
 pub mod otlp;
 pub mod printer;
@@ -19,7 +17,6 @@ pub mod probes;
 pub mod redact;
 pub mod stitch;
 pub mod stream;
-pub mod system;
 pub mod web;
 #[cfg(test)]
 mod test_rng;

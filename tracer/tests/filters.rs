@@ -479,10 +479,10 @@ fn untraced_tls_processes_get_no_uprobes() {
     // is not one a tracer looks for): other tracers running on this machine at the same
     // time, with uprobes for every process, do not know that file.
     let dir = tempfile::tempdir().unwrap();
-    let system_ssl = tracer::libs::find_tls_libraries()
+    let system_ssl = tracer::probes::libs::find_tls_libraries()
         .0
         .into_iter()
-        .find(|l| l.family == tracer::libs::LibFamily::OpenSsl && l.path.to_string_lossy().contains("libssl.so.3"))
+        .find(|l| l.family == tracer::probes::libs::LibFamily::OpenSsl && l.path.to_string_lossy().contains("libssl.so.3"))
         .expect("the system's libssl.so.3")
         .path;
     let copy = dir.path().join("tracertest-ssl.so");
@@ -529,7 +529,7 @@ fn untraced_tls_processes_get_no_uprobes() {
         .spawn()
         .unwrap());
     let spec = FilterSpec::Pid(traced.id());
-    let extra = tracer::libs::TlsLibrary { family: tracer::libs::LibFamily::OpenSsl, path: copy.clone(), source: "test".into() };
+    let extra = tracer::probes::libs::TlsLibrary { family: tracer::probes::libs::LibFamily::OpenSsl, path: copy.clone(), source: "test".into() };
     let mut probes = Probes::load(&ProbeConfig { filter: spec.kernel(), extra_libraries: vec![extra], ..Default::default() }).expect("loading probes");
     let failed: Vec<_> = probes.status.iter().filter(|s| !s.attached && s.target.is_none()).map(|s| format!("{}: {:?}", s.point, s.error)).collect();
     assert!(failed.is_empty(), "kernel probes failed to attach: {failed:#?}");

@@ -15,8 +15,11 @@ use aya::{
 use serde::Serialize;
 use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
 
-use crate::libs::{LibFamily, TlsLibrary};
-use crate::system;
+pub mod boringssl;
+pub mod libs;
+pub mod system;
+
+use libs::{LibFamily, TlsLibrary};
 
 /// The eBPF object built by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
@@ -383,7 +386,7 @@ impl Probes {
         }
         if let Some(sh) = shared.as_mut().filter(|_| !config.filter.syscall_tracepoints) {
             // First: a process that becomes traced gets these before its TLS libraries.
-            match crate::libs::find_libc() {
+            match libs::find_libc() {
                 Ok(path) => status.extend(sh.add_target(&mut ebpf, libc_target(path))),
                 Err(e) => {
                     warnings.push(format!("{e:#}: connect, DNS and plain HTTP of the traced processes are not seen"));
@@ -394,9 +397,9 @@ impl Probes {
         let mut libraries = Vec::new();
         let mut boringssl_checked = Vec::new();
         if config.tls {
-            let (mut libs, w) = crate::libs::find_tls_libraries();
+            let (mut libs, w) = libs::find_tls_libraries();
             warnings.extend(w);
-            for extra in config.extra_libraries.iter().chain(crate::libs::fetcher_binaries().iter()) {
+            for extra in config.extra_libraries.iter().chain(libs::fetcher_binaries().iter()) {
                 if !libs.iter().any(|l| l.path == extra.path) {
                     libs.push(extra.clone());
                 }
@@ -447,7 +450,7 @@ impl Probes {
     /// process; with the client filter: registered as new targets, which the filter then
     /// enables in the traced processes).
     pub fn attach_new_libraries(&mut self) -> Vec<ProbeStatus> {
-        let (libs, _) = crate::libs::find_tls_libraries();
+        let (libs, _) = libs::find_tls_libraries();
         self.add_libraries(libs)
     }
 
@@ -608,12 +611,12 @@ pub fn find_boringssl(done: &mut Vec<PathBuf>) -> (Vec<UprobeTarget>, Vec<ProbeS
     let mut targets = Vec::new();
     let mut status = Vec::new();
     let mut warnings = Vec::new();
-    for path in crate::boringssl::candidates() {
+    for path in boringssl::candidates() {
         if done.contains(&path) {
             continue;
         }
         done.push(path.clone());
-        let found = match crate::boringssl::find_cached(&path, Path::new(crate::boringssl::DEFAULT_CACHE_DIR)) {
+        let found = match boringssl::find_cached(&path, Path::new(boringssl::DEFAULT_CACHE_DIR)) {
             Ok(f) => f,
             // Not a BoringSSL build at all (chrome_crashpad_handler and other helpers beside
             // the browser): nothing to trace, nothing to report.

@@ -50,8 +50,8 @@ use tracer_common::maps;
 
 use crate::{
     events::{Event, EventBody},
-    libs::{LibFamily, TlsLibrary},
     probes::{
+        libs::{LibFamily, TlsLibrary},
         AttachAt, KernelFilter, ProbeStatus, Probes, SCOPE_PER_PROCESS, SymbolOffsets, UprobeTarget, comm_key,
     },
 };
@@ -610,8 +610,8 @@ struct ProbeEvent {
 impl SharedUprobes {
     /// Mount tracefs if needed and remove the probe events a daemon that died left behind.
     pub fn new(expedite: bool) -> anyhow::Result<SharedUprobes> {
-        let tracefs = PathBuf::from(crate::system::TRACEFS);
-        crate::system::ensure_tracefs()?;
+        let tracefs = PathBuf::from(crate::probes::system::TRACEFS);
+        crate::probes::system::ensure_tracefs()?;
         anyhow::ensure!(tracefs.join("uprobe_events").exists(), "{}/uprobe_events missing: no uprobe events in this kernel", tracefs.display());
         remove_stale_groups(&tracefs);
         raise_fd_limit();
@@ -1130,7 +1130,7 @@ fn read_pid(fd: &OwnedFd, timeout: Duration) -> anyhow::Result<u32> {
 
 /// Executable file mappings of a process (empty when it is gone).
 fn mapped_paths(pid: u32) -> Vec<PathBuf> {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| crate::libs::parse_maps_paths(&m)).unwrap_or_default()
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| crate::probes::libs::parse_maps_paths(&m)).unwrap_or_default()
 }
 
 #[cfg(test)]

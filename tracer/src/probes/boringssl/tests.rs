@@ -708,9 +708,9 @@ fn finds_the_functions_while_uprobes_are_attached_to_them() {
         return;
     }
     let found = find_boringssl(path).expect("finder without probes");
-    let events = Path::new(crate::system::TRACEFS).join("uprobe_events");
+    let events = Path::new(crate::probes::system::TRACEFS).join("uprobe_events");
     if !events.exists() {
-        crate::system::ensure_tracefs().expect("tracefs");
+        crate::probes::system::ensure_tracefs().expect("tracefs");
     }
     let group = format!("tracer_bssl_test_{}", std::process::id());
     let defs: Vec<String> = [found.ssl_write, found.ssl_read, found.ssl_do_handshake]
@@ -726,7 +726,7 @@ fn finds_the_functions_while_uprobes_are_attached_to_them() {
     for d in &defs {
         write(d).expect("defining a uprobe");
     }
-    let enable = Path::new(crate::system::TRACEFS).join("events").join(&group).join("enable");
+    let enable = Path::new(crate::probes::system::TRACEFS).join("events").join(&group).join("enable");
     std::fs::write(&enable, "1").expect("enabling the uprobes");
     let again = find_boringssl(path);
     // Remove the probes before asserting, whatever happened.
