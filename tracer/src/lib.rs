@@ -14,6 +14,7 @@ pub mod otlp;
 pub mod printer;
 pub mod privileges;
 pub mod probes;
+pub mod procfs;
 pub mod redact;
 pub mod stitch;
 pub mod stream;

@@ -82,7 +82,7 @@ impl Daemon {
         assert!(privileges.contains("keeps CAP_BPF,CAP_DAC_READ_SEARCH,CAP_PERFMON,CAP_SYS_PTRACE;"), "{privileges}");
         let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
         assert_eq!(
-            tracer::privileges::cap_eff(&status),
+            tracer::procfs::cap_eff(&status),
             Some(tracer::privileges::mask(tracer::privileges::KEEP_AFTER_START)),
             "{status}"
         );

@@ -22,6 +22,7 @@ use crate::{
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     filter::{ClientFilter, FilterSpec},
     printer,
+    procfs,
     probes::{KernelFilter, ProbeConfig, ProbeStatus, Probes},
     stream::{self, StreamStats},
     web,
@@ -75,7 +76,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         Some(spec) => Some(ClientFilter::start(spec.clone(), &mut probes)?),
         None => None,
     };
-    let kernel = uname_release();
+    let kernel = procfs::kernel_release();
     eprintln!("tracer {} on kernel {kernel}", env!("CARGO_PKG_VERSION"));
     eprintln!("  {}", probes.kernel.reason);
     for w in &probes.warnings {
@@ -439,20 +440,8 @@ pub fn monotonic_ns() -> u64 {
 
 /// Processes that started before the daemon: their parent and program, for client trees.
 fn seed_processes(stitcher: &mut Stitcher) {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let base = entry.path();
-        let Ok(stat) = std::fs::read_to_string(base.join("stat")) else { continue };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
-        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        let exe = std::fs::read_link(base.join("exe")).ok().map(|p| p.display().to_string());
-        stitcher.learn_process(pid, ppid, comm, exe);
+    for p in procfs::list_processes() {
+        let exe = procfs::exe(p.pid).map(|e| e.display().to_string());
+        stitcher.learn_process(p.pid, Some(p.ppid), p.comm, exe);
     }
-}
-
-fn uname_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }

@@ -50,6 +50,7 @@ use tracer_common::maps;
 
 use crate::{
     events::{Event, EventBody},
+    procfs::{self, ProcEntry},
     probes::{
         libs::{LibFamily, TlsLibrary},
         AttachAt, KernelFilter, ProbeStatus, Probes, SCOPE_PER_PROCESS, SymbolOffsets, UprobeTarget, comm_key,
@@ -106,42 +107,6 @@ impl FilterSpec {
     }
 }
 
-/// One process as /proc shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcEntry {
-    pub pid: u32,
-    pub ppid: u32,
-    pub comm: String,
-    /// Start time in clock ticks after boot (tells a reused pid apart).
-    pub start: u64,
-}
-
-/// Parse `/proc/PID/stat`: "pid (comm) state ppid ... starttime(22nd field) ...". The comm
-/// may hold spaces and parentheses, so it runs to the last ')'.
-pub fn parse_stat(text: &str) -> Option<ProcEntry> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let pid = text[..open].trim().parse().ok()?;
-    let comm = text.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    let ppid = rest.get(1)?.parse().ok()?;
-    let start = rest.get(19)?.parse().ok()?;
-    Some(ProcEntry { pid, ppid, comm, start })
-}
-
-pub fn proc_entry(pid: u32) -> Option<ProcEntry> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
-/// Every process (thread-group leaders: /proc lists no threads at its top level).
-pub fn list_processes() -> Vec<ProcEntry> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(proc_entry)
-        .collect()
-}
-
 /// `roots` and all their descendants among `procs`.
 pub fn tree_of(roots: &BTreeSet<u32>, procs: &[ProcEntry]) -> BTreeSet<u32> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
@@ -161,12 +126,6 @@ pub fn tree_of(roots: &BTreeSet<u32>, procs: &[ProcEntry]) -> BTreeSet<u32> {
 /// Does `comm` (as /proc shows it) equal NAME as the kernel would keep it (15 bytes)?
 pub fn comm_is(comm: &str, name: &str) -> bool {
     tracer_common::cstr_bytes(&comm_key(name)) == tracer_common::cstr_bytes(&comm_key(comm))
-}
-
-/// The process (thread group) a task id belongs to.
-pub fn tgid_of(tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// Per-process attach counters (health view, start-up and exit reports).
@@ -234,10 +193,10 @@ impl ClientFilter {
         };
         let roots: BTreeSet<u32> = match &f.spec {
             FilterSpec::Pid(p) => {
-                let Some(tgid) = tgid_of(*p) else { bail!("--pid {p}: no such process") };
+                let Some(tgid) = procfs::tgid_of(*p) else { bail!("--pid {p}: no such process") };
                 BTreeSet::from([tgid])
             }
-            FilterSpec::Comm(name) => list_processes().into_iter().filter(|p| comm_is(&p.comm, name)).map(|p| p.pid).collect(),
+            FilterSpec::Comm(name) => procfs::list_processes().into_iter().filter(|p| comm_is(&p.comm, name)).map(|p| p.pid).collect(),
             FilterSpec::Command(_) => BTreeSet::new(),
         };
         // Roots first: from then on the kernel adds their new children itself. Then the
@@ -249,7 +208,7 @@ impl ClientFilter {
             seeded.insert(p);
         }
         for _ in 0..2 {
-            for p in tree_of(&seeded.clone(), &list_processes()) {
+            for p in tree_of(&seeded.clone(), &procfs::list_processes()) {
                 if seeded.insert(p) {
                     f.trace(p)?;
                 }
@@ -327,7 +286,7 @@ impl ClientFilter {
         if self.procs.get(&tgid).is_some_and(|p| p.own && p.alive) {
             return;
         }
-        let Some(entry) = proc_entry(tgid) else { return };
+        let Some(entry) = procfs::process(tgid) else { return };
         let known = self.procs.get(&tgid).copied();
         let parent = known.and_then(|p| p.parent);
         self.procs.insert(tgid, Proc { start: Some(entry.start), parent, own: true, alive: true });
@@ -337,7 +296,7 @@ impl ClientFilter {
         if let Some(shared) = probes.shared.as_mut() {
             let errors = shared.attach(tgid, 0, how);
             if !errors.is_empty() {
-                if proc_entry(tgid).is_none() {
+                if procfs::process(tgid).is_none() {
                     // It exited while we attached: not a failure.
                     self.forget(probes, tgid);
                 } else {
@@ -352,7 +311,7 @@ impl ClientFilter {
 
     /// A traced process forked a child: the kernel copied the parent's events into it.
     fn adopt(&mut self, probes: &Probes, child: u32, parent: u32) {
-        let start = proc_entry(child).map(|e| e.start);
+        let start = procfs::process(child).map(|e| e.start);
         self.procs.entry(child).or_insert(Proc { start, parent: Some(parent), own: false, alive: true });
         self.stats.processes_total += 1;
         self.refresh_stats(probes);
@@ -408,7 +367,7 @@ impl ClientFilter {
         match &ev.body {
             EventBody::Fork { child_pid } => {
                 // Threads are tasks too: only a new thread group is a new process.
-                if *child_pid != ev.tgid && tgid_of(*child_pid).is_none_or(|t| t == *child_pid) {
+                if *child_pid != ev.tgid && procfs::tgid_of(*child_pid).is_none_or(|t| t == *child_pid) {
                     if !self.procs.contains_key(&ev.tgid) {
                         self.attach_process(probes, ev.tgid, Open::Inherit);
                     }
@@ -442,7 +401,7 @@ impl ClientFilter {
             // Not a root: its children inherited from its parent, not from these events.
             p.own = false;
         }
-        if !errors.is_empty() && proc_entry(tgid).is_some() {
+        if !errors.is_empty() && procfs::process(tgid).is_some() {
             for e in errors {
                 self.note_error(format!("pid {tgid}: {e}"));
             }
@@ -457,7 +416,7 @@ impl ClientFilter {
         let mut new_libs: Vec<TlsLibrary> = Vec::new();
         let pids: Vec<(u32, Option<u64>)> = self.procs.iter().filter(|(_, p)| p.alive).map(|(k, p)| (*k, p.start)).collect();
         for (pid, start) in pids {
-            match proc_entry(pid) {
+            match procfs::process(pid) {
                 Some(e) if Some(e.start) == start => {}
                 _ => {
                     if let Some(p) = self.procs.get_mut(&pid) {
@@ -466,7 +425,7 @@ impl ClientFilter {
                     continue;
                 }
             }
-            for path in mapped_paths(pid) {
+            for path in procfs::mapped_paths(pid) {
                 let Some(family) = path.file_name().and_then(|n| n.to_str()).and_then(LibFamily::of_file_name) else { continue };
                 let canon = std::fs::canonicalize(&path).unwrap_or(path);
                 if probes.libraries.iter().any(|l| l.path == canon) || new_libs.iter().any(|l| l.path == canon) {
@@ -753,14 +712,14 @@ impl SharedUprobes {
         // browser's launcher thread) would get its uprobes only at its exec, a few ms late.
         // Every running thread gets inherited events too (cheap: the process is covered by
         // then, no walk); threads created later inherit them.
-        let threads = if how == Open::Inherit { other_threads(pid) } else { Vec::new() };
+        let threads = if how == Open::Inherit { procfs::threads(pid).into_iter().filter(|&t| t != pid).collect() } else { Vec::new() };
         // The files the process maps already go first: with `--pid`, and after an exec that
         // the daemon read late (under load), by when the dynamic loader has mapped every
         // library the program links. In target order (libc, NSPR, NSS, GnuTLS, OpenSSL, ...)
         // libssl's events waited behind 21 for NSPR, NSS and GnuTLS, 13 of them for files a
         // curl here never maps (it maps GnuTLS through librtmp). Checked with strace: with
         // `--pid` of a Python process that maps libssl, its OpenSSL events now follow libc's.
-        let mapped = if how == Open::InheritFresh { Vec::new() } else { mapped_paths(pid) };
+        let mapped = if how == Open::InheritFresh { Vec::new() } else { procfs::mapped_paths(pid) };
         order.sort_by_key(|&i| !mapped.contains(&self.targets[i].target.path));
         let have = self.procs.entry(pid).or_default();
         for i in order {
@@ -776,7 +735,7 @@ impl SharedUprobes {
             have.insert(i, fds);
         }
         if !unwalked.is_empty() {
-            let now = mapped_paths(pid);
+            let now = procfs::mapped_paths(pid);
             for i in unwalked {
                 let t = &self.targets[i];
                 if now.contains(&t.target.path) {
@@ -899,12 +858,6 @@ fn open_all(events: &[ProbeEvent], pid: u32, how: Open, path: &std::path::Path, 
     fds
 }
 
-/// The threads of `pid` other than its main one (/proc/PID/task).
-fn other_threads(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).filter(|&t| t != pid).collect()
-}
-
 /// Each traced process holds one perf event (fd) per probe point (and thread, see
 /// [`SharedUprobes::attach`]): allow as many fds as the hard limit does.
 fn raise_fd_limit() {
@@ -925,7 +878,7 @@ fn remove_stale_groups(tracefs: &std::path::Path) {
     for group in dir.flatten() {
         let name = group.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix("tracer_").and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if procfs::exists(pid) {
             continue;
         }
         let Ok(events) = std::fs::read_dir(group.path()) else { continue };
@@ -1128,11 +1081,6 @@ fn read_pid(fd: &OwnedFd, timeout: Duration) -> anyhow::Result<u32> {
     Ok(u32::from_ne_bytes(buf))
 }
 
-/// Executable file mappings of a process (empty when it is gone).
-fn mapped_paths(pid: u32) -> Vec<PathBuf> {
-    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|m| crate::probes::libs::parse_maps_paths(&m)).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1154,15 +1102,6 @@ mod tests {
         // No such file (a kernel without it): nothing to do, no error.
         assert!(ExpeditedRcu::begin(&dir.join("missing")).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn stat_with_odd_comm_parses() {
-        let s = "4242 (we (ird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
-        let e = parse_stat(s).unwrap();
-        assert_eq!((e.pid, e.ppid, e.comm.as_str(), e.start), (4242, 17, "we (ird) name", 987654));
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) S"), None);
     }
 
     #[test]
@@ -1193,14 +1132,5 @@ mod tests {
         assert_eq!(FilterSpec::Command(vec!["true".into()]).describe(), "the command `true` and its descendants");
         assert_eq!(c.kernel().comm, None);
         assert_eq!(FilterSpec::Comm("wget".into()).kernel().comm.as_deref(), Some("wget"));
-    }
-
-    #[test]
-    fn this_process_is_found_with_its_parent() {
-        let me = std::process::id();
-        let e = proc_entry(me).unwrap();
-        assert_eq!(e.pid, me);
-        assert_eq!(tgid_of(me), Some(me));
-        assert!(list_processes().iter().any(|p| p.pid == me && p.ppid == e.ppid));
     }
 }

@@ -339,7 +339,7 @@ impl Probes {
     /// Load the object and attach everything. Fails only when nothing can work (no
     /// privilege, the object does not load); single probes that fail are in `status`.
     pub fn load(config: &ProbeConfig) -> anyhow::Result<Probes> {
-        system::check_privileges(system::effective_caps())?;
+        system::check_privileges(crate::procfs::effective_caps())?;
         let mut warnings = Vec::new();
         if system::ensure_tracefs()? {
             tracing::info!("mounted tracefs at {} (it was not mounted)", system::TRACEFS);

@@ -17,19 +17,6 @@ pub enum SystemError {
     Tracefs(std::io::Error),
 }
 
-/// Effective capabilities from /proc/self/status (`CapEff:` hex mask).
-pub fn effective_caps() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| parse_cap_eff(&s))
-        .unwrap_or(0)
-}
-
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
-}
-
 /// Check the privilege to load and attach BPF programs, naming what is missing.
 pub fn check_privileges(caps: u64) -> Result<(), SystemError> {
     let has = |c: u32| caps & (1u64 << c) != 0;
@@ -106,13 +93,6 @@ mod tests {
         assert!(err.contains("missing: CAP_PERFMON"), "{err}");
         assert!(check_privileges((1 << CAP_BPF) | (1 << CAP_PERFMON)).is_ok());
         assert!(check_privileges(1 << CAP_SYS_ADMIN).is_ok());
-    }
-
-    #[test]
-    fn parses_cap_eff() {
-        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
-        assert_eq!(parse_cap_eff(s), Some(0x1ff_ffff_ffff));
-        assert_eq!(parse_cap_eff("Name: x\n"), None);
     }
 
     #[test]

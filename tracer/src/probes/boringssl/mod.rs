@@ -1168,21 +1168,18 @@ pub fn candidates() -> Vec<PathBuf> {
     for p in KNOWN_PATHS {
         add(PathBuf::from(p), &mut seen);
     }
-    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
-    for entry in procs.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else { continue };
-        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { continue };
+    for pid in crate::procfs::pids() {
+        let Some(exe) = crate::procfs::exe(pid) else { continue };
         if exe.to_string_lossy().ends_with(" (deleted)") || !looks_like_chromium(&exe) {
             continue;
         }
         // The same file in our namespace, or through the process's root.
-        let Ok(real) = std::fs::metadata(format!("/proc/{pid}/exe")) else { continue };
-        let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.dev() == real.dev() && m.ino() == real.ino());
+        let Some(real) = crate::procfs::exe_identity(pid) else { continue };
+        let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == real);
         if same(&exe) {
             add(exe, &mut seen);
         } else {
-            let via_root = PathBuf::from(format!("/proc/{pid}/root{}", exe.display()));
+            let via_root = crate::procfs::in_root_of(pid, &exe);
             if same(&via_root) {
                 add(via_root, &mut seen);
             }
