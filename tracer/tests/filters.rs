@@ -540,7 +540,7 @@ fn untraced_tls_processes_get_no_uprobes() {
     // kernel's slow path. The socket calls are libc uprobes, per process like TLS.
     let syscalls: Vec<_> = probes.status.iter().filter(|s| s.point.starts_with("tracepoint syscalls:")).collect();
     assert!(syscalls.is_empty(), "syscall tracepoints attached under a filter: {syscalls:#?}");
-    let libc: Vec<_> = probes.status.iter().filter(|s| s.family == tracer::probes::LIBC_FAMILY).collect();
+    let libc: Vec<_> = probes.status.iter().filter(|s| s.family == tracer::probes::families::LIBC_FAMILY).collect();
     for point in ["uprobe connect", "uretprobe connect", "uprobe sendmmsg", "uprobe recvfrom", "uprobe read", "uprobe write", "uprobe close"] {
         assert!(
             libc.iter().any(|s| s.point == point && s.attached && s.scope == Some(SCOPE_PER_PROCESS)),

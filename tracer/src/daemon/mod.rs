@@ -304,9 +304,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                     eprintln!("  new library: {} {} {}", st.point, st.target.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), if st.attached { "attached".to_string() } else { format!("FAILED: {}", st.error.unwrap_or_default()) });
                 }
             }
-            end = crate::filter::wait_command(&mut command) => {
+            end = crate::filter::command::wait_command(&mut command) => {
                 eprintln!("{end}: detaching");
-                if let crate::filter::CommandEnd::Failed(e) = &end {
+                if let crate::filter::command::CommandEnd::Failed(e) = &end {
                     command_error = Some(e.clone());
                     break;
                 }
@@ -314,7 +314,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                 // Its last records may still be on their way through the ring buffer.
                 stop_at = Some(tokio::time::Instant::now() + Duration::from_millis(300));
             }
-            _ = crate::filter::sleep_until(stop_at) => break,
+            _ = crate::filter::command::sleep_until(stop_at) => break,
             _ = tokio::signal::ctrl_c() => { eprintln!("interrupted: detaching"); break }
             _ = sigterm.recv() => { eprintln!("terminated: detaching"); break }
         }

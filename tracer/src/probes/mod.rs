@@ -1,25 +1,38 @@
-//! Loading the eBPF object and attaching every probe family, each on its own: a probe that
-//! fails to attach is reported and skipped, never takes the others down.
+//! Finding and attaching the probes: loading the eBPF object, then attaching every probe
+//! family declared in [`families`], each attach point on its own: one that fails is reported
+//! and skipped, never takes the others down.
+//!
+//! - [`families`]: what each probe family is (programs, attach points, the records it emits);
+//! - [`tracepoints`], [`uprobes`]: attaching the two kinds of attach point, for every process;
+//! - [`per_process`]: uprobes enabled per traced process, for the client filter;
+//! - [`libs`], [`boringssl`]: finding the TLS libraries to probe, and BoringSSL's functions
+//!   inside a stripped Chromium;
+//! - [`system`]: the privilege and tracefs it all needs.
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        BtfTracePoint, TracePoint, UProbe,
-        tp_btf::BtfTracePointLinkId,
-        trace_point::TracePointLinkId,
-        uprobe::{UProbeLinkId, UProbeScope},
+        BtfTracePoint, TracePoint, UProbe, tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
+        uprobe::UProbeLinkId,
     },
 };
 use serde::Serialize;
 use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
 
 pub mod boringssl;
+pub mod families;
 pub mod libs;
+pub mod per_process;
 pub mod system;
+pub mod tracepoints;
+pub mod uprobes;
 
+use families::{Points, UprobeFile, When};
 use libs::{LibFamily, TlsLibrary};
+use per_process::SharedUprobes;
+use uprobes::{UprobeTarget, attach_target, library_target, symbol_points};
 
 /// The eBPF object built by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
@@ -42,7 +55,7 @@ pub struct ProbeConfig {
 #[derive(Debug, Clone, Default)]
 pub struct KernelFilter {
     /// Trace only the processes in the TRACED map. The TLS uprobes are then enabled per
-    /// traced process (see [`crate::filter`]) instead of for every process.
+    /// traced process (see `crate::filter`) instead of for every process.
     pub enabled: bool,
     /// `--comm NAME`: a process that execs into this comm becomes traced (first 15 bytes).
     pub comm: Option<String>,
@@ -50,7 +63,7 @@ pub struct KernelFilter {
     /// syscall tracepoints (every process pays their slow path), not at libc per process.
     pub syscall_tracepoints: bool,
     /// `--no-expedited-attach`: per-process attaches wait for normal RCU grace periods (see
-    /// [`crate::filter::ExpeditedRcu`]).
+    /// [`per_process::ExpeditedRcu`]).
     pub no_expedited_attach: bool,
 }
 
@@ -90,7 +103,7 @@ pub struct ProbeStatus {
     pub error: Option<String>,
     /// Uprobes only: "all_processes" (attached to the file for everyone), or "per_process"
     /// (client filter on: the probe is defined and its program attached once, and it is
-    /// enabled for each traced process; see [`crate::filter::SharedUprobes`]).
+    /// enabled for each traced process; see [`per_process::SharedUprobes`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<&'static str>,
 }
@@ -119,43 +132,6 @@ impl ProbeStatus {
 
 pub const SCOPE_ALL: &str = "all_processes";
 pub const SCOPE_PER_PROCESS: &str = "per_process";
-
-/// Where in a file a uprobe goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachAt {
-    Symbol(&'static str),
-    /// A file offset (BoringSSL found by signature; symbols resolved for per-process use).
-    Offset(u64),
-}
-
-/// One function to probe: entry program, optional return program.
-#[derive(Debug, Clone)]
-pub struct UprobePoint {
-    pub entry: &'static str,
-    pub ret: Option<&'static str>,
-    /// The function's name, for reports.
-    pub name: &'static str,
-    pub at: AttachAt,
-}
-
-/// A file to put uprobes in, with its attach points.
-#[derive(Debug, Clone)]
-pub struct UprobeTarget {
-    /// tls_openssl, tls_gnutls, tls_nspr, tls_nss, tls_fetcher, tls_boringssl
-    pub family: String,
-    pub path: PathBuf,
-    pub points: Vec<UprobePoint>,
-}
-
-impl UprobePoint {
-    /// "uprobe SSL_write"; BoringSSL's points, found by signature, carry their offset.
-    pub fn label(&self, kind: &str) -> String {
-        match self.at {
-            AttachAt::Offset(o) if self.entry.starts_with("boringssl_") => format!("{kind} {} @ {o:#x}", self.name),
-            _ => format!("{kind} {}", self.name),
-        }
-    }
-}
 
 /// What this kernel offers, and so which variant of connect/state/udp probes is used.
 #[derive(Debug, Clone, Serialize)]
@@ -188,9 +164,9 @@ pub struct Probes {
     pub boringssl_checked: Vec<PathBuf>,
     /// Every attachment, so that shutdown can detach them all at once (see `detach_all`).
     pub links: Vec<Attachment>,
-    /// Client filter on: the TLS uprobes, defined once and enabled per traced process (see
-    /// [`crate::filter::SharedUprobes`]). None: attached for every process.
-    pub shared: Option<crate::filter::SharedUprobes>,
+    /// Client filter on: the uprobes, defined once and enabled per traced process (see
+    /// [`per_process::SharedUprobes`]). None: attached for every process.
+    pub shared: Option<SharedUprobes>,
     /// The kernel programs were loaded with the client filter on.
     pub filtered: bool,
 }
@@ -203,141 +179,10 @@ pub enum Attachment {
     UProbe(&'static str, UProbeLinkId),
 }
 
-/// Tracepoint field offsets the eBPF programs are compiled with.
-const SET_STATE_FIELDS: &[(&str, usize)] = &[
-    ("skaddr", 8),
-    ("oldstate", 16),
-    ("newstate", 20),
-    ("sport", 24),
-    ("dport", 26),
-    ("family", 28),
-    ("protocol", 30),
-    ("saddr", 32),
-    ("daddr", 36),
-    ("saddr_v6", 40),
-    ("daddr_v6", 56),
-];
-const ERROR_REPORT_FIELDS: &[(&str, usize)] = &[
-    ("error", 8),
-    ("sport", 12),
-    ("dport", 14),
-    ("family", 16),
-    ("protocol", 18),
-    ("saddr", 20),
-    ("daddr", 24),
-    ("saddr_v6", 28),
-    ("daddr_v6", 44),
-];
-const FORK_FIELDS: &[(&str, usize)] = &[("child_pid", 20)];
-const EXEC_FIELDS: &[(&str, usize)] = &[("filename", 8)];
-const EXIT_FIELDS: &[(&str, usize)] = &[("group_dead", 32)];
-
-/// (family, program, category, tracepoint, fields to verify)
-const TRACEPOINTS: &[(&str, &str, &str, &str, &[(&str, usize)])] = &[
-    ("tcp_connect", "sys_enter_connect", "syscalls", "sys_enter_connect", &[]),
-    ("tcp_connect", "sys_exit_connect", "syscalls", "sys_exit_connect", &[]),
-    ("tcp_state", "inet_sock_set_state", "sock", "inet_sock_set_state", SET_STATE_FIELDS),
-    ("tcp_state", "inet_sk_error_report", "sock", "inet_sk_error_report", ERROR_REPORT_FIELDS),
-    ("dns", "sys_enter_write", "syscalls", "sys_enter_write", &[]),
-    ("dns", "sys_enter_sendto", "syscalls", "sys_enter_sendto", &[]),
-    ("dns", "sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg", &[]),
-    ("dns", "sys_enter_sendmmsg", "syscalls", "sys_enter_sendmmsg", &[]),
-    ("dns", "sys_enter_read", "syscalls", "sys_enter_read", &[]),
-    ("dns", "sys_enter_recvfrom", "syscalls", "sys_enter_recvfrom", &[]),
-    ("dns", "sys_enter_recvmsg", "syscalls", "sys_enter_recvmsg", &[]),
-    ("dns", "sys_enter_recvmmsg", "syscalls", "sys_enter_recvmmsg", &[]),
-    ("dns", "sys_exit_recv", "syscalls", "sys_exit_read", &[]),
-    ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvfrom", &[]),
-    ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvmsg", &[]),
-    ("dns", "sys_exit_recv", "syscalls", "sys_exit_recvmmsg", &[]),
-    ("dns", "sys_exit_recv", "syscalls", "sys_exit_readv", &[]),
-    ("dns", "sys_enter_close", "syscalls", "sys_enter_close", &[]),
-    ("tls_fd", "sys_enter_writev", "syscalls", "sys_enter_writev", &[]),
-    ("tls_fd", "sys_enter_readv", "syscalls", "sys_enter_readv", &[]),
-    ("process", "sched_process_fork", "sched", "sched_process_fork", FORK_FIELDS),
-    ("process", "sched_process_exec", "sched", "sched_process_exec", EXEC_FIELDS),
-    ("process", "sched_process_exit", "sched", "sched_process_exit", EXIT_FIELDS),
-];
-
-/// Family of the libc socket-call probes (client filter on).
-pub const LIBC_FAMILY: &str = "libc_sockets";
-
-/// With the client filter: the calls the syscall tracepoints see otherwise, at libc's
-/// functions of the same names (tracer-ebpf's `libc` module): (entry, return, symbol).
-const LIBC_POINTS: &[(&str, Option<&str>, &str)] = &[
-    ("libc_connect", Some("libc_connect_ret"), "connect"),
-    ("libc_write", None, "write"),
-    ("libc_send", None, "send"),
-    ("libc_sendto", None, "sendto"),
-    ("libc_sendmsg", None, "sendmsg"),
-    ("libc_sendmmsg", None, "sendmmsg"),
-    ("libc_writev", None, "writev"),
-    ("libc_read", Some("libc_recv_ret"), "read"),
-    ("libc_recv", Some("libc_recv_ret"), "recv"),
-    ("libc_recvfrom", Some("libc_recv_ret"), "recvfrom"),
-    ("libc_recvmsg", Some("libc_recv_ret"), "recvmsg"),
-    ("libc_recvmmsg", Some("libc_recv_ret"), "recvmmsg"),
-    ("libc_readv", Some("libc_recv_ret"), "readv"),
-    ("libc_close", None, "close"),
-    // glibc's resolver closes its sockets with this one.
-    ("libc_close", None, "__close_nocancel"),
-];
-
-/// The libc probe points in the file at `path`.
-pub fn libc_target(path: PathBuf) -> UprobeTarget {
-    UprobeTarget {
-        family: LIBC_FAMILY.into(),
-        path,
-        points: symbol_points(LIBC_POINTS),
-    }
-}
-
-/// The points of an (entry program, return program, symbol) table, at their symbols.
-fn symbol_points(table: &[(&'static str, Option<&'static str>, &'static str)]) -> Vec<UprobePoint> {
-    table.iter().map(|&(entry, ret, symbol)| UprobePoint { entry, ret, name: symbol, at: AttachAt::Symbol(symbol) }).collect()
-}
-
-/// What to attach in a library: (entry program, return program, symbol).
-fn uprobes_for(family: LibFamily) -> &'static [(&'static str, Option<&'static str>, &'static str)] {
-    match family {
-        LibFamily::OpenSsl => &[
-            ("ssl_write", Some("tls_data_ret"), "SSL_write"),
-            ("ssl_read", Some("tls_data_ret"), "SSL_read"),
-            ("ssl_write_ex", Some("tls_data_ret"), "SSL_write_ex"),
-            ("ssl_read_ex", Some("tls_data_ret"), "SSL_read_ex"),
-            ("ssl_do_handshake", Some("tls_handshake_ret"), "SSL_do_handshake"),
-            ("ssl_connect", Some("tls_handshake_ret"), "SSL_connect"),
-            ("ssl_set_fd", None, "SSL_set_fd"),
-            ("ssl_set_accept_state", None, "SSL_set_accept_state"),
-            ("tls_free", None, "SSL_free"),
-        ],
-        LibFamily::GnuTls => &[
-            ("gnutls_record_send", Some("tls_data_ret"), "gnutls_record_send"),
-            ("gnutls_record_recv", Some("tls_data_ret"), "gnutls_record_recv"),
-            ("gnutls_handshake", Some("tls_handshake_ret"), "gnutls_handshake"),
-            ("gnutls_transport_set_int2", None, "gnutls_transport_set_int2"),
-            ("tls_free", None, "gnutls_deinit"),
-        ],
-        LibFamily::Nspr => &[
-            ("pr_write", Some("tls_data_ret"), "PR_Write"),
-            ("pr_read", Some("tls_data_ret"), "PR_Read"),
-            ("pr_send", Some("tls_data_ret"), "PR_Send"),
-            ("pr_recv", Some("tls_data_ret"), "PR_Recv"),
-            ("tls_free", None, "PR_Close"),
-        ],
-        LibFamily::Nss => &[("nss_force_handshake", Some("tls_handshake_ret"), "SSL_ForceHandshake")],
-        LibFamily::Fetcher => &[
-            ("rustls_set_fd", None, "tracer_tls_set_fd"),
-            ("rustls_handshake", Some("tls_handshake_ret"), "tracer_tls_handshake"),
-            ("rustls_write", Some("tls_data_ret"), "tracer_tls_write"),
-            ("rustls_read", Some("tls_data_ret"), "tracer_tls_read"),
-        ],
-    }
-}
-
 impl Probes {
-    /// Load the object and attach everything. Fails only when nothing can work (no
-    /// privilege, the object does not load); single probes that fail are in `status`.
+    /// Load the object and attach every family declared in [`families::FAMILIES`], in the
+    /// order its documentation gives. Fails only when nothing can work (no privilege, the
+    /// object does not load); single probes that fail are in `status`.
     pub fn load(config: &ProbeConfig) -> anyhow::Result<Probes> {
         system::check_privileges(crate::procfs::effective_caps())?;
         let mut warnings = Vec::new();
@@ -358,45 +203,56 @@ impl Probes {
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
 
+        // With the client filter the socket calls are seen at libc in the traced processes
+        // (unless --syscall-tracepoints): one syscall tracepoint would slow every system call
+        // of every process.
+        let sockets_at_libc = config.filter.enabled && !config.filter.syscall_tracepoints;
+        let wanted = |when: When| match when {
+            When::Always => true,
+            When::SocketCallsAtSyscalls => !sockets_at_libc,
+            When::SocketCallsAtLibc => sockets_at_libc,
+            When::Tls => config.tls,
+        };
+        let sets = || families::attach_sets().filter(|(_, a)| wanted(a.when));
+
         let mut status = Vec::new();
         let mut links = Vec::new();
-        for &(family, program, category, name, fields) in TRACEPOINTS {
-            // With the client filter the socket calls are seen at libc in the traced
-            // processes instead (below): one syscall tracepoint would slow every system
-            // call of every process.
-            if config.filter.enabled && !config.filter.syscall_tracepoints && category == "syscalls" {
-                continue;
+        for (family, set) in sets() {
+            let Points::Tracepoints(tracepoints) = set.points else { continue };
+            for tp in tracepoints {
+                let result = tracepoints::attach_tracepoint(&mut ebpf, tp)
+                    .map(|id| links.push(Attachment::TracePoint(tp.program, id)));
+                status.push(ProbeStatus::outcome(family.name, format!("tracepoint {}:{}", tp.category, tp.name), None, "tracepoint", None, &result));
             }
-            let result = attach_tracepoint(&mut ebpf, program, category, name, fields)
-                .map(|id| links.push(Attachment::TracePoint(program, id)));
-            status.push(ProbeStatus::outcome(family, format!("tracepoint {category}:{name}"), None, "tracepoint", None, &result));
         }
 
-        let mut shared = match config.filter.enabled && (config.tls || !config.filter.syscall_tracepoints) {
-            true => Some(
-                crate::filter::SharedUprobes::new(!config.filter.no_expedited_attach).context("setting up per-process uprobes")?,
-            ),
+        // With the client filter every uprobe is enabled per traced process.
+        let per_process = config.filter.enabled && families::uprobe_sets().any(|s| wanted(s.when));
+        let mut shared = match per_process {
+            true => Some(SharedUprobes::new(!config.filter.no_expedited_attach).context("setting up per-process uprobes")?),
             false => None,
         };
-        if config.filter.enabled && !config.filter.syscall_tracepoints {
-            // The connects the libc probes cannot see (before a process's uprobes are in, or
-            // by raw syscall), caught at their SYN instead.
-            let result = attach_connect_without_libc(&mut ebpf).map(|id| links.push(Attachment::BtfTracePoint(CONNECT_WITHOUT_LIBC, id)));
-            status.push(ProbeStatus::outcome("tcp_state", "tp_btf sock:inet_sock_set_state (connects no libc probe saw)", None, "tp_btf", None, &result));
+        let scope = if shared.is_some() { SCOPE_PER_PROCESS } else { SCOPE_ALL };
+        for (family, set) in sets() {
+            let Points::BtfTracepoint(btf) = &set.points else { continue };
+            let result = tracepoints::attach_btf_tracepoint(&mut ebpf, btf).map(|id| links.push(Attachment::BtfTracePoint(btf.program, id)));
+            status.push(ProbeStatus::outcome(family.name, format!("tp_btf {}", btf.report_as), None, "tp_btf", None, &result));
         }
-        if let Some(sh) = shared.as_mut().filter(|_| !config.filter.syscall_tracepoints) {
-            // First: a process that becomes traced gets these before its TLS libraries.
+        for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
+            let UprobeFile::Libc { report_as, unseen } = set.file else { continue };
             match libs::find_libc() {
-                Ok(path) => status.extend(sh.add_target(&mut ebpf, libc_target(path))),
+                Ok(path) => {
+                    let target = UprobeTarget { family: set.family.name.into(), path, points: symbol_points(set.functions) };
+                    status.extend(add_target(&mut ebpf, shared.as_mut(), &mut links, target));
+                }
                 Err(e) => {
-                    warnings.push(format!("{e:#}: connect, DNS and plain HTTP of the traced processes are not seen"));
-                    status.push(ProbeStatus::outcome(LIBC_FAMILY, "uprobe connect/send/recv/read/write/close", None, "uprobe", Some(SCOPE_PER_PROCESS), &Err::<(), _>(e)));
+                    warnings.push(format!("{e:#}: {unseen} are not seen"));
+                    status.push(ProbeStatus::outcome(set.family.name, format!("uprobe {report_as}"), None, "uprobe", Some(scope), &Err::<(), _>(e)));
                 }
             }
         }
         let mut libraries = Vec::new();
-        let mut boringssl_checked = Vec::new();
-        if config.tls {
+        if families::uprobe_sets().any(|s| matches!(s.file, UprobeFile::TlsLibrary(_)) && wanted(s.when)) {
             let (mut libs, w) = libs::find_tls_libraries();
             warnings.extend(w);
             for extra in config.extra_libraries.iter().chain(libs::fetcher_binaries().iter()) {
@@ -414,25 +270,14 @@ impl Probes {
                 }
             }
             for lib in &libs {
-                match shared.as_mut() {
-                    Some(sh) => status.extend(sh.add_target(&mut ebpf, library_target(lib))),
-                    None => status.extend(attach_library(&mut ebpf, lib, &mut links)),
-                }
+                status.extend(add_library(&mut ebpf, shared.as_mut(), &mut links, lib, &mut warnings));
             }
             libraries = libs;
-            if let Some(sh) = shared.as_mut() {
-                let (found, failed, w) = find_boringssl(&mut boringssl_checked);
-                status.extend(failed);
-                warnings.extend(w);
-                for t in found {
-                    status.extend(sh.add_target(&mut ebpf, t));
-                }
-            } else {
-                let (bssl, w) = attach_boringssl(&mut ebpf, &mut boringssl_checked, &mut links);
-                status.extend(bssl);
-                warnings.extend(w);
-            }
         }
+        let mut boringssl_checked = Vec::new();
+        let (found, w) = add_found_by_signature(&mut ebpf, shared.as_mut(), &mut links, &mut boringssl_checked, &wanted);
+        status.extend(found);
+        warnings.extend(w);
         Ok(Probes {
             ebpf,
             status,
@@ -462,27 +307,18 @@ impl Probes {
             if self.libraries.iter().any(|l: &TlsLibrary| l.path == lib.path) {
                 continue;
             }
-            match self.shared.as_mut() {
-                Some(sh) => out.extend(sh.add_target(&mut self.ebpf, library_target(&lib))),
-                None => out.extend(attach_library(&mut self.ebpf, &lib, &mut self.links)),
+            let mut warnings = Vec::new();
+            out.extend(add_library(&mut self.ebpf, self.shared.as_mut(), &mut self.links, &lib, &mut warnings));
+            for w in warnings {
+                tracing::warn!("{w}");
             }
             self.libraries.push(lib);
         }
-        let warnings = match self.shared.as_mut() {
-            Some(sh) => {
-                let (found, failed, warnings) = find_boringssl(&mut self.boringssl_checked);
-                out.extend(failed);
-                for t in found {
-                    out.extend(sh.add_target(&mut self.ebpf, t));
-                }
-                warnings
-            }
-            None => {
-                let (bssl, warnings) = attach_boringssl(&mut self.ebpf, &mut self.boringssl_checked, &mut self.links);
-                out.extend(bssl);
-                warnings
-            }
-        };
+        // Rescans attach what they find whatever the run's settings (`--no-tls` included), as
+        // they always have.
+        let (found, warnings) =
+            add_found_by_signature(&mut self.ebpf, self.shared.as_mut(), &mut self.links, &mut self.boringssl_checked, &|_| true);
+        out.extend(found);
         for w in warnings {
             tracing::warn!("{w}");
         }
@@ -553,190 +389,53 @@ impl Probes {
     }
 }
 
-const CONNECT_WITHOUT_LIBC: &str = "connect_without_libc";
-
-/// The BTF tracepoint program of the client filter (tracer-ebpf's `libc` module).
-fn attach_connect_without_libc(ebpf: &mut Ebpf) -> anyhow::Result<BtfTracePointLinkId> {
-    let btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
-    let p: &mut BtfTracePoint = ebpf
-        .program_mut(CONNECT_WITHOUT_LIBC)
-        .with_context(|| format!("program {CONNECT_WITHOUT_LIBC} not in the object"))?
-        .try_into()?;
-    p.load("inet_sock_set_state", &btf).with_context(|| format!("verifier rejected {CONNECT_WITHOUT_LIBC}"))?;
-    p.attach().context("attaching tp_btf/inet_sock_set_state")
+/// Attach `target`'s uprobes for every process, or with the client filter (`shared`) define
+/// them for the traced processes.
+fn add_target(ebpf: &mut Ebpf, shared: Option<&mut SharedUprobes>, links: &mut Vec<Attachment>, target: UprobeTarget) -> Vec<ProbeStatus> {
+    match shared {
+        Some(sh) => sh.add_target(ebpf, target),
+        None => attach_target(ebpf, &target, links),
+    }
 }
 
-fn attach_tracepoint(
+/// [`add_target`] for a TLS library, with its family's functions.
+fn add_library(
     ebpf: &mut Ebpf,
-    program: &str,
-    category: &str,
-    name: &str,
-    fields: &[(&str, usize)],
-) -> anyhow::Result<TracePointLinkId> {
-    if !fields.is_empty() {
-        let actual = system::tracepoint_fields(category, name)
-            .with_context(|| format!("reading the format of {category}:{name}"))?;
-        system::check_fields(&actual, fields).map_err(anyhow::Error::msg)?;
-    }
-    let tp: &mut TracePoint = ebpf
-        .program_mut(program)
-        .with_context(|| format!("program {program} not in the object"))?
-        .try_into()?;
-    // A program attached to several tracepoints is loaded once.
-    if tp.fd().is_err() {
-        tp.load().with_context(|| format!("verifier rejected {program}"))?;
-    }
-    tp.attach(category, name).with_context(|| format!("attaching {category}:{name}"))
-}
-
-/// BoringSSL compiled into a stripped binary (Chromium): found by code signature, attached
-/// at file offsets. Binaries in `done` are skipped (rescans). A build whose functions cannot
-/// be found is reported, not guessed: a uprobe at a wrong offset can crash the browser. Its
-/// DNS and TCP are still traced.
-pub fn attach_boringssl(
-    ebpf: &mut Ebpf,
-    done: &mut Vec<PathBuf>,
+    shared: Option<&mut SharedUprobes>,
     links: &mut Vec<Attachment>,
-) -> (Vec<ProbeStatus>, Vec<String>) {
-    let (found, mut status, warnings) = find_boringssl(done);
-    for target in found {
-        status.extend(attach_target(ebpf, &target, links));
+    lib: &TlsLibrary,
+    warnings: &mut Vec<String>,
+) -> Vec<ProbeStatus> {
+    match library_target(lib) {
+        Some(target) => add_target(ebpf, shared, links, target),
+        None => {
+            warnings.push(format!("no probe family declares {} libraries: {} not probed", lib.family.name(), lib.path.display()));
+            Vec::new()
+        }
     }
-    (status, warnings)
 }
 
-/// Find BoringSSL in the candidate binaries not examined yet: targets for those where it was
-/// found, failure entries (and warnings) for those where it was not.
-pub fn find_boringssl(done: &mut Vec<PathBuf>) -> (Vec<UprobeTarget>, Vec<ProbeStatus>, Vec<String>) {
-    let mut targets = Vec::new();
+/// The uprobe sets found by code signature (BoringSSL inside a stripped Chromium), in the
+/// binaries not examined yet (`done`). A build whose functions cannot be found is reported,
+/// not guessed: a uprobe at a wrong offset can crash the browser. Its DNS and TCP are still
+/// traced. Returns the status entries (failures first) and warnings.
+fn add_found_by_signature(
+    ebpf: &mut Ebpf,
+    mut shared: Option<&mut SharedUprobes>,
+    links: &mut Vec<Attachment>,
+    done: &mut Vec<PathBuf>,
+    wanted: &dyn Fn(When) -> bool,
+) -> (Vec<ProbeStatus>, Vec<String>) {
     let mut status = Vec::new();
     let mut warnings = Vec::new();
-    for path in boringssl::candidates() {
-        if done.contains(&path) {
-            continue;
+    for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
+        let UprobeFile::FoundBySignature { report_as } = set.file else { continue };
+        let (found, failed, w) = uprobes::boringssl_targets(set, report_as, done);
+        status.extend(failed);
+        warnings.extend(w);
+        for target in found {
+            status.extend(add_target(ebpf, shared.as_deref_mut(), links, target));
         }
-        done.push(path.clone());
-        let found = match boringssl::find_cached(&path, Path::new(boringssl::DEFAULT_CACHE_DIR)) {
-            Ok(f) => f,
-            // Not a BoringSSL build at all (chrome_crashpad_handler and other helpers beside
-            // the browser): nothing to trace, nothing to report.
-            Err(e) if e.is_not_boringssl() => {
-                tracing::debug!("{}: no BoringSSL inside", path.display());
-                continue;
-            }
-            Err(e) => {
-                warnings.push(format!(
-                    "BoringSSL functions not found in {} ({e}): its TLS plaintext is not traced; DNS and TCP still are",
-                    path.display()
-                ));
-                status.push(ProbeStatus::outcome(
-                    "tls_boringssl",
-                    "uprobe SSL_write/SSL_read/SSL_do_handshake (by signature)",
-                    Some(path.clone()),
-                    "uprobe",
-                    None,
-                    &Err::<(), _>(anyhow::anyhow!("{e}")),
-                ));
-                continue;
-            }
-        };
-        let points = found
-            .attach_points()
-            .into_iter()
-            .map(|(entry, ret, name, offset)| UprobePoint { entry, ret: Some(ret), name, at: AttachAt::Offset(offset) })
-            .collect();
-        targets.push(UprobeTarget { family: "tls_boringssl".into(), path, points });
     }
-    (targets, status, warnings)
-}
-
-fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> anyhow::Result<UProbeLinkId> {
-    let up: &mut UProbe = ebpf
-        .program_mut(program)
-        .with_context(|| format!("program {program} not in the object"))?
-        .try_into()?;
-    if up.fd().is_err() {
-        up.load().with_context(|| format!("verifier rejected {program}"))?;
-    }
-    match at {
-        AttachAt::Symbol(symbol) => up
-            .attach(symbol, path, UProbeScope::AllProcesses)
-            .with_context(|| format!("attaching to {symbol} in {}", path.display())),
-        AttachAt::Offset(offset) => up
-            .attach(offset, path, UProbeScope::AllProcesses)
-            .with_context(|| format!("attaching at {offset:#x} in {}", path.display())),
-    }
-}
-
-/// The attach points of a shared library's family.
-pub fn library_target(lib: &TlsLibrary) -> UprobeTarget {
-    UprobeTarget {
-        family: format!("tls_{}", lib.family.name()),
-        path: lib.path.clone(),
-        points: symbol_points(uprobes_for(lib.family)),
-    }
-}
-
-/// Attach every probe of a library's family for every process; each attach point reported
-/// on its own.
-pub fn attach_library(ebpf: &mut Ebpf, lib: &TlsLibrary, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
-    attach_target(ebpf, &library_target(lib), links)
-}
-
-/// Attach every point of `target` for every process. Return probe first: an entry without
-/// its return would leave calls in flight.
-pub fn attach_target(ebpf: &mut Ebpf, target: &UprobeTarget, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
-    let mut out = Vec::new();
-    for p in &target.points {
-        let mut ok = true;
-        if let Some(ret) = p.ret {
-            let r = attach_uprobe(ebpf, ret, p.at, &target.path).map(|id| links.push(Attachment::UProbe(ret, id)));
-            ok = r.is_ok();
-            out.push(ProbeStatus::outcome(&target.family, p.label("uretprobe"), Some(target.path.clone()), "uretprobe", Some(SCOPE_ALL), &r));
-        }
-        let r = if ok {
-            attach_uprobe(ebpf, p.entry, p.at, &target.path).map(|id| links.push(Attachment::UProbe(p.entry, id)))
-        } else {
-            Err(anyhow::anyhow!("skipped: its return probe did not attach"))
-        };
-        out.push(ProbeStatus::outcome(&target.family, p.label("uprobe"), Some(target.path.clone()), "uprobe", Some(SCOPE_ALL), &r));
-    }
-    out
-}
-
-/// A file's symbols as uprobe file offsets (the translation aya applies to a symbol), so
-/// that per-process probes are defined without aya's lookup.
-pub(crate) struct SymbolOffsets {
-    table: std::collections::HashMap<String, u64>,
-}
-
-impl SymbolOffsets {
-    pub(crate) fn read(path: &Path) -> anyhow::Result<SymbolOffsets> {
-        use object::{Object, ObjectSection, ObjectSymbol};
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let file = object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        let translate = matches!(file.kind(), object::ObjectKind::Dynamic | object::ObjectKind::Executable);
-        let mut table = std::collections::HashMap::new();
-        // Dynamic symbols first, like aya's lookup.
-        for sym in file.dynamic_symbols().chain(file.symbols()) {
-            let Ok(name) = sym.name() else { continue };
-            if name.is_empty() || !sym.is_definition() || table.contains_key(name) {
-                continue;
-            }
-            let offset = if translate {
-                let Some(index) = sym.section_index() else { continue };
-                let Ok(section) = file.section_by_index(index) else { continue };
-                let Some((file_off, _)) = section.file_range() else { continue };
-                sym.address() - section.address() + file_off
-            } else {
-                sym.address()
-            };
-            table.insert(name.to_string(), offset);
-        }
-        Ok(SymbolOffsets { table })
-    }
-
-    pub(crate) fn offset(&self, symbol: &str) -> anyhow::Result<u64> {
-        self.table.get(symbol).copied().with_context(|| format!("symbol {symbol} not found"))
-    }
+    (status, warnings)
 }

@@ -1,4 +1,5 @@
-//! What the daemon needs from the system before it can attach anything.
+//! What the daemon needs from the system before it can attach anything: the privilege to
+//! load and attach BPF programs, and tracefs.
 use std::path::Path;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
@@ -49,38 +50,6 @@ pub fn ensure_tracefs() -> Result<bool, SystemError> {
     Ok(true)
 }
 
-/// Field offsets of a tracepoint, from its format file.
-pub fn tracepoint_fields(category: &str, name: &str) -> std::io::Result<Vec<(String, usize)>> {
-    let text = std::fs::read_to_string(Path::new(TRACEFS).join("events").join(category).join(name).join("format"))?;
-    Ok(parse_format_fields(&text))
-}
-
-pub fn parse_format_fields(text: &str) -> Vec<(String, usize)> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let decl = l.strip_prefix("field:")?.split(';').next()?;
-            // "const void * skaddr" / "__u8 saddr[4]" -> skaddr / saddr
-            let name = decl.split_whitespace().last()?.split('[').next()?.trim_start_matches('*');
-            let off = l.split("offset:").nth(1)?.split(';').next()?.trim().parse().ok()?;
-            Some((name.to_string(), off))
-        })
-        .collect()
-}
-
-/// Compare the offsets the eBPF programs were compiled with against this kernel's.
-pub fn check_fields(actual: &[(String, usize)], expected: &[(&str, usize)]) -> Result<(), String> {
-    let mut wrong = Vec::new();
-    for (name, off) in expected {
-        match actual.iter().find(|(n, _)| n == name) {
-            Some((_, o)) if o == off => {}
-            Some((_, o)) => wrong.push(format!("{name} at offset {o}, expected {off}")),
-            None => wrong.push(format!("{name} missing")),
-        }
-    }
-    if wrong.is_empty() { Ok(()) } else { Err(format!("format differs: {}", wrong.join(", "))) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,15 +62,5 @@ mod tests {
         assert!(err.contains("missing: CAP_PERFMON"), "{err}");
         assert!(check_privileges((1 << CAP_BPF) | (1 << CAP_PERFMON)).is_ok());
         assert!(check_privileges(1 << CAP_SYS_ADMIN).is_ok());
-    }
-
-    #[test]
-    fn parses_format_files_and_spots_moved_fields() {
-        let text = "name: inet_sock_set_state\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n";
-        let f = parse_format_fields(text);
-        assert_eq!(f, vec![("common_type".into(), 0), ("skaddr".into(), 8), ("saddr".into(), 32)]);
-        assert!(check_fields(&f, &[("skaddr", 8), ("saddr", 32)]).is_ok());
-        let err = check_fields(&f, &[("skaddr", 16), ("daddr", 36)]).unwrap_err();
-        assert!(err.contains("skaddr at offset 8, expected 16") && err.contains("daddr missing"), "{err}");
     }
 }

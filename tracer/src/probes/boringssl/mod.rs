@@ -107,14 +107,15 @@ pub struct BoringSslOffsets {
 }
 
 impl BoringSslOffsets {
-    /// What to attach, in the order to attach it: (entry program, return program, function,
-    /// file offset). The programs are those of `tracer-ebpf/src/tls.rs`.
-    pub fn attach_points(&self) -> [(&'static str, &'static str, &'static str, u64); 3] {
-        [
-            ("boringssl_write", "tls_data_ret", "SSL_write", self.ssl_write),
-            ("boringssl_read", "tls_data_ret", "SSL_read", self.ssl_read),
-            ("boringssl_do_handshake", "tls_handshake_ret", "SSL_do_handshake", self.ssl_do_handshake),
-        ]
+    /// The file offset of `function` (SSL_write, SSL_read or SSL_do_handshake: the ones the
+    /// finder locates; None for any other).
+    pub fn offset_of(&self, function: &str) -> Option<u64> {
+        match function {
+            "SSL_write" => Some(self.ssl_write),
+            "SSL_read" => Some(self.ssl_read),
+            "SSL_do_handshake" => Some(self.ssl_do_handshake),
+            _ => None,
+        }
     }
 }
 
