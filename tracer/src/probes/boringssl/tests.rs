@@ -1,6 +1,19 @@
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    fs::File,
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _},
+};
 
-use super::*;
+use super::{
+    cache::{cache_file, trusted},
+    candidates::looks_like_chromium,
+    control_flow::follow_function,
+    elf::{Load, hex, parse_build_id_notes},
+    error_sites::{ErrorSite, parse_site},
+    identify::Analysis,
+    scan::{count_direct_calls, scan_rip_lea, start_candidates},
+    *,
+};
 
 // ---------------------------------------------------------------------------------------
 // A tiny x86-64 assembler for synthetic .text buffers.
