@@ -1,6 +1,5 @@
 //! `tracer run`: attach the probes, stream events, serve the dashboard, until Ctrl-C/SIGTERM.
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, atomic::Ordering},
@@ -9,6 +8,8 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
+
+pub mod report;
 
 use crate::{
     db,
@@ -23,7 +24,7 @@ use crate::{
     filter::{ClientFilter, FilterSpec},
     printer,
     procfs,
-    probes::{KernelFilter, ProbeConfig, ProbeStatus, Probes},
+    probes::{KernelFilter, ProbeConfig, Probes},
     stream::{self, StreamStats},
     web,
 };
@@ -82,7 +83,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     for w in &probes.warnings {
         eprintln!("  note: {w}");
     }
-    eprint!("{}", summary(&probes.status));
+    eprint!("{}", report::summary(&probes.status));
     match &filter {
         Some(f) => eprintln!("filter: {}", f.describe()),
         None => eprintln!("filter: none (every process is traced)"),
@@ -370,34 +371,6 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
 /// capabilities): for everything that may start threads of its own (SQLite connections).
 async fn on_runtime<T: Send + 'static>(fut: impl std::future::Future<Output = anyhow::Result<T>> + Send + 'static) -> anyhow::Result<T> {
     tokio::spawn(fut).await.context("a database task failed")?
-}
-
-/// One line per probe family: attached/total, variant, targets; failures spelled out.
-pub fn summary(status: &[ProbeStatus]) -> String {
-    let mut families: BTreeMap<(String, Option<PathBuf>), Vec<&ProbeStatus>> = BTreeMap::new();
-    for s in status {
-        families.entry((s.family.clone(), s.target.clone())).or_default().push(s);
-    }
-    let mut out = String::from("probes:\n");
-    for ((family, target), list) in &families {
-        let ok = list.iter().filter(|s| s.attached).count();
-        let variants: std::collections::BTreeSet<&str> = list.iter().map(|s| s.variant).collect();
-        let per_process = list.iter().any(|s| s.scope == Some(crate::probes::SCOPE_PER_PROCESS));
-        out.push_str(&format!(
-            "  {} {:<12} {:>2}/{:<2} {}{}{}\n",
-            if ok == list.len() { "ok  " } else if ok == 0 { "FAIL" } else { "part" },
-            family,
-            ok,
-            list.len(),
-            variants.into_iter().collect::<Vec<_>>().join("+"),
-            target.as_ref().map(|t| format!(" {}", t.display())).unwrap_or_default(),
-            if per_process { " (per traced process)" } else { "" },
-        ));
-        for s in list.iter().filter(|s| !s.attached) {
-            out.push_str(&format!("       {} not attached: {}\n", s.point, s.error.as_deref().unwrap_or("?")));
-        }
-    }
-    out
 }
 
 /// Where finished page loads go. None of them waits: the history and the OTLP exporter take
