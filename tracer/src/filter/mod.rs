@@ -5,13 +5,11 @@
 //! every program drops events of processes that are not in the `TRACED` map, and the
 //! fork/exec/exit programs keep that map up to date (a traced parent's children are traced;
 //! with `--comm`, a process that execs into NAME becomes traced; an exiting process is
-//! removed). This module seeds the map at start-up from /proc, starts the command of
-//! `-- COMMAND` with its pid in the map before it runs, and enables the TLS uprobes **per
-//! traced process** as traced processes appear, so that an untraced process never hits a
-//! TLS breakpoint: a busy server that is not traced keeps its speed.
-//!
-//! How the uprobes are made per process is `crate::probes::per_process`'s business: this
-//! module tells it which processes are traced ([`ClientFilter::on_event`], [`ClientFilter::tick`]).
+//! removed). This module seeds the map at start-up from /proc, follows the traced processes
+//! as they fork, exec and exit, and has their uprobes (libc's socket calls, TLS) enabled
+//! **per traced process** (`crate::probes::per_process` says how), so that an untraced
+//! process never hits a breakpoint: a busy server that is not traced keeps its speed.
+//! [`command`] starts the command of `-- COMMAND` with its pid in the map before it runs.
 use std::{
     collections::{BTreeMap, BTreeSet},
     ffi::OsString,

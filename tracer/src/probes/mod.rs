@@ -54,8 +54,8 @@ pub struct ProbeConfig {
 /// The client filter as the kernel programs are loaded with it (load-time constants).
 #[derive(Debug, Clone, Default)]
 pub struct KernelFilter {
-    /// Trace only the processes in the TRACED map. The TLS uprobes are then enabled per
-    /// traced process (see `crate::filter`) instead of for every process.
+    /// Trace only the processes in the TRACED map. The uprobes are then enabled per traced
+    /// process (see [`per_process`]; `crate::filter` says which) instead of for every process.
     pub enabled: bool,
     /// `--comm NAME`: a process that execs into this comm becomes traced (first 15 bytes).
     pub comm: Option<String>,
