@@ -91,25 +91,6 @@ pub fn names(set: &CapsHashSet) -> String {
     if v.is_empty() { "none".into() } else { v.join(",") }
 }
 
-/// The effective set of every thread of this process, from `/proc/self/task/*/status`
-/// (`CapEff`), by thread id.
-pub fn effective_by_thread() -> Vec<(u32, u64)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return out };
-    for e in dir.flatten() {
-        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if let Some(eff) = std::fs::read_to_string(e.path().join("status")).ok().as_deref().and_then(cap_eff) {
-            out.push((tid, eff));
-        }
-    }
-    out
-}
-
-/// `CapEff:` of a `/proc/PID/status` text.
-pub fn cap_eff(status: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-}
-
 /// The bit mask of a set of capabilities, as `/proc/PID/status` shows it.
 pub fn mask(set: &[Capability]) -> u64 {
     set.iter().fold(0, |m, c| m | c.bitmask())
@@ -120,10 +101,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masks_and_status_lines() {
+    fn masks_are_as_proc_shows_them() {
         assert_eq!(mask(&[Capability::CAP_BPF, Capability::CAP_PERFMON]), (1 << 39) | (1 << 38));
-        assert_eq!(cap_eff("Name:\tx\nCapEff:\t000000c000080004\n"), Some(0xc0_0008_0004));
-        assert_eq!(cap_eff("Name:\tx\n"), None);
     }
 
     /// On a thread of its own (capabilities are per thread): keep two, then drop all. Checked
@@ -137,7 +116,7 @@ mod tests {
         }
         std::thread::spawn(|| {
             let tid = unsafe { libc::gettid() } as u32;
-            let eff = || effective_by_thread().into_iter().find(|(t, _)| *t == tid).map(|(_, e)| e).unwrap();
+            let eff = || crate::procfs::effective_caps_by_thread().into_iter().find(|(t, _)| *t == tid).map(|(_, e)| e).unwrap();
             let kept = keep_only_on_this_thread(&[Capability::CAP_BPF, Capability::CAP_PERFMON]).unwrap();
             assert_eq!(names(&kept), "CAP_BPF,CAP_PERFMON");
             assert_eq!(eff(), mask(&[Capability::CAP_BPF, Capability::CAP_PERFMON]));

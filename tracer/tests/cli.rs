@@ -33,12 +33,12 @@ fn run_json_streams_events_and_exits_zero_on_sigterm() {
     // process's in /proc/PID/status) keeps what later attaches need, every other thread none.
     let keep = tracer::privileges::mask(&tracer::privileges::keep_after_start(true));
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
-    assert_eq!(tracer::privileges::cap_eff(&status), Some(keep), "{status}");
+    assert_eq!(tracer::procfs::cap_eff(&status), Some(keep), "{status}");
     let mut threads = 0;
     for e in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap().flatten() {
         let tid: u32 = e.file_name().to_str().unwrap().parse().unwrap();
         let Ok(st) = std::fs::read_to_string(e.path().join("status")) else { continue };
-        let eff = tracer::privileges::cap_eff(&st).unwrap();
+        let eff = tracer::procfs::cap_eff(&st).unwrap();
         let bounding = st.lines().find_map(|l| l.strip_prefix("CapBnd:")).map(|v| u64::from_str_radix(v.trim(), 16).unwrap());
         if tid == d.pid() {
             assert_eq!(bounding, Some(keep), "main thread's bounding set");

@@ -34,7 +34,7 @@ fn filtered_daemon(args: &[&str]) -> Daemon {
     let privileges = d.wait_err("with the privileges kept", Duration::from_secs(30), |l| l.starts_with("privileges:"));
     assert!(privileges.contains("keeps CAP_BPF,CAP_DAC_READ_SEARCH,CAP_PERFMON,CAP_SYS_PTRACE;"), "{privileges}");
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
-    assert_eq!(tracer::privileges::cap_eff(&status), Some(tracer::privileges::mask(tracer::privileges::KEEP_AFTER_START)), "{status}");
+    assert_eq!(tracer::procfs::cap_eff(&status), Some(tracer::privileges::mask(tracer::privileges::KEEP_AFTER_START)), "{status}");
     d
 }
 
@@ -368,10 +368,10 @@ fn untraced_tls_processes_get_no_uprobes() {
     // is not one a tracer looks for): other tracers running on this machine at the same
     // time, with uprobes for every process, do not know that file.
     let dir = tempfile::tempdir().unwrap();
-    let system_ssl = tracer::libs::find_tls_libraries()
+    let system_ssl = tracer::probes::libs::find_tls_libraries()
         .0
         .into_iter()
-        .find(|l| l.family == tracer::libs::LibFamily::OpenSsl && l.path.to_string_lossy().contains("libssl.so.3"))
+        .find(|l| l.family == tracer::probes::libs::LibFamily::OpenSsl && l.path.to_string_lossy().contains("libssl.so.3"))
         .expect("the system's libssl.so.3")
         .path;
     let copy = dir.path().join("tracertest-ssl.so");
@@ -415,7 +415,7 @@ fn untraced_tls_processes_get_no_uprobes() {
         .stdout(Stdio::null())
         .stderr(Stdio::null()), "the traced shell");
     let spec = FilterSpec::Pid(traced.id());
-    let extra = tracer::libs::TlsLibrary { family: tracer::libs::LibFamily::OpenSsl, path: copy.clone(), source: "test".into() };
+    let extra = tracer::probes::libs::TlsLibrary { family: tracer::probes::libs::LibFamily::OpenSsl, path: copy.clone(), source: "test".into() };
     let mut probes = Probes::load(&ProbeConfig { filter: spec.kernel(), extra_libraries: vec![extra], ..Default::default() }).expect("loading probes");
     let failed: Vec<_> = probes.status.iter().filter(|s| !s.attached && s.target.is_none()).map(|s| format!("{}: {:?}", s.point, s.error)).collect();
     assert!(failed.is_empty(), "kernel probes failed to attach: {failed:#?}");
@@ -426,7 +426,7 @@ fn untraced_tls_processes_get_no_uprobes() {
     // kernel's slow path. The socket calls are libc uprobes, per process like TLS.
     let syscalls: Vec<_> = probes.status.iter().filter(|s| s.point.starts_with("tracepoint syscalls:")).collect();
     assert!(syscalls.is_empty(), "syscall tracepoints attached under a filter: {syscalls:#?}");
-    let libc: Vec<_> = probes.status.iter().filter(|s| s.family == tracer::probes::LIBC_FAMILY).collect();
+    let libc: Vec<_> = probes.status.iter().filter(|s| s.family == tracer::probes::families::LIBC_FAMILY).collect();
     for point in ["uprobe connect", "uretprobe connect", "uprobe sendmmsg", "uprobe recvfrom", "uprobe read", "uprobe write", "uprobe close"] {
         assert!(
             libc.iter().any(|s| s.point == point && s.attached && s.scope == Some(SCOPE_PER_PROCESS)),

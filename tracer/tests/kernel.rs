@@ -526,8 +526,8 @@ async fn a_probe_that_cannot_attach_does_not_stop_the_others() {
         return;
     }
     // /bin/true has none of OpenSSL's symbols: its probes fail, everything else attaches.
-    let bogus = tracer::libs::TlsLibrary {
-        family: tracer::libs::LibFamily::OpenSsl,
+    let bogus = tracer::probes::libs::TlsLibrary {
+        family: tracer::probes::libs::LibFamily::OpenSsl,
         path: "/bin/true".into(),
         source: "test".into(),
     };

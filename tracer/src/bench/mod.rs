@@ -163,8 +163,8 @@ fn machine_line() -> String {
         .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse::<f64>().ok()))
         .map(|kib| kib / 1024.0 / 1024.0)
         .unwrap_or(f64::NAN);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB RAM, kernel {}", kernel.trim())
+    let kernel = crate::procfs::kernel_release();
+    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB RAM, kernel {kernel}")
 }
 
 fn now_rfc3339() -> String {

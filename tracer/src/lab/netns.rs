@@ -162,7 +162,7 @@ pub fn cleanup_stale() -> Result<Vec<String>> {
         for entry in entries.take(10_000).flatten() {
             if let Some(name) = entry.file_name().to_str()
                 && let Some(pid) = creator_pid(name)
-                && !pid_alive(pid)
+                && !crate::procfs::exists(pid)
             {
                 names.insert(name.to_owned());
             }
@@ -190,10 +190,6 @@ fn creator_pid(name: &str) -> Option<u32> {
     let (pid, n) = rest.split_once('-')?;
     n.parse::<u32>().ok()?;
     pid.parse().ok()
-}
-
-fn pid_alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// What the server thread needs to build the servers.

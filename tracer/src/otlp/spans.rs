@@ -43,7 +43,6 @@ pub struct HostInfo {
 
 impl HostInfo {
     pub fn detect() -> Self {
-        let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let arch = match std::env::consts::ARCH {
             "x86_64" => "amd64",
             "aarch64" => "arm64",
@@ -51,10 +50,10 @@ impl HostInfo {
             other => other,
         };
         Self {
-            name: read("/proc/sys/kernel/hostname").unwrap_or_else(|| "localhost".into()),
-            id: read("/etc/machine-id"),
+            name: crate::procfs::hostname().unwrap_or_else(|| "localhost".into()),
+            id: std::fs::read_to_string("/etc/machine-id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
             arch: arch.into(),
-            os_version: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
+            os_version: crate::procfs::kernel_release(),
         }
     }
 }

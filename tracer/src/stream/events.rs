@@ -279,6 +279,7 @@ fn read_tls_data(kind: EventKind, bytes: &[u8]) -> Result<(TlsDataEvent, &[u8]),
     read_cut_record(kind, bytes, TLS_DATA_HEAD, |e: &TlsDataEvent| e.captured, TLS_CAPTURE_MAX)
 }
 
+/// Decode one ring-buffer record: its header, then its kind's payload (`decode_<kind>`).
 pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
     if bytes.len() < HEADER_SIZE {
         return Err(RecordError::NoHeader { got: bytes.len() });
@@ -287,117 +288,17 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
     let kind = EventKind::from_u32(raw_kind).ok_or(RecordError::UnknownKind(raw_kind))?;
     let h: EventHeader = read_record(kind, bytes)?;
     let body = match kind {
-        EventKind::Connect => {
-            let e: ConnectEvent = read_record(kind, bytes)?;
-            EventBody::Connect {
-                fd: e.fd,
-                ret: e.ret,
-                error: (e.ret < 0).then(|| {
-                    if e.flags & tracer_common::CONNECT_ERRNO_UNSEEN != 0 { ERRNO_UNSEEN } else { errno_name(e.ret.saturating_neg()) }
-                }),
-                dst: sockaddr(&e.dst),
-                skaddr: e.skaddr,
-                tcp: e.flags & tracer_common::CONNECT_TCP != 0,
-                duration_ns: h.ts_ns.saturating_sub(e.start_ns),
-            }
-        }
-        EventKind::TcpState => {
-            let e: TcpStateEvent = read_record(kind, bytes)?;
-            EventBody::TcpState {
-                skaddr: e.skaddr,
-                old: TcpState::from_raw(e.oldstate),
-                new: TcpState::from_raw(e.newstate),
-                src: sockaddr(&e.src),
-                dst: sockaddr(&e.dst),
-            }
-        }
-        EventKind::SockError => {
-            let e: SockErrorEvent = read_record(kind, bytes)?;
-            EventBody::SockError {
-                error: errno_name(e.error),
-                errno: e.error,
-                protocol: e.protocol,
-                src: sockaddr(&e.src),
-                dst: sockaddr(&e.dst),
-            }
-        }
-        EventKind::Dns => {
-            let (e, data) = read_cut_record(kind, bytes, DNS_HEAD, |e: &DnsEvent| e.captured, DNS_CAPTURE_MAX)?;
-            let raw = data.to_vec();
-            let tcp = e.flags & tracer_common::DNS_FLAG_TCP != 0;
-            EventBody::Dns {
-                fd: e.fd,
-                direction: direction(e.direction),
-                syscall: DnsSyscall::from_u8(e.syscall),
-                tcp,
-                len: e.len,
-                peer: sockaddr(&e.peer),
-                message: decode::dns::parse_dns(&raw, tcp).map_err(|err| err.to_string()),
-                raw,
-            }
-        }
-        EventKind::TlsData => {
-            let (e, data) = read_tls_data(kind, bytes)?;
-            EventBody::TlsData {
-                lib: TlsLib::from_u8(e.lib),
-                func: TlsFunc::from_u8(e.func),
-                tls_obj: e.tls_obj,
-                fd: e.fd,
-                direction: direction(e.direction),
-                len: e.len,
-                captured: e.captured,
-                duration_ns: h.ts_ns.saturating_sub(e.start_ns),
-                first_line: decode::http::first_line(data).map(|l| redact_query(&l)),
-                http2_preface: decode::http::is_http2_preface(data),
-                data: data.to_vec(),
-            }
-        }
-        EventKind::TlsHandshake => {
-            let e: TlsHandshakeEvent = read_record(kind, bytes)?;
-            EventBody::TlsHandshake {
-                lib: TlsLib::from_u8(e.lib),
-                func: TlsFunc::from_u8(e.func),
-                tls_obj: e.tls_obj,
-                fd: e.fd,
-                phase: if e.phase == HANDSHAKE_ENTER {
-                    HandshakePhase::Enter
-                } else {
-                    HandshakePhase::Return
-                },
-                ret: e.ret,
-            }
-        }
-        EventKind::TlsFd => {
-            let e: TlsFdEvent = read_record(kind, bytes)?;
-            EventBody::TlsFd {
-                lib: TlsLib::from_u8(e.lib),
-                func: TlsFunc::from_u8(e.func),
-                tls_obj: e.tls_obj,
-                fd: e.fd,
-            }
-        }
-        EventKind::Fork => {
-            let e: ForkEvent = read_record(kind, bytes)?;
-            EventBody::Fork { child_pid: e.child_pid }
-        }
-        EventKind::Exec => {
-            let e: ExecEvent = read_record(kind, bytes)?;
-            EventBody::Exec { filename: String::from_utf8_lossy(cstr_bytes(&e.filename)).into_owned() }
-        }
-        EventKind::Exit => EventBody::Exit,
-        EventKind::SocketData => {
-            let (e, data) = read_tls_data(kind, bytes)?;
-            EventBody::SocketData {
-                fd: e.fd,
-                direction: direction(e.direction),
-                syscall: DnsSyscall::from_u8(e.func),
-                len: e.len,
-                captured: e.captured,
-                duration_ns: h.ts_ns.saturating_sub(e.start_ns),
-                first_line: decode::http::first_line(data).map(|l| redact_query(&l)),
-                data: data.to_vec(),
-            }
-        }
+        EventKind::Connect => decode_connect(&h, bytes)?,
+        EventKind::TcpState => decode_tcp_state(&h, bytes)?,
+        EventKind::SockError => decode_sock_error(&h, bytes)?,
+        EventKind::Dns => decode_dns(&h, bytes)?,
+        EventKind::TlsData => decode_tls_data(&h, bytes)?,
+        EventKind::TlsHandshake => decode_tls_handshake(&h, bytes)?,
+        EventKind::TlsFd => decode_tls_fd(&h, bytes)?,
+        EventKind::Fork => decode_fork(&h, bytes)?,
+        EventKind::Exec => decode_exec(&h, bytes)?,
+        EventKind::Exit => decode_exit(&h, bytes)?,
+        EventKind::SocketData => decode_socket_data(&h, bytes)?,
     };
     Ok(Event {
         ts_ns: h.ts_ns,
@@ -405,6 +306,141 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
         pid: h.pid,
         comm: String::from_utf8_lossy(cstr_bytes(&h.comm)).into_owned(),
         body,
+    })
+}
+
+/// [`EventKind::Connect`]: a `connect(2)` that returned.
+pub fn decode_connect(h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let e: ConnectEvent = read_record(EventKind::Connect, bytes)?;
+    Ok(EventBody::Connect {
+        fd: e.fd,
+        ret: e.ret,
+        error: (e.ret < 0).then(|| {
+            if e.flags & tracer_common::CONNECT_ERRNO_UNSEEN != 0 { ERRNO_UNSEEN } else { errno_name(e.ret.saturating_neg()) }
+        }),
+        dst: sockaddr(&e.dst),
+        skaddr: e.skaddr,
+        tcp: e.flags & tracer_common::CONNECT_TCP != 0,
+        duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+    })
+}
+
+/// [`EventKind::TcpState`]: a TCP state change.
+pub fn decode_tcp_state(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let e: TcpStateEvent = read_record(EventKind::TcpState, bytes)?;
+    Ok(EventBody::TcpState {
+        skaddr: e.skaddr,
+        old: TcpState::from_raw(e.oldstate),
+        new: TcpState::from_raw(e.newstate),
+        src: sockaddr(&e.src),
+        dst: sockaddr(&e.dst),
+    })
+}
+
+/// [`EventKind::SockError`]: an error reported on a socket.
+pub fn decode_sock_error(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let e: SockErrorEvent = read_record(EventKind::SockError, bytes)?;
+    Ok(EventBody::SockError {
+        error: errno_name(e.error),
+        errno: e.error,
+        protocol: e.protocol,
+        src: sockaddr(&e.src),
+        dst: sockaddr(&e.dst),
+    })
+}
+
+/// [`EventKind::Dns`]: a DNS message, parsed.
+pub fn decode_dns(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let (e, data) = read_cut_record(EventKind::Dns, bytes, DNS_HEAD, |e: &DnsEvent| e.captured, DNS_CAPTURE_MAX)?;
+    let raw = data.to_vec();
+    let tcp = e.flags & tracer_common::DNS_FLAG_TCP != 0;
+    Ok(EventBody::Dns {
+        fd: e.fd,
+        direction: direction(e.direction),
+        syscall: DnsSyscall::from_u8(e.syscall),
+        tcp,
+        len: e.len,
+        peer: sockaddr(&e.peer),
+        message: decode::dns::parse_dns(&raw, tcp).map_err(|err| err.to_string()),
+        raw,
+    })
+}
+
+/// [`EventKind::TlsData`]: TLS plaintext at a library boundary.
+pub fn decode_tls_data(h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let (e, data) = read_tls_data(EventKind::TlsData, bytes)?;
+    Ok(EventBody::TlsData {
+        lib: TlsLib::from_u8(e.lib),
+        func: TlsFunc::from_u8(e.func),
+        tls_obj: e.tls_obj,
+        fd: e.fd,
+        direction: direction(e.direction),
+        len: e.len,
+        captured: e.captured,
+        duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+        first_line: decode::http::first_line(data).map(|l| redact_query(&l)),
+        http2_preface: decode::http::is_http2_preface(data),
+        data: data.to_vec(),
+    })
+}
+
+/// [`EventKind::TlsHandshake`]: a TLS handshake entry or return.
+pub fn decode_tls_handshake(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let e: TlsHandshakeEvent = read_record(EventKind::TlsHandshake, bytes)?;
+    Ok(EventBody::TlsHandshake {
+        lib: TlsLib::from_u8(e.lib),
+        func: TlsFunc::from_u8(e.func),
+        tls_obj: e.tls_obj,
+        fd: e.fd,
+        phase: if e.phase == HANDSHAKE_ENTER {
+            HandshakePhase::Enter
+        } else {
+            HandshakePhase::Return
+        },
+        ret: e.ret,
+    })
+}
+
+/// [`EventKind::TlsFd`]: a TLS object bound to a file descriptor.
+pub fn decode_tls_fd(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let e: TlsFdEvent = read_record(EventKind::TlsFd, bytes)?;
+    Ok(EventBody::TlsFd {
+        lib: TlsLib::from_u8(e.lib),
+        func: TlsFunc::from_u8(e.func),
+        tls_obj: e.tls_obj,
+        fd: e.fd,
+    })
+}
+
+/// [`EventKind::Fork`]: a task created.
+pub fn decode_fork(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let e: ForkEvent = read_record(EventKind::Fork, bytes)?;
+    Ok(EventBody::Fork { child_pid: e.child_pid })
+}
+
+/// [`EventKind::Exec`]: a process exec'd.
+pub fn decode_exec(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let e: ExecEvent = read_record(EventKind::Exec, bytes)?;
+    Ok(EventBody::Exec { filename: String::from_utf8_lossy(cstr_bytes(&e.filename)).into_owned() })
+}
+
+/// [`EventKind::Exit`]: a thread group exited (the header is the whole record).
+pub fn decode_exit(_h: &EventHeader, _bytes: &[u8]) -> Result<EventBody, RecordError> {
+    Ok(EventBody::Exit)
+}
+
+/// [`EventKind::SocketData`]: plaintext on a port-80 TCP socket.
+pub fn decode_socket_data(h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let (e, data) = read_tls_data(EventKind::SocketData, bytes)?;
+    Ok(EventBody::SocketData {
+        fd: e.fd,
+        direction: direction(e.direction),
+        syscall: DnsSyscall::from_u8(e.func),
+        len: e.len,
+        captured: e.captured,
+        duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+        first_line: decode::http::first_line(data).map(|l| redact_query(&l)),
+        data: data.to_vec(),
     })
 }
 

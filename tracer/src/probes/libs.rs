@@ -2,7 +2,7 @@
 //! a newly started program will load) and the memory maps of running processes (bundled
 //! copies such as Firefox's own NSS under /usr/lib/firefox-esr/).
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::BTreeMap,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
@@ -167,7 +167,7 @@ pub fn find_tls_libraries() -> (Vec<TlsLibrary>, Vec<String>) {
         }
         Err(e) => warnings.push(format!("cannot read the linker cache: {e}")),
     }
-    for (pid, path) in mapped_libraries() {
+    for (pid, path) in crate::procfs::all_mapped_paths() {
         if let Some(f) = path.file_name().and_then(|n| n.to_str()).and_then(LibFamily::of_file_name) {
             add(f, path, format!("maps of pid {pid}"));
         }
@@ -225,44 +225,6 @@ pub fn has_symbol(path: &Path, name: &str) -> bool {
     let Ok(data) = std::fs::read(path) else { return false };
     let Ok(file) = object::File::parse(&*data) else { return false };
     file.symbols().chain(file.dynamic_symbols()).any(|s| s.name() == Ok(name) && s.is_definition())
-}
-
-/// (pid, path) of every file-backed executable mapping of every process, once per path.
-pub fn mapped_libraries() -> Vec<(u32, PathBuf)> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(maps) = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("maps"))
-        else {
-            continue; // the process exited meanwhile
-        };
-        for path in parse_maps_paths(&maps) {
-            if seen.insert(path.clone()) {
-                out.push((pid, path));
-            }
-        }
-    }
-    out
-}
-
-/// Paths of executable file mappings in a /proc/PID/maps text.
-pub fn parse_maps_paths(maps: &str) -> Vec<PathBuf> {
-    maps.lines()
-        .filter_map(|line| {
-            let mut cols = line.split_whitespace();
-            let _range = cols.next()?;
-            let perms = cols.next()?;
-            let path = cols.nth(3)?;
-            if !perms.contains('x') || !path.starts_with('/') || line.ends_with("(deleted)") {
-                return None;
-            }
-            Some(PathBuf::from(path))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -332,14 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn maps_paths_keep_executable_file_mappings() {
-        let maps = "\
-7f00-7f10 r-xp 00000000 fe:01 123 /usr/lib/firefox-esr/libssl3.so
-7f10-7f20 r--p 00000000 fe:01 123 /usr/lib/firefox-esr/libssl3.so
-7f20-7f30 r-xp 00000000 00:00 0 [vdso]
-7f30-7f40 r-xp 00000000 fe:01 9 /tmp/old.so (deleted)
-";
-        assert_eq!(parse_maps_paths(maps), vec![PathBuf::from("/usr/lib/firefox-esr/libssl3.so")]);
+    fn families_of_library_file_names() {
         assert_eq!(LibFamily::of_file_name("libssl3.so"), Some(LibFamily::Nss));
         assert_eq!(LibFamily::of_file_name("libssl.so.1.1"), Some(LibFamily::OpenSsl));
         assert_eq!(LibFamily::of_file_name("libcrypto.so.3"), None);

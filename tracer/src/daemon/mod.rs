@@ -1,6 +1,5 @@
 //! `tracer run`: attach the probes, stream events, serve the dashboard, until Ctrl-C/SIGTERM.
 use std::{
-    collections::BTreeMap,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, atomic::Ordering},
@@ -9,6 +8,8 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
+
+pub mod report;
 
 use crate::{
     clock::{WallOffset, monotonic_ns},
@@ -21,7 +22,8 @@ use crate::{
     otlp::{HostInfo, OtlpConfig, OtlpSender},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     filter::{ClientFilter, FilterSpec},
-    probes::{KernelFilter, ProbeConfig, ProbeStatus, Probes},
+    procfs,
+    probes::{KernelFilter, ProbeConfig, Probes},
     stream::{self, StreamStats, printer},
     web,
 };
@@ -74,13 +76,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
         Some(spec) => Some(ClientFilter::start(spec.clone(), &mut probes)?),
         None => None,
     };
-    let kernel = uname_release();
+    let kernel = procfs::kernel_release();
     eprintln!("tracer {} on kernel {kernel}", env!("CARGO_PKG_VERSION"));
     eprintln!("  {}", probes.kernel.reason);
     for w in &probes.warnings {
         eprintln!("  note: {w}");
     }
-    eprint!("{}", summary(&probes.status));
+    eprint!("{}", report::summary(&probes.status));
     match &filter {
         Some(f) => eprintln!("filter: {}", f.describe()),
         None => eprintln!("filter: none (every process is traced)"),
@@ -302,9 +304,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                     eprintln!("  new library: {} {} {}", st.point, st.target.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), if st.attached { "attached".to_string() } else { format!("FAILED: {}", st.error.unwrap_or_default()) });
                 }
             }
-            end = crate::filter::wait_command(&mut command) => {
+            end = crate::filter::command::wait_command(&mut command) => {
                 eprintln!("{end}: detaching");
-                if let crate::filter::CommandEnd::Failed(e) = &end {
+                if let crate::filter::command::CommandEnd::Failed(e) = &end {
                     command_error = Some(e.clone());
                     break;
                 }
@@ -312,7 +314,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
                 // Its last records may still be on their way through the ring buffer.
                 stop_at = Some(tokio::time::Instant::now() + Duration::from_millis(300));
             }
-            _ = crate::filter::sleep_until(stop_at) => break,
+            _ = crate::filter::command::sleep_until(stop_at) => break,
             _ = tokio::signal::ctrl_c() => { eprintln!("interrupted: detaching"); break }
             _ = sigterm.recv() => { eprintln!("terminated: detaching"); break }
         }
@@ -370,34 +372,6 @@ async fn on_runtime<T: Send + 'static>(fut: impl std::future::Future<Output = an
     tokio::spawn(fut).await.context("a database task failed")?
 }
 
-/// One line per probe family: attached/total, variant, targets; failures spelled out.
-pub fn summary(status: &[ProbeStatus]) -> String {
-    let mut families: BTreeMap<(String, Option<PathBuf>), Vec<&ProbeStatus>> = BTreeMap::new();
-    for s in status {
-        families.entry((s.family.clone(), s.target.clone())).or_default().push(s);
-    }
-    let mut out = String::from("probes:\n");
-    for ((family, target), list) in &families {
-        let ok = list.iter().filter(|s| s.attached).count();
-        let variants: std::collections::BTreeSet<&str> = list.iter().map(|s| s.variant).collect();
-        let per_process = list.iter().any(|s| s.scope == Some(crate::probes::SCOPE_PER_PROCESS));
-        out.push_str(&format!(
-            "  {} {:<12} {:>2}/{:<2} {}{}{}\n",
-            if ok == list.len() { "ok  " } else if ok == 0 { "FAIL" } else { "part" },
-            family,
-            ok,
-            list.len(),
-            variants.into_iter().collect::<Vec<_>>().join("+"),
-            target.as_ref().map(|t| format!(" {}", t.display())).unwrap_or_default(),
-            if per_process { " (per traced process)" } else { "" },
-        ));
-        for s in list.iter().filter(|s| !s.attached) {
-            out.push_str(&format!("       {} not attached: {}\n", s.point, s.error.as_deref().unwrap_or("?")));
-        }
-    }
-    out
-}
-
 /// Where finished page loads go. None of them waits: the history and the OTLP exporter take
 /// them through bounded queues (`try_send`, drops counted), the metrics are updated in place.
 struct Sinks<'a> {
@@ -430,20 +404,8 @@ fn deliver(page: PageLoad, sinks: &Sinks) {
 
 /// Processes that started before the daemon: their parent and program, for client trees.
 fn seed_processes(stitcher: &mut Stitcher) {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let base = entry.path();
-        let Ok(stat) = std::fs::read_to_string(base.join("stat")) else { continue };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
-        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        let exe = std::fs::read_link(base.join("exe")).ok().map(|p| p.display().to_string());
-        stitcher.learn_process(pid, ppid, comm, exe);
+    for p in procfs::list_processes() {
+        let exe = procfs::exe(p.pid).map(|e| e.display().to_string());
+        stitcher.learn_process(p.pid, Some(p.ppid), p.comm, exe);
     }
-}
-
-fn uname_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
 }

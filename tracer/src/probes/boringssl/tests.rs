@@ -1,6 +1,19 @@
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    fs::File,
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _},
+};
 
-use super::*;
+use super::{
+    cache::{cache_file, trusted},
+    candidates::looks_like_chromium,
+    control_flow::follow_function,
+    elf::{Load, hex, parse_build_id_notes},
+    error_sites::{ErrorSite, parse_site},
+    identify::Analysis,
+    scan::{count_direct_calls, scan_rip_lea, start_candidates},
+    *,
+};
 
 // ---------------------------------------------------------------------------------------
 // A tiny x86-64 assembler for synthetic .text buffers.
@@ -567,10 +580,13 @@ fn finds_the_functions_in_the_installed_chromium() {
     assert!(offs[0] != offs[1] && offs[1] != offs[2] && offs[0] != offs[2]);
     assert!(found.method.contains("SSL_peek"), "{}", found.method);
     assert!(!found.from_cache);
-    // The attach list matches the eBPF program names.
-    let points = found.attach_points();
-    assert_eq!(points[0], ("boringssl_write", "tls_data_ret", "SSL_write", found.ssl_write));
-    assert_eq!(points[2].0, "boringssl_do_handshake");
+    // Every function the family declares is one the finder locates.
+    let declared = crate::probes::families::TLS_BORINGSSL.attach.iter().flat_map(|a| match a.points {
+        crate::probes::families::Points::Uprobes { functions, .. } => functions,
+        _ => &[],
+    });
+    let offsets: Vec<Option<u64>> = declared.map(|f| found.offset_of(f.function)).collect();
+    assert_eq!(offsets, [Some(found.ssl_write), Some(found.ssl_read), Some(found.ssl_do_handshake)]);
 }
 
 #[test]
@@ -705,9 +721,9 @@ fn finds_the_functions_while_uprobes_are_attached_to_them() {
     }
     let path = chromium();
     let found = find_boringssl(path).expect("finder without probes");
-    let events = Path::new(crate::system::TRACEFS).join("uprobe_events");
+    let events = Path::new(crate::probes::system::TRACEFS).join("uprobe_events");
     if !events.exists() {
-        crate::system::ensure_tracefs().expect("tracefs");
+        crate::probes::system::ensure_tracefs().expect("tracefs");
     }
     let group = format!("tracer_bssl_test_{}", std::process::id());
     let defs: Vec<String> = [found.ssl_write, found.ssl_read, found.ssl_do_handshake]
@@ -723,7 +739,7 @@ fn finds_the_functions_while_uprobes_are_attached_to_them() {
     for d in &defs {
         write(d).expect("defining a uprobe");
     }
-    let enable = Path::new(crate::system::TRACEFS).join("events").join(&group).join("enable");
+    let enable = Path::new(crate::probes::system::TRACEFS).join("events").join(&group).join("enable");
     std::fs::write(&enable, "1").expect("enabling the uprobes");
     let again = find_boringssl(path);
     // Remove the probes before asserting, whatever happened.

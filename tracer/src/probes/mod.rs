@@ -1,0 +1,441 @@
+//! Finding and attaching the probes: loading the eBPF object, then attaching every probe
+//! family declared in [`families`], each attach point on its own: one that fails is reported
+//! and skipped, never takes the others down.
+//!
+//! - [`families`]: what each probe family is (programs, attach points, the records it emits);
+//! - [`tracepoints`], [`uprobes`]: attaching the two kinds of attach point, for every process;
+//! - [`per_process`]: uprobes enabled per traced process, for the client filter;
+//! - [`libs`], [`boringssl`]: finding the TLS libraries to probe, and BoringSSL's functions
+//!   inside a stripped Chromium;
+//! - [`system`]: the privilege and tracefs it all needs.
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        BtfTracePoint, TracePoint, UProbe, tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
+        uprobe::UProbeLinkId,
+    },
+};
+use serde::Serialize;
+use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
+
+pub mod boringssl;
+pub mod families;
+pub mod libs;
+pub mod per_process;
+pub mod system;
+pub mod tracepoints;
+pub mod uprobes;
+
+use families::{Points, UprobeFile, When};
+use libs::{LibFamily, TlsLibrary};
+use per_process::SharedUprobes;
+use uprobes::{UprobeTarget, attach_target, library_target, symbol_points};
+
+/// The eBPF object built by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Plaintext bytes copied per TLS call (1..=16384).
+    pub tls_capture_bytes: u32,
+    /// Ring buffer size in bytes (a power of two multiple of the page size).
+    pub ring_buffer_bytes: u32,
+    /// Attach the TLS uprobes.
+    pub tls: bool,
+    /// Extra library files to probe besides those found (tests, bundled copies).
+    pub extra_libraries: Vec<TlsLibrary>,
+    /// Client filter (`--pid`, `--comm`, `-- COMMAND`): off by default (trace everything).
+    pub filter: KernelFilter,
+}
+
+/// The client filter as the kernel programs are loaded with it (load-time constants).
+#[derive(Debug, Clone, Default)]
+pub struct KernelFilter {
+    /// Trace only the processes in the TRACED map. The uprobes are then enabled per traced
+    /// process (see [`per_process`]; `crate::filter` says which) instead of for every process.
+    pub enabled: bool,
+    /// `--comm NAME`: a process that execs into this comm becomes traced (first 15 bytes).
+    pub comm: Option<String>,
+    /// `--syscall-tracepoints`: with the filter, the socket calls are still seen at the
+    /// syscall tracepoints (every process pays their slow path), not at libc per process.
+    pub syscall_tracepoints: bool,
+    /// `--no-expedited-attach`: per-process attaches wait for normal RCU grace periods (see
+    /// [`per_process::ExpeditedRcu`]).
+    pub no_expedited_attach: bool,
+}
+
+/// `comm` as the kernel keeps it: at most 15 bytes, NUL-padded to 16.
+pub fn comm_key(name: &str) -> [u8; tracer_common::TASK_COMM_LEN] {
+    let mut out = [0u8; tracer_common::TASK_COMM_LEN];
+    let b = name.as_bytes();
+    let n = b.len().min(tracer_common::TASK_COMM_LEN - 1);
+    out[..n].copy_from_slice(&b[..n]);
+    out
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            tls_capture_bytes: tracer_common::TLS_CAPTURE_DEFAULT as u32,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            tls: true,
+            extra_libraries: Vec::new(),
+            filter: KernelFilter::default(),
+        }
+    }
+}
+
+/// One attach point and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeStatus {
+    /// tcp_connect, tcp_state, dns, tls_fd, process, tls_openssl, tls_gnutls, tls_nspr, tls_nss
+    pub family: String,
+    /// "tracepoint syscalls:sys_enter_connect", "uprobe SSL_write", "uretprobe SSL_read" ...
+    pub point: String,
+    /// The library file for uprobes.
+    pub target: Option<PathBuf>,
+    /// tracepoint | tp_btf | uprobe | uretprobe
+    pub variant: &'static str,
+    pub attached: bool,
+    pub error: Option<String>,
+    /// Uprobes only: "all_processes" (attached to the file for everyone), or "per_process"
+    /// (client filter on: the probe is defined and its program attached once, and it is
+    /// enabled for each traced process; see [`per_process::SharedUprobes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
+}
+
+impl ProbeStatus {
+    /// The status of one attach point after an attempt: attached, or the error's chain.
+    pub fn outcome<T>(
+        family: impl Into<String>,
+        point: impl Into<String>,
+        target: Option<PathBuf>,
+        variant: &'static str,
+        scope: Option<&'static str>,
+        result: &anyhow::Result<T>,
+    ) -> Self {
+        Self {
+            family: family.into(),
+            point: point.into(),
+            target,
+            variant,
+            attached: result.is_ok(),
+            error: result.as_ref().err().map(|e| format!("{e:#}")),
+            scope,
+        }
+    }
+}
+
+pub const SCOPE_ALL: &str = "all_processes";
+pub const SCOPE_PER_PROCESS: &str = "per_process";
+
+/// What this kernel offers, and so which variant of connect/state/udp probes is used.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelSupport {
+    pub kprobes: bool,
+    pub reason: String,
+}
+
+pub fn kernel_support() -> KernelSupport {
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let reason = if kprobes {
+        "kprobes available; the tracepoint variants are used because they already see connect, \
+         every TCP state change and each DNS syscall (no kprobe variant is built yet)"
+            .to_string()
+    } else {
+        "kprobes unavailable (no /sys/bus/event_source/devices/kprobe: CONFIG_KPROBES unset); \
+         fentry is not used either: the tracepoint variants are complete on their own"
+            .to_string()
+    };
+    KernelSupport { kprobes, reason }
+}
+
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub status: Vec<ProbeStatus>,
+    pub kernel: KernelSupport,
+    pub libraries: Vec<TlsLibrary>,
+    pub warnings: Vec<String>,
+    /// Binaries already examined for built-in BoringSSL.
+    pub boringssl_checked: Vec<PathBuf>,
+    /// Every attachment, so that shutdown can detach them all at once (see `detach_all`).
+    pub links: Vec<Attachment>,
+    /// Client filter on: the uprobes, defined once and enabled per traced process (see
+    /// [`per_process::SharedUprobes`]). None: attached for every process.
+    pub shared: Option<SharedUprobes>,
+    /// The kernel programs were loaded with the client filter on.
+    pub filtered: bool,
+}
+
+/// One attached link: its program's name and id.
+#[derive(Debug)]
+pub enum Attachment {
+    TracePoint(&'static str, TracePointLinkId),
+    BtfTracePoint(&'static str, BtfTracePointLinkId),
+    UProbe(&'static str, UProbeLinkId),
+}
+
+impl Probes {
+    /// Load the object and attach every family declared in [`families::FAMILIES`], in the
+    /// order its documentation gives. Fails only when nothing can work (no privilege, the
+    /// object does not load); single probes that fail are in `status`.
+    pub fn load(config: &ProbeConfig) -> anyhow::Result<Probes> {
+        system::check_privileges(crate::procfs::effective_caps())?;
+        let mut warnings = Vec::new();
+        if system::ensure_tracefs()? {
+            tracing::info!("mounted tracefs at {} (it was not mounted)", system::TRACEFS);
+        }
+        let capture = config.tls_capture_bytes.clamp(1, TLS_CAPTURE_MAX as u32);
+        let filter_enabled: u32 = config.filter.enabled as u32;
+        let filter_comm = match (&config.filter.comm, config.filter.enabled) {
+            (Some(c), true) => comm_key(c),
+            _ => [0u8; tracer_common::TASK_COMM_LEN],
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::TLS_CAPTURE_BYTES, &capture, true)
+            .override_global(globals::FILTER_ENABLED, &filter_enabled, true)
+            .override_global(globals::FILTER_COMM, &filter_comm, true)
+            .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object")?;
+
+        // With the client filter the socket calls are seen at libc in the traced processes
+        // (unless --syscall-tracepoints): one syscall tracepoint would slow every system call
+        // of every process.
+        let sockets_at_libc = config.filter.enabled && !config.filter.syscall_tracepoints;
+        let wanted = |when: When| match when {
+            When::Always => true,
+            When::SocketCallsAtSyscalls => !sockets_at_libc,
+            When::SocketCallsAtLibc => sockets_at_libc,
+            When::Tls => config.tls,
+        };
+        let sets = || families::attach_sets().filter(|(_, a)| wanted(a.when));
+
+        let mut status = Vec::new();
+        let mut links = Vec::new();
+        for (family, set) in sets() {
+            let Points::Tracepoints(tracepoints) = set.points else { continue };
+            for tp in tracepoints {
+                let result = tracepoints::attach_tracepoint(&mut ebpf, tp)
+                    .map(|id| links.push(Attachment::TracePoint(tp.program, id)));
+                status.push(ProbeStatus::outcome(family.name, format!("tracepoint {}:{}", tp.category, tp.name), None, "tracepoint", None, &result));
+            }
+        }
+
+        // With the client filter every uprobe is enabled per traced process.
+        let per_process = config.filter.enabled && families::uprobe_sets().any(|s| wanted(s.when));
+        let mut shared = match per_process {
+            true => Some(SharedUprobes::new(!config.filter.no_expedited_attach).context("setting up per-process uprobes")?),
+            false => None,
+        };
+        let scope = if shared.is_some() { SCOPE_PER_PROCESS } else { SCOPE_ALL };
+        for (family, set) in sets() {
+            let Points::BtfTracepoint(btf) = &set.points else { continue };
+            let result = tracepoints::attach_btf_tracepoint(&mut ebpf, btf).map(|id| links.push(Attachment::BtfTracePoint(btf.program, id)));
+            status.push(ProbeStatus::outcome(family.name, format!("tp_btf {}", btf.report_as), None, "tp_btf", None, &result));
+        }
+        for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
+            let UprobeFile::Libc { report_as, unseen } = set.file else { continue };
+            match libs::find_libc() {
+                Ok(path) => {
+                    let target = UprobeTarget { family: set.family.name.into(), path, points: symbol_points(set.functions) };
+                    status.extend(add_target(&mut ebpf, shared.as_mut(), &mut links, target));
+                }
+                Err(e) => {
+                    warnings.push(format!("{e:#}: {unseen} are not seen"));
+                    status.push(ProbeStatus::outcome(set.family.name, format!("uprobe {report_as}"), None, "uprobe", Some(scope), &Err::<(), _>(e)));
+                }
+            }
+        }
+        let mut libraries = Vec::new();
+        if families::uprobe_sets().any(|s| matches!(s.file, UprobeFile::TlsLibrary(_)) && wanted(s.when)) {
+            let (mut libs, w) = libs::find_tls_libraries();
+            warnings.extend(w);
+            for extra in config.extra_libraries.iter().chain(libs::fetcher_binaries().iter()) {
+                if !libs.iter().any(|l| l.path == extra.path) {
+                    libs.push(extra.clone());
+                }
+            }
+            for fam in LibFamily::ALL {
+                if !libs.iter().any(|l| l.family == fam) {
+                    warnings.push(format!(
+                        "no {} library found (linker cache, process maps): tls_{} probes skipped",
+                        fam.name(),
+                        fam.name()
+                    ));
+                }
+            }
+            for lib in &libs {
+                status.extend(add_library(&mut ebpf, shared.as_mut(), &mut links, lib, &mut warnings));
+            }
+            libraries = libs;
+        }
+        let mut boringssl_checked = Vec::new();
+        let (found, w) = add_found_by_signature(&mut ebpf, shared.as_mut(), &mut links, &mut boringssl_checked, &wanted);
+        status.extend(found);
+        warnings.extend(w);
+        Ok(Probes {
+            ebpf,
+            status,
+            kernel: kernel_support(),
+            libraries,
+            warnings,
+            boringssl_checked,
+            links,
+            shared,
+            filtered: config.filter.enabled,
+        })
+    }
+
+    /// Attach to TLS libraries that appeared in process maps since the last scan (for every
+    /// process; with the client filter: registered as new targets, which the filter then
+    /// enables in the traced processes).
+    pub fn attach_new_libraries(&mut self) -> Vec<ProbeStatus> {
+        let (libs, _) = libs::find_tls_libraries();
+        self.add_libraries(libs)
+    }
+
+    /// Attach (or, with the client filter, register) libraries not seen before, and
+    /// BoringSSL in binaries not examined before.
+    pub fn add_libraries(&mut self, libs: Vec<TlsLibrary>) -> Vec<ProbeStatus> {
+        let mut out = Vec::new();
+        for lib in libs {
+            if self.libraries.iter().any(|l: &TlsLibrary| l.path == lib.path) {
+                continue;
+            }
+            let mut warnings = Vec::new();
+            out.extend(add_library(&mut self.ebpf, self.shared.as_mut(), &mut self.links, &lib, &mut warnings));
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            self.libraries.push(lib);
+        }
+        // Rescans attach what they find whatever the run's settings (`--no-tls` included), as
+        // they always have.
+        let (found, warnings) =
+            add_found_by_signature(&mut self.ebpf, self.shared.as_mut(), &mut self.links, &mut self.boringssl_checked, &|_| true);
+        out.extend(found);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        self.status.extend(out.iter().cloned());
+        out
+    }
+
+    /// Lost records per kind, summed over CPUs.
+    pub fn lost_counts(&self) -> anyhow::Result<Vec<(tracer_common::EventKind, u64)>> {
+        let lost: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(
+            self.ebpf.map(maps::LOST).context("LOST map missing")?,
+        )?;
+        let mut out = Vec::new();
+        for kind in tracer_common::EventKind::ALL {
+            let per_cpu = lost.get(&(kind as u32), 0)?;
+            out.push((kind, per_cpu.iter().sum()));
+        }
+        Ok(out)
+    }
+}
+
+impl Probes {
+    /// Detach everything, many links at once. Each uprobe's unregistration waits for an
+    /// RCU grace period (synchronize_rcu_tasks_trace on recent kernels); one after another,
+    /// ~70 attach points took 9-15 s to stop. Dropped from parallel threads, the waits share
+    /// grace periods. Returns how many links were detached.
+    pub fn detach_all(mut self) -> usize {
+        let mut owned: Vec<Box<dyn Send>> = Vec::new();
+        for link in std::mem::take(&mut self.links) {
+            match link {
+                Attachment::TracePoint(prog, id) => {
+                    if let Some(Ok(tp)) = self.ebpf.program_mut(prog).map(<&mut TracePoint>::try_from) {
+                        if let Ok(l) = tp.take_link(id) {
+                            owned.push(Box::new(l));
+                        }
+                    }
+                }
+                Attachment::BtfTracePoint(prog, id) => {
+                    if let Some(Ok(tp)) = self.ebpf.program_mut(prog).map(<&mut BtfTracePoint>::try_from) {
+                        if let Ok(l) = tp.take_link(id) {
+                            owned.push(Box::new(l));
+                        }
+                    }
+                }
+                Attachment::UProbe(prog, id) => {
+                    if let Some(Ok(up)) = self.ebpf.program_mut(prog).map(<&mut UProbe>::try_from) {
+                        if let Ok(l) = up.take_link(id) {
+                            owned.push(Box::new(l));
+                        }
+                    }
+                }
+            }
+        }
+        // The per-process uprobes' anchors (client filter) close in parallel on their own.
+        let anchors = self.shared.as_ref().map_or(0, |s| s.anchor_count());
+        drop(self.shared.take());
+        let n = owned.len();
+        let per_thread = n.div_ceil(128).max(1);
+        let mut threads = Vec::new();
+        while !owned.is_empty() {
+            let chunk: Vec<Box<dyn Send>> = owned.drain(..per_thread.min(owned.len())).collect();
+            threads.push(std::thread::spawn(move || drop(chunk)));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        n + anchors
+    }
+}
+
+/// Attach `target`'s uprobes for every process, or with the client filter (`shared`) define
+/// them for the traced processes.
+fn add_target(ebpf: &mut Ebpf, shared: Option<&mut SharedUprobes>, links: &mut Vec<Attachment>, target: UprobeTarget) -> Vec<ProbeStatus> {
+    match shared {
+        Some(sh) => sh.add_target(ebpf, target),
+        None => attach_target(ebpf, &target, links),
+    }
+}
+
+/// [`add_target`] for a TLS library, with its family's functions.
+fn add_library(
+    ebpf: &mut Ebpf,
+    shared: Option<&mut SharedUprobes>,
+    links: &mut Vec<Attachment>,
+    lib: &TlsLibrary,
+    warnings: &mut Vec<String>,
+) -> Vec<ProbeStatus> {
+    match library_target(lib) {
+        Some(target) => add_target(ebpf, shared, links, target),
+        None => {
+            warnings.push(format!("no probe family declares {} libraries: {} not probed", lib.family.name(), lib.path.display()));
+            Vec::new()
+        }
+    }
+}
+
+/// The uprobe sets found by code signature (BoringSSL inside a stripped Chromium), in the
+/// binaries not examined yet (`done`). A build whose functions cannot be found is reported,
+/// not guessed: a uprobe at a wrong offset can crash the browser. Its DNS and TCP are still
+/// traced. Returns the status entries (failures first) and warnings.
+fn add_found_by_signature(
+    ebpf: &mut Ebpf,
+    mut shared: Option<&mut SharedUprobes>,
+    links: &mut Vec<Attachment>,
+    done: &mut Vec<PathBuf>,
+    wanted: &dyn Fn(When) -> bool,
+) -> (Vec<ProbeStatus>, Vec<String>) {
+    let mut status = Vec::new();
+    let mut warnings = Vec::new();
+    for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
+        let UprobeFile::FoundBySignature { report_as } = set.file else { continue };
+        let (found, failed, w) = uprobes::boringssl_targets(set, report_as, done);
+        status.extend(failed);
+        warnings.extend(w);
+        for target in found {
+            status.extend(add_target(ebpf, shared.as_deref_mut(), links, target));
+        }
+    }
+    (status, warnings)
+}

@@ -1,0 +1,209 @@
+//! Uprobes: the files and functions to probe (built from the family declarations), and
+//! attaching them for every process. With the client filter the same targets are enabled per
+//! traced process instead (`super::per_process`).
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    programs::{
+        UProbe,
+        uprobe::{UProbeLinkId, UProbeScope},
+    },
+};
+
+use super::{
+    Attachment, ProbeStatus, SCOPE_ALL, boringssl,
+    families::{self, ProbedFunction},
+    libs::TlsLibrary,
+};
+
+/// Where in a file a uprobe goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachAt {
+    Symbol(&'static str),
+    /// A symbol's file offset, resolved by the daemon (per-process probes).
+    Offset(u64),
+    /// A file offset found by code signature (BoringSSL); the report shows it.
+    FoundOffset(u64),
+}
+
+/// One function to probe: entry program, optional return program.
+#[derive(Debug, Clone)]
+pub struct UprobePoint {
+    pub entry: &'static str,
+    pub ret: Option<&'static str>,
+    /// The function's name, for reports.
+    pub name: &'static str,
+    pub at: AttachAt,
+}
+
+/// A file to put uprobes in, with its attach points.
+#[derive(Debug, Clone)]
+pub struct UprobeTarget {
+    /// The family's name: tls_openssl, libc_sockets, tls_boringssl ...
+    pub family: String,
+    pub path: PathBuf,
+    pub points: Vec<UprobePoint>,
+}
+
+impl UprobePoint {
+    /// "uprobe SSL_write"; points found by signature carry their offset.
+    pub fn label(&self, kind: &str) -> String {
+        match self.at {
+            AttachAt::FoundOffset(o) => format!("{kind} {} @ {o:#x}", self.name),
+            _ => format!("{kind} {}", self.name),
+        }
+    }
+}
+
+/// The points of declared functions, at their symbols.
+pub fn symbol_points(functions: &[ProbedFunction]) -> Vec<UprobePoint> {
+    functions
+        .iter()
+        .map(|f| UprobePoint { entry: f.entry, ret: f.ret, name: f.function, at: AttachAt::Symbol(f.function) })
+        .collect()
+}
+
+/// The attach points of a TLS library: its family's functions. None for a library family
+/// that no probe family declares (`families::tests` checks there is none).
+pub fn library_target(lib: &TlsLibrary) -> Option<UprobeTarget> {
+    let set = families::for_tls_library(lib.family)?;
+    Some(UprobeTarget { family: set.family.name.into(), path: lib.path.clone(), points: symbol_points(set.functions) })
+}
+
+/// BoringSSL in the candidate binaries not examined yet (`done`; rescans skip those), as
+/// `set` declares it: targets for those where it was found, failure entries (and warnings)
+/// for those where it was not. `report_as`: the set's name in a failure entry.
+pub fn boringssl_targets(
+    set: families::UprobeSet,
+    report_as: &str,
+    done: &mut Vec<PathBuf>,
+) -> (Vec<UprobeTarget>, Vec<ProbeStatus>, Vec<String>) {
+    let mut targets = Vec::new();
+    let mut status = Vec::new();
+    let mut warnings = Vec::new();
+    let family = set.family;
+    for path in boringssl::candidates() {
+        if done.contains(&path) {
+            continue;
+        }
+        done.push(path.clone());
+        let found = match boringssl::find_cached(&path, Path::new(boringssl::DEFAULT_CACHE_DIR)) {
+            Ok(f) => f,
+            // Not a BoringSSL build at all (chrome_crashpad_handler and other helpers beside
+            // the browser): nothing to trace, nothing to report.
+            Err(e) if e.is_not_boringssl() => {
+                tracing::debug!("{}: no BoringSSL inside", path.display());
+                continue;
+            }
+            Err(e) => {
+                warnings.push(format!(
+                    "BoringSSL functions not found in {} ({e}): its TLS plaintext is not traced; DNS and TCP still are",
+                    path.display()
+                ));
+                status.push(ProbeStatus::outcome(
+                    family.name,
+                    format!("uprobe {report_as}"),
+                    Some(path.clone()),
+                    "uprobe",
+                    None,
+                    &Err::<(), _>(anyhow::anyhow!("{e}")),
+                ));
+                continue;
+            }
+        };
+        let mut points = Vec::new();
+        for f in set.functions {
+            match found.offset_of(f.function) {
+                Some(offset) => points.push(UprobePoint { entry: f.entry, ret: f.ret, name: f.function, at: AttachAt::FoundOffset(offset) }),
+                None => status.push(ProbeStatus::outcome(
+                    family.name,
+                    format!("uprobe {}", f.function),
+                    Some(path.clone()),
+                    "uprobe",
+                    None,
+                    &Err::<(), _>(anyhow::anyhow!("the signature search does not locate {}", f.function)),
+                )),
+            }
+        }
+        targets.push(UprobeTarget { family: family.name.into(), path, points });
+    }
+    (targets, status, warnings)
+}
+
+fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> anyhow::Result<UProbeLinkId> {
+    let up: &mut UProbe = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} not in the object"))?
+        .try_into()?;
+    if up.fd().is_err() {
+        up.load().with_context(|| format!("verifier rejected {program}"))?;
+    }
+    match at {
+        AttachAt::Symbol(symbol) => up
+            .attach(symbol, path, UProbeScope::AllProcesses)
+            .with_context(|| format!("attaching to {symbol} in {}", path.display())),
+        AttachAt::Offset(offset) | AttachAt::FoundOffset(offset) => up
+            .attach(offset, path, UProbeScope::AllProcesses)
+            .with_context(|| format!("attaching at {offset:#x} in {}", path.display())),
+    }
+}
+
+/// Attach every point of `target` for every process; each attach point reported on its own.
+/// Return probe first: an entry without its return would leave calls in flight.
+pub fn attach_target(ebpf: &mut Ebpf, target: &UprobeTarget, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
+    let mut out = Vec::new();
+    for p in &target.points {
+        let mut ok = true;
+        if let Some(ret) = p.ret {
+            let r = attach_uprobe(ebpf, ret, p.at, &target.path).map(|id| links.push(Attachment::UProbe(ret, id)));
+            ok = r.is_ok();
+            out.push(ProbeStatus::outcome(&target.family, p.label("uretprobe"), Some(target.path.clone()), "uretprobe", Some(SCOPE_ALL), &r));
+        }
+        let r = if ok {
+            attach_uprobe(ebpf, p.entry, p.at, &target.path).map(|id| links.push(Attachment::UProbe(p.entry, id)))
+        } else {
+            Err(anyhow::anyhow!("skipped: its return probe did not attach"))
+        };
+        out.push(ProbeStatus::outcome(&target.family, p.label("uprobe"), Some(target.path.clone()), "uprobe", Some(SCOPE_ALL), &r));
+    }
+    out
+}
+
+/// A file's symbols as uprobe file offsets (the translation aya applies to a symbol), so
+/// that per-process probes are defined without aya's lookup.
+pub(crate) struct SymbolOffsets {
+    table: std::collections::HashMap<String, u64>,
+}
+
+impl SymbolOffsets {
+    pub(crate) fn read(path: &Path) -> anyhow::Result<SymbolOffsets> {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file = object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        let translate = matches!(file.kind(), object::ObjectKind::Dynamic | object::ObjectKind::Executable);
+        let mut table = std::collections::HashMap::new();
+        // Dynamic symbols first, like aya's lookup.
+        for sym in file.dynamic_symbols().chain(file.symbols()) {
+            let Ok(name) = sym.name() else { continue };
+            if name.is_empty() || !sym.is_definition() || table.contains_key(name) {
+                continue;
+            }
+            let offset = if translate {
+                let Some(index) = sym.section_index() else { continue };
+                let Ok(section) = file.section_by_index(index) else { continue };
+                let Some((file_off, _)) = section.file_range() else { continue };
+                sym.address() - section.address() + file_off
+            } else {
+                sym.address()
+            };
+            table.insert(name.to_string(), offset);
+        }
+        Ok(SymbolOffsets { table })
+    }
+
+    pub(crate) fn offset(&self, symbol: &str) -> anyhow::Result<u64> {
+        self.table.get(symbol).copied().with_context(|| format!("symbol {symbol} not found"))
+    }
+}
