@@ -38,6 +38,12 @@ pub const PACKAGES: &[Package] = &[
     Package { name: "wget", users: BOTH, why: "the GnuTLS client" },
     Package { name: "ca-certificates", users: TESTS, why: "the system trust store the clients load" },
     Package { name: "iproute2", users: BOTH, why: "`ip netns`: the lab's network namespaces" },
+    Package {
+        name: "nftables",
+        users: TESTS,
+        why: "`nft`: the lab's `--http3 drop` rule (UDP 443 dropped inside the lab's namespace; the \
+              package's service, which would load /etc/nftables.conf, stays disabled)",
+    },
     Package { name: "openssl", users: TESTS, why: "`openssl s_client`/`s_server`/`req` in the kernel and filter tests" },
     Package { name: "libssl3", users: BOTH, why: "OpenSSL, whose functions the TLS uprobes attach to" },
     Package { name: "libgnutls30", users: BOTH, why: "GnuTLS, the same for its functions" },

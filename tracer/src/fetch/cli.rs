@@ -182,6 +182,12 @@ pub struct LabArgs {
     /// Answer AAAA queries and listen on the hosts' IPv6 addresses too.
     #[arg(long)]
     pub ipv6: bool,
+    /// HTTP/3 on UDP 443 of the HTTPS origins: `off` (not advertised, UDP 443 closed), `on`
+    /// (served, and advertised by `Alt-Svc: h3=":443"` and `h3` in the HTTPS record's alpn),
+    /// `drop` (advertised, UDP 443 drops every packet) or `refuse` (advertised, UDP 443 answers
+    /// ICMP port unreachable): the last two make clients fall back to TCP.
+    #[arg(long, value_name = "off|on|drop|refuse", default_value = "off")]
+    pub http3: crate::lab::Http3,
 }
 
 /// Runs `tracer lab` until Ctrl-C or SIGTERM, then removes the lab.
@@ -193,6 +199,7 @@ pub fn lab_main(rt: &tokio::runtime::Runtime, args: LabArgs) -> ExitCode {
         ipv6: args.ipv6,
         think_time: Duration::from_millis(args.think_ms),
         body_bytes_per_sec: args.throttle_bps.filter(|b| *b > 0),
+        http3: args.http3,
     };
     let result = rt.block_on(async move {
         let lab = Lab::start(config).await?;
@@ -207,18 +214,19 @@ pub fn lab_main(rt: &tokio::runtime::Runtime, args: LabArgs) -> ExitCode {
         let _ = writeln!(s, "  DNS server:        {} (and {}:53) in the namespace", lab.dns_server(), hosts::DNS);
         let _ = writeln!(
             s,
-            "  settings:          dns delay {} ms, think time {} ms, throttle {}, ttl {} s, ipv6 {}",
+            "  settings:          dns delay {} ms, think time {} ms, throttle {}, ttl {} s, ipv6 {}, http3 {}",
             args.dns_delay_ms,
             args.think_ms,
             args.throttle_bps.map_or("off".to_owned(), |b| format!("{b} B/s")),
             args.dns_ttl,
-            if args.ipv6 { "on" } else { "off" }
+            if args.ipv6 { "on" } else { "off" },
+            args.http3.name(),
         );
         let _ = writeln!(s, "Names:");
         for (name, what) in [
             (hosts::SHOP, "http :80 and https :443 -> 301 https://www.shop.test/"),
             (hosts::WWW, "CNAME edge.cdn.test; https :443: the page, /echo, /bytes/N, /status/N, /stall"),
-            (hosts::EDGE, "https :443 (HTTP/1.1 and HTTP/2)"),
+            (hosts::EDGE, "https :443 (HTTP/1.1 and HTTP/2; HTTP/3 on udp :443 with --http3 on)"),
             (hosts::STATIC, "https :443: /app.css, /app.js, /logo.png"),
             (hosts::REFUSED, "resolves, nothing listens (connection refused)"),
             (hosts::BADCERT, "https :443 with a certificate the lab CA did not sign"),
@@ -232,6 +240,9 @@ pub fn lab_main(rt: &tokio::runtime::Runtime, args: LabArgs) -> ExitCode {
         let _ = writeln!(s, "Try:");
         let _ = writeln!(s, "  ip netns exec {ns} curl --cacert {ca} https://www.shop.test/");
         let _ = writeln!(s, "  ip netns exec {ns} {me} fetch --cacert {ca} --page http://shop.test/");
+        if args.http3 == crate::lab::Http3::On {
+            let _ = writeln!(s, "  ip netns exec {ns} {me} fetch --cacert {ca} --http3 https://www.shop.test/");
+        }
         let _ = writeln!(s, "  ip netns exec {ns} getent ahosts www.shop.test");
         let _ = writeln!(s, "Ctrl-C or SIGTERM stops the lab and removes the namespace.");
         print!("{s}");

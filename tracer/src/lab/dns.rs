@@ -8,7 +8,7 @@
 //! | `ns.test.` | A 10.77.0.1 |
 //! | `shop.test.` | A 10.77.0.2 |
 //! | `www.shop.test.` | CNAME `edge.cdn.test.` |
-//! | `edge.cdn.test.` | A 10.77.0.3, HTTPS `1 . alpn=h2,http/1.1` |
+//! | `edge.cdn.test.` | A 10.77.0.3, HTTPS `1 . alpn=h2,http/1.1` (`alpn=h3,h2,http/1.1` when `LabConfig::http3` is advertised) |
 //! | `static.shop.test.` | A 10.77.0.4 |
 //! | `refused.shop.test.` | A 10.77.0.5 (nothing listens there) |
 //! | `badcert.shop.test.` | A 10.77.0.6 (a certificate the lab CA did not sign) |
@@ -119,6 +119,11 @@ impl Zone {
                 .or_default()
                 .push(RData::CNAME(CNAME(name(target))));
         }
+        // h3 first when the origins advertise HTTP/3, as the big CDNs publish it.
+        let mut alpn: Vec<String> = vec!["h2".into(), "http/1.1".into()];
+        if config.http3.advertised() {
+            alpn.insert(0, "h3".into());
+        }
         names
             .entry(key(hosts::EDGE))
             .or_default()
@@ -127,7 +132,7 @@ impl Zone {
                 Name::root(),
                 vec![(
                     SvcParamKey::Alpn,
-                    SvcParamValue::Alpn(Alpn(vec!["h2".into(), "http/1.1".into()])),
+                    SvcParamValue::Alpn(Alpn(alpn)),
                 )],
             ))));
         let mut existing = BTreeSet::new();
@@ -482,5 +487,33 @@ mod unit {
 
         assert_eq!(resolve_v4("www.shop.test"), Some(hosts::EDGE_ADDR));
         assert_eq!(resolve_v4("nope.test"), None);
+    }
+
+    /// The HTTPS record's alpn: `h3` first exactly when HTTP/3 is advertised (drop and refuse
+    /// advertise it too, so that a client tries QUIC and falls back).
+    #[test]
+    fn https_record_alpn_follows_the_http3_setting() {
+        use super::super::Http3;
+        let alpn_of = |http3: Http3| -> Vec<String> {
+            let zone = Zone::new(&LabConfig {
+                http3,
+                ..LabConfig::default()
+            });
+            let r = ask(&zone, "edge.cdn.test.", RecordType::HTTPS);
+            let RData::HTTPS(h) = r.answers()[0].data() else {
+                panic!("no HTTPS record: {r:?}")
+            };
+            h.svc_params()
+                .iter()
+                .find_map(|(k, v)| match (k, v) {
+                    (SvcParamKey::Alpn, SvcParamValue::Alpn(a)) => Some(a.0.clone()),
+                    _ => None,
+                })
+                .expect("an alpn parameter")
+        };
+        assert_eq!(alpn_of(Http3::Off), ["h2", "http/1.1"]);
+        for on in [Http3::On, Http3::Drop, Http3::Refuse] {
+            assert_eq!(alpn_of(on), ["h3", "h2", "http/1.1"], "{on:?}");
+        }
     }
 }

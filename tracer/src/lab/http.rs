@@ -12,6 +12,9 @@
 //! (100 < N < 600, e.g. `/status/503`); `/stall` sends its head (`Content-Length: 2048`) and
 //! 1024 bytes of body, then holds the connection for [`STALL_HOLD`] and closes it.
 //!
+//! With HTTP/3 advertised (`LabConfig::http3`), every response over TLS carries
+//! `Alt-Svc: h3=":443"; ma=86400`; `super::h3` serves the same routes over QUIC.
+//!
 //! Every response waits `LabConfig::think_time` before its head and sends its body at
 //! `LabConfig::body_bytes_per_sec` when set. Plain-HTTP listeners also accept HTTP/2 with prior
 //! knowledge (h2c).
@@ -96,7 +99,7 @@ x.send();
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Site {
+pub(super) enum Site {
     /// shop.test: redirects everything to https://www.shop.test.
     Redirect,
     /// www.shop.test / edge.cdn.test: the page.
@@ -105,10 +108,26 @@ enum Site {
     Static,
 }
 
+/// The origin listeners: address, port, site, TLS. The TLS ones also serve HTTP/3 on UDP
+/// (see `super::h3`).
+pub(super) const LISTENERS: [(Ipv4Addr, u16, Site, bool); 5] = [
+    (hosts::SHOP_ADDR, 80, Site::Redirect, false),
+    (hosts::SHOP_ADDR, 443, Site::Redirect, true),
+    (hosts::EDGE_ADDR, 443, Site::Www, true),
+    (hosts::STATIC_ADDR, 443, Site::Static, true),
+    (hosts::BADCERT_ADDR, 443, Site::Www, true),
+];
+
+/// The Alt-Svc value the HTTPS origins send when HTTP/3 is advertised: the same host, UDP port
+/// 443, for a day (Chromium and Firefox remember it per origin).
+pub(super) const ALT_SVC_H3: &str = "h3=\":443\"; ma=86400";
+
 struct SiteCtx {
     site: Site,
     local: SocketAddr,
     tls: bool,
+    /// Send `Alt-Svc: h3` (HTTPS origins with HTTP/3 advertised).
+    alt_svc: bool,
     think_time: Duration,
     bytes_per_sec: Option<u64>,
     stats: Arc<LabStats>,
@@ -123,14 +142,7 @@ pub(crate) async fn start(
 ) -> Result<()> {
     let acceptor = TlsAcceptor::from(tls);
     let badcert_acceptor = TlsAcceptor::from(badcert_tls);
-    let listeners: [(Ipv4Addr, u16, Site, bool); 5] = [
-        (hosts::SHOP_ADDR, 80, Site::Redirect, false),
-        (hosts::SHOP_ADDR, 443, Site::Redirect, true),
-        (hosts::EDGE_ADDR, 443, Site::Www, true),
-        (hosts::STATIC_ADDR, 443, Site::Static, true),
-        (hosts::BADCERT_ADDR, 443, Site::Www, true),
-    ];
-    for (v4, port, site, tls) in listeners {
+    for (v4, port, site, tls) in LISTENERS {
         let mut ips: Vec<IpAddr> = vec![v4.into()];
         if config.ipv6 {
             ips.push(hosts::v6_of(v4).into());
@@ -144,6 +156,7 @@ pub(crate) async fn start(
                 site,
                 local,
                 tls,
+                alt_svc: tls && config.http3.advertised(),
                 think_time: config.think_time,
                 bytes_per_sec: config.body_bytes_per_sec.filter(|r| *r > 0),
                 stats: stats.clone(),
@@ -280,6 +293,9 @@ async fn handle(
     {
         h.insert(header::LOCATION, v);
     }
+    if ctx.alt_svc {
+        h.insert(header::ALT_SVC, HeaderValue::from_static(ALT_SVC_H3));
+    }
     if ctx.site == Site::Www && req_path == "/account" {
         h.insert(
             header::SET_COOKIE,
@@ -290,7 +306,7 @@ async fn handle(
 }
 
 /// Status, content type, body and Location for a request path.
-fn route(
+pub(super) fn route(
     site: Site,
     path: &str,
     path_and_query: &str,

@@ -10,7 +10,10 @@
 //! * the origins `http://shop.test/` (301 to `https://www.shop.test/`),
 //!   `https://www.shop.test/` (an HTML page) and `https://static.shop.test/` (its
 //!   sub-resources), speaking HTTP/1.1 and HTTP/2 (ALPN `h2`, `http/1.1`) with a certificate
-//!   issued by a lab CA generated at start ([`Lab::ca_pem_path`]).
+//!   issued by a lab CA generated at start ([`Lab::ca_pem_path`]);
+//! * with [`LabConfig::http3`], the same origins over HTTP/3 on UDP 443 (quinn + h3, ALPN `h3`),
+//!   advertised by `Alt-Svc` and the HTTPS record, or a UDP port that drops or refuses, so that
+//!   a client's fallback to TCP can be tested (see [`Http3`]).
 //!
 //! Clients run inside the namespace with [`Lab::exec_command`] (`ip netns exec <ns> ...`), which
 //! makes them use the lab DNS server. Nothing in the lab is reachable from outside the namespace
@@ -22,12 +25,15 @@
 //! Everything needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN); see [`check_privileges`].
 
 mod dns;
+mod h3;
 mod http;
 mod netns;
 mod pki;
 pub mod support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_h3;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -107,6 +113,61 @@ pub struct LabConfig {
     pub think_time: Duration,
     /// Throttle for response bodies, in bytes per second (`None`: as fast as possible).
     pub body_bytes_per_sec: Option<u64>,
+    /// HTTP/3 on UDP port 443 of the HTTPS origins, and whether it is advertised.
+    pub http3: Http3,
+}
+
+/// What the lab's HTTPS origins do on UDP port 443, and whether they advertise HTTP/3
+/// (`Alt-Svc: h3=":443"; ma=86400` on every HTTPS response over TCP, and `h3` first in the
+/// ALPN of `edge.cdn.test`'s HTTPS record).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Http3 {
+    /// Not advertised, and nothing listens on UDP 443 (a forced HTTP/3 client gets ICMP port
+    /// unreachable). Today's TCP-only lab, the default: browsers in the tests do not switch to
+    /// QUIC behind the tracer's back.
+    #[default]
+    Off,
+    /// Served (quinn + h3: the same pages, redirects and faults as over TCP) and advertised.
+    On,
+    /// Advertised, but every UDP packet to port 443 is dropped without an answer (an nftables
+    /// rule in the namespace's input hook): a client's QUIC attempt times out.
+    Drop,
+    /// Advertised, but nothing listens on UDP 443: the kernel answers each packet with ICMP
+    /// port unreachable, and a connected UDP socket gets ECONNREFUSED.
+    Refuse,
+}
+
+impl Http3 {
+    /// Whether the origins say they speak HTTP/3 (Alt-Svc and the HTTPS record).
+    pub fn advertised(self) -> bool {
+        self != Http3::Off
+    }
+    /// Whether the origins listen on UDP 443.
+    pub fn served(self) -> bool {
+        self == Http3::On
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Http3::Off => "off",
+            Http3::On => "on",
+            Http3::Drop => "drop",
+            Http3::Refuse => "refuse",
+        }
+    }
+}
+
+impl std::str::FromStr for Http3 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Http3, String> {
+        match s {
+            "off" => Ok(Http3::Off),
+            "on" => Ok(Http3::On),
+            "drop" => Ok(Http3::Drop),
+            "refuse" => Ok(Http3::Refuse),
+            _ => Err(format!("{s:?} is not one of off, on, drop, refuse")),
+        }
+    }
 }
 
 impl Default for LabConfig {
@@ -117,6 +178,7 @@ impl Default for LabConfig {
             ipv6: false,
             think_time: Duration::ZERO,
             body_bytes_per_sec: None,
+            http3: Http3::Off,
         }
     }
 }
@@ -195,14 +257,14 @@ pub struct DnsQueryRecord {
 pub struct HttpRequestRecord {
     /// Local address of the origin (e.g. 10.77.0.3:443).
     pub server: SocketAddr,
-    /// Whether the connection was TLS.
+    /// Whether the connection was TLS (always for HTTP/3, which is QUIC).
     pub tls: bool,
     /// `Host` header or `:authority`.
     pub host: String,
     pub method: String,
     /// Path and query.
     pub path: String,
-    /// `HTTP/1.1` or `HTTP/2` (or `HTTP/1.0`).
+    /// `HTTP/1.1`, `HTTP/2` or `HTTP/3` (or `HTTP/1.0`).
     pub version: String,
     pub status: u16,
 }
@@ -217,6 +279,7 @@ pub(crate) struct LabStats {
     dns_log: Mutex<Vec<DnsQueryRecord>>,
     tcp_accepts: AtomicU64,
     tls_handshakes: AtomicU64,
+    quic_handshakes: AtomicU64,
     http_log: Mutex<Vec<HttpRequestRecord>>,
 }
 
@@ -240,6 +303,9 @@ impl LabStats {
     }
     pub(crate) fn tls_handshake_done(&self) {
         self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn quic_handshake_done(&self) {
+        self.quic_handshakes.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn http_request(&self, rec: HttpRequestRecord) {
         Self::push(&self.http_log, rec);
@@ -285,6 +351,9 @@ impl Lab {
 
         let dir = TempDir::create(&name)?;
         let ns = netns::Namespace::create(&name)?;
+        if config.http3 == Http3::Drop {
+            ns.drop_udp_443()?;
+        }
 
         let key_log_path = dir.0.join("server-keylog.txt");
         let pki = pki::LabPki::generate(&key_log_path)?;
@@ -298,6 +367,8 @@ impl Lab {
             stats: stats.clone(),
             tls: pki.server_config.clone(),
             badcert_tls: pki.badcert_config.clone(),
+            h3_tls: pki.h3_config.clone(),
+            badcert_h3_tls: pki.badcert_h3_config.clone(),
         };
         let servers = netns::ServerThread::spawn(&name, setup).await?;
         tracing::debug!("tracer::lab: lab {name} up");
@@ -419,6 +490,11 @@ impl Lab {
         self.stats.tls_handshakes.load(Ordering::Relaxed)
     }
 
+    /// QUIC handshakes (HTTP/3 connections) completed by the origins so far.
+    pub fn quic_handshake_count(&self) -> u64 {
+        self.stats.quic_handshakes.load(Ordering::Relaxed)
+    }
+
     /// HTTP requests served so far, oldest first.
     pub fn http_requests(&self) -> Vec<HttpRequestRecord> {
         self.stats
@@ -433,6 +509,7 @@ impl Lab {
         self.stats.dns_queries.store(0, Ordering::Relaxed);
         self.stats.tcp_accepts.store(0, Ordering::Relaxed);
         self.stats.tls_handshakes.store(0, Ordering::Relaxed);
+        self.stats.quic_handshakes.store(0, Ordering::Relaxed);
         self.stats
             .dns_log
             .lock()

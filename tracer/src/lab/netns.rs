@@ -20,8 +20,17 @@ const IP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `ip` with `args` (and optional stdin), bounded in time; fails with its stderr.
 fn ip(args: &[&str], stdin: Option<&str>) -> Result<()> {
-    let mut child = Command::new("ip")
-        .args(args)
+    run_bounded(Command::new("ip").args(args), stdin, "`ip` (package iproute2)")
+}
+
+/// Runs `cmd` (with optional stdin), bounded in time; fails with its stderr. `what` names the
+/// program in errors.
+fn run_bounded(cmd: &mut Command, stdin: Option<&str>, what: &str) -> Result<()> {
+    let args: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -30,10 +39,10 @@ fn ip(args: &[&str], stdin: Option<&str>) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running `ip` (package iproute2)")?;
+        .with_context(|| format!("running {what}"))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         pipe.write_all(input.as_bytes())
-            .context("writing to `ip -batch -`")?;
+            .with_context(|| format!("writing to {what}"))?;
     }
     let deadline = Instant::now() + IP_TIMEOUT;
     let status = loop {
@@ -43,10 +52,7 @@ fn ip(args: &[&str], stdin: Option<&str>) -> Result<()> {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!(
-                "`ip {}` did not finish within {IP_TIMEOUT:?}",
-                args.join(" ")
-            );
+            bail!("`{}` did not finish within {IP_TIMEOUT:?}", args.join(" "));
         }
         std::thread::sleep(Duration::from_millis(2));
     };
@@ -56,7 +62,7 @@ fn ip(args: &[&str], stdin: Option<&str>) -> Result<()> {
             use std::io::Read as _;
             let _ = e.read_to_string(&mut err);
         }
-        bail!("`ip {}` failed ({status}): {}", args.join(" "), err.trim());
+        bail!("`{}` failed ({status}): {}", args.join(" "), err.trim());
     }
     Ok(())
 }
@@ -103,6 +109,24 @@ impl Namespace {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Drops every UDP packet to port 443 inside the namespace, without an ICMP error: an
+    /// nftables table of the namespace's own (the root namespace's rules are not touched, and
+    /// the table goes with the namespace).
+    pub(crate) fn drop_udp_443(&self) -> Result<()> {
+        const RULES: &str = "table inet tracer_lab {\n\
+             \tchain input {\n\
+             \t\ttype filter hook input priority 0; policy accept;\n\
+             \t\tudp dport 443 drop\n\
+             \t}\n\
+             }\n";
+        run_bounded(
+            Command::new("ip").args(["netns", "exec", &self.name, "nft", "-f", "-"]),
+            Some(RULES),
+            "`nft` (package nftables)",
+        )
+        .context("adding the lab's UDP 443 drop rule")
     }
 }
 
@@ -199,6 +223,9 @@ pub(crate) struct ServerSetup {
     pub(crate) tls: Arc<rustls::ServerConfig>,
     /// For `badcert.shop.test`: a certificate the lab CA did not sign.
     pub(crate) badcert_tls: Arc<rustls::ServerConfig>,
+    /// The QUIC (TLS 1.3, ALPN h3) configs of the same two leaves.
+    pub(crate) h3_tls: Arc<rustls::ServerConfig>,
+    pub(crate) badcert_h3_tls: Arc<rustls::ServerConfig>,
 }
 
 /// The OS thread that lives inside the namespace and runs the servers on its own
@@ -298,6 +325,13 @@ fn server_thread_main(
                 setup.stats.clone(),
                 setup.tls.clone(),
                 setup.badcert_tls.clone(),
+            )
+            .await?;
+            super::h3::start(
+                &setup.config,
+                setup.stats.clone(),
+                setup.h3_tls.clone(),
+                setup.badcert_h3_tls.clone(),
             )
             .await?;
             anyhow::Ok(())

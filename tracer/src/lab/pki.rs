@@ -19,6 +19,15 @@ pub(crate) struct LabPki {
     /// `badcert.shop.test`'s: a leaf for that name signed by a throwaway CA that nothing
     /// trusts (clients report an unknown issuer).
     pub(crate) badcert_config: Arc<rustls::ServerConfig>,
+    /// The same leaves for HTTP/3 over QUIC: TLS 1.3 only, ALPN `h3`, 0-RTT accepted.
+    pub(crate) h3_config: Arc<rustls::ServerConfig>,
+    pub(crate) badcert_h3_config: Arc<rustls::ServerConfig>,
+}
+
+/// The two server configs of one leaf: TCP (ALPN h2, http/1.1) and QUIC (ALPN h3).
+struct LeafConfigs {
+    tcp: Arc<rustls::ServerConfig>,
+    quic: Arc<rustls::ServerConfig>,
 }
 
 /// Names on the leaf certificate.
@@ -53,14 +62,14 @@ fn new_ca(common_name: &str) -> Result<(rcgen::Certificate, KeyPair)> {
     Ok((ca_cert, ca_key))
 }
 
-/// A rustls server config (ALPN h2, http/1.1) with a leaf for `names` (common name
-/// `common_name`) signed by `ca`.
+/// Rustls server configs (TCP: ALPN h2, http/1.1; QUIC: ALPN h3) with a leaf for `names`
+/// (common name `common_name`) signed by `ca`.
 fn leaf_server_config(
     common_name: &str,
     names: &[&str],
     ca: &(rcgen::Certificate, KeyPair),
     key_log: Arc<dyn rustls::KeyLog>,
-) -> Result<Arc<rustls::ServerConfig>> {
+) -> Result<LeafConfigs> {
     let leaf_key = KeyPair::generate().context("generating a lab server key")?;
     let mut leaf =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
@@ -74,34 +83,49 @@ fn leaf_server_config(
         .signed_by(&leaf_key, &ca.0, &ca.1)
         .context("signing a lab server cert")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+    let chain = vec![CertificateDer::from(leaf_cert.der().to_vec())];
+    let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("rustls protocol versions")?
         .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(leaf_cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
+        .with_single_cert(chain.clone(), key())
         .context("building a lab TLS server config")?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    server.key_log = key_log;
-    Ok(Arc::new(server))
+    server.key_log = key_log.clone();
+    // QUIC is TLS 1.3 only (RFC 9001 4.2); a max_early_data_size of u32::MAX is how quinn
+    // accepts 0-RTT (QUIC allows only 0 or that value).
+    let mut quic = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("rustls TLS 1.3 for QUIC")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key())
+        .context("building a lab QUIC TLS server config")?;
+    quic.alpn_protocols = vec![b"h3".to_vec()];
+    quic.max_early_data_size = u32::MAX;
+    quic.key_log = key_log;
+    Ok(LeafConfigs {
+        tcp: Arc::new(server),
+        quic: Arc::new(quic),
+    })
 }
 
 impl LabPki {
-    /// Generates the CA and a leaf certificate for the lab names, and a rustls server config
-    /// (ALPN h2, http/1.1) that appends TLS secrets to `key_log_path`.
+    /// Generates the CA and a leaf certificate for the lab names, and rustls server configs
+    /// (TCP: ALPN h2, http/1.1; QUIC: h3) that append TLS secrets to `key_log_path`.
     pub(crate) fn generate(key_log_path: &Path) -> Result<LabPki> {
         let key_log: Arc<dyn rustls::KeyLog> = Arc::new(FileKeyLog::new(key_log_path)?);
         let ca = new_ca("tracer lab CA")?;
-        let server_config = leaf_server_config(hosts::WWW, LEAF_NAMES, &ca, key_log.clone())?;
+        let leaf = leaf_server_config(hosts::WWW, LEAF_NAMES, &ca, key_log.clone())?;
         // Nothing trusts this CA: its key is dropped here.
         let untrusted = new_ca("tracer lab untrusted CA")?;
-        let badcert_config = leaf_server_config(hosts::BADCERT, &[hosts::BADCERT], &untrusted, key_log)?;
+        let badcert = leaf_server_config(hosts::BADCERT, &[hosts::BADCERT], &untrusted, key_log)?;
         Ok(LabPki {
             ca_pem: ca.0.pem(),
-            server_config,
-            badcert_config,
+            server_config: leaf.tcp,
+            badcert_config: badcert.tcp,
+            h3_config: leaf.quic,
+            badcert_h3_config: badcert.quic,
         })
     }
 }
