@@ -1,6 +1,7 @@
 //! User-space decoders for the bytes the eBPF programs capture: DNS messages, the TLS record
-//! layer and ClientHello, and HTTP (the first line of HTTP/1.x traffic, and whole HTTP/1.x and
-//! HTTP/2 exchanges from a connection's plaintext).
+//! layer and ClientHello, HTTP (the first line of HTTP/1.x traffic, and whole HTTP/1.x and
+//! HTTP/2 exchanges from a connection's plaintext), and QUIC packets (headers, the Initial
+//! packets decrypted with their public keys, the handshake of a connection).
 //!
 //! Every decoder takes untrusted, possibly truncated bytes (the kernel copies at most a fixed
 //! number of bytes per event) and returns an error that names what was wrong; none of them
@@ -8,6 +9,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod quic;
 pub mod tls;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

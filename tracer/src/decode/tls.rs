@@ -17,6 +17,12 @@ const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
+const EXT_KEY_SHARE: u16 = 51;
+/// quic_transport_parameters (RFC 9001 8.2).
+const EXT_QUIC_TRANSPORT_PARAMETERS: u16 = 57;
+/// The largest handshake message reassembled: a ClientHello with post-quantum key shares is
+/// 1.5-2 KB; 64 KiB is far beyond any real one and bounds what hostile input can make us keep.
+pub const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
 const SNI_HOST_NAME: u8 = 0;
 
 /// Why TLS bytes could not be parsed.
@@ -108,6 +114,14 @@ pub struct ClientHello {
     /// The supported_versions extension, in order, GREASE values included (see [`is_grease`]);
     /// empty when the extension is absent (a TLS 1.2-only client).
     pub supported_versions: Vec<u16>,
+    /// The named groups of the key_share extension, in order (0x11ec is X25519MLKEM768, whose
+    /// 1,216-byte share makes a QUIC ClientHello span two Initial packets); empty when absent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_share_groups: Vec<u16>,
+    /// The body of the quic_transport_parameters extension (57), as sent: QUIC clients only
+    /// (parsed by `decode::quic::transport_params`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic_transport_parameters: Option<Vec<u8>>,
 }
 
 /// Parses the 5-byte record header at the start of `bytes` (the body need not be present).
@@ -148,6 +162,42 @@ pub fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && v >> 12 == (v >> 4) & 0x0f
 }
 
+/// Parses a ClientHello handshake message (type 1, 3-byte length, body) at the start of
+/// `bytes`, as QUIC carries it in CRYPTO frames: without the record layer.
+pub fn parse_client_hello_message(bytes: &[u8]) -> Result<ClientHello, TlsError> {
+    parse_handshake_message(bytes, HANDSHAKE_CLIENT_HELLO).and_then(parse_hello_body)
+}
+
+/// Parses a ServerHello handshake message (type 2) at the start of `bytes`, without the record
+/// layer (QUIC's Initial CRYPTO frames).
+pub fn parse_server_hello_message(bytes: &[u8]) -> Result<ServerHello, TlsError> {
+    parse_handshake_message(bytes, HANDSHAKE_SERVER_HELLO).and_then(parse_server_hello_body)
+}
+
+/// The body of the handshake message of type `want` at the start of `bytes`.
+fn parse_handshake_message(bytes: &[u8], want: u8) -> Result<&[u8], TlsError> {
+    let Some(&[ty, a, b, c]) = bytes.first_chunk::<4>() else {
+        return Err(TlsError::Truncated {
+            what: "handshake message header",
+            got: bytes.len(),
+            needed: 4,
+        });
+    };
+    if ty != want {
+        return Err(if want == HANDSHAKE_CLIENT_HELLO {
+            TlsError::NotClientHello(ty)
+        } else {
+            malformed(format!("handshake type {ty} is not ServerHello (2)"))
+        });
+    }
+    let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+    bytes.get(4..4 + len).ok_or(TlsError::Truncated {
+        what: "handshake message",
+        got: bytes.len(),
+        needed: 4 + len,
+    })
+}
+
 /// Parses the ClientHello carried by the TLS record(s) at the start of `bytes`. A ClientHello
 /// split over several handshake records is put back together.
 pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, TlsError> {
@@ -184,6 +234,11 @@ pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, TlsError> {
         };
         if let Some(message) = handshake.get(4..needed) {
             return parse_hello_body(message);
+        }
+        if needed > MAX_HANDSHAKE_MESSAGE {
+            return Err(malformed(format!(
+                "a ClientHello of {needed} bytes (at most {MAX_HANDSHAKE_MESSAGE})"
+            )));
         }
         if rest.is_empty() {
             return Err(TlsError::Truncated {
@@ -239,6 +294,8 @@ fn parse_hello_body(body: &[u8]) -> Result<ClientHello, TlsError> {
             EXT_SERVER_NAME => hello.sni = Some(parse_sni(data)?),
             EXT_ALPN => hello.alpn = parse_alpn(data)?,
             EXT_SUPPORTED_VERSIONS => hello.supported_versions = parse_supported_versions(data)?,
+            EXT_KEY_SHARE => hello.key_share_groups = parse_key_share_groups(data)?,
+            EXT_QUIC_TRANSPORT_PARAMETERS => hello.quic_transport_parameters = Some(data.to_vec()),
             _ => {}
         }
     }
@@ -303,6 +360,18 @@ fn parse_supported_versions(data: &[u8]) -> Result<Vec<u16>, TlsError> {
         .collect())
 }
 
+fn parse_key_share_groups(data: &[u8]) -> Result<Vec<u16>, TlsError> {
+    let mut outer = Reader::new(data);
+    let mut list = Reader::new(outer.vec16("key_share client_shares")?);
+    outer.finish("key_share extension")?;
+    let mut groups = Vec::new();
+    while !list.is_empty() {
+        groups.push(list.u16("key_share group")?);
+        list.vec16("key_exchange")?;
+    }
+    Ok(groups)
+}
+
 /// Printable ASCII as is, anything else as `\xNN`.
 fn escape_bytes(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len());
@@ -346,7 +415,11 @@ pub fn parse_server_hello(bytes: &[u8]) -> Result<ServerHello, TlsError> {
     }
     let len_bytes = r.take(3, "handshake length")?;
     let len = usize::from(len_bytes[0]) << 16 | usize::from(len_bytes[1]) << 8 | usize::from(len_bytes[2]);
-    let mut r = Reader::new(r.take(len, "ServerHello")?);
+    parse_server_hello_body(r.take(len, "ServerHello")?)
+}
+
+fn parse_server_hello_body(body: &[u8]) -> Result<ServerHello, TlsError> {
+    let mut r = Reader::new(body);
     let legacy_version = r.u16("legacy_version")?;
     r.take(32, "random")?;
     r.vec8("session id")?;
