@@ -20,8 +20,9 @@ const EXT_SUPPORTED_VERSIONS: u16 = 43;
 const EXT_KEY_SHARE: u16 = 51;
 /// quic_transport_parameters (RFC 9001 8.2).
 const EXT_QUIC_TRANSPORT_PARAMETERS: u16 = 57;
-/// The largest handshake message reassembled: a ClientHello with post-quantum key shares is
-/// 1.5-2 KB; 64 KiB is far beyond any real one and bounds what hostile input can make us keep.
+/// The largest handshake stream QUIC's decoder puts together from CRYPTO frames: a ClientHello
+/// with post-quantum key shares is 1.5-2 KB; 64 KiB is far beyond any real one and bounds what
+/// hostile input can make us keep.
 pub const MAX_HANDSHAKE_MESSAGE: usize = 64 * 1024;
 const SNI_HOST_NAME: u8 = 0;
 
@@ -234,11 +235,6 @@ pub fn parse_client_hello(bytes: &[u8]) -> Result<ClientHello, TlsError> {
         };
         if let Some(message) = handshake.get(4..needed) {
             return parse_hello_body(message);
-        }
-        if needed > MAX_HANDSHAKE_MESSAGE {
-            return Err(malformed(format!(
-                "a ClientHello of {needed} bytes (at most {MAX_HANDSHAKE_MESSAGE})"
-            )));
         }
         if rest.is_empty() {
             return Err(TlsError::Truncated {
