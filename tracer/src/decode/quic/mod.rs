@@ -31,6 +31,8 @@ pub mod transport_params;
 mod test_packets;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod tests_recorded;
 
 pub use initial::{CryptoStream, Frame, InitialKeys, Sender, parse_frames};
 pub use packet::{

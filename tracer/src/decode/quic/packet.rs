@@ -221,7 +221,7 @@ pub fn parse_packet(bytes: &[u8], short_dcid_len: Option<usize>) -> Result<(Head
     let first = r.u8("first byte")?;
     if first & 0x80 == 0 {
         // Short header: 0b01SRRKPP. The fixed bit must be set (RFC 9000 17.3.1) unless the
-        // peer allowed greasing it (RFC 9287); accept both, as the packet ends the datagram.
+        // peer allowed greasing it (RFC 9287); both are taken, as the packet ends the datagram.
         let dcid = match short_dcid_len {
             Some(n) if n <= MAX_CID_LEN => Some(ConnectionId(r.take(n, "short header connection ID")?.to_vec())),
             Some(n) => return Err(QuicError::ConnectionIdTooLong(n)),
@@ -249,11 +249,8 @@ pub fn parse_packet(bytes: &[u8], short_dcid_len: Option<usize>) -> Result<(Head
         // Unknown versions share only the invariants: the rest is opaque, to the datagram's end.
         return Ok((Header::UnknownVersion { version, dcid, scid }, bytes.len()));
     }
-    if first & 0x40 == 0 {
-        return Err(QuicError::Malformed(format!(
-            "long header 0x{first:02x} without the fixed bit"
-        )));
-    }
+    // The fixed bit (0x40) may be clear: a peer that announced grease_quic_bit (RFC 9287) lets
+    // the other side vary it, and quinn does, in long headers too.
     let ty = LongType::from_bits(first >> 4, version);
     if ty == LongType::Retry {
         let rest = r.rest();
