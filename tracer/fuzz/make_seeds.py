@@ -237,3 +237,59 @@ write("events", "exit", rec("exit", b""))
 write("har", "ramp", bytes(range(256)) * 4)
 write("har", "ones", b"\x01" * 512)
 write("har", "mixed", bytes((i * 37 + 11) % 256 for i in range(2048)))
+
+# ------------------------------------------------------------------------------- QUIC
+# Records [kind][len u16][bytes]: 0/1 raw datagram from the client/server, 2/3 Initial
+# plaintext (frames) from the client/server that the target seals with the Initial keys,
+# 4 the original destination connection ID, 5 toggles QUIC version 2.
+
+def qrec(kind, body):
+    return bytes([kind]) + struct.pack(">H", len(body)) + body
+
+
+def varint(v):
+    if v < 64:
+        return bytes([v])
+    if v < 16384:
+        return struct.pack(">H", 0x4000 | v)
+    return struct.pack(">I", 0x80000000 | v)
+
+
+def crypto(offset, data):
+    return b"\x06" + varint(offset) + varint(len(data)) + data
+
+
+# RFC 9001 A.2: the client's CRYPTO frame (a ClientHello for example.com with transport
+# parameters), A.3: the server's ACK + CRYPTO (ServerHello), A.4: a Retry.
+rfc_client_crypto = bytes.fromhex(
+    "060040f1010000ed0303ebf8fa56f12939b9584a3896472ec40bb863cfd3e86804fe3a47f06a2b69484c"
+    "00000413011302010000c000000010000e00000b6578616d706c652e636f6dff01000100000a000800"
+    "06001d0017001800100007000504616c706e000500050100000000003300260024001d00209370b2c9"
+    "caa47fbabaf4559fedba753de171fa71f50f1ce15d43e994ec74d748002b0003020304000d0010000e"
+    "0403050306030203080408050806002d00020101001c00024001003900320408ffffffffffffffff05"
+    "048000ffff07048000ffff0801100104800075300901100f088394c8f03e51570806048000ffff")
+rfc_server = bytes.fromhex(
+    "02000000000600405a020000560303eefce7f7b37ba1d1632e96677825ddf73988cfc79825df566dc543"
+    "0b9a045a1200130100002e00330024001d00209d3c940d89690b84d08a60993c144eca684d1081287c83"
+    "4d5311bcf32bb9da1a002b00020304")
+rfc_retry = bytes.fromhex("ff000000010008f067a5502a4262b5746f6b656e04a265ba2eff4d829058fb3f0f2496ba")
+server_id = bytes.fromhex("f067")
+handshake_and_short = (b"\xe3\x00\x00\x00\x01" + bytes([2]) + server_id + b"\x00" + struct.pack(">H", 0x4000 | 40)
+                       + bytes(40) + b"\x43" + server_id + bytes(30))
+write("quic", "rfc-handshake", qrec(2, rfc_client_crypto + bytes(100)) + qrec(3, rfc_server)
+      + qrec(0, handshake_and_short))
+write("quic", "rfc-v2", qrec(5, b"") + qrec(2, rfc_client_crypto) + qrec(3, rfc_server))
+write("quic", "retry", qrec(0, bytes.fromhex("c000000001088394c8f03e51570800") + bytes(40)) + qrec(1, rfc_retry)
+      + qrec(4, server_id) + qrec(2, rfc_client_crypto))
+vn = b"\xaa\x00\x00\x00\x00\x00\x08" + bytes.fromhex("8394c8f03e515708") + struct.pack(">II", 0x6B3343CF, 1)
+write("quic", "version-negotiation", qrec(1, vn) + qrec(5, b"") + qrec(2, rfc_client_crypto))
+# A ClientHello over two Initials, pieces in shuffled order (as Chromium sends them).
+ch = rfc_client_crypto[4:]
+write("quic", "split-hello", qrec(2, crypto(120, ch[120:]) + b"\x01") + qrec(2, crypto(0, ch[:120]) + bytes(10))
+      + qrec(3, rfc_server))
+# The server refuses: CONNECTION_CLOSE with CRYPTO_ERROR 0x178 (no_application_protocol).
+close = b"\x1c" + varint(0x178) + varint(6) + varint(9) + b"no common"
+write("quic", "server-close", qrec(2, rfc_client_crypto) + qrec(3, close))
+# 0-RTT packets coalesced after the Initial's datagram.
+zero_rtt = b"\xd3\x00\x00\x00\x01\x08" + bytes.fromhex("8394c8f03e515708") + b"\x00" + struct.pack(">H", 0x4000 | 60) + bytes(60)
+write("quic", "zero-rtt", qrec(2, rfc_client_crypto) + qrec(0, zero_rtt + zero_rtt))

@@ -4,7 +4,8 @@
 //! maps its own model onto these types, next to that model.
 //!
 //! What both exports follow: times in ms, `-1` for a phase that did not happen; `connect`
-//! includes `ssl`; an entry's `time` is the sum of its non-negative phases except `ssl`
+//! includes `ssl` (for HTTP/3 both are the QUIC handshake); `httpVersion` `h3` for HTTP/3
+//! ([`http_version`]); an entry's `time` is the sum of its non-negative phases except `ssl`
 //! ([`entry_time`]), rounded at the export's resolution (see [`crate::clock`]). Fields
 //! starting with `_` are extensions; each is written only by the export that has it:
 //! - the fetcher: `_monotonicStartNs` (page), `_connectionReused`, `_initiator`, `_monotonic`
@@ -216,6 +217,12 @@ impl Timings {
     pub fn total(&self) -> f64 {
         entry_time([self.blocked, self.dns, self.connect, self.send, self.wait, self.receive])
     }
+}
+
+/// `httpVersion` as Chrome's HAR export writes HTTP/3: `h3` (for `HTTP/3` or `h3`); other
+/// versions as the export recorded them (`HTTP/1.1`, `HTTP/2`).
+pub fn http_version(v: &str) -> String {
+    if v.eq_ignore_ascii_case("HTTP/3") || v == "h3" { "h3".to_owned() } else { v.to_owned() }
 }
 
 /// HAR's `time` of an entry, unrounded, from its `blocked, dns, connect, send, wait, receive`:

@@ -412,6 +412,8 @@ fn fetched(url: &str) -> tracer::fetch::PageLoad {
         bytes_sent: 0,
         bytes_received: 0,
         failure: None,
+        quic: None,
+        fell_back_from: None,
     };
     PageLoad {
         input: url.into(),

@@ -17,6 +17,9 @@ use tracer::lab::{Lab, LabConfig, hosts};
 mod support;
 use support::{TRACER, require, run_bounded};
 
+#[path = "fetch_h3/cases.rs"]
+mod http3;
+
 const DNS_DELAY: Duration = Duration::from_millis(50);
 const THINK: Duration = Duration::from_millis(100);
 

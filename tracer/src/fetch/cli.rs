@@ -26,9 +26,17 @@ pub struct FetchArgs {
     /// Do not verify certificates (the chain is still shown).
     #[arg(short = 'k', long)]
     pub insecure: bool,
-    /// Offer only HTTP/1.1 in ALPN (default: h2 and http/1.1).
-    #[arg(long = "http1.1")]
+    /// Offer only HTTP/1.1 in ALPN (default: h2 and http/1.1), and no HTTP/3.
+    #[arg(long = "http1.1", conflicts_with = "http3")]
     pub http1_1: bool,
+    /// HTTP/3 (QUIC) for every https URL, never TCP. By default HTTP/3 is used as a browser
+    /// uses it: when the host's HTTPS DNS record lists h3, or an earlier response of the load
+    /// said `Alt-Svc: h3`, racing TCP (which starts if QUIC is not up within 300 ms).
+    #[arg(long, conflicts_with = "no_http3")]
+    pub http3: bool,
+    /// Never HTTP/3 (no HTTPS record asked for, Alt-Svc ignored).
+    #[arg(long)]
+    pub no_http3: bool,
     /// Do not follow redirects.
     #[arg(long)]
     pub no_follow: bool,
@@ -90,6 +98,13 @@ impl FetchArgs {
             cacert: self.cacert.clone(),
             insecure: self.insecure,
             http1_only: self.http1_1,
+            http3: if self.http3 {
+                super::quic::Http3Mode::Force
+            } else if self.no_http3 {
+                super::quic::Http3Mode::Off
+            } else {
+                super::quic::Http3Mode::Auto
+            },
             extra_headers: self.headers.clone(),
             ..FetchOptions::default()
         })

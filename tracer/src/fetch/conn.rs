@@ -40,7 +40,11 @@ pub(crate) struct IoStats {
 }
 
 impl IoStats {
-    fn wrote(&self, n: usize) {
+    pub(crate) fn read(&self, n: usize) {
+        self.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wrote(&self, n: usize) {
         if n == 0 {
             return;
         }
@@ -300,6 +304,7 @@ pub(crate) async fn tls_handshake(
 pub(crate) enum Sender {
     H1(http1::SendRequest<Empty<Bytes>>),
     H2(http2::SendRequest<Empty<Bytes>>),
+    H3(super::quic::H3Sender),
 }
 
 impl Sender {
@@ -307,13 +312,19 @@ impl Sender {
         match self {
             Sender::H1(s) => s.is_closed(),
             Sender::H2(s) => s.is_closed(),
+            Sender::H3(s) => s.is_closed(),
         }
     }
     pub(crate) fn version(&self) -> &'static str {
         match self {
             Sender::H1(_) => "HTTP/1.1",
             Sender::H2(_) => "HTTP/2",
+            Sender::H3(_) => "HTTP/3",
         }
+    }
+    /// HTTP/2 and HTTP/3 carry every request to their origin at once.
+    pub(crate) fn multiplexed(&self) -> bool {
+        !matches!(self, Sender::H1(_))
     }
 }
 

@@ -3,7 +3,8 @@
 //! in parallel, as glibc's getaddrinfo sends them, each timed on its own. Like a stub
 //! resolver the fetcher takes the recursive server's answer as it is (a CNAME chain with its
 //! target's records, or NODATA) and does not chase CNAMEs itself, so it asks exactly the
-//! questions getaddrinfo asks. `/etc/hosts` is read first, as the system resolver would.
+//! questions getaddrinfo asks (and, for an https origin that may speak HTTP/3, the HTTPS record
+//! Chromium asks for). `/etc/hosts` is read first, as the system resolver would.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -85,8 +86,10 @@ impl Dns {
     }
 
     /// Resolves `host` (an IDNA-encoded name). Always returns a record; `failure` is set
-    /// when no address came back.
-    pub(crate) async fn lookup(&self, id: usize, host: &str) -> DnsLookup {
+    /// when no address came back. With `https` the host's HTTPS record is asked for too, in
+    /// parallel (its `alpn` tells whether the origin speaks HTTP/3); its answer never fails
+    /// the lookup.
+    pub(crate) async fn lookup(&self, id: usize, host: &str, https: bool) -> DnsLookup {
         let start = monotonic_ns();
         let mut lookup = DnsLookup {
             id,
@@ -98,6 +101,7 @@ impl Dns {
             cname_chain: vec![host.to_owned()],
             addresses: Vec::new(),
             min_ttl: None,
+            https_alpn: Vec::new(),
             failure: None,
         };
         let name = match Name::from_ascii(host) {
@@ -134,9 +138,16 @@ impl Dns {
             return lookup;
         }
 
-        let (a, aaaa) = tokio::join!(
+        let asks_https = async {
+            match https {
+                true => Some(self.query(&name, RecordType::HTTPS).await),
+                false => None,
+            }
+        };
+        let ((a, _), (aaaa, _), https) = tokio::join!(
             self.query(&name, RecordType::A),
-            self.query(&name, RecordType::AAAA)
+            self.query(&name, RecordType::AAAA),
+            asks_https
         );
         lookup.span = Span::since(start).into();
         let mut addrs = Vec::new();
@@ -158,10 +169,15 @@ impl Dns {
             lookup.failure = Some(dns_failure(host, &a, &aaaa, &self.nameservers));
         }
         lookup.queries = vec![a, aaaa];
+        if let Some((https, alpn)) = https {
+            lookup.https_alpn = alpn;
+            lookup.queries.push(https);
+        }
         lookup
     }
 
-    async fn query(&self, name: &Name, rt: RecordType) -> DnsQuery {
+    /// One query, and for an HTTPS query the `alpn` of its answer's HTTPS records.
+    async fn query(&self, name: &Name, rt: RecordType) -> (DnsQuery, Vec<String>) {
         let start = monotonic_ns();
         let res = self
             .client
@@ -173,26 +189,42 @@ impl Dns {
             Ok(resp) => {
                 let records: Vec<DnsRecord> = resp.answers().iter().map(record).collect();
                 let has_type = records.iter().any(|r| r.rtype == rt.to_string());
-                DnsQuery {
+                let alpn = resp.answers().iter().flat_map(|r| https_alpn(r.data())).collect();
+                let q = DnsQuery {
                     qtype: rt.to_string(),
                     span,
                     rcode: Some(rcode_name(resp.response_code())),
                     error: (!has_type).then(|| "no records of this type".to_owned()),
                     records,
-                }
+                };
+                (q, alpn)
             }
             Err(e) => {
                 let (rcode, error) = describe_proto(&e);
-                DnsQuery {
+                let q = DnsQuery {
                     qtype: rt.to_string(),
                     span,
                     rcode,
                     records: Vec::new(),
                     error: Some(error),
-                }
+                };
+                (q, Vec::new())
             }
         }
     }
+}
+
+/// The `alpn` values of an HTTPS record (RFC 9460 7.1.1), in order.
+fn https_alpn(r: &RData) -> Vec<String> {
+    use hickory_resolver::proto::rr::rdata::svcb::SvcParamValue;
+    let RData::HTTPS(h) = r else { return Vec::new() };
+    h.svc_params()
+        .iter()
+        .flat_map(|(_, v)| match v {
+            SvcParamValue::Alpn(a) => a.0.clone(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// `NOERROR`, `NXDOMAIN`, ... as dig prints them.

@@ -25,42 +25,52 @@ use super::pool::{Conn, Lease, Pool, Slot};
 use super::tls::TlsSetup;
 use super::{FetchError, FetchOptions};
 
+mod quic_setup;
+
 /// Largest document body kept for HTML parsing (the rest is counted, not kept).
 const MAX_DOCUMENT_BODY: usize = 8 * 1024 * 1024;
 
 /// A lookup's outcome, shared by every connection to that host during the load.
 #[derive(Clone)]
-struct Resolved {
+pub(super) struct Resolved {
     dns_id: usize,
     addrs: Vec<IpAddr>,
+    /// The HTTPS record's alpn (`h3` ...), when it was asked for.
+    pub(super) https_alpn: Vec<String>,
     failure: Option<Failure>,
 }
 
 #[derive(Default)]
-struct Recorder {
+pub(super) struct Recorder {
     entries: Vec<Entry>,
-    connections: Vec<Connection>,
-    stats: Vec<Option<Arc<IoStats>>>,
+    pub(super) connections: Vec<Connection>,
+    pub(super) stats: Vec<Option<Arc<IoStats>>>,
+    /// What the sockets of QUIC connections saw (by connection id).
+    pub(super) wires: Vec<Option<Arc<super::quic::Wire>>>,
     dns: Vec<DnsLookup>,
 }
 
 pub(crate) struct Ctx {
-    opts: FetchOptions,
+    pub(super) opts: FetchOptions,
     dns: Dns,
-    tls: TlsSetup,
+    pub(super) tls: TlsSetup,
     pool: Pool,
     rec: Mutex<Recorder>,
     host_cache: Mutex<HashMap<String, Arc<OnceCell<Resolved>>>>,
+    /// HTTP/3 discovery: origins whose responses said `Alt-Svc: h3` (the port), and origins
+    /// whose QUIC attempt failed in this load (not tried again).
+    pub(super) alt_svc: Mutex<HashMap<Origin, u16>>,
+    pub(super) quic_broken: Mutex<std::collections::HashSet<Origin>>,
 }
 
 /// Timings of a connection set-up, as seen by the request that triggered it.
 #[derive(Default)]
-struct Setup {
+pub(super) struct Setup {
     dns: Option<Span>,
     dns_id: Option<usize>,
-    connect: Option<Span>,
-    tls: Option<Span>,
-    connection_id: Option<usize>,
+    pub(super) connect: Option<Span>,
+    pub(super) tls: Option<Span>,
+    pub(super) connection_id: Option<usize>,
 }
 
 /// How a redirect chain ended.
@@ -91,16 +101,19 @@ impl Ctx {
             pool,
             rec: Mutex::default(),
             host_cache: Mutex::default(),
+            alt_svc: Mutex::default(),
+            quic_broken: Mutex::default(),
         })
     }
 
-    fn rec(&self) -> std::sync::MutexGuard<'_, Recorder> {
+    pub(super) fn rec(&self) -> std::sync::MutexGuard<'_, Recorder> {
         self.rec.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Resolves `host` once per page load; later connections reuse the answer (the span is
-    /// then `None`, as for a browser's host cache). A lookup still running is joined.
-    async fn resolve(&self, host: &str) -> (Resolved, Option<Span>) {
+    /// then `None`, as for a browser's host cache). A lookup still running is joined. With
+    /// `https` the first lookup asks for the HTTPS record too.
+    async fn resolve(&self, host: &str, https: bool) -> (Resolved, Option<Span>) {
         let cell = {
             let mut m = self.host_cache.lock().unwrap_or_else(|e| e.into_inner());
             m.entry(host.to_owned()).or_default().clone()
@@ -111,12 +124,13 @@ impl Ctx {
         let start = monotonic_ns();
         let r = cell
             .get_or_init(|| async {
-                let mut l = self.dns.lookup(0, host).await;
+                let mut l = self.dns.lookup(0, host, https).await;
                 let mut rec = self.rec();
                 l.id = rec.dns.len();
                 let r = Resolved {
                     dns_id: l.id,
                     addrs: l.addresses.clone(),
+                    https_alpn: l.https_alpn.clone(),
                     failure: l.failure.clone(),
                 };
                 rec.dns.push(l);
@@ -127,21 +141,32 @@ impl Ctx {
         (r, Some(Span::since(start)))
     }
 
-    /// DNS, TCP, TLS and the HTTP handshake for a new connection to `origin`.
+    /// DNS, then QUIC (HTTP/3) when the origin advertises it (see `super::quic` for the rule),
+    /// else or on its failure TCP, TLS and the HTTP handshake, for a new connection to `origin`.
     async fn establish(&self, origin: &Origin) -> Result<(Conn, Setup), (Failure, Setup)> {
         let mut setup = Setup::default();
-        let addrs = match origin.host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
+        let (addrs, https_alpn) = match origin.host.parse::<IpAddr>() {
+            Ok(ip) => (vec![ip], Vec::new()),
             Err(_) => {
-                let (r, span) = self.resolve(&origin.host).await;
+                let (r, span) = self.resolve(&origin.host, self.asks_https_record(origin)).await;
                 setup.dns = span;
                 setup.dns_id = Some(r.dns_id);
                 if let Some(f) = r.failure {
                     return Err((f, setup));
                 }
-                r.addrs
+                (r.addrs, r.https_alpn)
             }
         };
+        let mut fell_back_from = None;
+        if let Some((reason, port)) = self.quic_reason(origin, &https_alpn) {
+            match self.establish_quic(origin, &addrs, port, reason, &mut setup).await {
+                Ok(conn) => return Ok((conn, setup)),
+                Err(f) if reason == super::model::QuicReason::Forced => return Err((f, setup)),
+                // Too slow or failed: TCP, as a browser falls back.
+                Err(_) => fell_back_from = setup.connection_id,
+            }
+        }
+        let quic_start = setup.connect.map(|s| s.start_ns);
         let id = {
             let mut rec = self.rec();
             let id = rec.connections.len();
@@ -160,16 +185,22 @@ impl Ctx {
                 bytes_sent: 0,
                 bytes_received: 0,
                 failure: None,
+                quic: None,
+                fell_back_from,
             });
             rec.stats.push(None);
+            rec.wires.push(None);
             id
         };
         setup.connection_id = Some(id);
+        setup.tls = None;
 
         let (attempts, stream) =
             conn::tcp_connect(&addrs, origin.port, self.opts.connect_timeout).await;
         if let (Some(first), Some(last)) = (attempts.first(), attempts.last()) {
-            setup.connect = Some(Span::new(first.span.start_ns, last.span.end_ns));
+            // After a QUIC attempt, connect counts from it: it was a failed attempt before this.
+            let start = quic_start.unwrap_or(first.span.start_ns).min(first.span.start_ns);
+            setup.connect = Some(Span::new(start, last.span.end_ns));
         }
         let failure = attempts.last().and_then(|a| a.failure.clone());
         {
@@ -380,7 +411,8 @@ impl Ctx {
     ) -> Result<Option<Bytes>, ExchangeError> {
         let timeout = self.opts.timeout;
         let conn = lease.conn();
-        let is_h2 = matches!(conn.sender, Sender::H2(_));
+        let is_h2 = conn.sender.multiplexed();
+        let is_h3 = matches!(conn.sender, Sender::H3(_));
         if let Sender::H1(s) = &mut conn.sender {
             // An idle HTTP/1.1 connection must be ready for the next request.
             match tokio::time::timeout(timeout, s.ready()).await {
@@ -460,12 +492,18 @@ impl Ctx {
             .into_iter()
             .map(|(name, value)| Header { name, value })
             .collect();
+        if is_h3 {
+            let keep = if keep_body { MAX_DOCUMENT_BODY } else { 0 };
+            return self.exchange_h3(e, lease, url, &uri, keep).await.map_err(|failure| ExchangeError { failure, retry: false });
+        }
+        let conn = lease.conn();
 
         let send_start = monotonic_ns();
         // hyper queues the request when send_request is called, before the future is polled.
         let response = match &mut conn.sender {
             Sender::H1(s) => s.send_request(req).boxed(),
             Sender::H2(s) => s.send_request(req).boxed(),
+            Sender::H3(_) => unreachable!("HTTP/3 exchanges are made by exchange_h3"),
         };
         // A new HTTP/2 connection's first stream is this request; now others may use it.
         lease.share();
@@ -541,6 +579,7 @@ impl Ctx {
                 + 2;
             e.response_headers_size = Some(size as u64);
         }
+        self.learn_alt_svc(origin, &e.response_headers);
         e.mime_type = resp
             .headers()
             .get(hyper::header::CONTENT_TYPE)
@@ -691,6 +730,9 @@ impl Ctx {
                 c.bytes_sent = s.bytes_written.load(std::sync::atomic::Ordering::Relaxed);
                 c.bytes_received = s.bytes_read.load(std::sync::atomic::Ordering::Relaxed);
             }
+            if let (Some(q), Some(w)) = (c.quic.as_mut(), &rec.wires[c.id]) {
+                w.complete(q);
+            }
         }
         let end = entries
             .iter()
@@ -744,6 +786,11 @@ fn redact_load(load: &mut PageLoad) {
 
 fn is_redirect(s: StatusCode) -> bool {
     matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The first value of header `name` (lower-case) in a response's header list.
+fn header_value(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
 }
 
 /// The browser's error for a failed HTTP exchange.

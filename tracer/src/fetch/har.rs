@@ -2,7 +2,8 @@
 //! and the extensions), keys in HAR's order, ms at the fetcher's resolution (1 µs).
 //!
 //! `-1` marks a phase that did not happen for an entry (`ssl` on http://, `dns`/`connect`/`ssl`
-//! on a reused connection); `connect` is TCP plus TLS. The extensions: `_monotonic` gives each
+//! on a reused connection); `connect` is TCP plus TLS, or for HTTP/3 the QUIC handshake, which
+//! is also its `ssl`. `httpVersion` is `h3` for HTTP/3. The extensions: `_monotonic` gives each
 //! phase's CLOCK_MONOTONIC stamps, `_error` a failure, `_connectionReused`, `_dns` the lookup,
 //! `_tls` the handshake.
 
@@ -21,6 +22,9 @@ pub fn timings(e: &Entry) -> har::Timings {
     let connect = match (t.connect.as_ref(), t.tls.as_ref()) {
         (Some(c), Some(s)) => round_fetch_ms(c.ms + s.ms),
         (Some(c), None) => c.ms,
+        // QUIC: one handshake is the connect and the TLS phase at once (Chrome's HAR: connect
+        // = ssl).
+        (None, Some(s)) if e.http_version.as_deref() == Some("HTTP/3") => s.ms,
         (None, _) => -1.0,
     };
     har::Timings {
@@ -34,8 +38,10 @@ pub fn timings(e: &Entry) -> har::Timings {
     }
 }
 
+/// The version as HAR writes it: `h3` for HTTP/3, as Chrome's HAR export does; the others as
+/// recorded (`HTTP/1.1`, `HTTP/2`).
 fn version(v: Option<&str>) -> String {
-    v.unwrap_or("").to_owned()
+    har::http_version(v.unwrap_or(""))
 }
 
 fn entry(load: &PageLoad, e: &Entry) -> har::Entry {

@@ -6,8 +6,10 @@
 //!   its cache off, A and AAAA in parallel, CNAME chains, TTLs, NXDOMAIN/SERVFAIL/timeouts;
 //! * TCP with tokio, one attempt per address in order;
 //! * TLS with rustls: version, cipher suite, ALPN, SNI, the certificate chain;
-//! * HTTP/1.1 or HTTP/2 (by ALPN) with hyper's client connections; redirects followed, each
-//!   hop its own entry; connections shared per origin as a browser shares them;
+//! * HTTP/1.1 or HTTP/2 (by ALPN) with hyper's client connections, or HTTP/3 over QUIC
+//!   (quinn + h3) when the origin advertises it or `--http3` forces it ([`quic`] has the rule);
+//!   redirects followed, each hop its own entry; connections shared per origin as a browser
+//!   shares them;
 //! * `page`: the document's `img`, `script` and stylesheet sub-resources in parallel, at most
 //!   6 connections per origin.
 //!
@@ -32,6 +34,7 @@ pub mod model;
 pub mod probe_points;
 pub mod page;
 mod pool;
+pub mod quic;
 pub mod render;
 pub mod store;
 pub(crate) mod tls;
@@ -66,8 +69,11 @@ pub struct FetchOptions {
     pub cacert: Option<PathBuf>,
     /// Do not verify certificates (the chain is still recorded).
     pub insecure: bool,
-    /// Offer only `http/1.1` in ALPN.
+    /// Offer only `http/1.1` in ALPN (and no HTTP/3).
     pub http1_only: bool,
+    /// When to use HTTP/3 (see [`quic`] for the rule): as a browser (default), always for
+    /// https (`--http3`), or never.
+    pub http3: quic::Http3Mode,
     /// Most sub-resources fetched with `page`.
     pub max_subresources: usize,
     pub user_agent: String,
@@ -91,6 +97,7 @@ impl Default for FetchOptions {
             cacert: None,
             insecure: false,
             http1_only: false,
+            http3: quic::Http3Mode::Auto,
             max_subresources: 200,
             user_agent: format!("tracer/{} (reference fetcher)", env!("CARGO_PKG_VERSION")),
             extra_headers: Vec::new(),

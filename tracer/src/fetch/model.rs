@@ -188,7 +188,7 @@ pub struct Entry {
     /// `PageLoad::dns[id]` made for this request's connection (`None` when none was made).
     pub dns_id: Option<usize>,
     pub server_address: Option<SocketAddr>,
-    /// `HTTP/1.1` or `HTTP/2`.
+    /// `HTTP/1.1`, `HTTP/2` or `HTTP/3`.
     pub http_version: Option<String>,
     pub request_headers: Vec<Header>,
     /// Request head size in bytes (HTTP/1.1; `None` for HTTP/2, whose headers are compressed).
@@ -255,7 +255,45 @@ pub struct TlsInfo {
     pub failure: Option<Failure>,
 }
 
-/// One connection (a TCP connection, with TLS for https).
+/// How the fetcher came to try QUIC for an origin (see `super::quic` for the rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuicReason {
+    /// `--http3`: every https origin, no TCP.
+    Forced,
+    /// `h3` in the ALPN of the host's HTTPS DNS record.
+    HttpsRecord,
+    /// An `Alt-Svc: h3=":443"` header of an earlier response from the origin.
+    AltSvc,
+}
+
+/// The QUIC side of a connection that tried HTTP/3.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuicInfo {
+    /// `QUICv1`.
+    pub version: String,
+    pub reason: QuicReason,
+    /// From the connect call to the handshake's end as the fetcher saw it (quinn's
+    /// `Connecting` resolved: the server's Finished read, the client's sent), or to the
+    /// failure.
+    pub span: Timed,
+    /// The same handshake as the wire shows it: the client's first Initial to its first 1-RTT
+    /// packet (the fetcher decodes its own datagrams with `decode::quic`, as the daemon does).
+    pub wire_handshake: Option<Timed>,
+    /// Initial packets the ClientHello took.
+    pub client_hello_packets: u32,
+    /// The first requests went out as 0-RTT data (a session from an earlier connection to the
+    /// host), and whether the server took them.
+    pub zero_rtt: bool,
+    pub zero_rtt_accepted: Option<bool>,
+    /// The server made the client prove its address with a Retry first.
+    pub retry: bool,
+    pub datagrams_sent: u64,
+    pub datagrams_received: u64,
+    pub failure: Option<Failure>,
+}
+
+/// One connection: TCP (with TLS for https), or QUIC (`quic` set; HTTP/3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
     /// Position in `PageLoad::connections`.
@@ -271,14 +309,22 @@ pub struct Connection {
     /// TCP connect, from the first attempt's start to the connected attempt's end.
     pub connect: Option<Timed>,
     pub tls: Option<TlsInfo>,
-    /// `HTTP/1.1` or `HTTP/2`, once set up.
+    /// `HTTP/1.1`, `HTTP/2` or `HTTP/3`, once set up.
     pub http_version: Option<String>,
     /// Requests this connection carried.
     pub requests: u32,
-    /// Bytes written to / read from the socket (TLS records included).
+    /// Bytes written to / read from the socket (TLS records, or UDP payloads, included).
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub failure: Option<Failure>,
+    /// A QUIC connection (HTTP/3): its handshake and what the wire showed of it. The TLS
+    /// session is in `tls` as for TCP; `attempts` and `connect` stay empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicInfo>,
+    /// A TCP connection made because the QUIC attempt `connections[id]` failed or was too
+    /// slow: the fall back to TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fell_back_from: Option<usize>,
 }
 
 /// One resource record of a DNS answer.
@@ -313,7 +359,8 @@ pub enum DnsSource {
     HostsFile,
 }
 
-/// Resolving one host name (A and AAAA asked in parallel, like glibc's getaddrinfo).
+/// Resolving one host name (A and AAAA asked in parallel, like glibc's getaddrinfo; HTTPS too
+/// for an https origin when HTTP/3 may be discovered, as Chromium asks it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DnsLookup {
     /// Position in `PageLoad::dns`.
@@ -331,6 +378,9 @@ pub struct DnsLookup {
     pub addresses: Vec<IpAddr>,
     /// Smallest TTL of the address records.
     pub min_ttl: Option<u32>,
+    /// The `alpn` of the host's HTTPS record (`h3`, `h2` ...), when one was asked for and came.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub https_alpn: Vec<String>,
     pub failure: Option<Failure>,
 }
 

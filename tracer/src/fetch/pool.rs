@@ -1,5 +1,5 @@
 //! Connections per origin, shared by the requests of one page load the way a browser shares
-//! them: an HTTP/2 connection carries every request to its origin; HTTP/1.1 connections carry
+//! them: an HTTP/2 (or HTTP/3) connection carries every request to its origin; HTTP/1.1 connections carry
 //! one request at a time, are kept for reuse, and at most `max_per_origin` are open at once.
 //! While the first https connection to an origin is being set up, other requests wait for it
 //! (it may turn out to be HTTP/2) instead of opening their own, as Chromium does. A new
@@ -26,16 +26,19 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Another handle on a multiplexed (HTTP/2 or HTTP/3) connection.
     fn h2_clone(&self) -> Option<Conn> {
-        match &self.sender {
-            Sender::H2(s) => Some(Conn {
-                id: self.id,
-                sender: Sender::H2(s.clone()),
-                stats: self.stats.clone(),
-                remote: self.remote,
-            }),
-            Sender::H1(_) => None,
-        }
+        let sender = match &self.sender {
+            Sender::H2(s) => Sender::H2(s.clone()),
+            Sender::H3(s) => Sender::H3(s.clone()),
+            Sender::H1(_) => return None,
+        };
+        Some(Conn {
+            id: self.id,
+            sender,
+            stats: self.stats.clone(),
+            remote: self.remote,
+        })
     }
 }
 

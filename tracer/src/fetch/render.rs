@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Entry, Initiator, PageLoad, Phase};
+use super::model::{Entry, Initiator, PageLoad, Phase, QuicReason};
 
 /// Width of the waterfall's time axis in characters.
 const BAR: usize = 48;
@@ -32,6 +32,14 @@ fn server_ms(e: &Entry) -> Option<f64> {
         (Some(s), Some(w)) => Some(s + w),
         (None, w) => w,
         (s, None) => s,
+    }
+}
+
+fn quic_reason(r: QuicReason) -> &'static str {
+    match r {
+        QuicReason::Forced => "--http3",
+        QuicReason::HttpsRecord => "the HTTPS record's alpn",
+        QuicReason::AltSvc => "Alt-Svc",
     }
 }
 
@@ -216,6 +224,31 @@ pub fn waterfall(load: &PageLoad) -> String {
             if let Some(f) = &t.failure {
                 let _ = writeln!(s, "     TLS FAILED {}: {}", f.code, f.reason);
             }
+        }
+        if let Some(q) = &c.quic {
+            let mut facts = vec![format!("via {}", quic_reason(q.reason))];
+            if let Some(w) = &q.wire_handshake {
+                facts.push(format!("wire handshake {:.1} ms", w.ms));
+            }
+            facts.push(format!("ClientHello in {} Initial(s)", q.client_hello_packets));
+            if q.zero_rtt {
+                facts.push(match q.zero_rtt_accepted {
+                    Some(true) => "0-RTT accepted".into(),
+                    Some(false) => "0-RTT rejected".into(),
+                    None => "0-RTT".into(),
+                });
+            }
+            if q.retry {
+                facts.push("Retry".into());
+            }
+            facts.push(format!("{} datagrams out, {} in", q.datagrams_sent, q.datagrams_received));
+            let _ = writeln!(s, "     QUIC {} {} {:.1} ms ({})", q.version, c.remote.map(|r| r.to_string()).unwrap_or_default(), q.span.ms, facts.join(", "));
+            if let Some(f) = &q.failure {
+                let _ = writeln!(s, "     QUIC FAILED {}: {}", f.code, f.reason);
+            }
+        }
+        if let Some(from) = c.fell_back_from {
+            let _ = writeln!(s, "     fell back to TCP after the QUIC attempt of conn #{from}");
         }
     }
     for e in load

@@ -26,7 +26,14 @@ pub(crate) struct TlsSetup {
     verifier: Option<Arc<WebPkiServerVerifier>>,
     alpn: Vec<Vec<u8>>,
     sessions: Arc<rustls::client::ClientSessionMemoryCache>,
+    /// The one QUIC client config of the load, built at its first use. One, because rustls
+    /// resumes a session only under the verifier (and client-certificate resolver) object
+    /// that made it: a config per connection would never resume, nor send 0-RTT.
+    quic: std::sync::OnceLock<Result<(Arc<ClientConfig>, Verdicts), rustls::Error>>,
 }
+
+/// What the shared verifier saw per server name: the chain sent and its rejection, if any.
+pub(crate) type Verdicts = Arc<Mutex<std::collections::HashMap<String, (Vec<CertificateDer<'static>>, Option<rustls::Error>)>>>;
 
 impl TlsSetup {
     pub(crate) fn new(
@@ -78,6 +85,7 @@ impl TlsSetup {
             verifier,
             alpn,
             sessions: Arc::new(rustls::client::ClientSessionMemoryCache::new(256)),
+            quic: std::sync::OnceLock::new(),
         })
     }
 
@@ -91,6 +99,8 @@ impl TlsSetup {
         let verifier = RecordingVerifier {
             inner: self.verifier.clone(),
             captured: captured.clone(),
+            rejection: Arc::default(),
+            by_name: None,
             algorithms: self.provider.signature_verification_algorithms,
         };
         let mut config = ClientConfig::builder_with_provider(self.provider.clone())
@@ -104,12 +114,47 @@ impl TlsSetup {
         config.key_log = Arc::new(rustls::KeyLogFile::new());
         Ok((Arc::new(config), captured))
     }
+
+    /// The load's client config for QUIC (HTTP/3): TLS 1.3 only, ALPN `h3`, early data on
+    /// (0-RTT with a session from an earlier connection of the load to the host), the same
+    /// trust and session store as TCP; and where its verifier records each server name's
+    /// chain and rejection (quinn reports a rejected certificate only as a crypto error code).
+    pub(crate) fn quic_client_config(&self) -> Result<(Arc<ClientConfig>, Verdicts), rustls::Error> {
+        self.quic
+            .get_or_init(|| {
+                let verdicts: Verdicts = Arc::default();
+                let verifier = RecordingVerifier {
+                    inner: self.verifier.clone(),
+                    captured: Arc::default(),
+                    rejection: Arc::default(),
+                    by_name: Some(verdicts.clone()),
+                    algorithms: self.provider.signature_verification_algorithms,
+                };
+                let mut config = ClientConfig::builder_with_provider(self.provider.clone())
+                    .with_protocol_versions(&[&rustls::version::TLS13])?
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+                    .with_no_client_auth();
+                config.alpn_protocols = vec![b"h3".to_vec()];
+                config.resumption = rustls::client::Resumption::store(self.sessions.clone());
+                config.enable_early_data = true;
+                config.key_log = Arc::new(rustls::KeyLogFile::new());
+                Ok((Arc::new(config), verdicts))
+            })
+            .clone()
+    }
 }
+
+/// Why the verifier rejected a chain, when it did.
+type Rejection = Arc<Mutex<Option<rustls::Error>>>;
 
 #[derive(Debug)]
 struct RecordingVerifier {
     inner: Option<Arc<WebPkiServerVerifier>>,
     captured: Captured,
+    rejection: Rejection,
+    /// A verifier shared by connections (QUIC's) records per server name instead.
+    by_name: Option<Verdicts>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -127,12 +172,24 @@ impl ServerCertVerifier for RecordingVerifier {
             c.push(end_entity.clone().into_owned());
             c.extend(intermediates.iter().map(|i| i.clone().into_owned()));
         }
-        match &self.inner {
+        let verdict = match &self.inner {
             Some(v) => {
                 v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
             None => Ok(ServerCertVerified::assertion()),
+        };
+        if let (Err(e), Ok(mut r)) = (&verdict, self.rejection.lock()) {
+            *r = Some(e.clone());
         }
+        if let Some(by_name) = &self.by_name
+            && let Ok(mut m) = by_name.lock()
+        {
+            let mut chain = vec![end_entity.clone().into_owned()];
+            chain.extend(intermediates.iter().map(|i| i.clone().into_owned()));
+            // Bounded by the load's host names; a name seen again is replaced.
+            m.insert(server_name.to_str().into_owned(), (chain, verdict.as_ref().err().cloned()));
+        }
+        verdict
     }
 
     fn verify_tls12_signature(

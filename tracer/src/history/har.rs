@@ -84,7 +84,7 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> har::Entry
         })
         .or_else(|| p.url.clone())
         .unwrap_or_default();
-    let http_version = r.protocol.clone().unwrap_or_default();
+    let http_version = crate::har::http_version(r.protocol.as_deref().unwrap_or_default());
     let (headers_size, body_size) = match (r.status, r.response_header_bytes) {
         (None, _) if r.response_bytes == 0 => (-1i64, -1i64),
         (_, 0) => (-1, r.response_bytes as i64),

@@ -54,19 +54,21 @@ async fn relay(server: SocketAddr) -> (SocketAddr, Log, tokio::task::JoinHandle<
     (addr, log, task)
 }
 
-/// A self-signed certificate for `quic.test`.
-fn cert() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+/// A self-signed certificate for `quic.test`, also as PEM.
+fn cert() -> (CertificateDer<'static>, PrivateKeyDer<'static>, String) {
     let c = rcgen::generate_simple_self_signed(vec!["quic.test".to_owned()]).unwrap();
     (
         CertificateDer::from(c.cert.der().to_vec()),
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key_pair.serialize_der())),
+        c.cert.pem(),
     )
 }
 
 /// A quinn server on 127.0.0.1 (ALPN h3) that echoes each bidirectional stream; with `retry`
-/// it answers a first Initial from an address not yet validated with a Retry.
-fn echo_server(retry: bool) -> (quinn::Endpoint, CertificateDer<'static>) {
-    let (c, key) = cert();
+/// it answers a first Initial from an address not yet validated with a Retry. Its
+/// certificate (for `quic.test`) comes back as DER and PEM.
+pub(crate) fn echo_server_pem(retry: bool) -> (quinn::Endpoint, CertificateDer<'static>, String) {
+    let (c, key, pem) = cert();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -105,7 +107,12 @@ fn echo_server(retry: bool) -> (quinn::Endpoint, CertificateDer<'static>) {
             });
         }
     });
-    (endpoint, c)
+    (endpoint, c, pem)
+}
+
+fn echo_server(retry: bool) -> (quinn::Endpoint, CertificateDer<'static>) {
+    let (e, c, _) = echo_server_pem(retry);
+    (e, c)
 }
 
 /// A client endpoint that trusts `ca` and offers `alpn` (h3 first), with early data on, a
@@ -132,7 +139,7 @@ fn client(ca: &CertificateDer<'static>, alpn: &[Vec<u8>]) -> quinn::Endpoint {
 }
 
 /// Sends `msg` on a new stream of `conn` and reads the echo.
-async fn echo(conn: &quinn::Connection, msg: &[u8]) -> Vec<u8> {
+pub(crate) async fn echo(conn: &quinn::Connection, msg: &[u8]) -> Vec<u8> {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     send.write_all(msg).await.unwrap();
     send.finish().unwrap();
