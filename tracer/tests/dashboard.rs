@@ -86,6 +86,7 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
         error: None,
         tls,
         requests: n,
+        quic: None,
     };
     let mut hop = req(Some(0), Some(0), format!("http://{host}/"), host, "/", Some(301), start, t(2.0, 1.0, -1.0, 0.1, 4.0, 0.4), 240);
     hop.redirect_to = Some(format!("https://{www}/"));

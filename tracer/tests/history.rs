@@ -125,6 +125,7 @@ fn page(s: Spec) -> PageLoad {
         error: None,
         tls: None,
         requests: 1,
+        quic: None,
     };
     let conn1 = Connection {
         fd: 6,

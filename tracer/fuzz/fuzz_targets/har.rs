@@ -111,6 +111,7 @@ fn connection(u: &mut Unstructured) -> Result<Connection> {
         error: u.arbitrary()?,
         tls,
         requests: u.arbitrary()?,
+        quic: None,
     })
 }
 

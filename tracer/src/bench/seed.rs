@@ -193,6 +193,7 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
                 error: None,
                 tls,
                 requests: 0,
+                quic: None,
             });
             (connections.len() - 1, dns_idx)
         } else {

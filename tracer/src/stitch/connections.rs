@@ -86,6 +86,8 @@ pub(super) struct ConnState {
     /// Whether a request has been given the connection's set-up phases.
     pub(super) setup_attributed: bool,
     pub(super) last_ns: u64,
+    /// A QUIC connection: its datagrams' tracker (see the quic module).
+    pub(super) quic: Option<Box<super::quic::QuicConn>>,
 }
 
 impl ConnState {
@@ -104,7 +106,11 @@ impl ConnState {
     pub(super) fn model(&self) -> Connection {
         let lib = self.tls_lib.filter(|l| *l != TlsLib::None);
         let wire = self.wire.as_ref();
-        let tls = (lib.is_some() || wire.is_some()).then(|| {
+        let quic = self.quic_model();
+        let tls = if let Some((_, tls)) = &quic {
+            Some(tls.clone())
+        } else {
+            (lib.is_some() || wire.is_some()).then(|| {
             // The library's own handshake calls first, then the records on the wire, then
             // (estimated) TCP connected .. first plaintext.
             let wire_hs = wire.and_then(|w| w.handshake());
@@ -132,7 +138,8 @@ impl ConnState {
                 }),
                 sni: wire.and_then(|w| w.sni.clone()),
             }
-        });
+            })
+        };
         Connection {
             tgid: self.tgid,
             pid: self.pid,
@@ -147,6 +154,7 @@ impl ConnState {
             error: failures::connection_error(self),
             tls,
             requests: 0,
+            quic: quic.map(|(q, _)| q),
         }
     }
 }
@@ -203,6 +211,15 @@ impl Connections {
         let mut ids: Vec<u64> = self.by_id.keys().copied().collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// A QUIC connection: indexed by address pair (an ICMP error report names it so), not by
+    /// fd (its socket's calls carry no TCP plaintext).
+    pub(super) fn insert_quic(&mut self, c: ConnState) {
+        let (id, dst) = (c.id, c.dst);
+        self.by_id.insert(id, c);
+        self.order.push_back(id);
+        self.by_tuple.entry((dst, None)).or_default().push(id);
     }
 
     fn insert(&mut self, c: ConnState) {
@@ -439,6 +456,7 @@ impl Stitcher {
             exchanges: 0,
             setup_attributed: false,
             last_ns: ev.ts_ns,
+            quic: None,
         });
         if skaddr != 0 {
             for (old, new, ts, src) in self.conns.index_socket(skaddr, id) {
@@ -476,6 +494,8 @@ impl Stitcher {
             self.conns.tcp_error(ts, error, src, dst);
         } else if dst.is_some_and(|d| d.port() == 53) {
             self.dns_server_unreachable(dst, error, ts);
+        } else {
+            self.on_quic_error(ts, error, dst);
         }
     }
 }

@@ -71,6 +71,8 @@ pub(super) fn failed_entry_error(c: Option<&Connection>, l: Option<&DnsLookup>, 
         (Some("ETIMEDOUT"), _) => {
             "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the kernel gave up after its retries, ETIMEDOUT)".to_string()
         }
+        // Already a browser's error (a QUIC attempt's, see the quic module).
+        (Some(e), _) if e.starts_with("ERR_") => e.to_string(),
         (Some(CLIENT_GAVE_UP_IN_SYN_SENT), _) => format!(
             "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after {} ms)",
             c.and_then(|c| c.closed_ns.map(|e| ms(e.saturating_sub(c.connect_start_ns)))).unwrap_or(-1.0)

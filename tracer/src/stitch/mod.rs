@@ -33,6 +33,10 @@
 //!    page load.
 //! 8. `failures.rs`: every error text (Chromium's net error names, with what was seen).
 //!
+//! QUIC connections come from UDP port 443 datagrams instead of steps 2-6: `quic.rs`
+//! ([`Stitcher::on_quic_datagram`]) makes them connections of their page load, with their
+//! handshake and one opaque HTTP/3 entry each.
+//!
 //! In-flight state is bounded ([`StitchConfig`]): connections and lookups are forgotten
 //! oldest first beyond `max_connections` / `max_lookups` and once older than `max_idle`
 //! (connections since their last event, lookups since their start), processes oldest first
@@ -45,17 +49,21 @@ mod navigation;
 mod page_loads;
 mod plaintext;
 mod process_tree;
+mod quic;
 mod requests;
 #[cfg(test)]
 pub(crate) mod sample;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quic;
 mod tls_objects;
 pub mod wire;
 
 use std::collections::BTreeMap;
 
 use model::PageLoad;
+pub use quic::QuicDatagram;
 
 use crate::stream::events::{Direction, Event, EventBody};
 use connections::Connections;
@@ -141,6 +149,8 @@ pub struct Stitcher {
     pages: BTreeMap<u32, OpenPage>,
     /// Page loads closed while handling an event (a new navigation), returned with the next batch.
     finished: Vec<PageLoad>,
+    /// Which connection each UDP 443 flow is (`quic.rs`).
+    quic_flows: quic::QuicFlows,
     /// Counters for the health view.
     pub stats: StitchStats,
 }
@@ -156,6 +166,7 @@ impl Stitcher {
             tls: TlsObjects::default(),
             pages: BTreeMap::new(),
             finished: Vec::new(),
+            quic_flows: quic::QuicFlows::default(),
             stats: StitchStats::default(),
             cfg,
         }

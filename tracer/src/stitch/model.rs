@@ -132,11 +132,50 @@ pub struct Connection {
     pub tls: Option<TlsSession>,
     /// Requests carried (keep-alive / HTTP/2 streams).
     pub requests: u32,
+    /// A QUIC connection (UDP, HTTP/3): what its datagrams showed. Its `tls` is the TLS 1.3
+    /// handshake inside QUIC (library `quic`); `skaddr` is 0 and `established_ns` the
+    /// handshake's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicSession>,
+}
+
+/// A QUIC connection as its datagrams show it without keys (`crate::decode::quic`): the
+/// handshake runs from the client's first Initial to its first 1-RTT packet; in HAR that is
+/// both `connect` and `ssl` (as Chrome writes it), `tcp` is -1.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QuicSession {
+    /// `QUICv1`, `QUICv2`.
+    pub version: Option<String>,
+    /// The client's first Initial packet.
+    pub handshake_start_ns: Option<u64>,
+    /// The client's first 1-RTT packet: the handshake is over for it.
+    pub handshake_end_ns: Option<u64>,
+    /// The destination connection ID of the client's first Initial (hex): the same connection
+    /// in a packet capture.
+    pub original_dcid: Option<String>,
+    /// ALPN protocols the client offered (`h3`); the server's choice is encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn_offered: Vec<String>,
+    /// The client sent 0-RTT data (a resumed session).
+    pub zero_rtt: bool,
+    /// The server asked for a Retry first.
+    pub retry: bool,
+    /// The versions a Version Negotiation offered, when the server sent one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_negotiation: Vec<String>,
+    pub datagrams_sent: u64,
+    pub datagrams_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// The QUIC attempt failed and the client connected over TCP to the same server after it:
+    /// that connection (an index into `PageLoad::connections` once stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fell_back_to: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TlsSession {
-    /// openssl | gnutls | nspr | boring_ssl
+    /// openssl | gnutls | nspr | boring_ssl | wire | quic (the TLS inside a QUIC handshake)
     pub library: String,
     pub handshake_start_ns: Option<u64>,
     pub handshake_end_ns: Option<u64>,

@@ -211,6 +211,12 @@ impl Stitcher {
                 if c.exchanges == 0 && c.wire.as_ref().is_some_and(|w| w.exchanged()) && !self.tls.library_seen(c.tgid) {
                     requests.push(self.opaque_request(c));
                 }
+                // QUIC: one opaque HTTP/3 entry per connection that got through its handshake.
+                if c.exchanges == 0
+                    && let Some(r) = self.quic_request(c)
+                {
+                    requests.push(r);
+                }
             }
         }
         for r in &mut requests {
@@ -220,6 +226,7 @@ impl Stitcher {
         for (i, c) in connections.iter_mut().enumerate() {
             c.requests = requests.iter().filter(|r| r.connection == Some(i)).count() as u32;
         }
+        super::quic::link_fallbacks(&mut connections);
         // Failures that no request covers become entries of their own.
         let mut failed_entries = Vec::new();
         for (ts, conn, lookup) in &open.failures {
@@ -280,5 +287,6 @@ impl Stitcher {
                 open.failures.push((c.connect_start_ns, Some(*id), None));
             }
         }
+        self.quic_silent_failures(&open.conns, &mut open.failures);
     }
 }

@@ -41,6 +41,7 @@ fn conn(dst: &str, start: u64, tcp_ms: u64, tls: Option<TlsSession>) -> Connecti
         error: None,
         tls,
         requests: 1,
+        quic: None,
     }
 }
 

@@ -28,7 +28,7 @@ pub mod tracker;
 pub mod transport_params;
 
 #[cfg(test)]
-mod test_packets;
+pub(crate) mod test_packets;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

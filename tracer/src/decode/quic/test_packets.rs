@@ -9,7 +9,7 @@ use super::initial::Sender;
 use super::packet::{VERSION_1, VERSION_2};
 
 /// Bytes from hex, whitespace ignored.
-pub(super) fn hex(s: &str) -> Vec<u8> {
+pub(crate) fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     (0..s.len())
         .step_by(2)
@@ -18,7 +18,7 @@ pub(super) fn hex(s: &str) -> Vec<u8> {
 }
 
 /// A QUIC variable-length integer.
-pub(super) fn varint(v: u64) -> Vec<u8> {
+pub(crate) fn varint(v: u64) -> Vec<u8> {
     match v {
         0..=63 => vec![v as u8],
         64..=16383 => (0x4000 | v as u16).to_be_bytes().to_vec(),
@@ -27,7 +27,7 @@ pub(super) fn varint(v: u64) -> Vec<u8> {
     }
 }
 
-pub(super) fn crypto_frame(offset: u64, data: &[u8]) -> Vec<u8> {
+pub(crate) fn crypto_frame(offset: u64, data: &[u8]) -> Vec<u8> {
     let mut f = vec![0x06];
     f.extend(varint(offset));
     f.extend(varint(data.len() as u64));
@@ -52,7 +52,7 @@ fn rustls_version(version: u32) -> Version {
 /// An Initial packet from `sender` with `payload` (frames; padded with PADDING to `pad_to`
 /// bytes of payload), keyed by `key_dcid`, with a 4-byte packet number `pn`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn initial(
+pub(crate) fn initial(
     version: u32,
     sender: Sender,
     key_dcid: &[u8],
@@ -84,7 +84,7 @@ pub(super) fn initial(
 
 /// A long-header packet of another type (1: 0-RTT, 2: Handshake in v1 numbering) with a
 /// payload that is just bytes (nobody can decrypt it without the handshake's keys anyway).
-pub(super) fn opaque_long(version: u32, v1_type: u8, dcid: &[u8], scid: &[u8], payload_len: usize) -> Vec<u8> {
+pub(crate) fn opaque_long(version: u32, v1_type: u8, dcid: &[u8], scid: &[u8], payload_len: usize) -> Vec<u8> {
     let mut p = vec![0xc0 | type_bits(version, v1_type) << 4 | 3];
     p.extend(version.to_be_bytes());
     p.push(dcid.len() as u8);
@@ -97,7 +97,7 @@ pub(super) fn opaque_long(version: u32, v1_type: u8, dcid: &[u8], scid: &[u8], p
 }
 
 /// A short-header (1-RTT) packet to `dcid` with an opaque payload.
-pub(super) fn short(dcid: &[u8], payload_len: usize) -> Vec<u8> {
+pub(crate) fn short(dcid: &[u8], payload_len: usize) -> Vec<u8> {
     let mut p = vec![0x43];
     p.extend_from_slice(dcid);
     p.extend((0..4 + payload_len).map(|i| (i * 13) as u8));
@@ -134,7 +134,7 @@ fn seal(version: u32, sender: Sender, key_dcid: &[u8], mut header: Vec<u8>, pn_o
 
 /// A Retry from the server to `client_scid`, with the server's new ID `new_scid` and a valid
 /// integrity tag for the client's original destination ID `odcid`.
-pub(super) fn retry(version: u32, odcid: &[u8], client_scid: &[u8], new_scid: &[u8], token: &[u8]) -> Vec<u8> {
+pub(crate) fn retry(version: u32, odcid: &[u8], client_scid: &[u8], new_scid: &[u8], token: &[u8]) -> Vec<u8> {
     use ring::aead;
     // The low four bits of a Retry's first byte are unused: the RFCs' samples set them.
     let mut p = vec![0xc0 | type_bits(version, 3) << 4 | 0x0f];
@@ -165,7 +165,7 @@ pub(super) fn retry(version: u32, odcid: &[u8], client_scid: &[u8], new_scid: &[
 }
 
 /// A Version Negotiation packet listing `versions`.
-pub(super) fn version_negotiation(dcid: &[u8], scid: &[u8], versions: &[u32]) -> Vec<u8> {
+pub(crate) fn version_negotiation(dcid: &[u8], scid: &[u8], versions: &[u32]) -> Vec<u8> {
     let mut p = vec![0x80 | 0x2a];
     p.extend(0u32.to_be_bytes());
     p.push(dcid.len() as u8);
@@ -188,7 +188,7 @@ fn ext(ty: u16, data: &[u8]) -> Vec<u8> {
 /// A TLS 1.3 ClientHello handshake message (no record layer) for `sni` offering `alpn`, with
 /// `transport_params` and a key share of `share_len` bytes for group `group` (1,216 for
 /// X25519MLKEM768 makes it span two Initial packets, as Chromium's does).
-pub(super) fn client_hello(sni: &str, alpn: &[&str], transport_params: &[u8], group: u16, share_len: usize) -> Vec<u8> {
+pub(crate) fn client_hello(sni: &str, alpn: &[&str], transport_params: &[u8], group: u16, share_len: usize) -> Vec<u8> {
     let mut body = vec![0x03, 0x03];
     body.extend([0x11; 32]);
     body.push(0);
@@ -226,7 +226,7 @@ pub(super) fn client_hello(sni: &str, alpn: &[&str], transport_params: &[u8], gr
 }
 
 /// A ServerHello handshake message choosing `suite`.
-pub(super) fn server_hello(suite: u16) -> Vec<u8> {
+pub(crate) fn server_hello(suite: u16) -> Vec<u8> {
     let mut body = vec![0x03, 0x03];
     body.extend([0x22; 32]);
     body.push(0);

@@ -22,11 +22,11 @@ pub(crate) struct Recorded {
     pub(crate) bytes: Vec<u8>,
 }
 
-type Log = Arc<Mutex<Vec<Recorded>>>;
+pub(crate) type Log = Arc<Mutex<Vec<Recorded>>>;
 
 /// A relay on 127.0.0.1 in front of `server`: what a client sends to it goes to the server
 /// from another socket, and back. Stops after 20,000 datagrams or when its task is aborted.
-async fn relay(server: SocketAddr) -> (SocketAddr, Log, tokio::task::JoinHandle<()>) {
+pub(crate) async fn relay(server: SocketAddr) -> (SocketAddr, Log, tokio::task::JoinHandle<()>) {
     let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = front.local_addr().unwrap();
@@ -117,7 +117,7 @@ fn echo_server(retry: bool) -> (quinn::Endpoint, CertificateDer<'static>) {
 
 /// A client endpoint that trusts `ca` and offers `alpn` (h3 first), with early data on, a
 /// 7 s idle timeout and a 1,000,000-byte receive window.
-fn client(ca: &CertificateDer<'static>, alpn: &[Vec<u8>]) -> quinn::Endpoint {
+pub(crate) fn client(ca: &CertificateDer<'static>, alpn: &[Vec<u8>]) -> quinn::Endpoint {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -148,7 +148,7 @@ pub(crate) async fn echo(conn: &quinn::Connection, msg: &[u8]) -> Vec<u8> {
 
 /// Closes `conn` and returns what the relay recorded up to then (the close included, once the
 /// endpoint has sent it: bounded to 2 s).
-async fn take_after_close(log: &Log, conn: quinn::Connection, endpoint: &quinn::Endpoint) -> Vec<Recorded> {
+pub(crate) async fn take_after_close(log: &Log, conn: quinn::Connection, endpoint: &quinn::Endpoint) -> Vec<Recorded> {
     conn.close(0u32.into(), b"done");
     // The close is itself a datagram; wait for the endpoint to have sent it.
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
@@ -165,7 +165,7 @@ fn track(rec: &[Recorded]) -> QuicSummary {
 
 /// Many long ALPN names, h3 first: a ClientHello over 1,200 bytes, which a QUIC client must
 /// split over two Initial packets, as a post-quantum key share makes Chromium's do.
-fn long_alpn() -> Vec<Vec<u8>> {
+pub(crate) fn long_alpn() -> Vec<Vec<u8>> {
     let mut alpn = vec![b"h3".to_vec()];
     alpn.extend((0..12).map(|i| format!("tracer-test-protocol-{i:02}-{}", "x".repeat(70)).into_bytes()));
     alpn

@@ -166,14 +166,22 @@ impl QuicTracker {
     /// client's socket moved it (CLOCK_MONOTONIC). Undecodable input is counted and kept as
     /// an error text; it never stops the tracker.
     pub fn feed(&mut self, ts_ns: u64, dir: Direction, datagram: &[u8]) {
+        self.feed_partial(ts_ns, dir, datagram, datagram.len());
+    }
+
+    /// [`Self::feed`] for a datagram of `len` bytes of which only the first ones were
+    /// captured (`captured`): the traffic counts `len`; what was captured is decoded (a packet
+    /// cut by the capture is an error, the packets before it are read).
+    pub fn feed_partial(&mut self, ts_ns: u64, dir: Direction, datagram: &[u8], len: usize) {
+        let len = len.max(datagram.len());
         let short_dcid_len = match dir {
             Direction::Send => self.summary.server_scid.as_ref().map(ConnectionId::len),
             Direction::Recv => self.summary.client_scid.as_ref().map(ConnectionId::len),
         };
         let (packets, err) = split_datagram_lossy(datagram, short_dcid_len);
         match dir {
-            Direction::Send => self.summary.sent.add(ts_ns, datagram.len(), packets.len()),
-            Direction::Recv => self.summary.received.add(ts_ns, datagram.len(), packets.len()),
+            Direction::Send => self.summary.sent.add(ts_ns, len, packets.len()),
+            Direction::Recv => self.summary.received.add(ts_ns, len, packets.len()),
         }
         if let Some(e) = err {
             self.error(format!("{} datagram of {} bytes: {e}", dir_name(dir), datagram.len()));

@@ -1,0 +1,205 @@
+//! QUIC connections in page loads ([`Stitcher::on_quic_datagram`]): real datagrams of a quinn
+//! connection recorded through a loopback relay, and a failed QUIC attempt beside the TCP
+//! connection the client fell back to.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use tracer_common::DnsSyscall;
+
+use super::model::PageLoad;
+use super::quic::QuicDatagram;
+use super::{StitchConfig, Stitcher};
+use crate::decode::dns::{DnsAnswer, DnsData, DnsMessage, DnsQuestion};
+use crate::decode::quic::initial::Sender;
+use crate::decode::quic::test_packets::{client_hello, crypto_frame, initial};
+use crate::decode::quic::tests_recorded::{Recorded, client, echo, echo_server_pem, long_alpn, relay, take_after_close};
+use crate::decode::quic::VERSION_1;
+use crate::stream::events::{Direction, Event, EventBody, TcpState};
+
+const MS: u64 = 1_000_000;
+const CLIENT: u32 = 700;
+
+/// A stream of events and datagrams, fed in order.
+enum Item {
+    Event(Event),
+    Datagram { ts_ns: u64, fd: i32, peer: SocketAddr, dir: Direction, data: Vec<u8> },
+}
+
+fn run(items: &[Item]) -> Vec<PageLoad> {
+    let mut s = Stitcher::new(StitchConfig::default());
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Event(e) => out.extend(s.on_event(e)),
+            Item::Datagram { ts_ns, fd, peer, dir, data } => out.extend(s.on_quic_datagram(&QuicDatagram {
+                ts_ns: *ts_ns,
+                tgid: CLIENT,
+                pid: CLIENT,
+                comm: "quicclient",
+                fd: *fd,
+                local: Some(SocketAddr::from(([127, 0, 0, 1], 50_000))),
+                peer: *peer,
+                direction: *dir,
+                len: data.len() as u32,
+                data,
+            })),
+        }
+    }
+    out.extend(s.finish());
+    out
+}
+
+fn ev(ts_ns: u64, body: EventBody) -> Item {
+    Item::Event(Event { ts_ns, tgid: CLIENT, pid: CLIENT, comm: "quicclient".into(), body })
+}
+
+/// A DNS query and its answer for `name` (A `ip`, plus an HTTPS record with `alpn`).
+fn lookup(ts_ns: u64, name: &str, ip: Ipv4Addr, alpn: &[&str]) -> Vec<Item> {
+    let msg = |response: bool, qtype: &str, answers: Vec<DnsAnswer>| DnsMessage {
+        id: if qtype == "A" { 1 } else { 2 },
+        is_response: response,
+        opcode: "QUERY".into(),
+        rcode: "NOERROR".into(),
+        truncated: false,
+        questions: vec![DnsQuestion { name: name.into(), qtype: qtype.into() }],
+        answers,
+    };
+    let dns = |ts: u64, direction: Direction, m: DnsMessage| {
+        ev(ts, EventBody::Dns {
+            fd: 9,
+            direction,
+            syscall: Some(DnsSyscall::Sendto),
+            tcp: false,
+            len: 40,
+            peer: Some(SocketAddr::from(([127, 0, 0, 1], 53))),
+            message: Ok(m),
+            raw: vec![],
+        })
+    };
+    let a = DnsAnswer { name: name.into(), rtype: "A".into(), ttl: 60, data: DnsData::A(ip) };
+    let https = DnsAnswer {
+        name: name.into(),
+        rtype: "HTTPS".into(),
+        ttl: 60,
+        data: DnsData::Https { priority: 1, target: ".".into(), alpn: alpn.iter().map(|s| s.to_string()).collect(), ipv4hint: vec![], ipv6hint: vec![] },
+    };
+    vec![
+        dns(ts_ns, Direction::Send, msg(false, "A", vec![])),
+        dns(ts_ns + 1_000, Direction::Send, msg(false, "HTTPS", vec![])),
+        dns(ts_ns + 2 * MS, Direction::Recv, msg(true, "A", vec![a])),
+        dns(ts_ns + 2 * MS + 1_000, Direction::Recv, msg(true, "HTTPS", vec![https])),
+    ]
+}
+
+#[tokio::test]
+async fn a_recorded_quinn_connection_is_an_h3_connection_of_its_page_load() {
+    let (server, ca, _) = echo_server_pem(false);
+    let (relay_addr, log, relay_task) = relay(server.local_addr().unwrap()).await;
+    let ep = client(&ca, &long_alpn()[..1]);
+    let conn = ep.connect(relay_addr, "quic.test").unwrap().await.unwrap();
+    assert_eq!(echo(&conn, &[7u8; 3000]).await, vec![7u8; 3000]);
+    let rec: Vec<Recorded> = take_after_close(&log, conn, &ep).await;
+    relay_task.abort();
+
+    let first = rec[0].ts_ns;
+    let mut items = lookup(first - 5 * MS, "quic.test", Ipv4Addr::LOCALHOST, &["h3"]);
+    items.extend(rec.iter().map(|r| Item::Datagram { ts_ns: r.ts_ns, fd: 31, peer: relay_addr, dir: r.dir, data: r.bytes.clone() }));
+    let pages = run(&items);
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let p = &pages[0];
+    assert_eq!(p.connections.len(), 1, "{p:#?}");
+    let c = &p.connections[0];
+    let q = c.quic.as_ref().expect("a QUIC connection");
+    assert_eq!(q.version.as_deref(), Some("QUICv1"));
+    assert_eq!(q.alpn_offered, ["h3"]);
+    assert!(!q.zero_rtt && !q.retry && q.fell_back_to.is_none());
+    assert_eq!((q.datagrams_sent + q.datagrams_received) as usize, rec.len());
+    assert!(q.bytes_received > 3000 && q.bytes_sent > 3000, "{q:?}");
+    let tls = c.tls.as_ref().unwrap();
+    assert_eq!((tls.library.as_str(), tls.sni.as_deref(), tls.alpn.as_deref()), ("quic", Some("quic.test"), Some("h3")));
+    assert_eq!(tls.cipher.as_deref(), Some("TLS13_AES_256_GCM_SHA384"));
+    assert_eq!(tls.version.as_deref(), Some("TLSv1.3"));
+    assert_eq!(c.established_ns, q.handshake_end_ns);
+    assert!(c.error.is_none());
+
+    assert_eq!(p.requests.len(), 1, "{:#?}", p.requests);
+    let r = &p.requests[0];
+    assert_eq!(r.protocol.as_deref(), Some("HTTP/3"));
+    assert_eq!(r.url.as_deref(), Some(format!("https://quic.test:{}/", relay_addr.port()).as_str()));
+    assert_eq!((r.connection, r.dns, r.new_connection, r.error.as_deref()), (Some(0), Some(0), true, None));
+    let t = r.timings;
+    let hs = (q.handshake_end_ns.unwrap() - q.handshake_start_ns.unwrap()) as f64 / 1e6;
+    assert!((t.ssl - hs).abs() < 0.02, "{t:?} vs {hs}");
+    assert_eq!((t.connect, t.tcp), (t.ssl, -1.0));
+    assert!(t.dns >= 2.0 && t.wait >= 0.0 && t.receive >= 0.0, "{t:?}");
+    assert!(r.complete);
+    assert_eq!(p.dns[0].name, "quic.test");
+    assert!(p.dns[0].qtypes.iter().any(|q| q == "HTTPS"), "{:?}", p.dns[0]);
+
+    // HAR: httpVersion h3, connect = ssl.
+    let stored = crate::history::StoredPageLoad { id: 1, started_at_ms: 0, page: p.clone() };
+    let har = crate::history::har::to_har(&[stored]);
+    let e = &har["log"]["entries"][0];
+    assert_eq!(e["request"]["httpVersion"], "h3", "{e}");
+    assert_eq!(e["timings"]["connect"], e["timings"]["ssl"]);
+}
+
+#[test]
+fn a_refused_quic_attempt_is_shown_beside_the_tcp_fallback() {
+    let edge = Ipv4Addr::new(10, 77, 0, 3);
+    let quic_peer = SocketAddr::from((edge, 443));
+    let t0 = 1_000 * MS;
+    let mut items = lookup(t0, "www.shop.test", edge, &["h3", "h2"]);
+    // Two client Initials (a retransmission), the ICMP error report, then TCP to port 443.
+    let dcid = [1, 2, 3, 4, 5, 6, 7, 8];
+    let ch = client_hello("www.shop.test", &["h3"], &[0x01, 0x02, 0x75, 0x30], 0x1d, 32);
+    let pkt = initial(VERSION_1, Sender::Client, &dcid, &dcid, &[9, 9], &[], 0, &crypto_frame(0, &ch), 1162);
+    for k in 0..2 {
+        items.push(Item::Datagram { ts_ns: t0 + (3 + k) * MS, fd: 40, peer: quic_peer, dir: Direction::Send, data: pkt.clone() });
+    }
+    items.push(ev(t0 + 5 * MS, EventBody::SockError { error: "ECONNREFUSED", errno: 111, protocol: 17, src: None, dst: Some(quic_peer) }));
+    let sk = 0xffff_8880_0000_1000;
+    items.push(ev(t0 + 6 * MS, EventBody::TcpState { skaddr: sk, old: TcpState::Close, new: TcpState::SynSent, src: None, dst: Some(quic_peer) }));
+    items.push(ev(t0 + 6 * MS + 1_000, EventBody::Connect { fd: 41, ret: -115, error: Some("EINPROGRESS"), dst: Some(quic_peer), skaddr: sk, tcp: true, duration_ns: 5_000 }));
+    items.push(ev(t0 + 7 * MS, EventBody::TcpState { skaddr: sk, old: TcpState::SynSent, new: TcpState::Established, src: Some(SocketAddr::from(([10, 0, 0, 1], 41_000))), dst: Some(quic_peer) }));
+    let pages = run(&items);
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let p = &pages[0];
+    assert_eq!(p.connections.len(), 2, "{p:#?}");
+    let (quic, tcp) = (&p.connections[0], &p.connections[1]);
+    let q = quic.quic.as_ref().expect("the QUIC attempt");
+    assert!(tcp.quic.is_none());
+    assert_eq!(q.fell_back_to, Some(1));
+    assert_eq!(q.datagrams_sent, 2);
+    assert!(q.handshake_end_ns.is_none());
+    let err = quic.error.as_deref().unwrap();
+    assert!(err.starts_with("ERR_QUIC_PROTOCOL_ERROR (ICMP port unreachable from 10.77.0.3:443: ECONNREFUSED"), "{err}");
+    assert!(err.ends_with("; the client fell back to TCP, connection 1)"), "{err}");
+    // The failed attempt is an entry of its own, with that reason.
+    let failed: Vec<_> = p.requests.iter().filter(|r| r.connection == Some(0)).collect();
+    assert_eq!(failed.len(), 1, "{:#?}", p.requests);
+    assert_eq!(failed[0].error.as_deref(), Some(err));
+    assert!(failed[0].url.as_deref().is_some_and(|u| u.starts_with("https://")), "{:?}", failed[0].url);
+    assert_eq!(quic.tls.as_ref().unwrap().sni.as_deref(), Some("www.shop.test"));
+}
+
+#[test]
+fn a_quic_attempt_without_any_answer_times_out_with_what_was_sent() {
+    let edge = Ipv4Addr::new(10, 77, 0, 3);
+    let peer = SocketAddr::from((edge, 443));
+    let t0 = 2_000 * MS;
+    let mut items = lookup(t0, "www.shop.test", edge, &["h3"]);
+    let dcid = [8; 8];
+    let ch = client_hello("www.shop.test", &["h3"], &[0x01, 0x02, 0x75, 0x30], 0x1d, 32);
+    let pkt = initial(VERSION_1, Sender::Client, &dcid, &dcid, &[], &[], 0, &crypto_frame(0, &ch), 1162);
+    for k in 0..3u64 {
+        items.push(Item::Datagram { ts_ns: t0 + (3 + 300 * k) * MS, fd: 50, peer, dir: Direction::Send, data: pkt.clone() });
+    }
+    let pages = run(&items);
+    let p = &pages[0];
+    let c = &p.connections[0];
+    let err = c.error.as_deref().unwrap();
+    assert_eq!(err, "ERR_QUIC_HANDSHAKE_FAILED (no answer from 10.77.0.3:443 to 3 datagram(s) in 600 ms)");
+    assert_eq!(p.error.as_deref(), Some(err), "with no response at all the attempt's error is the page's");
+    assert!(p.requests.iter().all(|r| r.protocol.is_none()), "no HTTP/3 entry without a handshake");
+}
