@@ -87,6 +87,7 @@ function requestDetail(page, i) {
     ['Process', `${r.comm} [${r.tgid}/${r.pid}]`],
     ['Connection', c ? `#${r.connection} ${c.src || '?'} → ${c.dst || '?'} (${r.new_connection ? 'new' : 'reused'}, ${c.requests} request${c.requests === 1 ? '' : 's'} on it)` : '–'],
     ['TLS', c && c.tls ? tlsSummary(c.tls) : null],
+    ['QUIC', c && c.quic ? quicSummary(c.quic) : null],
     ['DNS', d ? `${d.name} → ${d.addresses.join(', ') || d.error || 'no address'}` : null],
     ['Error', r.error ? h('span', { class: 'err' }, r.error) : null],
   ]);
@@ -96,6 +97,12 @@ function requestDetail(page, i) {
     h('div', {}, h('h3', {}, `Request #${i}`), general),
     h('div', {}, h('h3', {}, 'Timing'), timingTable(page, r)),
   );
+}
+
+/** A QUIC connection's facts (HTTP/3): version, 0-RTT, Retry, datagrams, a fall back to TCP. */
+function quicSummary(q) {
+  return [q.version, q.zero_rtt && '0-RTT', q.retry && 'Retry', `${q.datagrams_sent} datagrams out, ${q.datagrams_received} in`,
+    q.fell_back_to !== undefined && q.fell_back_to !== null && `fell back to TCP #${q.fell_back_to}`].filter(Boolean).join(' · ');
 }
 
 /** What the trace knows of a TLS session (the library, and version/cipher/ALPN/SNI when decoded). */

@@ -11,6 +11,7 @@
 //! | `tracer_page_load_duration_seconds` | `host`, `client` | histogram of page-load totals |
 //! | `tracer_page_loads_total` | `host`, `client` | page loads |
 //! | `tracer_requests_total` | `host`, `client`, `status_class` | requests: `1xx`..`5xx`, `failed` (an error, no status), `unknown` (no status seen, e.g. TLS seen only on the wire) |
+//! | `tracer_requests_by_protocol_total` | `client`, `protocol` | requests by HTTP version: `http/1.1`, `h2`, `h3` (QUIC), `unknown` |
 //! | `tracer_failures_total` | `client`, `phase`, `reason` | failed requests: phase `dns`, `connect`, `tls`, `wait`, `receive`; reason `ERR_NAME_NOT_RESOLVED` ... |
 //! | `tracer_events_received_total`, `tracer_events_lost_total` | `kind` | ring-buffer records read, and lost in the kernel (ring buffer full), per probe kind |
 //! | `tracer_events_malformed_total`, `tracer_events_dropped_total` | | records that did not decode; events dropped at the user-space queue |
@@ -101,6 +102,12 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    client: String,
+    protocol: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     client: String,
     phase: String,
@@ -161,6 +168,7 @@ pub struct Metrics {
     page_load: Histograms,
     page_loads: Family<HostClient, Counter>,
     requests: Family<RequestLabels, Counter>,
+    by_protocol: Family<ProtocolLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     /// Counters read at scrape time.
     pub runtime: Arc<RuntimeCounters>,
@@ -184,6 +192,7 @@ impl Metrics {
             page_load: hist(),
             page_loads: Family::default(),
             requests: Family::default(),
+            by_protocol: Family::default(),
             failures: Family::default(),
             runtime: Arc::new(RuntimeCounters::new(stats)),
         };
@@ -201,6 +210,7 @@ impl Metrics {
         registry.register_with_unit("tracer_page_load_duration", "Page loads, first to last activity", secs(), m.page_load.clone());
         registry.register("tracer_page_loads", "Page loads", m.page_loads.clone());
         registry.register("tracer_requests", "Requests by status class (1xx-5xx, failed, unknown)", m.requests.clone());
+        registry.register("tracer_requests_by_protocol", "Requests by HTTP version (http/1.1, h2, h3, unknown)", m.by_protocol.clone());
         registry.register("tracer_failures", "Failed requests by phase and reason", m.failures.clone());
         registry.register_collector(Box::new(m.runtime.clone()));
         Self { registry, ..m }
@@ -249,6 +259,8 @@ impl Metrics {
             self.requests
                 .get_or_create(&RequestLabels { host: labels.host.clone(), client: client.clone(), status_class })
                 .inc();
+            let protocol = protocol_label(r.protocol.as_deref()).to_string();
+            self.by_protocol.get_or_create(&ProtocolLabels { client: client.clone(), protocol }).inc();
             if let Some(err) = &r.error {
                 let reason = self.reasons.lock().map(|mut s| s.label(Some(reason_of(err)))).unwrap_or_else(|_| OTHER.into());
                 let phase = failure_phase(page, r, err).to_string();
@@ -278,6 +290,16 @@ pub fn status_class(r: &Request) -> &'static str {
         Some(_) => "unknown",
         None if r.error.is_some() => "failed",
         None => "unknown",
+    }
+}
+
+/// A request's HTTP version as a label from a fixed set (ALPN's names).
+pub fn protocol_label(protocol: Option<&str>) -> &'static str {
+    match protocol {
+        Some("HTTP/1.1" | "HTTP/1.0") => "http/1.1",
+        Some("HTTP/2") => "h2",
+        Some("HTTP/3") => "h3",
+        _ => "unknown",
     }
 }
 
@@ -528,6 +550,24 @@ mod tests {
         assert_eq!(sample(&text, "tracer_page_loads_total", "host=\"shop.test\",client=\"curl\""), Some(2.0));
         assert_eq!(sample(&text, "tracer_requests_total", "host=\"shop.test\",client=\"curl\",status_class=\"3xx\""), Some(2.0));
         assert_eq!(sample(&text, "tracer_requests_total", "host=\"www.shop.test\",client=\"curl\",status_class=\"2xx\""), Some(4.0));
+    }
+
+    #[test]
+    fn requests_are_counted_by_protocol() {
+        let m = metrics(10, 10);
+        let mut page = redirect_page(0);
+        let protocols: Vec<Option<String>> = page.requests.iter().map(|r| r.protocol.clone()).collect();
+        page.requests[0].protocol = Some("HTTP/3".into());
+        m.observe(&page);
+        let text = m.encode();
+        let count = |p: &str| sample(&text, "tracer_requests_by_protocol_total", &format!("client=\"curl\",protocol=\"{p}\""));
+        assert_eq!(count("h3"), Some(1.0), "{text}");
+        let h2 = protocols[1..].iter().filter(|p| p.as_deref() == Some("HTTP/2")).count() as f64;
+        let h1 = protocols[1..].iter().filter(|p| p.as_deref() == Some("HTTP/1.1")).count() as f64;
+        assert_eq!(count("h2").unwrap_or(0.0), h2);
+        assert_eq!(count("http/1.1").unwrap_or(0.0), h1);
+        assert_eq!(protocol_label(Some("HTTP/3")), "h3");
+        assert_eq!(protocol_label(None), "unknown");
     }
 
     #[test]

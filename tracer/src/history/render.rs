@@ -275,10 +275,11 @@ pub fn show(s: &StoredPageLoad) -> String {
     if !p.connections.is_empty() {
         out.push_str("\nConnections\n");
         for (i, c) in p.connections.iter().enumerate() {
+            let transport = if c.quic.is_some() { "quic" } else { "tcp" };
             let tcp = c
                 .established_ns
                 .filter(|e| *e >= c.connect_start_ns)
-                .map(|e| format!("tcp {:.2} ms", (e - c.connect_start_ns) as f64 / 1e6))
+                .map(|e| format!("{transport} {:.2} ms", (e - c.connect_start_ns) as f64 / 1e6))
                 .unwrap_or_else(|| "not established".into());
             let _ = writeln!(
                 out,
@@ -302,6 +303,21 @@ pub fn show(s: &StoredPageLoad) -> String {
                 parts.extend(t.alpn.as_ref().map(|a| format!("alpn {a}")));
                 parts.extend(t.sni.as_ref().map(|s| format!("sni {s}")));
                 parts.push(if t.estimated { format!("{hs} (estimated)") } else { hs });
+                let _ = writeln!(out, "      {}", parts.join("  "));
+            }
+            if let Some(q) = &c.quic {
+                let mut parts = vec![format!("QUIC {}", q.version.as_deref().unwrap_or("?"))];
+                parts.extend(q.original_dcid.as_ref().map(|d| format!("dcid {d}")));
+                if !q.alpn_offered.is_empty() {
+                    parts.push(format!("alpn offered {}", q.alpn_offered.join(",")));
+                }
+                parts.extend(q.zero_rtt.then(|| "0-RTT".to_string()));
+                parts.extend(q.retry.then(|| "Retry".to_string()));
+                if !q.version_negotiation.is_empty() {
+                    parts.push(format!("version negotiation {}", q.version_negotiation.join(",")));
+                }
+                parts.push(format!("{} datagrams out, {} in", q.datagrams_sent, q.datagrams_received));
+                parts.extend(q.fell_back_to.map(|t| format!("fell back to TCP [{t}]")));
                 let _ = writeln!(out, "      {}", parts.join("  "));
             }
             if let Some(e) = &c.error {

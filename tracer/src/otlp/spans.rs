@@ -236,7 +236,7 @@ fn request_spans(
         a.push(kv("network.protocol.version", s(p.strip_prefix("HTTP/").unwrap_or(p).to_string())));
     }
     if let Some((addr, port)) = &peer {
-        a.push(kv("network.transport", s("tcp")));
+        a.push(kv("network.transport", s(transport(conn))));
         a.push(kv("network.peer.address", s(addr.clone())));
         a.push(kv("network.peer.port", i(*port)));
     }
@@ -382,4 +382,9 @@ fn push_tls(a: &mut Vec<KeyValue>, t: &crate::stitch::model::TlsSession) {
     if let Some(alpn) = &t.alpn {
         a.push(kv("tls.next_protocol", s(alpn.clone())));
     }
+}
+
+/// `udp` for a QUIC connection (HTTP/3), else `tcp`.
+fn transport(conn: Option<&crate::stitch::model::Connection>) -> &'static str {
+    if conn.is_some_and(|c| c.quic.is_some()) { "udp" } else { "tcp" }
 }
