@@ -12,7 +12,7 @@ use std::{
 };
 
 use tracer::{
-    db, history,
+    history::{self, db},
     lab::LabConfig,
     probes::{ProbeConfig, Probes},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
@@ -172,7 +172,7 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
         assert_eq!(p.status, None, "{name}");
         let r = p.requests.iter().find(|r| r.error.as_deref() == Some(err)).expect("the failed entry");
         assert!(!r.complete, "{name}");
-        assert_eq!(tracer::metrics::failure_phase(p, r, err), phase, "{name}: failed phase of {err:?}");
+        assert_eq!(tracer::serve::metrics::failure_phase(p, r, err), phase, "{name}: failed phase of {err:?}");
         match phase {
             "dns" => {
                 let l = &p.dns[r.dns.expect("the failed entry's lookup")];

@@ -626,8 +626,8 @@ fn cli_waterfall_har_exit_codes_and_baseline() {
         .build()
         .unwrap();
     let rows = rt.block_on(async {
-        let pool = tracer::db::open(&db).await.unwrap();
-        tracer::fetch::store::baselines_for(&pool, "http://shop.test/", 10)
+        let pool = tracer::history::db::open(&db).await.unwrap();
+        tracer::history::baselines::baselines_for(&pool, "http://shop.test/", 10)
             .await
             .unwrap()
     });

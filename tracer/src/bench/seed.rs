@@ -489,7 +489,7 @@ mod tests {
     #[tokio::test]
     async fn seeding_ingests_then_grows_with_consistent_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         let r = seed(&pool, 30, 100, 8, 1).await.unwrap();
         assert_eq!((r.ingested, r.total), (30, 100));
         // Every child row points at an existing page load / connection / lookup.

@@ -33,7 +33,6 @@ pub mod probe_points;
 pub mod page;
 mod pool;
 pub mod render;
-pub mod store;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;

@@ -539,7 +539,7 @@ mod tests {
     #[tokio::test]
     async fn the_count_stops_at_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         let pages: Vec<_> = (0..12).map(|i| crate::stitch::sample::failed_dns_page(1_000_000 * (i + 1), "a.test")).collect();
         crate::history::insert_page_loads(&pool, &pages, crate::clock::WallOffset::now()).await.unwrap();
         let page = PageRequest { limit: 3, offset: 0 };
@@ -554,7 +554,7 @@ mod tests {
     #[tokio::test]
     async fn every_walk_lists_the_same_page_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         // Two curl processes (the filter names both) and a wget; statuses in another cycle,
         // with failures (an error, or no status).
         let clients = [(10, "curl"), (11, "curl"), (20, "wget")];
