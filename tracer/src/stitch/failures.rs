@@ -2,7 +2,7 @@
 //!
 //! A failure is never a silently missing row: each one is a failed (or partial) entry of
 //! its client's page load ([`super::page_loads`]). The text is Chromium's net error name
-//! (`ERR_...`), then what was seen, in parentheses; `crate::metrics::reason_of` reads the
+//! (`ERR_...`), then what was seen, in parentheses; `crate::serve::metrics::reason_of` reads the
 //! name back.
 //!
 //! - Lookups: NXDOMAIN, another rcode, or NOERROR without an address: ERR_NAME_NOT_RESOLVED;
@@ -57,7 +57,7 @@ pub(super) fn dns_timed_out(server: Option<SocketAddr>) -> String {
 
 /// A connection's `error`: the connect's, else the code of its failed TLS handshake.
 pub(super) fn connection_error(c: &ConnState) -> Option<String> {
-    let tls_error = tls_failure(c).map(|e| crate::metrics::reason_of(&e).to_string());
+    let tls_error = tls_failure(c).map(|e| crate::serve::metrics::reason_of(&e).to_string());
     c.error.clone().or(tls_error).or_else(|| c.hs_failed.then(|| "TLS handshake failed".to_string()))
 }
 

@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::{
 
 use crate::{
     clock::WallOffset,
-    metrics::reason_of,
+    serve::metrics::reason_of,
     stitch::model::{ClientInfo, PageLoad, Request},
 };
 

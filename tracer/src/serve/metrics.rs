@@ -1,5 +1,6 @@
-//! `GET /metrics`: Prometheus metrics of the page loads this machine made, for a fleet's
-//! Prometheus (the OpenMetrics text format of the official `prometheus-client` crate).
+//! Prometheus metrics of the page loads this machine made, for a fleet's Prometheus (the
+//! OpenMetrics text format of the official `prometheus-client` crate). [`Metrics::encode`]
+//! gives the text; the dashboard's router serves it as `GET /metrics`.
 //!
 //! Page loads are folded in as the stitcher delivers them ([`Metrics::observe`]: a few
 //! histogram and counter updates, no I/O); the event, probe and pipeline counters are read
@@ -32,11 +33,6 @@ use std::{
     },
 };
 
-use axum::{
-    extract::State,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -53,12 +49,11 @@ use sqlx::SqlitePool;
 use tracer_common::EventKind;
 
 use crate::{
-    history::{HistoryCounters, store::request_host},
-    otlp::OtlpStats,
+    history::{HistoryCounters, counts, store::request_host},
+    serve::otlp::OtlpStats,
     probes::ProbeStatus,
     stitch::model::{PageLoad, Request},
     stream::StreamStats,
-    web::AppState,
 };
 
 /// Content type of the OpenMetrics text exposition.
@@ -441,20 +436,9 @@ impl Collector for RuntimeCounters {
 /// label slots first.
 pub async fn top_labels(pool: &SqlitePool, config: MetricsConfig) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     use anyhow::Context as _;
-    let hosts: Vec<String> = sqlx::query_scalar(
-        "SELECT host FROM requests WHERE host IS NOT NULL AND host != '' GROUP BY host ORDER BY COUNT(*) DESC LIMIT ?",
-    )
-    .bind(config.max_hosts as i64)
-    .fetch_all(pool)
-    .await
-    .context("reading the busiest hosts from the history")?;
-    let clients: Vec<String> = sqlx::query_scalar(
-        "SELECT p.name FROM page_loads l JOIN processes p ON p.id = l.process_id GROUP BY p.name ORDER BY COUNT(*) DESC LIMIT ?",
-    )
-    .bind(config.max_clients as i64)
-    .fetch_all(pool)
-    .await
-    .context("reading the busiest clients from the history")?;
+    let hosts = counts::busiest_hosts(pool, config.max_hosts as i64).await.context("reading the busiest hosts from the history")?;
+    let clients =
+        counts::busiest_clients(pool, config.max_clients as i64).await.context("reading the busiest clients from the history")?;
     // Stored hosts may carry a port and capitals; the labels do not.
     let mut seen = HashSet::new();
     let hosts = hosts
@@ -463,12 +447,6 @@ pub async fn top_labels(pool: &SqlitePool, config: MetricsConfig) -> anyhow::Res
         .filter(|h| seen.insert(h.clone()))
         .collect();
     Ok((hosts, clients))
-}
-
-/// `GET /metrics`.
-pub async fn scrape(State(state): State<AppState>) -> Response {
-    let body = state.metrics.encode();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))], body).into_response()
 }
 
 #[cfg(test)]
@@ -617,41 +595,10 @@ mod tests {
         assert_eq!(sample(&m.encode(), "tracer_events_received_total", "kind=\"dns\""), Some(8.0));
     }
 
-    /// `/metrics` is a route of the dashboard's router: its layers (security headers, and any
-    /// access check added there) apply to it.
-    #[tokio::test]
-    async fn served_by_the_dashboard_router() {
-        use tower::ServiceExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
-        let health = crate::web::Health {
-            started: std::time::Instant::now(),
-            db_path: dir.path().join("t.db"),
-            probes: serde_json::Value::Null,
-            kernel: serde_json::Value::Null,
-            stats: Arc::new(StreamStats::default()),
-            live: Default::default(),
-        };
-        let mut state = AppState::new(health, pool, Arc::new(crate::web::LiveHub::new(500 * MS)));
-        let m = Arc::new(metrics(10, 10));
-        m.observe(&redirect_page(0));
-        state.metrics = m;
-        let res = crate::web::app(state)
-            .oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["content-type"], CONTENT_TYPE);
-        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "the router's layers apply");
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
-        let text = std::str::from_utf8(&body).unwrap();
-        assert_eq!(sample(text, "tracer_page_loads_total", "host=\"shop.test\",client=\"curl\""), Some(1.0), "{text}");
-    }
-
     #[tokio::test]
     async fn busiest_history_hosts_and_clients_come_first() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         let wall = crate::clock::WallOffset(0);
         let mut pages = vec![failed_dns_page(0, "rare.test")];
         for _ in 0..3 {
