@@ -33,6 +33,9 @@
 //!    page load.
 //! 8. `failures.rs`: every error text (Chromium's net error names, with what was seen).
 //!
+//! Beside the page loads: `progress.rs` reports the open ones to a live view as they open,
+//! see activity and close ([`Stitcher::progress`]), leaving out the daemon's own traffic.
+//!
 //! In-flight state is bounded ([`StitchConfig`]): connections and lookups are forgotten
 //! oldest first beyond `max_connections` / `max_lookups` and once older than `max_idle`
 //! (connections since their last event, lookups since their start), processes oldest first
@@ -45,6 +48,7 @@ mod navigation;
 mod page_loads;
 mod plaintext;
 mod process_tree;
+pub mod progress;
 mod requests;
 #[cfg(test)]
 pub(crate) mod sample;
@@ -63,6 +67,7 @@ use dns_index::DnsIndex;
 use page_loads::OpenPage;
 use plaintext::DataCall;
 use process_tree::ProcessTree;
+use progress::OwnDestinations;
 use tls_objects::TlsObjects;
 
 #[derive(Debug, Clone)]
@@ -141,6 +146,10 @@ pub struct Stitcher {
     pages: BTreeMap<u32, OpenPage>,
     /// Page loads closed while handling an event (a new navigation), returned with the next batch.
     finished: Vec<PageLoad>,
+    /// Clients whose page load closed after [`Stitcher::progress`] reported it, until its next call.
+    closed: Vec<u32>,
+    /// Destinations that do not make a page load in progress ([`Stitcher::ignore_in_progress`]).
+    own: OwnDestinations,
     /// Counters for the health view.
     pub stats: StitchStats,
 }
@@ -156,6 +165,8 @@ impl Stitcher {
             tls: TlsObjects::default(),
             pages: BTreeMap::new(),
             finished: Vec::new(),
+            closed: Vec::new(),
+            own: OwnDestinations::default(),
             stats: StitchStats::default(),
             cfg,
         }

@@ -13,17 +13,17 @@ use crate::stream::events::{Direction, Event, EventBody, HandshakePhase, TcpStat
 const MS: u64 = 1_000_000;
 
 /// Builds a stream: every call advances the clock by `step` unless given a time.
-struct Sim {
+pub(super) struct Sim {
     t: u64,
-    events: Vec<Event>,
+    pub(super) events: Vec<Event>,
 }
 
-fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
+pub(super) fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::from(ip), port))
 }
 
 impl Sim {
-    fn new() -> Sim {
+    pub(super) fn new() -> Sim {
         Sim { t: 1_000 * MS, events: Vec::new() }
     }
 
@@ -37,7 +37,7 @@ impl Sim {
         self.events.push(Event { ts_ns: self.t, tgid, pid: tgid, comm: comm.into(), body });
     }
 
-    fn exec(&mut self, pid: u32, file: &str) {
+    pub(super) fn exec(&mut self, pid: u32, file: &str) {
         self.push(pid, file.rsplit('/').next().unwrap(), EventBody::Exec { filename: file.into() });
     }
 
@@ -45,7 +45,7 @@ impl Sim {
         self.push(parent, "parent", EventBody::Fork { child_pid: child });
     }
 
-    fn query(&mut self, tgid: u32, id: u16, name: &str, qtype: &str) {
+    pub(super) fn query(&mut self, tgid: u32, id: u16, name: &str, qtype: &str) {
         let m = DnsMessage {
             id,
             is_response: false,
@@ -89,7 +89,7 @@ impl Sim {
     }
 
     /// A successful TCP connect: connect record, SYN_SENT, ESTABLISHED.
-    fn connect(&mut self, tgid: u32, fd: i32, dst: SocketAddr, sk: u64) {
+    pub(super) fn connect(&mut self, tgid: u32, fd: i32, dst: SocketAddr, sk: u64) {
         self.push(tgid, "net", EventBody::TcpState { skaddr: sk, old: TcpState::Close, new: TcpState::SynSent, src: None, dst: Some(dst) });
         self.push(
             tgid,
@@ -115,7 +115,7 @@ impl Sim {
         );
     }
 
-    fn socket(&mut self, tgid: u32, fd: i32, direction: Direction, syscall: DnsSyscall, data: &[u8]) {
+    pub(super) fn socket(&mut self, tgid: u32, fd: i32, direction: Direction, syscall: DnsSyscall, data: &[u8]) {
         self.push(
             tgid,
             "net",
@@ -158,7 +158,7 @@ impl Sim {
         self.push(tgid, "net", EventBody::TlsHandshake { lib: Some(lib), func: Some(func), tls_obj: obj, fd, phase, ret });
     }
 
-    fn run(&self) -> Vec<PageLoad> {
+    pub(super) fn run(&self) -> Vec<PageLoad> {
         self.run_with(StitchConfig::default())
     }
 
@@ -200,7 +200,7 @@ fn plain_get(host: &str, path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade-Insecure-Requests: 1\r\n\r\n").into_bytes()
 }
 
-fn ok(body: &str) -> Vec<u8> {
+pub(super) fn ok(body: &str) -> Vec<u8> {
     format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
@@ -208,7 +208,7 @@ fn moved(to: &str) -> Vec<u8> {
     format!("HTTP/1.1 301 Moved Permanently\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").into_bytes()
 }
 
-const SHOP: [u8; 4] = [10, 77, 0, 2];
+pub(super) const SHOP: [u8; 4] = [10, 77, 0, 2];
 const EDGE: [u8; 4] = [10, 77, 0, 3];
 
 /// Chromium: the launcher script execs the browser, which starts its network service with
@@ -647,7 +647,7 @@ fn an_unfinished_handshake_without_a_visible_alert_is_a_protocol_error() {
     let err = pages[0].error.as_deref().unwrap();
     assert!(err.starts_with("ERR_SSL_PROTOCOL_ERROR (handshake not finished: the client closed the connection"), "{err}");
     assert_eq!(pages[0].connections[0].error.as_deref(), Some("ERR_SSL_PROTOCOL_ERROR"));
-    assert_eq!(crate::metrics::failure_phase(&pages[0], &pages[0].requests[0], err), "tls");
+    assert_eq!(crate::serve::metrics::failure_phase(&pages[0], &pages[0].requests[0], err), "tls");
 }
 
 /// A handshake the client abandons with no alert and no failed library call (Firefox closing

@@ -1,18 +1,15 @@
-//! The live feed behind `GET /api/live` (Server-Sent Events).
+//! The live feed behind `GET /api/live` (Server-Sent Events), fed by the daemon's fan-out.
 //!
 //! * `page_load`: a finished page load, as soon as the history writer has stored it, with its
-//!   id (the same summary as a row of `GET /api/page-loads`). [`spawn_live`] follows the
-//!   `page_loads` table by id and broadcasts new rows, so every event names a row that exists.
+//!   id (the same summary as a row of `GET /api/page-loads`). The writer hands each stored
+//!   row's summary to [`LiveHub::page_stored`], so every event names a row that exists.
 //! * `progress`: the clients with a page load in progress, `{"open": [{tgid, comm, since_ms,
-//!   last_ms, events}]}`; sent on connect and whenever it changes. The daemon feeds every
-//!   event to [`LiveHub::observe`]: a client's connect or DNS query opens an entry, any of
-//!   its network events keep it open, and it closes when its page load is delivered
-//!   ([`LiveHub::page_done`]) or after the stitcher's quiet window without activity.
-//!   Connections to the dashboard itself ([`LiveHub::ignore_destination`]) are not shown:
-//!   they carry no request the stitcher can see, so they never become page loads.
-//!   This follows the stitcher's rule for opening page loads but is kept apart from it
-//!   (the stitcher's open page loads are private to it), so it is an indicator, not a count
-//!   of the page loads that will be stored.
+//!   last_ms, events}]}`; sent on connect and whenever the list changes. These are the
+//!   stitcher's own open page loads ([`LiveHub::page_progress`] takes its
+//!   [`PageProgress`] reports): `tgid` and `comm` are the client's (the root of its process
+//!   tree, as its stored page load names it), `events` its network events so far. The
+//!   stitcher leaves out the daemon's own traffic (the dashboard's viewers, the OTLP
+//!   collector: [`crate::stitch::Stitcher::ignore_in_progress`]).
 //! * `lagged`: this client missed `n` page loads (it was too slow); reload the list.
 //!
 //! The stream ends when the daemon shuts down ([`LiveHub::shutdown`]), so that the server's
@@ -20,7 +17,6 @@
 use std::{
     collections::{HashMap, VecDeque},
     convert::Infallible,
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -34,16 +30,10 @@ use axum::{
 };
 use futures_util::stream::Stream;
 use serde::Serialize;
-use sqlx::{Row, SqlitePool};
 use tokio::sync::{broadcast, watch};
 
 use super::AppState;
-use crate::{
-    clock::WallOffset,
-    stream::events::{Direction, Event, EventBody},
-    history::PageLoadSummary,
-    stitch::model::PageLoad,
-};
+use crate::{clock::WallOffset, history::PageLoadSummary, stitch::progress::PageProgress};
 
 /// One client with a page load in progress.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,60 +59,33 @@ pub enum LiveEvent {
     PageLoad { page_load: PageLoadSummary },
 }
 
-struct Activity {
-    comm: String,
-    first_ns: u64,
-    last_ns: u64,
-    events: u64,
-}
-
-/// Most clients tracked as in progress at once (the oldest activity is forgotten first).
+/// Most clients shown as in progress at once (the one with the oldest activity goes first).
 const MAX_OPEN: usize = 256;
 
 pub struct LiveHub {
     tx: broadcast::Sender<LiveEvent>,
     progress: watch::Sender<Progress>,
-    activity: Mutex<HashMap<u32, Activity>>,
-    /// An entry without activity for this long is closed (the stitcher's quiet window plus slack).
-    idle_ns: u64,
+    /// The stitcher's open page loads, by client.
+    open: Mutex<HashMap<u32, OpenClient>>,
+    /// The run's monotonic -> wall clock mapping (the stored rows' too).
     wall: WallOffset,
     clients: Arc<AtomicUsize>,
     shutdown: watch::Sender<bool>,
     /// (when, events received so far), one sample a second, for events/s.
     rate: Mutex<VecDeque<(Instant, u64)>>,
-    /// Connects to these addresses do not open an entry (the dashboard's own viewers).
-    ignored: Mutex<Vec<SocketAddr>>,
 }
 
 impl LiveHub {
-    /// `quiet_ns`: the stitcher's quiet window (a page load closes after that much idleness).
-    pub fn new(quiet_ns: u64) -> Self {
+    pub fn new(wall: WallOffset) -> Self {
         Self {
             tx: broadcast::channel(1024).0,
             progress: watch::channel(Progress::default()).0,
-            activity: Mutex::new(HashMap::new()),
-            idle_ns: quiet_ns + 300_000_000,
-            wall: WallOffset::now(),
+            open: Mutex::new(HashMap::new()),
+            wall,
             clients: Arc::new(AtomicUsize::new(0)),
             shutdown: watch::channel(false).0,
             rate: Mutex::new(VecDeque::new()),
-            ignored: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Connections to `addr` (the dashboard's listen address; an unspecified IP matches any
-    /// address with that port) are not page loads in progress.
-    pub fn ignore_destination(&self, addr: SocketAddr) {
-        if let Ok(mut v) = self.ignored.lock() {
-            v.push(addr);
-        }
-    }
-
-    fn is_ignored(&self, dst: Option<&SocketAddr>) -> bool {
-        let Some(dst) = dst else { return false };
-        self.ignored.lock().is_ok_and(|v| {
-            v.iter().any(|a| a.port() == dst.port() && (a.ip().is_unspecified() || a.ip() == dst.ip()))
-        })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
@@ -132,6 +95,11 @@ impl LiveHub {
     /// Sends to every connected client; returns how many there were.
     pub fn broadcast(&self, ev: LiveEvent) -> usize {
         self.tx.send(ev).unwrap_or(0)
+    }
+
+    /// A page load's row was committed: its summary goes to every connected client.
+    pub fn page_stored(&self, page_load: PageLoadSummary) {
+        self.broadcast(LiveEvent::PageLoad { page_load });
     }
 
     /// SSE clients connected now.
@@ -148,71 +116,38 @@ impl LiveHub {
         self.shutdown.send_replace(true);
     }
 
-    /// One kernel event (the daemon calls this for every event it reads).
-    pub fn observe(&self, ev: &Event) {
-        let opens = match &ev.body {
-            EventBody::Connect { dst, .. } if self.is_ignored(dst.as_ref()) => return,
-            EventBody::Connect { tcp, .. } => *tcp,
-            EventBody::Dns { direction, .. } => *direction == Direction::Send,
-            EventBody::TlsData { .. } | EventBody::TlsHandshake { .. } | EventBody::SocketData { .. } => false,
-            _ => return,
-        };
-        let Ok(mut a) = self.activity.lock() else { return };
-        if let Some(e) = a.get_mut(&ev.tgid) {
-            e.last_ns = e.last_ns.max(ev.ts_ns);
-            e.events += 1;
-        } else if opens {
-            if a.len() >= MAX_OPEN {
-                if let Some(oldest) = a.iter().min_by_key(|(_, e)| e.last_ns).map(|(k, _)| *k) {
-                    a.remove(&oldest);
+    /// The stitcher's reports on its open page loads; publishes the list when it changed.
+    pub fn page_progress(&self, reports: &[PageProgress]) {
+        if reports.is_empty() {
+            return;
+        }
+        let open = {
+            let Ok(mut open) = self.open.lock() else { return };
+            for r in reports {
+                match r {
+                    PageProgress::Opened { client, name, started_ns } => {
+                        if open.len() >= MAX_OPEN && !open.contains_key(client) {
+                            if let Some(oldest) = open.values().min_by_key(|o| (o.last_ms, o.tgid)).map(|o| o.tgid) {
+                                open.remove(&oldest);
+                            }
+                        }
+                        let since_ms = self.wall.unix_ms(*started_ns);
+                        open.insert(*client, OpenClient { tgid: *client, comm: name.clone(), since_ms, last_ms: since_ms, events: 0 });
+                    }
+                    PageProgress::Active { client, last_ns, events } => {
+                        if let Some(o) = open.get_mut(client) {
+                            o.last_ms = self.wall.unix_ms(*last_ns);
+                            o.events = *events;
+                        }
+                    }
+                    PageProgress::Closed { client } => {
+                        open.remove(client);
+                    }
                 }
             }
-            // The process's name, not the thread's (Chrome_ChildIOT, tokio-rt-worker).
-            let comm = std::fs::read_to_string(format!("/proc/{}/comm", ev.tgid))
-                .map(|s| s.trim_end().to_string())
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| ev.comm.clone());
-            a.insert(ev.tgid, Activity { comm, first_ns: ev.ts_ns, last_ns: ev.ts_ns, events: 1 });
-        }
-    }
-
-    /// A page load was delivered: its processes are no longer in progress.
-    pub fn page_done(&self, page: &PageLoad) {
-        let Ok(mut a) = self.activity.lock() else { return };
-        a.remove(&page.client.tgid);
-        for tgid in page
-            .requests
-            .iter()
-            .map(|r| r.tgid)
-            .chain(page.connections.iter().map(|c| c.tgid))
-            .chain(page.dns.iter().map(|d| d.tgid))
-        {
-            a.remove(&tgid);
-        }
-        drop(a);
-        self.publish(None);
-    }
-
-    /// Drops idle entries (when `now_ns` is given) and publishes the list when it changed.
-    fn publish(&self, now_ns: Option<u64>) {
-        let open = {
-            let Ok(mut a) = self.activity.lock() else { return };
-            if let Some(now) = now_ns {
-                a.retain(|_, e| now.saturating_sub(e.last_ns) <= self.idle_ns);
-            }
-            let mut open: Vec<OpenClient> = a
-                .iter()
-                .map(|(tgid, e)| OpenClient {
-                    tgid: *tgid,
-                    comm: e.comm.clone(),
-                    since_ms: self.wall.unix_ms(e.first_ns),
-                    last_ms: self.wall.unix_ms(e.last_ns),
-                    events: e.events,
-                })
-                .collect();
-            open.sort_by_key(|o| (o.since_ms, o.tgid));
-            open
+            let mut list: Vec<OpenClient> = open.values().cloned().collect();
+            list.sort_by_key(|o| (o.since_ms, o.tgid));
+            list
         };
         self.progress.send_if_modified(|p| {
             // Event counts alone do not make a change worth sending.
@@ -226,7 +161,8 @@ impl LiveHub {
         });
     }
 
-    fn sample_rate(&self, received: u64) {
+    /// Samples the count of events received (the daemon calls this once a second).
+    pub fn sample_events(&self, received: u64) {
         if let Ok(mut r) = self.rate.lock() {
             r.push_back((Instant::now(), received));
             while r.len() > 11 {
@@ -305,64 +241,64 @@ pub(super) async fn sse(State(s): State<AppState>) -> Sse<impl Stream<Item = Res
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-const SUMMARY_SQL: &str = "SELECT p.id, p.started_at_ms, pr.name, pr.tgid, p.url, p.host, p.status, p.error, p.total_ms,
-        p.request_count, p.connection_count, p.redirect_count, p.bytes
- FROM page_loads p JOIN processes pr ON pr.id = p.process_id WHERE p.id > ? ORDER BY p.id LIMIT 200";
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-use crate::history::query::summary;
+    const MS: u64 = 1_000_000;
 
-async fn max_id(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM page_loads").fetch_one(pool).await
-}
-
-/// Broadcasts the page loads stored after `after`; returns the last id seen.
-async fn forward_new(pool: &SqlitePool, hub: &LiveHub, mut after: i64) -> Result<i64, sqlx::Error> {
-    let max = max_id(pool).await?;
-    if max < after {
-        // Rows were deleted from the top (everything pruned); ids start again below.
-        return Ok(max);
+    fn opened(client: u32, ms: u64) -> PageProgress {
+        PageProgress::Opened { client, name: format!("c{client}"), started_ns: ms * MS }
     }
-    while max > after {
-        let rows = sqlx::query(SUMMARY_SQL).bind(after).fetch_all(pool).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get(0)?;
-        for r in &rows {
-            hub.broadcast(LiveEvent::PageLoad { page_load: summary(r)? });
+
+    #[test]
+    fn progress_follows_the_stitchers_reports() {
+        let hub = LiveHub::new(WallOffset(1_000_000_000)); // monotonic 0 is unix 1 s
+        let mut changes = hub.progress.subscribe();
+        hub.page_progress(&[opened(7, 20), PageProgress::Active { client: 7, last_ns: 25 * MS, events: 3 }, opened(5, 10)]);
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        let open = hub.progress().open;
+        assert_eq!(
+            open,
+            vec![
+                OpenClient { tgid: 5, comm: "c5".into(), since_ms: 1_010, last_ms: 1_010, events: 0 },
+                OpenClient { tgid: 7, comm: "c7".into(), since_ms: 1_020, last_ms: 1_025, events: 3 },
+            ],
+            "oldest first"
+        );
+        // Activity alone is not worth a message; a close is, and a report of an unknown client
+        // changes nothing.
+        hub.page_progress(&[PageProgress::Active { client: 5, last_ns: 30 * MS, events: 9 }]);
+        assert!(!changes.has_changed().unwrap());
+        hub.page_progress(&[PageProgress::Closed { client: 7 }, PageProgress::Closed { client: 99 }]);
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(hub.progress().open.iter().map(|o| (o.tgid, o.events)).collect::<Vec<_>>(), vec![(5, 9)]);
+        // A navigation: the client's page load closes and a new one opens, in one batch.
+        hub.page_progress(&[PageProgress::Closed { client: 5 }, opened(5, 40)]);
+        assert_eq!(hub.progress().open.iter().map(|o| (o.tgid, o.since_ms)).collect::<Vec<_>>(), vec![(5, 1_040)]);
+    }
+
+    #[test]
+    fn at_most_max_open_clients_the_least_recently_active_go_first() {
+        let hub = LiveHub::new(WallOffset(0));
+        let reports: Vec<PageProgress> = (0..MAX_OPEN as u32 + 2).map(|c| opened(c, 1_000 + c as u64)).collect();
+        hub.page_progress(&reports);
+        let open = hub.progress().open;
+        assert_eq!(open.len(), MAX_OPEN);
+        assert!(!open.iter().any(|o| o.tgid == 0 || o.tgid == 1), "the two least recently active went");
+    }
+
+    #[tokio::test]
+    async fn stored_rows_reach_every_subscriber() {
+        let hub = LiveHub::new(WallOffset(0));
+        let mut a = hub.subscribe();
+        let mut b = hub.subscribe();
+        let row = crate::history::summary_of(42, &crate::stitch::sample::redirect_page(0), WallOffset(0));
+        hub.page_stored(row.clone());
+        for rx in [&mut a, &mut b] {
+            let LiveEvent::PageLoad { page_load } = rx.recv().await.unwrap();
+            assert_eq!(page_load, row);
         }
     }
-    Ok(after)
-}
-
-/// The live feed's background work: forwards newly stored page loads (every 150 ms), expires
-/// idle in-progress entries, and samples the event counter for events/s. Abort it at shutdown.
-pub fn spawn_live(state: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let hub = state.live.clone();
-        let pool = state.pool.clone();
-        let mut after = max_id(&pool).await.unwrap_or(0);
-        let mut tick = tokio::time::interval(Duration::from_millis(150));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_sample: Option<Instant> = None;
-        let mut errors = 0u64;
-        loop {
-            tick.tick().await;
-            if *hub.shutdown.borrow() {
-                break;
-            }
-            match forward_new(&pool, &hub, after).await {
-                Ok(a) => after = a,
-                Err(e) => {
-                    errors += 1;
-                    if errors <= 5 || errors.is_multiple_of(100) {
-                        tracing::warn!("dashboard live feed: reading new page loads: {e}");
-                    }
-                }
-            }
-            hub.publish(Some(crate::clock::monotonic_ns()));
-            if last_sample.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                hub.sample_rate(state.health.stats.received.load(Ordering::Relaxed));
-                last_sample = Some(Instant::now());
-            }
-        }
-    })
 }
