@@ -1,6 +1,6 @@
 //! Counts over the whole history: the clients behind the dashboard's process filter
 //! (`GET /api/processes`), and the busiest hosts and clients, which get the metrics' label
-//! slots first ([`crate::serve::metrics::top_labels`]).
+//! slots first (`serve::metrics::top_labels`).
 use serde::Serialize;
 use sqlx::SqlitePool;
 

@@ -126,10 +126,11 @@ impl LiveHub {
             for r in reports {
                 match r {
                     PageProgress::Opened { client, name, started_ns } => {
-                        if open.len() >= MAX_OPEN && !open.contains_key(client) {
-                            if let Some(oldest) = open.values().min_by_key(|o| (o.last_ms, o.tgid)).map(|o| o.tgid) {
-                                open.remove(&oldest);
-                            }
+                        if open.len() >= MAX_OPEN
+                            && !open.contains_key(client)
+                            && let Some(oldest) = open.values().min_by_key(|o| (o.last_ms, o.tgid)).map(|o| o.tgid)
+                        {
+                            open.remove(&oldest);
                         }
                         let since_ms = self.wall.unix_ms(*started_ns);
                         open.insert(*client, OpenClient { tgid: *client, comm: name.clone(), since_ms, last_ms: since_ms, events: 0 });
