@@ -4,6 +4,7 @@ pub mod bench;
 pub mod clock;
 pub mod daemon;
 pub mod db;
+pub mod failure;
 pub mod decode;
 pub mod fetch;
 pub mod filter;
