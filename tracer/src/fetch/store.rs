@@ -23,7 +23,7 @@ pub async fn store_baseline(pool: &SqlitePool, load: &PageLoad) -> anyhow::Resul
         .error
         .as_ref()
         .or_else(|| load.entries.iter().find_map(|e| e.failure.as_ref()))
-        .map(|f| f.code.clone());
+        .map(|f| f.code.to_string());
     let id = sqlx::query(
         "INSERT INTO baselines (url, final_url, fetched_at_ms, total_ms, error, result_json) VALUES (?, ?, ?, ?, ?, ?)",
     )
@@ -75,6 +75,7 @@ pub async fn baselines_for(
 mod tests {
     use super::*;
     use crate::clock::Span;
+    use crate::failure::{Code, Failure, Phase};
     use crate::fetch::model::*;
 
     fn load(url: &str, error: Option<Failure>) -> PageLoad {
@@ -103,7 +104,7 @@ mod tests {
         let a = store_baseline(&pool, &load("http://shop.test/", None))
             .await
             .unwrap();
-        let f = Failure::new(Phase::Dns, "ERR_NAME_NOT_RESOLVED", "NXDOMAIN");
+        let f = Failure::new(Phase::Dns, Code::NameNotResolved, "NXDOMAIN");
         let b = store_baseline(&pool, &load("http://shop.test/", Some(f)))
             .await
             .unwrap();

@@ -12,7 +12,8 @@ use sqlx::SqlitePool;
 
 use super::StoredPageLoad;
 use crate::{
-    fetch::{model::Phase as FetchPhase, store as fetch_store},
+    failure::Phase as FetchPhase,
+    fetch::store as fetch_store,
     stitch::model::{PageLoad, Request},
 };
 

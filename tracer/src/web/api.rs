@@ -196,7 +196,7 @@ pub(super) async fn fetch_now(State(s): State<AppState>, headers: HeaderMap, bod
         Ok(Ok(load)) => load,
     };
     let id = fetch_store::store_baseline(&s.pool, &load).await?;
-    let error = load.error.as_ref().or_else(|| load.entries.iter().find_map(|e| e.failure.as_ref())).map(|f| f.code.clone());
+    let error = load.error.as_ref().or_else(|| load.entries.iter().find_map(|e| e.failure.as_ref())).map(|f| f.code.to_string());
     let stored = fetch_store::Baseline {
         id,
         url: load.url.clone(),
