@@ -15,6 +15,7 @@ use sqlx::{
 };
 use tracer::{
     clock::{WallOffset, now_unix_ms},
+    failure::Failure,
     db,
     history::{
         self, Filter, PageRequest, RetentionConfig, Sort, StatusClass, StoredPageLoad, WriterConfig,
@@ -81,7 +82,7 @@ fn page(s: Spec) -> PageLoad {
             rcode: Some("NXDOMAIN".into()),
             addresses: vec![],
             min_ttl: None,
-            error: Some(err.into()),
+            error: Some(Failure::from_text(err)),
             ..dns0
         };
         let mut r = request(
@@ -97,7 +98,7 @@ fn page(s: Spec) -> PageLoad {
             timings(2.0, -1.0, -1.0, -1.0, -1.0, -1.0),
             0,
         );
-        r.error = Some(err.into());
+        r.error = Some(Failure::from_text(err));
         r.content_type = None;
         return fixtures::failed_lookup(client, format!("http://{}/", s.host), start, r, dns, err);
     }

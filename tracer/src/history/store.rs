@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::clock::WallOffset;
+use crate::failure::Failure;
 use crate::stitch::model::{PageLoad, Request, ms};
 
 /// Stores one page load in one transaction and returns its `page_loads.id`.
@@ -189,7 +190,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(page.url.clone())
                 .push_bind(page_host(page))
                 .push_bind(page.status.map(i64::from))
-                .push_bind(page.error.clone())
+                .push_bind(page.error.as_ref().map(Failure::text))
                 .push_bind(page.requests.len() as i64)
                 .push_bind(page.connections.len() as i64)
                 .push_bind(page.redirect_chain.len().saturating_sub(1) as i64)
@@ -224,7 +225,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(serde_json::to_string(&d.addresses).unwrap_or_else(|_| "[]".into()))
                 .push_bind(d.min_ttl.map(i64::from))
                 .push_bind(d.server.clone())
-                .push_bind(d.error.clone());
+                .push_bind(d.error.as_ref().map(Failure::text));
         },
     )
     .await?;
@@ -324,7 +325,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(t.receive)
                 .push_bind(t.total())
                 .push_bind(r.new_connection)
-                .push_bind(r.error.clone())
+                .push_bind(r.error.as_ref().map(Failure::text))
                 .push_bind(r.complete)
                 // Lists of (name, redacted value) strings: serializing them cannot fail.
                 .push_bind(serde_json::to_string(&r.request_headers).unwrap_or_else(|_| "[]".into()))
