@@ -246,3 +246,84 @@ fn incomplete_response(x: &crate::decode::http::HttpExchange, client_closed_firs
     };
     Failure::new(Phase::Receive, code, detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stitch::model::PageLoad;
+    use crate::stitch::sample::{MS, failed_dns_page, redirect_page};
+
+    #[test]
+    fn a_lookups_failures_are_in_the_dns_phase() {
+        let server = Some(SocketAddr::from(([127, 0, 0, 53], 53)));
+        let cases = [
+            (lookup_error(Some("NXDOMAIN"), false), "ERR_NAME_NOT_RESOLVED"),
+            (lookup_error(Some("NOERROR"), false), "ERR_NAME_NOT_RESOLVED (no address)"),
+            (lookup_error(Some("SERVFAIL"), false), "ERR_NAME_NOT_RESOLVED (SERVFAIL)"),
+            (Some(dns_server_unreachable(server, "ECONNREFUSED")), "ERR_NAME_NOT_RESOLVED (DNS server 127.0.0.53:53 unreachable: ECONNREFUSED)"),
+            (Some(dns_timed_out(server)), "ERR_DNS_TIMED_OUT (no answer from 127.0.0.53:53)"),
+            (Some(dns_timed_out(None)), "ERR_DNS_TIMED_OUT (no answer)"),
+        ];
+        for (failure, text) in cases {
+            let failure = failure.expect(text);
+            assert_eq!((failure.phase, failure.text().as_str()), (Phase::Dns, text));
+            assert_eq!(Failure::from_text(text), failure, "the stored text reads back the same");
+        }
+        assert_eq!(lookup_error(Some("NOERROR"), true), None);
+        assert_eq!(lookup_error(None, false), None);
+    }
+
+    #[test]
+    fn a_failed_entrys_error_is_its_handshakes_else_its_connects_else_its_lookups() {
+        let page = redirect_page(0);
+        let mut c = page.connections[1].clone();
+        c.closed_ns = Some(c.connect_start_ns + 2_000 * MS);
+        let connect = |errno: &str| failed_entry_error(Some(&Connection { error: Some(errno.into()), ..c.clone() }), None, None);
+        let cases = [
+            (connect("ECONNREFUSED"), Phase::Connect, "ERR_CONNECTION_REFUSED"),
+            (connect("ETIMEDOUT"), Phase::Connect, "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the kernel gave up after its retries, ETIMEDOUT)"),
+            (connect(CLIENT_GAVE_UP_IN_SYN_SENT), Phase::Connect, "ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after 2000 ms)"),
+            (connect("ENETUNREACH"), Phase::Connect, "ERR_ADDRESS_UNREACHABLE"),
+            (connect("EHOSTUNREACH"), Phase::Connect, "ERR_ADDRESS_UNREACHABLE"),
+            (connect("EPERM"), Phase::Connect, "ERR_CONNECTION_FAILED (EPERM)"),
+            (failed_entry_error(None, Some(&failed_dns_page(0, "nope.test").dns[0]), None), Phase::Dns, "ERR_NAME_NOT_RESOLVED"),
+            (failed_entry_error(Some(&c), Some(&page.dns[1]), None), Phase::Wait, "ERR_FAILED"),
+        ];
+        for (failure, phase, text) in cases {
+            assert_eq!((failure.phase, failure.text().as_str()), (phase, text));
+            assert_eq!(Failure::from_text(text).in_phase(phase), failure, "the stored text reads back the same");
+        }
+    }
+
+    #[test]
+    fn a_requests_failure_on_a_connection_whose_set_up_never_finished_is_the_set_ups() {
+        let page = redirect_page(0);
+        let settled = |page: &PageLoad, r: &Request, f: Failure| settle_phase(&Request { error: Some(f), ..r.clone() }, &page.connections, &page.dns);
+        let mut r = page.requests[1].clone();
+        // A lookup's, connect's or handshake's code names its phase.
+        assert_eq!(settled(&page, &r, Failure::from_text("ERR_NAME_NOT_RESOLVED (timed out)")), Some(Phase::Dns));
+        assert_eq!(settled(&page, &r, Failure::from_text("ERR_CONNECTION_TIMED_OUT")), Some(Phase::Connect));
+        assert_eq!(settled(&page, &r, Failure::from_text("ERR_CERT_DATE_INVALID (x)").in_phase(Phase::Receive)), Some(Phase::Tls));
+        // Otherwise the failure's own phase, on a connection that was set up.
+        let cut = Failure::new(Phase::Receive, Code::ConnectionClosed, "partial response");
+        assert_eq!(settled(&page, &r, cut.clone()), Some(Phase::Receive));
+        assert_eq!(settled(&page, &r, Failure::bare(Phase::Wait, Code::EmptyResponse)), Some(Phase::Wait));
+        // The connection that opened with this request never finished its handshake: tls.
+        let mut broken = page.clone();
+        broken.connections[1].tls.as_mut().unwrap().handshake_end_ns = None;
+        assert_eq!(settled(&broken, &r, Failure::bare(Phase::Wait, Code::EmptyResponse)), Some(Phase::Tls));
+        r.new_connection = false;
+        assert_eq!(settled(&broken, &r, Failure::bare(Phase::Wait, Code::EmptyResponse)), Some(Phase::Wait));
+        // A connection never seen established, or failed: connect.
+        let mut unseen = page.clone();
+        unseen.connections[1].established_ns = None;
+        assert_eq!(settled(&unseen, &r, cut.clone()), Some(Phase::Connect));
+        let mut failed = page.clone();
+        failed.connections[1].error = Some("TLS handshake failed".into());
+        assert_eq!(settled(&failed, &r, cut), Some(Phase::Connect));
+        // No connection: the lookup's when that failed.
+        let nx = failed_dns_page(0, "nope.test");
+        assert_eq!(settled(&nx, &nx.requests[0], Failure::bare(Phase::Wait, Code::Failed)), Some(Phase::Dns));
+        assert_eq!(settle_phase(&Request { error: None, ..r }, &page.connections, &page.dns), None);
+    }
+}
