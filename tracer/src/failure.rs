@@ -10,17 +10,21 @@
 //!   `tracer show`, the API's JSON of a traced page load): the text form, `CODE` or
 //!   `CODE (detail)` ([`Failure::text`], read back by [`Failure::from_text`]).
 //!
+//! (`connections.error` is not one: it is what the kernel said of the connect, `ECONNREFUSED`,
+//! or the code of the connection's failed handshake, a plain string.)
+//!
 //! The text form has no room for the phase. A code implies one ([`Code::phase`]: a lookup's
 //! codes dns, a connect's connect, a handshake's tls, `ERR_EMPTY_RESPONSE` wait, a body cut
 //! short receive); a failure in another phase (a response that never came on a connection
 //! whose set-up never finished is a connect failure) keeps it in one field added beside the
-//! text in a traced page load's JSON (`detail_json`): `"error_phase"`, written only then
-//! ([`stored`]). This addition is the only change to stored JSON; rows written before it
-//! read back with their code's phase.
+//! text in a traced page load's JSON (`detail_json`, and so the API's page load): the
+//! optional `"error_phase"`, written only then ([`stored`]). This addition is the only
+//! change to stored JSON; rows written before it read back with their code's phase.
 //!
-//! A text that is not `CODE (detail)` (the HTTP decoder's reasons: `request not captured`,
-//! `body end found heuristically: size approximate`) is all code, an [`Code::Other`], as is
-//! any code name not listed here; either reads back as written.
+//! A code name not listed here is a [`Code::Other`], kept as written; so are the HTTP
+//! decoder's reasons, which stand where a code would (`request not captured`; `response
+//! header block not decodable (HPACK)`: code and detail, like any text). A text whose ` (`
+//! is not closed at its end is all code. Every text reads back as written.
 use serde::{Deserialize, Deserializer, Serialize, Serializer, ser::SerializeMap};
 
 /// A phase of loading one resource, in the order a browser goes through them.
@@ -214,7 +218,9 @@ impl<'de> Deserialize<'de> for Code {
     }
 }
 
-/// Why a phase failed, with the code a browser shows.
+/// Why a phase failed, with the code a browser shows. Serde's form and `Display` are the
+/// fetcher's (an object; `CODE (phase failed: detail)`); a traced page load's fields are
+/// written as the text form, through [`stored`] (or [`Failure::text`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub phase: Phase,

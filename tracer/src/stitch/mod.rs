@@ -31,7 +31,8 @@
 //!    the wire, become entries of it. `navigation.rs`: a browser navigation starts a page
 //!    load of its own, a browser's background work is split off, redirects are hops of one
 //!    page load.
-//! 8. `failures.rs`: every error text (Chromium's net error names, with what was seen).
+//! 8. `failures.rs`: every failure ([`crate::failure::Failure`]): Chromium's net error code,
+//!    what was seen, and the phase that failed.
 //!
 //! In-flight state is bounded ([`StitchConfig`]): connections and lookups are forgotten
 //! oldest first beyond `max_connections` / `max_lookups` and once older than `max_idle`
