@@ -1,4 +1,4 @@
-//! Failure names: every error text the stitcher gives a lookup, a connection or a request.
+//! Failures: every one the stitcher gives a lookup or a request, and the error of a connection.
 //!
 //! A failure is never a silently missing row: each one is a failed (or partial) entry of
 //! its client's page load ([`super::page_loads`]). Each is a [`Failure`]: Chromium's net
