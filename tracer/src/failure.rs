@@ -407,6 +407,22 @@ mod tests {
         assert_eq!(old.error, Some(Failure::new(Phase::Receive, Code::TimedOut, "stalled")));
     }
 
+    /// Texts made of the pieces that matter to the text form (` (`, `)`, code names, words),
+    /// in any phase: each reads back as written, through the text and through [`stored`].
+    #[test]
+    fn any_text_in_any_phase_reads_back_as_written() {
+        let pieces = ["ERR_EMPTY_RESPONSE", "ERR_SSL_X", "ERR_CERT_REVOKED", " (", ")", "(", " ", "a", "; ", "é", "\"", ""];
+        let mut rng = crate::test_rng::Rng(0x5eed_fa11);
+        for _ in 0..20_000 {
+            let text: String = (0..rng.below(7)).map(|_| pieces[rng.below(pieces.len())]).collect();
+            let failure = Failure::from_text(&text).in_phase(Phase::ALL[rng.below(Phase::ALL.len())]);
+            assert_eq!(failure.text(), text);
+            let row = Row { id: 7, error: Some(failure), complete: true };
+            let json = serde_json::to_string(&row).unwrap();
+            assert_eq!(serde_json::from_str::<Row>(&json).unwrap(), row, "{json}");
+        }
+    }
+
     #[test]
     fn the_fetchers_stored_form_is_an_object_and_its_words_name_the_phase() {
         let f = Failure::new(Phase::Dns, Code::NameNotResolved, "NXDOMAIN");
