@@ -3,6 +3,7 @@ pub mod batch;
 pub mod bench;
 pub mod clock;
 pub mod daemon;
+pub mod failure;
 pub mod decode;
 pub mod fetch;
 pub mod filter;

@@ -312,7 +312,7 @@ fn describe(p: &PageLoad) -> String {
             t.send,
             t.wait,
             t.receive,
-            r.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+            r.error.as_ref().map(|e| format!(" ERROR {}", e.text())).unwrap_or_default()
         ));
     }
     for (i, d) in p.dns.iter().enumerate() {
@@ -434,7 +434,7 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
     for r in &p.requests {
         let orphan_response = favicon_abandoned
             && r.method.is_none()
-            && r.error.as_deref() == Some("request not captured")
+            && r.error.as_ref().is_some_and(|e| e.text() == "request not captured")
             && !r.new_connection
             && r.host.as_deref().is_some_and(|h| h.ends_with(".test"));
         if r.method.is_none() && !orphan_response {

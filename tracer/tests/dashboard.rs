@@ -16,6 +16,7 @@ use sqlx::SqlitePool;
 use tower::ServiceExt as _;
 use tracer::{
     clock::{WallOffset, monotonic_ns},
+    failure::Failure,
     history::{self, db},
     stitch::{
         StitchConfig, Stitcher,
@@ -67,11 +68,11 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
         addresses: addrs.into_iter().map(String::from).collect(),
         min_ttl: Some(60),
         server: Some("127.0.0.1:53".into()),
-        error: err.map(String::from),
+        error: err.map(Failure::from_text),
     };
     if let Some(err) = error {
         let mut r = req(None, Some(0), format!("http://{host}/"), host, "/", None, start, t(2.0, -1.0, -1.0, -1.0, -1.0, -1.0), 0);
-        r.error = Some(err.into());
+        r.error = Some(Failure::from_text(err));
         return fixtures::failed_lookup(client_info, format!("http://{host}/"), start, r, lookup(host, start, vec![], vec![], Some(err)), err);
     }
     let conn = |fd: i32, dst: &str, at: u64, tls: Option<TlsSession>, n: u32| Connection {

@@ -15,6 +15,7 @@ use sqlx::{
 };
 use tracer::{
     clock::{WallOffset, now_unix_ms},
+    failure::Failure,
     history::{
         self, Filter, db, PageRequest, RetentionConfig, Sort, StatusClass, StoredPageLoad, WriterConfig,
         query::{self, QueryError},
@@ -80,7 +81,7 @@ fn page(s: Spec) -> PageLoad {
             rcode: Some("NXDOMAIN".into()),
             addresses: vec![],
             min_ttl: None,
-            error: Some(err.into()),
+            error: Some(Failure::from_text(err)),
             ..dns0
         };
         let mut r = request(
@@ -96,7 +97,7 @@ fn page(s: Spec) -> PageLoad {
             timings(2.0, -1.0, -1.0, -1.0, -1.0, -1.0),
             0,
         );
-        r.error = Some(err.into());
+        r.error = Some(Failure::from_text(err));
         r.content_type = None;
         return fixtures::failed_lookup(client, format!("http://{}/", s.host), start, r, dns, err);
     }

@@ -158,7 +158,7 @@ pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
             )
             .collect();
         for (url, f) in failures {
-            eprintln!("{}: {} failed for {url}: {}", f.code, f.phase, f.reason);
+            eprintln!("{}: {} failed for {url}: {}", f.code, f.phase, f.detail.as_deref().unwrap_or_default());
         }
         code = 1;
     }

@@ -12,7 +12,7 @@ use sqlx::SqlitePool;
 
 use super::{StoredPageLoad, baselines::{self, StoredBaseline}};
 use crate::{
-    fetch::model::Phase as FetchPhase,
+    failure::{Failure, Phase},
     stitch::model::{PageLoad, Request},
 };
 
@@ -116,13 +116,13 @@ impl Baseline {
                 status: e.status,
                 protocol: e.http_version.clone(),
                 phases: Phases {
-                    blocked: e.timings.ms(FetchPhase::Blocked),
-                    dns: e.timings.ms(FetchPhase::Dns),
-                    tcp: e.timings.ms(FetchPhase::Connect),
-                    tls: e.timings.ms(FetchPhase::Tls),
-                    send: e.timings.ms(FetchPhase::Send),
-                    wait: e.timings.ms(FetchPhase::Wait),
-                    receive: e.timings.ms(FetchPhase::Receive),
+                    blocked: e.timings.ms(Phase::Blocked),
+                    dns: e.timings.ms(Phase::Dns),
+                    tcp: e.timings.ms(Phase::Connect),
+                    tls: e.timings.ms(Phase::Tls),
+                    send: e.timings.ms(Phase::Send),
+                    wait: e.timings.ms(Phase::Wait),
+                    receive: e.timings.ms(Phase::Receive),
                 },
             })
             .collect();
@@ -218,7 +218,7 @@ pub fn compare(stored: &StoredPageLoad, baseline: Baseline) -> Comparison {
         page_load_id: stored.id,
         url: page.url.clone().unwrap_or_default(),
         traced_status: page.status,
-        traced_error: page.error.clone(),
+        traced_error: page.error.as_ref().map(Failure::text),
         traced_redirects: chain.len().saturating_sub(1),
         baseline_redirects: baseline.chain.len().saturating_sub(1),
         baseline,

@@ -20,7 +20,7 @@ pub struct StoredBaseline {
 
 /// The failure code a baseline is stored with: the load's own, else its first entry's.
 pub fn error_code(load: &PageLoad) -> Option<String> {
-    load.error.as_ref().or_else(|| load.entries.iter().find_map(|e| e.failure.as_ref())).map(|f| f.code.clone())
+    load.error.as_ref().or_else(|| load.entries.iter().find_map(|e| e.failure.as_ref())).map(|f| f.code.to_string())
 }
 
 /// Stores a load as a baseline for its URL; returns the row id.
@@ -75,6 +75,7 @@ pub async fn baseline_load(pool: &SqlitePool, id: i64) -> anyhow::Result<Option<
 mod tests {
     use super::*;
     use crate::clock::Span;
+    use crate::failure::{Code, Failure, Phase};
     use crate::fetch::model::*;
 
     fn load(url: &str, error: Option<Failure>) -> PageLoad {
@@ -103,7 +104,7 @@ mod tests {
         let a = store_baseline(&pool, &load("http://shop.test/", None))
             .await
             .unwrap();
-        let f = Failure::new(Phase::Dns, "ERR_NAME_NOT_RESOLVED", "NXDOMAIN");
+        let f = Failure::new(Phase::Dns, Code::NameNotResolved, "NXDOMAIN");
         let b = store_baseline(&pool, &load("http://shop.test/", Some(f)))
             .await
             .unwrap();

@@ -565,7 +565,7 @@ mod tests {
                 (p.client.tgid, p.client.name) = (clients[i as usize % 3].0, clients[i as usize % 3].1.into());
                 p.status = statuses[i as usize % statuses.len()];
                 if i % 11 == 0 {
-                    p.error = Some("ERR_CONNECTION_RESET".into());
+                    p.error = Some(crate::failure::Failure::from_text("ERR_CONNECTION_RESET"));
                 }
                 p
             })
@@ -583,7 +583,7 @@ mod tests {
         };
         // The page expected: newest first, the second to the fourth match.
         let expect = |f: &dyn Fn(&crate::stitch::model::PageLoad) -> bool| {
-            let m: Vec<_> = pages.iter().rev().filter(|p| f(p)).skip(1).take(3).map(|p| (p.client.name.clone(), p.status, p.error.clone())).collect();
+            let m: Vec<_> = pages.iter().rev().filter(|p| f(p)).skip(1).take(3).map(|p| (p.client.name.clone(), p.status, p.error.as_ref().map(crate::failure::Failure::text))).collect();
             m
         };
         for (f, walk, matches, want) in [

@@ -8,6 +8,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::PageLoadSummary;
 use crate::clock::WallOffset;
+use crate::failure::Failure;
 use crate::stitch::model::{PageLoad, Request, ms};
 
 /// Stores one page load in one transaction and returns its `page_loads.id`.
@@ -40,7 +41,7 @@ pub fn summary_of(id: i64, page: &PageLoad, wall: WallOffset) -> PageLoadSummary
         url: page.url.clone(),
         host: page_host(page),
         status: page.status,
-        error: page.error.clone(),
+        error: page.error.as_ref().map(Failure::text),
         total_ms: page.total_ms(),
         request_count: page.requests.len() as u32,
         connection_count: page.connections.len() as u32,
@@ -217,7 +218,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(page.url.clone())
                 .push_bind(page_host(page))
                 .push_bind(page.status.map(i64::from))
-                .push_bind(page.error.clone())
+                .push_bind(page.error.as_ref().map(Failure::text))
                 .push_bind(page.requests.len() as i64)
                 .push_bind(page.connections.len() as i64)
                 .push_bind(redirect_count(page) as i64)
@@ -252,7 +253,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(serde_json::to_string(&d.addresses).unwrap_or_else(|_| "[]".into()))
                 .push_bind(d.min_ttl.map(i64::from))
                 .push_bind(d.server.clone())
-                .push_bind(d.error.clone());
+                .push_bind(d.error.as_ref().map(Failure::text));
         },
     )
     .await?;
@@ -352,7 +353,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(t.receive)
                 .push_bind(t.total())
                 .push_bind(r.new_connection)
-                .push_bind(r.error.clone())
+                .push_bind(r.error.as_ref().map(Failure::text))
                 .push_bind(r.complete)
                 // Lists of (name, redacted value) strings: serializing them cannot fail.
                 .push_bind(serde_json::to_string(&r.request_headers).unwrap_or_else(|_| "[]".into()))

@@ -245,8 +245,8 @@ impl Metrics {
                 .get_or_create(&RequestLabels { host: labels.host.clone(), client: client.clone(), status_class })
                 .inc();
             if let Some(err) = &r.error {
-                let reason = self.reasons.lock().map(|mut s| s.label(Some(reason_of(err)))).unwrap_or_else(|_| OTHER.into());
-                let phase = failure_phase(page, r, err).to_string();
+                let reason = self.reasons.lock().map(|mut s| s.label(Some(err.code.name()))).unwrap_or_else(|_| OTHER.into());
+                let phase = err.phase.name().to_string();
                 self.failures.get_or_create(&FailureLabels { client: client.clone(), phase, reason }).inc();
             }
         }
@@ -274,35 +274,6 @@ pub fn status_class(r: &Request) -> &'static str {
         None if r.error.is_some() => "failed",
         None => "unknown",
     }
-}
-
-/// The error's code without its detail: `ERR_NAME_NOT_RESOLVED (timed out)` -> `ERR_NAME_NOT_RESOLVED`.
-pub fn reason_of(error: &str) -> &str {
-    error.split(" (").next().unwrap_or(error).trim()
-}
-
-/// Where a request failed: `dns`, `connect`, `tls`, `wait` (nothing came back) or `receive`.
-pub fn failure_phase(page: &PageLoad, r: &Request, error: &str) -> &'static str {
-    match reason_of(error) {
-        "ERR_NAME_NOT_RESOLVED" | "ERR_DNS_TIMED_OUT" => return "dns",
-        code if code.starts_with("ERR_SSL_") || code.starts_with("ERR_CERT_") => return "tls",
-        "ERR_CONNECTION_REFUSED" | "ERR_CONNECTION_TIMED_OUT" | "ERR_ADDRESS_UNREACHABLE" | "ERR_CONNECTION_FAILED" => {
-            return "connect";
-        }
-        _ => {}
-    }
-    let conn = r.connection.and_then(|i| page.connections.get(i));
-    if let Some(c) = conn {
-        if c.error.is_some() || c.established_ns.is_none() {
-            return "connect";
-        }
-        if r.new_connection && c.tls.as_ref().is_some_and(|t| t.handshake_end_ns.is_none() && t.handshake_start_ns.is_some()) {
-            return "tls";
-        }
-    } else if r.dns.and_then(|i| page.dns.get(i)).is_some_and(|d| d.error.is_some()) {
-        return "dns";
-    }
-    if r.timings.wait >= 0.0 { "receive" } else { "wait" }
 }
 
 /// Counters owned by other parts of the daemon, read when Prometheus scrapes.
@@ -452,6 +423,7 @@ pub async fn top_labels(pool: &SqlitePool, config: MetricsConfig) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::{Code, Failure, Phase};
     use crate::stitch::sample::{MS, failed_dns_page, redirect_page};
 
     /// The value of the sample `name{labels}` (labels in the exposition's order), if present.
@@ -513,28 +485,13 @@ mod tests {
         let m = metrics(10, 10);
         m.observe(&failed_dns_page(0, "nope.shop.test"));
         let mut refused = failed_dns_page(0, "refused.shop.test");
-        refused.requests[0].error = Some("ERR_CONNECTION_FAILED (EPERM)".into());
+        refused.requests[0].error = Some(Failure::new(Phase::Connect, Code::ConnectionFailed, "EPERM"));
         m.observe(&refused);
         let text = m.encode();
         assert_eq!(sample(&text, "tracer_failures_total", "client=\"curl\",phase=\"dns\",reason=\"ERR_NAME_NOT_RESOLVED\""), Some(1.0), "{text}");
         assert_eq!(sample(&text, "tracer_failures_total", "client=\"curl\",phase=\"connect\",reason=\"ERR_CONNECTION_FAILED\""), Some(1.0), "{text}");
         assert_eq!(sample(&text, "tracer_requests_total", "host=\"nope.shop.test\",client=\"curl\",status_class=\"failed\""), Some(1.0));
         assert_eq!(sample(&text, "tracer_wait_duration_seconds_count", "host=\"nope.shop.test\",client=\"curl\""), None);
-    }
-
-    #[test]
-    fn failure_phases() {
-        let page = redirect_page(0);
-        let mut r = page.requests[1].clone();
-        assert_eq!(failure_phase(&page, &r, "ERR_NAME_NOT_RESOLVED (timed out)"), "dns");
-        assert_eq!(failure_phase(&page, &r, "ERR_CONNECTION_TIMED_OUT"), "connect");
-        assert_eq!(failure_phase(&page, &r, "ERR_CONNECTION_CLOSED (partial response)"), "receive");
-        r.timings.wait = -1.0;
-        assert_eq!(failure_phase(&page, &r, "ERR_EMPTY_RESPONSE"), "wait");
-        let mut broken = page.clone();
-        broken.connections[1].tls.as_mut().unwrap().handshake_end_ns = None;
-        assert_eq!(failure_phase(&broken, &r, "ERR_EMPTY_RESPONSE"), "tls");
-        assert_eq!(reason_of("ERR_NAME_NOT_RESOLVED (DNS server ECONNREFUSED)"), "ERR_NAME_NOT_RESOLVED");
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub(super) struct LookupState {
     addresses: Vec<IpAddr>,
     min_ttl: Option<u32>,
     server: Option<SocketAddr>,
-    pub(super) error: Option<String>,
+    pub(super) error: Option<crate::failure::Failure>,
 }
 
 impl LookupState {

@@ -31,7 +31,8 @@
 //!    the wire, become entries of it. `navigation.rs`: a browser navigation starts a page
 //!    load of its own, a browser's background work is split off, redirects are hops of one
 //!    page load.
-//! 8. `failures.rs`: every error text (Chromium's net error names, with what was seen).
+//! 8. `failures.rs`: every failure ([`crate::failure::Failure`]): Chromium's net error code,
+//!    what was seen, and the phase that failed.
 //!
 //! Beside the page loads: `progress.rs` reports the open ones to a live view as they open,
 //! see activity and close ([`Stitcher::progress`]), leaving out the daemon's own traffic.

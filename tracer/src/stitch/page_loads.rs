@@ -254,6 +254,14 @@ impl Stitcher {
         }
         requests.extend(failed_entries);
         requests.sort_by_key(|r| r.started_ns);
+        // Connections are final now: a failure on one whose set-up never finished is the set-up's.
+        for r in &mut requests {
+            if let Some(phase) = super::failures::settle_phase(r, &connections, &dns)
+                && let Some(f) = &mut r.error
+            {
+                f.phase = phase;
+            }
+        }
 
         if requests.is_empty() {
             return None;

@@ -124,7 +124,7 @@ pub fn page_load_line(p: &crate::stitch::model::PageLoad) -> String {
         p.client.tgid,
         p.url.as_deref().unwrap_or("?"),
         match (&p.status, &p.error) {
-            (_, Some(e)) => e.clone(),
+            (_, Some(e)) => e.text(),
             (Some(s), None) => s.to_string(),
             (None, None) => "-".into(),
         },
