@@ -52,7 +52,7 @@ impl FanOut {
         }
         match self.print {
             PrintMode::Off => {}
-            PrintMode::Text => println!("{}", printer::page_load_line(&page)),
+            PrintMode::Text => println!("{}", page.line()),
             PrintMode::Json => println!("{}", serde_json::json!({ "kind": "page_load", "page_load": page })),
         }
         self.metrics.observe(&page);

@@ -39,6 +39,27 @@ impl PageLoad {
     pub fn bytes(&self) -> u64 {
         self.requests.iter().map(|r| r.response_bytes).sum()
     }
+    /// The line `tracer run --print` gives a finished page load: client, URL, outcome,
+    /// total, requests, connections, bytes.
+    pub fn line(&self) -> String {
+        let p = self;
+        format!(
+            "PAGE LOAD {}[{}] {} {} {:.1} ms, {} requests over {} connections, {} bytes{}",
+            p.client.name,
+            p.client.tgid,
+            p.url.as_deref().unwrap_or("?"),
+            match (&p.status, &p.error) {
+                (_, Some(e)) => e.text(),
+                (Some(s), None) => s.to_string(),
+                (None, None) => "-".into(),
+            },
+            p.total_ms(),
+            p.requests.len(),
+            p.connections.len(),
+            p.bytes(),
+            if p.redirect_chain.len() > 1 { format!(", {} redirect hops", p.redirect_chain.len() - 1) } else { String::new() },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
