@@ -312,7 +312,7 @@ fn describe(p: &PageLoad) -> String {
             t.send,
             t.wait,
             t.receive,
-            r.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+            r.error.as_ref().map(|e| format!(" ERROR {}", e.text())).unwrap_or_default()
         ));
     }
     for (i, d) in p.dns.iter().enumerate() {
@@ -434,7 +434,7 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
     for r in &p.requests {
         let orphan_response = favicon_abandoned
             && r.method.is_none()
-            && r.error.as_deref() == Some("request not captured")
+            && r.error.as_ref().is_some_and(|e| e.text() == "request not captured")
             && !r.new_connection
             && r.host.as_deref().is_some_and(|h| h.ends_with(".test"));
         if r.method.is_none() && !orphan_response {
@@ -553,7 +553,7 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
 /// every phase included.
 async fn assert_stored(tag: &str, p: &PageLoad) {
     let tmp = temp_dir(&format!("browsers-{tag}-db"));
-    let pool = tracer::db::open(&tmp.path().join("tracer.db")).await.expect("database");
+    let pool = tracer::history::db::open(&tmp.path().join("tracer.db")).await.expect("database");
     let id = tracer::history::insert_page_load(&pool, p, WallOffset::now()).await.expect("stored");
     let back = tracer::history::get(&pool, id).await.expect("query").expect("the stored page load");
     assert_eq!(&back.page, p, "{tag}: the page load reads back as stored");
@@ -755,7 +755,7 @@ async fn chromium_traced_by_a_command_filter() {
     assert!(families.contains(&"libc_sockets") && families.contains(&"tcp_state"), "{families:?}\n{err}");
     assert!(!families.iter().any(|f| ["tcp_connect", "dns", "tls_fd"].contains(f)), "no syscall tracepoint under a filter: {families:?}");
 
-    let pool = tracer::db::open(&db).await.expect("the daemon's database");
+    let pool = tracer::history::db::open(&db).await.expect("the daemon's database");
     let stored = tracer::history::query::latest(&pool, &Default::default(), 100).await.expect("list");
     let all: Vec<String> = stored.iter().map(|s| format!("{} {:?}", s.page.client.name, s.page.url)).collect();
     let mine: Vec<_> = stored.iter().filter(|s| s.page.client.name == "chromium" && s.page.url.as_deref() == Some("http://shop.test/")).collect();

@@ -15,9 +15,9 @@ use sqlx::{
 };
 use tracer::{
     clock::{WallOffset, now_unix_ms},
-    db,
+    failure::Failure,
     history::{
-        self, Filter, PageRequest, RetentionConfig, Sort, StatusClass, StoredPageLoad, WriterConfig,
+        self, Filter, db, PageRequest, RetentionConfig, Sort, StatusClass, StoredPageLoad, WriterConfig,
         query::{self, QueryError},
     },
     stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, TlsSession},
@@ -81,7 +81,7 @@ fn page(s: Spec) -> PageLoad {
             rcode: Some("NXDOMAIN".into()),
             addresses: vec![],
             min_ttl: None,
-            error: Some(err.into()),
+            error: Some(Failure::from_text(err)),
             ..dns0
         };
         let mut r = request(
@@ -97,7 +97,7 @@ fn page(s: Spec) -> PageLoad {
             timings(2.0, -1.0, -1.0, -1.0, -1.0, -1.0),
             0,
         );
-        r.error = Some(err.into());
+        r.error = Some(Failure::from_text(err));
         r.content_type = None;
         return fixtures::failed_lookup(client, format!("http://{}/", s.host), start, r, dns, err);
     }
@@ -556,7 +556,29 @@ async fn pruner_task_runs_on_its_timer() {
 // Writer
 
 fn writer_config(capacity: usize, batch_max: usize) -> WriterConfig {
-    WriterConfig { capacity, batch_max, flush_every: Duration::from_millis(200), wall: wall_at(1_776_160_800_000) }
+    WriterConfig { capacity, batch_max, flush_every: Duration::from_millis(200), wall: wall_at(1_776_160_800_000), on_stored: None }
+}
+
+/// The live feed's source: each committed page load's list row, in the order stored, ids
+/// included.
+#[tokio::test]
+async fn writer_tells_each_stored_row() {
+    use std::sync::{Arc, Mutex};
+    let (_dir, _path, pool) = temp_db().await;
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let sink = told.clone();
+    let on_stored = history::OnStored(Arc::new(move |s| sink.lock().unwrap().push(s)));
+    let (tx, handle) = history::spawn_writer(pool.clone(), WriterConfig { on_stored: Some(on_stored), ..writer_config(8, 2) });
+    for i in 0..3 {
+        assert!(tx.send(page(Spec { start_ms: i, ..Default::default() })));
+    }
+    drop(tx);
+    assert_eq!(handle.join().await.batches, 2, "2 + 1");
+    let listed = history::list(&pool, &Filter::default(), Sort::default(), PageRequest { limit: 10, offset: 0 }).await.unwrap();
+    let mut told = told.lock().unwrap().clone();
+    told.reverse(); // the list is newest first
+    assert_eq!(told.len(), 3);
+    assert_eq!(told, listed.items);
 }
 
 #[tokio::test]
@@ -953,10 +975,10 @@ async fn compare_with_and_without_baseline() {
     let stored = history::get(&pool, id[0]).await.unwrap().unwrap();
     assert!(history::latest_baseline(&pool, "http://shop.test/").await.unwrap().is_none());
 
-    tracer::fetch::store::store_baseline(&pool, &fetched("http://shop.test/", 1_776_160_700_000)).await.unwrap();
+    tracer::history::baselines::store_baseline(&pool, &fetched("http://shop.test/", 1_776_160_700_000)).await.unwrap();
     let newest =
-        tracer::fetch::store::store_baseline(&pool, &fetched("http://shop.test/", 1_776_160_750_000)).await.unwrap();
-    tracer::fetch::store::store_baseline(&pool, &fetched("http://other.test/", 1_776_160_790_000)).await.unwrap();
+        tracer::history::baselines::store_baseline(&pool, &fetched("http://shop.test/", 1_776_160_750_000)).await.unwrap();
+    tracer::history::baselines::store_baseline(&pool, &fetched("http://other.test/", 1_776_160_790_000)).await.unwrap();
     let b = history::latest_baseline(&pool, "http://shop.test/").await.unwrap().unwrap();
     assert_eq!(b.id, newest);
     assert_eq!(b.fetched_at_ms, Some(1_776_160_750_000));
@@ -1115,7 +1137,7 @@ async fn cli_history_show_export_compare() {
         )),
         "{err}"
     );
-    tracer::fetch::store::store_baseline(&pool, &fetched("http://shop.test/", 1_776_160_750_000)).await.unwrap();
+    tracer::history::baselines::store_baseline(&pool, &fetched("http://shop.test/", 1_776_160_750_000)).await.unwrap();
     let (code, out, err) = tracer(&path, &["compare", &id[0].to_string()]);
     assert_eq!(code, 0, "{err}");
     println!("{out}");

@@ -19,6 +19,8 @@ pub enum User {
     Tests,
     /// `cargo xtask bench` (tracer/src/bench).
     Bench,
+    /// `cargo xtask sqlx` (the compile-checked queries' data).
+    QueryData,
 }
 
 pub struct Package {
@@ -52,7 +54,11 @@ pub const PACKAGES: &[Package] = &[
     Package { name: "sudo", users: TESTS, why: "how `cargo xtask` runs the root-only steps when not root" },
     Package { name: "dnsutils", users: TESTS, why: "dig, for asking the lab's DNS server by hand" },
     Package { name: "util-linux", users: TESTS, why: "setpriv (the CLI test as `nobody`) and unshare (the faults test)" },
-    Package { name: "sqlite3", users: TESTS, why: "the CLI, crash, fleet and secrets tests read the recorded database with it" },
+    Package {
+        name: "sqlite3",
+        users: &[User::Tests, User::QueryData],
+        why: "the CLI, crash, fleet and secrets tests read the recorded database with it; `cargo xtask sqlx` migrates its scratch database",
+    },
     Package {
         name: "chromium",
         users: TESTS,

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{FetchOptions, fetch, har, render, store};
+use super::{FetchOptions, fetch, har, render};
+use crate::history;
 
 /// `tracer fetch`: load a URL like a browser and show every phase.
 #[derive(clap::Args, Debug, Clone)]
@@ -145,8 +146,8 @@ pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
     let mut code = 0u8;
     if let Some(db) = &args.db {
         let stored = rt.block_on(async {
-            let pool = crate::db::open(db).await?;
-            let id = store::store_baseline(&pool, &load).await?;
+            let pool = history::db::open(db).await?;
+            let id = history::baselines::store_baseline(&pool, &load).await?;
             pool.close().await;
             anyhow::Ok(id)
         });
@@ -172,7 +173,7 @@ pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
             )
             .collect();
         for (url, f) in failures {
-            eprintln!("{}: {} failed for {url}: {}", f.code, f.phase, f.reason);
+            eprintln!("{}: {} failed for {url}: {}", f.code, f.phase, f.detail.as_deref().unwrap_or_default());
         }
         code = 1;
     }

@@ -12,11 +12,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Symbol names the daemon attaches to.
-pub const SET_FD: &str = "tracer_tls_set_fd";
-pub const HANDSHAKE: &str = "tracer_tls_handshake";
-pub const WRITE: &str = "tracer_tls_write";
-pub const READ: &str = "tracer_tls_read";
+// The daemon attaches to these functions by their symbol names, which the attach side lists
+// in `probes::families::TLS_FETCHER`.
 
 // Each body is distinct (a different marker value) so that the linker cannot fold two of
 // them into one address, which would make one uprobe report both.

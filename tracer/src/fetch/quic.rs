@@ -40,7 +40,8 @@ use quinn::{AsyncUdpSocket, Runtime as _, TokioRuntime, UdpPoller};
 use tokio::sync::Notify;
 
 use super::conn::IoStats;
-use super::model::{Failure, Phase, QuicInfo, QuicReason, Timed, TlsInfo};
+use super::model::{QuicInfo, QuicReason, Timed, TlsInfo};
+use crate::failure::{Code, Failure, Phase};
 use super::tls::{TlsSetup, certificate_info, tls_failure};
 use crate::clock::{Span, monotonic_ns};
 use crate::decode::Direction;
@@ -306,7 +307,7 @@ async fn attempt(
     local: &mut Option<SocketAddr>,
 ) -> Result<H3Sender, Failure> {
     let setup_failure = |what: &str, e: &dyn std::fmt::Display| {
-        Failure::new(Phase::Connect, "ERR_QUIC_PROTOCOL_ERROR", format!("{what}: {e}"))
+        Failure::new(Phase::Connect, Code::QuicProtocolError, format!("{what}: {e}"))
     };
     let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse().expect("an address") } else { "[::]:0".parse().expect("an address") };
     let socket = std::net::UdpSocket::bind(bind).map_err(|e| setup_failure("binding a UDP socket", &e))?;
@@ -334,7 +335,7 @@ async fn attempt(
     let start = info.span.start_ns;
     let connecting = endpoint
         .connect_with(client, addr, host)
-        .map_err(|e| Failure::new(Phase::Connect, "ERR_QUIC_PROTOCOL_ERROR", format!("connect to {addr}: {e}")))?;
+        .map_err(|e| Failure::new(Phase::Connect, Code::QuicProtocolError, format!("connect to {addr}: {e}")))?;
 
     // What the load's verifier saw for this host: its chain, and its rejection.
     let verdict = || verdicts.lock().ok().and_then(|m| m.get(host).cloned());
@@ -362,7 +363,7 @@ async fn attempt(
                     Err(_) => {
                         return Err(Failure::new(
                             Phase::Connect,
-                            "ERR_QUIC_HANDSHAKE_FAILED",
+                            Code::QuicHandshakeFailed,
                             format!("no QUIC handshake with {addr} within {timeout:?} ({} Initial datagram(s) sent, {} received)",
                                 wire.summary().sent.datagrams, wire.summary().received.datagrams),
                         ));
@@ -371,7 +372,7 @@ async fn attempt(
                 () = refused => {
                     return Err(Failure::new(
                         Phase::Connect,
-                        "ERR_QUIC_PROTOCOL_ERROR",
+                        Code::QuicProtocolError,
                         format!("ICMP port unreachable from {addr} (ECONNREFUSED): nothing listens on UDP port {}", addr.port()),
                     ));
                 }
@@ -391,7 +392,7 @@ async fn attempt(
     let (mut driver, send) = h3::client::builder()
         .build::<_, _, Bytes>(h3_quinn::Connection::new(conn.clone()))
         .await
-        .map_err(|e| Failure::new(Phase::Connect, "ERR_QUIC_PROTOCOL_ERROR", format!("HTTP/3 set-up with {addr}: {e}")))?;
+        .map_err(|e| Failure::new(Phase::Connect, Code::QuicProtocolError, format!("HTTP/3 set-up with {addr}: {e}")))?;
     tokio::spawn(async move {
         let _ = tokio::time::timeout(CONNECTION_LIFETIME, std::future::poll_fn(|cx| driver.poll_close(cx))).await;
     });
@@ -407,20 +408,20 @@ fn connection_failure(addr: SocketAddr, e: &quinn::ConnectionError, rejection: O
     }
     let crypto_alert = |code: u64| (0x100..=0x1ff).contains(&code).then_some(code - 0x100);
     match e {
-        E::TimedOut => Failure::new(Phase::Connect, "ERR_QUIC_HANDSHAKE_FAILED", format!("no answer from {addr} (QUIC idle timeout)")),
-        E::VersionMismatch => Failure::new(Phase::Connect, "ERR_QUIC_PROTOCOL_ERROR", format!("{addr} speaks no QUIC version we do")),
+        E::TimedOut => Failure::new(Phase::Connect, Code::QuicHandshakeFailed, format!("no answer from {addr} (QUIC idle timeout)")),
+        E::VersionMismatch => Failure::new(Phase::Connect, Code::QuicProtocolError, format!("{addr} speaks no QUIC version we do")),
         E::ConnectionClosed(c) => {
             let code = u64::from(c.error_code);
             let what = match crypto_alert(code) {
-                Some(120) => return Failure::new(Phase::Tls, "ERR_ALPN_NEGOTIATION_FAILED", format!("{addr} closed: no common application protocol (TLS alert 120)")),
+                Some(120) => return Failure::new(Phase::Tls, Code::AlpnNegotiationFailed, format!("{addr} closed: no common application protocol (TLS alert 120)")),
                 Some(alert) => format!("TLS alert {alert}"),
                 None => format!("error 0x{code:x}"),
             };
             let phase = if crypto_alert(code).is_some() { Phase::Tls } else { Phase::Connect };
-            Failure::new(phase, "ERR_QUIC_HANDSHAKE_FAILED", format!("{addr} closed the connection: {what} {}", String::from_utf8_lossy(&c.reason)))
+            Failure::new(phase, Code::QuicHandshakeFailed, format!("{addr} closed the connection: {what} {}", String::from_utf8_lossy(&c.reason)))
         }
-        E::TransportError(t) => Failure::new(Phase::Tls, "ERR_QUIC_HANDSHAKE_FAILED", format!("with {addr}: {t}")),
-        other => Failure::new(Phase::Connect, "ERR_QUIC_PROTOCOL_ERROR", format!("with {addr}: {other}")),
+        E::TransportError(t) => Failure::new(Phase::Tls, Code::QuicHandshakeFailed, format!("with {addr}: {t}")),
+        other => Failure::new(Phase::Connect, Code::QuicProtocolError, format!("with {addr}: {other}")),
     }
 }
 
@@ -448,16 +449,16 @@ pub(crate) async fn exchange(
     timeout: Duration,
     sent: impl FnOnce(),
 ) -> Result<H3Response, (Phase, Failure)> {
-    let fail = |phase: Phase, code: &str, why: String| (phase, Failure::new(phase, code, why));
+    let fail = |phase: Phase, code: Code, why: String| (phase, Failure::new(phase, code, why));
     let send_start = monotonic_ns();
     let mut stream = match tokio::time::timeout(timeout, sender.send.send_request(req)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(fail(Phase::Send, "ERR_QUIC_PROTOCOL_ERROR", format!("sending the request: {e}"))),
-        Err(_) => return Err(fail(Phase::Send, "ERR_TIMED_OUT", format!("the request could not be sent within {timeout:?}"))),
+        Ok(Err(e)) => return Err(fail(Phase::Send, Code::QuicProtocolError, format!("sending the request: {e}"))),
+        Err(_) => return Err(fail(Phase::Send, Code::TimedOut, format!("the request could not be sent within {timeout:?}"))),
     };
     sent();
     if let Err(e) = stream.finish().await {
-        return Err(fail(Phase::Send, "ERR_QUIC_PROTOCOL_ERROR", format!("ending the request: {e}")));
+        return Err(fail(Phase::Send, Code::QuicProtocolError, format!("ending the request: {e}")));
     }
     let head = tokio::time::timeout(timeout, stream.recv_response()).await;
     let head_at = monotonic_ns();
@@ -465,8 +466,8 @@ pub(crate) async fn exchange(
     let (send, wait) = (Span::new(send_start, send_end).into(), Span::new(send_end, head_at).into());
     let resp = match head {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(fail(Phase::Wait, "ERR_QUIC_PROTOCOL_ERROR", format!("no response: {e}"))),
-        Err(_) => return Err(fail(Phase::Wait, "ERR_TIMED_OUT", format!("no response within {timeout:?}"))),
+        Ok(Err(e)) => return Err(fail(Phase::Wait, Code::QuicProtocolError, format!("no response: {e}"))),
+        Err(_) => return Err(fail(Phase::Wait, Code::TimedOut, format!("no response within {timeout:?}"))),
     };
     let headers = resp
         .headers()
@@ -477,7 +478,7 @@ pub(crate) async fn exchange(
     let (mut body_bytes, mut kept) = (0u64, Vec::new());
     let body = loop {
         match tokio::time::timeout_at(deadline, stream.recv_data()).await {
-            Err(_) => break Err(Failure::new(Phase::Receive, "ERR_TIMED_OUT", format!("body not complete within {timeout:?}"))),
+            Err(_) => break Err(Failure::new(Phase::Receive, Code::TimedOut, format!("body not complete within {timeout:?}"))),
             Ok(Ok(None)) => break Ok(()),
             Ok(Ok(Some(mut chunk))) => {
                 let n = chunk.remaining();
@@ -488,7 +489,7 @@ pub(crate) async fn exchange(
                 }
             }
             // A stream reset mid-body (the lab's /stall): the body is short.
-            Ok(Err(e)) => break Err(Failure::new(Phase::Receive, "ERR_QUIC_PROTOCOL_ERROR", format!("the body ended early after {body_bytes} bytes: {e}"))),
+            Ok(Err(e)) => break Err(Failure::new(Phase::Receive, Code::QuicProtocolError, format!("the body ended early after {body_bytes} bytes: {e}"))),
         }
     };
     Ok(H3Response {

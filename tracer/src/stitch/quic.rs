@@ -16,10 +16,11 @@
 //!   `httpVersion` `h3`), `send` the client's first 1-RTT datagrams, `wait` until the server's
 //!   next one, `receive` to the server's last, and the bytes each way after the handshake;
 //! - a QUIC attempt that fails is a failed entry of its own, beside the TCP connection the
-//!   client fell back to (`QuicSession::fell_back_to`): ICMP port unreachable (the kernel's
-//!   error report on the client's connected socket) is `ERR_QUIC_PROTOCOL_ERROR`, a
-//!   CONNECTION_CLOSE from the server in the clear or no answer at all
-//!   `ERR_QUIC_HANDSHAKE_FAILED`, with what was seen. An attempt that a client abandons
+//!   client fell back to (`QuicSession::fell_back_to`), its failure ([`quic_failure`]) in the
+//!   connect phase: ICMP port unreachable (the kernel's error report on the client's
+//!   connected socket) is `ERR_QUIC_PROTOCOL_ERROR`, a CONNECTION_CLOSE from the server in
+//!   the clear or no answer at all `ERR_QUIC_HANDSHAKE_FAILED`, with what was seen; the
+//!   connection's own `error` is the code. An attempt that a client abandons
 //!   because TCP won the race looks like one that got no answer in time: the text says so
 //!   when a TCP connection to the server came after it.
 //!
@@ -36,6 +37,7 @@ use crate::clock::round_stored_ms;
 use crate::decode::Direction;
 use crate::decode::http::HttpConnection;
 use crate::decode::quic::{Header, LongType, QuicTracker, parse_packet, version_name};
+use crate::failure::{Code, Failure, Phase};
 
 /// One UDP datagram of a traced process to or from port 443, as the kernel side reports it.
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +154,7 @@ impl Stitcher {
         }
         c.first_data_ns = c.first_data_ns.or(s.first_1rtt_ns);
         let tgid = c.tgid;
-        self.activity(tgid, d.ts_ns);
+        self.activity(tgid, d.ts_ns, Some(id));
     }
 
     fn new_quic_connection(&mut self, d: &QuicDatagram<'_>) -> u64 {
@@ -190,7 +192,7 @@ impl Stitcher {
             last_ns: d.ts_ns,
             quic: Some(Box::default()),
         });
-        self.activity(d.tgid, d.ts_ns);
+        self.activity(d.tgid, d.ts_ns, Some(id));
         self.attach_new_connection(d.tgid, id, dns);
         self.evict();
         id
@@ -328,18 +330,19 @@ impl ConnState {
     }
 }
 
-/// Why a QUIC connection did not get through its handshake, in Chromium's words.
-fn quic_error(c: &ConnState) -> Option<String> {
+/// Why a QUIC connection did not get through its handshake, in Chromium's words: always in
+/// the connect phase (HAR's `connect` holds the QUIC handshake). `fell_back_to` is the page
+/// load's TCP connection the client made after it ([`link_fallbacks`]).
+pub(super) fn quic_failure(c: &ConnState, fell_back_to: Option<usize>) -> Option<Failure> {
     let q = c.quic.as_ref()?;
     let s = q.tracker.summary();
     if s.handshake_done() {
         return None;
     }
     let dst = c.dst.map(|d| d.to_string()).unwrap_or_default();
-    if let Some((_, err)) = &q.icmp_error {
-        return Some(format!("ERR_QUIC_PROTOCOL_ERROR (ICMP port unreachable from {dst}: {err})"));
-    }
-    if let Some(close) = &s.close {
+    let (code, detail) = if let Some((_, err)) = &q.icmp_error {
+        (Code::QuicProtocolError, format!("ICMP port unreachable from {dst}: {err}"))
+    } else if let Some(close) = &s.close {
         let what = match close.tls_alert() {
             Some(a) => format!("TLS alert {a}"),
             None => format!("error 0x{:x}", close.code),
@@ -348,17 +351,26 @@ fn quic_error(c: &ConnState) -> Option<String> {
             crate::decode::quic::Sender::Server => "the server",
             crate::decode::quic::Sender::Client => "the client",
         };
-        return Some(format!("ERR_QUIC_HANDSHAKE_FAILED ({by} closed the connection: {what} {})", close.reason).trim_end().replace(" )", ")"));
-    }
-    if !s.version_negotiation.is_empty() && s.server_hello_ns.is_none() {
+        (Code::QuicHandshakeFailed, format!("{by} closed the connection: {what} {}", close.reason).trim_end().to_string())
+    } else if !s.version_negotiation.is_empty() && s.server_hello_ns.is_none() {
         let offered: Vec<String> = s.version_negotiation.iter().map(|v| version_name(*v)).collect();
-        return Some(format!("ERR_QUIC_PROTOCOL_ERROR (version negotiation: {dst} offers {})", offered.join(", ")));
-    }
-    let waited = s.sent.last_ns.zip(s.first_initial_ns).map(|(l, f)| ms(l.saturating_sub(f))).unwrap_or(0.0);
-    Some(match s.received.datagrams {
-        0 => format!("ERR_QUIC_HANDSHAKE_FAILED (no answer from {dst} to {} datagram(s) in {waited} ms)", s.sent.datagrams),
-        n => format!("ERR_QUIC_HANDSHAKE_FAILED (the handshake with {dst} did not finish: {n} datagram(s) received)"),
-    })
+        (Code::QuicProtocolError, format!("version negotiation: {dst} offers {}", offered.join(", ")))
+    } else {
+        let waited = s.sent.last_ns.zip(s.first_initial_ns).map(|(l, f)| ms(l.saturating_sub(f))).unwrap_or(0.0);
+        let detail = match s.received.datagrams {
+            0 => format!("no answer from {dst} to {} datagram(s) in {waited} ms", s.sent.datagrams),
+            n => format!("the handshake with {dst} did not finish: {n} datagram(s) received"),
+        };
+        (Code::QuicHandshakeFailed, detail)
+    };
+    let fallback = fell_back_to.map(|i| format!("; the client fell back to TCP, connection {i}")).unwrap_or_default();
+    Some(Failure::new(Phase::Connect, code, format!("{detail}{fallback}")))
+}
+
+/// A failed QUIC connection's `error` (`connections.error`): the code of its failure, as for a
+/// failed TLS handshake; the entry of the attempt has the whole failure.
+fn quic_error(c: &ConnState) -> Option<String> {
+    quic_failure(c, None).map(|f| f.code.to_string())
 }
 
 /// After a page load's connections are in their final order: each failed QUIC attempt names
@@ -377,11 +389,6 @@ pub(super) fn link_fallbacks(connections: &mut [Connection]) {
         }
         let Some(host) = c.dst.as_deref().and_then(host_of) else { continue };
         q.fell_back_to = tcp.iter().filter(|(_, h, start)| *h == host && *start >= c.connect_start_ns).map(|(i, _, _)| *i).next();
-        if let (Some(i), Some(e)) = (q.fell_back_to, c.error.as_mut())
-            && e.ends_with(')')
-        {
-            e.insert_str(e.len() - 1, &format!("; the client fell back to TCP, connection {i}"));
-        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::decode::quic::test_packets::{client_hello, crypto_frame, initial};
 use crate::decode::quic::tests_recorded::{Recorded, client, echo, echo_server_pem, long_alpn, relay, take_after_close};
 use crate::decode::quic::VERSION_1;
 use crate::stream::events::{Direction, Event, EventBody, TcpState};
+use crate::failure::{Code, Failure, Phase};
 
 const MS: u64 = 1_000_000;
 const CLIENT: u32 = 700;
@@ -126,7 +127,7 @@ async fn a_recorded_quinn_connection_is_an_h3_connection_of_its_page_load() {
     let r = &p.requests[0];
     assert_eq!(r.protocol.as_deref(), Some("HTTP/3"));
     assert_eq!(r.url.as_deref(), Some(format!("https://quic.test:{}/", relay_addr.port()).as_str()));
-    assert_eq!((r.connection, r.dns, r.new_connection, r.error.as_deref()), (Some(0), Some(0), true, None));
+    assert_eq!((r.connection, r.dns, r.new_connection, r.error.as_ref()), (Some(0), Some(0), true, None));
     let t = r.timings;
     let hs = (q.handshake_end_ns.unwrap() - q.handshake_start_ns.unwrap()) as f64 / 1e6;
     assert!((t.ssl - hs).abs() < 0.02, "{t:?} vs {hs}");
@@ -172,13 +173,17 @@ fn a_refused_quic_attempt_is_shown_beside_the_tcp_fallback() {
     assert_eq!(q.fell_back_to, Some(1));
     assert_eq!(q.datagrams_sent, 2);
     assert!(q.handshake_end_ns.is_none());
-    let err = quic.error.as_deref().unwrap();
-    assert!(err.starts_with("ERR_QUIC_PROTOCOL_ERROR (ICMP port unreachable from 10.77.0.3:443: ECONNREFUSED"), "{err}");
-    assert!(err.ends_with("; the client fell back to TCP, connection 1)"), "{err}");
-    // The failed attempt is an entry of its own, with that reason.
+    // The connection's error is the code, as for a failed TLS handshake.
+    assert_eq!(quic.error.as_deref(), Some("ERR_QUIC_PROTOCOL_ERROR"));
+    // The failed attempt is an entry of its own, with the whole failure: in the connect phase.
     let failed: Vec<_> = p.requests.iter().filter(|r| r.connection == Some(0)).collect();
     assert_eq!(failed.len(), 1, "{:#?}", p.requests);
-    assert_eq!(failed[0].error.as_deref(), Some(err));
+    let f = failed[0].error.as_ref().expect("the attempt's failure");
+    assert_eq!((f.phase, &f.code), (Phase::Connect, &Code::QuicProtocolError));
+    let err = f.text();
+    assert!(err.starts_with("ERR_QUIC_PROTOCOL_ERROR (ICMP port unreachable from 10.77.0.3:443: ECONNREFUSED"), "{err}");
+    assert!(err.ends_with("; the client fell back to TCP, connection 1)"), "{err}");
+    assert_eq!(Failure::from_text(&err), *f, "the stored text reads back with its phase");
     assert!(failed[0].url.as_deref().is_some_and(|u| u.starts_with("https://")), "{:?}", failed[0].url);
     assert_eq!(quic.tls.as_ref().unwrap().sni.as_deref(), Some("www.shop.test"));
 }
@@ -198,8 +203,9 @@ fn a_quic_attempt_without_any_answer_times_out_with_what_was_sent() {
     let pages = run(&items);
     let p = &pages[0];
     let c = &p.connections[0];
-    let err = c.error.as_deref().unwrap();
-    assert_eq!(err, "ERR_QUIC_HANDSHAKE_FAILED (no answer from 10.77.0.3:443 to 3 datagram(s) in 600 ms)");
-    assert_eq!(p.error.as_deref(), Some(err), "with no response at all the attempt's error is the page's");
+    assert_eq!(c.error.as_deref(), Some("ERR_QUIC_HANDSHAKE_FAILED"));
+    let err = p.error.as_ref().expect("with no response at all the attempt's error is the page's");
+    assert_eq!(err.phase, Phase::Connect);
+    assert_eq!(err.text(), "ERR_QUIC_HANDSHAKE_FAILED (no answer from 10.77.0.3:443 to 3 datagram(s) in 600 ms)");
     assert!(p.requests.iter().all(|r| r.protocol.is_none()), "no HTTP/3 entry without a handshake");
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tracer::fetch::model::QuicReason;
 use tracer::fetch::quic::{Http3Mode, RACE_DELAY};
-use tracer::fetch::{self, Connection, PageLoad, Phase};
+use tracer::failure::{Code, Phase};
+use tracer::fetch::{self, Connection, PageLoad};
 use tracer::lab::{Http3, Lab, LabConfig, hosts};
 
 use super::{blocking_lab_or_skip, fetch_in_lab, lab_options, text, tracer_fetch};
@@ -114,13 +115,13 @@ fn http3_falls_back_to_tcp_when_udp_drops_or_refuses() {
         match mode {
             // ICMP port unreachable comes back to the connected socket: no waiting.
             Http3::Refuse => {
-                assert_eq!(f.code, "ERR_QUIC_PROTOCOL_ERROR", "{f:?}");
-                assert!(f.reason.contains("ECONNREFUSED"), "{f:?}");
+                assert_eq!(f.code, Code::QuicProtocolError, "{f:?}");
+                assert!(f.detail.as_deref().is_some_and(|d| d.contains("ECONNREFUSED")), "{f:?}");
                 assert!(q.span.ms < RACE_DELAY.as_millis() as f64, "{q:?}");
             }
             // Nothing comes back: TCP starts after the race delay.
             _ => {
-                assert_eq!(f.code, "ERR_QUIC_HANDSHAKE_FAILED", "{f:?}");
+                assert_eq!(f.code, Code::QuicHandshakeFailed, "{f:?}");
                 assert!(q.span.ms >= RACE_DELAY.as_millis() as f64 - 1.0, "{q:?}");
                 assert_eq!(q.datagrams_received, 0);
             }
@@ -136,7 +137,7 @@ fn http3_falls_back_to_tcp_when_udp_drops_or_refuses() {
         // Forced, the same failure fails the load.
         let load = fetch_in_lab(&lab, "https://www.shop.test/", fetch::FetchOptions { connect_timeout: Duration::from_millis(700), ..with_http3(&lab, Http3Mode::Force) });
         let f = load.error.as_ref().expect("a failed load");
-        let want = if mode == Http3::Refuse { "ERR_QUIC_PROTOCOL_ERROR" } else { "ERR_QUIC_HANDSHAKE_FAILED" };
+        let want = if mode == Http3::Refuse { Code::QuicProtocolError } else { Code::QuicHandshakeFailed };
         assert_eq!(f.code, want, "{mode:?}: {f:?}");
         assert!(load.connections.iter().all(|c| c.quic.is_some()), "no TCP when forced");
     }

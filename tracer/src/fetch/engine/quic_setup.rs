@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use url::Url;
 
 use super::super::address::Origin;
-use super::super::model::{Connection, Entry, Failure, Header, QuicReason};
+use super::super::model::{Connection, Entry, Header, QuicReason};
+use crate::failure::{Code, Failure};
 use super::super::pool::{Conn, Lease};
 use super::super::quic::{self, Http3Mode, RACE_DELAY};
 use super::super::conn::Sender;
@@ -113,7 +114,7 @@ impl Ctx {
         for h in e.request_headers.iter().filter(|h| !h.name.starts_with(':')) {
             builder = builder.header(h.name.as_str(), h.value.as_str());
         }
-        let req = builder.body(()).map_err(|err| Failure::new(super::Phase::Send, "ERR_INVALID_URL", format!("building the request: {err}")))?;
+        let req = builder.body(()).map_err(|err| Failure::new(super::Phase::Send, Code::InvalidUrl, format!("building the request: {err}")))?;
         let conn = lease.conn();
         let (Sender::H3(sender), stats) = (&mut conn.sender, conn.stats.clone()) else {
             unreachable!("an HTTP/3 lease")
