@@ -1,7 +1,7 @@
 //! Probe points of the built-in fetcher. rustls is compiled into this binary, so there is
 //! no TLS library boundary for the daemon to probe; these functions are that boundary.
 //! They have the calling convention of OpenSSL's (object, buffer, length) -> length, so the
-//! daemon attaches its usual TLS programs to them (`tls_rustls` probes) and the fetcher's
+//! daemon attaches its usual TLS programs to them (the `tls_fetcher` family) and the fetcher's
 //! own page loads are traced like any other client's. They do nothing else, and cost a
 //! call each when nothing is attached.
 use std::io;
