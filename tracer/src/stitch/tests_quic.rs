@@ -15,7 +15,7 @@ use crate::decode::quic::test_packets::{client_hello, crypto_frame, initial};
 use crate::decode::quic::tests_recorded::{Recorded, client, echo, echo_server_pem, long_alpn, relay, take_after_close};
 use crate::decode::quic::VERSION_1;
 use crate::stream::events::{Direction, Event, EventBody, TcpState};
-use crate::failure::{Code, Failure, Phase};
+use crate::failure::{Code, Phase};
 
 const MS: u64 = 1_000_000;
 const CLIENT: u32 = 700;
@@ -183,7 +183,11 @@ fn a_refused_quic_attempt_is_shown_beside_the_tcp_fallback() {
     let err = f.text();
     assert!(err.starts_with("ERR_QUIC_PROTOCOL_ERROR (ICMP port unreachable from 10.77.0.3:443: ECONNREFUSED"), "{err}");
     assert!(err.ends_with("; the client fell back to TCP, connection 1)"), "{err}");
-    assert_eq!(Failure::from_text(&err), *f, "the stored text reads back with its phase");
+    // Stored (a page load's detail_json), the text keeps its connect phase beside it.
+    let json = serde_json::to_value(failed[0]).unwrap();
+    assert_eq!((json["error"].as_str(), json["error_phase"].as_str()), (Some(err.as_str()), Some("connect")), "{json}");
+    let back: super::model::Request = serde_json::from_value(json).unwrap();
+    assert_eq!(back.error.as_ref(), Some(f));
     assert!(failed[0].url.as_deref().is_some_and(|u| u.starts_with("https://")), "{:?}", failed[0].url);
     assert_eq!(quic.tls.as_ref().unwrap().sni.as_deref(), Some("www.shop.test"));
 }
