@@ -49,10 +49,25 @@ fn http3_forced_and_discovered_through_the_https_record() {
     assert!(doc.timings.connect.is_none());
     let hs = doc.timings.tls.expect("the QUIC handshake as the TLS phase");
     assert_eq!(hs, q.span);
-    let wire = q.wire_handshake.expect("the handshake seen on the wire");
     // The wire's handshake (first Initial .. first 1-RTT packet) and the fetcher's (connect ..
-    // handshake done) are the same handshake: within 5 ms of each other on this machine.
-    assert!(wire.ms > 0.0 && (wire.ms - hs.ms).abs() < 5.0, "wire {wire:?} fetcher {hs:?}");
+    // handshake done) are the same handshake: within 5 ms of each other (the median of five
+    // loads: on a busy machine one run's edges can be off by a preempted thread's wait, once
+    // 84 ms at load 10 on 2 cores, as tests/accuracy.rs allows for).
+    let mut diffs = Vec::new();
+    for run in 0..5 {
+        let load = if run == 0 { load.clone() } else { fetch_in_lab(&lab, "https://www.shop.test/", with_http3(&lab, Http3Mode::Force)) };
+        let doc = &load.entries[0];
+        let q = load.connections[doc.connection_id.unwrap()].quic.as_ref().expect("a QUIC connection");
+        let hs = doc.timings.tls.expect("the QUIC handshake as the TLS phase");
+        let wire = q.wire_handshake.expect("the handshake seen on the wire");
+        // Nested in time: the first Initial goes out after the connect call.
+        assert!(wire.ms > 0.0 && wire.start_ns >= hs.start_ns, "run {run}: wire {wire:?} fetcher {hs:?}");
+        diffs.push((wire.ms - hs.ms).abs());
+    }
+    let mut sorted = diffs.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert!(sorted[2] < 5.0, "|wire - fetcher| handshake ms of five loads: {diffs:?}");
+    let handshakes = diffs.len();
     assert!(q.client_hello_packets >= 1 && q.datagrams_sent >= 2 && q.datagrams_received >= 2, "{q:?}");
     assert!(doc.timings.wait.unwrap().ms >= 25.0, "think time is in wait: {:?}", doc.timings);
     assert!(c.bytes_received > 0 && c.bytes_sent > 0);
@@ -63,8 +78,8 @@ fn http3_forced_and_discovered_through_the_https_record() {
     assert!(e["timings"]["connect"].as_f64().unwrap() > 0.0);
     assert_eq!(e["timings"]["connect"], e["timings"]["ssl"]);
     let logged: Vec<_> = lab.http_requests().into_iter().filter(|r| r.version == "HTTP/3").collect();
-    assert_eq!(logged.len(), 1, "{logged:?}");
-    assert_eq!(lab.quic_handshake_count(), 1);
+    assert_eq!(logged.len(), handshakes, "{logged:?}");
+    assert_eq!(lab.quic_handshake_count(), handshakes as u64);
 
     // By discovery: http://shop.test/ (TCP) redirects to https://www.shop.test/, whose HTTPS
     // record (through the CNAME) lists h3: QUIC; static.shop.test has no HTTPS record: TCP,
