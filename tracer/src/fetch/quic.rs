@@ -284,12 +284,11 @@ pub(crate) async fn connect(tls: &TlsSetup, host: &str, addr: SocketAddr, reason
     let s = wire.summary();
     tls_info.cipher_suite = s.cipher_suite.clone();
     tls_info.version = s.tls_version.clone();
-    let result = result.map_err(|f| {
+    let result = result.inspect_err(|f| {
         info.failure = Some(f.clone());
         if f.phase == Phase::Tls {
             tls_info.failure = Some(f.clone());
         }
-        f
     });
     wire.complete(&mut info);
     QuicOutcome { result, info, tls: tls_info, wire, local }
