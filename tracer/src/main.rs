@@ -299,7 +299,9 @@ fn main() -> ExitCode {
         Command::Show(a) => rt.block_on(history::cli::show(a)),
         Command::Export(a) => rt.block_on(history::cli::export(a)),
         Command::Compare(a) => rt.block_on(history::cli::compare(a)),
-        Command::Fetch(a) => return fetch::cli::fetch_main(&rt, a),
+        Command::Fetch(a) => {
+            return fetch::cli::fetch_main(&rt, a, |db, load| rt.block_on(history::baselines::store_in(db, load)));
+        }
         Command::Lab(a) => return fetch::cli::lab_main(&rt, a),
         // Both build their own runtimes (the benchmarks block on child processes).
         Command::Bench(a) => {

@@ -44,23 +44,8 @@ impl Drop for Timer {
 
 // ---- processes ----
 
-/// Every process's pid, parent pid and name (`/proc/PID/stat`).
-fn proc_stats() -> Vec<(u32, Option<u32>, String)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
-        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        out.push((pid, ppid, comm));
-    }
-    out
-}
-
 fn children_of(pid: u32) -> Vec<u32> {
-    proc_stats().into_iter().filter(|(_, ppid, _)| *ppid == Some(pid)).map(|(p, _, _)| p).collect()
+    tracer::procfs::list_processes().into_iter().filter(|p| p.ppid == pid).map(|p| p.pid).collect()
 }
 
 fn descendants(pid: u32) -> Vec<u32> {
@@ -256,11 +241,11 @@ fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)])
 
 /// Processes alive now (what the daemon seeds its table with at start-up).
 fn proc_snapshot() -> Vec<(u32, Option<u32>, String, Option<String>)> {
-    proc_stats()
+    tracer::procfs::list_processes()
         .into_iter()
-        .map(|(pid, ppid, comm)| {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string());
-            (pid, ppid, comm, exe)
+        .map(|p| {
+            let exe = tracer::procfs::exe(p.pid).map(|e| e.display().to_string());
+            (p.pid, Some(p.ppid), p.comm, exe)
         })
         .collect()
 }

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{FetchOptions, fetch, har, render};
-use crate::history;
+use super::{FetchOptions, fetch, har, model::PageLoad, render};
 
 /// `tracer fetch`: load a URL like a browser and show every phase.
 #[derive(clap::Args, Debug, Clone)]
@@ -114,7 +113,13 @@ impl FetchArgs {
 
 /// Runs `tracer fetch`. Exit codes: 0 loaded (whatever the HTTP status), 1 a phase failed
 /// (DNS, connect, TLS, HTTP) or the baseline could not be stored, 2 invalid URL or usage.
-pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
+/// With `--db`, `store_baseline` stores the load in that database and returns its row id (the
+/// history does it: the fetcher stands beside the pipeline and imports none of it).
+pub fn fetch_main(
+    rt: &tokio::runtime::Runtime,
+    args: FetchArgs,
+    store_baseline: impl FnOnce(&std::path::Path, &PageLoad) -> anyhow::Result<i64>,
+) -> ExitCode {
     let opts = match args.options() {
         Ok(o) => o,
         Err(e) => {
@@ -145,13 +150,7 @@ pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
     }
     let mut code = 0u8;
     if let Some(db) = &args.db {
-        let stored = rt.block_on(async {
-            let pool = history::db::open(db).await?;
-            let id = history::baselines::store_baseline(&pool, &load).await?;
-            pool.close().await;
-            anyhow::Ok(id)
-        });
-        match stored {
+        match store_baseline(db, &load) {
             Ok(id) => eprintln!("stored baseline {id} for {} in {}", load.url, db.display()),
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -23,6 +23,15 @@ pub fn error_code(load: &PageLoad) -> Option<String> {
     load.error.as_ref().or_else(|| load.entries.iter().find_map(|e| e.failure.as_ref())).map(|f| f.code.to_string())
 }
 
+/// Stores a load as a baseline in the database at `db` (`tracer fetch --db`), opened (and
+/// migrated) for it; returns the row id.
+pub async fn store_in(db: &std::path::Path, load: &PageLoad) -> anyhow::Result<i64> {
+    let pool = super::db::open(db).await?;
+    let id = store_baseline(&pool, load).await?;
+    pool.close().await;
+    Ok(id)
+}
+
 /// Stores a load as a baseline for its URL; returns the row id.
 pub async fn store_baseline(pool: &SqlitePool, load: &PageLoad) -> anyhow::Result<i64> {
     let json = serde_json::to_string(load).context("serialising the page load")?;
