@@ -236,7 +236,12 @@ impl Stitcher {
             && let Some(closed) = c.closed_ns
         {
             t.connect = ms(closed.saturating_sub(c.connect_start_ns));
-            t.tcp = t.connect;
+            // A QUIC attempt's connect is its handshake (HAR ssl within connect), no TCP.
+            if c.quic.is_some() {
+                t.ssl = t.connect;
+            } else {
+                t.tcp = t.connect;
+            }
         }
         let ended = c.and_then(|c| c.closed_ns).or(l.and_then(|l| l.ended_ns)).unwrap_or(ts).max(started);
         Request {

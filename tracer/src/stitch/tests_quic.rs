@@ -189,6 +189,9 @@ fn a_refused_quic_attempt_is_shown_beside_the_tcp_fallback() {
     let back: super::model::Request = serde_json::from_value(json).unwrap();
     assert_eq!(back.error.as_ref(), Some(f));
     assert!(failed[0].url.as_deref().is_some_and(|u| u.starts_with("https://")), "{:?}", failed[0].url);
+    // Its timings are a QUIC connect: the handshake until the ICMP error, as ssl, no tcp.
+    let t = failed[0].timings;
+    assert_eq!((t.connect, t.ssl, t.tcp), (t.ssl, 2.0, -1.0), "{t:?}");
     assert_eq!(quic.tls.as_ref().unwrap().sni.as_deref(), Some("www.shop.test"));
 }
 
