@@ -33,6 +33,9 @@ pub enum ToolCommand {
         ingest: u64,
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Page loads of one request each (curl over a new TLS connection), not benchmark 6's mix.
+        #[arg(long)]
+        one_request: bool,
     },
 }
 
@@ -45,11 +48,12 @@ pub fn tool_main(cmd: ToolCommand) -> Result<()> {
             println!("{}", serde_json::json!({ "connects": connects, "secs": secs }));
             Ok(())
         }
-        ToolCommand::Seed { db, count, ingest, batch } => {
+        ToolCommand::Seed { db, count, ingest, batch, one_request } => {
+            let shape = if one_request { seed::Shape::OneRequest } else { seed::Shape::Mixed };
             let rt = tokio::runtime::Runtime::new().context("runtime")?;
             let r = rt.block_on(async {
                 let pool = crate::history::db::open(&db).await?;
-                seed::seed(&pool, ingest.min(count), count, batch.max(1), 7).await
+                seed::seed_shaped(&pool, shape, ingest.min(count), count, batch.max(1), 7).await
             })?;
             println!(
                 "ingested {} page loads ({} requests) in {:.1} s: {:.0} page loads/s; {} in the database after {:.1} s of copying",

@@ -33,14 +33,35 @@ fn pick_client(rng: &mut fastrand::Rng) -> &'static str {
     "curl"
 }
 
-/// Page load number `n`, starting at monotonic `start_ns`.
+/// What the seeded page loads look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// Benchmark 6's mix: browsers with 5-60 requests, command-line clients with 1-3,
+    /// redirects, failures.
+    #[default]
+    Mixed,
+    /// Page loads of one request each (curl fetching a URL over a new TLS connection after a
+    /// DNS lookup): the ingest of target D's first half.
+    OneRequest,
+}
+
+/// Page load number `n`, starting at monotonic `start_ns`, of benchmark 6's mix.
 pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoad {
-    let client = pick_client(rng);
+    synthetic_page_of(Shape::Mixed, rng, n, start_ns)
+}
+
+/// Page load number `n` of `shape`. The mix draws the same random numbers as it always has,
+/// so its page loads stay those of earlier runs.
+pub fn synthetic_page_of(shape: Shape, rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoad {
+    let one = shape == Shape::OneRequest;
+    let client = if one { "curl" } else { pick_client(rng) };
     let browser = matches!(client, "chromium" | "firefox-esr");
     let tgid = 1000 + rng.u32(0..200);
     let host = HOSTS[rng.usize(0..HOSTS.len())];
     let www = format!("www.{host}");
-    let requests_n: usize = if browser {
+    let requests_n: usize = if one {
+        1
+    } else if browser {
         // Most pages are modest; some are heavy.
         match rng.u32(0..10) {
             0..=4 => rng.usize(5..=20),
@@ -54,7 +75,7 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
             _ => 3,
         }
     };
-    let failed = rng.u32(0..100) < 2;
+    let failed = !one && rng.u32(0..100) < 2;
     let comm = if client == "chromium" { "Chrome_ChildIOT" } else { client };
     let lookup = |name: &str, at: u64, chain: Vec<String>, addr: String, err: Option<&str>| DnsLookup {
         tgid,
@@ -126,7 +147,7 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
     let mut requests = Vec::new();
     let mut t = start_ns;
     // A redirect hop first for a third of the pages.
-    let redirect = rng.u32(0..3) == 0;
+    let redirect = !one && rng.u32(0..3) == 0;
     let mut redirect_chain = Vec::new();
     let http2 = browser && rng.bool();
     for i in 0..requests_n + usize::from(redirect) {
@@ -287,6 +308,11 @@ pub struct SeedResult {
 /// [`history::insert_page_loads`] (the daemon's writer path), then copies rows until the
 /// database holds `total` page loads.
 pub async fn seed(pool: &SqlitePool, ingest: u64, total: u64, batch: usize, seed: u64) -> Result<SeedResult> {
+    seed_shaped(pool, Shape::Mixed, ingest, total, batch, seed).await
+}
+
+/// [`seed`] with page loads of `shape`.
+pub async fn seed_shaped(pool: &SqlitePool, shape: Shape, ingest: u64, total: u64, batch: usize, seed: u64) -> Result<SeedResult> {
     let mut rng = fastrand::Rng::with_seed(seed);
     // Monotonic time of the first page load, mapped to 30 days ago.
     let t0: u64 = 1_000_000 * 1_000 * MS;
@@ -302,7 +328,7 @@ pub async fn seed(pool: &SqlitePool, ingest: u64, total: u64, batch: usize, seed
         let pages: Vec<PageLoad> = (0..n)
             .map(|i| {
                 next_start += rng.u64(100..4000) * MS;
-                synthetic_page(&mut rng, done + i, next_start)
+                synthetic_page_of(shape, &mut rng, done + i, next_start)
             })
             .collect();
         gen_secs += g.elapsed().as_secs_f64();
