@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 
 use super::Stitcher;
 use super::connections::ConnState;
+use super::requests::OpaqueOrigin;
 use super::model::{Connection, PageLoad, QuicSession, Request, Timings, TlsSession, ms};
 use crate::clock::round_stored_ms;
 use crate::decode::Direction;
@@ -249,17 +250,7 @@ impl Stitcher {
         let s = c.quic.as_ref()?.tracker.summary();
         let hs_end = s.first_1rtt_ns?;
         let hs_start = s.first_initial_ns.unwrap_or(c.connect_start_ns);
-        let lookup = c.dns.and_then(|l| self.dns.get(l));
-        let host = s.sni.clone().or_else(|| lookup.map(|l| l.name.clone())).or_else(|| c.dst.map(|d| d.ip().to_string()));
-        let port = c.dst.map(|d| d.port()).filter(|p| *p != 443);
-        let url = host.as_ref().map(|h| format!("https://{h}{}/", port.map(|p| format!(":{p}")).unwrap_or_default()));
-        let mut t = Timings::default();
-        if let Some(l) = lookup
-            && let Some(end) = self.dns.resolution_end(&self.procs, l.id, c.connect_start_ns)
-        {
-            t.dns = ms(end.saturating_sub(l.started_ns));
-            t.blocked = ms(hs_start.saturating_sub(end));
-        }
+        let OpaqueOrigin { host, url, timings: mut t, started_ns } = self.opaque_origin(c, s.sni.clone(), hs_start);
         t.ssl = ms(hs_end.saturating_sub(hs_start));
         t.connect = t.ssl;
         // After the handshake: the client's first 1-RTT datagram starts the exchange, the
@@ -272,7 +263,6 @@ impl Stitcher {
             t.wait = ms(rs.saturating_sub(send_end));
             t.receive = ms(re.saturating_sub(rs));
         }
-        let started_ns = lookup.map(|l| l.started_ns).unwrap_or(hs_start).min(hs_start);
         let ended_ns = recv_end.unwrap_or(send_end).max(started_ns);
         Some(Request {
             connection: Some(c.id as usize),

@@ -143,24 +143,30 @@ impl Stitcher {
         }
     }
 
-    /// An exchange over TLS seen only as records on the wire: no method, path or status.
-    pub(super) fn opaque_request(&self, c: &ConnState) -> Request {
-        let w = c.wire.as_ref().expect("wire connection");
+    /// What an opaque entry of connection `c` (TLS or QUIC seen only on the wire: no HTTP)
+    /// knows up to its connection's set-up, which starts at `setup_start` (the connect; a QUIC
+    /// connection's first Initial): its host (the SNI, else the looked-up name, else the
+    /// address), its URL (the port when not 443), its dns and blocked phases, and its start.
+    pub(super) fn opaque_origin(&self, c: &ConnState, sni: Option<String>, setup_start: u64) -> OpaqueOrigin {
         let lookup = c.dns.and_then(|l| self.dns.get(l));
-        let host = w
-            .sni
-            .clone()
-            .or_else(|| lookup.map(|l| l.name.clone()))
-            .or_else(|| c.dst.map(|d| d.ip().to_string()));
+        let host = sni.or_else(|| lookup.map(|l| l.name.clone())).or_else(|| c.dst.map(|d| d.ip().to_string()));
         let port = c.dst.map(|d| d.port()).filter(|p| *p != 443);
         let url = host.as_ref().map(|h| format!("https://{h}{}/", port.map(|p| format!(":{p}")).unwrap_or_default()));
-        let mut t = Timings::default();
+        let mut timings = Timings::default();
         if let Some(l) = lookup
             && let Some(end) = self.dns.resolution_end(&self.procs, l.id, c.connect_start_ns)
         {
-            t.dns = ms(end.saturating_sub(l.started_ns));
-            t.blocked = ms(c.connect_start_ns.saturating_sub(end));
+            timings.dns = ms(end.saturating_sub(l.started_ns));
+            timings.blocked = ms(setup_start.saturating_sub(end));
         }
+        let started_ns = lookup.map(|l| l.started_ns).unwrap_or(setup_start).min(setup_start);
+        OpaqueOrigin { host, url, timings, started_ns }
+    }
+
+    /// An exchange over TLS seen only as records on the wire: no method, path or status.
+    pub(super) fn opaque_request(&self, c: &ConnState) -> Request {
+        let w = c.wire.as_ref().expect("wire connection");
+        let OpaqueOrigin { host, url, timings: mut t, started_ns } = self.opaque_origin(c, w.sni.clone(), c.connect_start_ns);
         if let Some(est) = c.established_ns {
             t.tcp = ms(est.saturating_sub(c.syn_sent_ns.unwrap_or(c.connect_start_ns)));
             if let Some(end) = w.handshake_end_ns {
@@ -177,7 +183,6 @@ impl Stitcher {
                 t.receive = ms(re.saturating_sub(rs));
             }
         }
-        let started_ns = lookup.map(|l| l.started_ns).unwrap_or(c.connect_start_ns).min(c.connect_start_ns);
         let ended_ns = w.app_recv_end_ns.unwrap_or(send_end).max(started_ns);
         Request {
             connection: Some(c.id as usize),
@@ -320,4 +325,12 @@ fn host_of(authority: &str) -> String {
 /// The value of header `name` (case-insensitive), the first if repeated.
 pub(super) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// See [`Stitcher::opaque_origin`].
+pub(super) struct OpaqueOrigin {
+    pub(super) host: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) timings: Timings,
+    pub(super) started_ns: u64,
 }
