@@ -215,18 +215,7 @@ pub(crate) async fn tls_handshake(
     timeout: Duration,
 ) -> Result<(TlsStream<TimedIo>, TlsInfo), TlsInfo> {
     let start = monotonic_ns();
-    let is_ip = host.parse::<IpAddr>().is_ok();
-    let mut info = TlsInfo {
-        span: Span::new(start, start).into(),
-        sni: (!is_ip).then(|| host.to_owned()),
-        version: None,
-        cipher_suite: None,
-        alpn: None,
-        resumed: false,
-        certificates: Vec::new(),
-        verified: !setup.insecure(),
-        failure: None,
-    };
+    let mut info = TlsInfo::starting(start, host, !setup.insecure());
     let fail = |mut info: TlsInfo, f: Failure| {
         info.span = Span::since(start).into();
         info.failure = Some(f);

@@ -177,6 +177,24 @@ pub struct TlsInfo {
     pub failure: Option<Failure>,
 }
 
+impl TlsInfo {
+    /// A handshake starting at `start_ns` with `host` (sent as SNI unless it is an IP
+    /// address); `verified` unless `--insecure`. What the handshake learns is filled in later.
+    pub fn starting(start_ns: u64, host: &str, verified: bool) -> TlsInfo {
+        TlsInfo {
+            span: Span::new(start_ns, start_ns).into(),
+            sni: host.parse::<IpAddr>().is_err().then(|| host.to_owned()),
+            version: None,
+            cipher_suite: None,
+            alpn: None,
+            resumed: false,
+            certificates: Vec::new(),
+            verified,
+            failure: None,
+        }
+    }
+}
+
 /// How the fetcher came to try QUIC for an origin (see `super::quic` for the rule).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -249,7 +249,6 @@ pub(crate) struct QuicOutcome {
 pub(crate) async fn connect(tls: &TlsSetup, host: &str, addr: SocketAddr, reason: QuicReason, timeout: Duration) -> QuicOutcome {
     let start = monotonic_ns();
     let wire = Arc::new(Wire::default());
-    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
     let mut info = QuicInfo {
         version: version_name(crate::decode::quic::VERSION_1),
         reason,
@@ -263,17 +262,7 @@ pub(crate) async fn connect(tls: &TlsSetup, host: &str, addr: SocketAddr, reason
         datagrams_received: 0,
         failure: None,
     };
-    let mut tls_info = TlsInfo {
-        span: Span::new(start, start).into(),
-        sni: (!is_ip).then(|| host.to_owned()),
-        version: None,
-        cipher_suite: None,
-        alpn: None,
-        resumed: false,
-        certificates: Vec::new(),
-        verified: !tls.insecure(),
-        failure: None,
-    };
+    let mut tls_info = TlsInfo::starting(start, host, !tls.insecure());
     let mut local = None;
     let result = attempt(tls, host, addr, timeout, &wire, &mut info, &mut tls_info, &mut local).await;
     if result.is_err() {

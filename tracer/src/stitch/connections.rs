@@ -91,6 +91,54 @@ pub(super) struct ConnState {
 }
 
 impl ConnState {
+    /// A connection just seen to start at `start_ns` (a connect, or a QUIC connection's first
+    /// datagram), with nothing known of it yet but who opened it and the lookup that gave
+    /// its address; the callers set what their first event tells.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn opened(
+        id: u64,
+        tgid: u32,
+        pid: u32,
+        comm: String,
+        fd: i32,
+        start_ns: u64,
+        dns: Option<u64>,
+        body_limit: usize,
+    ) -> ConnState {
+        ConnState {
+            id,
+            tgid,
+            pid,
+            comm,
+            fd,
+            skaddr: 0,
+            src: None,
+            dst: None,
+            connect_start_ns: start_ns,
+            syn_sent_ns: None,
+            established_ns: None,
+            closed_ns: None,
+            error: None,
+            tls_lib: None,
+            hs_start_ns: None,
+            hs_end_ns: None,
+            hs_failed: false,
+            client_closed_first: None,
+            response_timed_out: false,
+            first_data_ns: None,
+            dns,
+            http: HttpConnection::with_body_limit(body_limit),
+            held: None,
+            plain_data: false,
+            data_obj: None,
+            wire: None,
+            exchanges: 0,
+            setup_attributed: false,
+            last_ns: start_ns,
+            quic: None,
+        }
+    }
+
     /// Whether the connection still holds its page load open at `now` as a connect in
     /// progress (bounded by `timeout`).
     pub(super) fn connecting(&self, now: u64, timeout: u64) -> bool {
@@ -426,38 +474,13 @@ impl Stitcher {
         let start = ev.ts_ns.saturating_sub(duration_ns);
         let dns = dst.and_then(|d| self.dns.lookup_for(&self.procs, ev.tgid, d.ip(), start));
         let failed = error.is_some();
-        self.conns.insert(ConnState {
-            id,
-            tgid: ev.tgid,
-            pid: ev.pid,
-            comm: ev.comm.clone(),
-            fd,
-            skaddr,
-            src: None,
-            dst,
-            connect_start_ns: start,
-            syn_sent_ns: None,
-            established_ns: None,
-            closed_ns: failed.then_some(ev.ts_ns),
-            error,
-            tls_lib: None,
-            hs_start_ns: None,
-            hs_end_ns: None,
-            hs_failed: false,
-            client_closed_first: None,
-            response_timed_out: false,
-            first_data_ns: None,
-            dns,
-            http: HttpConnection::with_body_limit(self.cfg.body_limit),
-            held: None,
-            plain_data: false,
-            data_obj: None,
-            wire: None,
-            exchanges: 0,
-            setup_attributed: false,
-            last_ns: ev.ts_ns,
-            quic: None,
-        });
+        let mut conn = ConnState::opened(id, ev.tgid, ev.pid, ev.comm.clone(), fd, start, dns, self.cfg.body_limit);
+        conn.skaddr = skaddr;
+        conn.dst = dst;
+        conn.closed_ns = failed.then_some(ev.ts_ns);
+        conn.error = error;
+        conn.last_ns = ev.ts_ns;
+        self.conns.insert(conn);
         if skaddr != 0 {
             for (old, new, ts, src) in self.conns.index_socket(skaddr, id) {
                 self.apply_state(id, old, new, ts, src);

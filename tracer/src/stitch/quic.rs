@@ -36,7 +36,6 @@ use super::requests::OpaqueOrigin;
 use super::model::{Connection, PageLoad, QuicSession, Request, Timings, TlsSession, ms};
 use crate::clock::round_stored_ms;
 use crate::decode::Direction;
-use crate::decode::http::HttpConnection;
 use crate::decode::quic::{Header, LongType, QuicTracker, parse_packet, version_name};
 use crate::failure::{Code, Failure, Phase};
 
@@ -161,38 +160,12 @@ impl Stitcher {
     fn new_quic_connection(&mut self, d: &QuicDatagram<'_>) -> u64 {
         let id = self.ids.take();
         let dns = self.dns.lookup_for(&self.procs, d.tgid, d.peer.ip(), d.ts_ns);
-        self.conns.insert_quic(ConnState {
-            id,
-            tgid: d.tgid,
-            pid: d.pid,
-            comm: d.comm.to_owned(),
-            fd: d.fd,
-            skaddr: 0,
-            src: d.local,
-            dst: Some(d.peer),
-            connect_start_ns: d.ts_ns,
-            syn_sent_ns: None,
-            established_ns: None,
-            closed_ns: None,
-            error: None,
-            tls_lib: None,
-            hs_start_ns: None,
-            hs_end_ns: None,
-            hs_failed: false,
-            client_closed_first: None,
-            response_timed_out: false,
-            first_data_ns: None,
-            dns,
-            http: HttpConnection::with_body_limit(0),
-            held: None,
-            plain_data: false,
-            data_obj: None,
-            wire: None,
-            exchanges: 0,
-            setup_attributed: true,
-            last_ns: d.ts_ns,
-            quic: Some(Box::default()),
-        });
+        let mut conn = ConnState::opened(id, d.tgid, d.pid, d.comm.to_owned(), d.fd, d.ts_ns, dns, 0);
+        conn.src = d.local;
+        conn.dst = Some(d.peer);
+        conn.setup_attributed = true;
+        conn.quic = Some(Box::default());
+        self.conns.insert_quic(conn);
         self.activity(d.tgid, d.ts_ns, Some(id));
         self.attach_new_connection(d.tgid, id, dns);
         self.evict();
