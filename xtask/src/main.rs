@@ -7,6 +7,8 @@
 //! - `test [-- EXTRA...]`: setup and the tests' Debian packages, then `cargo test ...
 //!   -- --test-threads=1` as root; a full run under CI=true then runs the fuzz smoke.
 //! - `fuzz [TARGET] [--seconds N] [--smoke] [--merge]`: the cargo-fuzz targets of tracer/fuzz.
+//! - `kernels [--only 6.1,5.10] [--no-host]`: the kernel matrix: the root suites on Debian's
+//!   5.10, 6.1 and 6.12 kernels under qemu, then on the host's kernel (see `kernels`).
 //! - `bench [--smoke|--quick] [--only N,...]`: setup and the benchmarks' Debian packages,
 //!   build, then `tracer bench` as root (results appended to BENCHMARKS.md; the smoke run
 //!   writes target/bench-smoke.md).
@@ -18,6 +20,7 @@
 //! switches to nightly, for the eBPF crate.
 
 mod fuzz;
+mod kernels;
 mod packages;
 mod setup;
 mod util;
@@ -100,6 +103,21 @@ enum Cmd {
         #[arg(long)]
         merge: bool,
     },
+    /// The kernel matrix: the root suites that load probes (kernel, filters, page loads by
+    /// curl and wget in the lab, faults) on Debian's own kernels, 5.10, 6.1 and 6.12, booted
+    /// under qemu with virtme-ng, then on the host's kernel. One line per kernel.
+    ///
+    /// Fetches each kernel by name with apt through a private package list, installs
+    /// virtme-ng with pip into a venv under target/kernels/, uses KVM where it works and TCG
+    /// otherwise. Root only. Logs: target/kernels/run/RELEASE/.
+    Kernels {
+        /// Only these kernels (5.10, 6.1, 6.12; comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Skip the host's own kernel.
+        #[arg(long)]
+        no_host: bool,
+    },
     /// Setup, install the Debian packages the benchmarks drive (nginx, wrk, bpftrace, ...),
     /// build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
     ///
@@ -126,7 +144,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Setup { packages } => setup::setup().and_then(|()| {
-            if packages { packages::ensure(&[packages::User::Tests, packages::User::Bench]) } else { Ok(()) }
+            if packages { packages::ensure(&[packages::User::Tests, packages::User::Bench, packages::User::Kernels]) } else { Ok(()) }
         }),
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => run_as_root("run", args),
@@ -139,6 +157,7 @@ fn main() {
             })
         }
         Cmd::Bench { smoke, quick, only, keep } => bench(&BenchOptions { smoke, quick, only, keep }),
+        Cmd::Kernels { only, no_host } => kernels::kernels(&kernels::Options { only, no_host }),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
