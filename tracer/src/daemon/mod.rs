@@ -78,7 +78,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<u8> {
     };
     let kernel = procfs::kernel_release();
     eprintln!("tracer {} on kernel {kernel}", env!("CARGO_PKG_VERSION"));
-    eprintln!("  {}", probes.kernel.reason);
+    eprint!("{}", probes.kernel.report());
     for w in &probes.warnings {
         eprintln!("  note: {w}");
     }

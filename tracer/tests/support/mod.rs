@@ -6,7 +6,8 @@
 //! - [`daemon`]: `tracer run` with a private database and dashboard port;
 //! - [`http`]: GETs through curl, and a local TLS server;
 //! - [`browsers`]: Chromium and Firefox set up for the lab;
-//! - [`fixtures`]: synthetic page loads for the history and the dashboard's API.
+//! - [`fixtures`]: synthetic page loads for the history and the dashboard's API;
+//! - [`traced`]: the real probes loaded in the test's process, their events awaited.
 //!
 //! A program a test drives that is not installed fails the test with one line naming it
 //! ([`require`]), with or without CI: `cargo xtask test` installs them all. A root-only test
@@ -18,6 +19,7 @@ pub mod browsers;
 pub mod daemon;
 pub mod fixtures;
 pub mod http;
+pub mod traced;
 
 use std::{
     io::{BufRead as _, BufReader, Read},

@@ -49,6 +49,7 @@ pub struct Suite {
 }
 
 pub const SUITES: &[Suite] = &[
+    Suite { name: "variants", test_target: "variants", tests: &[], runs: Where::EveryKernel },
     Suite { name: "kernel", test_target: "kernel", tests: &[], runs: Where::EveryKernel },
     Suite { name: "filters", test_target: "filters", tests: &[], runs: Where::EveryKernel },
     Suite { name: "page_loads", test_target: "browsers", tests: &["curl_page_load", "wget_page_load"], runs: Where::EveryKernel },
