@@ -11,7 +11,7 @@ use tracer_common::layout::{KernelOffsets, LAYOUT_FIELDS_MAX, MISSING, TRACEPOIN
 
 use super::system::TRACEFS;
 
-const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+pub const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 /// A member the programs read, by the name reports use (`sock.sk_err`), where BTF has it
 /// (struct, member path for btfparse), and the [`KernelOffsets`] field it fills.
@@ -54,24 +54,21 @@ pub struct FoundLayout {
     pub differences: Vec<String>,
 }
 
-/// What the kernel offers (see the module documentation).
+/// What the kernel offers (see the module documentation). BTF and kallsyms are read only
+/// when a question needs them: parsing the kernel's BTF takes about 9 s in a debug build
+/// here (0.3 s optimised), and a kernel whose tracepoints and variants need none of it
+/// should not pay that at every start.
 pub struct KernelSurvey {
     pub release: String,
     /// kprobes can be created (`CONFIG_KPROBES`: /sys/bus/event_source/devices/kprobe).
     pub kprobes: bool,
-    /// BTF is there and parsed; else why not.
-    pub btf: Result<(), String>,
-    pub offsets: KernelOffsets,
     pub layouts: Vec<FoundLayout>,
-    symbols: HashSet<String>,
+    btf: std::cell::OnceCell<Result<KernelOffsets, String>>,
+    symbols: std::cell::OnceCell<HashSet<String>>,
 }
 
 impl KernelSurvey {
     pub fn of_this_kernel() -> KernelSurvey {
-        let (btf, offsets) = match btf_offsets(Path::new(BTF_VMLINUX)) {
-            Ok(o) => (Ok(()), o),
-            Err(e) => (Err(e), KernelOffsets::UNKNOWN),
-        };
         let layouts = TRACEPOINTS
             .iter()
             .map(|tp| {
@@ -85,17 +82,30 @@ impl KernelSurvey {
         KernelSurvey {
             release: crate::procfs::kernel_release(),
             kprobes: Path::new("/sys/bus/event_source/devices/kprobe").exists(),
-            btf,
-            offsets,
             layouts,
-            symbols: kallsyms(),
+            btf: std::cell::OnceCell::new(),
+            symbols: std::cell::OnceCell::new(),
         }
     }
 
     /// Whether the kernel has the function `name` (kallsyms: functions and BPF helpers such
     /// as `bpf_task_pt_regs`).
     pub fn has_symbol(&self, name: &str) -> bool {
-        self.symbols.contains(name)
+        self.symbols.get_or_init(kallsyms).contains(name)
+    }
+
+    /// The kernel's BTF offsets (parsed on first use), or why there are none.
+    pub fn btf(&self) -> Result<&KernelOffsets, &str> {
+        self.btf.get_or_init(|| btf_offsets(Path::new(BTF_VMLINUX))).as_ref().map_err(String::as_str)
+    }
+
+    /// The offsets the programs are loaded with: BTF's when something asked for them, else
+    /// none known (no program path that reads one is then taken).
+    pub fn offsets(&self) -> KernelOffsets {
+        match self.btf.get() {
+            Some(Ok(o)) => *o,
+            _ => KernelOffsets::UNKNOWN,
+        }
     }
 
     pub fn has_tracepoint(&self, category: &str, name: &str) -> bool {
@@ -105,7 +115,7 @@ impl KernelSurvey {
     /// The offset of a member of [`BTF_MEMBERS`] by name, if BTF has it.
     pub fn btf_member(&self, name: &str) -> Option<u32> {
         let m = BTF_MEMBERS.iter().find(|m| m.name == name)?;
-        let mut o = self.offsets;
+        let mut o = *self.btf().ok()?;
         let v = *(m.slot)(&mut o);
         (v != MISSING).then_some(v)
     }

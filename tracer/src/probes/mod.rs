@@ -233,8 +233,10 @@ impl Probes {
             When::Tls => config.tls,
         };
         // What this kernel offers decides each family's variant and the programs' layouts.
+        let started = std::time::Instant::now();
         let mut survey = kernel::KernelSurvey::of_this_kernel();
         config.layout_override.apply(&mut survey);
+        tracing::debug!("probes: kernel survey (kallsyms, BTF, formats) in {:?}", started.elapsed());
         let plan = variants::plan(&survey, &wanted, &config.variants)?;
         let layouts = variants::layout_globals(&survey);
         let one: u32 = 1;
@@ -252,6 +254,7 @@ impl Probes {
             loader.override_global(flag, &one, true);
         }
         let mut ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
+        tracing::debug!("probes: object loaded at {:?}", started.elapsed());
 
         let mut status = Vec::new();
         let mut links = Vec::new();
@@ -265,6 +268,7 @@ impl Probes {
             }
         }
 
+        tracing::debug!("probes: tracepoints attached at {:?}", started.elapsed());
         // With the client filter every uprobe is enabled per traced process.
         let per_process = config.filter.enabled && families::uprobe_sets().any(|s| wanted(s.when));
         let mut shared = match per_process {
@@ -295,6 +299,7 @@ impl Probes {
                 }
             }
         }
+        tracing::debug!("probes: tp_btf, kprobes and libc attached at {:?}", started.elapsed());
         let mut libraries = Vec::new();
         if families::uprobe_sets().any(|s| matches!(s.file, UprobeFile::TlsLibrary(_)) && wanted(s.when)) {
             let (mut libs, w) = libs::find_tls_libraries();
@@ -318,10 +323,12 @@ impl Probes {
             }
             libraries = libs;
         }
+        tracing::debug!("probes: TLS libraries attached at {:?}", started.elapsed());
         let mut boringssl_checked = Vec::new();
         let (found, w) = add_found_by_signature(&mut ebpf, shared.as_mut(), &mut links, &mut boringssl_checked, &wanted);
         status.extend(found);
         warnings.extend(w);
+        tracing::debug!("probes: all attached in {:?}", started.elapsed());
         Ok(Probes {
             ebpf,
             status,

@@ -3,13 +3,13 @@
 //! tracepoint layouts and kernel offsets the programs are loaded with, and the report of it
 //! all ([`KernelSupport`]): which variant each family got and why, which layouts differ from
 //! the compiled one, and what no variant can give on this kernel, with its cost.
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::Path};
 
 use tracer_common::layout::{KernelOffsets, MISSING};
 
 use super::{
     families::{self, Choice, Family, GROUP_DEAD_FROM_TASK, Need, Points, Tracepoint, Variant, When},
-    kernel::{KernelSupport, KernelSurvey, Unavailable, VariantChoice},
+    kernel::{BTF_VMLINUX, KernelSupport, KernelSurvey, Unavailable, VariantChoice},
 };
 
 /// A variant forced with `--probe-variant FAMILY=NAME` that does not exist or that this
@@ -40,9 +40,9 @@ pub fn unmet(survey: &KernelSurvey, needs: &[Need]) -> Option<String> {
         Need::Symbol(s) if !survey.has_symbol(s) => Some(format!("{s} (not in /proc/kallsyms)")),
         Need::Btf(members) => {
             let missing: Vec<&str> = members.iter().copied().filter(|m| survey.btf_member(m).is_none()).collect();
-            match (&survey.btf, missing.is_empty()) {
+            match (survey.btf(), missing.is_empty()) {
                 (Err(e), _) => Some(format!("BTF ({e})")),
-                (Ok(()), false) => Some(format!("{} in BTF", missing.join(", "))),
+                (Ok(_), false) => Some(format!("{} in BTF", missing.join(", "))),
                 _ => None,
             }
         }
@@ -153,19 +153,16 @@ pub fn plan(survey: &KernelSurvey, wanted: &dyn Fn(When) -> bool, forced: &BTree
         "kernel {}: kprobes {}, BTF {}; tracepoint layouts from their format files",
         survey.release,
         if survey.kprobes { "available" } else { "unavailable (no /sys/bus/event_source/devices/kprobe: CONFIG_KPROBES unset)" },
-        match &survey.btf {
-            Ok(()) => "available".to_string(),
-            Err(e) => format!("unavailable ({e})"),
-        }
+        if Path::new(BTF_VMLINUX).exists() { "available" } else { "unavailable (no /sys/kernel/btf/vmlinux)" },
     );
     Ok(Plan {
         points,
         flags,
-        offsets: survey.offsets,
+        offsets: survey.offsets(),
         support: KernelSupport {
             release: survey.release.clone(),
             kprobes: survey.kprobes,
-            btf: survey.btf.is_ok(),
+            btf: Path::new(BTF_VMLINUX).exists(),
             reason,
             variants,
             layouts,
@@ -185,7 +182,10 @@ fn missing_fields(survey: &KernelSurvey, family: &Family, t: &Tracepoint) -> Vec
             continue;
         }
         match t.if_missing.iter().find(|(f, _)| *f == field.name) {
-            Some((_, instead)) if *instead == GROUP_DEAD_FROM_TASK && (survey.offsets.task_signal == MISSING || survey.offsets.signal_live == MISSING) => {
+            Some((_, instead))
+                if *instead == GROUP_DEAD_FROM_TASK
+                    && (survey.btf_member("task_struct.signal").is_none() || survey.btf_member("signal_struct.live").is_none()) =>
+            {
                 out.push(Unavailable {
                     family: family.name.into(),
                     what: format!("{}:{} {}", t.category, t.name, field.name),

@@ -6,7 +6,9 @@
 //! the 9p share, "disk I/O error") and to `/etc` as an overlay (`ip netns exec` bind-mounts
 //! `/etc/netns/NS/resolv.conf`, so the lab needs a writable `/etc/netns`). Results come back
 //! through one directory shared read-write (`--rwdir`): each suite's output, a `status` line
-//! per suite, and the start-up report of `tracer run`.
+//! per suite, and the start-up report of `tracer run`. A test binary writes its output to the
+//! guest's tmpfs, copied to the share when it ends: once a binary whose output went straight
+//! to the 9p share exited 101 at its first write, with nothing written.
 //!
 //! Without udev on the host, virtme-ng's init cannot find its script ports and runs the
 //! script on the console, so the console is kept (`--show-boot-console`) in `console.log`
@@ -118,6 +120,8 @@ pub struct GuestSuite {
     pub binary: PathBuf,
     /// Test names to run (exact); empty: all of them.
     pub tests: Vec<String>,
+    /// Test names left out (exact).
+    pub skip: Vec<String>,
 }
 
 /// The script the guest runs: tmpfs and environment, then each suite bounded by `limit`,
@@ -132,7 +136,7 @@ pub fn script(out: &Path, workspace: &Path, tracer: &Path, suites: &[GuestSuite]
     s.push_str("exec >\"$out/guest.log\" 2>&1\n");
     s.push_str("echo \"kernel $(uname -r)\"\n");
     // The host's tree is read-only here: the tests' temporary files and databases go to tmpfs.
-    s.push_str("mount -t tmpfs -o mode=1777 tmpfs /tmp && mkdir -p /tmp/home\n");
+    s.push_str("mount -t tmpfs -o mode=1777 tmpfs /tmp && mkdir -p /tmp/home /tmp/out\n");
     s.push_str("[ -d /sys/kernel/tracing/events ] || mount -t tracefs nodev /sys/kernel/tracing\n");
     s.push_str("ip link set lo up\n");
     // BoringSSL's offsets in the host's Chromium, found on the host (the search reads the
@@ -142,20 +146,30 @@ pub fn script(out: &Path, workspace: &Path, tracer: &Path, suites: &[GuestSuite]
     ));
     s.push_str("export CI=true RUST_BACKTRACE=1 HOME=/tmp/home TMPDIR=/tmp\n");
     s.push_str(&format!("cd {}\n", q(&workspace.join("tracer"))));
-    for suite in suites {
-        let filter = if suite.tests.is_empty() { String::new() } else { format!(" --exact {}", suite.tests.join(" ")) };
-        s.push_str(&format!(
-            "start=$(date +%s); timeout -k 10 {} {} --test-threads=1{filter} >\"$out/{}.log\" 2>&1; echo \"{} $? $(( $(date +%s) - start ))s\" >>\"$out/status\"\n",
-            limit.as_secs(),
-            q(&suite.binary),
-            suite.name,
-            suite.name,
-        ));
-    }
+    // The start-up report first (every family, its variant, what failed), with the time a
+    // load and detach of every probe takes here.
     s.push_str(&format!(
-        "timeout 300 {} run --db /tmp/report.db --listen 127.0.0.1:17878 -- true 2>\"$out/report.txt\" >/dev/null; echo \"report $?\" >>\"$out/report.txt\"\n",
+        "start=$(date +%s); RUST_LOG=tracer::probes=debug timeout 600 {} run --db /tmp/report.db --listen 127.0.0.1:17878 -- true 2>\"$out/report.txt\" >/dev/null; echo \"report $? $(( $(date +%s) - start ))s\" >>\"$out/report.txt\"\n",
         q(tracer)
     ));
+    for suite in suites {
+        let mut filter = String::new();
+        if !suite.tests.is_empty() || !suite.skip.is_empty() {
+            filter.push_str(" --exact");
+        }
+        for t in &suite.tests {
+            filter.push_str(&format!(" {t}"));
+        }
+        for t in &suite.skip {
+            filter.push_str(&format!(" --skip {t}"));
+        }
+        s.push_str(&format!(
+            "start=$(date +%s); timeout -k 10 {} {} --test-threads=1{filter} >/tmp/out/{name}.log 2>&1; echo \"{name} $? $(( $(date +%s) - start ))s\" >>\"$out/status\"; cp /tmp/out/{name}.log \"$out/\"\n",
+            limit.as_secs(),
+            q(&suite.binary),
+            name = suite.name,
+        ));
+    }
     s.push_str("echo done >\"$out/done\"\n");
     s
 }
@@ -230,14 +244,20 @@ mod tests {
     #[test]
     fn the_script_runs_each_suite_bounded_and_records_its_status() {
         let suites = vec![
-            GuestSuite { name: "kernel".into(), binary: "/w/target/debug/deps/kernel-1".into(), tests: vec![] },
-            GuestSuite { name: "page_loads".into(), binary: "/w/target/debug/deps/browsers-2".into(), tests: vec!["curl_page_load".into(), "wget_page_load".into()] },
+            GuestSuite { name: "kernel".into(), binary: "/w/target/debug/deps/kernel-1".into(), tests: vec![], skip: vec![] },
+            GuestSuite {
+                name: "page_loads".into(),
+                binary: "/w/target/debug/deps/browsers-2".into(),
+                tests: vec!["curl_page_load".into(), "wget_page_load".into()],
+                skip: vec!["slow".into()],
+            },
         ];
         let s = script(Path::new("/w/target/kernels/run/6.1"), Path::new("/w"), Path::new("/w/target/debug/tracer"), &suites, Duration::from_secs(900));
         assert!(s.contains("mount -t tmpfs -o mode=1777 tmpfs /tmp"), "{s}");
         assert!(s.contains("export CI=true"), "a skipped kernel test fails in the guest too: {s}");
-        assert!(s.contains("timeout -k 10 900 '/w/target/debug/deps/kernel-1' --test-threads=1 >\"$out/kernel.log\""), "{s}");
-        assert!(s.contains("--test-threads=1 --exact curl_page_load wget_page_load >\"$out/page_loads.log\""), "{s}");
+        assert!(s.contains("timeout -k 10 900 '/w/target/debug/deps/kernel-1' --test-threads=1 >/tmp/out/kernel.log 2>&1"), "{s}");
+        assert!(s.contains("--test-threads=1 --exact curl_page_load wget_page_load --skip slow >/tmp/out/page_loads.log"), "{s}");
+        assert!(s.contains("cp /tmp/out/kernel.log \"$out/\""), "{s}");
         assert!(s.contains("echo \"page_loads $? "), "{s}");
         assert!(s.contains("'/w/target/debug/tracer' run --db /tmp/report.db"), "{s}");
         assert!(s.trim_end().ends_with("echo done >\"$out/done\""), "{s}");
