@@ -3,7 +3,7 @@
 //! read (from its `format` file), and offsets inside kernel structures (from its BTF,
 //! parsed with `btfparse`). The loader turns this into load-time globals
 //! (`tracer_common::layout`) and picks each family's variant from it ([`super::families`]).
-use std::{collections::HashSet, path::Path};
+use std::path::Path;
 
 use btfparse::{Offset, Readable, TypeInformation};
 use serde::Serialize;
@@ -64,7 +64,8 @@ pub struct KernelSurvey {
     pub kprobes: bool,
     pub layouts: Vec<FoundLayout>,
     btf: std::cell::OnceCell<Result<KernelOffsets, String>>,
-    symbols: std::cell::OnceCell<HashSet<String>>,
+    /// /proc/kallsyms, read once.
+    symbols: std::cell::OnceCell<String>,
 }
 
 impl KernelSurvey {
@@ -91,12 +92,14 @@ impl KernelSurvey {
     /// Whether the kernel has the function `name` (kallsyms: functions and BPF helpers such
     /// as `bpf_task_pt_regs`).
     pub fn has_symbol(&self, name: &str) -> bool {
-        self.symbols.get_or_init(kallsyms).contains(name)
+        let text = self.symbols.get_or_init(|| std::fs::read_to_string("/proc/kallsyms").unwrap_or_default());
+        kallsyms_has(text, name)
     }
 
-    /// The kernel's BTF offsets (parsed on first use), or why there are none.
+    /// The kernel's BTF offsets (on first use: from the cache of this kernel build, else
+    /// parsed), or why there are none.
     pub fn btf(&self) -> Result<&KernelOffsets, &str> {
-        self.btf.get_or_init(|| btf_offsets(Path::new(BTF_VMLINUX))).as_ref().map_err(String::as_str)
+        self.btf.get_or_init(|| cached_btf_offsets(Path::new(OFFSETS_CACHE_DIR), Path::new(BTF_VMLINUX))).as_ref().map_err(String::as_str)
     }
 
     /// The offsets the programs are loaded with: BTF's when something asked for them, else
@@ -213,13 +216,58 @@ pub fn btf_offsets(path: &Path) -> Result<KernelOffsets, String> {
     Ok(offsets)
 }
 
-/// The names in /proc/kallsyms (module names stripped).
-fn kallsyms() -> HashSet<String> {
-    std::fs::read_to_string("/proc/kallsyms")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
-        .collect()
+/// Whether /proc/kallsyms text names `name` (a line `ADDR TYPE name`, or `name\t[module]`).
+/// A byte search, not a parse of its 120,000 lines (2 s in a debug build).
+pub fn kallsyms_has(text: &str, name: &str) -> bool {
+    let needle = format!(" {name}");
+    memchr::memmem::find_iter(text.as_bytes(), needle.as_bytes()).any(|i| {
+        let end = i + needle.len();
+        let ends = matches!(text.as_bytes().get(end), None | Some(b'\n' | b'\t' | b' '));
+        // " T name": the word before is the one-letter symbol type.
+        let typed = i >= 2 && text.as_bytes()[i - 2] == b' ' && text.as_bytes()[i - 1].is_ascii_alphabetic();
+        ends && typed
+    })
+}
+
+/// Where the BTF offsets of each kernel build are kept: BTF takes seconds to parse (tens of
+/// seconds under emulation), and a build's offsets never change.
+pub const OFFSETS_CACHE_DIR: &str = "/var/cache/tracer/kernel-offsets";
+
+/// [`btf_offsets`] through a cache keyed by this kernel build (release and `/proc/version`,
+/// which holds the build's compiler and date). A cache that cannot be read or written is
+/// only slower, never wrong: the key names the build.
+pub fn cached_btf_offsets(dir: &Path, btf: &Path) -> Result<KernelOffsets, String> {
+    let version = std::fs::read_to_string("/proc/version").unwrap_or_default();
+    let key: u64 = version.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3)); // FNV-1a
+    let file = dir.join(format!("{}-{key:016x}.json", crate::procfs::kernel_release()));
+    if let Some(o) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<CachedOffsets>(&b).ok()) {
+        return Ok(o.into());
+    }
+    let offsets = btf_offsets(btf)?;
+    let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, serde_json::to_vec(&CachedOffsets::from(offsets)).unwrap_or_default()));
+    Ok(offsets)
+}
+
+/// [`KernelOffsets`] as the cache stores it: by member name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedOffsets(std::collections::BTreeMap<String, u32>);
+
+impl From<KernelOffsets> for CachedOffsets {
+    fn from(mut o: KernelOffsets) -> Self {
+        CachedOffsets(BTF_MEMBERS.iter().map(|m| (m.name.to_string(), *(m.slot)(&mut o))).collect())
+    }
+}
+
+impl From<CachedOffsets> for KernelOffsets {
+    fn from(c: CachedOffsets) -> Self {
+        let mut o = KernelOffsets::UNKNOWN;
+        for m in BTF_MEMBERS {
+            if let Some(v) = c.0.get(m.name) {
+                *(m.slot)(&mut o) = *v;
+            }
+        }
+        o
+    }
 }
 
 /// What the kernel offers, in the start-up report and on `/api/health` (`kernel`).
@@ -292,6 +340,30 @@ mod tests {
         let err = layout_from_format(&set_state::TP, &resized).unwrap_err();
         assert!(err.contains("skaddr is 4 bytes, not 8"), "{err}");
         assert!(layout_from_format(&set_state::TP, "nothing here").is_err());
+    }
+
+    #[test]
+    fn kallsyms_names_are_matched_whole() {
+        let text = "ffffffff814d02a0 T bpf_task_pt_regs\nffffffff81e7b2e0 t sock_def_error_report\n0000000000000000 t veth_open\t[veth]\n";
+        assert!(kallsyms_has(text, "bpf_task_pt_regs"));
+        assert!(kallsyms_has(text, "sock_def_error_report"));
+        assert!(kallsyms_has(text, "veth_open"));
+        assert!(!kallsyms_has(text, "bpf_task_pt"), "a prefix is not the symbol");
+        assert!(!kallsyms_has(text, "task_pt_regs"), "nor a suffix");
+    }
+
+    /// A cached build's offsets come back as they went in; a member missing from the cache
+    /// file stays missing.
+    #[test]
+    fn cached_offsets_round_trip() {
+        let mut o = KernelOffsets::UNKNOWN;
+        o.sk_err = 356;
+        o.task_signal = 2712;
+        let back: KernelOffsets = CachedOffsets::from(o).into();
+        assert_eq!(back, o);
+        let partial: CachedOffsets = serde_json::from_str(r#"{"sock.sk_err": 7}"#).unwrap();
+        let p: KernelOffsets = partial.into();
+        assert_eq!((p.sk_err, p.task_stack), (7, MISSING));
     }
 
     #[test]

@@ -238,6 +238,7 @@ impl Probes {
         config.layout_override.apply(&mut survey);
         tracing::debug!("probes: kernel survey (kallsyms, BTF, formats) in {:?}", started.elapsed());
         let plan = variants::plan(&survey, &wanted, &config.variants)?;
+        tracing::debug!("probes: variants chosen (BTF read if needed) at {:?}", started.elapsed());
         let layouts = variants::layout_globals(&survey);
         let one: u32 = 1;
         let mut loader = EbpfLoader::new();
