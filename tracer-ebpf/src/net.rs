@@ -265,17 +265,25 @@ fn try_set_state(rec: &SetState<'_>) -> Result<u32, u32> {
             report_error(error, protocol, src, dst);
         }
     }
-    let ev = TcpStateEvent {
-        header: header(EventKind::TcpState, core::mem::size_of::<TcpStateEvent>()),
-        skaddr,
-        oldstate,
-        newstate,
-        src,
-        dst,
-        protocol,
-        _pad: [0; 6],
+    // Written in place: with sk_err read at the close, the program's stack (record, copy
+    // pointers, two addresses, the error record's call) went past 512 bytes on 6.1 (544).
+    let size = core::mem::size_of::<TcpStateEvent>();
+    let Some(mut entry) = EVENTS.reserve::<TcpStateEvent>(0) else {
+        count_lost(EventKind::TcpState);
+        return Ok(0);
     };
-    submit(&ev, EventKind::TcpState);
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).header = header(EventKind::TcpState, size);
+        (*ev).skaddr = skaddr;
+        (*ev).oldstate = oldstate;
+        (*ev).newstate = newstate;
+        (*ev).src = src;
+        (*ev).dst = dst;
+        (*ev).protocol = protocol;
+        (*ev)._pad = [0; 6];
+    }
+    entry.submit(wakeup_flags(size));
     Ok(0)
 }
 
