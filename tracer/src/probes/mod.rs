@@ -305,7 +305,10 @@ impl Probes {
         if families::uprobe_sets().any(|s| matches!(s.file, UprobeFile::TlsLibrary(_)) && wanted(s.when)) {
             let (mut libs, w) = libs::find_tls_libraries();
             warnings.extend(w);
-            for extra in config.extra_libraries.iter().chain(libs::fetcher_binaries().iter()) {
+            tracing::debug!("probes: TLS libraries found at {:?}", started.elapsed());
+            let fetchers = libs::fetcher_binaries();
+            tracing::debug!("probes: tracer binaries found at {:?}", started.elapsed());
+            for extra in config.extra_libraries.iter().chain(fetchers.iter()) {
                 if !libs.iter().any(|l| l.path == extra.path) {
                     libs.push(extra.clone());
                 }
@@ -321,6 +324,7 @@ impl Probes {
             }
             for lib in &libs {
                 status.extend(add_library(&mut ebpf, shared.as_mut(), &mut links, lib, &mut warnings));
+                tracing::debug!("probes: {} attached at {:?}", lib.path.display(), started.elapsed());
             }
             libraries = libs;
         }

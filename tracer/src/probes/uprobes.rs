@@ -158,7 +158,7 @@ fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> a
 /// points is 180 MB: 7 reads of it per load, a minute under emulation).
 pub fn attach_target(ebpf: &mut Ebpf, target: &UprobeTarget, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
     let mut out = Vec::new();
-    let symbols = target.points.iter().any(|p| matches!(p.at, AttachAt::Symbol(_))).then(|| SymbolOffsets::read(&target.path));
+    let symbols = SymbolOffsets::of_target(target);
     for p in &target.points {
         let at = match (p.at, &symbols) {
             (AttachAt::Symbol(name), Some(Ok(table))) => match table.offset(name) {
@@ -190,9 +190,16 @@ pub(crate) struct SymbolOffsets {
 }
 
 impl SymbolOffsets {
-    /// The file is mapped, not read: only the pages of its headers and symbol tables are
-    /// touched (a debug `tracer` binary is 180 MB, most of it debug info).
-    pub(crate) fn read(path: &Path) -> anyhow::Result<SymbolOffsets> {
+    /// The offsets of the symbols `target` attaches to (only those: a debug `tracer` binary
+    /// has some 300k symbols, and a table of all of them took 1.7 s per load here, 45 s under
+    /// emulation). The file is mapped, not read: only the pages of its headers and symbol
+    /// tables are touched (a debug `tracer` binary is 180 MB, most of it debug info).
+    pub(crate) fn of_target(target: &UprobeTarget) -> Option<anyhow::Result<SymbolOffsets>> {
+        let wanted: Vec<&str> = target.points.iter().filter_map(|p| if let AttachAt::Symbol(s) = p.at { Some(s) } else { None }).collect();
+        (!wanted.is_empty()).then(|| SymbolOffsets::read(&target.path, &wanted))
+    }
+
+    pub(crate) fn read(path: &Path, wanted: &[&str]) -> anyhow::Result<SymbolOffsets> {
         use object::{Object, ObjectSection, ObjectSymbol};
         let data = super::libs::map_file(path).with_context(|| format!("reading {}", path.display()))?;
         let file = object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
@@ -201,7 +208,7 @@ impl SymbolOffsets {
         // Dynamic symbols first, like aya's lookup.
         for sym in file.dynamic_symbols().chain(file.symbols()) {
             let Ok(name) = sym.name() else { continue };
-            if name.is_empty() || !sym.is_definition() || table.contains_key(name) {
+            if !wanted.contains(&name) || !sym.is_definition() || table.contains_key(name) {
                 continue;
             }
             let offset = if translate {
