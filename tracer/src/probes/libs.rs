@@ -219,21 +219,10 @@ pub fn fetcher_binaries() -> Vec<TlsLibrary> {
     out
 }
 
-/// Whether an ELF file defines `name` (symbol table or dynamic symbols). The file is mapped:
-/// only its headers' and symbol tables' pages are read (a debug `tracer` binary is 180 MB).
+/// Whether an ELF file defines `name` (symbol table or dynamic symbols). Only its headers and
+/// symbol tables are read (a debug `tracer` binary is 180 MB).
 pub fn has_symbol(path: &Path, name: &str) -> bool {
-    use object::{Object, ObjectSymbol};
-    let Ok(data) = map_file(path) else { return false };
-    let Ok(file) = object::File::parse(&*data) else { return false };
-    file.symbols().chain(file.dynamic_symbols()).any(|s| s.name() == Ok(name) && s.is_definition())
-}
-
-/// A file mapped read-only, for parsing without reading all of it.
-pub fn map_file(path: &Path) -> std::io::Result<memmap2::Mmap> {
-    let file = std::fs::File::open(path)?;
-    // SAFETY: mapped read-only and only parsed; a file truncated meanwhile (a library being
-    // replaced) could fault, which package managers avoid by writing a new inode.
-    unsafe { memmap2::Mmap::map(&file) }
+    super::uprobes::SymbolOffsets::read(path, &[name]).is_ok_and(|t| t.contains(name))
 }
 
 #[cfg(test)]
