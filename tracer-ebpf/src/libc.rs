@@ -5,7 +5,8 @@
 //! path, so with the filter on an untraced server paid for tracing it did not ask for
 //! (benchmark 4: nginx at 0.89 of its speed). With the filter on, the daemon attaches these
 //! programs instead, as uprobes on libc's functions of the same names, enabled only in the
-//! traced processes (`tracer::filter::SharedUprobes`), and no syscall tracepoint at all.
+//! traced processes (`tracer::probes::per_process::SharedUprobes`), and no syscall
+//! tracepoint at all.
 //! Each is a thin wrapper around the very function the tracepoint uses: the arguments are
 //! the same, read from registers. What this path cannot see: DNS and plain HTTP made without
 //! libc (static binaries, Go) or before the process's uprobes are in, and a connect's errno

@@ -178,8 +178,8 @@ fn parse_comm(s: &str) -> Result<String, String> {
 }
 
 fn parse_otlp_endpoint(s: &str) -> Result<url::Url, String> {
-    tracer::otlp::traces_url(s).map_err(|e| match e {
-        tracer::otlp::OtlpError::Endpoint { reason, .. } => reason,
+    tracer::serve::otlp::traces_url(s).map_err(|e| match e {
+        tracer::serve::otlp::OtlpError::Endpoint { reason, .. } => reason,
         other => other.to_string(),
     })
 }
@@ -189,7 +189,7 @@ fn parse_otlp_endpoint(s: &str) -> Result<url::Url, String> {
 fn otlp_headers(args: &[String]) -> Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)> {
     args.iter()
         .map(|a| {
-            tracer::otlp::parse_header(a).unwrap_or_else(|e| {
+            tracer::serve::otlp::parse_header(a).unwrap_or_else(|e| {
                 use clap::CommandFactory as _;
                 Cli::command().error(clap::error::ErrorKind::ValueValidation, format!("invalid --otlp-header: {e}")).exit()
             })
@@ -285,15 +285,15 @@ fn main() -> ExitCode {
                 },
                 retention: tracer::history::retention::RetentionConfig { retain: a.retain, max_page_loads: a.max_page_loads },
                 filter,
-                metrics: tracer::metrics::MetricsConfig {
+                metrics: tracer::serve::metrics::MetricsConfig {
                     max_hosts: a.metrics_max_hosts as usize,
                     max_clients: a.metrics_max_clients as usize,
                 },
-                otlp: a.otlp_endpoint.map(|url| tracer::otlp::OtlpConfig {
+                otlp: a.otlp_endpoint.map(|url| tracer::serve::otlp::OtlpConfig {
                     queue: a.otlp_queue as usize,
                     headers: otlp_headers(&a.otlp_headers),
                     gzip: a.otlp_compression == OtlpCompression::Gzip,
-                    ..tracer::otlp::OtlpConfig::new(url)
+                    ..tracer::serve::otlp::OtlpConfig::new(url)
                 }),
             };
             match rt.block_on(daemon::run(config)) {
@@ -306,7 +306,9 @@ fn main() -> ExitCode {
         Command::Show(a) => rt.block_on(history::cli::show(a)),
         Command::Export(a) => rt.block_on(history::cli::export(a)),
         Command::Compare(a) => rt.block_on(history::cli::compare(a)),
-        Command::Fetch(a) => return fetch::cli::fetch_main(&rt, a),
+        Command::Fetch(a) => {
+            return fetch::cli::fetch_main(&rt, a, |db, load| rt.block_on(history::baselines::store_in(db, load)));
+        }
         Command::Lab(a) => return fetch::cli::lab_main(&rt, a),
         // Both build their own runtimes (the benchmarks block on child processes).
         Command::Bench(a) => {

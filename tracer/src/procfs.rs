@@ -5,8 +5,9 @@
 //! A process that exits while it is read is not an error: the readers return None or
 //! nothing for it.
 //!
-//! Not here: the benchmarks' CPU, memory and BPF accounting (`bench/util.rs`, `bench/mod.rs`:
-//! other facts, read only by the benchmarks), and `web/live.rs`'s `/proc/PID/comm`.
+//! Not here: the benchmarks' CPU, memory and BPF accounting and nginx's worker processes
+//! (`bench/util.rs`, `bench/mod.rs`, `bench/procs.rs`: other facts, read only by the
+//! benchmarks).
 use std::{collections::HashSet, path::PathBuf};
 
 /// One process as `/proc/PID/stat` shows it.

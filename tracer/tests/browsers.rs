@@ -44,23 +44,8 @@ impl Drop for Timer {
 
 // ---- processes ----
 
-/// Every process's pid, parent pid and name (`/proc/PID/stat`).
-fn proc_stats() -> Vec<(u32, Option<u32>, String)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
-        let comm = stat.get(stat.find('(').map_or(0, |i| i + 1)..close).unwrap_or("").to_string();
-        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        out.push((pid, ppid, comm));
-    }
-    out
-}
-
 fn children_of(pid: u32) -> Vec<u32> {
-    proc_stats().into_iter().filter(|(_, ppid, _)| *ppid == Some(pid)).map(|(p, _, _)| p).collect()
+    tracer::procfs::list_processes().into_iter().filter(|p| p.ppid == pid).map(|p| p.pid).collect()
 }
 
 fn descendants(pid: u32) -> Vec<u32> {
@@ -256,11 +241,11 @@ fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)])
 
 /// Processes alive now (what the daemon seeds its table with at start-up).
 fn proc_snapshot() -> Vec<(u32, Option<u32>, String, Option<String>)> {
-    proc_stats()
+    tracer::procfs::list_processes()
         .into_iter()
-        .map(|(pid, ppid, comm)| {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string());
-            (pid, ppid, comm, exe)
+        .map(|p| {
+            let exe = tracer::procfs::exe(p.pid).map(|e| e.display().to_string());
+            (p.pid, Some(p.ppid), p.comm, exe)
         })
         .collect()
 }
@@ -312,7 +297,7 @@ fn describe(p: &PageLoad) -> String {
             t.send,
             t.wait,
             t.receive,
-            r.error.as_ref().map(|e| format!(" ERROR {e}")).unwrap_or_default()
+            r.error.as_ref().map(|e| format!(" ERROR {}", e.text())).unwrap_or_default()
         ));
     }
     for (i, d) in p.dns.iter().enumerate() {
@@ -434,7 +419,7 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
     for r in &p.requests {
         let orphan_response = favicon_abandoned
             && r.method.is_none()
-            && r.error.as_deref() == Some("request not captured")
+            && r.error.as_ref().is_some_and(|e| e.text() == "request not captured")
             && !r.new_connection
             && r.host.as_deref().is_some_and(|h| h.ends_with(".test"));
         if r.method.is_none() && !orphan_response {
@@ -553,7 +538,7 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
 /// every phase included.
 async fn assert_stored(tag: &str, p: &PageLoad) {
     let tmp = temp_dir(&format!("browsers-{tag}-db"));
-    let pool = tracer::db::open(&tmp.path().join("tracer.db")).await.expect("database");
+    let pool = tracer::history::db::open(&tmp.path().join("tracer.db")).await.expect("database");
     let id = tracer::history::insert_page_load(&pool, p, WallOffset::now()).await.expect("stored");
     let back = tracer::history::get(&pool, id).await.expect("query").expect("the stored page load");
     assert_eq!(&back.page, p, "{tag}: the page load reads back as stored");
@@ -755,7 +740,7 @@ async fn chromium_traced_by_a_command_filter() {
     assert!(families.contains(&"libc_sockets") && families.contains(&"tcp_state"), "{families:?}\n{err}");
     assert!(!families.iter().any(|f| ["tcp_connect", "dns", "tls_fd"].contains(f)), "no syscall tracepoint under a filter: {families:?}");
 
-    let pool = tracer::db::open(&db).await.expect("the daemon's database");
+    let pool = tracer::history::db::open(&db).await.expect("the daemon's database");
     let stored = tracer::history::query::latest(&pool, &Default::default(), 100).await.expect("list");
     let all: Vec<String> = stored.iter().map(|s| format!("{} {:?}", s.page.client.name, s.page.url)).collect();
     let mine: Vec<_> = stored.iter().filter(|s| s.page.client.name == "chromium" && s.page.url.as_deref() == Some("http://shop.test/")).collect();

@@ -16,14 +16,17 @@ use sqlx::SqlitePool;
 use tower::ServiceExt as _;
 use tracer::{
     clock::{WallOffset, monotonic_ns},
-    db,
-    history,
-    stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request as Req, Timings, TlsSession},
+    failure::Failure,
+    history::{self, db},
+    stitch::{
+        StitchConfig, Stitcher,
+        model::{ClientInfo, Connection, DnsLookup, PageLoad, Request as Req, Timings, TlsSession},
+    },
     stream::{
         StreamStats,
         events::{Event, EventBody},
     },
-    web::{self, AppState, FetchSettings, Health, LiveHub},
+    serve::web::{self, AppState, FetchSettings, Health, LiveHub},
 };
 
 mod support;
@@ -65,11 +68,11 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
         addresses: addrs.into_iter().map(String::from).collect(),
         min_ttl: Some(60),
         server: Some("127.0.0.1:53".into()),
-        error: err.map(String::from),
+        error: err.map(Failure::from_text),
     };
     if let Some(err) = error {
         let mut r = req(None, Some(0), format!("http://{host}/"), host, "/", None, start, t(2.0, -1.0, -1.0, -1.0, -1.0, -1.0), 0);
-        r.error = Some(err.into());
+        r.error = Some(Failure::from_text(err));
         return fixtures::failed_lookup(client_info, format!("http://{host}/"), start, r, lookup(host, start, vec![], vec![], Some(err)), err);
     }
     let conn = |fd: i32, dst: &str, at: u64, tls: Option<TlsSession>, n: u32| Connection {
@@ -163,7 +166,7 @@ async fn fixture() -> Fixture {
     let pages: Vec<PageLoad> =
         specs.iter().enumerate().map(|(i, (c, t, h, s, e))| page(c, *t, h, i as u64 * 1000, *s, *e)).collect();
     let ids = history::insert_page_loads(&pool, &pages, wall()).await.unwrap();
-    let state = AppState::new(health(&path), pool.clone(), Arc::new(LiveHub::new(500 * MS)));
+    let state = AppState::new(health(&path), pool.clone(), Arc::new(LiveHub::new(wall())));
     Fixture { _dir: dir, state, pool, ids }
 }
 
@@ -440,7 +443,7 @@ async fn compare_without_and_with_a_baseline() {
     assert_eq!(v["comparison"], Value::Null, "no baseline yet");
     assert_eq!(v["url"], "http://shop.test/");
 
-    let bid = tracer::fetch::store::store_baseline(&f.pool, &fetched("http://shop.test/")).await.unwrap();
+    let bid = tracer::history::baselines::store_baseline(&f.pool, &fetched("http://shop.test/")).await.unwrap();
     let (s, v) = get(&f.state, &format!("/api/page-loads/{id}/compare")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let c = &v["comparison"];
@@ -608,11 +611,11 @@ fn connect_event(tgid: u32, comm: &str) -> Event {
     }
 }
 
+/// The live feed as the daemon wires it: the stitcher's open page loads become `progress`,
+/// the history writer's stored rows `page_load`.
 #[tokio::test]
 async fn live_stream_sends_progress_and_stored_page_loads() {
     let f = fixture().await;
-    let task = web::spawn_live(f.state.clone());
-    tokio::time::sleep(Duration::from_millis(200)).await; // the feed starts after the existing rows
     let res = send(&f.state, Request::get("/api/live").body(Body::empty()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
@@ -620,12 +623,21 @@ async fn live_stream_sends_progress_and_stored_page_loads() {
     assert_eq!(frames.next().await.unwrap(), ("progress".to_string(), json!({"open": []})));
     assert_eq!(f.state.live.clients(), 1);
 
+    let live = f.state.live.clone();
+    let mut stitcher = Stitcher::new(StitchConfig::default());
+    stitcher.ignore_in_progress("127.0.0.1:7878".parse().unwrap());
+    let feed = |stitcher: &mut Stitcher, ev: &Event| {
+        assert!(stitcher.on_event(ev).is_empty());
+        live.page_progress(&stitcher.progress());
+    };
     // A client connects somewhere: in progress.
-    f.state.live.observe(&connect_event(99_000_042, "curl"));
+    let connect = connect_event(99_000_042, "curl");
+    feed(&mut stitcher, &connect);
     let (ev, v) = frames.next().await.unwrap();
     assert_eq!(ev, "progress");
     assert_eq!(v["open"][0]["tgid"], 99_000_042);
     assert_eq!(v["open"][0]["comm"], "curl");
+    assert_eq!(v["open"][0]["events"], 1);
     // A server's traffic alone (no connect, no DNS query) is not a page load in progress.
     let mut srv = connect_event(7, "nginx");
     srv.body = EventBody::TlsData {
@@ -641,25 +653,32 @@ async fn live_stream_sends_progress_and_stored_page_loads() {
         http2_preface: false,
         data: vec![],
     };
-    f.state.live.observe(&srv);
+    feed(&mut stitcher, &srv);
     // Nor is a viewer connecting to the dashboard.
-    f.state.live.ignore_destination("127.0.0.1:7878".parse().unwrap());
     let mut viewer = connect_event(99_000_077, "chromium");
     if let EventBody::Connect { dst, .. } = &mut viewer.body {
         *dst = Some("127.0.0.1:7878".parse().unwrap());
     }
-    f.state.live.observe(&viewer);
+    feed(&mut stitcher, &viewer);
 
-    // Its page load is delivered and stored: the indicator clears and the row arrives with its id.
-    let mut p = page("curl", 99_000_042, "shop.test", 20_000, Some(200), None);
-    p.client.tgid = 99_000_042;
-    f.state.live.page_done(&p);
+    // The client's page load closes once its connect has timed out (3 s) and it was quiet: the
+    // indicator clears (had either event above been shown, this frame would list it).
+    assert!(stitcher.tick(connect.ts_ns + 3_600 * MS).is_empty(), "a bare connect is no page load");
+    live.page_progress(&stitcher.progress());
     let (ev, v) = frames.next().await.unwrap();
     assert_eq!((ev.as_str(), &v), ("progress", &json!({"open": []})));
-    let id = history::insert_page_load(&f.pool, &p, wall()).await.unwrap();
+
+    // A page load the history writer stores arrives with its id ...
+    let on_stored = {
+        let live = live.clone();
+        history::OnStored(Arc::new(move |row| live.page_stored(row)))
+    };
+    let config = history::WriterConfig { wall: wall(), flush_every: Duration::ZERO, on_stored: Some(on_stored), ..Default::default() };
+    let (writer, handle) = history::spawn_writer(f.pool.clone(), config);
+    assert!(writer.send(page("curl", 99_000_042, "shop.test", 20_000, Some(200), None)));
     let (ev, v) = frames.next().await.unwrap();
     assert_eq!(ev, "page_load");
-    assert_eq!(v["id"], id);
+    assert_eq!(v["id"], *f.ids.last().unwrap() + 1);
     assert_eq!(v["process"], "curl");
     assert_eq!(v["tgid"], 99_000_042);
     assert_eq!(v["url"], "http://shop.test/");
@@ -668,20 +687,12 @@ async fn live_stream_sends_progress_and_stored_page_loads() {
     // ... the same summary as the list's row.
     let (_, list) = get(&f.state, "/api/page-loads?limit=1").await;
     assert_eq!(list["items"][0], v);
-
-    // Idle activity expires after the quiet window.
-    f.state.live.observe(&connect_event(99_000_051, "wget"));
-    let (_, v) = frames.next().await.unwrap();
-    assert_eq!(v["open"][0]["tgid"], 99_000_051);
-    let t = Instant::now();
-    let (_, v) = frames.next().await.unwrap();
-    assert_eq!(v, json!({"open": []}));
-    assert!(t.elapsed() < Duration::from_secs(2));
+    drop(writer);
+    handle.join().await;
 
     // Shutdown ends the stream (the server's graceful shutdown would otherwise wait forever).
     f.state.live.shutdown();
     assert!(frames.next().await.is_none());
-    task.await.unwrap();
     assert_eq!(f.state.live.clients(), 0);
 }
 

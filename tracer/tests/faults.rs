@@ -12,7 +12,8 @@ use std::{
 };
 
 use tracer::{
-    db, history,
+    failure::{Failure, Phase},
+    history::{self, db},
     lab::LabConfig,
     probes::{ProbeConfig, Probes},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
@@ -167,17 +168,18 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
     ];
     for (name, reason, phase) in failed {
         let p = page_of(name);
-        let err = p.error.as_deref().unwrap_or_else(|| panic!("{name}: page load without error: {:#?}", summary(p)));
+        let failure = p.error.as_ref().unwrap_or_else(|| panic!("{name}: page load without error: {:#?}", summary(p)));
+        let err = failure.text();
         assert!(err.starts_with(reason), "{name}: page load error {err:?}, want {reason:?}");
         assert_eq!(p.status, None, "{name}");
-        let r = p.requests.iter().find(|r| r.error.as_deref() == Some(err)).expect("the failed entry");
+        let r = p.requests.iter().find(|r| r.error.as_ref() == Some(failure)).expect("the failed entry");
         assert!(!r.complete, "{name}");
-        assert_eq!(tracer::metrics::failure_phase(p, r, err), phase, "{name}: failed phase of {err:?}");
+        assert_eq!(failure.phase.name(), phase, "{name}: failed phase of {err:?}");
         match phase {
             "dns" => {
                 let l = &p.dns[r.dns.expect("the failed entry's lookup")];
                 assert!(l.name.ends_with("shop.test"), "{name}: {l:?}");
-                assert!(l.error.as_deref().is_some_and(|e| e.starts_with(reason.split(' ').next().unwrap())), "{name}: {l:?}");
+                assert!(l.error.as_ref().is_some_and(|e| e.code == failure.code), "{name}: {l:?}");
             }
             _ => {
                 let c = &p.connections[r.connection.expect("the failed entry's connection")];
@@ -207,7 +209,9 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
     let r = stall.requests.iter().find(|r| r.path.as_deref() == Some("/stall")).unwrap_or_else(|| panic!("{:#?}", summary(stall)));
     assert_eq!(r.status, Some(200));
     assert!(!r.complete);
-    let err = r.error.as_deref().unwrap_or_default();
+    let failure = r.error.as_ref().expect("the stalled request's failure");
+    let err = failure.text();
+    assert_eq!(failure.phase, Phase::Receive, "stall: {err}");
     // Who closed first is incidental (curl gives up at 3 s; seen once under load: the
     // server's FIN first); the reason and the bytes received are what count.
     assert!(
@@ -215,7 +219,7 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
         "stall: request error {err}"
     );
     assert_eq!(r.response_bytes - r.response_header_bytes, 1024);
-    assert_eq!(stall.error.as_deref(), Some(err), "the document's error is the page load's");
+    assert_eq!(stall.error.as_ref(), Some(failure), "the document's error is the page load's");
 
     // Stored: each page load, its failed request and (for lookups and connects) the row of
     // the phase that failed, with the reason.
@@ -230,13 +234,13 @@ async fn every_fault_is_a_failed_or_partial_phase_with_its_reason_and_is_stored(
         let id = ids[mine.iter().position(|m| m == p).unwrap()];
         let (error, status): (Option<String>, Option<i64>) =
             sqlx::query_as("SELECT error, status FROM page_loads WHERE id = ?").bind(id).fetch_one(&pool).await.unwrap();
-        assert_eq!(error, p.error, "{name}: stored page load error");
+        assert_eq!(error, p.error.as_ref().map(Failure::text), "{name}: stored page load error");
         assert_eq!(status, p.status.map(i64::from), "{name}: stored status");
         let req_errors: Vec<Option<String>> =
             sqlx::query_scalar("SELECT error FROM requests WHERE page_load_id = ? ORDER BY idx").bind(id).fetch_all(&pool).await.unwrap();
-        let want: Vec<Option<String>> = p.requests.iter().map(|r| r.error.clone()).collect();
+        let want: Vec<Option<String>> = p.requests.iter().map(|r| r.error.as_ref().map(Failure::text)).collect();
         assert_eq!(req_errors, want, "{name}: stored request errors");
-        if let Some(e) = &p.error {
+        if let Some(e) = p.error.as_ref().map(Failure::text) {
             assert!(req_errors.contains(&Some(e.clone())), "{name}: a stored request carries {e:?}");
         }
     }

@@ -11,7 +11,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use tracer::clock::monotonic_ns;
-use tracer::fetch::{self, FetchOptions, Initiator, PageLoad, Phase};
+use tracer::failure::{Code, Phase};
+use tracer::fetch::{self, FetchOptions, Initiator, PageLoad};
 use tracer::lab::{Lab, LabConfig, hosts};
 
 mod support;
@@ -373,10 +374,10 @@ fn nxdomain_and_connection_refused_are_failed_phases() {
     assert!(load.failed());
     let f = load.error.as_ref().expect("failure");
     assert_eq!(
-        (f.phase, f.code.as_str()),
-        (Phase::Dns, "ERR_NAME_NOT_RESOLVED")
+        (f.phase, f.code.clone()),
+        (Phase::Dns, Code::NameNotResolved)
     );
-    assert!(f.reason.contains("NXDOMAIN"), "{f:?}");
+    assert!(f.detail.as_deref().unwrap_or_default().contains("NXDOMAIN"), "{f:?}");
     let e = &load.entries[0];
     assert!(ms(&load, 0, Phase::Dns) >= 45.0);
     assert!(e.timings.connect.is_none() && e.status.is_none() && e.connection_id.is_none());
@@ -392,11 +393,11 @@ fn nxdomain_and_connection_refused_are_failed_phases() {
     let load = fetch_in_lab(&lab, "https://refused.shop.test/", lab_options(&lab));
     let f = load.error.as_ref().expect("failure");
     assert_eq!(
-        (f.phase, f.code.as_str()),
-        (Phase::Connect, "ERR_CONNECTION_REFUSED")
+        (f.phase, f.code.clone()),
+        (Phase::Connect, Code::ConnectionRefused)
     );
     assert!(
-        f.reason.contains("10.77.0.5:443") && f.reason.contains("ECONNREFUSED"),
+        f.detail.as_deref().unwrap_or_default().contains("10.77.0.5:443") && f.detail.as_deref().unwrap_or_default().contains("ECONNREFUSED"),
         "{f:?}"
     );
     let e = &load.entries[0];
@@ -409,7 +410,7 @@ fn nxdomain_and_connection_refused_are_failed_phases() {
     );
     assert_eq!(
         conn.attempts[0].failure.as_ref().unwrap().code,
-        "ERR_CONNECTION_REFUSED"
+        Code::ConnectionRefused
     );
 }
 
@@ -429,8 +430,8 @@ fn untrusted_certificate_fails_tls_unless_insecure() {
     let load = fetch_in_lab(&lab, "https://www.shop.test/", opts.clone());
     let f = load.error.as_ref().expect("failure");
     assert_eq!(
-        (f.phase, f.code.as_str()),
-        (Phase::Tls, "ERR_CERT_AUTHORITY_INVALID")
+        (f.phase, f.code.clone()),
+        (Phase::Tls, Code::CertAuthorityInvalid)
     );
     let tls = load.connections[0].tls.as_ref().unwrap();
     assert!(
@@ -626,8 +627,8 @@ fn cli_waterfall_har_exit_codes_and_baseline() {
         .build()
         .unwrap();
     let rows = rt.block_on(async {
-        let pool = tracer::db::open(&db).await.unwrap();
-        tracer::fetch::store::baselines_for(&pool, "http://shop.test/", 10)
+        let pool = tracer::history::db::open(&db).await.unwrap();
+        tracer::history::baselines::baselines_for(&pool, "http://shop.test/", 10)
             .await
             .unwrap()
     });

@@ -12,6 +12,7 @@ use std::{collections::HashSet, path::PathBuf, time::Duration};
 
 use serde_json::{Value, json};
 use tracer::{
+    failure::{Code, Failure, Phase},
     stitch::{StitchConfig, Stitcher, model::PageLoad},
     stream::events::{Event, EventBody, decode_record},
 };
@@ -57,22 +58,27 @@ fn summary(pages: &[PageLoad]) -> Value {
                     "client": p.client.name,
                     "url": p.url,
                     "status": p.status,
-                    "error": p.error,
+                    "error": text(&p.error),
                     "redirect_chain": p.redirect_chain.iter().map(|i| p.requests[*i].url.clone()).collect::<Vec<_>>(),
                     "connections": p.connections.len(),
                     "requests": p.requests.iter().map(|r| json!({
                         "method": r.method, "url": r.url, "status": r.status, "protocol": r.protocol,
-                        "new_connection": r.new_connection, "error": r.error,
+                        "new_connection": r.new_connection, "error": text(&r.error),
                         "phases": phases(r),
                     })).collect::<Vec<_>>(),
                     "dns": p.dns.iter().map(|d| json!({
                         "name": d.name, "qtypes": d.qtypes, "rcode": d.rcode, "cname_chain": d.cname_chain,
-                        "addresses": d.addresses, "error": d.error,
+                        "addresses": d.addresses, "error": text(&d.error),
                     })).collect::<Vec<_>>(),
                 })
             })
             .collect(),
     )
+}
+
+/// A failure in its stored text form.
+fn text(f: &Option<Failure>) -> Option<String> {
+    f.as_ref().map(Failure::text)
 }
 
 fn phases(r: &tracer::stitch::model::Request) -> Vec<&'static str> {
@@ -169,11 +175,11 @@ fn scenarios_show_what_they_are_about() {
     assert!(big.response_bytes >= 20_000, "body bytes counted beyond the capture: {}", big.response_bytes);
 
     let p = scenario("failed_dns");
-    assert_eq!(p[0].error.as_deref(), Some("ERR_NAME_NOT_RESOLVED"));
+    assert_eq!(p[0].error, Some(Failure::bare(Phase::Dns, Code::NameNotResolved)));
     assert!(p[0].requests[0].timings.dns > 0.0);
 
     let p = scenario("refused_connect");
-    assert_eq!(p[0].error.as_deref(), Some("ERR_CONNECTION_REFUSED"));
+    assert_eq!(p[0].error, Some(Failure::bare(Phase::Connect, Code::ConnectionRefused)));
     assert_eq!(p[0].requests.len(), 1);
 
     // Real browsers: the page load is the browser's (not its network process's thread), with

@@ -499,3 +499,23 @@ async fn a_full_ring_buffer_is_counted_not_silent() {
     let total: u64 = lost.iter().map(|(_, n)| n).sum();
     assert!(total > 0, "200 connects into a 4 KiB ring buffer must overflow it: {lost:?}");
 }
+
+/// `--no-tls` holds for the whole run: the 10 s rescan (and a filter's new process) attach no
+/// TLS library and no built-in BoringSSL, though libssl is in the maps of running processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tls_rescans_attach_no_tls_library() {
+    if !root_or_skip("no_tls_rescans_attach_no_tls_library") {
+        return;
+    }
+    let mut probes = Probes::load(&ProbeConfig { tls: false, ring_buffer_bytes: 4096, ..Default::default() }).unwrap();
+    let tls_families = |p: &Probes| p.status.iter().filter(|s| s.family.starts_with("tls_") && s.family != "tls_fd").count();
+    assert_eq!(tls_families(&probes), 0, "no TLS family at load: {:#?}", probes.status);
+    // The machine's TLS libraries (linker cache and process maps), offered as a rescan does.
+    let libs: Vec<_> = tracer::probes::libs::find_tls_libraries().0;
+    assert!(!libs.is_empty(), "this machine has TLS libraries in its linker cache or maps");
+    let added = probes.add_libraries(libs);
+    assert!(added.is_empty(), "a --no-tls rescan attached: {added:#?}");
+    assert!(probes.attach_new_libraries().is_empty());
+    assert_eq!(tls_families(&probes), 0, "{:#?}", probes.status);
+    assert!(probes.libraries.is_empty(), "{:?}", probes.libraries);
+}

@@ -272,7 +272,7 @@ mod tests {
         assert!(is_progress_line("#12\tNEW    cov: 100 ft: 120 corp: 5/100b"));
         assert!(!is_progress_line("==1234==ERROR: AddressSanitizer: heap-buffer-overflow"));
         assert!(!is_progress_line("#x\tweird"));
-        assert!(!is_progress_line("thread '<unnamed>' panicked at src/http/h2.rs:10:5:"));
+        assert!(!is_progress_line("thread '<unnamed>' panicked at src/decode/http/h2.rs:10:5:"));
     }
 
     #[test]

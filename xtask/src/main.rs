@@ -12,6 +12,8 @@
 //! - `bench [--smoke|--quick] [--only N,...]`: setup and the benchmarks' Debian packages,
 //!   build, then `tracer bench` as root (results appended to BENCHMARKS.md; the smoke run
 //!   writes target/bench-smoke.md).
+//! - `sqlx [--check]`: refresh (or check) `.sqlx/`, the data of the compile-checked SQL
+//!   queries, after changing a query or adding a migration. `test` checks it under CI=true.
 //!
 //! The Debian packages are one list, in `packages.rs`; only the missing ones are installed
 //! (apt-get, as root; without root the task prints the command and fails).
@@ -23,6 +25,7 @@ mod fuzz;
 mod kernels;
 mod packages;
 mod setup;
+mod sqlx;
 mod util;
 
 use std::ffi::OsString;
@@ -139,6 +142,18 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Refresh .sqlx/, the data the compile-checked SQL queries (`sqlx::query!` ...) are checked
+    /// against, so that builds need no database: run it after changing a query or adding a
+    /// migration, and commit .sqlx/.
+    ///
+    /// Applies every migration to a scratch database (sqlite3), then builds the tracer crate
+    /// against it; each query macro writes its file. With --check, fails unless .sqlx/ is
+    /// up to date (`cargo xtask test` runs that under CI=true).
+    Sqlx {
+        /// Compare a fresh copy with .sqlx/ instead of replacing it.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() {
@@ -159,6 +174,7 @@ fn main() {
         }
         Cmd::Bench { smoke, quick, only, keep } => bench(&BenchOptions { smoke, quick, only, keep }),
         Cmd::Kernels { only, no_host } => kernels::kernels(&kernels::Options { only, no_host }),
+        Cmd::Sqlx { check } => packages::ensure(&[packages::User::QueryData]).and_then(|()| sqlx::sqlx(check)),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
@@ -288,6 +304,11 @@ fn test(extra: Vec<String>) -> Result<()> {
     packages::ensure(&[packages::User::Tests])?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let ci_extras = wants_ci_extras(&extra, ci);
+    if ci {
+        // The committed query data must be what the queries and migrations give (a stale
+        // file still builds, with the types of an older schema).
+        sqlx::sqlx(true)?;
+    }
     let (cargo_args, harness_args) = test_args(&extra);
     let mut args: Vec<OsString> = vec!["test".into()];
     args.extend(cargo_args.iter().map(OsString::from));

@@ -21,6 +21,8 @@ pub enum User {
     Bench,
     /// `cargo xtask kernels`: Debian's kernels booted under qemu (xtask/src/kernels).
     Kernels,
+    /// `cargo xtask sqlx` (the compile-checked queries' data).
+    QueryData,
 }
 
 pub struct Package {
@@ -49,7 +51,11 @@ pub const PACKAGES: &[Package] = &[
     Package { name: "sudo", users: TESTS, why: "how `cargo xtask` runs the root-only steps when not root" },
     Package { name: "dnsutils", users: TESTS, why: "dig, for asking the lab's DNS server by hand" },
     Package { name: "util-linux", users: TESTS, why: "setpriv (the CLI test as `nobody`) and unshare (the faults test)" },
-    Package { name: "sqlite3", users: TESTS, why: "the CLI, crash, fleet and secrets tests read the recorded database with it" },
+    Package {
+        name: "sqlite3",
+        users: &[User::Tests, User::QueryData],
+        why: "the CLI, crash, fleet and secrets tests read the recorded database with it; `cargo xtask sqlx` migrates its scratch database",
+    },
     Package {
         name: "chromium",
         users: TESTS,
@@ -239,7 +245,7 @@ mod tests {
         for p in ["qemu-system-x86", "kmod", "busybox-static", "python3-venv"] {
             assert!(kernels.contains(&p) && !tests.contains(&p), "{p} for the kernel matrix only");
         }
-        assert_eq!(needed_by(&[User::Tests, User::Bench, User::Kernels]).len(), PACKAGES.len());
+        assert_eq!(needed_by(&[User::Tests, User::Bench, User::Kernels, User::QueryData]).len(), PACKAGES.len());
     }
 
     #[test]

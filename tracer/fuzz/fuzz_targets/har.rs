@@ -1,12 +1,14 @@
 //! HAR export (`history::har::to_har`): page loads built from arbitrary data (any strings,
 //! indices that point nowhere, timestamps in any order), exported; the output must be valid
 //! JSON with one entry per request and numeric timings. Also the stored form's round trip
-//! (`detail_json`: a page load written to the database must read back the same).
+//! (`detail_json`: a page load written to the database must read back the same, its failures
+//! any text in any phase included).
 #![no_main]
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use tracer::failure::{Failure, Phase};
 use tracer::history::StoredPageLoad;
 use tracer::history::har::to_har;
 use tracer::redact::Header;
@@ -33,6 +35,11 @@ fn timings(u: &mut Unstructured) -> Result<Timings> {
 fn small_vec<T>(u: &mut Unstructured, max: usize, f: impl Fn(&mut Unstructured) -> Result<T>) -> Result<Vec<T>> {
     let n = u.int_in_range(0..=max)?;
     (0..n).map(|_| f(u)).collect()
+}
+
+/// A failure (or none) as its stored text form reads them: any text, in any phase.
+fn failure(u: &mut Unstructured) -> Result<Option<Failure>> {
+    Ok(if u.arbitrary()? { None } else { Some(Failure::from_text(&String::arbitrary(u)?).in_phase(*u.choose(&Phase::ALL)?)) })
 }
 
 /// A captured body (or none): any bytes, truncated or not.
@@ -68,7 +75,7 @@ fn request(u: &mut Unstructured, connections: usize, lookups: usize) -> Result<R
         ended_ns: u.arbitrary()?,
         timings: timings(u)?,
         new_connection: u.arbitrary()?,
-        error: u.arbitrary()?,
+        error: failure(u)?,
         complete: u.arbitrary()?,
         request_body: body(u)?,
         response_body: body(u)?,
@@ -127,7 +134,7 @@ fn lookup(u: &mut Unstructured) -> Result<DnsLookup> {
         addresses: u.arbitrary()?,
         min_ttl: u.arbitrary()?,
         server: u.arbitrary()?,
-        error: u.arbitrary()?,
+        error: failure(u)?,
     })
 }
 
@@ -142,7 +149,7 @@ fn page_load(u: &mut Unstructured) -> Result<StoredPageLoad> {
         started_ns: u.arbitrary()?,
         ended_ns: u.arbitrary()?,
         status: u.arbitrary()?,
-        error: u.arbitrary()?,
+        error: failure(u)?,
         requests,
         connections,
         dns,

@@ -48,7 +48,7 @@ pub fn tool_main(cmd: ToolCommand) -> Result<()> {
         ToolCommand::Seed { db, count, ingest, batch } => {
             let rt = tokio::runtime::Runtime::new().context("runtime")?;
             let r = rt.block_on(async {
-                let pool = crate::db::open(&db).await?;
+                let pool = crate::history::db::open(&db).await?;
                 seed::seed(&pool, ingest.min(count), count, batch.max(1), 7).await
             })?;
             println!(

@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 
 use crate::{
     clock::{WallOffset, now_unix_ms},
+    failure::Failure,
     history,
     stitch::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession},
 };
@@ -67,7 +68,7 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
         addresses: if err.is_some() { vec![] } else { vec![addr] },
         min_ttl: Some(300),
         server: Some("10.0.0.53:53".into()),
-        error: err.map(String::from),
+        error: err.map(Failure::from_text),
     };
     if failed {
         let err = if rng.bool() { "ERR_NAME_NOT_RESOLVED" } else { "ERR_CONNECTION_REFUSED" };
@@ -94,7 +95,7 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
             ended_ns: start_ns + 2 * MS,
             timings: Timings { blocked: 0.05, dns: 2.0, ..Default::default() },
             new_connection: false,
-            error: Some(err.into()),
+            error: Some(Failure::from_text(err)),
             complete: false,
             request_body: None,
                 response_body: None,
@@ -107,7 +108,7 @@ pub fn synthetic_page(rng: &mut fastrand::Rng, n: u64, start_ns: u64) -> PageLoa
             started_ns: start_ns,
             ended_ns: start_ns + 2 * MS,
             status: None,
-            error: Some(err.into()),
+            error: Some(Failure::from_text(err)),
             requests: vec![r],
             connections: vec![],
             dns: vec![lookup(host, start_ns, vec![], String::new(), Some(err))],
@@ -489,7 +490,7 @@ mod tests {
     #[tokio::test]
     async fn seeding_ingests_then_grows_with_consistent_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         let r = seed(&pool, 30, 100, 8, 1).await.unwrap();
         assert_eq!((r.ingested, r.total), (30, 100));
         // Every child row points at an existing page load / connection / lookup.

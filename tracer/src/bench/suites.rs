@@ -864,9 +864,9 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     let db_path = ctx.dir.join("history.db");
     let plan = ctx.plan.clone();
     let (seeded, addr, server) = ctx.rt.block_on(async {
-        let pool = crate::db::open(&db_path).await?;
+        let pool = crate::history::db::open(&db_path).await?;
         let seeded = super::seed::seed(&pool, plan.history_ingest, plan.history_total, 1000, 7).await?;
-        let health = crate::web::Health {
+        let health = crate::serve::web::Health {
             started: Instant::now(),
             db_path: db_path.clone(),
             probes: Value::Null,
@@ -874,10 +874,10 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
             stats: Arc::new(crate::stream::StreamStats::default()),
             live: Arc::new(Mutex::new(Value::Null)),
         };
-        let state = crate::web::AppState::new(health, pool, Arc::new(crate::web::LiveHub::new(500_000_000)));
+        let state = crate::serve::web::AppState::new(health, pool, Arc::new(crate::serve::web::LiveHub::new(crate::clock::WallOffset::now())));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(async move { axum::serve(listener, crate::web::app(state)).await });
+        let server = tokio::spawn(async move { axum::serve(listener, crate::serve::web::app(state)).await });
         anyhow::Ok((seeded, addr, server))
     })?;
     let db_bytes = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{FetchOptions, fetch, har, render, store};
+use super::{FetchOptions, fetch, har, model::PageLoad, render};
 
 /// `tracer fetch`: load a URL like a browser and show every phase.
 #[derive(clap::Args, Debug, Clone)]
@@ -98,7 +98,13 @@ impl FetchArgs {
 
 /// Runs `tracer fetch`. Exit codes: 0 loaded (whatever the HTTP status), 1 a phase failed
 /// (DNS, connect, TLS, HTTP) or the baseline could not be stored, 2 invalid URL or usage.
-pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
+/// With `--db`, `store_baseline` stores the load in that database and returns its row id (the
+/// history does it: the fetcher stands beside the pipeline and imports none of it).
+pub fn fetch_main(
+    rt: &tokio::runtime::Runtime,
+    args: FetchArgs,
+    store_baseline: impl FnOnce(&std::path::Path, &PageLoad) -> anyhow::Result<i64>,
+) -> ExitCode {
     let opts = match args.options() {
         Ok(o) => o,
         Err(e) => {
@@ -129,13 +135,7 @@ pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
     }
     let mut code = 0u8;
     if let Some(db) = &args.db {
-        let stored = rt.block_on(async {
-            let pool = crate::db::open(db).await?;
-            let id = store::store_baseline(&pool, &load).await?;
-            pool.close().await;
-            anyhow::Ok(id)
-        });
-        match stored {
+        match store_baseline(db, &load) {
             Ok(id) => eprintln!("stored baseline {id} for {} in {}", load.url, db.display()),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -157,7 +157,7 @@ pub fn fetch_main(rt: &tokio::runtime::Runtime, args: FetchArgs) -> ExitCode {
             )
             .collect();
         for (url, f) in failures {
-            eprintln!("{}: {} failed for {url}: {}", f.code, f.phase, f.reason);
+            eprintln!("{}: {} failed for {url}: {}", f.code, f.phase, f.detail.as_deref().unwrap_or_default());
         }
         code = 1;
     }

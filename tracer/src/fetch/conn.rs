@@ -22,7 +22,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::clock::{Span, monotonic_ns};
-use super::model::{ConnectAttempt, Failure, Phase, TlsInfo};
+use super::model::{ConnectAttempt, TlsInfo};
+use crate::failure::{Code, Failure, Phase};
 use super::tls::{TlsSetup, certificate_info, tls_failure, version_name};
 
 /// A connection's driver task ends after this long whatever it does.
@@ -131,15 +132,15 @@ impl AsyncWrite for TimedIo {
 pub(crate) fn connect_failure(addr: SocketAddr, e: &io::Error) -> Failure {
     let errno = e.raw_os_error();
     let (code, name) = match errno {
-        Some(libc::ECONNREFUSED) => ("ERR_CONNECTION_REFUSED", "ECONNREFUSED"),
-        Some(libc::ETIMEDOUT) => ("ERR_CONNECTION_TIMED_OUT", "ETIMEDOUT"),
-        Some(libc::EHOSTUNREACH) => ("ERR_ADDRESS_UNREACHABLE", "EHOSTUNREACH"),
-        Some(libc::ENETUNREACH) => ("ERR_ADDRESS_UNREACHABLE", "ENETUNREACH"),
-        Some(libc::ECONNRESET) => ("ERR_CONNECTION_RESET", "ECONNRESET"),
-        Some(libc::EADDRNOTAVAIL) => ("ERR_ADDRESS_INVALID", "EADDRNOTAVAIL"),
-        Some(libc::EACCES) | Some(libc::EPERM) => ("ERR_ACCESS_DENIED", "EACCES"),
-        _ if e.kind() == io::ErrorKind::TimedOut => ("ERR_CONNECTION_TIMED_OUT", "timeout"),
-        _ => ("ERR_CONNECTION_FAILED", "error"),
+        Some(libc::ECONNREFUSED) => (Code::ConnectionRefused, "ECONNREFUSED"),
+        Some(libc::ETIMEDOUT) => (Code::ConnectionTimedOut, "ETIMEDOUT"),
+        Some(libc::EHOSTUNREACH) => (Code::AddressUnreachable, "EHOSTUNREACH"),
+        Some(libc::ENETUNREACH) => (Code::AddressUnreachable, "ENETUNREACH"),
+        Some(libc::ECONNRESET) => (Code::ConnectionReset, "ECONNRESET"),
+        Some(libc::EADDRNOTAVAIL) => (Code::AddressInvalid, "EADDRNOTAVAIL"),
+        Some(libc::EACCES) | Some(libc::EPERM) => (Code::AccessDenied, "EACCES"),
+        _ if e.kind() == io::ErrorKind::TimedOut => (Code::ConnectionTimedOut, "timeout"),
+        _ => (Code::ConnectionFailed, "error"),
     };
     let reason = match errno {
         Some(_) => format!("connect to {addr}: {} ({name})", strip_os_error(e)),
@@ -234,7 +235,7 @@ pub(crate) async fn tls_handshake(
                 info,
                 Failure::new(
                     Phase::Tls,
-                    "ERR_SSL_PROTOCOL_ERROR",
+                    Code::SslProtocolError,
                     format!("server name {host}: {e}"),
                 ),
             ));
@@ -245,7 +246,7 @@ pub(crate) async fn tls_handshake(
         Err(e) => {
             return Err(fail(
                 info,
-                Failure::new(Phase::Tls, "ERR_SSL_PROTOCOL_ERROR", e.to_string()),
+                Failure::new(Phase::Tls, Code::SslProtocolError, e.to_string()),
             ));
         }
     };
@@ -264,7 +265,7 @@ pub(crate) async fn tls_handshake(
                 info,
                 Failure::new(
                     Phase::Tls,
-                    "ERR_TIMED_OUT",
+                    Code::TimedOut,
                     format!("no TLS handshake within {timeout:?}"),
                 ),
             ))
@@ -330,7 +331,7 @@ where
             .map_err(|e| {
                 Failure::new(
                     Phase::Send,
-                    "ERR_HTTP2_PROTOCOL_ERROR",
+                    Code::Http2ProtocolError,
                     format!("HTTP/2 handshake: {e}"),
                 )
             })?;
@@ -342,7 +343,7 @@ where
         let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| {
             Failure::new(
                 Phase::Send,
-                "ERR_CONNECTION_FAILED",
+                Code::ConnectionFailed,
                 format!("HTTP/1.1 handshake: {e}"),
             )
         })?;

@@ -20,7 +20,8 @@ use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
 
 use super::FetchError;
 use crate::clock::{Span, monotonic_ns};
-use super::model::{DnsLookup, DnsQuery, DnsRecord, DnsSource, Failure, Phase};
+use super::model::{DnsLookup, DnsQuery, DnsRecord, DnsSource};
+use crate::failure::{Code, Failure, Phase};
 
 /// Most CNAMEs followed when building the chain.
 const MAX_CHAIN: usize = 16;
@@ -108,7 +109,7 @@ impl Dns {
             Err(e) => {
                 lookup.failure = Some(Failure::new(
                     Phase::Dns,
-                    "ERR_NAME_NOT_RESOLVED",
+                    Code::NameNotResolved,
                     format!("invalid name {host}: {e}"),
                 ));
                 lookup.span = Span::since(start).into();
@@ -295,7 +296,7 @@ fn dns_failure(host: &str, a: &DnsQuery, aaaa: &DnsQuery, servers: &[SocketAddr]
     if rcodes.contains(&Some("NXDOMAIN")) {
         return Failure::new(
             Phase::Dns,
-            "ERR_NAME_NOT_RESOLVED",
+            Code::NameNotResolved,
             format!("NXDOMAIN: {host} does not exist (asked {servers})"),
         );
     }
@@ -303,7 +304,7 @@ fn dns_failure(host: &str, a: &DnsQuery, aaaa: &DnsQuery, servers: &[SocketAddr]
         if let Some(rc) = q.rcode.as_deref().filter(|rc| *rc != "NOERROR") {
             return Failure::new(
                 Phase::Dns,
-                "ERR_NAME_NOT_RESOLVED",
+                Code::NameNotResolved,
                 format!(
                     "{rc}: the server failed to answer {} {host} (asked {servers})",
                     q.qtype
@@ -315,9 +316,9 @@ fn dns_failure(host: &str, a: &DnsQuery, aaaa: &DnsQuery, servers: &[SocketAddr]
         if q.rcode.is_none() {
             let err = q.error.clone().unwrap_or_default();
             let code = if err.contains("timed out") {
-                "ERR_NAME_NOT_RESOLVED"
+                Code::NameNotResolved
             } else {
-                "ERR_NAME_RESOLUTION_FAILED"
+                Code::NameResolutionFailed
             };
             return Failure::new(
                 Phase::Dns,
@@ -328,7 +329,7 @@ fn dns_failure(host: &str, a: &DnsQuery, aaaa: &DnsQuery, servers: &[SocketAddr]
     }
     Failure::new(
         Phase::Dns,
-        "ERR_NAME_NOT_RESOLVED",
+        Code::NameNotResolved,
         format!("NODATA: {host} has no A or AAAA records (asked {servers})"),
     )
 }
@@ -393,28 +394,28 @@ mod tests {
             &q("AAAA", None, "timed out"),
             &s,
         );
-        assert_eq!(f.code, "ERR_NAME_NOT_RESOLVED");
-        assert!(f.reason.starts_with("NXDOMAIN"), "{}", f.reason);
+        assert_eq!(f.code, Code::NameNotResolved);
+        assert!(f.detail.as_ref().is_some_and(|d| d.starts_with("NXDOMAIN")), "{f:?}");
         let f = dns_failure(
             "x.test",
             &q("A", Some("SERVFAIL"), "x"),
             &q("AAAA", Some("NOERROR"), "x"),
             &s,
         );
-        assert!(f.reason.starts_with("SERVFAIL"), "{}", f.reason);
+        assert!(f.detail.as_ref().is_some_and(|d| d.starts_with("SERVFAIL")), "{f:?}");
         let f = dns_failure(
             "x.test",
             &q("A", None, "timed out"),
             &q("AAAA", None, "timed out"),
             &s,
         );
-        assert!(f.reason.contains("timed out"), "{}", f.reason);
+        assert!(f.detail.as_ref().is_some_and(|d| d.contains("timed out")), "{f:?}");
         let f = dns_failure(
             "x.test",
             &q("A", Some("NOERROR"), "x"),
             &q("AAAA", Some("NOERROR"), "x"),
             &s,
         );
-        assert!(f.reason.starts_with("NODATA"), "{}", f.reason);
+        assert!(f.detail.as_ref().is_some_and(|d| d.starts_with("NODATA")), "{f:?}");
     }
 }

@@ -17,9 +17,8 @@ use super::address::{Origin, check_fetchable, request_target, request_url};
 use crate::clock::{Span, monotonic_ns, now_unix_ms, ns_to_ms, round_fetch_ms};
 use super::conn::{self, IoStats, Sender, TimedIo};
 use super::dns::Dns;
-use super::model::{
-    Connection, DnsLookup, Entry, Failure, Header, Initiator, PageLoad, Phase, Timed, Timings,
-};
+use super::model::{Connection, DnsLookup, Entry, Header, Initiator, PageLoad, Timed, Timings};
+use crate::failure::{Code, Failure, Phase};
 use super::page;
 use super::pool::{Conn, Lease, Pool, Slot};
 use super::tls::TlsSetup;
@@ -187,7 +186,7 @@ impl Ctx {
             let f = failure.unwrap_or_else(|| {
                 Failure::new(
                     Phase::Connect,
-                    "ERR_NAME_NOT_RESOLVED",
+                    Code::NameNotResolved,
                     "no address to connect to",
                 )
             });
@@ -217,7 +216,7 @@ impl Ctx {
                     obj.handshake_failed();
                     setup.tls = Some(info.span.span());
                     let f = info.failure.clone().unwrap_or_else(|| {
-                        Failure::new(Phase::Tls, "ERR_SSL_PROTOCOL_ERROR", "handshake failed")
+                        Failure::new(Phase::Tls, Code::SslProtocolError, "handshake failed")
                     });
                     let mut rec = self.rec();
                     rec.connections[id].tls = Some(info);
@@ -297,7 +296,7 @@ impl Ctx {
                 None => {
                     e.failure = Some(Failure::new(
                         Phase::Blocked,
-                        "ERR_TIMED_OUT",
+                        Code::TimedOut,
                         format!(
                             "no connection to {origin} became free within {:?}",
                             self.opts.timeout
@@ -395,7 +394,7 @@ impl Ctx {
                     return Err(ExchangeError {
                         failure: Failure::new(
                             Phase::Send,
-                            "ERR_TIMED_OUT",
+                            Code::TimedOut,
                             "connection never became ready",
                         ),
                         retry: true,
@@ -442,7 +441,7 @@ impl Ctx {
             .map_err(|err| ExchangeError {
                 failure: Failure::new(
                     Phase::Send,
-                    "ERR_INVALID_URL",
+                    Code::InvalidUrl,
                     format!("building the request: {err}"),
                 ),
                 retry: false,
@@ -484,7 +483,7 @@ impl Ctx {
                 return Err(ExchangeError {
                     failure: Failure::new(
                         Phase::Wait,
-                        "ERR_TIMED_OUT",
+                        Code::TimedOut,
                         format!("no response within {timeout:?}"),
                     ),
                     retry: false,
@@ -564,7 +563,7 @@ impl Ctx {
                 Err(_) => {
                     break Err(Failure::new(
                         Phase::Receive,
-                        "ERR_TIMED_OUT",
+                        Code::TimedOut,
                         format!("body not complete within {timeout:?}"),
                     ));
                 }
@@ -637,7 +636,7 @@ impl Ctx {
                     return done(
                         Some(Failure::new(
                             Phase::Redirect,
-                            "ERR_UNSAFE_REDIRECT",
+                            Code::UnsafeRedirect,
                             format!("redirect to {next} cannot be followed"),
                         )),
                         None,
@@ -648,7 +647,7 @@ impl Ctx {
                 return done(
                     Some(Failure::new(
                         Phase::Redirect,
-                        "ERR_TOO_MANY_REDIRECTS",
+                        Code::TooManyRedirects,
                         format!("more than {} redirects", self.opts.max_redirects),
                     )),
                     None,
@@ -750,21 +749,21 @@ fn is_redirect(s: StatusCode) -> bool {
 fn http_failure(phase: Phase, e: &hyper::Error, h2: bool) -> Failure {
     let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
     let code = if e.is_parse() || e.is_parse_status() {
-        "ERR_INVALID_HTTP_RESPONSE"
+        Code::InvalidHttpResponse
     } else if e.is_timeout() {
-        "ERR_TIMED_OUT"
+        Code::TimedOut
     } else if io.is_some_and(|i| i.kind() == std::io::ErrorKind::ConnectionReset) {
-        "ERR_CONNECTION_RESET"
+        Code::ConnectionReset
     } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
         if phase == Phase::Receive {
-            "ERR_CONTENT_LENGTH_MISMATCH"
+            Code::ContentLengthMismatch
         } else {
-            "ERR_EMPTY_RESPONSE"
+            Code::EmptyResponse
         }
     } else if h2 {
-        "ERR_HTTP2_PROTOCOL_ERROR"
+        Code::Http2ProtocolError
     } else {
-        "ERR_FAILED"
+        Code::Failed
     };
     let mut reason = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -927,7 +926,7 @@ mod tests {
         let too_many = load(&format!("http://{addr}/r/5"), &opts).await.unwrap();
         assert_eq!(
             too_many.error.as_ref().unwrap().code,
-            "ERR_TOO_MANY_REDIRECTS"
+            Code::TooManyRedirects
         );
         assert_eq!(too_many.entries.len(), 4);
         let no_follow = load(
@@ -953,8 +952,8 @@ mod tests {
             .unwrap();
         let f = refused.error.as_ref().unwrap();
         assert_eq!(
-            (f.phase, f.code.as_str()),
-            (Phase::Connect, "ERR_CONNECTION_REFUSED")
+            (f.phase, f.code.clone()),
+            (Phase::Connect, Code::ConnectionRefused)
         );
     }
 
@@ -1015,20 +1014,20 @@ mod dns_tests {
     async fn servfail_and_timeout_fail_the_dns_phase() {
         let (f, l) = dns_failure(dns_server(Some(ResponseCode::ServFail)).await).await;
         assert_eq!(
-            (f.phase, f.code.as_str()),
-            (Phase::Dns, "ERR_NAME_NOT_RESOLVED")
+            (f.phase, f.code.clone()),
+            (Phase::Dns, Code::NameNotResolved)
         );
-        assert!(f.reason.starts_with("SERVFAIL"), "{f:?}");
+        assert!(f.detail.as_ref().is_some_and(|d| d.starts_with("SERVFAIL")), "{f:?}");
         assert_eq!(l.dns[0].queries[0].rcode.as_deref(), Some("SERVFAIL"));
 
         let (f, l) = dns_failure(dns_server(Some(ResponseCode::NXDomain)).await).await;
-        assert!(f.reason.starts_with("NXDOMAIN"), "{f:?}");
+        assert!(f.detail.as_ref().is_some_and(|d| d.starts_with("NXDOMAIN")), "{f:?}");
         assert!(l.entries[0].timings.dns.is_some() && l.entries[0].timings.connect.is_none());
 
         let start = std::time::Instant::now();
         let (f, l) = dns_failure(dns_server(None).await).await;
         assert_eq!(f.phase, Phase::Dns);
-        assert!(f.reason.contains("timed out"), "{f:?}");
+        assert!(f.detail.as_ref().is_some_and(|d| d.contains("timed out")), "{f:?}");
         assert!(l.dns[0].queries.iter().all(|q| q.rcode.is_none()));
         // 200 ms per try, 2 tries.
         assert!(

@@ -6,7 +6,8 @@
 //! phase's CLOCK_MONOTONIC stamps, `_error` a failure, `_connectionReused`, `_dns` the lookup,
 //! `_tls` the handshake.
 
-use super::model::{Entry, Initiator, PageLoad, Phase, Timed};
+use super::model::{Entry, Initiator, PageLoad, Timed};
+use crate::failure::Phase;
 use crate::clock::{iso8601_ms, round_fetch_ms};
 use crate::har::{self, Cache, Content, Har, NameValue, Page, PageTimings, Request, Response, page_timing_ms};
 
@@ -127,7 +128,7 @@ fn entry(load: &PageLoad, e: &Entry) -> har::Entry {
         error: e
             .failure
             .as_ref()
-            .map(|f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.reason })),
+            .map(|f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.detail })),
         dns: e
             .dns_id
             .filter(|_| new_conn)
@@ -154,7 +155,7 @@ pub fn to_har(load: &PageLoad) -> Har {
         error: load
             .error
             .as_ref()
-            .map(|f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.reason })),
+            .map(|f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.detail })),
     };
     let entries = load.entries.iter().map(|e| entry(load, e)).collect();
     Har::new(&load.tracer_version, vec![page], entries)

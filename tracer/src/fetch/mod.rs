@@ -33,7 +33,6 @@ pub mod probe_points;
 pub mod page;
 mod pool;
 pub mod render;
-pub mod store;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
@@ -99,7 +98,7 @@ impl Default for FetchOptions {
 }
 
 /// Why a load could not start. A load that started and failed in a phase (DNS, connect, TLS,
-/// HTTP) is not an error: it is a [`PageLoad`] whose `error`/entries carry the [`Failure`].
+/// HTTP) is not an error: it is a [`PageLoad`] whose `error`/entries carry the [`crate::failure::Failure`].
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("invalid URL {input:?}: {reason}")]

@@ -1,7 +1,7 @@
 //! Probe points of the built-in fetcher. rustls is compiled into this binary, so there is
 //! no TLS library boundary for the daemon to probe; these functions are that boundary.
 //! They have the calling convention of OpenSSL's (object, buffer, length) -> length, so the
-//! daemon attaches its usual TLS programs to them (`tls_rustls` probes) and the fetcher's
+//! daemon attaches its usual TLS programs to them (the `tls_fetcher` family) and the fetcher's
 //! own page loads are traced like any other client's. They do nothing else, and cost a
 //! call each when nothing is attached.
 use std::io;
@@ -12,11 +12,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Symbol names the daemon attaches to.
-pub const SET_FD: &str = "tracer_tls_set_fd";
-pub const HANDSHAKE: &str = "tracer_tls_handshake";
-pub const WRITE: &str = "tracer_tls_write";
-pub const READ: &str = "tracer_tls_read";
+// The daemon attaches to these functions by their symbol names, which the attach side lists
+// in `probes::families::TLS_FETCHER`.
 
 // Each body is distinct (a different marker value) so that the linker cannot fold two of
 // them into one address, which would make one uprobe report both.

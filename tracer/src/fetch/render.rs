@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Entry, Initiator, PageLoad, Phase};
+use super::model::{Entry, Initiator, PageLoad};
+use crate::failure::Phase;
 
 /// Width of the waterfall's time axis in characters.
 const BAR: usize = 48;
@@ -165,7 +166,7 @@ pub fn waterfall(load: &PageLoad) -> String {
                 let _ = writeln!(
                     s,
                     "DNS  {chain}  FAILED {} ({:.1} ms via {via}): {}",
-                    f.code, d.span.ms, f.reason
+                    f.code, d.span.ms, f.detail.as_deref().unwrap_or_default()
                 );
             }
         }
@@ -214,7 +215,7 @@ pub fn waterfall(load: &PageLoad) -> String {
                 );
             }
             if let Some(f) = &t.failure {
-                let _ = writeln!(s, "     TLS FAILED {}: {}", f.code, f.reason);
+                let _ = writeln!(s, "     TLS FAILED {}: {}", f.code, f.detail.as_deref().unwrap_or_default());
             }
         }
     }
@@ -226,7 +227,7 @@ pub fn waterfall(load: &PageLoad) -> String {
         let _ = writeln!(s);
         let status = match (e.status, &e.failure) {
             (Some(st), _) => format!("{st} {}", e.status_text.as_deref().unwrap_or("")),
-            (None, Some(f)) => f.code.clone(),
+            (None, Some(f)) => f.code.to_string(),
             (None, None) => "-".into(),
         };
         let conn = match e.connection_id {
@@ -252,13 +253,13 @@ pub fn waterfall(load: &PageLoad) -> String {
         }
         s.push_str(&httpstat(e));
         if let Some(f) = &e.failure {
-            let _ = writeln!(s, "   {} ({} failed): {}", f.code, f.phase, f.reason);
+            let _ = writeln!(s, "   {} ({} failed): {}", f.code, f.phase, f.detail.as_deref().unwrap_or_default());
         }
     }
     if let Some(f) = &load.error
         && !load.entries.iter().any(|e| e.failure.as_ref() == Some(f))
     {
-        let _ = writeln!(s, "   {} ({} failed): {}", f.code, f.phase, f.reason);
+        let _ = writeln!(s, "   {} ({} failed): {}", f.code, f.phase, f.detail.as_deref().unwrap_or_default());
     }
 
     let _ = writeln!(s);

@@ -15,7 +15,8 @@ use rustls::{
 };
 
 use super::FetchError;
-use super::model::{CertificateInfo, Failure, Phase};
+use super::model::CertificateInfo;
+use crate::failure::{Code, Failure, Phase};
 
 /// The chain a server presented, as captured by the verifier.
 pub(crate) type Captured = Arc<Mutex<Vec<CertificateDer<'static>>>>;
@@ -214,44 +215,44 @@ pub(crate) fn tls_failure(e: &std::io::Error) -> Failure {
     let (code, reason) = match tls {
         Some(rustls::Error::InvalidCertificate(ce)) => {
             let code = match ce {
-                CertificateError::UnknownIssuer => "ERR_CERT_AUTHORITY_INVALID",
+                CertificateError::UnknownIssuer => Code::CertAuthorityInvalid,
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "ERR_CERT_DATE_INVALID"
+                    Code::CertDateInvalid
                 }
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "ERR_CERT_DATE_INVALID"
+                    Code::CertDateInvalid
                 }
                 CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. } => "ERR_CERT_COMMON_NAME_INVALID",
-                CertificateError::Revoked => "ERR_CERT_REVOKED",
-                _ => "ERR_CERT_INVALID",
+                | CertificateError::NotValidForNameContext { .. } => Code::CertCommonNameInvalid,
+                CertificateError::Revoked => Code::CertRevoked,
+                _ => Code::CertInvalid,
             };
             (code, format!("invalid certificate: {ce:?}"))
         }
         Some(rustls::Error::NoApplicationProtocol) => (
-            "ERR_ALPN_NEGOTIATION_FAILED",
+            Code::AlpnNegotiationFailed,
             "no common application protocol".into(),
         ),
         Some(rustls::Error::AlertReceived(a)) => match a {
             rustls::AlertDescription::ProtocolVersion
             | rustls::AlertDescription::HandshakeFailure => (
-                "ERR_SSL_VERSION_OR_CIPHER_MISMATCH",
+                Code::SslVersionOrCipherMismatch,
                 format!("the server sent alert {a:?}"),
             ),
             _ => (
-                "ERR_SSL_PROTOCOL_ERROR",
+                Code::SslProtocolError,
                 format!("the server sent alert {a:?}"),
             ),
         },
-        Some(other) => ("ERR_SSL_PROTOCOL_ERROR", other.to_string()),
+        Some(other) => (Code::SslProtocolError, other.to_string()),
         None => match e.kind() {
             std::io::ErrorKind::UnexpectedEof => (
-                "ERR_CONNECTION_CLOSED",
+                Code::ConnectionClosed,
                 "the server closed the connection during the handshake".into(),
             ),
-            std::io::ErrorKind::ConnectionReset => ("ERR_CONNECTION_RESET", e.to_string()),
-            std::io::ErrorKind::TimedOut => ("ERR_TIMED_OUT", "the handshake timed out".into()),
-            _ => ("ERR_SSL_PROTOCOL_ERROR", e.to_string()),
+            std::io::ErrorKind::ConnectionReset => (Code::ConnectionReset, e.to_string()),
+            std::io::ErrorKind::TimedOut => (Code::TimedOut, "the handshake timed out".into()),
+            _ => (Code::SslProtocolError, e.to_string()),
         },
     };
     Failure::new(Phase::Tls, code, reason)

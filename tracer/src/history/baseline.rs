@@ -1,5 +1,5 @@
 //! Baselines: the reference fetches `tracer fetch --db DB URL` stores in the `baselines` table
-//! (`tracer::fetch::store`, migration 0002), and the comparison of a traced page load with the
+//! ([`super::baselines`], migration 0002), and the comparison of a traced page load with the
 //! latest one of the same URL.
 //!
 //! Both sides are compared over the document's redirect chain (the hops and the document, no
@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 use sqlx::SqlitePool;
 
-use super::StoredPageLoad;
+use super::{StoredPageLoad, baselines::{self, StoredBaseline}};
 use crate::{
-    fetch::{model::Phase as FetchPhase, store as fetch_store},
+    failure::{Failure, Phase},
     stitch::model::{PageLoad, Request},
 };
 
@@ -105,7 +105,7 @@ impl Phases {
 
 impl Baseline {
     /// From a stored reference fetch: its document chain (redirect hops + document).
-    pub fn from_fetch(b: &fetch_store::Baseline) -> Baseline {
+    pub fn from_fetch(b: &StoredBaseline) -> Baseline {
         let load = &b.load;
         let chain: Vec<ChainEntry> = load
             .document_chain()
@@ -116,13 +116,13 @@ impl Baseline {
                 status: e.status,
                 protocol: e.http_version.clone(),
                 phases: Phases {
-                    blocked: e.timings.ms(FetchPhase::Blocked),
-                    dns: e.timings.ms(FetchPhase::Dns),
-                    tcp: e.timings.ms(FetchPhase::Connect),
-                    tls: e.timings.ms(FetchPhase::Tls),
-                    send: e.timings.ms(FetchPhase::Send),
-                    wait: e.timings.ms(FetchPhase::Wait),
-                    receive: e.timings.ms(FetchPhase::Receive),
+                    blocked: e.timings.ms(Phase::Blocked),
+                    dns: e.timings.ms(Phase::Dns),
+                    tcp: e.timings.ms(Phase::Connect),
+                    tls: e.timings.ms(Phase::Tls),
+                    send: e.timings.ms(Phase::Send),
+                    wait: e.timings.ms(Phase::Wait),
+                    receive: e.timings.ms(Phase::Receive),
                 },
             })
             .collect();
@@ -151,10 +151,10 @@ fn url_variants(url: &str) -> Vec<String> {
     v
 }
 
-/// The newest baseline of `url` (`tracer::fetch::store`, table `baselines`), or None.
+/// The newest baseline of `url` (table `baselines`), or None.
 pub async fn latest_baseline(pool: &SqlitePool, url: &str) -> anyhow::Result<Option<Baseline>> {
     for candidate in url_variants(url) {
-        let found = fetch_store::baselines_for(pool, &candidate, 1)
+        let found = baselines::baselines_for(pool, &candidate, 1)
             .await
             .with_context(|| format!("reading the baselines of {candidate}"))?;
         if let Some(b) = found.first() {
@@ -218,7 +218,7 @@ pub fn compare(stored: &StoredPageLoad, baseline: Baseline) -> Comparison {
         page_load_id: stored.id,
         url: page.url.clone().unwrap_or_default(),
         traced_status: page.status,
-        traced_error: page.error.clone(),
+        traced_error: page.error.as_ref().map(Failure::text),
         traced_redirects: chain.len().saturating_sub(1),
         baseline_redirects: baseline.chain.len().saturating_sub(1),
         baseline,

@@ -109,7 +109,7 @@ pub async fn open_existing(path: &Path) -> anyhow::Result<SqlitePool> {
     if !path.exists() {
         bail!("no history database at {}: start `tracer run` first, or pass --db (or set TRACER_DB)", path.display());
     }
-    crate::db::open(path).await
+    crate::history::db::open(path).await
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -44,7 +44,7 @@ pub fn to_har(pages: &[StoredPageLoad]) -> Value {
                 on_load: if loaded { page_timing_ms(p.total_ms()) } else { page_timing_unknown() },
             },
             monotonic_start_ns: None,
-            error: p.error.as_ref().map(|e| json!(e)),
+            error: p.error.as_ref().map(|e| json!(e.text())),
         });
         for r in &p.requests {
             let at = s.wall_ms(r.started_ns);
@@ -147,7 +147,7 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> har::Entry
         connection_reused: None,
         initiator: None,
         monotonic: None,
-        error: r.error.as_ref().map(|e| json!(e)),
+        error: r.error.as_ref().map(|e| json!(e.text())),
         dns: None,
         tls: None,
     }

@@ -1,12 +1,16 @@
 //! The page-load history: storing stitched [`PageLoad`]s in SQLite (schema in
 //! `migrations/0003_page_loads.sql`), the background writer, retention, the queries behind the
 //! CLI and the dashboard, HAR 1.2 export, and the `history` / `show` / `export` / `compare`
-//! commands.
+//! commands. Every SQL statement of the daemon is in this module.
 //!
+//! - [`db`]: opening the database (migrations, WAL, permissions) and `daemon_runs`.
 //! - [`store`]: one transaction per page load (or per batch) over every table.
-//! - [`writer`]: a bounded queue in front of the store, batching, drop and error counters.
+//! - [`writer`]: a bounded queue in front of the store, batching, drop and error counters;
+//!   it reports each stored row's summary (the live feed's `page_load` event).
 //! - [`retention`]: pruning by age and by count, and its timer task.
 //! - [`query`]: filtered, sorted, paged listings and single page loads.
+//! - [`counts`]: client names and the busiest hosts and clients.
+//! - [`baselines`]: the `baselines` table (reference fetches, stored whole).
 //! - [`baseline`]: the latest reference fetch of a URL (`tracer fetch`) and the comparison.
 //! - [`har`]: HAR 1.2 export.
 //! - [`render`]: terminal output (tables, the waterfall).
@@ -22,7 +26,10 @@ use std::time::Duration;
 use crate::stitch::model::PageLoad;
 
 pub mod baseline;
+pub mod baselines;
 pub mod cli;
+pub mod counts;
+pub mod db;
 pub mod har;
 pub mod query;
 pub mod render;
@@ -34,8 +41,9 @@ pub use baseline::{Baseline, Comparison, compare, latest_baseline};
 pub use har::to_har;
 pub use query::{Filter, Page, PageLoadSummary, PageRequest, QueryError, Sort, StatusClass, get, list};
 pub use retention::{RetentionConfig, parse_retain, prune, spawn_pruner};
-pub use store::{insert_page_load, insert_page_loads};
-pub use writer::{HistoryCounters, HistorySender, WriterConfig, WriterHandle, record_run_counters, spawn_writer};
+pub use store::{insert_page_load, insert_page_loads, summary_of};
+pub use writer::{HistoryCounters, HistorySender, OnStored, WriterConfig, WriterHandle, spawn_writer};
+pub use db::record_run_counters;
 
 /// A page load as stored: its row id, the wall-clock anchor (`page_loads.started_at_ms`) and
 /// the page load itself (`detail_json`).

@@ -539,7 +539,7 @@ mod tests {
     #[tokio::test]
     async fn the_count_stops_at_the_cap() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         let pages: Vec<_> = (0..12).map(|i| crate::stitch::sample::failed_dns_page(1_000_000 * (i + 1), "a.test")).collect();
         crate::history::insert_page_loads(&pool, &pages, crate::clock::WallOffset::now()).await.unwrap();
         let page = PageRequest { limit: 3, offset: 0 };
@@ -554,7 +554,7 @@ mod tests {
     #[tokio::test]
     async fn every_walk_lists_the_same_page_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         // Two curl processes (the filter names both) and a wget; statuses in another cycle,
         // with failures (an error, or no status).
         let clients = [(10, "curl"), (11, "curl"), (20, "wget")];
@@ -565,7 +565,7 @@ mod tests {
                 (p.client.tgid, p.client.name) = (clients[i as usize % 3].0, clients[i as usize % 3].1.into());
                 p.status = statuses[i as usize % statuses.len()];
                 if i % 11 == 0 {
-                    p.error = Some("ERR_CONNECTION_RESET".into());
+                    p.error = Some(crate::failure::Failure::from_text("ERR_CONNECTION_RESET"));
                 }
                 p
             })
@@ -583,7 +583,7 @@ mod tests {
         };
         // The page expected: newest first, the second to the fourth match.
         let expect = |f: &dyn Fn(&crate::stitch::model::PageLoad) -> bool| {
-            let m: Vec<_> = pages.iter().rev().filter(|p| f(p)).skip(1).take(3).map(|p| (p.client.name.clone(), p.status, p.error.clone())).collect();
+            let m: Vec<_> = pages.iter().rev().filter(|p| f(p)).skip(1).take(3).map(|p| (p.client.name.clone(), p.status, p.error.as_ref().map(crate::failure::Failure::text))).collect();
             m
         };
         for (f, walk, matches, want) in [

@@ -172,7 +172,7 @@ pub fn show(s: &StoredPageLoad) -> String {
         bytes(p.bytes())
     );
     if let Some(e) = &p.error {
-        let _ = writeln!(out, "  error {e}");
+        let _ = writeln!(out, "  error {}", e.text());
     }
 
     out.push('\n');
@@ -220,7 +220,7 @@ pub fn show(s: &StoredPageLoad) -> String {
             format!("{:.2}", r.timings.total()),
         );
         if let Some(e) = &r.error {
-            let _ = writeln!(out, "  {:>3}  error {e}", "");
+            let _ = writeln!(out, "  {:>3}  error {}", "", e.text());
         }
     }
     let _ = writeln!(out, "  bars: . blocked  d dns  t tcp  s ssl  > send  w wait  r receive");
@@ -267,7 +267,7 @@ pub fn show(s: &StoredPageLoad) -> String {
                 let _ = writeln!(out, "      addresses {}{ttl}", d.addresses.join(", "));
             }
             if let Some(e) = &d.error {
-                let _ = writeln!(out, "      error {e}");
+                let _ = writeln!(out, "      error {}", e.text());
             }
         }
     }

@@ -45,12 +45,12 @@ pub async fn prune(pool: &SqlitePool, retain: Option<Duration>, max_page_loads: 
     if let Some(retain) = retain {
         let cutoff = now_unix_ms().saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
         loop {
-            let n = sqlx::query(
+            let n = sqlx::query!(
                 "DELETE FROM page_loads WHERE id IN
                      (SELECT id FROM page_loads WHERE started_at_ms < ? ORDER BY started_at_ms, id LIMIT ?)",
+                cutoff,
+                CHUNK
             )
-            .bind(cutoff)
-            .bind(CHUNK)
             .execute(pool)
             .await
             .context("pruning page loads by age")?
@@ -65,13 +65,13 @@ pub async fn prune(pool: &SqlitePool, retain: Option<Duration>, max_page_loads: 
         let keep = i64::try_from(max).unwrap_or(i64::MAX);
         loop {
             // The newest `keep` stay; delete the oldest of the rest, a chunk at a time.
-            let n = sqlx::query(
+            let n = sqlx::query!(
                 "DELETE FROM page_loads WHERE id IN
                      (SELECT id FROM page_loads ORDER BY started_at_ms ASC, id ASC
                       LIMIT MIN(?, MAX(0, (SELECT COUNT(*) FROM page_loads) - ?)))",
+                CHUNK,
+                keep
             )
-            .bind(CHUNK)
-            .bind(keep)
             .execute(pool)
             .await
             .context("pruning page loads by count")?
@@ -83,10 +83,8 @@ pub async fn prune(pool: &SqlitePool, retain: Option<Duration>, max_page_loads: 
         }
     }
     if deleted > 0 {
-        sqlx::query(
-            "DELETE FROM processes WHERE NOT EXISTS (SELECT 1 FROM page_loads WHERE process_id = processes.id)",
-        )
-        .execute(pool)
+        sqlx::query!("DELETE FROM processes WHERE NOT EXISTS (SELECT 1 FROM page_loads WHERE process_id = processes.id)")
+            .execute(pool)
         .await
         .context("pruning processes without page loads")?;
     }

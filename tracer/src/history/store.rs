@@ -6,7 +6,9 @@
 use anyhow::Context as _;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
+use super::PageLoadSummary;
 use crate::clock::WallOffset;
+use crate::failure::Failure;
 use crate::stitch::model::{PageLoad, Request, ms};
 
 /// Stores one page load in one transaction and returns its `page_loads.id`.
@@ -25,6 +27,32 @@ pub async fn insert_page_loads(pool: &SqlitePool, pages: &[PageLoad], wall: Wall
     let ids = insert_batch(&mut tx, pages, wall).await?;
     tx.commit().await.with_context(|| format!("committing {} page loads", pages.len()))?;
     Ok(ids)
+}
+
+/// The list row of `page` stored as `page_loads.id` `id` with `wall`: what [`super::list`]
+/// reads back for it (the live feed announces stored rows with it, without reading them).
+/// Each field is the value [`insert_batch`] writes to the column the list reads.
+pub fn summary_of(id: i64, page: &PageLoad, wall: WallOffset) -> PageLoadSummary {
+    PageLoadSummary {
+        id,
+        started_at_ms: wall.unix_ms(page.started_ns),
+        process: page.client.name.clone(),
+        tgid: page.client.tgid,
+        url: page.url.clone(),
+        host: page_host(page),
+        status: page.status,
+        error: page.error.as_ref().map(Failure::text),
+        total_ms: page.total_ms(),
+        request_count: page.requests.len() as u32,
+        connection_count: page.connections.len() as u32,
+        redirect_count: redirect_count(page) as u32,
+        bytes: int(page.bytes()) as u64,
+    }
+}
+
+/// Hops after the first of the redirect chain.
+fn redirect_count(page: &PageLoad) -> usize {
+    page.redirect_chain.len().saturating_sub(1)
 }
 
 fn int(v: u64) -> i64 {
@@ -131,19 +159,20 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
     }
     let mut process_ids = Vec::with_capacity(clients.len());
     for ((tgid, name), exe, first, last) in &clients {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
+        let tgid = i64::from(*tgid);
+        let id: i64 = sqlx::query_scalar!(
+            r#"INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (tgid, name) DO UPDATE SET
                  exe = COALESCE(excluded.exe, processes.exe),
                  first_seen_ms = MIN(processes.first_seen_ms, excluded.first_seen_ms),
                  last_seen_ms = MAX(processes.last_seen_ms, excluded.last_seen_ms)
-             RETURNING id",
+             RETURNING id AS "id!""#,
+            tgid,
+            name,
+            exe,
+            first,
+            last
         )
-        .bind(*tgid as i64)
-        .bind(*name)
-        .bind(*exe)
-        .bind(*first)
-        .bind(*last)
         .fetch_one(&mut *conn)
         .await
         .context("upserting the process")?;
@@ -189,10 +218,10 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(page.url.clone())
                 .push_bind(page_host(page))
                 .push_bind(page.status.map(i64::from))
-                .push_bind(page.error.clone())
+                .push_bind(page.error.as_ref().map(Failure::text))
                 .push_bind(page.requests.len() as i64)
                 .push_bind(page.connections.len() as i64)
-                .push_bind(page.redirect_chain.len().saturating_sub(1) as i64)
+                .push_bind(redirect_count(page) as i64)
                 .push_bind(int(page.bytes()))
                 .push_bind(details[i].clone());
         },
@@ -224,7 +253,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(serde_json::to_string(&d.addresses).unwrap_or_else(|_| "[]".into()))
                 .push_bind(d.min_ttl.map(i64::from))
                 .push_bind(d.server.clone())
-                .push_bind(d.error.clone());
+                .push_bind(d.error.as_ref().map(Failure::text));
         },
     )
     .await?;
@@ -324,7 +353,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(t.receive)
                 .push_bind(t.total())
                 .push_bind(r.new_connection)
-                .push_bind(r.error.clone())
+                .push_bind(r.error.as_ref().map(Failure::text))
                 .push_bind(r.complete)
                 // Lists of (name, redacted value) strings: serializing them cannot fail.
                 .push_bind(serde_json::to_string(&r.request_headers).unwrap_or_else(|_| "[]".into()))
@@ -363,6 +392,26 @@ mod tests {
             cname_chain_json("www.shop.test", &["www.shop.test".into(), "edge.cdn.test".into()]),
             r#"["www.shop.test","edge.cdn.test"]"#
         );
+    }
+
+    /// The summary built from a page load is the row the list reads back, field for field.
+    #[tokio::test]
+    async fn the_summary_of_a_stored_page_load_is_its_list_row() {
+        use crate::stitch::sample::{MS, failed_dns_page, redirect_page};
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
+        let wall = WallOffset(1_776_160_800_000_000_000 - 1_000 * MS as i64);
+        let mut wget = failed_dns_page(2_000 * MS, "Nope.Shop.test:8443");
+        wget.client.name = "wget".into();
+        wget.client.tgid = 4_000_000_123;
+        let pages = vec![redirect_page(1_000 * MS), wget, redirect_page(3_000 * MS)];
+        let ids = insert_page_loads(&pool, &pages, wall).await.unwrap();
+        let page = super::super::PageRequest { limit: 10, offset: 0 };
+        let mut listed = super::super::list(&pool, &Default::default(), Default::default(), page).await.unwrap().items;
+        listed.reverse(); // newest first
+        let built: Vec<PageLoadSummary> = ids.iter().zip(&pages).map(|(id, p)| summary_of(*id, p, wall)).collect();
+        assert_eq!(built, listed);
+        assert_eq!(built[1].host.as_deref(), Some("nope.shop.test"), "the host as stored: lower case, no port");
     }
 
     #[test]

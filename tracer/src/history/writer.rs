@@ -1,6 +1,8 @@
 //! The history writer: a task that owns the receiving end of a bounded queue of page loads and
 //! stores them in batches (up to `batch_max` page loads, or what arrived within `flush_every`
-//! of the first one), one transaction per batch.
+//! of the first one), one transaction per batch. Once a batch is committed, each of its page
+//! loads' list row ([`PageLoadSummary`], id included) goes to [`WriterConfig::on_stored`]:
+//! the live feed announces stored rows with it.
 //!
 //! Nothing here can stop the daemon. A full queue drops the page load on the sender's side
 //! (counted); a batch that cannot be written (full disk, read-only file, locked database) is
@@ -14,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use serde::Serialize;
 use sqlx::SqlitePool;
 use tokio::{
@@ -22,7 +23,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::store;
+use super::{PageLoadSummary, store};
 use crate::clock::WallOffset;
 use crate::stitch::model::PageLoad;
 
@@ -36,11 +37,24 @@ pub struct WriterConfig {
     pub flush_every: Duration,
     /// Monotonic -> wall clock mapping for this run.
     pub wall: WallOffset,
+    /// Told of every page load once its row is committed.
+    pub on_stored: Option<OnStored>,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { capacity: 1024, batch_max: 64, flush_every: Duration::from_millis(200), wall: WallOffset::now() }
+        Self { capacity: 1024, batch_max: 64, flush_every: Duration::from_millis(200), wall: WallOffset::now(), on_stored: None }
+    }
+}
+
+/// What the writer calls with each stored page load's list row, in the order they were stored
+/// (on the writer's task: it must not wait).
+#[derive(Clone)]
+pub struct OnStored(pub Arc<dyn Fn(PageLoadSummary) + Send + Sync>);
+
+impl std::fmt::Debug for OnStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnStored")
     }
 }
 
@@ -172,9 +186,14 @@ async fn run(pool: SqlitePool, config: WriterConfig, mut rx: mpsc::Receiver<Page
 async fn write_batch(pool: &SqlitePool, config: &WriterConfig, batch: &mut Vec<PageLoad>, stats: &Stats) {
     let n = batch.len() as u64;
     match store::insert_page_loads(pool, batch, config.wall).await {
-        Ok(_) => {
+        Ok(ids) => {
             stats.written.fetch_add(n, Relaxed);
             stats.batches.fetch_add(1, Relaxed);
+            if let Some(OnStored(tell)) = &config.on_stored {
+                for (id, page) in ids.into_iter().zip(batch.iter()) {
+                    tell(store::summary_of(id, page, config.wall));
+                }
+            }
         }
         Err(e) => {
             let errors = stats.write_errors.fetch_add(1, Relaxed) + 1;
@@ -190,17 +209,4 @@ async fn write_batch(pool: &SqlitePool, config: &WriterConfig, batch: &mut Vec<P
         }
     }
     batch.clear();
-}
-
-/// Saves the run's totals in `daemon_runs` (lost in the kernel, dropped in user space).
-pub async fn record_run_counters(pool: &SqlitePool, run_id: i64, lost: u64, dropped: u64) -> anyhow::Result<()> {
-    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    sqlx::query("UPDATE daemon_runs SET lost_events = ?, dropped_events = ? WHERE id = ?")
-        .bind(clamp(lost))
-        .bind(clamp(dropped))
-        .bind(run_id)
-        .execute(pool)
-        .await
-        .context("recording the run's lost/dropped counters")?;
-    Ok(())
 }

@@ -202,6 +202,9 @@ pub fn find_libc() -> anyhow::Result<PathBuf> {
 
 /// Tracer binaries whose built-in fetcher should be traced: this executable and `tracer`
 /// binaries next to it (a test binary in target/debug/deps runs target/debug/tracer).
+/// A symbol only a tracer binary has: the fetcher's write probe point (see [`super::families::TLS_FETCHER`]).
+const FETCHER_WRITE: &str = "tracer_tls_write";
+
 pub fn fetcher_binaries() -> Vec<TlsLibrary> {
     let mut out: Vec<TlsLibrary> = Vec::new();
     let Ok(me) = std::env::current_exe() else { return out };
@@ -211,7 +214,7 @@ pub fn fetcher_binaries() -> Vec<TlsLibrary> {
     }
     for path in candidates {
         let Ok(path) = std::fs::canonicalize(&path) else { continue };
-        if out.iter().any(|l| l.path == path) || !has_symbol(&path, crate::fetch::probe_points::WRITE) {
+        if out.iter().any(|l| l.path == path) || !has_symbol(&path, FETCHER_WRITE) {
             continue;
         }
         out.push(TlsLibrary { family: LibFamily::Fetcher, path, source: "tracer binary".into() });

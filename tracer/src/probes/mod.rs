@@ -194,6 +194,8 @@ pub struct Probes {
     pub shared: Option<SharedUprobes>,
     /// The kernel programs were loaded with the client filter on.
     pub filtered: bool,
+    /// TLS plaintext probes wanted (not `--no-tls`): rescans attach new libraries only then.
+    pub tls: bool,
 }
 
 /// One attached link: its program's name and id.
@@ -344,6 +346,7 @@ impl Probes {
             shared,
             filtered: config.filter.enabled,
             kernel: plan.support,
+            tls: config.tls,
         })
     }
 
@@ -357,8 +360,12 @@ impl Probes {
 
     /// Attach (or, with the client filter, register) libraries not seen before, and
     /// BoringSSL in binaries not examined before.
+    /// Nothing with `--no-tls`: a rescan must not attach what the run was told to leave out.
     pub fn add_libraries(&mut self, libs: Vec<TlsLibrary>) -> Vec<ProbeStatus> {
         let mut out = Vec::new();
+        if !self.tls {
+            return out;
+        }
         for lib in libs {
             if self.libraries.iter().any(|l: &TlsLibrary| l.path == lib.path) {
                 continue;
@@ -370,8 +377,6 @@ impl Probes {
             }
             self.libraries.push(lib);
         }
-        // Rescans attach what they find whatever the run's settings (`--no-tls` included), as
-        // they always have.
         let (found, warnings) =
             add_found_by_signature(&mut self.ebpf, self.shared.as_mut(), &mut self.links, &mut self.boringssl_checked, &|_| true);
         out.extend(found);

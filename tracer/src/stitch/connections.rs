@@ -446,7 +446,7 @@ impl Stitcher {
             }
             self.conns.take_early_error(id, dst);
         }
-        self.activity(ev.tgid, start);
+        self.activity(ev.tgid, start, Some(id));
         self.attach_new_connection(ev.tgid, id, dns);
         if self.conns.by_id[&id].error.is_some() {
             self.record_failure(ev.tgid, ev.ts_ns, Some(id), None);

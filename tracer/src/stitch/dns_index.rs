@@ -79,7 +79,7 @@ pub(super) struct LookupState {
     addresses: Vec<IpAddr>,
     min_ttl: Option<u32>,
     server: Option<SocketAddr>,
-    pub(super) error: Option<String>,
+    pub(super) error: Option<crate::failure::Failure>,
 }
 
 impl LookupState {
@@ -404,7 +404,7 @@ impl Stitcher {
             return;
         }
         let Some(q) = m.questions.first() else { return };
-        self.activity(ev.tgid, ev.ts_ns);
+        self.activity(ev.tgid, ev.ts_ns, None);
         match self.dns.query(ev, m.id, q, peer, &mut self.ids) {
             Asked::Again => {}
             Asked::AnotherType => self.evict(),
@@ -421,7 +421,7 @@ impl Stitcher {
             return;
         }
         let Some(id) = self.dns.answered(ev.tgid, m.id) else { return };
-        self.activity(ev.tgid, ev.ts_ns);
+        self.activity(ev.tgid, ev.ts_ns, None);
         if let Some(tgid) = self.dns.answer(id, ev.ts_ns, m) {
             self.record_failure(tgid, ev.ts_ns, None, Some(id));
         }

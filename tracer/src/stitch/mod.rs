@@ -31,7 +31,11 @@
 //!    the wire, become entries of it. `navigation.rs`: a browser navigation starts a page
 //!    load of its own, a browser's background work is split off, redirects are hops of one
 //!    page load.
-//! 8. `failures.rs`: every error text (Chromium's net error names, with what was seen).
+//! 8. `failures.rs`: every failure ([`crate::failure::Failure`]): Chromium's net error code,
+//!    what was seen, and the phase that failed.
+//!
+//! Beside the page loads: `progress.rs` reports the open ones to a live view as they open,
+//! see activity and close ([`Stitcher::progress`]), leaving out the daemon's own traffic.
 //!
 //! In-flight state is bounded ([`StitchConfig`]): connections and lookups are forgotten
 //! oldest first beyond `max_connections` / `max_lookups` and once older than `max_idle`
@@ -45,6 +49,7 @@ mod navigation;
 mod page_loads;
 mod plaintext;
 mod process_tree;
+pub mod progress;
 mod requests;
 #[cfg(test)]
 pub(crate) mod sample;
@@ -63,6 +68,7 @@ use dns_index::DnsIndex;
 use page_loads::OpenPage;
 use plaintext::DataCall;
 use process_tree::ProcessTree;
+use progress::OwnDestinations;
 use tls_objects::TlsObjects;
 
 #[derive(Debug, Clone)]
@@ -141,6 +147,10 @@ pub struct Stitcher {
     pages: BTreeMap<u32, OpenPage>,
     /// Page loads closed while handling an event (a new navigation), returned with the next batch.
     finished: Vec<PageLoad>,
+    /// Clients whose page load closed after [`Stitcher::progress`] reported it, until its next call.
+    closed: Vec<u32>,
+    /// Destinations that do not make a page load in progress ([`Stitcher::ignore_in_progress`]).
+    own: OwnDestinations,
     /// Counters for the health view.
     pub stats: StitchStats,
 }
@@ -156,6 +166,8 @@ impl Stitcher {
             tls: TlsObjects::default(),
             pages: BTreeMap::new(),
             finished: Vec::new(),
+            closed: Vec::new(),
+            own: OwnDestinations::default(),
             stats: StitchStats::default(),
             cfg,
         }

@@ -1,7 +1,11 @@
 //! What the stitcher produces: page loads made of requests, each with its connection, DNS
 //! lookup and TLS session. Timestamps are CLOCK_MONOTONIC ns (the kernel's clock); `*_ms`
-//! durations are HAR-style, -1 where a phase did not happen.
+//! durations are HAR-style, -1 where a phase did not happen. Failures are stored in their
+//! text form, `"error": "CODE (detail)"`, with `"error_phase"` beside it only where the code
+//! does not give the phase ([`crate::failure::stored`]).
 use serde::{Deserialize, Serialize};
+
+use crate::failure::Failure;
 
 pub use crate::decode::http::CapturedBody;
 pub use crate::redact::Header;
@@ -18,7 +22,8 @@ pub struct PageLoad {
     pub status: Option<u16>,
     /// First failure that prevented the document from loading, browser-style:
     /// ERR_NAME_NOT_RESOLVED, ERR_CONNECTION_REFUSED, ERR_CONNECTION_TIMED_OUT ...
-    pub error: Option<String>,
+    #[serde(flatten, with = "crate::failure::stored")]
+    pub error: Option<Failure>,
     /// Requests in the order they started (redirect hops first).
     pub requests: Vec<Request>,
     pub connections: Vec<Connection>,
@@ -33,6 +38,27 @@ impl PageLoad {
     }
     pub fn bytes(&self) -> u64 {
         self.requests.iter().map(|r| r.response_bytes).sum()
+    }
+    /// The line `tracer run --print` gives a finished page load: client, URL, outcome,
+    /// total, requests, connections, bytes.
+    pub fn line(&self) -> String {
+        let p = self;
+        format!(
+            "PAGE LOAD {}[{}] {} {} {:.1} ms, {} requests over {} connections, {} bytes{}",
+            p.client.name,
+            p.client.tgid,
+            p.url.as_deref().unwrap_or("?"),
+            match (&p.status, &p.error) {
+                (_, Some(e)) => e.text(),
+                (Some(s), None) => s.to_string(),
+                (None, None) => "-".into(),
+            },
+            p.total_ms(),
+            p.requests.len(),
+            p.connections.len(),
+            p.bytes(),
+            if p.redirect_chain.len() > 1 { format!(", {} redirect hops", p.redirect_chain.len() - 1) } else { String::new() },
+        )
     }
 }
 
@@ -78,7 +104,8 @@ pub struct Request {
     pub timings: Timings,
     /// First request on its connection (paid for dns/connect/ssl).
     pub new_connection: bool,
-    pub error: Option<String>,
+    #[serde(flatten, with = "crate::failure::stored")]
+    pub error: Option<Failure>,
     pub complete: bool,
     /// Bodies, only with `tracer run --capture-bodies` (they hold passwords, tokens and
     /// personal data): the first bytes up to the limit, content-encoding as sent.
@@ -127,7 +154,9 @@ pub struct Connection {
     pub connect_start_ns: u64,
     pub established_ns: Option<u64>,
     pub closed_ns: Option<u64>,
-    /// Connect failure: ECONNREFUSED, ETIMEDOUT ...
+    /// What failed the connection, as the kernel or the handshake names it: the connect's
+    /// errno name (ECONNREFUSED, ETIMEDOUT ...), else its failed TLS handshake's code. The
+    /// failure of the page load's entry is its request's `error`.
     pub error: Option<String>,
     pub tls: Option<TlsSession>,
     /// Requests carried (keep-alive / HTTP/2 streams).
@@ -162,8 +191,9 @@ pub struct DnsLookup {
     pub addresses: Vec<String>,
     pub min_ttl: Option<u32>,
     pub server: Option<String>,
-    /// ERR_NAME_NOT_RESOLVED (NXDOMAIN), SERVFAIL, timeout ...
-    pub error: Option<String>,
+    /// ERR_NAME_NOT_RESOLVED (SERVFAIL), ERR_DNS_TIMED_OUT ...
+    #[serde(flatten, with = "crate::failure::stored")]
+    pub error: Option<Failure>,
 }
 
 /// A duration in ns as ms at the stored resolution: [`crate::clock::stored_ms`].

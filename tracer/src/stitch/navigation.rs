@@ -56,6 +56,7 @@ impl Stitcher {
         let conn_moves = |s: &Self, id: &u64| *id == conn || s.conns.get(*id).is_some_and(|c| c.connect_start_ns >= nav_start);
         let lookup_moves = |s: &Self, id: &u64| Some(*id) == lookup || s.dns.get(*id).is_some_and(|l| l.started_ns >= nav_start);
         let mut new = OpenPage::new(nav_start, old.last_activity_ns.max(nav_start), url);
+        new.shown = old.shown;
         let (moved, kept): (Vec<u64>, Vec<u64>) = old.conns.iter().partition(|id| conn_moves(self, id));
         old.conns = kept;
         new.conns = moved;

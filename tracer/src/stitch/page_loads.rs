@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use super::Stitcher;
 use super::model::{PageLoad, Request};
 use super::navigation::redirect_chain;
+use super::progress::Reported;
 
 /// A page load being collected for one client.
 pub(super) struct OpenPage {
@@ -42,6 +43,13 @@ pub(super) struct OpenPage {
     pub(super) failures: Vec<(u64, Option<u64>, Option<u64>)>,
     /// URL of the browser navigation that started this page load (its redirect chain starts there).
     pub(super) navigation: Option<String>,
+    /// Network events of its client so far (for the live view).
+    pub(super) events: u64,
+    /// Whether it is a page load in progress for the live view: it saw activity other than
+    /// on connections to the daemon's own destinations ([`super::progress`]).
+    pub(super) shown: bool,
+    /// What [`Stitcher::progress`] last reported of it; None: not reported (yet).
+    pub(super) reported: Option<Reported>,
 }
 
 impl OpenPage {
@@ -54,16 +62,23 @@ impl OpenPage {
             lookups: Vec::new(),
             failures: Vec::new(),
             navigation,
+            events: 0,
+            shown: false,
+            reported: None,
         }
     }
 }
 
 impl Stitcher {
-    /// Network activity of `tgid` at `ts`: its client's page load is open and not quiet.
-    pub(super) fn activity(&mut self, tgid: u32, ts: u64) {
+    /// Network activity of `tgid` at `ts` (on connection `conn`; None: a lookup): its
+    /// client's page load is open and not quiet.
+    pub(super) fn activity(&mut self, tgid: u32, ts: u64, conn: Option<u64>) {
         let client = self.procs.client_of(tgid);
+        let shows = self.shows(conn);
         let page = self.open_page(client, ts);
         page.last_activity_ns = page.last_activity_ns.max(ts);
+        page.events += 1;
+        page.shown |= shows;
     }
 
     pub(super) fn open_page(&mut self, client: u32, ts: u64) -> &mut OpenPage {
@@ -86,7 +101,9 @@ impl Stitcher {
 
     pub(super) fn record_failure(&mut self, tgid: u32, ts: u64, conn: Option<u64>, lookup: Option<u64>) {
         let client = self.procs.client_of(tgid);
+        let shows = self.shows(conn);
         let page = self.open_page(client, ts);
+        page.shown |= shows;
         // The same failure can be seen twice (a refused connect's RST may be reported before
         // and after its connect record): once is enough.
         if !page.failures.iter().any(|(_, c, l)| *c == conn && *l == lookup) {
@@ -96,7 +113,9 @@ impl Stitcher {
 
     /// A request decoded on connection `conn` joins its client's open page load.
     pub(super) fn add_request(&mut self, client: u32, conn: u64, req: Request) {
+        let shows = self.shows(Some(conn));
         let page = self.open_page(client, req.started_ns);
+        page.shown |= shows;
         if !page.conns.contains(&conn) {
             page.conns.push(conn);
         }
@@ -173,6 +192,9 @@ impl Stitcher {
     }
 
     pub(super) fn close_open_page(&mut self, client: u32, mut open: OpenPage) -> Option<PageLoad> {
+        if open.reported.is_some() {
+            self.closed.push(client);
+        }
         // A browser's background work during a navigation is not part of the page: it is
         // reported on its own.
         if let Some(background) = self.take_background(&mut open)
@@ -232,6 +254,14 @@ impl Stitcher {
         }
         requests.extend(failed_entries);
         requests.sort_by_key(|r| r.started_ns);
+        // Connections are final now: a failure on one whose set-up never finished is the set-up's.
+        for r in &mut requests {
+            if let Some(phase) = super::failures::settle_phase(r, &connections, &dns)
+                && let Some(f) = &mut r.error
+            {
+                f.phase = phase;
+            }
+        }
 
         if requests.is_empty() {
             return None;

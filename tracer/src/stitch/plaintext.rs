@@ -151,7 +151,7 @@ impl Stitcher {
             let start = ev.ts_ns.saturating_sub(call.duration_ns);
             w.feed(call.direction, start, ev.ts_ns, call.len, call.data);
             c.last_ns = ev.ts_ns;
-            self.activity(ev.tgid, ev.ts_ns);
+            self.activity(ev.tgid, ev.ts_ns, Some(id));
             return;
         }
         c.plain_data = true;
@@ -167,7 +167,7 @@ impl Stitcher {
     /// Feed one call's bytes to connection `id`'s HTTP decoder, then turn what it finished
     /// into requests.
     fn feed_with(&mut self, id: u64, ev: &Event, call: DataCall, peek: Peek) {
-        self.activity(ev.tgid, ev.ts_ns);
+        self.activity(ev.tgid, ev.ts_ns, Some(id));
         let c = self.conns.get_mut(id).expect("indexed connection");
         let start = ev.ts_ns.saturating_sub(call.duration_ns);
         c.first_data_ns.get_or_insert(start);

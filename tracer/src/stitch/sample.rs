@@ -1,5 +1,6 @@
 //! Synthetic page loads for unit tests of what consumes them (metrics, OTLP export).
 use super::model::{ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession};
+use crate::failure::{Code, Failure, Phase};
 
 pub const MS: u64 = 1_000_000;
 
@@ -120,7 +121,7 @@ pub fn failed_dns_page(start: u64, host: &str) -> PageLoad {
     let mut l = lookup(host, &[], "", start, 1);
     l.addresses.clear();
     l.rcode = Some("NXDOMAIN".into());
-    l.error = Some("ERR_NAME_NOT_RESOLVED".into());
+    l.error = Some(Failure::bare(Phase::Dns, Code::NameNotResolved));
     let mut r = request(0, Some(0), host, host, 0, start, timings(1.0, -1.0, -1.0, -1.0, -1.0, -1.0), true);
     r.connection = None;
     r.status = None;
@@ -132,14 +133,14 @@ pub fn failed_dns_page(start: u64, host: &str) -> PageLoad {
     r.response_bytes = 0;
     r.response_header_bytes = 0;
     r.complete = false;
-    r.error = Some("ERR_NAME_NOT_RESOLVED".into());
+    r.error = Some(Failure::bare(Phase::Dns, Code::NameNotResolved));
     PageLoad {
         client: ClientInfo { tgid: 4242, name: "curl".into(), exe: Some("/usr/bin/curl".into()) },
         url: Some(host.into()),
         started_ns: start,
         ended_ns: start + MS,
         status: None,
-        error: Some("ERR_NAME_NOT_RESOLVED".into()),
+        error: Some(Failure::bare(Phase::Dns, Code::NameNotResolved)),
         requests: vec![r],
         connections: vec![],
         dns: vec![l],

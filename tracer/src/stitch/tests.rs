@@ -8,22 +8,23 @@ use super::dns_index::LOOKUPS_PER_NAME;
 use super::model::{self, PageLoad, Request};
 use super::{StitchConfig, Stitcher};
 use crate::decode::dns::{DnsAnswer, DnsData, DnsMessage, DnsQuestion};
+use crate::failure::{Code, Failure, Phase};
 use crate::stream::events::{Direction, Event, EventBody, HandshakePhase, TcpState};
 
 const MS: u64 = 1_000_000;
 
 /// Builds a stream: every call advances the clock by `step` unless given a time.
-struct Sim {
+pub(super) struct Sim {
     t: u64,
-    events: Vec<Event>,
+    pub(super) events: Vec<Event>,
 }
 
-fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
+pub(super) fn addr(ip: [u8; 4], port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::from(ip), port))
 }
 
 impl Sim {
-    fn new() -> Sim {
+    pub(super) fn new() -> Sim {
         Sim { t: 1_000 * MS, events: Vec::new() }
     }
 
@@ -37,7 +38,7 @@ impl Sim {
         self.events.push(Event { ts_ns: self.t, tgid, pid: tgid, comm: comm.into(), body });
     }
 
-    fn exec(&mut self, pid: u32, file: &str) {
+    pub(super) fn exec(&mut self, pid: u32, file: &str) {
         self.push(pid, file.rsplit('/').next().unwrap(), EventBody::Exec { filename: file.into() });
     }
 
@@ -45,7 +46,7 @@ impl Sim {
         self.push(parent, "parent", EventBody::Fork { child_pid: child });
     }
 
-    fn query(&mut self, tgid: u32, id: u16, name: &str, qtype: &str) {
+    pub(super) fn query(&mut self, tgid: u32, id: u16, name: &str, qtype: &str) {
         let m = DnsMessage {
             id,
             is_response: false,
@@ -89,7 +90,7 @@ impl Sim {
     }
 
     /// A successful TCP connect: connect record, SYN_SENT, ESTABLISHED.
-    fn connect(&mut self, tgid: u32, fd: i32, dst: SocketAddr, sk: u64) {
+    pub(super) fn connect(&mut self, tgid: u32, fd: i32, dst: SocketAddr, sk: u64) {
         self.push(tgid, "net", EventBody::TcpState { skaddr: sk, old: TcpState::Close, new: TcpState::SynSent, src: None, dst: Some(dst) });
         self.push(
             tgid,
@@ -115,7 +116,7 @@ impl Sim {
         );
     }
 
-    fn socket(&mut self, tgid: u32, fd: i32, direction: Direction, syscall: DnsSyscall, data: &[u8]) {
+    pub(super) fn socket(&mut self, tgid: u32, fd: i32, direction: Direction, syscall: DnsSyscall, data: &[u8]) {
         self.push(
             tgid,
             "net",
@@ -158,7 +159,7 @@ impl Sim {
         self.push(tgid, "net", EventBody::TlsHandshake { lib: Some(lib), func: Some(func), tls_obj: obj, fd, phase, ret });
     }
 
-    fn run(&self) -> Vec<PageLoad> {
+    pub(super) fn run(&self) -> Vec<PageLoad> {
         self.run_with(StitchConfig::default())
     }
 
@@ -200,7 +201,7 @@ fn plain_get(host: &str, path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade-Insecure-Requests: 1\r\n\r\n").into_bytes()
 }
 
-fn ok(body: &str) -> Vec<u8> {
+pub(super) fn ok(body: &str) -> Vec<u8> {
     format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
@@ -208,7 +209,7 @@ fn moved(to: &str) -> Vec<u8> {
     format!("HTTP/1.1 301 Moved Permanently\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").into_bytes()
 }
 
-const SHOP: [u8; 4] = [10, 77, 0, 2];
+pub(super) const SHOP: [u8; 4] = [10, 77, 0, 2];
 const EDGE: [u8; 4] = [10, 77, 0, 3];
 
 /// Chromium: the launcher script execs the browser, which starts its network service with
@@ -484,7 +485,7 @@ fn tls_seen_only_on_the_wire_gives_sni_timing_and_an_opaque_exchange() {
     assert_eq!(p.client.name, "chromium");
     assert_eq!(p.url.as_deref(), Some("https://www.shop.test/"));
     let r = &p.requests[0];
-    assert_eq!((r.method.as_deref(), r.status, r.error.as_deref()), (None, None, None));
+    assert_eq!((r.method.as_deref(), r.status, r.error.as_ref()), (None, None, None));
     assert!(r.timings.dns >= 0.0 && r.timings.tcp >= 0.0 && r.timings.ssl >= 5.0 && r.timings.wait >= 20.0, "{:?}", r.timings);
     let tls = p.connections[0].tls.as_ref().unwrap();
     assert_eq!((tls.library.as_str(), tls.sni.as_deref(), tls.estimated), ("wire", Some("www.shop.test"), false));
@@ -593,21 +594,22 @@ fn a_connect_closed_in_syn_sent_is_a_timeout_unless_the_kernel_reports_a_reason(
     s.at(2000);
     closed(&mut s, 7, 0x1);
     let pages = s.run();
-    let err = pages[0].error.as_deref().unwrap();
-    assert!(err.starts_with("ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after 2000"), "{err}");
+    let err = pages[0].error.as_ref().unwrap();
+    assert!(err.text().starts_with("ERR_CONNECTION_TIMED_OUT (SYN unanswered: the client closed the socket after 2000"), "{err:?}");
+    assert_eq!(err.phase, Phase::Connect);
     // RST: reported after the close.
     let mut s = Sim::new();
     syn_sent(&mut s, 8, 0x2);
     closed(&mut s, 8, 0x2);
     refused(&mut s);
-    assert_eq!(s.run()[0].error.as_deref(), Some("ERR_CONNECTION_REFUSED"));
+    assert_eq!(s.run()[0].error, Some(Failure::bare(Phase::Connect, Code::ConnectionRefused)));
     // RST: state changes and report before the connect record.
     let mut s = Sim::new();
     s.push(9, "curl", EventBody::TcpState { skaddr: 0x3, old: TcpState::Close, new: TcpState::SynSent, src: None, dst: Some(dst) });
     closed(&mut s, 9, 0x3);
     refused(&mut s);
     s.push(9, "curl", EventBody::Connect { fd: 5, ret: -115, error: Some("EINPROGRESS"), dst: Some(dst), skaddr: 0x3, tcp: true, duration_ns: 5_000 });
-    assert_eq!(s.run()[0].error.as_deref(), Some("ERR_CONNECTION_REFUSED"));
+    assert_eq!(s.run()[0].error, Some(Failure::bare(Phase::Connect, Code::ConnectionRefused)));
 }
 
 /// An error report names a socket only by its addresses: among many connections to the same
@@ -644,10 +646,10 @@ fn an_unfinished_handshake_without_a_visible_alert_is_a_protocol_error() {
     s.push(0, "swapper", EventBody::TcpState { skaddr: 0x1, old: TcpState::FinWait2, new: TcpState::Close, src: None, dst: Some(dst) });
     let pages = s.run();
     assert_eq!(pages.len(), 1, "{pages:#?}");
-    let err = pages[0].error.as_deref().unwrap();
-    assert!(err.starts_with("ERR_SSL_PROTOCOL_ERROR (handshake not finished: the client closed the connection"), "{err}");
+    let err = pages[0].error.as_ref().unwrap();
+    assert!(err.text().starts_with("ERR_SSL_PROTOCOL_ERROR (handshake not finished: the client closed the connection"), "{err:?}");
     assert_eq!(pages[0].connections[0].error.as_deref(), Some("ERR_SSL_PROTOCOL_ERROR"));
-    assert_eq!(crate::metrics::failure_phase(&pages[0], &pages[0].requests[0], err), "tls");
+    assert_eq!(pages[0].requests[0].error.as_ref().map(|f| f.phase), Some(Phase::Tls));
 }
 
 /// A handshake the client abandons with no alert and no failed library call (Firefox closing
@@ -672,7 +674,8 @@ fn an_unanswered_lookup_is_a_dns_timeout() {
     s.query(7, 2, "silent.shop.test", "AAAA");
     let pages = s.run();
     assert_eq!(pages.len(), 1, "{pages:#?}");
-    assert_eq!(pages[0].error.as_deref(), Some("ERR_DNS_TIMED_OUT (no answer from 127.0.0.1:53)"));
+    assert_eq!(pages[0].error, Some(Failure::new(Phase::Dns, Code::DnsTimedOut, "no answer from 127.0.0.1:53")));
+    assert_eq!(pages[0].error.as_ref().map(Failure::text).as_deref(), Some("ERR_DNS_TIMED_OUT (no answer from 127.0.0.1:53)"));
     assert_eq!(pages[0].dns[0].error, pages[0].error);
 }
 
@@ -691,7 +694,7 @@ fn retries_of_an_unanswered_question_are_one_lookup() {
     assert_eq!(pages.len(), 1, "{pages:#?}");
     assert_eq!(pages[0].dns.len(), 1, "{:#?}", pages[0].dns);
     assert_eq!(pages[0].requests.len(), 1, "{:#?}", pages[0].requests);
-    assert!(pages[0].error.as_deref().is_some_and(|e| e.starts_with("ERR_DNS_TIMED_OUT")));
+    assert!(pages[0].error.as_ref().is_some_and(|e| e.code == Code::DnsTimedOut));
 }
 
 /// The answer to a retry ends the lookup the first query began.
@@ -733,9 +736,10 @@ fn a_body_stalled_past_the_response_timeout_is_reported_partial() {
     let r = &p.requests[0];
     assert_eq!((r.status, r.complete), (Some(200), false));
     assert_eq!(
-        r.error.as_deref(),
+        r.error.as_ref().map(Failure::text).as_deref(),
         Some("ERR_TIMED_OUT (the response did not end within 2 s of silence; 1024 body bytes received)")
     );
+    assert_eq!(r.error.as_ref().map(|f| f.phase), Some(Phase::Receive));
     assert_eq!(p.error, r.error);
 }
 

@@ -81,7 +81,7 @@ impl Stitcher {
         self.tls.saw_library(ev.tgid, self.cfg.max_processes);
         let Some((fd, pending_start)) = self.tls.handshake_fd(ev.tgid, obj, fd, phase, ev.ts_ns) else { return };
         let Some(id) = self.conns.on_fd(ev.tgid, fd) else { return };
-        self.activity(ev.tgid, ev.ts_ns);
+        self.activity(ev.tgid, ev.ts_ns, Some(id));
         let c = self.conns.get_mut(id).expect("indexed connection");
         c.tls_lib = lib;
         c.last_ns = ev.ts_ns;

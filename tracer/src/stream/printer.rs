@@ -116,26 +116,6 @@ fn escape_controls(line: String) -> String {
         .collect()
 }
 
-/// One line per finished page load: client, URL, outcome, total, requests, connections, bytes.
-pub fn page_load_line(p: &crate::stitch::model::PageLoad) -> String {
-    format!(
-        "PAGE LOAD {}[{}] {} {} {:.1} ms, {} requests over {} connections, {} bytes{}",
-        p.client.name,
-        p.client.tgid,
-        p.url.as_deref().unwrap_or("?"),
-        match (&p.status, &p.error) {
-            (_, Some(e)) => e.clone(),
-            (Some(s), None) => s.to_string(),
-            (None, None) => "-".into(),
-        },
-        p.total_ms(),
-        p.requests.len(),
-        p.connections.len(),
-        p.bytes(),
-        if p.redirect_chain.len() > 1 { format!(", {} redirect hops", p.redirect_chain.len() - 1) } else { String::new() },
-    )
-}
-
 pub fn json_line(e: &Event) -> String {
     serde_json::to_string(e).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
 }

@@ -1,6 +1,7 @@
 //! Pieces of synthetic page loads, for tests/history.rs and tests/dashboard.rs: a traced GET
 //! request, its phase timings, and a reference fetcher's entries (for baselines).
 use tracer::{
+    failure::Failure,
     fetch::model::{Entry, Initiator, Timed, Timings as FetchTimings},
     stitch::model::{ClientInfo, DnsLookup, PageLoad, Request, Timings},
 };
@@ -72,7 +73,7 @@ pub fn failed_lookup(client: ClientInfo, url: String, started_ns: u64, request: 
         started_ns,
         ended_ns: started_ns + 2 * MS,
         status: None,
-        error: Some(error.into()),
+        error: Some(Failure::from_text(error)),
         requests: vec![request],
         connections: vec![],
         dns: vec![lookup],

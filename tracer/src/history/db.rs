@@ -1,5 +1,6 @@
-//! The SQLite history: opened (and created 0600 in a 0700 directory) at start-up, with the
-//! migrations in `migrations/` applied and WAL on.
+//! The SQLite database: opened (and created 0600 in a 0700 directory) at start-up, with the
+//! migrations in `migrations/` applied and WAL on; and `daemon_runs`, one row per start of the
+//! daemon (when it ran, its probes, what it lost).
 use std::{os::unix::fs::PermissionsExt, path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
@@ -10,12 +11,12 @@ use crate::clock::now_unix_ms;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(|| format!("chmod 0700 {}", dir.display()))?;
-        }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 0700 {}", dir.display()))?;
     }
     let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
         .with_context(|| format!("database path {}", path.display()))?
@@ -35,23 +36,38 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     Ok(pool)
 }
 
+/// Records a start of the daemon; returns the run's id.
 pub async fn record_start(pool: &SqlitePool, kernel: &str, probes_json: &str) -> anyhow::Result<i64> {
-    let id = sqlx::query("INSERT INTO daemon_runs (started_at_ms, version, kernel, probes_json) VALUES (?, ?, ?, ?)")
-        .bind(now_unix_ms())
-        .bind(env!("CARGO_PKG_VERSION"))
-        .bind(kernel)
-        .bind(probes_json)
-        .execute(pool)
-        .await
-        .context("recording the daemon start")?
-        .last_insert_rowid();
+    let (now, version) = (now_unix_ms(), env!("CARGO_PKG_VERSION"));
+    let id = sqlx::query!(
+        "INSERT INTO daemon_runs (started_at_ms, version, kernel, probes_json) VALUES (?, ?, ?, ?)",
+        now,
+        version,
+        kernel,
+        probes_json
+    )
+    .execute(pool)
+    .await
+    .context("recording the daemon start")?
+    .last_insert_rowid();
     Ok(id)
 }
 
+/// Saves the run's totals (lost in the kernel, dropped in user space).
+pub async fn record_run_counters(pool: &SqlitePool, run_id: i64, lost: u64, dropped: u64) -> anyhow::Result<()> {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let (lost, dropped) = (clamp(lost), clamp(dropped));
+    sqlx::query!("UPDATE daemon_runs SET lost_events = ?, dropped_events = ? WHERE id = ?", lost, dropped, run_id)
+        .execute(pool)
+        .await
+        .context("recording the run's lost/dropped counters")?;
+    Ok(())
+}
+
+/// Records the daemon's orderly stop.
 pub async fn record_stop(pool: &SqlitePool, id: i64) -> anyhow::Result<()> {
-    sqlx::query("UPDATE daemon_runs SET stopped_at_ms = ? WHERE id = ?")
-        .bind(now_unix_ms())
-        .bind(id)
+    let now = now_unix_ms();
+    sqlx::query!("UPDATE daemon_runs SET stopped_at_ms = ? WHERE id = ?", now, id)
         .execute(pool)
         .await
         .context("recording the daemon stop")?;

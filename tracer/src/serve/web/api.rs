@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::{AppError, AppState};
 use crate::{
-    fetch::{self, FetchError, store as fetch_store},
-    history::{self, Baseline, StoredPageLoad, query},
+    fetch::{self, FetchError},
+    history::{self, Baseline, StoredPageLoad, baselines, counts, query},
 };
 
 /// Query parameters `GET /api/page-loads` accepts.
@@ -77,13 +77,7 @@ pub(super) async fn har(State(s): State<AppState>, Path(id): Path<String>) -> Re
 
 /// The TLS sessions a reference fetch saw, with the certificates (the traced side has none).
 async fn baseline_tls(s: &AppState, baseline_id: i64) -> Result<Vec<Value>, AppError> {
-    let json: Option<String> = sqlx::query_scalar("SELECT result_json FROM baselines WHERE id = ?")
-        .bind(baseline_id)
-        .fetch_optional(&s.pool)
-        .await?;
-    let Some(json) = json else { return Ok(Vec::new()) };
-    let load: fetch::PageLoad = serde_json::from_str(&json)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("baseline {baseline_id}: bad result_json: {e}")))?;
+    let Some(load) = baselines::baseline_load(&s.pool, baseline_id).await? else { return Ok(Vec::new()) };
     Ok(load
         .connections
         .iter()
@@ -195,9 +189,9 @@ pub(super) async fn fetch_now(State(s): State<AppState>, headers: HeaderMap, bod
         }
         Ok(Ok(load)) => load,
     };
-    let id = fetch_store::store_baseline(&s.pool, &load).await?;
-    let error = load.error.as_ref().or_else(|| load.entries.iter().find_map(|e| e.failure.as_ref())).map(|f| f.code.clone());
-    let stored = fetch_store::Baseline {
+    let id = baselines::store_baseline(&s.pool, &load).await?;
+    let error = baselines::error_code(&load);
+    let stored = baselines::StoredBaseline {
         id,
         url: load.url.clone(),
         fetched_at_ms: load.started_at_unix_ms,
@@ -214,13 +208,7 @@ pub(super) async fn fetch_now(State(s): State<AppState>, headers: HeaderMap, bod
 
 /// `GET /api/processes`: `[{name, page_loads}]`, most page loads first (at most 200).
 pub(super) async fn processes(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT pr.name, COUNT(*) AS n FROM page_loads p JOIN processes pr ON pr.id = p.process_id
-         GROUP BY pr.name ORDER BY n DESC, pr.name LIMIT 200",
-    )
-    .fetch_all(&s.pool)
-    .await?;
-    Ok(Json(Value::Array(rows.into_iter().map(|(name, n)| json!({ "name": name, "page_loads": n })).collect())))
+    Ok(Json(json!(counts::clients(&s.pool, 200).await?)))
 }
 
 /// Bytes of the database file with its WAL and shared-memory files.

@@ -12,7 +12,7 @@
 //! | `GET /api/processes` | client names in the history, for the process filter |
 //! | `GET /api/health` | probes, variants, event rates, lost events, DB size, uptime |
 //! | `GET /api/live` | Server-Sent Events: finished page loads and the ones in progress |
-//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
+//! | `GET /metrics` | Prometheus metrics ([`crate::serve::metrics::Metrics::encode`]) |
 //!
 //! Errors: [`AppError`]. A malformed parameter is a 400 whose JSON names it, an unknown id a
 //! 404, and anything else a 500 that is logged and says nothing more.
@@ -29,7 +29,7 @@ use std::{
 
 use axum::{
     Router,
-    extract::Path,
+    extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -37,7 +37,7 @@ use axum::{
 use sqlx::SqlitePool;
 
 pub use error::AppError;
-pub use live::{LiveHub, spawn_live};
+pub use live::LiveHub;
 
 use crate::{fetch::FetchOptions, stream::StreamStats};
 
@@ -52,14 +52,14 @@ pub struct AppState {
     /// How `POST /api/fetch` runs the reference fetcher.
     pub fetch: Arc<FetchSettings>,
     /// What `GET /metrics` shows (the daemon replaces it with the one its page loads feed).
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::serve::metrics::Metrics>,
     /// Who may use the dashboard ([`auth`]): loopback only, or with a token.
     pub access: auth::Access,
 }
 
 impl AppState {
     pub fn new(health: Health, pool: SqlitePool, live: Arc<LiveHub>) -> Self {
-        let metrics = Arc::new(crate::metrics::Metrics::new(Default::default(), health.stats.clone()));
+        let metrics = Arc::new(crate::serve::metrics::Metrics::new(Default::default(), health.stats.clone()));
         Self {
             health: Arc::new(health),
             pool,
@@ -124,7 +124,7 @@ struct Asset {
 
 macro_rules! asset {
     ($name:literal, $mime:literal) => {
-        Asset { name: $name, mime: $mime, body: include_bytes!(concat!("../../../web/", $name)) }
+        Asset { name: $name, mime: $mime, body: include_bytes!(concat!("../../../../web/", $name)) }
     };
 }
 
@@ -164,6 +164,12 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
+/// `GET /metrics`: the OpenMetrics text of [`AppState::metrics`].
+async fn metrics(State(s): State<AppState>) -> Response {
+    let body = s.metrics.encode();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(crate::serve::metrics::CONTENT_TYPE))], body).into_response()
+}
+
 /// Every route. Add new ones here, before the layers: the access check ([`auth::check`]) and
 /// the security headers then cover them too.
 pub fn app(state: AppState) -> Router {
@@ -182,7 +188,7 @@ pub fn app(state: AppState) -> Router {
         .route("/favicon.ico", get(|| async { asset_response(&ASSETS[ASSETS.len() - 1]) }))
         .route("/assets/{name}", get(asset))
         .nest("/api", api)
-        .route("/metrics", get(crate::metrics::scrape))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.access.clone(), auth::check))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -213,7 +219,7 @@ mod tests {
 
     async fn state() -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         let health = Health {
             started: Instant::now(),
             db_path: "/nonexistent/tracer.db".into(),
@@ -222,7 +228,7 @@ mod tests {
             stats: Arc::new(StreamStats::default()),
             live: Default::default(),
         };
-        (dir, AppState::new(health, pool, Arc::new(LiveHub::new(500_000_000))))
+        (dir, AppState::new(health, pool, Arc::new(LiveHub::new(crate::clock::WallOffset::now()))))
     }
 
     #[tokio::test]
@@ -264,6 +270,23 @@ mod tests {
             let res = app(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
         }
+    }
+
+    /// `/metrics` is a route of the dashboard's router: its layers (security headers, and any
+    /// access check added there) apply to it.
+    #[tokio::test]
+    async fn serves_the_metrics_through_the_router() {
+        let (_dir, mut state) = state().await;
+        let m = Arc::new(crate::serve::metrics::Metrics::new(Default::default(), state.health.stats.clone()));
+        m.observe(&crate::stitch::sample::redirect_page(0));
+        state.metrics = m;
+        let res = app(state).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], crate::serve::metrics::CONTENT_TYPE);
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "the router's layers apply");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.lines().any(|l| l == "tracer_page_loads_total{host=\"shop.test\",client=\"curl\"} 1"), "{text}");
     }
 
     /// Every JS module the front-end imports is embedded (an import of a missing file would

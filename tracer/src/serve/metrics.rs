@@ -1,5 +1,6 @@
-//! `GET /metrics`: Prometheus metrics of the page loads this machine made, for a fleet's
-//! Prometheus (the OpenMetrics text format of the official `prometheus-client` crate).
+//! Prometheus metrics of the page loads this machine made, for a fleet's Prometheus (the
+//! OpenMetrics text format of the official `prometheus-client` crate). [`Metrics::encode`]
+//! gives the text; the dashboard's router serves it as `GET /metrics`.
 //!
 //! Page loads are folded in as the stitcher delivers them ([`Metrics::observe`]: a few
 //! histogram and counter updates, no I/O); the event, probe and pipeline counters are read
@@ -32,11 +33,6 @@ use std::{
     },
 };
 
-use axum::{
-    extract::State,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -53,12 +49,11 @@ use sqlx::SqlitePool;
 use tracer_common::EventKind;
 
 use crate::{
-    history::{HistoryCounters, store::request_host},
-    otlp::OtlpStats,
+    history::{HistoryCounters, counts, store::request_host},
+    serve::otlp::OtlpStats,
     probes::ProbeStatus,
     stitch::model::{PageLoad, Request},
     stream::StreamStats,
-    web::AppState,
 };
 
 /// Content type of the OpenMetrics text exposition.
@@ -250,8 +245,8 @@ impl Metrics {
                 .get_or_create(&RequestLabels { host: labels.host.clone(), client: client.clone(), status_class })
                 .inc();
             if let Some(err) = &r.error {
-                let reason = self.reasons.lock().map(|mut s| s.label(Some(reason_of(err)))).unwrap_or_else(|_| OTHER.into());
-                let phase = failure_phase(page, r, err).to_string();
+                let reason = self.reasons.lock().map(|mut s| s.label(Some(err.code.name()))).unwrap_or_else(|_| OTHER.into());
+                let phase = err.phase.name().to_string();
                 self.failures.get_or_create(&FailureLabels { client: client.clone(), phase, reason }).inc();
             }
         }
@@ -279,35 +274,6 @@ pub fn status_class(r: &Request) -> &'static str {
         None if r.error.is_some() => "failed",
         None => "unknown",
     }
-}
-
-/// The error's code without its detail: `ERR_NAME_NOT_RESOLVED (timed out)` -> `ERR_NAME_NOT_RESOLVED`.
-pub fn reason_of(error: &str) -> &str {
-    error.split(" (").next().unwrap_or(error).trim()
-}
-
-/// Where a request failed: `dns`, `connect`, `tls`, `wait` (nothing came back) or `receive`.
-pub fn failure_phase(page: &PageLoad, r: &Request, error: &str) -> &'static str {
-    match reason_of(error) {
-        "ERR_NAME_NOT_RESOLVED" | "ERR_DNS_TIMED_OUT" => return "dns",
-        code if code.starts_with("ERR_SSL_") || code.starts_with("ERR_CERT_") => return "tls",
-        "ERR_CONNECTION_REFUSED" | "ERR_CONNECTION_TIMED_OUT" | "ERR_ADDRESS_UNREACHABLE" | "ERR_CONNECTION_FAILED" => {
-            return "connect";
-        }
-        _ => {}
-    }
-    let conn = r.connection.and_then(|i| page.connections.get(i));
-    if let Some(c) = conn {
-        if c.error.is_some() || c.established_ns.is_none() {
-            return "connect";
-        }
-        if r.new_connection && c.tls.as_ref().is_some_and(|t| t.handshake_end_ns.is_none() && t.handshake_start_ns.is_some()) {
-            return "tls";
-        }
-    } else if r.dns.and_then(|i| page.dns.get(i)).is_some_and(|d| d.error.is_some()) {
-        return "dns";
-    }
-    if r.timings.wait >= 0.0 { "receive" } else { "wait" }
 }
 
 /// Counters owned by other parts of the daemon, read when Prometheus scrapes.
@@ -441,20 +407,9 @@ impl Collector for RuntimeCounters {
 /// label slots first.
 pub async fn top_labels(pool: &SqlitePool, config: MetricsConfig) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     use anyhow::Context as _;
-    let hosts: Vec<String> = sqlx::query_scalar(
-        "SELECT host FROM requests WHERE host IS NOT NULL AND host != '' GROUP BY host ORDER BY COUNT(*) DESC LIMIT ?",
-    )
-    .bind(config.max_hosts as i64)
-    .fetch_all(pool)
-    .await
-    .context("reading the busiest hosts from the history")?;
-    let clients: Vec<String> = sqlx::query_scalar(
-        "SELECT p.name FROM page_loads l JOIN processes p ON p.id = l.process_id GROUP BY p.name ORDER BY COUNT(*) DESC LIMIT ?",
-    )
-    .bind(config.max_clients as i64)
-    .fetch_all(pool)
-    .await
-    .context("reading the busiest clients from the history")?;
+    let hosts = counts::busiest_hosts(pool, config.max_hosts as i64).await.context("reading the busiest hosts from the history")?;
+    let clients =
+        counts::busiest_clients(pool, config.max_clients as i64).await.context("reading the busiest clients from the history")?;
     // Stored hosts may carry a port and capitals; the labels do not.
     let mut seen = HashSet::new();
     let hosts = hosts
@@ -465,15 +420,10 @@ pub async fn top_labels(pool: &SqlitePool, config: MetricsConfig) -> anyhow::Res
     Ok((hosts, clients))
 }
 
-/// `GET /metrics`.
-pub async fn scrape(State(state): State<AppState>) -> Response {
-    let body = state.metrics.encode();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))], body).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::{Code, Failure, Phase};
     use crate::stitch::sample::{MS, failed_dns_page, redirect_page};
 
     /// The value of the sample `name{labels}` (labels in the exposition's order), if present.
@@ -535,28 +485,13 @@ mod tests {
         let m = metrics(10, 10);
         m.observe(&failed_dns_page(0, "nope.shop.test"));
         let mut refused = failed_dns_page(0, "refused.shop.test");
-        refused.requests[0].error = Some("ERR_CONNECTION_FAILED (EPERM)".into());
+        refused.requests[0].error = Some(Failure::new(Phase::Connect, Code::ConnectionFailed, "EPERM"));
         m.observe(&refused);
         let text = m.encode();
         assert_eq!(sample(&text, "tracer_failures_total", "client=\"curl\",phase=\"dns\",reason=\"ERR_NAME_NOT_RESOLVED\""), Some(1.0), "{text}");
         assert_eq!(sample(&text, "tracer_failures_total", "client=\"curl\",phase=\"connect\",reason=\"ERR_CONNECTION_FAILED\""), Some(1.0), "{text}");
         assert_eq!(sample(&text, "tracer_requests_total", "host=\"nope.shop.test\",client=\"curl\",status_class=\"failed\""), Some(1.0));
         assert_eq!(sample(&text, "tracer_wait_duration_seconds_count", "host=\"nope.shop.test\",client=\"curl\""), None);
-    }
-
-    #[test]
-    fn failure_phases() {
-        let page = redirect_page(0);
-        let mut r = page.requests[1].clone();
-        assert_eq!(failure_phase(&page, &r, "ERR_NAME_NOT_RESOLVED (timed out)"), "dns");
-        assert_eq!(failure_phase(&page, &r, "ERR_CONNECTION_TIMED_OUT"), "connect");
-        assert_eq!(failure_phase(&page, &r, "ERR_CONNECTION_CLOSED (partial response)"), "receive");
-        r.timings.wait = -1.0;
-        assert_eq!(failure_phase(&page, &r, "ERR_EMPTY_RESPONSE"), "wait");
-        let mut broken = page.clone();
-        broken.connections[1].tls.as_mut().unwrap().handshake_end_ns = None;
-        assert_eq!(failure_phase(&broken, &r, "ERR_EMPTY_RESPONSE"), "tls");
-        assert_eq!(reason_of("ERR_NAME_NOT_RESOLVED (DNS server ECONNREFUSED)"), "ERR_NAME_NOT_RESOLVED");
     }
 
     #[test]
@@ -617,41 +552,10 @@ mod tests {
         assert_eq!(sample(&m.encode(), "tracer_events_received_total", "kind=\"dns\""), Some(8.0));
     }
 
-    /// `/metrics` is a route of the dashboard's router: its layers (security headers, and any
-    /// access check added there) apply to it.
-    #[tokio::test]
-    async fn served_by_the_dashboard_router() {
-        use tower::ServiceExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
-        let health = crate::web::Health {
-            started: std::time::Instant::now(),
-            db_path: dir.path().join("t.db"),
-            probes: serde_json::Value::Null,
-            kernel: serde_json::Value::Null,
-            stats: Arc::new(StreamStats::default()),
-            live: Default::default(),
-        };
-        let mut state = AppState::new(health, pool, Arc::new(crate::web::LiveHub::new(500 * MS)));
-        let m = Arc::new(metrics(10, 10));
-        m.observe(&redirect_page(0));
-        state.metrics = m;
-        let res = crate::web::app(state)
-            .oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["content-type"], CONTENT_TYPE);
-        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "the router's layers apply");
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
-        let text = std::str::from_utf8(&body).unwrap();
-        assert_eq!(sample(text, "tracer_page_loads_total", "host=\"shop.test\",client=\"curl\""), Some(1.0), "{text}");
-    }
-
     #[tokio::test]
     async fn busiest_history_hosts_and_clients_come_first() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::open(&dir.path().join("t.db")).await.unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
         let wall = crate::clock::WallOffset(0);
         let mut pages = vec![failed_dns_page(0, "rare.test")];
         for _ in 0..3 {

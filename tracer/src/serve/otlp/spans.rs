@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::{
 
 use crate::{
     clock::WallOffset,
-    metrics::reason_of,
+    failure::Failure,
     stitch::model::{ClientInfo, PageLoad, Request},
 };
 
@@ -166,7 +166,8 @@ pub fn page_spans(page: &PageLoad, wall: WallOffset, ids: IdSource) -> Vec<Span>
     if let Some(st) = page.status {
         attributes.push(kv("http.response.status_code", i(st)));
     }
-    let error_type = page.error.as_deref().map(|e| reason_of(e).to_string()).or_else(|| page.status.filter(|s| *s >= 400).map(|s| s.to_string()));
+    let error_text = page.error.as_ref().map(Failure::text);
+    let error_type = page.error.as_ref().map(|e| e.code.to_string()).or_else(|| page.status.filter(|s| *s >= 400).map(|s| s.to_string()));
     if let Some(e) = &error_type {
         attributes.push(kv("error.type", s(e.clone())));
     }
@@ -186,7 +187,7 @@ pub fn page_spans(page: &PageLoad, wall: WallOffset, ids: IdSource) -> Vec<Span>
         start_time_unix_nano: start,
         end_time_unix_nano: end,
         attributes,
-        status: error_status(page.error.as_deref().or(error_type.as_deref())),
+        status: error_status(error_text.as_deref().or(error_type.as_deref())),
         ..Default::default()
     }];
     for r in &page.requests {
@@ -253,7 +254,8 @@ fn request_spans(
     }
     a.push(kv("tracer.new_connection", Value::BoolValue(r.new_connection)));
     a.push(kv("thread.id", i(r.pid)));
-    let error_type = r.error.as_deref().map(|e| reason_of(e).to_string()).or_else(|| r.status.filter(|s| *s >= 400).map(|s| s.to_string()));
+    let error_text = r.error.as_ref().map(Failure::text);
+    let error_type = r.error.as_ref().map(|e| e.code.to_string()).or_else(|| r.status.filter(|s| *s >= 400).map(|s| s.to_string()));
     if let Some(e) = &error_type {
         a.push(kv("error.type", s(e.clone())));
     }
@@ -268,7 +270,7 @@ fn request_spans(
         start_time_unix_nano: start,
         end_time_unix_nano: end,
         attributes: a,
-        status: error_status(r.error.as_deref().or(error_type.as_deref())),
+        status: error_status(error_text.as_deref().or(error_type.as_deref())),
         ..Default::default()
     });
 
@@ -315,11 +317,11 @@ fn request_spans(
                 attrs.push(kv("network.peer.port", i(port)));
             }
             if let Some(e) = &l.error {
-                attrs.push(kv("error.type", s(reason_of(e).to_string())));
-                error = Some(e.as_str());
+                attrs.push(kv("error.type", s(e.code.to_string())));
+                error = Some(e.text());
             }
         }
-        phase("dns", cursor, cursor + ns(t.dns), attrs, error);
+        phase("dns", cursor, cursor + ns(t.dns), attrs, error.as_deref());
         cursor += ns(t.dns);
     }
     cursor += ns(t.blocked);

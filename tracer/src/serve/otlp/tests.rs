@@ -294,7 +294,7 @@ async fn the_exporters_own_posts_are_recognised() {
     let me = std::process::id();
     let mut own = failed_dns_page(0, "127.0.0.1:4318");
     own.client.tgid = me;
-    own.requests[0].error = Some("ERR_CONNECTION_REFUSED".into());
+    own.requests[0].error = Some(crate::failure::Failure::from_text("ERR_CONNECTION_REFUSED"));
     assert!(sender.is_own(&own));
     let mut other_port = own.clone();
     other_port.requests[0].host = Some("127.0.0.1:8080".into());
