@@ -36,13 +36,26 @@ pub const KEEP_AFTER_START: &[Capability] =
 /// attached for every process through perf's uprobe PMU, and on this kernel that needs
 /// `CAP_SYS_ADMIN` as well (measured: `perf_event_open` answers EACCES with CAP_PERFMON and
 /// the others above). With a filter (`--pid`, `--comm`, `-- COMMAND`) or `--no-tls` it is not
-/// kept.
+/// kept, but where `kernel.perf_event_paranoid` is above 2: Debian's and Ubuntu's kernels
+/// (3 and 4 by default) refuse every `perf_event_open` without `CAP_SYS_ADMIN`, so a filter's
+/// per-process uprobes for processes traced later need it (seen on Debian's 6.1: EACCES for
+/// each of them, and a `--comm wget` run that saw none of wget's TLS).
 pub fn keep_after_start(all_process_uprobes: bool) -> Vec<Capability> {
+    keep_after_start_with(all_process_uprobes, perf_event_paranoid())
+}
+
+/// [`keep_after_start`] for a given `kernel.perf_event_paranoid` (None: unreadable).
+pub fn keep_after_start_with(all_process_uprobes: bool, paranoid: Option<i32>) -> Vec<Capability> {
     let mut keep = KEEP_AFTER_START.to_vec();
-    if all_process_uprobes {
+    if all_process_uprobes || paranoid.is_some_and(|p| p > 2) {
         keep.push(Capability::CAP_SYS_ADMIN);
     }
     keep
+}
+
+/// `kernel.perf_event_paranoid` (2 upstream by default; Debian 3, Ubuntu 4).
+pub fn perf_event_paranoid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").ok()?.trim().parse().ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +112,14 @@ pub fn mask(set: &[Capability]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sys_admin_is_kept_for_all_process_uprobes_and_where_perf_needs_it() {
+        let has = |keep: Vec<Capability>| keep.contains(&Capability::CAP_SYS_ADMIN);
+        assert!(!has(keep_after_start_with(false, Some(2))) && !has(keep_after_start_with(false, None)));
+        assert!(has(keep_after_start_with(true, Some(2))));
+        assert!(has(keep_after_start_with(false, Some(3))) && has(keep_after_start_with(false, Some(4))));
+    }
 
     #[test]
     fn masks_are_as_proc_shows_them() {
