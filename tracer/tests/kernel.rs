@@ -393,7 +393,14 @@ async fn a_tls_server_is_not_recorded_but_its_client_is() {
     // nginx and curl both use libssl.so.3: the same uprobes fire in both. nginx's objects are
     // marked by SSL_set_accept_state and make no records.
     let (_dir, mut t, nginx) = traced_with_nginx().await;
-    let nginx_pids = nginx.pids();
+    // nginx listens before its master forks the worker: under emulation (6.1, TCG) the worker
+    // was not there yet when the port answered. Polled, bounded: no event says it forked.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut nginx_pids = nginx.pids();
+    while nginx_pids.len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        nginx_pids = nginx.pids();
+    }
     assert!(nginx_pids.len() >= 2, "nginx's master and worker: {nginx_pids:?}");
     let child = tokio::process::Command::new(require("curl"))
         .args(["-sk", "--http1.1", &nginx.url("/")])

@@ -85,8 +85,11 @@ pub const SUITES: &[Suite] = &[
 ];
 
 /// The kernels `cargo xtask test` runs under CI=true (after the test run on the host's
-/// kernel): see README "Kernels" for the time each takes.
-pub const CI_KERNELS: &[&str] = &["5.10", "6.1", "6.12"];
+/// kernel). One kernel's suites took about 20 minutes under TCG here (README "Kernels"), and
+/// the rest of `.ci/run` about 35: all three guests would take CI to some 100 minutes, past
+/// its 90-minute limit, so CI runs the two oldest, which differ most from the host's 6.18
+/// (issue 19's rule), and 6.12 is `cargo xtask kernels --only 6.12`.
+pub const CI_KERNELS: &[&str] = &["5.10", "6.1"];
 
 /// One suite's bound inside a guest: under TCG the kernel suite took N min here.
 const SUITE_LIMIT: Duration = Duration::from_secs(25 * 60);
@@ -351,5 +354,6 @@ mod tests {
     fn every_suite_runs_somewhere_and_accuracy_stays_on_the_host() {
         assert!(SUITES.iter().any(|s| s.name == "kernel" && s.runs == Where::EveryKernel));
         assert!(matches!(SUITES.iter().find(|s| s.name == "accuracy").unwrap().runs, Where::HostOnly(_)));
+        assert!(CI_KERNELS.iter().all(|k| MATRIX.iter().any(|s| s.series == *k)));
     }
 }
