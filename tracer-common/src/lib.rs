@@ -6,6 +6,8 @@
 //! ever added to.
 #![no_std]
 
+pub mod layout;
+
 pub const TASK_COMM_LEN: usize = 16;
 /// Bytes of a DNS message copied per send/receive (the classic UDP DNS limit).
 pub const DNS_CAPTURE_MAX: usize = 512;
@@ -443,6 +445,8 @@ mod user {
 
     // SAFETY: plain-old-data repr(C) structs with explicit padding, no pointers.
     unsafe impl aya::Pod for SockAddr {}
+    unsafe impl aya::Pod for layout::TpLayout {}
+    unsafe impl aya::Pod for layout::KernelOffsets {}
 
     impl core::fmt::Display for EventKind {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -6,7 +6,10 @@ use aya_ebpf::{
     maps::{PerCpuArray, RingBuf},
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
-use tracer_common::{AF_INET, AF_INET6, EventHeader, EventKind, KIND_SLOTS, SockAddr};
+use tracer_common::{
+    AF_INET, AF_INET6, EventHeader, EventKind, KIND_SLOTS, SockAddr,
+    layout::{KernelOffsets, MISSING, TpLayout},
+};
 
 /// The one ring buffer every record goes through. User space may resize it at load time.
 #[map(name = "EVENTS")]
@@ -34,6 +37,128 @@ pub fn count_lost(kind: EventKind) {
 pub fn tp_field<T: Copy>(ctx: &TracePointContext, off: usize) -> T {
     // SAFETY: the verifier bounds and aligns every ctx load of a tracepoint program.
     unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(off) as *const T) }
+}
+
+/// A tracepoint record whose fields are read where this kernel puts them (see
+/// `tracer_common::layout`), with [`tp_get!`].
+///
+/// With the layout the programs were compiled with (`compiled` = 1 in the layout global, a
+/// verifier-known constant) each field is a plain load from the record, as [`tp_field`], and
+/// the copy is dead code the verifier prunes. Otherwise the record's first `size` bytes are
+/// copied once (one helper call) and each field is read at the offset the daemon found in
+/// the tracepoint's format file (again a constant to the verifier). The offsets are read
+/// from the global at each use, never carried in a struct: the compiler would keep them in
+/// stack slots and the verifier would see variable offsets.
+pub struct Record<'a, const N: usize> {
+    pub ctx: &'a TracePointContext,
+    /// The per-CPU copy (null with the compiled layout, or when the map lookup failed).
+    copy: *const u8,
+}
+
+/// Where a record is copied when its layout is not the compiled one: a per-CPU slot, not
+/// the stack (a state change's program already holds its record and event there).
+#[map(name = "TP_COPY")]
+static TP_COPY: PerCpuArray<[u8; TP_COPY_MAX]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Largest record a program copies (`TpFields::buffer` is at most this).
+pub const TP_COPY_MAX: usize = 128;
+
+impl<'a, const N: usize> Record<'a, N> {
+    #[inline(always)]
+    pub fn new(ctx: &'a TracePointContext, layout: &'static TpLayout) -> Self {
+        let mut r = Record { ctx, copy: core::ptr::null() };
+        if unsafe { core::ptr::read_volatile(&layout.compiled) } == 0
+            && let Some(slot) = TP_COPY.get_ptr_mut(0)
+        {
+            let mut size = unsafe { core::ptr::read_volatile(&layout.size) } as usize;
+            if size > N || size > TP_COPY_MAX {
+                size = if N < TP_COPY_MAX { N } else { TP_COPY_MAX };
+            }
+            unsafe {
+                // Zeroed first: a field past what the copy filled reads 0, never a stale record.
+                *slot = [0u8; TP_COPY_MAX];
+                generated::bpf_probe_read_kernel(slot as *mut _, size as u32, ctx.as_ptr() as *const _);
+            }
+            r.copy = slot as *const u8;
+        }
+        r
+    }
+
+    /// A field of the copy at `off` (from the layout global); 0 when the field is missing.
+    #[inline(always)]
+    pub fn copied<T: Copy + Default>(&self, off: u32) -> T {
+        let off = off as usize;
+        if self.copy.is_null() || off == MISSING as usize || off + core::mem::size_of::<T>() > N || off + core::mem::size_of::<T>() > TP_COPY_MAX {
+            return T::default();
+        }
+        unsafe { core::ptr::read_unaligned(self.copy.add(off) as *const T) }
+    }
+}
+
+/// `tp_get!(rec, LAYOUT_GLOBAL, layout::set_state::TP, layout::set_state::SKADDR)`: a field
+/// of a [`Record`] (type inferred), by the index of its tracepoint's `TpFields`.
+#[macro_export]
+macro_rules! tp_get {
+    ($rec:expr, $layout:ident, $tp:path, $i:path) => {
+        if unsafe { core::ptr::read_volatile(&$layout.compiled) } != 0 {
+            $crate::common::tp_field($rec.ctx, {
+                const OFF: usize = $tp.fields[$i].offset as usize;
+                OFF
+            })
+        } else {
+            $rec.copied(unsafe { core::ptr::read_volatile(&$layout.off[$i]) })
+        }
+    };
+}
+
+/// [`tp_get!`] for a 16-byte field (an IPv6 address).
+#[macro_export]
+macro_rules! tp_get16 {
+    ($rec:expr, $layout:ident, $tp:path, $i:path) => {
+        if unsafe { core::ptr::read_volatile(&$layout.compiled) } != 0 {
+            $crate::common::tp_bytes16($rec.ctx, {
+                const OFF: usize = $tp.fields[$i].offset as usize;
+                OFF
+            })
+        } else {
+            $rec.copied::<[u8; 16]>(unsafe { core::ptr::read_volatile(&$layout.off[$i]) })
+        }
+    };
+}
+
+/// Whether this kernel's record has field `$i` (see [`tp_get!`]).
+#[macro_export]
+macro_rules! tp_has {
+    ($layout:ident, $i:path) => {
+        unsafe { core::ptr::read_volatile(&$layout.compiled) } != 0
+            || unsafe { core::ptr::read_volatile(&$layout.off[$i]) } != tracer_common::layout::MISSING
+    };
+}
+
+/// Where this kernel keeps the members the programs read (from BTF; see
+/// `tracer_common::layout::KernelOffsets`).
+#[unsafe(no_mangle)]
+pub static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
+
+/// A member of [`KERNEL_OFFSETS`] (`koff!(sk_err)`), a verifier-known constant.
+#[macro_export]
+macro_rules! koff {
+    ($member:ident) => {
+        unsafe { core::ptr::read_volatile(&$crate::common::KERNEL_OFFSETS.$member) }
+    };
+}
+
+/// A `T` at `base + off` in kernel memory (0 when the read fails or the offset is unknown).
+#[inline(always)]
+pub fn read_kernel<T: Copy + Default>(base: u64, off: u32) -> T {
+    if off == MISSING || base == 0 {
+        return T::default();
+    }
+    let mut v = T::default();
+    let r = unsafe {
+        generated::bpf_probe_read_kernel(&mut v as *mut T as *mut _, core::mem::size_of::<T>() as u32, (base + off as u64) as *const _)
+    };
+    if r < 0 { T::default() } else { v }
 }
 
 /// 16 bytes of a tracepoint's record (an IPv6 address) at a 4-byte aligned offset.

@@ -13,14 +13,20 @@
 //! when it fails before any SYN. Connects libc's probes miss are caught at their SYN
 //! (`connect_without_libc`).
 use aya_ebpf::{
-    helpers::generated::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
+    helpers::{
+        bpf_get_current_task,
+        generated::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
+    },
     macros::{btf_tracepoint, uprobe, uretprobe},
     programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
 };
-use tracer_common::DnsSyscall;
+use tracer_common::{
+    DnsSyscall,
+    layout::{PT_REGS_SIZE, THREAD_SIZE},
+};
 
-use crate::common::NoAddr;
-use crate::{dns, filter, net};
+use crate::common::{NoAddr, read_kernel};
+use crate::{dns, filter, koff, net};
 
 macro_rules! entry {
     ($name:ident, $body:expr) => {
@@ -96,7 +102,27 @@ pub fn connect_without_libc(ctx: BtfTracePointContext) -> u32 {
     }
 }
 
+/// [`connect_without_libc`] for kernels without `bpf_task_pt_regs` (5.15+) or
+/// `bpf_get_current_task_btf` (5.11+), such as 5.10: the saved user registers are the top of
+/// the task's kernel stack (`task_struct.stack` + THREAD_SIZE - sizeof(struct pt_regs), as
+/// `task_pt_regs()` computes them on x86_64), `stack` at its offset from the kernel's BTF.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn connect_without_libc_stack(ctx: BtfTracePointContext) -> u32 {
+    match try_connect_at_syn(&ctx, || {
+        let task = unsafe { bpf_get_current_task() };
+        let stack: u64 = read_kernel(task, koff!(task_stack));
+        if stack == 0 { 0 } else { stack + THREAD_SIZE - PT_REGS_SIZE }
+    }) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
 fn try_connect_without_libc(ctx: &BtfTracePointContext) -> Result<u32, u32> {
+    try_connect_at_syn(ctx, || unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64)
+}
+
+#[inline(always)]
+fn try_connect_at_syn(ctx: &BtfTracePointContext, user_regs: impl Fn() -> u64) -> Result<u32, u32> {
     // Only attached with the filter on; the constant makes the rest dead code otherwise.
     if !filter::enabled() {
         return Ok(0);
@@ -106,7 +132,7 @@ fn try_connect_without_libc(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     if !net::is_connect_start(old, new) || filter::skip() || net::connect_in_flight() {
         return Ok(0);
     }
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    let regs = user_regs();
     if regs == 0 || syscall_reg(regs, PT_REGS_ORIG_AX)? != NR_CONNECT {
         // io_uring and the like: not a connect(2) of this task.
         return Ok(0);

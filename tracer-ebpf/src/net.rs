@@ -7,18 +7,20 @@
 //! changes (SYN_SENT -> ESTABLISHED runs in softirq, with no useful pid) are joined to the
 //! connect by that socket address.
 use aya_ebpf::{
-    macros::{map, tracepoint},
+    macros::{kprobe, map, tracepoint},
     maps::HashMap,
-    programs::TracePointContext,
+    programs::{ProbeContext, TracePointContext},
 };
 use tracer_common::{
     AF_INET, AF_INET6, CONNECT_AT_SYN, CONNECT_ERRNO_UNSEEN, CONNECT_TCP, ConnectEvent, EventKind, SockAddr, SockErrorEvent,
     TcpStateEvent,
+    layout::{self, TpLayout},
 };
 
-use crate::common::{CallArgs, CallRet, header, now, pid_tgid, read_user_sockaddr, submit, tp_bytes16, tp_field};
-use crate::dns;
-use crate::filter;
+use crate::common::{
+    CallArgs, CallRet, EVENTS, Record, count_lost, header, now, pid_tgid, read_kernel, read_user_sockaddr, submit, wakeup_flags,
+};
+use crate::{dns, filter, koff, tp_get, tp_get16};
 
 const TCP_SYN_SENT: i32 = 2;
 const TCP_FIN_WAIT2: i32 = 5;
@@ -150,51 +152,69 @@ pub fn try_exit_connect<R: CallRet>(ctx: &R, libc: bool) -> Result<u32, u32> {
     Ok(0)
 }
 
-// sock:inet_sock_set_state field offsets (checked against the format file by the daemon).
-const SS_SKADDR: usize = 8;
-const SS_OLDSTATE: usize = 16;
-const SS_NEWSTATE: usize = 20;
-const SS_SPORT: usize = 24;
-const SS_DPORT: usize = 26;
-const SS_FAMILY: usize = 28;
-const SS_PROTOCOL: usize = 30;
-const SS_SADDR: usize = 32;
-const SS_DADDR: usize = 36;
-const SS_SADDR_V6: usize = 40;
-const SS_DADDR_V6: usize = 56;
+#[unsafe(no_mangle)]
+static LAYOUT_SET_STATE: TpLayout = TpLayout::compiled(&layout::set_state::TP);
+#[unsafe(no_mangle)]
+static LAYOUT_ERROR_REPORT: TpLayout = TpLayout::compiled(&layout::error_report::TP);
+
+/// 1 on kernels without an error report to attach to (see `tracer_common::layout`): a
+/// socket's `sk_err` is reported at its -> CLOSE instead.
+#[unsafe(no_mangle)]
+static ERRORS_AT_CLOSE: u32 = 0;
+
+type SetState<'a> = Record<'a, 80>;
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    match try_set_state(&ctx) {
+    let rec: SetState<'_> = Record::new(&ctx, &LAYOUT_SET_STATE);
+    match try_set_state(&rec) {
         Ok(r) | Err(r) => r,
     }
 }
 
-#[inline(always)]
-fn read_addr(ctx: &TracePointContext, family: u16, port_off: usize, v4: usize, v6: usize) -> SockAddr {
-    let port: u16 = tp_field(ctx, port_off);
-    let mut a = SockAddr { family, port, _pad: 0, addr: [0; 16] };
-    if family == AF_INET6 {
-        a.addr = tp_bytes16(ctx, v6);
-    } else if family == AF_INET {
-        let b = tp_field::<u32>(ctx, v4).to_ne_bytes();
-        a.addr[0] = b[0];
-        a.addr[1] = b[1];
-        a.addr[2] = b[2];
-        a.addr[3] = b[3];
-    }
-    a
+/// An address and port out of a tracepoint record: `read_addr!(rec, LAYOUT, TP, family,
+/// port field, IPv4 field, IPv6 field)`.
+macro_rules! read_addr {
+    ($rec:expr, $layout:ident, $tp:path, $family:expr, $port:path, $v4:path, $v6:path) => {{
+        let port: u16 = tp_get!($rec, $layout, $tp, $port);
+        let mut a = SockAddr { family: $family, port, _pad: 0, addr: [0; 16] };
+        if $family == AF_INET6 {
+            a.addr = tp_get16!($rec, $layout, $tp, $v6);
+        } else if $family == AF_INET {
+            let v4: u32 = tp_get!($rec, $layout, $tp, $v4);
+            let b = v4.to_ne_bytes();
+            a.addr[0] = b[0];
+            a.addr[1] = b[1];
+            a.addr[2] = b[2];
+            a.addr[3] = b[3];
+        }
+        a
+    }};
 }
 
-fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
-    let protocol: u16 = tp_field(ctx, SS_PROTOCOL);
+/// A field of `sock:inet_sock_set_state`.
+macro_rules! ss {
+    ($rec:expr, $i:ident) => {
+        tp_get!($rec, LAYOUT_SET_STATE, layout::set_state::TP, layout::set_state::$i)
+    };
+}
+
+/// A field of `sock:inet_sk_error_report`.
+macro_rules! er {
+    ($rec:expr, $i:ident) => {
+        tp_get!($rec, LAYOUT_ERROR_REPORT, layout::error_report::TP, layout::error_report::$i)
+    };
+}
+
+fn try_set_state(rec: &SetState<'_>) -> Result<u32, u32> {
+    let protocol: u16 = ss!(rec, PROTOCOL);
     if protocol != IPPROTO_TCP {
         return Ok(0);
     }
-    let skaddr: u64 = tp_field(ctx, SS_SKADDR);
-    let oldstate: i32 = tp_field(ctx, SS_OLDSTATE);
-    let newstate: i32 = tp_field(ctx, SS_NEWSTATE);
-    let family: u16 = tp_field(ctx, SS_FAMILY);
+    let skaddr: u64 = ss!(rec, SKADDR);
+    let oldstate: i32 = ss!(rec, OLDSTATE);
+    let newstate: i32 = ss!(rec, NEWSTATE);
+    let family: u16 = ss!(rec, FAMILY);
 
     // Only the sockets of clients (and, with a filter, a traced process's listening ones) are
     // reported, kept by socket address: softirq transitions (SYN_SENT -> ESTABLISHED, -> CLOSE
@@ -233,60 +253,123 @@ fn try_set_state(ctx: &TracePointContext) -> Result<u32, u32> {
         }
     }
 
-    let ev = TcpStateEvent {
-        header: header(EventKind::TcpState, core::mem::size_of::<TcpStateEvent>()),
-        skaddr,
-        oldstate,
-        newstate,
-        src: read_addr(ctx, family, SS_SPORT, SS_SADDR, SS_SADDR_V6),
-        dst: read_addr(ctx, family, SS_DPORT, SS_DADDR, SS_DADDR_V6),
-        protocol,
-        _pad: [0; 6],
+    use layout::set_state::{DADDR, DADDR_V6, DPORT, SADDR, SADDR_V6, SPORT, TP};
+    let src = read_addr!(rec, LAYOUT_SET_STATE, TP, family, SPORT, SADDR, SADDR_V6);
+    let dst = read_addr!(rec, LAYOUT_SET_STATE, TP, family, DPORT, DADDR, DADDR_V6);
+    if newstate == TCP_CLOSE && unsafe { core::ptr::read_volatile(&ERRORS_AT_CLOSE) } != 0 {
+        // No error report on this kernel: a refused connect (RST) or one the kernel gave up
+        // on sets sk_err before the socket closes (tcp_reset, tcp_write_err), so it is read
+        // here. A close the client chose leaves it 0.
+        let error: i32 = read_kernel(skaddr, koff!(sk_err));
+        if error != 0 {
+            report_error(error, protocol, src, dst);
+        }
+    }
+    // Written in place: with sk_err read at the close, the program's stack (record, copy
+    // pointers, two addresses, the error record's call) went past 512 bytes on 6.1 (544).
+    let size = core::mem::size_of::<TcpStateEvent>();
+    let Some(mut entry) = EVENTS.reserve::<TcpStateEvent>(0) else {
+        count_lost(EventKind::TcpState);
+        return Ok(0);
     };
-    submit(&ev, EventKind::TcpState);
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).header = header(EventKind::TcpState, size);
+        (*ev).skaddr = skaddr;
+        (*ev).oldstate = oldstate;
+        (*ev).newstate = newstate;
+        (*ev).src = src;
+        (*ev).dst = dst;
+        (*ev).protocol = protocol;
+        (*ev)._pad = [0; 6];
+    }
+    entry.submit(wakeup_flags(size));
     Ok(0)
 }
-
-// sock:inet_sk_error_report field offsets.
-const ER_ERROR: usize = 8;
-const ER_SPORT: usize = 12;
-const ER_DPORT: usize = 14;
-const ER_FAMILY: usize = 16;
-const ER_PROTOCOL: usize = 18;
-const ER_SADDR: usize = 20;
-const ER_DADDR: usize = 24;
-const ER_SADDR_V6: usize = 28;
-const ER_DADDR_V6: usize = 44;
 
 /// Why a connection failed: ECONNREFUSED after a RST, ETIMEDOUT after SYN retries, ICMP
 /// errors on UDP (a DNS server that is not there).
 #[tracepoint]
 pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
-    match try_error_report(&ctx) {
+    let rec: Record<'_, 64> = Record::new(&ctx, &LAYOUT_ERROR_REPORT);
+    match try_error_report(&rec) {
         Ok(r) | Err(r) => r,
     }
 }
 
-fn try_error_report(ctx: &TracePointContext) -> Result<u32, u32> {
-    let error: i32 = tp_field(ctx, ER_ERROR);
+fn try_error_report(rec: &Record<'_, 64>) -> Result<u32, u32> {
+    use layout::error_report::{DADDR, DADDR_V6, DPORT, SADDR, SADDR_V6, SPORT, TP};
+    let error: i32 = er!(rec, ERROR);
     if error == 0 {
         // The kernel reports again as the error is taken (sock_error): nothing to say.
         return Ok(0);
     }
-    let family: u16 = tp_field(ctx, ER_FAMILY);
-    let protocol: u16 = tp_field(ctx, ER_PROTOCOL);
-    let dst = read_addr(ctx, family, ER_DPORT, ER_DADDR, ER_DADDR_V6);
+    let family: u16 = er!(rec, FAMILY);
+    let protocol: u16 = er!(rec, PROTOCOL);
+    let dst = read_addr!(rec, LAYOUT_ERROR_REPORT, TP, family, DPORT, DADDR, DADDR_V6);
     if filter::enabled() && !filter::flow_traced(&dst) {
         return Ok(0);
     }
-    let ev = SockErrorEvent {
-        header: header(EventKind::SockError, core::mem::size_of::<SockErrorEvent>()),
-        error,
-        protocol,
-        _pad: 0,
-        src: read_addr(ctx, family, ER_SPORT, ER_SADDR, ER_SADDR_V6),
-        dst,
+    report_error(error, protocol, read_addr!(rec, LAYOUT_ERROR_REPORT, TP, family, SPORT, SADDR, SADDR_V6), dst);
+    Ok(0)
+}
+
+/// A socket error record, written in place in the ring buffer (the state change's program
+/// has no stack left for a second record).
+#[inline(always)]
+fn report_error(error: i32, protocol: u16, src: SockAddr, dst: SockAddr) {
+    let size = core::mem::size_of::<SockErrorEvent>();
+    let Some(mut entry) = EVENTS.reserve::<SockErrorEvent>(0) else {
+        count_lost(EventKind::SockError);
+        return;
     };
-    submit(&ev, EventKind::SockError);
+    let ev = entry.as_mut_ptr();
+    unsafe {
+        (*ev).header = header(EventKind::SockError, size);
+        (*ev).error = error;
+        (*ev).protocol = protocol;
+        (*ev)._pad = 0;
+        (*ev).src = src;
+        (*ev).dst = dst;
+    }
+    entry.submit(wakeup_flags(size));
+}
+
+/// The kprobe variant of the error report, for kernels without `sock:inet_sk_error_report`
+/// (5.10): `sock_def_error_report(sk)`, which TCP (a RST, the SYN retries given up) and
+/// UDP (an ICMP error: a DNS server that is down) call through `sk->sk_error_report` right
+/// after setting `sk_err`. The socket's fields are read at offsets from the kernel's BTF.
+#[kprobe]
+pub fn sock_def_error_report(ctx: ProbeContext) -> u32 {
+    match try_sock_error_report(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+fn try_sock_error_report(ctx: &ProbeContext) -> Result<u32, u32> {
+    let sk: u64 = ctx.arg(0).ok_or(0u32)?;
+    let error: i32 = read_kernel(sk, koff!(sk_err));
+    if error == 0 {
+        return Ok(0);
+    }
+    let family: u16 = read_kernel(sk, koff!(skc_family));
+    let protocol: u16 = read_kernel(sk, koff!(sk_protocol));
+    let mut src = SockAddr { family, port: read_kernel::<u16>(sk, koff!(skc_num)), _pad: 0, addr: [0; 16] };
+    let mut dst = SockAddr { family, port: u16::from_be(read_kernel::<u16>(sk, koff!(skc_dport))), _pad: 0, addr: [0; 16] };
+    if family == AF_INET6 {
+        src.addr = read_kernel(sk, koff!(skc_v6_rcv_saddr));
+        dst.addr = read_kernel(sk, koff!(skc_v6_daddr));
+    } else if family == AF_INET {
+        let s: [u8; 4] = read_kernel(sk, koff!(skc_rcv_saddr));
+        let d: [u8; 4] = read_kernel(sk, koff!(skc_daddr));
+        src.addr[..4].copy_from_slice(&s);
+        dst.addr[..4].copy_from_slice(&d);
+    } else {
+        return Ok(0);
+    }
+    if filter::enabled() && !filter::flow_traced(&dst) {
+        return Ok(0);
+    }
+    report_error(error, protocol, src, dst);
     Ok(0)
 }

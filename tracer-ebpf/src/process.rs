@@ -1,15 +1,39 @@
 //! Process lifecycle, so that user space can build process trees (a browser's network
 //! process is not the one the user started) even for processes that exit quickly.
-use aya_ebpf::{EbpfContext, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint, programs::TracePointContext};
-use tracer_common::{EXEC_FILENAME_MAX, EventKind, ExecEvent, ForkEvent};
+//!
+//! The records' layouts come from the kernel's format files (`Record`): `child_pid` moved
+//! from offset 44 (5.10-6.12, where the comms are arrays) to 20 (6.18). Where
+//! `sched_process_exit` has no `group_dead` (before 6.16), whether the whole thread group is
+//! gone is read from the task: `task->signal->live`, which the exiting thread has already
+//! decremented when the tracepoint fires (do_exit), is 0 for the last one. Two threads
+//! exiting at once can both see 0: the group is then reported gone twice, which user space
+//! takes as once.
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_task, bpf_probe_read_kernel_str_bytes},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{
+    EXEC_FILENAME_MAX, EventKind, ExecEvent, ForkEvent,
+    layout::{self, MISSING, TpLayout},
+};
 
-use crate::common::{EVENTS, WAKE_NOW, count_lost, header, pid_tgid, submit, tp_field};
-use crate::filter;
+use crate::common::{EVENTS, Record, WAKE_NOW, count_lost, header, pid_tgid, read_kernel, submit};
+use crate::{filter, koff, tp_get, tp_has};
+
+#[unsafe(no_mangle)]
+static LAYOUT_FORK: TpLayout = TpLayout::compiled(&layout::fork::TP);
+#[unsafe(no_mangle)]
+static LAYOUT_EXEC: TpLayout = TpLayout::compiled(&layout::exec::TP);
+#[unsafe(no_mangle)]
+static LAYOUT_EXIT: TpLayout = TpLayout::compiled(&layout::exit::TP);
 
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
-    // Current task is the parent; child_pid at offset 20.
-    let child: i32 = tp_field(&ctx, 20);
+    // Current task is the parent.
+    let rec: Record<'_, 64> = Record::new(&ctx, &LAYOUT_FORK);
+    let child: i32 = tp_get!(rec, LAYOUT_FORK, layout::fork::TP, layout::fork::CHILD_PID);
     if filter::enabled() {
         // A traced parent's children are traced. child_pid is a task id: for a new process
         // it is the child's tgid; for a thread it is a thread id (harmless in the map, and
@@ -41,6 +65,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
             filter::add(tgid);
         }
     }
+    let rec: Record<'_, 32> = Record::new(&ctx, &LAYOUT_EXEC);
+    // __data_loc char[] filename: low 16 bits offset, high 16 bits length.
+    let loc: u32 = tp_get!(rec, LAYOUT_EXEC, layout::exec::TP, layout::exec::FILENAME);
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_lost(EventKind::Exec);
         return 0;
@@ -49,8 +76,6 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     unsafe {
         (*ev).header = header(EventKind::Exec, core::mem::size_of::<ExecEvent>());
         (*ev).filename = [0; EXEC_FILENAME_MAX];
-        // __data_loc char[] filename: low 16 bits offset, high 16 bits length.
-        let loc: u32 = tp_field(&ctx, 8);
         let off = (loc & 0xffff) as usize;
         let src = (ctx.as_ptr() as *const u8).add(off);
         let _ = bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename);
@@ -59,18 +84,35 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Whether the exiting thread is the last of its group.
+#[inline(always)]
+fn group_dead(rec: &Record<'_, 48>, tgid: u32, tid: u32) -> bool {
+    if tp_has!(LAYOUT_EXIT, layout::exit::GROUP_DEAD) {
+        let dead: u8 = tp_get!(rec, LAYOUT_EXIT, layout::exit::TP, layout::exit::GROUP_DEAD);
+        return dead != 0;
+    }
+    let (signal_off, live_off) = (koff!(task_signal), koff!(signal_live));
+    if signal_off == MISSING || live_off == MISSING {
+        // No BTF to read the task with: the group leader's exit stands for the group's
+        // (a process whose main thread ends before its others is reported early).
+        return tid == tgid;
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let signal: u64 = read_kernel(task, signal_off);
+    signal != 0 && read_kernel::<i32>(signal, live_off) == 0
+}
+
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    // Only when the whole thread group is gone.
-    let group_dead: u8 = tp_field(&ctx, 32);
+    let rec: Record<'_, 48> = Record::new(&ctx, &LAYOUT_EXIT);
+    let id = pid_tgid();
+    let (tgid, tid) = ((id >> 32) as u32, id as u32);
     if filter::enabled() {
-        let id = pid_tgid();
-        let (tgid, tid) = ((id >> 32) as u32, id as u32);
         if tid != tgid {
             // A thread of a traced process may have been added at its creation.
             filter::remove(tid);
         }
-        if group_dead == 0 || !filter::is_traced(tgid) {
+        if !filter::is_traced(tgid) || !group_dead(&rec, tgid, tid) {
             return 0;
         }
         let h = header(EventKind::Exit, tracer_common::HEADER_SIZE);
@@ -78,7 +120,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         filter::remove(tgid);
         return 0;
     }
-    if group_dead == 0 {
+    if !group_dead(&rec, tgid, tid) {
         return 0;
     }
     let h = header(EventKind::Exit, tracer_common::HEADER_SIZE);

@@ -110,6 +110,11 @@ struct RunArgs {
     /// catches at its exec can finish its DNS and TLS calls before its uprobes are in.
     #[arg(long)]
     no_expedited_attach: bool,
+    /// Use this variant for a probe family instead of the one chosen for this kernel
+    /// (repeatable), e.g. `tcp_state=kprobe`; the start-up report lists each family's
+    /// variants. A variant this kernel cannot run is an error.
+    #[arg(long = "probe-variant", value_name = "FAMILY=VARIANT", value_parser = tracer::probes::variants::parse_forced)]
+    probe_variant: Vec<(String, String)>,
     /// Export every page load as an OpenTelemetry trace to this collector: OTLP over HTTP
     /// (protobuf), POST to URL/v1/traces (a URL ending in /v1/traces is used as it is),
     /// e.g. http://127.0.0.1:4318.
@@ -268,6 +273,8 @@ fn main() -> ExitCode {
                         no_expedited_attach: a.no_expedited_attach,
                         ..Default::default()
                     },
+                    variants: a.probe_variant.into_iter().collect(),
+                    layout_override: Default::default(),
                 },
                 queue: a.queue,
                 rescan: Duration::from_secs(10),

@@ -227,7 +227,11 @@ fn tree_of(events: &[Event], root: u32) -> HashSet<u32> {
 
 /// Stitch the whole stream (every process), seeded with processes alive before tracing.
 fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)]) -> Vec<PageLoad> {
-    let mut st = Stitcher::new(StitchConfig::default());
+    let mut config = StitchConfig::default();
+    if let Some(ms) = support::quiet_ms() {
+        config.quiet_ns = ms * 1_000_000;
+    }
+    let mut st = Stitcher::new(config);
     for (pid, ppid, comm, exe) in seed {
         st.learn_process(*pid, *ppid, comm.clone(), exe.clone());
     }

@@ -5,8 +5,10 @@
 //! - `build [--release]`: setup, then `cargo build -p tracer`.
 //! - `run [-- ARGS...]`: setup, release build, then exec `tracer run ARGS...` as root.
 //! - `test [-- EXTRA...]`: setup and the tests' Debian packages, then `cargo test ...
-//!   -- --test-threads=1` as root; a full run under CI=true then runs the fuzz smoke.
+//!   -- --test-threads=1` as root; under CI=true the kernel matrix and the fuzz smoke follow.
 //! - `fuzz [TARGET] [--seconds N] [--smoke] [--merge]`: the cargo-fuzz targets of tracer/fuzz.
+//! - `kernels [--only 6.1,5.10] [--no-host]`: the kernel matrix: the root suites on Debian's
+//!   5.10, 6.1 and 6.12 kernels under qemu, then on the host's kernel (see `kernels`).
 //! - `bench [--smoke|--quick] [--only N,...]`: setup and the benchmarks' Debian packages,
 //!   build, then `tracer bench` as root (results appended to BENCHMARKS.md; the smoke run
 //!   writes target/bench-smoke.md).
@@ -20,6 +22,7 @@
 //! switches to nightly, for the eBPF crate.
 
 mod fuzz;
+mod kernels;
 mod packages;
 mod setup;
 mod sqlx;
@@ -70,8 +73,9 @@ enum Cmd {
     /// as root when possible.
     ///
     /// EXTRA goes to `cargo test`; arguments after a second `--` go to the test binaries,
-    /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`. Under CI=true the fuzz smoke
-    /// (`cargo xtask fuzz --smoke`) runs after the tests.
+    /// e.g. `cargo xtask test -- -p tracer dns -- --nocapture`. Under CI=true the kernel
+    /// matrix (`cargo xtask kernels --no-host`) and the fuzz smoke (`cargo xtask fuzz
+    /// --smoke`) run after the tests.
     Test {
         /// Extra `cargo test` arguments (after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -102,6 +106,21 @@ enum Cmd {
         /// Add the new inputs that reach new code to the committed corpus.
         #[arg(long)]
         merge: bool,
+    },
+    /// The kernel matrix: the root suites that load probes (kernel, filters, page loads by
+    /// curl and wget in the lab, faults) on Debian's own kernels, 5.10, 6.1 and 6.12, booted
+    /// under qemu with virtme-ng, then on the host's kernel. One line per kernel.
+    ///
+    /// Fetches each kernel by name with apt through a private package list, installs
+    /// virtme-ng with pip into a venv under target/kernels/, uses KVM where it works and TCG
+    /// otherwise. Root only. Logs: target/kernels/run/RELEASE/.
+    Kernels {
+        /// Only these kernels (5.10, 6.1, 6.12; comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Skip the host's own kernel.
+        #[arg(long)]
+        no_host: bool,
     },
     /// Setup, install the Debian packages the benchmarks drive (nginx, wrk, bpftrace, ...),
     /// build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
@@ -141,7 +160,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Setup { packages } => setup::setup().and_then(|()| {
-            if packages { packages::ensure(&[packages::User::Tests, packages::User::Bench]) } else { Ok(()) }
+            if packages { packages::ensure(&[packages::User::Tests, packages::User::Bench, packages::User::Kernels]) } else { Ok(()) }
         }),
         Cmd::Build { release } => build(release),
         Cmd::Run { args } => run_as_root("run", args),
@@ -154,6 +173,7 @@ fn main() {
             })
         }
         Cmd::Bench { smoke, quick, only, keep } => bench(&BenchOptions { smoke, quick, only, keep }),
+        Cmd::Kernels { only, no_host } => kernels::kernels(&kernels::Options { only, no_host }),
         Cmd::Sqlx { check } => packages::ensure(&[packages::User::QueryData]).and_then(|()| sqlx::sqlx(check)),
     };
     if let Err(e) = result {
@@ -270,11 +290,12 @@ fn bench(o: &BenchOptions) -> Result<()> {
     Err(util::exec(&mut cmd))
 }
 
-/// Whether `cargo xtask test` runs the fuzz smoke after the tests: under CI=true only. Its
-/// sanitizer build shares nothing with the normal one (about 10 minutes from scratch on 2
-/// cores), which would take a local run past its 20-minute budget; locally it is
-/// `cargo xtask fuzz --smoke`.
-fn wants_fuzz_smoke(_extra: &[String], ci: bool) -> bool {
+/// Whether `cargo xtask test` runs the kernel matrix and the fuzz smoke after the tests:
+/// under CI=true only. The fuzz smoke's sanitizer build shares nothing with the normal one
+/// (about 10 minutes from scratch on 2 cores), and the matrix boots emulated kernels (see
+/// `kernels::CI_KERNELS`), which would take a local run past its 20-minute budget; locally
+/// they are `cargo xtask fuzz --smoke` and `cargo xtask kernels`.
+fn wants_ci_extras(_extra: &[String], ci: bool) -> bool {
     ci
 }
 
@@ -282,7 +303,7 @@ fn test(extra: Vec<String>) -> Result<()> {
     setup::setup()?;
     packages::ensure(&[packages::User::Tests])?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let smoke = wants_fuzz_smoke(&extra, ci);
+    let ci_extras = wants_ci_extras(&extra, ci);
     if ci {
         // The committed query data must be what the queries and migrations give (a stale
         // file still builds, with the types of an older schema).
@@ -319,21 +340,24 @@ fn test(extra: Vec<String>) -> Result<()> {
         cmd.args(&args);
         cmd
     };
-    if !smoke {
+    if !ci_extras {
         // exec: cargo's exit code is ours, and Ctrl-C reaches cargo and the tests.
         return Err(util::exec(&mut cmd));
     }
     let tests = util::status(&mut cmd)?;
-    // The fuzz smoke runs even after a failed test run, so that one CI run reports both.
+    // The kernel matrix and the fuzz smoke run even after a failed test run, so that one CI
+    // run reports all three. The host's kernel is the test run above.
+    eprintln!("\nxtask: kernel matrix ({}; the host's kernel is the run above)", kernels::CI_KERNELS.join(", "));
+    let matrix = kernels::kernels(&kernels::Options { only: kernels::CI_KERNELS.iter().map(|s| s.to_string()).collect(), no_host: true });
     eprintln!("\nxtask: fuzz smoke ({} s per target)", fuzz::SMOKE_SECONDS);
     let fuzzed = fuzz::fuzz(fuzz::FuzzArgs { target: None, seconds: fuzz::SMOKE_SECONDS, merge: false });
+    for e in [&matrix, &fuzzed].into_iter().filter_map(|r| r.as_ref().err()) {
+        eprintln!("xtask: error: {e:#}");
+    }
     if !tests.success() {
-        if let Err(e) = &fuzzed {
-            eprintln!("xtask: error: {e:#}");
-        }
         bail!("`{}` failed ({tests})", util::cmdline(&cmd));
     }
-    fuzzed
+    matrix.and(fuzzed)
 }
 
 /// Splits `cargo xtask test -- EXTRA` into arguments for `cargo test` and for the test
@@ -379,10 +403,10 @@ mod tests {
     }
 
     #[test]
-    fn fuzz_smoke_in_ci_only() {
-        assert!(!wants_fuzz_smoke(&[], false));
-        assert!(!wants_fuzz_smoke(&s(&["-p", "tracer", "dns"]), false));
-        assert!(wants_fuzz_smoke(&s(&["-p", "tracer", "dns"]), true));
+    fn matrix_and_fuzz_smoke_in_ci_only() {
+        assert!(!wants_ci_extras(&[], false));
+        assert!(!wants_ci_extras(&s(&["-p", "tracer", "dns"]), false));
+        assert!(wants_ci_extras(&s(&["-p", "tracer", "dns"]), true));
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum User {
     Tests,
     /// `cargo xtask bench` (tracer/src/bench).
     Bench,
+    /// `cargo xtask kernels`: Debian's kernels booted under qemu (xtask/src/kernels).
+    Kernels,
     /// `cargo xtask sqlx` (the compile-checked queries' data).
     QueryData,
 }
@@ -33,6 +35,7 @@ pub struct Package {
 const TESTS: &[User] = &[User::Tests];
 const BENCH: &[User] = &[User::Bench];
 const BOTH: &[User] = &[User::Tests, User::Bench];
+const KERNELS: &[User] = &[User::Kernels];
 
 /// Every package the tests and the benchmarks need, besides what a Debian system has anyway.
 pub const PACKAGES: &[Package] = &[
@@ -81,6 +84,11 @@ pub const PACKAGES: &[Package] = &[
     },
     Package { name: "wrk", users: BOTH, why: "the benchmarks' load generator, and the kernel test's non-blocking client" },
     Package { name: "bpftrace", users: BENCH, why: "the benchmarks' count-only floor" },
+    Package { name: "qemu-system-x86", users: KERNELS, why: "boots the kernel matrix's Debian kernels (TCG where nested KVM does not work)" },
+    Package { name: "kmod", users: KERNELS, why: "depmod, which virtme-ng runs over an unpacked kernel's modules; modprobe in the guest" },
+    Package { name: "busybox-static", users: KERNELS, why: "virtme-ng's initramfs, which loads the 9p and virtio modules of a Debian kernel" },
+    Package { name: "python3-venv", users: KERNELS, why: "the venv under target/kernels/ that virtme-ng is installed into with pip" },
+    Package { name: "file", users: KERNELS, why: "virtme-ng reads a kernel image's version with it" },
 ];
 
 /// The names of the packages one of `users` needs, in list order.
@@ -239,7 +247,11 @@ mod tests {
             assert!(bench.contains(&p), "{p} for the benchmarks");
         }
         assert!(!tests.contains(&"bpftrace") && !bench.contains(&"chromium"));
-        assert_eq!(needed_by(&[User::Tests, User::Bench]).len(), PACKAGES.len());
+        let kernels = needed_by(&[User::Kernels]);
+        for p in ["qemu-system-x86", "kmod", "busybox-static", "python3-venv"] {
+            assert!(kernels.contains(&p) && !tests.contains(&p), "{p} for the kernel matrix only");
+        }
+        assert_eq!(needed_by(&[User::Tests, User::Bench, User::Kernels, User::QueryData]).len(), PACKAGES.len());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::{
 
 /// The version and kernel, what the kernel supports, notes, the probe lines and the filter.
 pub fn attached(kernel: &str, probes: &Probes, filter: Option<&ClientFilter>) -> String {
-    let mut out = format!("tracer {} on kernel {kernel}\n  {}\n", env!("CARGO_PKG_VERSION"), probes.kernel.reason);
+    let mut out = format!("tracer {} on kernel {kernel}\n{}", env!("CARGO_PKG_VERSION"), probes.kernel.report());
     for w in &probes.warnings {
         out.push_str(&format!("  note: {w}\n"));
     }

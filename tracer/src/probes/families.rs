@@ -18,12 +18,24 @@
 //! were found); uprobes at functions found by code signature. Within a kind, families
 //! attach in the order of [`FAMILIES`], and each family's points in the order declared.
 //!
-//! Kernel variants (issue 19, not built yet): a family that can attach in more than one way
-//! (a kprobe or fentry beside its tracepoints; tracepoint field offsets read from the
-//! kernel's format files instead of compiled in) will list those ways as variants, each an
-//! [`Attach`] list like today's [`Family::attach`], and the loader will pick one per kernel
-//! and report which and why. Today every family has the one way declared here.
-use tracer_common::EventKind;
+//! Kernel variants: where a family can see the same thing in more than one way (a
+//! tracepoint that older kernels lack, a kprobe beside it, a BPF helper that is 5.15+), the
+//! set is a [`Points::OneOf`]: [`Variant`]s in order of preference, each with what it
+//! [`Need`]s from the kernel. The loader takes the first one this kernel meets
+//! ([`super::variants`]; `tracer run --probe-variant FAMILY=NAME` forces one), and the
+//! start-up report and `/api/health` say which each family got and why, and what no variant
+//! could give here. To add a variant (a kprobe or fentry that sees the same facts cheaper),
+//! write its programs on the same `try_*` functions as the existing ones and add a
+//! [`Variant`] to the family's choice.
+//!
+//! Tracepoint layouts are not part of a variant: every tracepoint program reads its fields
+//! where the kernel's format file says (`tracer_common::layout`), so one program serves
+//! every kernel; a field the kernel lacks is named in [`Tracepoint::if_missing`] with what
+//! stands in for it.
+use tracer_common::{
+    EventKind,
+    layout::{self, TpFields},
+};
 
 use super::libs::LibFamily;
 
@@ -71,6 +83,57 @@ pub enum Points {
     /// Uprobes at functions of a file found at run time: an entry program, and a return
     /// program where the function's result matters.
     Uprobes { file: UprobeFile, functions: &'static [ProbedFunction] },
+    /// A kprobe on a kernel function.
+    Kprobe(Kprobe),
+    /// Ways of seeing the same thing, in order of preference (see the module documentation).
+    OneOf(Choice),
+}
+
+/// A kprobe and its program.
+#[derive(Debug)]
+pub struct Kprobe {
+    pub program: &'static str,
+    pub function: &'static str,
+}
+
+/// Alternatives for one set of attach points.
+#[derive(Debug)]
+pub struct Choice {
+    /// What the set sees, for the report ("error reports").
+    pub what: &'static str,
+    pub variants: &'static [Variant],
+    /// What the user loses on a kernel where no variant works.
+    pub without: &'static str,
+}
+
+/// One way of attaching a [`Choice`].
+#[derive(Debug)]
+pub struct Variant {
+    /// Its name in the report and for `--probe-variant` ("tracepoint", "kprobe").
+    pub name: &'static str,
+    /// What it attaches to, for the report.
+    pub uses: &'static str,
+    pub needs: &'static [Need],
+    /// Its attach points (none: a variant that only switches existing programs over, by
+    /// `global`).
+    pub points: &'static [Points],
+    /// A `u32` global set to 1 when this variant is chosen.
+    pub global: Option<&'static str>,
+    /// What it does not see that the first variant does, when chosen.
+    pub misses: Option<&'static str>,
+}
+
+/// What a variant needs from the kernel (checked against [`super::kernel::KernelSurvey`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A tracefs tracepoint.
+    Tracepoint(&'static str, &'static str),
+    /// kprobes (`CONFIG_KPROBES`).
+    Kprobes,
+    /// A kernel function or BPF helper, by its name in /proc/kallsyms.
+    Symbol(&'static str),
+    /// Members of kernel structures in BTF, by [`super::kernel::BTF_MEMBERS`] name.
+    Btf(&'static [&'static str]),
 }
 
 /// A tracefs tracepoint and the program attached to it.
@@ -79,11 +142,14 @@ pub struct Tracepoint {
     pub program: &'static str,
     pub category: &'static str,
     pub name: &'static str,
-    /// The fields the program reads at offsets compiled into it, checked against the
-    /// tracepoint's format file before attaching (a kernel with another layout is refused,
-    /// not misread). Empty: the program reads none (syscall tracepoints read their
-    /// arguments, whose layout is the syscall ABI).
-    pub fields: &'static [(&'static str, usize)],
+    /// The fields the program reads, whose layout on this kernel the daemon reads from the
+    /// tracepoint's format file and loads as the program's layout global. None: the program
+    /// reads no field (syscall tracepoints read their arguments, whose layout is the syscall
+    /// ABI).
+    pub fields: Option<&'static TpFields>,
+    /// Fields the program can do without, and what stands in for each (a missing field
+    /// not named here keeps the tracepoint from attaching).
+    pub if_missing: &'static [(&'static str, &'static str)],
 }
 
 /// A BTF tracepoint and its program.
@@ -150,7 +216,12 @@ pub static FAMILIES: &[&Family] = &[
 ];
 
 const fn syscall(program: &'static str, name: &'static str) -> Tracepoint {
-    Tracepoint { program, category: "syscalls", name, fields: &[] }
+    Tracepoint { program, category: "syscalls", name, fields: None, if_missing: &[] }
+}
+
+/// A tracepoint whose program reads `tp`'s fields.
+const fn with_fields(program: &'static str, tp: &'static TpFields) -> Tracepoint {
+    Tracepoint { program, category: tp.category, name: tp.name, fields: Some(tp), if_missing: &[] }
 }
 
 /// `connect(2)` of every process, at its syscall tracepoints.
@@ -166,31 +237,17 @@ pub static TCP_CONNECT: Family = Family {
     }],
 };
 
-/// `sock:inet_sock_set_state` fields the program reads.
-const SET_STATE_FIELDS: &[(&str, usize)] = &[
-    ("skaddr", 8),
-    ("oldstate", 16),
-    ("newstate", 20),
-    ("sport", 24),
-    ("dport", 26),
-    ("family", 28),
-    ("protocol", 30),
-    ("saddr", 32),
-    ("daddr", 36),
-    ("saddr_v6", 40),
-    ("daddr_v6", 56),
-];
-/// `sock:inet_sk_error_report` fields the program reads.
-const ERROR_REPORT_FIELDS: &[(&str, usize)] = &[
-    ("error", 8),
-    ("sport", 12),
-    ("dport", 14),
-    ("family", 16),
-    ("protocol", 18),
-    ("saddr", 20),
-    ("daddr", 24),
-    ("saddr_v6", 28),
-    ("daddr_v6", 44),
+/// The socket members the kprobe variant of the error reports reads.
+const SOCK_MEMBERS: &[&str] = &[
+    "sock.sk_err",
+    "sock.skc_family",
+    "sock.skc_num",
+    "sock.skc_dport",
+    "sock.skc_rcv_saddr",
+    "sock.skc_daddr",
+    "sock.skc_v6_rcv_saddr",
+    "sock.skc_v6_daddr",
+    "sock.sk_protocol",
 ];
 
 /// TCP state changes of client sockets and socket errors (refused, timed out); with the
@@ -199,31 +256,77 @@ pub static TCP_STATE: Family = Family {
     name: "tcp_state",
     emits: &[EventKind::TcpState, EventKind::SockError, EventKind::Connect],
     attach: &[
+        Attach { when: When::Always, points: Points::Tracepoints(&[with_fields("inet_sock_set_state", &layout::set_state::TP)]) },
         Attach {
             when: When::Always,
-            points: Points::Tracepoints(&[
-                Tracepoint {
-                    program: "inet_sock_set_state",
-                    category: "sock",
-                    name: "inet_sock_set_state",
-                    fields: SET_STATE_FIELDS,
-                },
-                Tracepoint {
-                    program: "inet_sk_error_report",
-                    category: "sock",
-                    name: "inet_sk_error_report",
-                    fields: ERROR_REPORT_FIELDS,
-                },
-            ]),
+            points: Points::OneOf(Choice {
+                what: "error reports",
+                variants: &[
+                    Variant {
+                        name: "tracepoint",
+                        uses: "tracepoint sock:inet_sk_error_report",
+                        needs: &[Need::Tracepoint("sock", "inet_sk_error_report")],
+                        points: &[Points::Tracepoints(&[with_fields("inet_sk_error_report", &layout::error_report::TP)])],
+                        global: None,
+                        misses: None,
+                    },
+                    // 5.10 (Debian 11) has no inet_sk_error_report (5.14+), but kprobes.
+                    Variant {
+                        name: "kprobe",
+                        uses: "kprobe sock_def_error_report",
+                        needs: &[Need::Kprobes, Need::Symbol("sock_def_error_report"), Need::Btf(SOCK_MEMBERS)],
+                        points: &[Points::Kprobe(Kprobe { program: "sock_def_error_report", function: "sock_def_error_report" })],
+                        global: None,
+                        misses: None,
+                    },
+                    Variant {
+                        name: "sk_err_at_close",
+                        uses: "sk_err read at a TCP socket's -> CLOSE (inet_sock_set_state)",
+                        needs: &[Need::Btf(&["sock.sk_err"])],
+                        points: &[],
+                        global: Some(tracer_common::layout::ERRORS_AT_CLOSE),
+                        misses: Some(
+                            "UDP socket errors (an ICMP port unreachable: a DNS server that is down shows as a DNS timeout, not as refused)",
+                        ),
+                    },
+                ],
+                without: "refused and timed-out connects lose their reason (ECONNREFUSED, ETIMEDOUT) and UDP errors are not seen",
+            }),
         },
         // The connects the libc probes cannot see (before a process's uprobes are in, or by
         // raw syscall), caught at their SYN instead.
         Attach {
             when: When::SocketCallsAtLibc,
-            points: Points::BtfTracepoint(BtfTracepoint {
-                program: "connect_without_libc",
-                tracepoint: "inet_sock_set_state",
-                report_as: "sock:inet_sock_set_state (connects no libc probe saw)",
+            points: Points::OneOf(Choice {
+                what: "connects no libc probe saw",
+                variants: &[
+                    Variant {
+                        name: "tp_btf",
+                        uses: "tp_btf inet_sock_set_state, user registers by bpf_task_pt_regs",
+                        needs: &[Need::Symbol("bpf_task_pt_regs")],
+                        points: &[Points::BtfTracepoint(BtfTracepoint {
+                            program: "connect_without_libc",
+                            tracepoint: "inet_sock_set_state",
+                            report_as: "sock:inet_sock_set_state (connects no libc probe saw)",
+                        })],
+                        global: None,
+                        misses: None,
+                    },
+                    // bpf_task_pt_regs is 5.15+.
+                    Variant {
+                        name: "tp_btf_stack",
+                        uses: "tp_btf inet_sock_set_state, user registers at the top of the task's kernel stack",
+                        needs: &[Need::Btf(&["task_struct.stack"])],
+                        points: &[Points::BtfTracepoint(BtfTracepoint {
+                            program: "connect_without_libc_stack",
+                            tracepoint: "inet_sock_set_state",
+                            report_as: "sock:inet_sock_set_state (connects no libc probe saw)",
+                        })],
+                        global: None,
+                        misses: None,
+                    },
+                ],
+                without: "with a client filter, connects made without libc (static binaries, Go) or before a process's uprobes are in are not seen",
             }),
         },
     ],
@@ -278,27 +381,18 @@ pub static PROCESS: Family = Family {
     attach: &[Attach {
         when: When::Always,
         points: Points::Tracepoints(&[
+            with_fields("sched_process_fork", &layout::fork::TP),
+            with_fields("sched_process_exec", &layout::exec::TP),
             Tracepoint {
-                program: "sched_process_fork",
-                category: "sched",
-                name: "sched_process_fork",
-                fields: &[("child_pid", 20)],
-            },
-            Tracepoint {
-                program: "sched_process_exec",
-                category: "sched",
-                name: "sched_process_exec",
-                fields: &[("filename", 8)],
-            },
-            Tracepoint {
-                program: "sched_process_exit",
-                category: "sched",
-                name: "sched_process_exit",
-                fields: &[("group_dead", 32)],
+                if_missing: &[("group_dead", GROUP_DEAD_FROM_TASK)],
+                ..with_fields("sched_process_exit", &layout::exit::TP)
             },
         ]),
     }],
 };
+
+/// What stands in for `sched_process_exit`'s `group_dead` (6.16+) on older kernels.
+pub const GROUP_DEAD_FROM_TASK: &str = "the thread group's end is read from task->signal->live (BTF)";
 
 /// Name of [`LIBC_SOCKETS`].
 pub const LIBC_FAMILY: &str = "libc_sockets";
@@ -455,6 +549,18 @@ pub fn attach_sets() -> impl Iterator<Item = (&'static Family, &'static Attach)>
     FAMILIES.iter().flat_map(|f| f.attach.iter().map(move |a| (*f, a)))
 }
 
+/// Every set of attach points, variants' included (each variant's once), with its family and
+/// when it applies.
+pub fn all_points() -> impl Iterator<Item = (&'static Family, When, &'static Points)> {
+    attach_sets().flat_map(|(f, a)| {
+        let inner: Vec<&'static Points> = match &a.points {
+            Points::OneOf(choice) => choice.variants.iter().flat_map(|v| v.points.iter()).collect(),
+            p => vec![p],
+        };
+        inner.into_iter().map(move |p| (f, a.when, p))
+    })
+}
+
 /// One declared set of uprobes, with its family.
 #[derive(Debug, Clone, Copy)]
 pub struct UprobeSet {
@@ -483,22 +589,55 @@ mod tests {
 
     use super::*;
 
-    /// Every program named here, with the kind of section it must be in.
+    /// Every program named here, variants' included, with the kind of section it must be in.
     fn programs() -> Vec<(&'static str, &'static str)> {
         let mut out = Vec::new();
-        for (_, a) in attach_sets() {
-            match &a.points {
+        for (_, _, points) in all_points() {
+            match points {
                 Points::Tracepoints(tps) => out.extend(tps.iter().map(|t| (t.program, "tracepoint"))),
                 Points::BtfTracepoint(b) => out.push((b.program, "tp_btf")),
+                Points::Kprobe(k) => out.push((k.program, "kprobe")),
                 Points::Uprobes { functions, .. } => {
                     for f in *functions {
                         out.push((f.entry, "uprobe"));
                         out.extend(f.ret.map(|r| (r, "uretprobe")));
                     }
                 }
+                Points::OneOf(_) => panic!("a variant's points hold another choice"),
             }
         }
         out
+    }
+
+    /// A choice's variants have distinct names, each says what it uses, and only the first
+    /// (the preferred one) misses nothing by definition.
+    #[test]
+    fn variants_are_named_and_say_what_they_use() {
+        for (f, a) in attach_sets() {
+            let Points::OneOf(choice) = &a.points else { continue };
+            let names: BTreeSet<&str> = choice.variants.iter().map(|v| v.name).collect();
+            assert_eq!(names.len(), choice.variants.len(), "{}", f.name);
+            assert!(choice.variants.iter().all(|v| !v.uses.is_empty() && (!v.points.is_empty() || v.global.is_some())), "{}", f.name);
+            assert!(choice.variants[0].misses.is_none() && !choice.without.is_empty(), "{}", f.name);
+        }
+    }
+
+    /// Every tracepoint whose program reads fields is one of tracer-common's layouts, so its
+    /// layout global exists; and what stands in for a missing field is for one of them.
+    #[test]
+    fn tracepoints_with_fields_have_a_layout() {
+        for (_, _, points) in all_points() {
+            let Points::Tracepoints(tps) = points else { continue };
+            for t in *tps {
+                if let Some(tp) = t.fields {
+                    assert_eq!((tp.category, tp.name), (t.category, t.name));
+                    assert!(tracer_common::layout::TRACEPOINTS.iter().any(|l| (l.category, l.name, l.global) == (tp.category, tp.name, tp.global)), "{}", t.name);
+                }
+                for (field, _) in t.if_missing {
+                    assert!(t.fields.is_some_and(|tp| tp.fields.iter().any(|f| f.name == *field)), "{}: {field}", t.name);
+                }
+            }
+        }
     }
 
     #[test]
@@ -526,10 +665,10 @@ mod tests {
     /// The client filter's promise: no syscall tracepoint while it sees the calls at libc.
     #[test]
     fn syscall_tracepoints_give_way_to_libc() {
-        for (f, a) in attach_sets() {
-            if let Points::Tracepoints(tps) = a.points {
+        for (f, when, points) in all_points() {
+            if let Points::Tracepoints(tps) = points {
                 for t in tps.iter().filter(|t| t.category == "syscalls") {
-                    assert_eq!(a.when, When::SocketCallsAtSyscalls, "{}: {}", f.name, t.name);
+                    assert_eq!(when, When::SocketCallsAtSyscalls, "{}: {}", f.name, t.name);
                 }
             }
         }

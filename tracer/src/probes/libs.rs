@@ -222,12 +222,10 @@ pub fn fetcher_binaries() -> Vec<TlsLibrary> {
     out
 }
 
-/// Whether an ELF file defines `name` (symbol table or dynamic symbols).
+/// Whether an ELF file defines `name` (symbol table or dynamic symbols). Only its headers and
+/// symbol tables are read (a debug `tracer` binary is 180 MB).
 pub fn has_symbol(path: &Path, name: &str) -> bool {
-    use object::{Object, ObjectSymbol};
-    let Ok(data) = std::fs::read(path) else { return false };
-    let Ok(file) = object::File::parse(&*data) else { return false };
-    file.symbols().chain(file.dynamic_symbols()).any(|s| s.name() == Ok(name) && s.is_definition())
+    super::uprobes::SymbolOffsets::read(path, &[name]).is_ok_and(|t| t.contains(name))
 }
 
 #[cfg(test)]

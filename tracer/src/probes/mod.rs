@@ -2,20 +2,23 @@
 //! family declared in [`families`], each attach point on its own: one that fails is reported
 //! and skipped, never takes the others down.
 //!
-//! - [`families`]: what each probe family is (programs, attach points, the records it emits);
-//! - [`tracepoints`], [`uprobes`]: attaching the two kinds of attach point, for every process;
+//! - [`families`]: what each probe family is (programs, attach points, the records it emits,
+//!   its variants);
+//! - [`kernel`]: what this kernel offers (kprobes, symbols, tracepoint layouts, BTF offsets);
+//! - [`variants`]: the variant of each family this kernel gets, and the load-time globals;
+//! - [`tracepoints`], [`uprobes`]: attaching the kinds of attach point, for every process;
 //! - [`per_process`]: uprobes enabled per traced process, for the client filter;
 //! - [`libs`], [`boringssl`]: finding the TLS libraries to probe, and BoringSSL's functions
 //!   inside a stripped Chromium;
 //! - [`system`]: the privilege and tracefs it all needs.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use aya::{
     Ebpf, EbpfLoader,
     programs::{
-        BtfTracePoint, TracePoint, UProbe, tp_btf::BtfTracePointLinkId, trace_point::TracePointLinkId,
-        uprobe::UProbeLinkId,
+        BtfTracePoint, KProbe, TracePoint, UProbe, kprobe::KProbeLinkId, tp_btf::BtfTracePointLinkId,
+        trace_point::TracePointLinkId, uprobe::UProbeLinkId,
     },
 };
 use serde::Serialize;
@@ -23,12 +26,15 @@ use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
 
 pub mod boringssl;
 pub mod families;
+pub mod kernel;
 pub mod libs;
 pub mod per_process;
 pub mod system;
 pub mod tracepoints;
 pub mod uprobes;
+pub mod variants;
 
+pub use kernel::KernelSupport;
 use families::{Points, UprobeFile, When};
 use libs::{LibFamily, TlsLibrary};
 use per_process::SharedUprobes;
@@ -49,6 +55,44 @@ pub struct ProbeConfig {
     pub extra_libraries: Vec<TlsLibrary>,
     /// Client filter (`--pid`, `--comm`, `-- COMMAND`): off by default (trace everything).
     pub filter: KernelFilter,
+    /// Variants forced by family (`--probe-variant tcp_state=kprobe`); the others are chosen
+    /// per kernel (see [`variants`]).
+    pub variants: std::collections::BTreeMap<String, String>,
+    /// Tests only: layouts as another kernel would have them (see [`LayoutOverride`]).
+    pub layout_override: LayoutOverride,
+}
+
+/// Tests only: run the programs' other layout paths on this kernel. `copy`: every
+/// tracepoint record is copied and read at the offsets of its format file, as on a kernel
+/// whose layout differs from the compiled one; `drop_fields`: these `(tracepoint, field)`
+/// are taken as missing, as on a kernel that lacks them (`sched_process_exit`'s
+/// `group_dead` before 6.16).
+#[derive(Debug, Clone, Default)]
+pub struct LayoutOverride {
+    pub copy: bool,
+    pub drop_fields: Vec<(String, String)>,
+}
+
+impl LayoutOverride {
+    fn apply(&self, survey: &mut kernel::KernelSurvey) {
+        for found in &mut survey.layouts {
+            let Ok(layout) = &mut found.layout else { continue };
+            if self.copy && layout.compiled == 1 {
+                layout.compiled = 0;
+                found.differences.push("copied and read at its format file's offsets (test)".into());
+            }
+            for (tp, field) in &self.drop_fields {
+                if tp != found.fields.name {
+                    continue;
+                }
+                if let Some(i) = found.fields.fields.iter().position(|f| f.name == field) {
+                    layout.off[i] = tracer_common::layout::MISSING;
+                    layout.compiled = 0;
+                    found.differences.push(format!("{field} missing (dropped by the test)"));
+                }
+            }
+        }
+    }
 }
 
 /// The client filter as the kernel programs are loaded with it (load-time constants).
@@ -84,6 +128,8 @@ impl Default for ProbeConfig {
             tls: true,
             extra_libraries: Vec::new(),
             filter: KernelFilter::default(),
+            variants: Default::default(),
+            layout_override: LayoutOverride::default(),
         }
     }
 }
@@ -97,7 +143,7 @@ pub struct ProbeStatus {
     pub point: String,
     /// The library file for uprobes.
     pub target: Option<PathBuf>,
-    /// tracepoint | tp_btf | uprobe | uretprobe
+    /// tracepoint | tp_btf | kprobe | uprobe | uretprobe
     pub variant: &'static str,
     pub attached: bool,
     pub error: Option<String>,
@@ -133,27 +179,6 @@ impl ProbeStatus {
 pub const SCOPE_ALL: &str = "all_processes";
 pub const SCOPE_PER_PROCESS: &str = "per_process";
 
-/// What this kernel offers, and so which variant of connect/state/udp probes is used.
-#[derive(Debug, Clone, Serialize)]
-pub struct KernelSupport {
-    pub kprobes: bool,
-    pub reason: String,
-}
-
-pub fn kernel_support() -> KernelSupport {
-    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
-    let reason = if kprobes {
-        "kprobes available; the tracepoint variants are used because they already see connect, \
-         every TCP state change and each DNS syscall (no kprobe variant is built yet)"
-            .to_string()
-    } else {
-        "kprobes unavailable (no /sys/bus/event_source/devices/kprobe: CONFIG_KPROBES unset); \
-         fentry is not used either: the tracepoint variants are complete on their own"
-            .to_string()
-    };
-    KernelSupport { kprobes, reason }
-}
-
 pub struct Probes {
     pub ebpf: Ebpf,
     pub status: Vec<ProbeStatus>,
@@ -178,6 +203,7 @@ pub struct Probes {
 pub enum Attachment {
     TracePoint(&'static str, TracePointLinkId),
     BtfTracePoint(&'static str, BtfTracePointLinkId),
+    KProbe(&'static str, KProbeLinkId),
     UProbe(&'static str, UProbeLinkId),
 }
 
@@ -197,13 +223,6 @@ impl Probes {
             (Some(c), true) => comm_key(c),
             _ => [0u8; tracer_common::TASK_COMM_LEN],
         };
-        let mut ebpf = EbpfLoader::new()
-            .override_global(globals::TLS_CAPTURE_BYTES, &capture, true)
-            .override_global(globals::FILTER_ENABLED, &filter_enabled, true)
-            .override_global(globals::FILTER_COMM, &filter_comm, true)
-            .map_max_entries(maps::EVENTS, config.ring_buffer_bytes)
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF object")?;
 
         // With the client filter the socket calls are seen at libc in the traced processes
         // (unless --syscall-tracepoints): one syscall tracepoint would slow every system call
@@ -215,19 +234,44 @@ impl Probes {
             When::SocketCallsAtLibc => sockets_at_libc,
             When::Tls => config.tls,
         };
-        let sets = || families::attach_sets().filter(|(_, a)| wanted(a.when));
+        // What this kernel offers decides each family's variant and the programs' layouts.
+        let started = std::time::Instant::now();
+        let mut survey = kernel::KernelSurvey::of_this_kernel();
+        config.layout_override.apply(&mut survey);
+        tracing::debug!("probes: kernel survey (kallsyms, BTF, formats) in {:?}", started.elapsed());
+        let plan = variants::plan(&survey, &wanted, &config.variants)?;
+        tracing::debug!("probes: variants chosen (BTF read if needed) at {:?}", started.elapsed());
+        let layouts = variants::layout_globals(&survey);
+        let one: u32 = 1;
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global(globals::TLS_CAPTURE_BYTES, &capture, true)
+            .override_global(globals::FILTER_ENABLED, &filter_enabled, true)
+            .override_global(globals::FILTER_COMM, &filter_comm, true)
+            .override_global(tracer_common::layout::KERNEL_OFFSETS, &plan.offsets, true)
+            .map_max_entries(maps::EVENTS, config.ring_buffer_bytes);
+        for (global, layout) in &layouts {
+            loader.override_global(global, layout, true);
+        }
+        for flag in &plan.flags {
+            loader.override_global(flag, &one, true);
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
+        tracing::debug!("probes: object loaded at {:?}", started.elapsed());
 
         let mut status = Vec::new();
         let mut links = Vec::new();
-        for (family, set) in sets() {
-            let Points::Tracepoints(tracepoints) = set.points else { continue };
-            for tp in tracepoints {
-                let result = tracepoints::attach_tracepoint(&mut ebpf, tp)
+        let sets = || plan.points.iter().copied();
+        for (family, _, points) in sets() {
+            let Points::Tracepoints(tracepoints) = points else { continue };
+            for tp in *tracepoints {
+                let result = tracepoints::attach_tracepoint(&mut ebpf, tp, &survey)
                     .map(|id| links.push(Attachment::TracePoint(tp.program, id)));
                 status.push(ProbeStatus::outcome(family.name, format!("tracepoint {}:{}", tp.category, tp.name), None, "tracepoint", None, &result));
             }
         }
 
+        tracing::debug!("probes: tracepoints attached at {:?}", started.elapsed());
         // With the client filter every uprobe is enabled per traced process.
         let per_process = config.filter.enabled && families::uprobe_sets().any(|s| wanted(s.when));
         let mut shared = match per_process {
@@ -235,10 +279,15 @@ impl Probes {
             false => None,
         };
         let scope = if shared.is_some() { SCOPE_PER_PROCESS } else { SCOPE_ALL };
-        for (family, set) in sets() {
-            let Points::BtfTracepoint(btf) = &set.points else { continue };
+        for (family, _, points) in sets() {
+            let Points::BtfTracepoint(btf) = points else { continue };
             let result = tracepoints::attach_btf_tracepoint(&mut ebpf, btf).map(|id| links.push(Attachment::BtfTracePoint(btf.program, id)));
             status.push(ProbeStatus::outcome(family.name, format!("tp_btf {}", btf.report_as), None, "tp_btf", None, &result));
+        }
+        for (family, _, points) in sets() {
+            let Points::Kprobe(k) = points else { continue };
+            let result = tracepoints::attach_kprobe(&mut ebpf, k).map(|id| links.push(Attachment::KProbe(k.program, id)));
+            status.push(ProbeStatus::outcome(family.name, format!("kprobe {}", k.function), None, "kprobe", None, &result));
         }
         for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
             let UprobeFile::Libc { report_as, unseen } = set.file else { continue };
@@ -253,11 +302,15 @@ impl Probes {
                 }
             }
         }
+        tracing::debug!("probes: tp_btf, kprobes and libc attached at {:?}", started.elapsed());
         let mut libraries = Vec::new();
         if families::uprobe_sets().any(|s| matches!(s.file, UprobeFile::TlsLibrary(_)) && wanted(s.when)) {
             let (mut libs, w) = libs::find_tls_libraries();
             warnings.extend(w);
-            for extra in config.extra_libraries.iter().chain(libs::fetcher_binaries().iter()) {
+            tracing::debug!("probes: TLS libraries found at {:?}", started.elapsed());
+            let fetchers = libs::fetcher_binaries();
+            tracing::debug!("probes: tracer binaries found at {:?}", started.elapsed());
+            for extra in config.extra_libraries.iter().chain(fetchers.iter()) {
                 if !libs.iter().any(|l| l.path == extra.path) {
                     libs.push(extra.clone());
                 }
@@ -273,23 +326,26 @@ impl Probes {
             }
             for lib in &libs {
                 status.extend(add_library(&mut ebpf, shared.as_mut(), &mut links, lib, &mut warnings));
+                tracing::debug!("probes: {} attached at {:?}", lib.path.display(), started.elapsed());
             }
             libraries = libs;
         }
+        tracing::debug!("probes: TLS libraries attached at {:?}", started.elapsed());
         let mut boringssl_checked = Vec::new();
         let (found, w) = add_found_by_signature(&mut ebpf, shared.as_mut(), &mut links, &mut boringssl_checked, &wanted);
         status.extend(found);
         warnings.extend(w);
+        tracing::debug!("probes: all attached in {:?}", started.elapsed());
         Ok(Probes {
             ebpf,
             status,
-            kernel: kernel_support(),
             libraries,
             warnings,
             boringssl_checked,
             links,
             shared,
             filtered: config.filter.enabled,
+            kernel: plan.support,
             tls: config.tls,
         })
     }
@@ -364,6 +420,13 @@ impl Probes {
                 Attachment::BtfTracePoint(prog, id) => {
                     if let Some(Ok(tp)) = self.ebpf.program_mut(prog).map(<&mut BtfTracePoint>::try_from) {
                         if let Ok(l) = tp.take_link(id) {
+                            owned.push(Box::new(l));
+                        }
+                    }
+                }
+                Attachment::KProbe(prog, id) => {
+                    if let Some(Ok(k)) = self.ebpf.program_mut(prog).map(<&mut KProbe>::try_from) {
+                        if let Ok(l) = k.take_link(id) {
                             owned.push(Box::new(l));
                         }
                     }

@@ -85,7 +85,7 @@ impl SharedUprobes {
     /// programs through the anchors. One status entry per attach point, scope per_process;
     /// a return probe that fails skips its entry probe. Only points that attached are kept.
     pub fn add_target(&mut self, ebpf: &mut Ebpf, mut target: UprobeTarget) -> Vec<ProbeStatus> {
-        let symbols = target.points.iter().any(|p| matches!(p.at, AttachAt::Symbol(_))).then(|| SymbolOffsets::read(&target.path));
+        let symbols = SymbolOffsets::of_target(&target);
         let mut out = Vec::new();
         let mut kept = Vec::new();
         let mut events = Vec::new();

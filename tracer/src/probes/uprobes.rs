@@ -152,17 +152,29 @@ fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> a
 
 /// Attach every point of `target` for every process; each attach point reported on its own.
 /// Return probe first: an entry without its return would leave calls in flight.
+///
+/// Symbols are resolved here, once per file, and attached by offset: aya's own lookup reads
+/// the whole file at every attach point (a debug `tracer` binary with its fetcher probe
+/// points is 180 MB: 7 reads of it per load, a minute under emulation).
 pub fn attach_target(ebpf: &mut Ebpf, target: &UprobeTarget, links: &mut Vec<Attachment>) -> Vec<ProbeStatus> {
     let mut out = Vec::new();
+    let symbols = SymbolOffsets::of_target(target);
     for p in &target.points {
+        let at = match (p.at, &symbols) {
+            (AttachAt::Symbol(name), Some(Ok(table))) => match table.offset(name) {
+                Ok(offset) => AttachAt::Offset(offset),
+                Err(_) => p.at, // aya's lookup then says what is wrong
+            },
+            (at, _) => at,
+        };
         let mut ok = true;
         if let Some(ret) = p.ret {
-            let r = attach_uprobe(ebpf, ret, p.at, &target.path).map(|id| links.push(Attachment::UProbe(ret, id)));
+            let r = attach_uprobe(ebpf, ret, at, &target.path).map(|id| links.push(Attachment::UProbe(ret, id)));
             ok = r.is_ok();
             out.push(ProbeStatus::outcome(&target.family, p.label("uretprobe"), Some(target.path.clone()), "uretprobe", Some(SCOPE_ALL), &r));
         }
         let r = if ok {
-            attach_uprobe(ebpf, p.entry, p.at, &target.path).map(|id| links.push(Attachment::UProbe(p.entry, id)))
+            attach_uprobe(ebpf, p.entry, at, &target.path).map(|id| links.push(Attachment::UProbe(p.entry, id)))
         } else {
             Err(anyhow::anyhow!("skipped: its return probe did not attach"))
         };
@@ -178,32 +190,123 @@ pub(crate) struct SymbolOffsets {
 }
 
 impl SymbolOffsets {
-    pub(crate) fn read(path: &Path) -> anyhow::Result<SymbolOffsets> {
-        use object::{Object, ObjectSection, ObjectSymbol};
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let file = object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        let translate = matches!(file.kind(), object::ObjectKind::Dynamic | object::ObjectKind::Executable);
-        let mut table = std::collections::HashMap::new();
-        // Dynamic symbols first, like aya's lookup.
-        for sym in file.dynamic_symbols().chain(file.symbols()) {
-            let Ok(name) = sym.name() else { continue };
-            if name.is_empty() || !sym.is_definition() || table.contains_key(name) {
-                continue;
+    /// The offsets of the symbols `target` attaches to (only those: a debug `tracer` binary
+    /// has some 300k symbols, and a table of all of them took 1.7 s per load here, 45 s under
+    /// emulation). The file is mapped, not read: only the pages of its headers and symbol
+    /// tables are touched (a debug `tracer` binary is 180 MB, most of it debug info).
+    pub(crate) fn of_target(target: &UprobeTarget) -> Option<anyhow::Result<SymbolOffsets>> {
+        let wanted: Vec<&str> = target.points.iter().filter_map(|p| if let AttachAt::Symbol(s) = p.at { Some(s) } else { None }).collect();
+        (!wanted.is_empty()).then(|| SymbolOffsets::read(&target.path, &wanted))
+    }
+
+    /// Two reads per symbol table (its entries, its strings), not page faults on a mapping: a
+    /// debug `tracer` binary's tables are 17 MB, and on the 9p share of an emulated guest,
+    /// faulting them in page by page took 15 s per look-up (a read of each, under 1 s).
+    pub(crate) fn read(path: &Path, wanted: &[&str]) -> anyhow::Result<SymbolOffsets> {
+        use object::{Object, ObjectSection, ObjectSymbol, read::ReadRef as _};
+        let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let data = object::read::ReadCache::new(file);
+        let elf = object::File::parse(&data).with_context(|| format!("parsing {}", path.display()))?;
+        let translate = matches!(elf.kind(), object::ObjectKind::Dynamic | object::ObjectKind::Executable);
+        let to_offset = |index: usize, address: u64| -> Option<u64> {
+            if !translate {
+                return Some(address);
             }
-            let offset = if translate {
-                let Some(index) = sym.section_index() else { continue };
-                let Ok(section) = file.section_by_index(index) else { continue };
-                let Some((file_off, _)) = section.file_range() else { continue };
-                sym.address() - section.address() + file_off
-            } else {
-                sym.address()
-            };
-            table.insert(name.to_string(), offset);
+            let section = elf.section_by_index(object::SectionIndex(index)).ok()?;
+            let (file_off, _) = section.file_range()?;
+            Some(address - section.address() + file_off)
+        };
+        let mut table = std::collections::HashMap::new();
+        if matches!(elf.format(), object::BinaryFormat::Elf) && elf.is_64() && elf.is_little_endian() {
+            // Dynamic symbols first, like aya's lookup.
+            for (symbols, strings) in [(".dynsym", ".dynstr"), (".symtab", ".strtab")] {
+                let (Some(sym), Some(str_)) = (elf.section_by_name(symbols), elf.section_by_name(strings)) else { continue };
+                let (Some((so, ss)), Some((to, ts))) = (sym.file_range(), str_.file_range()) else { continue };
+                let entries = (&data).read_bytes_at(so, ss).map_err(|()| anyhow::anyhow!("{}: {symbols} unreadable", path.display()))?;
+                let names = (&data).read_bytes_at(to, ts).map_err(|()| anyhow::anyhow!("{}: {strings} unreadable", path.display()))?;
+                for e in entries.chunks_exact(24) {
+                    let Some(found) = elf64_definition(e, names, wanted) else { continue };
+                    if table.contains_key(found.0) {
+                        continue;
+                    }
+                    if let Some(offset) = to_offset(found.1, found.2) {
+                        table.insert(found.0.to_string(), offset);
+                    }
+                }
+            }
+        } else {
+            for sym in elf.dynamic_symbols().chain(elf.symbols()) {
+                let Ok(name) = sym.name() else { continue };
+                if !wanted.contains(&name) || !sym.is_definition() || table.contains_key(name) {
+                    continue;
+                }
+                let offset = match sym.section_index() {
+                    Some(index) => to_offset(index.0, sym.address()),
+                    None if !translate => Some(sym.address()),
+                    None => None,
+                };
+                if let Some(offset) = offset {
+                    table.insert(name.to_string(), offset);
+                }
+            }
         }
         Ok(SymbolOffsets { table })
     }
 
+    pub(crate) fn contains(&self, symbol: &str) -> bool {
+        self.table.contains_key(symbol)
+    }
+
     pub(crate) fn offset(&self, symbol: &str) -> anyhow::Result<u64> {
         self.table.get(symbol).copied().with_context(|| format!("symbol {symbol} not found"))
+    }
+}
+
+/// One Elf64_Sym (little-endian, 24 bytes) that defines one of `wanted`: its name, section
+/// index and value. Defined: in a section (not undefined, absolute or common), and a function,
+/// an object, an IFUNC or untyped.
+fn elf64_definition<'n>(entry: &[u8], names: &'n [u8], wanted: &[&str]) -> Option<(&'n str, usize, u64)> {
+    let name_at = u32::from_le_bytes(entry[0..4].try_into().ok()?) as usize;
+    let kind = entry[4] & 0xf;
+    let shndx = u16::from_le_bytes(entry[6..8].try_into().ok()?);
+    let value = u64::from_le_bytes(entry[8..16].try_into().ok()?);
+    if shndx == 0 || shndx >= 0xff00 || !matches!(kind, 0 | 1 | 2 | 10) {
+        return None;
+    }
+    let rest = names.get(name_at..)?;
+    let name = std::str::from_utf8(&rest[..rest.iter().position(|&b| b == 0)?]).ok()?;
+    wanted.contains(&name).then_some((name, shndx as usize, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What object's own symbol iteration gives (the whole file mapped into memory), as the
+    /// reference for the two-read look-up.
+    fn reference(path: &Path, name: &str) -> Option<u64> {
+        use object::{Object, ObjectSection, ObjectSymbol};
+        let data = std::fs::read(path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let sym = file.dynamic_symbols().chain(file.symbols()).find(|s| s.name() == Ok(name) && s.is_definition())?;
+        let section = file.section_by_index(sym.section_index()?).ok()?;
+        Some(sym.address() - section.address() + section.file_range()?.0)
+    }
+
+    #[test]
+    fn symbols_are_found_at_the_offsets_object_gives() {
+        let libc = Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6");
+        let me = std::env::current_exe().unwrap();
+        let fetcher = "tracer_tls_write";
+        for (path, names) in [(libc, vec!["connect", "sendmmsg", "__close_nocancel"]), (me.as_path(), vec![fetcher])] {
+            let table = SymbolOffsets::read(path, &names).unwrap();
+            for name in names {
+                let want = reference(path, name).unwrap_or_else(|| panic!("{name} is not in {}", path.display()));
+                assert_eq!(table.offset(name).unwrap(), want, "{name} in {}", path.display());
+            }
+        }
+        let none = SymbolOffsets::read(libc, &["no_such_function_here"]).unwrap();
+        assert!(!none.contains("no_such_function_here") && none.offset("connect").is_err(), "only wanted names are looked up");
+        assert!(SymbolOffsets::read(Path::new("/nonexistent/lib.so"), &["x"]).is_err());
     }
 }

@@ -17,6 +17,9 @@ pub fn run_command(db: &Path) -> (Command, u16) {
     let port = free_port().expect("a free loopback port");
     let mut cmd = Command::new(TRACER);
     cmd.args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"]).arg(db);
+    if let Some(ms) = super::quiet_ms() {
+        cmd.args(["--quiet-ms", &ms.to_string()]);
+    }
     (cmd, port)
 }
 

@@ -6,7 +6,8 @@
 //! - [`daemon`]: `tracer run` with a private database and dashboard port;
 //! - [`http`]: GETs through curl, and a local TLS server;
 //! - [`browsers`]: Chromium and Firefox set up for the lab;
-//! - [`fixtures`]: synthetic page loads for the history and the dashboard's API.
+//! - [`fixtures`]: synthetic page loads for the history and the dashboard's API;
+//! - [`traced`]: the real probes loaded in the test's process, their events awaited.
 //!
 //! A program a test drives that is not installed fails the test with one line naming it
 //! ([`require`]), with or without CI: `cargo xtask test` installs them all. A root-only test
@@ -14,10 +15,19 @@
 // Every test binary uses only a part of this module.
 #![allow(dead_code, unused_imports)]
 
+/// The quiet window that closes a page load, when `TRACER_TEST_QUIET_MS` sets one (else the
+/// daemon's 500 ms). The kernel matrix sets it in its emulated guests, where every client runs
+/// some 30 times slower: there wget took 3.3 s between a redirect's response and its next
+/// lookup (GnuTLS loading its CA store), and its page load was cut in two.
+pub fn quiet_ms() -> Option<u64> {
+    std::env::var("TRACER_TEST_QUIET_MS").ok().and_then(|v| v.parse().ok())
+}
+
 pub mod browsers;
 pub mod daemon;
 pub mod fixtures;
 pub mod http;
+pub mod traced;
 
 use std::{
     io::{BufRead as _, BufReader, Read},

@@ -1,0 +1,279 @@
+//! Choosing, per kernel, how each family attaches: the variant of every [`Choice`] (the
+//! first whose [`Need`]s the kernel meets, unless `--probe-variant` forces one), the
+//! tracepoint layouts and kernel offsets the programs are loaded with, and the report of it
+//! all ([`KernelSupport`]): which variant each family got and why, which layouts differ from
+//! the compiled one, and what no variant can give on this kernel, with its cost.
+use std::{collections::BTreeMap, path::Path};
+
+use tracer_common::layout::{KernelOffsets, MISSING};
+
+use super::{
+    families::{self, Choice, Family, GROUP_DEAD_FROM_TASK, Need, Points, Tracepoint, Variant, When},
+    kernel::{BTF_VMLINUX, KernelSupport, KernelSurvey, Unavailable, VariantChoice},
+};
+
+/// A variant forced with `--probe-variant FAMILY=NAME` that does not exist or that this
+/// kernel cannot run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ForcedVariantError {
+    #[error("--probe-variant {family}={variant}: {family} has no variant {variant} (it has: {known})")]
+    Unknown { family: String, variant: String, known: String },
+    #[error("--probe-variant {family}={variant}: this kernel lacks {missing}")]
+    Unmet { family: String, variant: String, missing: String },
+}
+
+/// What the loader attaches and loads on this kernel.
+pub struct Plan {
+    /// Concrete attach points (variants resolved), with family and when, in declaration order.
+    pub points: Vec<(&'static Family, When, &'static Points)>,
+    /// `u32` globals set to 1 by the chosen variants.
+    pub flags: Vec<&'static str>,
+    pub offsets: KernelOffsets,
+    pub support: KernelSupport,
+}
+
+/// The first unmet need of `needs` on this kernel, in words.
+pub fn unmet(survey: &KernelSurvey, needs: &[Need]) -> Option<String> {
+    needs.iter().find_map(|n| match *n {
+        Need::Tracepoint(c, t) if !survey.has_tracepoint(c, t) => Some(format!("tracepoint {c}:{t}")),
+        Need::Kprobes if !survey.kprobes => Some("kprobes (CONFIG_KPROBES)".to_string()),
+        Need::Symbol(s) if !survey.has_symbol(s) => Some(format!("{s} (not in /proc/kallsyms)")),
+        Need::Btf(members) => {
+            let missing: Vec<&str> = members.iter().copied().filter(|m| survey.btf_member(m).is_none()).collect();
+            match (survey.btf(), missing.is_empty()) {
+                (Err(e), _) => Some(format!("BTF ({e})")),
+                (Ok(_), false) => Some(format!("{} in BTF", missing.join(", "))),
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+/// The variant of `choice` for this kernel: the forced one, or the first whose needs are
+/// met. Returns it (None: none works here) and why.
+pub fn choose<'a>(
+    survey: &KernelSurvey,
+    family: &str,
+    choice: &'a Choice,
+    forced: &BTreeMap<String, String>,
+) -> Result<(Option<&'a Variant>, String), ForcedVariantError> {
+    if let Some(name) = forced.get(family) {
+        if let Some(v) = choice.variants.iter().find(|v| v.name == name) {
+            if let Some(missing) = unmet(survey, v.needs) {
+                return Err(ForcedVariantError::Unmet { family: family.into(), variant: name.clone(), missing });
+            }
+            return Ok((Some(v), "forced with --probe-variant".to_string()));
+        }
+        // A family with several choices is forced per choice: the name may be another's.
+        if !any_choice_of(family).any(|c| c.variants.iter().any(|v| v.name == name)) {
+            let known: Vec<&str> = any_choice_of(family).flat_map(|c| c.variants.iter().map(|v| v.name)).collect();
+            return Err(ForcedVariantError::Unknown { family: family.into(), variant: name.clone(), known: known.join(", ") });
+        }
+    }
+    Ok(first_met(survey, choice))
+}
+
+fn first_met<'a>(survey: &KernelSurvey, choice: &'a Choice) -> (Option<&'a Variant>, String) {
+    let mut skipped = Vec::new();
+    for v in choice.variants {
+        match unmet(survey, v.needs) {
+            None if skipped.is_empty() => return (Some(v), "preferred; the kernel has what it needs".to_string()),
+            None => return (Some(v), format!("this kernel lacks {}", skipped.join("; "))),
+            Some(missing) => skipped.push(format!("{missing} ({})", v.name)),
+        }
+    }
+    (None, format!("this kernel lacks {}", skipped.join("; ")))
+}
+
+fn any_choice_of(family: &str) -> impl Iterator<Item = &'static Choice> + '_ {
+    families::attach_sets().filter(move |(f, _)| f.name == family).filter_map(|(_, a)| match &a.points {
+        Points::OneOf(c) => Some(c),
+        _ => None,
+    })
+}
+
+/// The plan for this kernel and run (`wanted`: which [`When`]s apply).
+pub fn plan(survey: &KernelSurvey, wanted: &dyn Fn(When) -> bool, forced: &BTreeMap<String, String>) -> Result<Plan, ForcedVariantError> {
+    for family in forced.keys() {
+        if any_choice_of(family).next().is_none() {
+            let with_choices: Vec<&str> = families::FAMILIES.iter().filter(|f| any_choice_of(f.name).next().is_some()).map(|f| f.name).collect();
+            return Err(ForcedVariantError::Unknown {
+                family: family.clone(),
+                variant: forced[family].clone(),
+                known: format!("no variants; families with variants: {}", with_choices.join(", ")),
+            });
+        }
+    }
+    let mut points = Vec::new();
+    let mut flags = Vec::new();
+    let mut variants = Vec::new();
+    let mut unavailable = Vec::new();
+    for (family, attach) in families::attach_sets() {
+        if !wanted(attach.when) {
+            continue;
+        }
+        match &attach.points {
+            Points::OneOf(choice) => {
+                let (chosen, why) = choose(survey, family.name, choice, forced)?;
+                variants.push(VariantChoice {
+                    family: family.name.into(),
+                    what: choice.what.into(),
+                    variant: chosen.map(|v| format!("{} ({})", v.name, v.uses)),
+                    why,
+                });
+                match chosen {
+                    Some(v) => {
+                        points.extend(v.points.iter().map(|p| (family, attach.when, p)));
+                        flags.extend(v.global);
+                        if let Some(m) = v.misses {
+                            unavailable.push(Unavailable { family: family.name.into(), what: choice.what.into(), cost: m.into() });
+                        }
+                    }
+                    None => unavailable.push(Unavailable { family: family.name.into(), what: choice.what.into(), cost: choice.without.into() }),
+                }
+            }
+            p => {
+                if let Points::Tracepoints(tps) = p {
+                    for t in *tps {
+                        unavailable.extend(missing_fields(survey, family, t));
+                    }
+                }
+                points.push((family, attach.when, p));
+            }
+        }
+    }
+    let layouts = survey
+        .layouts
+        .iter()
+        .filter(|l| !l.differences.is_empty())
+        .map(|l| format!("{}:{}: {}", l.fields.category, l.fields.name, l.differences.join(", ")))
+        .collect();
+    let reason = format!(
+        "kernel {}: kprobes {}, BTF {}; tracepoint layouts from their format files",
+        survey.release,
+        if survey.kprobes { "available" } else { "unavailable (no /sys/bus/event_source/devices/kprobe: CONFIG_KPROBES unset)" },
+        if Path::new(BTF_VMLINUX).exists() { "available" } else { "unavailable (no /sys/kernel/btf/vmlinux)" },
+    );
+    Ok(Plan {
+        points,
+        flags,
+        offsets: survey.offsets(),
+        support: KernelSupport {
+            release: survey.release.clone(),
+            kprobes: survey.kprobes,
+            btf: Path::new(BTF_VMLINUX).exists(),
+            reason,
+            variants,
+            layouts,
+            unavailable,
+        },
+    })
+}
+
+/// Fields of `t` this kernel lacks and what that costs: nothing but a note where something
+/// stands in for them (with what), the tracepoint itself where nothing does.
+fn missing_fields(survey: &KernelSurvey, family: &Family, t: &Tracepoint) -> Vec<Unavailable> {
+    let Some(found) = survey.layout(t.category, t.name) else { return Vec::new() };
+    let Ok(layout) = &found.layout else { return Vec::new() };
+    let mut out = Vec::new();
+    for (i, field) in found.fields.fields.iter().enumerate() {
+        if layout.off[i] != MISSING {
+            continue;
+        }
+        match t.if_missing.iter().find(|(f, _)| *f == field.name) {
+            Some((_, instead))
+                if *instead == GROUP_DEAD_FROM_TASK
+                    && (survey.btf_member("task_struct.signal").is_none() || survey.btf_member("signal_struct.live").is_none()) =>
+            {
+                out.push(Unavailable {
+                    family: family.name.into(),
+                    what: format!("{}:{} {}", t.category, t.name, field.name),
+                    cost: "no BTF to read the task with: a process is taken as gone when its main thread exits, so one whose main thread ends first leaves its tree early".into(),
+                })
+            }
+            Some(_) => {}
+            None => out.push(Unavailable {
+                family: family.name.into(),
+                what: format!("{}:{}", t.category, t.name),
+                cost: format!("its field {} is missing on this kernel: the tracepoint is not attached", field.name),
+            }),
+        }
+    }
+    out
+}
+
+/// The globals the programs are loaded with: each tracepoint's layout and the kernel offsets
+/// (names as in the eBPF object).
+pub fn layout_globals(survey: &KernelSurvey) -> Vec<(&'static str, tracer_common::layout::TpLayout)> {
+    survey.layouts.iter().filter_map(|l| l.layout.as_ref().ok().map(|layout| (l.fields.global, *layout))).collect()
+}
+
+/// `FAMILY=VARIANT` of `--probe-variant`.
+pub fn parse_forced(s: &str) -> Result<(String, String), String> {
+    let (f, v) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected FAMILY=VARIANT, e.g. tcp_state=kprobe"))?;
+    if f.is_empty() || v.is_empty() {
+        return Err(format!("{s:?}: expected FAMILY=VARIANT, e.g. tcp_state=kprobe"));
+    }
+    Ok((f.to_string(), v.to_string()))
+}
+
+impl KernelSupport {
+    /// The start-up report's lines about the kernel: what it offers, each choice, each
+    /// layout read from a format file, and what is unavailable with its cost.
+    pub fn report(&self) -> String {
+        let mut out = format!("  {}\n", self.reason);
+        for v in &self.variants {
+            match &v.variant {
+                Some(name) => out.push_str(&format!("  variant: {} {}: {name}: {}\n", v.family, v.what, v.why)),
+                None => out.push_str(&format!("  variant: {} {}: none works here: {}\n", v.family, v.what, v.why)),
+            }
+        }
+        for l in &self.layouts {
+            out.push_str(&format!("  layout: {l}\n"));
+        }
+        for u in &self.unavailable {
+            out.push_str(&format!("  unavailable: {} {}: {}\n", u.family, u.what, u.cost));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_variants_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_forced("tcp_state=kprobe"), Ok(("tcp_state".into(), "kprobe".into())));
+        assert!(parse_forced("tcp_state").unwrap_err().contains("FAMILY=VARIANT"));
+        assert!(parse_forced("=x").is_err());
+    }
+
+    /// On this kernel: whatever it lacks, the plan says which variant each choice got, and
+    /// forcing a variant it cannot run, or one that does not exist, is a clear error.
+    #[test]
+    fn the_plan_names_each_choice_and_refuses_impossible_forcing() {
+        let survey = KernelSurvey::of_this_kernel();
+        let all = |_: When| true;
+        let p = plan(&survey, &all, &BTreeMap::new()).unwrap();
+        let tcp: Vec<&VariantChoice> = p.support.variants.iter().filter(|v| v.family == "tcp_state").collect();
+        assert_eq!(tcp.len(), 2, "{:?}", p.support.variants);
+        assert!(tcp.iter().all(|v| !v.why.is_empty()));
+        let report = p.support.report();
+        assert!(report.contains("variant: tcp_state error reports: "), "{report}");
+
+        let mut forced = BTreeMap::new();
+        forced.insert("tcp_state".to_string(), "no_such".to_string());
+        let err = plan(&survey, &all, &forced).err().unwrap().to_string();
+        assert!(err.contains("tcp_state has no variant no_such") && err.contains("kprobe"), "{err}");
+        forced.insert("tcp_state".to_string(), "kprobe".to_string());
+        match plan(&survey, &all, &forced) {
+            Ok(p) => assert!(survey.kprobes && p.support.variants.iter().any(|v| v.why == "forced with --probe-variant")),
+            Err(e) => assert!(!survey.kprobes && e.to_string().contains("this kernel lacks kprobes"), "{e}"),
+        }
+        let mut forced = BTreeMap::new();
+        forced.insert("dns".to_string(), "kprobe".to_string());
+        assert!(plan(&survey, &all, &forced).err().unwrap().to_string().contains("families with variants: tcp_state"));
+    }
+}
