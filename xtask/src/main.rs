@@ -121,6 +121,9 @@ enum Cmd {
         /// Skip the host's own kernel.
         #[arg(long)]
         no_host: bool,
+        /// Guests booted at once (default: one per core; the cores are shared among them).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Setup, install the Debian packages the benchmarks drive (nginx, wrk, bpftrace, ...),
     /// build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
@@ -173,7 +176,7 @@ fn main() {
             })
         }
         Cmd::Bench { smoke, quick, only, keep } => bench(&BenchOptions { smoke, quick, only, keep }),
-        Cmd::Kernels { only, no_host } => kernels::kernels(&kernels::Options { only, no_host }),
+        Cmd::Kernels { only, no_host, jobs } => kernels::kernels(&kernels::Options { only, no_host, jobs }),
         Cmd::Sqlx { check } => packages::ensure(&[packages::User::QueryData]).and_then(|()| sqlx::sqlx(check)),
     };
     if let Err(e) = result {
@@ -348,7 +351,7 @@ fn test(extra: Vec<String>) -> Result<()> {
     // The kernel matrix and the fuzz smoke run even after a failed test run, so that one CI
     // run reports all three. The host's kernel is the test run above.
     eprintln!("\nxtask: kernel matrix ({}; the host's kernel is the run above)", kernels::CI_KERNELS.join(", "));
-    let matrix = kernels::kernels(&kernels::Options { only: kernels::CI_KERNELS.iter().map(|s| s.to_string()).collect(), no_host: true });
+    let matrix = kernels::kernels(&kernels::Options { only: kernels::CI_KERNELS.iter().map(|s| s.to_string()).collect(), no_host: true, jobs: None });
     eprintln!("\nxtask: fuzz smoke ({} s per target)", fuzz::SMOKE_SECONDS);
     let fuzzed = fuzz::fuzz(fuzz::FuzzArgs { target: None, seconds: fuzz::SMOKE_SECONDS, merge: false });
     for e in [&matrix, &fuzzed].into_iter().filter_map(|r| r.as_ref().err()) {

@@ -28,8 +28,19 @@ pub async fn lab_or_skip(test: &str, config: LabConfig) -> Option<Lab> {
     Some(Lab::start(config).await.expect("starting the lab"))
 }
 
-/// Run a command to completion with its output captured, killing it after `limit`.
+/// A test's time bound, stretched by `TRACER_TEST_TIME_SCALE` (a whole number; 1 when unset).
+/// The bounds say "it did not hang", not how fast: the kernel matrix sets 4 in its emulated
+/// guests, where a client runs some 30 times slower than here and a loopback curl beside a
+/// loading daemon passed its 30 s bound on one run and not on the next (5.10, TCG).
+pub fn test_bound(limit: Duration) -> Duration {
+    let scale = std::env::var("TRACER_TEST_TIME_SCALE").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(1).max(1);
+    limit * scale
+}
+
+/// Run a command to completion with its output captured, killing it after `limit` (see
+/// [`test_bound`]).
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
+    let limit = test_bound(limit);
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())

@@ -525,6 +525,18 @@ pub static TLS_FETCHER: Family = Family {
     }],
 };
 
+/// The symbols [`TLS_FETCHER`] attaches to.
+pub fn fetcher_symbols() -> Vec<&'static str> {
+    TLS_FETCHER
+        .attach
+        .iter()
+        .flat_map(|a| match a.points {
+            Points::Uprobes { functions, .. } => functions.iter().map(|f| f.function).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
 /// BoringSSL compiled into a stripped binary (Chromium): its functions found by code
 /// signature. A build whose functions cannot be found is reported, not guessed: a uprobe at
 /// a wrong offset can crash the browser. Its DNS and TCP are still traced.

@@ -214,7 +214,10 @@ pub fn fetcher_binaries() -> Vec<TlsLibrary> {
     }
     for path in candidates {
         let Ok(path) = std::fs::canonicalize(&path) else { continue };
-        if out.iter().any(|l| l.path == path) || !has_symbol(&path, FETCHER_WRITE) {
+        // Asked with every symbol the family attaches to, so that attaching reads no more.
+        let is_fetcher = super::uprobes::SymbolOffsets::read(&path, &super::families::fetcher_symbols())
+            .is_ok_and(|t| t.contains(FETCHER_WRITE));
+        if out.iter().any(|l| l.path == path) || !is_fetcher {
             continue;
         }
         out.push(TlsLibrary { family: LibFamily::Fetcher, path, source: "tracer binary".into() });

@@ -66,6 +66,7 @@ pub fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
 /// Waits for the first line matching `pred` (every line read is kept in `seen`), panicking
 /// with what was seen when none comes within `timeout`.
 pub fn wait_line(rx: &Receiver<String>, what: &str, timeout: Duration, seen: &mut Vec<String>, pred: impl Fn(&str) -> bool) -> String {
+    let timeout = tracer::lab::support::test_bound(timeout);
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -92,6 +93,7 @@ pub fn drain(rx: &Receiver<String>, d: Duration, seen: &mut Vec<String>) {
 /// Polls `check` every 250 ms until it gives a value, at most `limit`. For state that
 /// another process reaches (a scrape, a batch written) with no event the test could await.
 pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let limit = tracer::lab::support::test_bound(limit);
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = check() {
@@ -105,6 +107,7 @@ pub fn eventually<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Opt
 /// The exit status of `child` within `limit`; past that the child is killed and the test
 /// fails.
 pub fn wait_exit(child: &mut Child, what: &str, limit: Duration) -> ExitStatus {
+    let limit = tracer::lab::support::test_bound(limit);
     let deadline = Instant::now() + limit;
     loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -91,14 +91,29 @@ pub const SUITES: &[Suite] = &[
 /// (issue 19's rule), and 6.12 is `cargo xtask kernels --only 6.12`.
 pub const CI_KERNELS: &[&str] = &["5.10", "6.1"];
 
-/// One suite's bound inside a guest: under TCG the kernel suite took N min here.
-const SUITE_LIMIT: Duration = Duration::from_secs(25 * 60);
+/// One test's bound inside a guest (the slowest under TCG here: the filters' untraced curl,
+/// 30 s of its own bound and some 5 min with its daemon's start and stop).
+const TEST_LIMIT: Duration = Duration::from_secs(10 * 60);
+/// A whole guest's bound: boot, the start-up report and every suite (about 25 min under TCG).
+const GUEST_LIMIT: Duration = Duration::from_secs(60 * 60);
 
 pub struct Options {
     /// Only these series (`6.1`, `5.10`, `6.12`); empty: all of them.
     pub only: Vec<String>,
     /// Skip the host's own kernel (its suites ran already, e.g. in `cargo xtask test`).
     pub no_host: bool,
+    /// Guests booted at once (default: one per core, at most one per kernel); the cores are
+    /// shared out among them.
+    pub jobs: Option<usize>,
+}
+
+/// Guests at once and vCPUs each, for `kernels` guests on `cores` host cores. Under TCG a
+/// guest's work is mostly one thread at a time (a test waits for its daemon's start: the
+/// verifier, reading symbol tables), so two one-vCPU guests side by side on two cores do
+/// about twice the work of one two-vCPU guest.
+pub fn share_cores(kernels: usize, cores: usize, jobs: Option<usize>) -> (usize, usize) {
+    let jobs = jobs.unwrap_or(cores).clamp(1, kernels.max(1));
+    (jobs, (cores / jobs).max(1))
 }
 
 /// The matrix: prints one line per kernel; fails when any suite failed on any kernel.
@@ -133,8 +148,32 @@ pub fn kernels(opts: &Options) -> Result<()> {
         let apt = PrivateApt::new(&root.join("apt"))?;
         apt.update()?;
         let virtme = guest::virtme(&root.join("venv"))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (jobs, cpus) = share_cores(chosen.len(), cores, opts.jobs);
+        eprintln!("kernels: {} guest(s) at a time, {cpus} vCPU(s) each ({cores} cores here)", jobs);
+        // Fetching and unpacking one after the other (one apt), booting side by side.
+        let mut prepared = Vec::new();
         for series in &chosen {
-            let outcome = run_guest(&apt, &virtme, series, &root, &tracer, &suites);
+            prepared.push((series, prepare_guest(&apt, series, &root, &tracer, &suites)));
+        }
+        let mut outcomes: Vec<(&Series, Result<KernelRun>)> = Vec::new();
+        for batch in prepared.chunks(jobs) {
+            let done: Vec<(&Series, Result<KernelRun>)> = std::thread::scope(|scope| {
+                let running: Vec<_> = batch
+                    .iter()
+                    .map(|(series, guest)| {
+                        let virtme = &virtme;
+                        (*series, scope.spawn(move || match guest {
+                            Ok(g) => boot_guest(virtme, g, cpus),
+                            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                        }))
+                    })
+                    .collect();
+                running.into_iter().map(|(series, h)| (series, h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the guest's thread panicked"))))).collect()
+            });
+            outcomes.extend(done);
+        }
+        for (series, outcome) in outcomes {
             match outcome {
                 Ok(k) => {
                     all_ok &= k.results.iter().all(SuiteResult::ok);
@@ -194,6 +233,8 @@ struct KernelRun {
     how: String,
     results: Vec<SuiteResult>,
     report: String,
+    /// The slowest tests, `SUITE TEST SECONDS`, slowest first (empty on the host).
+    slowest: Vec<(String, String, u64)>,
 }
 
 impl KernelRun {
@@ -203,7 +244,7 @@ impl KernelRun {
             let secs = r.seconds.map(|s| format!(", {s} s")).unwrap_or_default();
             let status = match r.status {
                 Some(0) => String::new(),
-                Some(124) | Some(137) => format!(", stopped at its time bound ({} min)", SUITE_LIMIT.as_secs() / 60),
+                Some(124) | Some(137) => format!(", a test stopped at its time bound ({} min)", TEST_LIMIT.as_secs() / 60),
                 Some(c) => format!(", exit {c}"),
                 None => ", did not run to the end".into(),
             };
@@ -211,6 +252,10 @@ impl KernelRun {
             for f in &r.failures {
                 s.push_str(&format!("\n      FAILED {f}"));
             }
+        }
+        if !self.slowest.is_empty() {
+            let list: Vec<String> = self.slowest.iter().map(|(suite, test, secs)| format!("{suite}::{test} {secs} s")).collect();
+            s.push_str(&format!("\n    slowest: {}", list.join(", ")));
         }
         let families: Vec<&str> = self.report.lines().filter(|l| l.starts_with("  ") && (l.contains(" ok ") || l.contains("FAIL") || l.contains("part") || l.contains("not attached") || l.contains("variant"))).collect();
         if !families.is_empty() {
@@ -223,7 +268,18 @@ impl KernelRun {
     }
 }
 
-fn run_guest(apt: &PrivateApt, virtme: &Path, series: &Series, root: &Path, tracer: &Path, suites: &[GuestSuite]) -> Result<KernelRun> {
+/// A guest ready to boot: its kernel unpacked, its script written, how qemu will run it.
+struct PreparedGuest {
+    series: Series,
+    image: PathBuf,
+    release: String,
+    accel: guest::Accel,
+    out: PathBuf,
+    script: PathBuf,
+    names: Vec<String>,
+}
+
+fn prepare_guest(apt: &PrivateApt, series: &Series, root: &Path, tracer: &Path, suites: &[GuestSuite]) -> Result<PreparedGuest> {
     let package = apt.resolve(series)?;
     eprintln!("kernels: {} ({}): {package}", series.series, series.debian);
     let kernel = apt.unpack(&package, root)?;
@@ -231,20 +287,34 @@ fn run_guest(apt: &PrivateApt, virtme: &Path, series: &Series, root: &Path, trac
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
     let accel = guest::probe_kvm(&kernel.image, &out);
-    eprintln!("kernels: booting {} under {}", kernel.release, accel.describe());
     guest::seed_cache(&out)?;
-    let script_path = out.join("guest.sh");
-    std::fs::write(&script_path, guest::script(&out, &util::workspace_root(), tracer, suites, SUITE_LIMIT))?;
-    let start = Instant::now();
-    let whole = SUITE_LIMIT * suites.len() as u32 + Duration::from_secs(600);
-    guest::boot(virtme, &kernel.image, &accel, &out, &script_path, whole)?;
-    let names: Vec<&str> = suites.iter().map(|s| s.name.as_str()).collect();
-    Ok(KernelRun {
+    let script = out.join("guest.sh");
+    std::fs::write(&script, guest::script(&out, &util::workspace_root(), tracer, suites, TEST_LIMIT))?;
+    Ok(PreparedGuest {
+        series: *series,
+        image: kernel.image.clone(),
         release: kernel.release.clone(),
-        how: format!("{}, {}, in {} s", series.debian, accel.describe(), start.elapsed().as_secs()),
-        results: results::collect(&out, &names),
-        report: std::fs::read_to_string(out.join("report.txt")).unwrap_or_default(),
+        accel,
+        out,
+        script,
+        names: suites.iter().map(|s| s.name.clone()).collect(),
     })
+}
+
+fn boot_guest(virtme: &Path, g: &PreparedGuest, cpus: usize) -> Result<KernelRun> {
+    eprintln!("kernels: booting {} under {}, {cpus} vCPU(s)", g.release, g.accel.describe());
+    let start = Instant::now();
+    guest::boot(virtme, &g.image, &g.accel, cpus, &g.out, &g.script, GUEST_LIMIT)?;
+    let names: Vec<&str> = g.names.iter().map(String::as_str).collect();
+    let k = KernelRun {
+        release: g.release.clone(),
+        how: format!("{}, {}, {cpus} vCPU(s), in {} s", g.series.debian, g.accel.describe(), start.elapsed().as_secs()),
+        results: results::collect(&g.out, &names),
+        report: std::fs::read_to_string(g.out.join("report.txt")).unwrap_or_default(),
+        slowest: results::slowest_tests(&std::fs::read_to_string(g.out.join("tests")).unwrap_or_default(), 5),
+    };
+    eprintln!("kernels: {} done in {} s", g.release, start.elapsed().as_secs());
+    Ok(k)
 }
 
 /// The start-up report of `tracer run -- true` on this kernel (stderr up to its exit).
@@ -286,6 +356,7 @@ fn run_host(root: &Path, suites: &[GuestSuite], report: String) -> Result<Kernel
         how: format!("the host's kernel, in {} s", start.elapsed().as_secs()),
         results: results::collect(&out, &names),
         report,
+        slowest: Vec::new(),
     })
 }
 
@@ -327,6 +398,16 @@ fn string_after<'a>(s: &'a str, marker: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guests_share_the_cores() {
+        assert_eq!(share_cores(2, 2, None), (2, 1), "two kernels on two cores: side by side, one vCPU each");
+        assert_eq!(share_cores(3, 2, None), (2, 1));
+        assert_eq!(share_cores(1, 2, None), (1, 2), "one kernel gets both cores");
+        assert_eq!(share_cores(3, 2, Some(1)), (1, 2));
+        assert_eq!(share_cores(2, 1, None), (1, 1));
+        assert_eq!(share_cores(0, 4, None), (1, 4));
+    }
 
     #[test]
     fn only_picks_series_of_the_matrix_in_order() {

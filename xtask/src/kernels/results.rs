@@ -84,6 +84,22 @@ pub fn collect(dir: &Path, suites: &[&str]) -> Vec<SuiteResult> {
         .collect()
 }
 
+/// The `n` slowest tests of the guest's `tests` file (`SUITE TEST EXIT SECONDS` per line),
+/// slowest first.
+pub fn slowest_tests(text: &str, n: usize) -> Vec<(String, String, u64)> {
+    let mut all: Vec<(String, String, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let [suite, test, _exit, secs] = w.as_slice() else { return None };
+            Some((suite.to_string(), test.to_string(), secs.trim_end_matches('s').parse().ok()?))
+        })
+        .collect();
+    all.sort_by(|a, b| b.2.cmp(&a.2));
+    all.truncate(n);
+    all
+}
+
 /// `kernel 6.1.0-50-amd64: 31 passed, 0 failed`: the line the matrix prints per kernel. A
 /// suite that did not exit cleanly counts as one failure even when no test reported one.
 pub fn kernel_line(release: &str, results: &[SuiteResult]) -> String {
@@ -120,6 +136,13 @@ mod tests {
         assert_eq!(kernel_line("6.1.0-50-amd64", &r), "kernel 6.1.0-50-amd64: 7 passed, 2 failed");
         assert_eq!(kernel_line("6.1.0-50-amd64", &r[1..2]), "kernel 6.1.0-50-amd64: 4 passed, 0 failed");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_slowest_tests_come_first() {
+        let text = "kernel a 0 12s\nfilters b 101 300s\ngarbage\nkernel c 0 40s\n";
+        let s = slowest_tests(text, 2);
+        assert_eq!(s, vec![("filters".into(), "b".into(), 300), ("kernel".into(), "c".into(), 40)]);
     }
 
     fn tempdir() -> std::path::PathBuf {
