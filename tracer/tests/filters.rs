@@ -468,7 +468,7 @@ fn untraced_tls_processes_get_no_uprobes() {
     // is played here: every event goes through the filter, which attaches forked children.
     let mut stdin = traced.stdin.take().unwrap();
     writeln!(stdin, "go").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + tracer::lab::support::test_bound(Duration::from_secs(30));
     let mut curl_pid = None;
     let mut got_tls = false;
     let mut got_connect = false;
@@ -510,7 +510,7 @@ fn untraced_tls_processes_get_no_uprobes() {
     assert!(count(EventKind::TlsData) > 0 && count(EventKind::TlsHandshake) > 0);
     // The traced process, now an OpenSSL server, has breakpoints in its libssl (they follow
     // it through exec); the untraced server still has none.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + tracer::lab::support::test_bound(Duration::from_secs(10));
     loop {
         let b = breakpoint_pages(traced.id(), "tracertest-ssl.so");
         if b.is_some_and(|b| b > 0) {

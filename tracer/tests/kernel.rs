@@ -395,7 +395,7 @@ async fn a_tls_server_is_not_recorded_but_its_client_is() {
     let (_dir, mut t, nginx) = traced_with_nginx().await;
     // nginx listens before its master forks the worker: under emulation (6.1, TCG) the worker
     // was not there yet when the port answered. Polled, bounded: no event says it forked.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + tracer::lab::support::test_bound(Duration::from_secs(20));
     let mut nginx_pids = nginx.pids();
     while nginx_pids.len() < 2 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

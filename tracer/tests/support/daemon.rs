@@ -110,7 +110,7 @@ impl Drop for Daemon {
         if let Ok(None) = self.child.try_wait() {
             // SAFETY: as in stop_within.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            let deadline = std::time::Instant::now() + tracer::lab::support::test_bound(Duration::from_secs(120));
             while std::time::Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
                     return;

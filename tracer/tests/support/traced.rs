@@ -37,6 +37,7 @@ impl Traced {
         if let Some(e) = self.seen.iter().find(|e| pred(e)) {
             return e.clone();
         }
+        let timeout = tracer::lab::support::test_bound(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
