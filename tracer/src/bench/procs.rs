@@ -170,7 +170,9 @@ impl Nginx {
             .spawn()
             .context("starting nginx")?;
         let mut guard = Guard::new(child, "nginx");
-        util::wait_for(Duration::from_secs(20), "nginx to listen", || {
+        // Bounded for a failed start, not for speed: with every probe attached (its libssl's
+        // uprobes trap on each call) nginx took over 20 s to listen on 6.1 under TCG at load 20.
+        util::wait_for(Duration::from_secs(90), "nginx to listen", || {
             if let Err(e) = guard.check_running() {
                 bail!("{e}: {}", util::read_text(&dir.join("logs/error.log")).unwrap_or_default());
             }
