@@ -564,10 +564,17 @@ pub async fn assert_stored(tag: &str, p: &PageLoad) {
 
 /// The page load of `client` that starts at the lab's first URL.
 pub fn page_of<'a>(tag: &str, pages: &'a [PageLoad], client: u32) -> &'a PageLoad {
-    let mine: Vec<&PageLoad> = pages.iter().filter(|p| p.client.tgid == client).collect();
+    page_in_tree(tag, pages, &HashSet::from([client]))
+}
+
+/// The page load that starts at the lab's first URL, by a client in `tree` (a browser started
+/// through `xvfb-run` or `dbus-run-session` is a child of the process the test started).
+pub fn page_in_tree<'a>(tag: &str, pages: &'a [PageLoad], tree: &HashSet<u32>) -> &'a PageLoad {
+    let client = tree;
+    let mine: Vec<&PageLoad> = pages.iter().filter(|p| tree.contains(&p.client.tgid)).collect();
     let all: Vec<String> = pages.iter().map(|p| format!("{} [{}] {:?} ({} requests)", p.client.name, p.client.tgid, p.url, p.requests.len())).collect();
     let found: Vec<&&PageLoad> = mine.iter().filter(|p| p.url.as_deref() == Some("http://shop.test/")).collect();
-    assert_eq!(found.len(), 1, "{tag}: one page load of http://shop.test/ by {client}; page loads: {all:#?}");
+    assert_eq!(found.len(), 1, "{tag}: one page load of http://shop.test/ by one of {client:?}; page loads: {all:#?}");
     found[0]
 }
 
@@ -695,9 +702,9 @@ pub async fn load_the_lab_page_until(
         quiet_ms: ends.quiet_ms,
         ..Run::default()
     };
-    let (pid, _events, pages, _took, out) = trace_client_until(tag, cmd, &run).await;
+    let (pid, events, pages, _took, out) = trace_client_until(tag, cmd, &run).await;
     loaded(&out, tmp.path());
-    let p = page_of(tag, &pages, pid);
+    let p = page_in_tree(tag, &pages, &tree_of(&events, pid));
     check_page_load(tag, p, &lab, expect);
     assert_stored(tag, p).await;
     if let Some(b) = &expect.table {

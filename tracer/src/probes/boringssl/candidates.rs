@@ -43,11 +43,12 @@ pub(super) fn looks_like_chromium(exe: &Path) -> bool {
 /// Binaries worth analysing: the well-known install paths that exist, the executables of
 /// running processes that look like Chromium, Chrome or Electron, the known libraries that
 /// embed Chromium's network stack (from the linker's cache), and every other file-backed
-/// executable mapping of a running process that carries the signature. A process in another
+/// executable mapping of a running process that carries the signature (its build-id's entry
+/// in `cache_dir` answers that without reading the file, after the first time). A process in another
 /// mount namespace is reached through `/proc/PID/root`. Deduplicated by inode; paths in
 /// `examined` are neither listed nor read again, and the mapped files found without the
 /// signature are added to it.
-pub fn candidates(examined: &mut Vec<PathBuf>) -> Vec<PathBuf> {
+pub fn candidates(examined: &mut Vec<PathBuf>, cache_dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     let mut seen: Vec<(u64, u64)> = Vec::new();
     let mut add = |p: PathBuf, seen: &mut Vec<(u64, u64)>| {
@@ -88,7 +89,7 @@ pub fn candidates(examined: &mut Vec<PathBuf>) -> Vec<PathBuf> {
         if examined.contains(&path) || seen.contains(&(meta.dev(), meta.ino())) {
             continue;
         }
-        if meta.len() >= MIN_EMBEDDING_SIZE && carries_the_signature(&path) {
+        if meta.len() >= MIN_EMBEDDING_SIZE && super::cache::may_embed_boringssl(&path, cache_dir) {
             add(path, &mut seen);
         } else {
             examined.push(path);

@@ -719,8 +719,9 @@ fn non_boringssl_binaries_fail_and_the_failure_is_cached() {
 
 #[test]
 fn candidates_include_the_installed_chromium() {
+    let cache = tempfile::tempdir().unwrap();
     let mut examined = Vec::new();
-    let found = candidates(&mut examined);
+    let found = candidates(&mut examined, cache.path());
     if Path::new(CHROMIUM).is_file() {
         assert!(found.iter().any(|p| p == Path::new(CHROMIUM)), "{found:?}");
     }
@@ -729,7 +730,7 @@ fn candidates_include_the_installed_chromium() {
         assert!(found.iter().any(|p| p.canonicalize().ok() == Path::new(QT5_WEBENGINE).canonicalize().ok()), "{found:?}");
     }
     // What was examined is not listed again.
-    let again = candidates(&mut examined.iter().cloned().chain(found.iter().cloned()).collect());
+    let again = candidates(&mut examined.iter().cloned().chain(found.iter().cloned()).collect(), cache.path());
     assert!(again.iter().all(|p| !found.contains(p)), "{again:?}");
     // No duplicates.
     let mut sorted = found.clone();
