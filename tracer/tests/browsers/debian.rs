@@ -30,6 +30,8 @@ const TEXT_BROWSER: Expect = Expect {
     tls_library: "",
     handshake_end_seen: true,
     background_failures: false,
+    sends_sni: true,
+    loopback_ipc: false,
     table: None,
 };
 
@@ -126,8 +128,9 @@ async fn netsurf_page_load() {
 }
 
 /// dillo 3.0.5: plain HTTP in the browser, HTTPS through its `https.filter.dpi` plug-in
-/// (OpenSSL), one process per connection, which `dpid` starts (dillo starts `dpid`). It loads
-/// style sheets and images, not scripts. `dpid` writes its keys to `~/.dillo`, which must
+/// (OpenSSL), one process per connection, which `dpid` starts (dillo starts `dpid`); dillo
+/// talks to `dpid` and the plug-ins over TCP on 127.0.0.1. It loads style sheets and images,
+/// not scripts, and sends no SNI. `dpid` writes its keys to `~/.dillo`, which must
 /// exist (with a fresh `HOME` dillo does not create it before starting `dpid`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dillo_page_load() {
@@ -136,10 +139,13 @@ async fn dillo_page_load() {
         name: "dillo",
         tls_library: "openssl",
         subresources: SERVED,
+        sends_sni: false,
+        loopback_ipc: true,
         table: Some(Browser {
             package: "dillo",
             engine: "its own; HTTPS in a plug-in process",
             network_process: "the browser (HTTP); `https.filter.dpi` under `dpid` (HTTPS)",
+            tls_limit: Some("yes (no SNI: dillo 3.0.5 sends none); its TCP to `dpid` on 127.0.0.1 shows as connections without requests"),
             ..text_row("dillo")
         }),
         ..TEXT_BROWSER
@@ -223,6 +229,8 @@ const QTWEBENGINE: Expect = Expect {
     tls_library: "boringssl",
     handshake_end_seen: true,
     background_failures: true,
+    sends_sni: true,
+    loopback_ipc: false,
     table: None,
 };
 

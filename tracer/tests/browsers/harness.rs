@@ -404,6 +404,12 @@ pub struct Expect {
     pub handshake_end_seen: bool,
     /// Whether failed lookups of the browser's own (non-lab) hosts may sit in the page load.
     pub background_failures: bool,
+    /// Whether the client sends the server name in its ClientHello (dillo 3.0.5's HTTPS
+    /// plug-in does not).
+    pub sends_sni: bool,
+    /// Whether the browser talks to its own helpers over TCP on 127.0.0.1 (dillo and `dpid`):
+    /// those connections carry no request and are allowed in its page load.
+    pub loopback_ipc: bool,
     /// The README's Browsers table row this test writes when it passes (None: no row).
     pub table: Option<crate::table::Browser>,
 }
@@ -527,7 +533,9 @@ pub fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
             // From the ServerHello on the wire (the lab's rustls servers speak TLS 1.3).
             assert_eq!(tls.version.as_deref(), Some("TLSv1.3"), "{tag}: TLS version of {:?}: {tls:?}\n{d}", r.url);
             assert!(tls.cipher.as_deref().is_some_and(|c| c.starts_with("TLS13_")), "{tag}: cipher of {:?}: {tls:?}\n{d}", r.url);
-            assert_eq!(tls.sni.as_deref(), r.url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(String::from)).as_deref(), "{tag}: SNI\n{d}");
+            let host = r.url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(String::from));
+            let sni = if expect.sends_sni { host.as_deref() } else { None };
+            assert_eq!(tls.sni.as_deref(), sni, "{tag}: SNI (the client sends it: {})\n{d}", expect.sends_sni);
             if expect.handshake_end_seen {
                 assert!(!tls.estimated, "{tag}: handshake seen, not estimated, for {:?}\n{d}", r.url);
             } else {
@@ -543,9 +551,11 @@ pub fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
         }
         assert!(t.send >= 0.0 && t.wait >= 0.0 && t.receive >= 0.0, "{tag}: send/wait/receive of {:?}\n{d}", r.url);
     }
-    // Connections of the page are the client's: nothing else of the tree leaked in.
+    // Connections of the page are the client's: nothing else of the tree leaked in, but for
+    // a browser's own local IPC over TCP, which carries no request.
     for c in &p.connections {
-        assert!(c.dst.as_deref().is_some_and(|d| d.starts_with("10.77.0.")), "{tag}: connection to {:?}\n{d}", c.dst);
+        let ipc = expect.loopback_ipc && c.dst.as_deref().is_some_and(|d| d.starts_with("127.0.0.1:")) && c.requests == 0;
+        assert!(ipc || c.dst.as_deref().is_some_and(|d| d.starts_with("10.77.0.")), "{tag}: connection to {:?}\n{d}", c.dst);
     }
 }
 

@@ -55,6 +55,8 @@ const CHROMIUM_HTTP2: Expect = Expect {
     tls_library: "boringssl",
     handshake_end_seen: true,
     background_failures: true,
+    sends_sni: true,
+    loopback_ipc: false,
     table: Some(CHROMIUM_ROW),
 };
 
@@ -109,6 +111,8 @@ const COMMAND_LINE_CLIENT: Expect = Expect {
     tls_library: "openssl",
     handshake_end_seen: true,
     background_failures: false,
+    sends_sni: true,
+    loopback_ipc: false,
     table: None,
 };
 
