@@ -96,7 +96,7 @@ async fn elinks_page_load() {
 /// 2.3 s between the redirect's response and its next lookup, and falkon 1.5 s, so the
 /// daemon's 500 ms quiet window cut the page load in three. Their tests stitch with 5 s (the
 /// daemon's `--quiet-ms 5000`), as the kernel matrix's slow guests do.
-const GUI_QUIET_MS: u64 = 5_000;
+pub const GUI_QUIET_MS: u64 = 5_000;
 
 /// The GUI browsers' run: until the lab has served `served`, at most 120 s.
 const fn gui_ends(served: &'static [&'static str]) -> Ends {
@@ -177,7 +177,7 @@ const EPIPHANY_SETTINGS: &str = "[org/gnome/epiphany/web]\n\
 async fn epiphany_page_load() {
     const SERVED: &[&str] = &["/app.css", "/app.js", "/logo.png"];
     let expect = Expect {
-        name: "epiphany-browser",
+        name: "epiphany",
         tls_library: "gnutls",
         protocol: "HTTP/2",
     request_version: None,

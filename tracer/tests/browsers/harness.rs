@@ -677,11 +677,15 @@ pub struct Ends {
     /// The longest it may take.
     pub limit: Duration,
     /// For a browser that stays open after the page (the GUI ones): the paths whose requests
-    /// the lab must have logged for the page to be loaded; then the browser is stopped.
+    /// the lab must have logged for the page to be loaded; the browser is stopped once they
+    /// are and the lab then had nothing new for a second.
     pub served: Option<&'static [&'static str]>,
     /// The stitcher's quiet window for this browser (None: the daemon's default).
     pub quiet_ms: Option<u64>,
 }
+
+/// How long the lab must have had nothing new before a browser that stays open is stopped.
+const LAB_QUIET: Duration = Duration::from_secs(1);
 
 /// [`load_the_lab_page`] for a browser that ends as `ends` says.
 pub async fn load_the_lab_page_until(
@@ -701,9 +705,19 @@ pub async fn load_the_lab_page_until(
     }
     let tmp = temp_dir(&format!("browsers-{tag}"));
     let cmd = command(&lab, tmp.path());
+    // Done when the lab has served every path and then nothing new (no query, no request)
+    // came for LAB_QUIET: a browser stopped in the middle of a lookup (falkon's own
+    // getaddrinfo of the page's host for its favicon) leaves a lookup without its answer.
+    let last_change = std::cell::Cell::new((0u64, 0usize, Instant::now()));
     let served = |paths: &[&str]| {
         let log = lab.http_requests();
-        paths.iter().all(|p| log.iter().any(|r| r.path == *p && r.status != 0))
+        let now = (lab.dns_query_count(), log.len());
+        let (dns, http, since) = last_change.get();
+        if now != (dns, http) {
+            last_change.set((now.0, now.1, Instant::now()));
+            return false;
+        }
+        since.elapsed() >= LAB_QUIET && paths.iter().all(|p| log.iter().any(|r| r.path == *p && r.status != 0))
     };
     let done = ends.served.map(|paths| move || served(paths));
     let run = Run {
