@@ -53,7 +53,10 @@ pub fn dir() -> PathBuf {
 /// are the trace's own.
 pub fn row(b: &Browser, p: &PageLoad) -> String {
     let libraries: Vec<String> = {
-        let mut v: Vec<String> = p.connections.iter().filter_map(|c| c.tls.as_ref()).map(|t| t.library.clone()).collect();
+        // Of the connections that carried requests (a preconnect the browser dropped before
+        // its handshake shows only on the wire).
+        let mut v: Vec<String> =
+            p.connections.iter().filter(|c| c.requests > 0).filter_map(|c| c.tls.as_ref()).map(|t| t.library.clone()).collect();
         v.sort();
         v.dedup();
         v

@@ -31,6 +31,14 @@
 //!
 //! Results (and analysis failures) are cached per build-id and finder version
 //! ([`find_cached`]), so a second run costs one ELF header parse.
+//!
+//! Which files: [`candidates`] (Chromium-family executables, QtWebEngine's libraries, any
+//! mapped ELF that carries the signature). Issue 22 (QUIC, part 2) is to find BoringSSL's
+//! QUIC secret and AEAD functions in the same files: a second identification over the same
+//! [`identify::Analysis`] (or a second source-path string, as [`scan::find_ssl_lib_cc`]
+//! does for `ssl_lib.cc`), its offsets added to [`BoringSslOffsets`] (with
+//! [`FINDER_VERSION`] bumped, so old cache entries are not reused) and its probes declared
+//! beside `tls_boringssl`'s in `probes/families.rs`.
 use std::{
     path::{Path, PathBuf},
     time::Instant,
