@@ -580,11 +580,10 @@ pub fn page_of<'a>(tag: &str, pages: &'a [PageLoad], client: u32) -> &'a PageLoa
 /// The page load that starts at the lab's first URL, by a client in `tree` (a browser started
 /// through `xvfb-run` or `dbus-run-session` is a child of the process the test started).
 pub fn page_in_tree<'a>(tag: &str, pages: &'a [PageLoad], tree: &HashSet<u32>) -> &'a PageLoad {
-    let client = tree;
     let mine: Vec<&PageLoad> = pages.iter().filter(|p| tree.contains(&p.client.tgid)).collect();
     let all: Vec<String> = pages.iter().map(|p| format!("{} [{}] {:?} ({} requests)", p.client.name, p.client.tgid, p.url, p.requests.len())).collect();
     let found: Vec<&&PageLoad> = mine.iter().filter(|p| p.url.as_deref() == Some("http://shop.test/")).collect();
-    assert_eq!(found.len(), 1, "{tag}: one page load of http://shop.test/ by one of {client:?}; page loads: {all:#?}");
+    assert_eq!(found.len(), 1, "{tag}: one page load of http://shop.test/ by one of {tree:?}; page loads: {all:#?}");
     found[0]
 }
 
