@@ -14,6 +14,7 @@
 //!   writes target/bench-smoke.md).
 //! - `sqlx [--check]`: refresh (or check) `.sqlx/`, the data of the compile-checked SQL
 //!   queries, after changing a query or adding a migration. `test` checks it under CI=true.
+//! - `browsers-table`: README.md's Browsers table from the browser tests' results.
 //!
 //! The Debian packages are one list, in `packages.rs`; only the missing ones are installed
 //! (apt-get, as root; without root the task prints the command and fails).
@@ -21,6 +22,7 @@
 //! The host build uses the caller's toolchain (stable); only tracer/build.rs (aya-build)
 //! switches to nightly, for the eBPF crate.
 
+mod browsers_table;
 mod fuzz;
 mod kernels;
 mod packages;
@@ -145,6 +147,9 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// Rewrite README.md's "Browsers" table from the browser tests' results
+    /// (target/tmp/browser-table/, written by each passing test of tests/browsers/).
+    BrowsersTable,
     /// Refresh .sqlx/, the data the compile-checked SQL queries (`sqlx::query!` ...) are checked
     /// against, so that builds need no database: run it after changing a query or adding a
     /// migration, and commit .sqlx/.
@@ -177,6 +182,7 @@ fn main() {
         }
         Cmd::Bench { smoke, quick, only, keep } => bench(&BenchOptions { smoke, quick, only, keep }),
         Cmd::Kernels { only, no_host, jobs } => kernels::kernels(&kernels::Options { only, no_host, jobs }),
+        Cmd::BrowsersTable => browsers_table::browsers_table(&util::workspace_root()),
         Cmd::Sqlx { check } => packages::ensure(&[packages::User::QueryData]).and_then(|()| sqlx::sqlx(check)),
     };
     if let Err(e) = result {

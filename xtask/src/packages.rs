@@ -65,11 +65,25 @@ pub const PACKAGES: &[Package] = &[
     Package {
         name: "chromium",
         users: TESTS,
-        why: "the real-browser page loads (tests/browsers.rs, in the lab's namespace only) and the \
+        why: "the real-browser page loads (tests/browsers/, in the lab's namespace only) and the \
               dashboard's browser test (tests/dashboard_e2e.rs, over the DevTools protocol)",
     },
     Package { name: "firefox-esr", users: TESTS, why: "the real-browser page loads, and the secrets test" },
     Package { name: "libnss3-tools", users: TESTS, why: "certutil, which imports the lab CA into the browsers' profiles" },
+    // The other browsers Debian ships, each traced loading the lab's page (tests/browsers/debian.rs).
+    Package { name: "epiphany-browser", users: TESTS, why: "a browser test: WebKitGTK (WebKitNetworkProcess, libsoup, GnuTLS)" },
+    Package { name: "falkon", users: TESTS, why: "a browser test: QtWebEngine 5 (BoringSSL inside libQt5WebEngineCore)" },
+    Package { name: "qutebrowser", users: TESTS, why: "a browser test: QtWebEngine, from Python" },
+    Package { name: "konqueror", users: TESTS, why: "a browser test: QtWebEngine as a KDE part" },
+    Package { name: "lynx", users: TESTS, why: "a browser test: text, GnuTLS" },
+    Package { name: "w3m", users: TESTS, why: "a browser test: text, OpenSSL" },
+    Package { name: "links2", users: TESTS, why: "a browser test: text, OpenSSL" },
+    Package { name: "elinks", users: TESTS, why: "a browser test: text, GnuTLS" },
+    Package { name: "dillo", users: TESTS, why: "a browser test: FLTK, HTTPS in its OpenSSL plug-in process (https.filter.dpi)" },
+    Package { name: "netsurf-gtk", users: TESTS, why: "a browser test: its own engine over libcurl (OpenSSL)" },
+    Package { name: "xvfb", users: TESTS, why: "xvfb-run: the GUI browsers' X server, headless" },
+    Package { name: "xauth", users: TESTS, why: "xvfb-run's X authority file" },
+    Package { name: "dbus-daemon", users: TESTS, why: "dbus-run-session: epiphany's and konqueror's private session bus" },
     Package {
         name: "prometheus",
         users: TESTS,
@@ -240,7 +254,7 @@ mod tests {
     fn tests_and_benchmarks_each_get_theirs() {
         let tests = needed_by(&[User::Tests]);
         let bench = needed_by(&[User::Bench]);
-        for p in ["chromium", "firefox-esr", "libnss3-tools", "prometheus", "sqlite3", "curl", "nginx", "wrk"] {
+        for p in ["chromium", "firefox-esr", "libnss3-tools", "prometheus", "sqlite3", "curl", "nginx", "wrk", "falkon", "lynx", "xvfb"] {
             assert!(tests.contains(&p), "{p} for the tests");
         }
         for p in ["nginx", "wrk", "bpftrace", "curl", "wget", "iproute2"] {

@@ -84,10 +84,7 @@ pub fn boringssl_targets(
     let mut status = Vec::new();
     let mut warnings = Vec::new();
     let family = set.family;
-    for path in boringssl::candidates() {
-        if done.contains(&path) {
-            continue;
-        }
+    for path in boringssl::candidates(done, Path::new(boringssl::DEFAULT_CACHE_DIR)) {
         done.push(path.clone());
         let found = match boringssl::find_cached(&path, Path::new(boringssl::DEFAULT_CACHE_DIR)) {
             Ok(f) => f,

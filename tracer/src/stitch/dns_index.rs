@@ -15,7 +15,10 @@
 //! Answers join by (process, DNS id). An answer settles its question's type (the retries of
 //! it too); the lookup ends when no question waits. Its addresses, CNAME chain and smallest
 //! TTL are collected from all answers; a NOERROR wins over a sibling question's NXDOMAIN or
-//! SERVFAIL (the AAAA of a name with IPv4 only). A lookup that ends without a NOERROR answer
+//! SERVFAIL (the AAAA of a name with IPv4 only). A lookup of one address family alone (A or
+//! AAAA) that gets NOERROR without an address, within 5 s of a lookup of the name by the same
+//! process that gave an address, did not fail (GLib's resolver asks the families in separate
+//! threads, sometimes seconds apart). A lookup that ends without a NOERROR answer
 //! holding an address failed (see [`super::failures`]) and is a failure of its page load, unless it asked only
 //! for HTTPS records. An ICMP error from a DNS server fails the newest unanswered lookup
 //! sent to it; a lookup still unanswered when its page load closes timed out.
@@ -34,6 +37,10 @@
 //! as with ten; older ones stay in their page loads. Lookups are forgotten oldest first
 //! beyond `max_lookups`, and `max_idle` after they started.
 use std::collections::{HashMap, VecDeque};
+
+/// How far apart a family-only lookup (AAAA alone) and its name's resolution with the other
+/// family may be for the first not to count as failed (GLib re-asked AAAA 0.8 s later).
+const FAMILY_SIBLING_NS: u64 = 5_000_000_000;
 use std::net::{IpAddr, SocketAddr};
 
 use super::model::DnsLookup;
@@ -283,11 +290,32 @@ impl DnsIndex {
         }
         if l.pending.is_empty() {
             l.error = failures::lookup_error(l.rcode.as_deref(), !l.addresses.is_empty());
+            // One address family asked on its own, answered NOERROR without an address, for a
+            // name the process has just resolved with the other family: the name resolved.
+            // GLib's resolver (WebKitGTK) asks A and AAAA in two threads, and at times AAAA
+            // again on its own 0.8 s later: that lookup failed nothing.
+            let one_family = !l.qtypes.is_empty() && (l.qtypes.iter().all(|t| t == "AAAA") || l.qtypes.iter().all(|t| t == "A"));
+            let (tgid, name, started, rcode_ok) = (l.tgid, l.name.clone(), l.started_ns, l.rcode.as_deref() == Some("NOERROR"));
+            if l.error.is_some() && one_family && rcode_ok && self.resolved_before(tgid, &name, id, started) {
+                if let Some(l) = self.by_id.get_mut(&id) {
+                    l.error = None;
+                }
+                return None;
+            }
+            let l = self.by_id.get(&id)?;
             if l.error.is_some() && !l.qtypes.iter().all(|t| t == "HTTPS") {
                 return Some(l.tgid);
             }
         }
         None
+    }
+
+    /// Whether another lookup of `name` by `tgid` (not `id`) gave an address, within
+    /// [`FAMILY_SIBLING_NS`] before `started`.
+    fn resolved_before(&self, tgid: u32, name: &str, id: u64, started: u64) -> bool {
+        self.indexed(tgid, name).iter().filter(|&&other| other != id).filter_map(|o| self.by_id.get(o)).any(|o| {
+            !o.addresses.is_empty() && o.address_ns.is_some_and(|a| a <= started + FAMILY_SIBLING_NS && started <= a + FAMILY_SIBLING_NS)
+        })
     }
 
     /// An ICMP error from DNS server `server`: the newest unanswered lookup sent to it failed.

@@ -19,8 +19,8 @@
 //! are split off and reported as a page load of their own.
 //!
 //! **Redirects** (3xx with Location, then a request for that URL) are hops of the same page
-//! load. The redirect chain starts at the navigation (else the first HTTP request or failure,
-//! else the first opaque exchange) and follows each hop's Location to the first later request
+//! load. The redirect chain starts at the navigation (else the first HTTP request, else the
+//! first failure, else the first opaque exchange) and follows each hop's Location to the first later request
 //! for that URL. The page load's URL is the chain's first hop's, its status the last hop's.
 use std::collections::HashSet;
 
@@ -138,9 +138,13 @@ pub(super) fn resolve_location(base: Option<&str>, loc: &str) -> String {
 /// Follow 3xx Location hops from the navigation (a browser's) or else the first request.
 pub(super) fn redirect_chain(requests: &[Request], navigation: Option<&str>) -> Vec<usize> {
     let nav = navigation.and_then(|u| requests.iter().position(|r| r.method.is_some() && r.url.as_deref() == Some(u)));
-    // Else the first HTTP request or failure, else the first opaque (TLS-only) exchange.
+    // Else the first HTTP request, else the first failure, else the first opaque (TLS-only)
+    // exchange. A request before a failure: a client's failed background lookup at start
+    // (netsurf's search-provider icon host, an ad-block list's host) must not title the page
+    // load that the client then made, nor give it its error.
     let Some(first) = nav
-        .or_else(|| requests.iter().position(|r| r.method.is_some() || r.error.is_some()))
+        .or_else(|| requests.iter().position(|r| r.method.is_some()))
+        .or_else(|| requests.iter().position(|r| r.error.is_some()))
         .or_else(|| (!requests.is_empty()).then_some(0))
     else {
         return Vec::new();
@@ -163,4 +167,42 @@ pub(super) fn redirect_chain(requests: &[Request], navigation: Option<&str>) -> 
         }
     }
     chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{Code, Failure, Phase};
+
+    fn get(url: &str, status: u16, redirect_to: Option<&str>, started_ns: u64) -> Request {
+        Request {
+            method: Some("GET".into()),
+            url: Some(url.into()),
+            status: Some(status),
+            redirect_to: redirect_to.map(str::to_string),
+            started_ns,
+            ..Default::default()
+        }
+    }
+
+    /// Without a navigation the chain starts at the first HTTP request, even when a failure
+    /// came first (netsurf's lookup of its search provider's host, NXDOMAIN in the lab, before
+    /// its page); a page load with only failures starts at the first of them.
+    #[test]
+    fn the_chain_starts_at_the_first_request_not_at_an_earlier_failure() {
+        let failed = Request {
+            url: Some("www.google.com".into()),
+            error: Some(Failure::bare(Phase::Dns, Code::NameNotResolved)),
+            started_ns: 1,
+            ..Default::default()
+        };
+        let requests = vec![
+            failed.clone(),
+            get("http://shop.test/", 301, Some("https://www.shop.test/"), 2),
+            get("https://www.shop.test/", 200, None, 3),
+        ];
+        assert_eq!(redirect_chain(&requests, None), vec![1, 2]);
+        assert_eq!(redirect_chain(&[failed.clone()], None), vec![0]);
+        assert_eq!(redirect_chain(&[failed, Request { started_ns: 5, ..Default::default() }], None), vec![0]);
+    }
 }

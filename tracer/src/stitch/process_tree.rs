@@ -11,6 +11,11 @@
 //! and what it runs: `/usr/bin/firefox-esr` -> `/usr/lib/firefox-esr/firefox-esr`). The client
 //! is named by that root's program file name, else its command name (`chromium`,
 //! `firefox-esr`), not by the thread that did the work (`Chrome_ChildIOT`, `Socket Thread`).
+//! A browser's network helper runs another program than the browser: WebKitGTK's
+//! `WebKitNetworkProcess`, QtWebEngine's `QtWebEngineProcess`, dillo's `dpid` and its
+//! `*.dpi` plug-ins (HTTPS in `https.filter.dpi`). Those ([`is_browser_helper`]) belong to
+//! their parent: the walk goes on through them, so epiphany's page load is `epiphany`'s, not
+//! `WebKitNetworkProcess`'s.
 //!
 //! Exits are not acted on: the table keeps the newest `max_processes` processes, by when they
 //! were first seen.
@@ -79,7 +84,7 @@ impl ProcessTree {
             let Some(ppid) = p.ppid else { break };
             let Some(parent) = self.procs.get(&ppid) else { break };
             let same = match (&p.exe, &parent.exe) {
-                (Some(a), Some(b)) => same_program(a, b),
+                (Some(a), Some(b)) => same_program(a, b) || is_browser_helper(a),
                 _ => false,
             };
             if !same {
@@ -105,9 +110,49 @@ impl ProcessTree {
     }
 }
 
+/// Programs that browsers start for their network work, which are part of the browser that
+/// started them (by file name): WebKitGTK's network and web processes, QtWebEngine's helper,
+/// dillo's plug-in daemon and its plug-ins.
+pub(super) fn is_browser_helper(exe: &str) -> bool {
+    let name = exe.rsplit('/').next().unwrap_or(exe);
+    matches!(name, "WebKitNetworkProcess" | "WebKitWebProcess" | "QtWebEngineProcess" | "dpid") || name.ends_with(".dpi")
+}
+
 /// Whether two executables are the same program: the same path, or the same file name (a
 /// launcher and what it runs: `/usr/bin/firefox-esr` -> `/usr/lib/firefox-esr/firefox-esr`,
 /// the `/usr/bin/chromium` script -> `/usr/lib/chromium/chromium`).
 fn same_program(a: &str, b: &str) -> bool {
     a == b || (!a.is_empty() && a.rsplit('/').next() == b.rsplit('/').next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A helper's work is its browser's: epiphany -> WebKitNetworkProcess, dillo -> dpid ->
+    /// https.filter.dpi; the walk stops at the launcher above the browser (xvfb-run's shell).
+    #[test]
+    fn browser_helpers_belong_to_the_browser_that_started_them() {
+        let mut t = ProcessTree::new(100);
+        t.learn(1, None, "sh".into(), Some("/usr/bin/xvfb-run".into()));
+        t.learn(10, Some(1), "epiphany".into(), Some("/usr/bin/epiphany-browser".into()));
+        t.fork(10, "epiphany", 11);
+        t.exec(11, "WebKitNetworkP", "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/WebKitNetworkProcess");
+        assert_eq!(t.client_of(11), 10);
+        assert_eq!(t.client_info(t.client_of(11), "pool").name, "epiphany-browser");
+
+        t.learn(20, Some(1), "dillo".into(), Some("/usr/bin/dillo".into()));
+        t.fork(20, "dillo", 21);
+        t.exec(21, "dpid", "/usr/libexec/dillo/dpid");
+        t.fork(21, "dpid", 22);
+        t.exec(22, "https.filter.dp", "/usr/lib/x86_64-linux-gnu/dillo/dpi/https/https.filter.dpi");
+        assert_eq!(t.client_of(22), 20);
+
+        // Any other child program is a client of its own (curl started by a shell script).
+        t.learn(30, Some(1), "bash".into(), Some("/usr/bin/bash".into()));
+        t.fork(30, "bash", 31);
+        t.exec(31, "curl", "/usr/bin/curl");
+        assert_eq!(t.client_of(31), 31);
+        assert!(!is_browser_helper("/usr/bin/curl") && is_browser_helper("QtWebEngineProcess"));
+    }
 }

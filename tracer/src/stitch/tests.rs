@@ -416,6 +416,33 @@ fn lookups_asked_one_after_the_other_are_one_and_connects_need_only_the_address(
 }
 
 #[test]
+fn an_address_family_asked_alone_without_an_address_is_no_failure_when_the_name_resolved() {
+    // WebKitGTK (GLib's resolver): A and AAAA from two threads, then AAAA alone again 0.8 s
+    // later; the lab has no AAAA. Neither AAAA lookup is a failure of the page load; an AAAA
+    // alone for a name never resolved still is.
+    let mut s = Sim::new();
+    s.exec(500, "/usr/bin/epiphany");
+    s.query(500, 1, "shop.test", "AAAA");
+    s.query(500, 2, "shop.test", "A");
+    s.answer(500, 2, "shop.test", "A", "NOERROR", vec![a("shop.test", SHOP)]);
+    s.answer(500, 1, "shop.test", "AAAA", "NOERROR", vec![]);
+    s.connect(500, 58, addr(SHOP, 80), 0xa);
+    s.socket(500, 58, Direction::Send, DnsSyscall::Write, &plain_get("shop.test", "/"));
+    s.t += 400 * MS;
+    s.query(500, 3, "shop.test", "AAAA");
+    s.answer(500, 3, "shop.test", "AAAA", "NOERROR", vec![]);
+    s.socket(500, 58, Direction::Recv, DnsSyscall::Read, &moved("https://www.shop.test/"));
+    s.query(500, 4, "nope.shop.test", "AAAA");
+    s.answer(500, 4, "nope.shop.test", "AAAA", "NOERROR", vec![]);
+    let pages = s.run();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let p = &pages[0];
+    let failed: Vec<_> = p.requests.iter().filter(|r| r.error.is_some()).map(|r| r.host.clone()).collect();
+    assert_eq!(failed, vec![Some("nope.shop.test".to_string())], "{:#?}", p.requests);
+    assert!(p.dns.iter().filter(|l| l.name == "shop.test").all(|l| l.error.is_none()), "{:#?}", p.dns);
+}
+
+#[test]
 fn the_lookup_named_by_the_request_wins_and_its_cname_target_lookup_counts() {
     // Firefox resolves www.shop.test, then its CNAME target edge.cdn.test, then connects.
     let mut s = Sim::new();

@@ -133,3 +133,64 @@ pub fn firefox_cmd(lab: &Lab, dir: &Path, url: &str) -> Command {
     cmd
 }
 
+
+/// Makes the lab CA the system trust store inside the lab's namespace: `ip netns exec`
+/// bind-mounts `/etc/netns/NS/ssl` over `/etc/ssl`, so a program there finds the lab CA where
+/// Debian keeps its CA bundle (`/etc/ssl/certs/ca-certificates.crt`: GnuTLS, OpenSSL's
+/// default file, libcurl, glib-networking) and as OpenSSL's hashed `<subject hash>.0` in the
+/// same directory (dillo's https dpi and others that only set a CA path). OpenSSL's own
+/// configuration is copied beside it, since the bind mount hides the machine's. Removed with
+/// the lab's namespace directory.
+pub fn lab_ca_as_system_trust_store(lab: &Lab) {
+    let ssl = Path::new("/etc/netns").join(lab.netns_name()).join("ssl");
+    let certs = ssl.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(lab.ca_pem_path(), certs.join("ca-certificates.crt")).unwrap();
+    let out = Command::new(require("openssl")).args(["x509", "-hash", "-noout", "-in"]).arg(lab.ca_pem_path()).output().unwrap();
+    assert!(out.status.success(), "openssl x509 -hash: {}", String::from_utf8_lossy(&out.stderr));
+    let hash = String::from_utf8(out.stdout).unwrap();
+    std::fs::copy(lab.ca_pem_path(), certs.join(format!("{}.0", hash.trim()))).unwrap();
+    if Path::new("/etc/ssl/openssl.cnf").is_file() {
+        std::fs::copy("/etc/ssl/openssl.cnf", ssl.join("openssl.cnf")).unwrap();
+    }
+}
+
+/// `program ARGS` in the lab's namespace with `HOME` set to `home` (a fresh directory: the
+/// browser's profile and caches go there).
+pub fn in_lab(lab: &Lab, home: &Path, program: &str, args: &[&str]) -> Command {
+    require(program);
+    let mut cmd = lab.exec_command(program);
+    cmd.env("HOME", home).env("XDG_CONFIG_HOME", home.join(".config")).env("XDG_CACHE_HOME", home.join(".cache")).args(args);
+    cmd
+}
+
+/// `program ARGS` under a virtual X server (`xvfb-run -a`, package xvfb) in the lab's namespace,
+/// `HOME` as in [`in_lab`]; `dbus` adds a private session bus (`dbus-run-session`) around it.
+pub fn gui_in_lab(lab: &Lab, home: &Path, dbus: bool, program: &str, args: &[&str]) -> Command {
+    require("xvfb-run");
+    require(program);
+    let mut cmd = lab.exec_command(if dbus { "dbus-run-session" } else { "xvfb-run" });
+    if dbus {
+        require("dbus-run-session");
+        cmd.args(["--", "xvfb-run"]);
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_RUNTIME_DIR", home)
+        .args(["-a", "-s", "-screen 0 1024x768x24", program])
+        .args(args);
+    cmd
+}
+
+/// QtWebEngine (falkon, qutebrowser, konqueror) as root, headless: no sandbox (it refuses to
+/// run as root with it), no GPU, no QUIC, nothing in the background. Its Chromium network
+/// stack trusts the NSS database in `$HOME/.pki/nssdb`, as Chromium does.
+pub fn qtwebengine_env(cmd: &mut Command, home: &Path, lab: &Lab) {
+    nss_db_with_lab_ca(&home.join(".pki/nssdb"), lab.ca_pem_path());
+    cmd.env("QTWEBENGINE_DISABLE_SANDBOX", "1").env(
+        "QTWEBENGINE_CHROMIUM_FLAGS",
+        "--no-sandbox --disable-gpu --disable-quic --disable-background-networking --disable-component-update --no-first-run",
+    );
+}

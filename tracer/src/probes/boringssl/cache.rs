@@ -109,3 +109,29 @@ pub fn find_cached(path: &Path, cache_dir: &Path) -> Result<BoringSslOffsets, Fi
     }
     result
 }
+
+/// Whether a mapped file is worth the finder (see `candidates`): not when its build-id's
+/// cache entry says it holds no BoringSSL, nor when a read of its bytes finds no `ssl_lib.cc`
+/// path (that is then cached, so the next start of the daemon reads only its ELF header). A
+/// file without a build-id is not (the finder keys everything by it).
+pub(super) fn may_embed_boringssl(path: &Path, cache_dir: &Path) -> bool {
+    let Ok(build_id) = build_id(path) else { return false };
+    let file = cache_file(cache_dir, &build_id);
+    let usable = !cache_dir.exists() || trusted(cache_dir);
+    if usable
+        && trusted(&file)
+        && let Ok(entry) = std::fs::read(&file).map_err(drop).and_then(|b| serde_json::from_slice::<CacheEntry>(&b).map_err(drop))
+        && entry.build_id == build_id
+        && entry.finder_version == FINDER_VERSION
+    {
+        return entry.error.as_deref() != Some(FindError::StringMissing.to_string().as_str());
+    }
+    if super::candidates::carries_the_signature(path) {
+        return true;
+    }
+    let entry = CacheEntry { build_id, finder_version: FINDER_VERSION, found: None, error: Some(FindError::StringMissing.to_string()) };
+    if usable && let Err(e) = write_cache(cache_dir, &entry) {
+        tracing::debug!("cannot write the boringssl cache in {}: {e}", cache_dir.display());
+    }
+    false
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use iced_x86::Code;
 
 use super::{
-    ERR_LIB_SSL, FindError, MAX_FUNCTION_BYTES, SSL_DO_HANDSHAKE_REASONS, SSL_READ_REASONS, SSL_WRITE_REASONS,
+    ERR_LIB_SSL, FindError, MAX_FUNCTION_BYTES, SSL_DO_HANDSHAKE_REASONS, SSL_READ_REASONS, SSL_WRITE_SIGNATURES,
     control_flow::follow_function,
     error_sites::{ErrorSite, parse_site},
     scan::{Text, count_direct_calls, scan_rip_lea, start_candidates},
@@ -28,6 +28,14 @@ impl FuncSummary {
     pub(super) fn has_reasons(&self, err_put: u64, want: &[u32]) -> bool {
         let got = self.reasons(err_put);
         got.len() == want.len() && got.iter().zip(want).all(|(g, w)| *g == Some(*w))
+    }
+    /// The same reasons as `want`, in any order (each once).
+    pub(super) fn has_reason_set(&self, err_put: u64, want: &[u32]) -> bool {
+        let mut got: Vec<Option<u32>> = self.reasons(err_put);
+        let mut want: Vec<Option<u32>> = want.iter().map(|w| Some(*w)).collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        got == want
     }
     pub(super) fn calls_to(&self, target: u64) -> bool {
         self.calls.contains(&target)
@@ -67,14 +75,15 @@ pub(crate) fn identify(
         funcs.iter().filter(|f| f.has_reasons(err_put, SSL_DO_HANDSHAKE_REASONS)).map(|f| f.start).collect();
 
     // SSL_write: its reason codes, and it calls exactly one [0x86] function.
-    let writes: Vec<&FuncSummary> = funcs.iter().filter(|f| f.has_reasons(err_put, SSL_WRITE_REASONS)).collect();
+    let writes: Vec<&FuncSummary> =
+        funcs.iter().filter(|f| SSL_WRITE_SIGNATURES.iter().any(|sig| f.has_reason_set(err_put, sig))).collect();
     if writes.len() != 1 {
         return Err(FindError::Candidates {
             function: "SSL_write",
             count: writes.len(),
             detail: format!(
-                "functions whose error reasons are {}: {}",
-                hex_list(SSL_WRITE_REASONS),
+                "functions whose error reasons are one of {}: {}",
+                SSL_WRITE_SIGNATURES.iter().map(|s| hex_list(s)).collect::<Vec<_>>().join(" "),
                 list(&writes.iter().map(|f| f.start).collect::<Vec<_>>())
             ),
         });
@@ -151,7 +160,7 @@ pub(crate) fn identify(
          functions); SSL_read {read:#x} reason 0x42 calls read routine {read_impl:#x} (which calls SSL_do_handshake), \
          memcpy, consume; SSL_peek {}",
         write.start,
-        hex_list(SSL_WRITE_REASONS),
+        hex_list(&write.reasons(err_put).into_iter().flatten().collect::<Vec<_>>()),
         handshakes.len(),
         peek.map(|p| format!("{p:#x}")).unwrap_or_else(|| format!("not identified ({} look-alikes)", peeks.len())),
     );

@@ -9,7 +9,8 @@
 //! `r8d = line`. The finder:
 //!
 //! 1. maps the file, reads the GNU build-id, `.rodata`, `.text` and the load segments;
-//! 2. finds the file-name string in `.rodata` (exactly once);
+//! 2. finds the file-name string in `.rodata` (exactly once; Chromium's, or the same path
+//!    under another tree's prefix, as in QtWebEngine's `libQt5WebEngineCore.so.5`);
 //! 3. scans `.text` in one pass for `lea reg, [rip + disp32]` whose target is that string
 //!    (a byte pre-filter on `REX.W 8D modrm(rip)`, then the displacement);
 //! 4. walks back from each site to the function start (a 16-byte aligned
@@ -17,7 +18,8 @@
 //!    call), follows the function's control flow from there with a decoder and checks that it
 //!    reaches the site, then reads each site's `edi`/`edx`/`r8d` and its call;
 //! 5. identifies the functions by the reason codes of their error sites, in address order:
-//!    `SSL_write` = `[0x42, 0xe2, 0x6f, 0xd7]`, calling `SSL_do_handshake` = the one `[0x86]`
+//!    `SSL_write` = `[0x42, 0xe2, 0x6f, 0xd7]` (Chromium 87's BoringSSL: `0xc2` for `0x6f`,
+//!    in any order), calling `SSL_do_handshake` = the one `[0x86]`
 //!    function it calls; `SSL_read` = `[0x42]`, calling an internal read routine (which calls
 //!    `SSL_do_handshake`), then `memcpy` (resolved by its PLT slot's dynamic relocation), then
 //!    a consume routine; `SSL_peek` looks the same without the consume call;
@@ -29,6 +31,14 @@
 //!
 //! Results (and analysis failures) are cached per build-id and finder version
 //! ([`find_cached`]), so a second run costs one ELF header parse.
+//!
+//! Which files: [`candidates`] (Chromium-family executables, QtWebEngine's libraries, any
+//! mapped ELF that carries the signature). Issue 22 (QUIC, part 2) is to find BoringSSL's
+//! QUIC secret and AEAD functions in the same files: a second identification over the same
+//! [`identify::Analysis`] (or a second source-path string, as [`scan::find_ssl_lib_cc`]
+//! does for `ssl_lib.cc`), its offsets added to [`BoringSslOffsets`] (with
+//! [`FINDER_VERSION`] bumped, so old cache entries are not reused) and its probes declared
+//! beside `tls_boringssl`'s in `probes/families.rs`.
 use std::{
     path::{Path, PathBuf},
     time::Instant,
@@ -49,16 +59,18 @@ pub use candidates::candidates;
 pub use elf::build_id;
 use elf::{Elf, Mapped, offset_to_vaddr, vaddr_to_offset};
 use identify::{analyse_text, identify};
-use scan::{Text, find_c_string};
+use scan::{Text, find_ssl_lib_cc};
 
 /// Bumped whenever the finder's logic changes: part of the cache key, so results from an
 /// older finder are never reused.
-pub const FINDER_VERSION: u32 = 1;
+pub const FINDER_VERSION: u32 = 2;
 
 /// Where [`find_cached`] keeps its results by default (created 0700).
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/tracer/boringssl";
 
-/// The `__FILE__` string BoringSSL's `ssl_lib.cc` error sites point at.
+/// The `__FILE__` string BoringSSL's `ssl_lib.cc` error sites point at in Chromium; other
+/// trees prefix it (QtWebEngine: `../../3rdparty/chromium/third_party/...`; see
+/// `scan::find_ssl_lib_cc`).
 pub const SSL_LIB_CC: &[u8] = b"../../third_party/boringssl/src/ssl/ssl_lib.cc";
 
 /// ERR_LIB_SSL, the library code every ssl_lib.cc error site passes in `edi`.
@@ -66,6 +78,12 @@ const ERR_LIB_SSL: u32 = 0x10;
 /// ERR_R_SHOULD_NOT_HAVE_BEEN_CALLED, SSL_R_UNINITIALIZED, SSL_R_BAD_LENGTH(0x6f)...: the
 /// reason codes of SSL_write's error sites in address order.
 pub const SSL_WRITE_REASONS: &[u32] = &[0x42, 0xe2, 0x6f, 0xd7];
+/// The same four checks in older BoringSSL (Chromium 87, inside QtWebEngine 5.15), whose
+/// third is SSL_R_PROTOCOL_IS_SHUTDOWN (0xc2), and whose compiler laid the sites out in another
+/// order: SSL_write is recognised by the set of its reasons, in any order.
+pub const SSL_WRITE_REASONS_CHROMIUM_87: &[u32] = &[0x42, 0xe2, 0xc2, 0xd7];
+/// Every known SSL_write signature.
+pub const SSL_WRITE_SIGNATURES: &[&[u32]] = &[SSL_WRITE_REASONS, SSL_WRITE_REASONS_CHROMIUM_87];
 /// SSL_R_CONNECTION_TYPE_NOT_SET: SSL_do_handshake's only error site.
 pub const SSL_DO_HANDSHAKE_REASONS: &[u32] = &[0x86];
 /// ERR_R_SHOULD_NOT_HAVE_BEEN_CALLED: SSL_read's (and SSL_peek's) only error site.
@@ -130,9 +148,9 @@ pub enum FindError {
     NoBuildId(PathBuf),
     #[error("no {0} section (section headers stripped?)")]
     SectionMissing(&'static str),
-    #[error("the string \"{}\" is not in .rodata: not a BoringSSL build", String::from_utf8_lossy(SSL_LIB_CC))]
+    #[error("no string \"../…/third_party/boringssl/src/ssl/ssl_lib.cc\" in .rodata: not a BoringSSL build")]
     StringMissing,
-    #[error("the string \"{}\" is in .rodata {count} times, expected once", String::from_utf8_lossy(SSL_LIB_CC), count = .0)]
+    #[error("the string \"../…/third_party/boringssl/src/ssl/ssl_lib.cc\" is in .rodata {0} times, expected once")]
     StringNotUnique(usize),
     #[error("no instruction in .text loads the address of ssl_lib.cc")]
     NoErrorSites,
@@ -170,7 +188,7 @@ pub fn find_boringssl(path: &Path) -> Result<BoringSslOffsets, FindError> {
     let elf = Elf::parse(path, map.bytes(), true)?;
     let (ro_addr, rodata) = elf.rodata.ok_or(FindError::SectionMissing(".rodata"))?;
     let (text_addr, text_bytes) = elf.text.ok_or(FindError::SectionMissing(".text"))?;
-    let hits = find_c_string(rodata, SSL_LIB_CC);
+    let hits = find_ssl_lib_cc(rodata);
     let string_vaddr = match hits.as_slice() {
         [] => return Err(FindError::StringMissing),
         [one] => ro_addr + *one as u64,
@@ -248,7 +266,7 @@ pub fn describe(path: &Path) -> Result<String, FindError> {
     let elf = Elf::parse(path, map.bytes(), true)?;
     let (ro_addr, rodata) = elf.rodata.ok_or(FindError::SectionMissing(".rodata"))?;
     let (text_addr, text_bytes) = elf.text.ok_or(FindError::SectionMissing(".text"))?;
-    let hits = find_c_string(rodata, SSL_LIB_CC);
+    let hits = find_ssl_lib_cc(rodata);
     let [one] = hits.as_slice() else {
         return Err(if hits.is_empty() { FindError::StringMissing } else { FindError::StringNotUnique(hits.len()) });
     };

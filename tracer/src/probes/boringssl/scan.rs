@@ -7,6 +7,29 @@ pub(crate) fn find_c_string(hay: &[u8], needle: &[u8]) -> Vec<usize> {
     memchr::memmem::find_iter(hay, needle).filter(|&i| hay.get(i + needle.len()) == Some(&0)).collect()
 }
 
+/// Offsets (in `hay`) of the C strings that name BoringSSL's `ssl_lib.cc` as a relative
+/// source path: Chromium's own `../../third_party/boringssl/src/ssl/ssl_lib.cc`, and the
+/// same file inside another tree, such as QtWebEngine's
+/// `../../3rdparty/chromium/third_party/boringssl/src/ssl/ssl_lib.cc`. Each offset is the
+/// string's start (what the error sites' `lea` loads).
+pub(crate) fn find_ssl_lib_cc(hay: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for end in find_c_string(hay, SSL_LIB_CC_SUFFIX) {
+        // Back to the string's start: the byte after the previous NUL (bounded: a path).
+        let floor = end.saturating_sub(MAX_SOURCE_PATH);
+        let start = hay[floor..end].iter().rposition(|&b| b == 0).map_or(floor, |z| floor + z + 1);
+        if hay[start..end].starts_with(b"../") && hay[start..end].iter().all(|b| b.is_ascii_graphic()) && !out.contains(&start) {
+            out.push(start);
+        }
+    }
+    out
+}
+
+/// The part of `ssl_lib.cc`'s path that every tree embedding BoringSSL shares.
+pub(crate) const SSL_LIB_CC_SUFFIX: &[u8] = b"third_party/boringssl/src/ssl/ssl_lib.cc";
+/// The longest source path prefix looked at before [`SSL_LIB_CC_SUFFIX`].
+const MAX_SOURCE_PATH: usize = 256;
+
 /// Virtual addresses of every `lea r64, [rip + disp32]` in `text` whose target is `target`
 /// (a byte pre-filter: the instruction boundaries are checked later by decoding).
 pub(crate) fn scan_rip_lea(text: &[u8], text_vaddr: u64, target: u64) -> Vec<u64> {

@@ -11,7 +11,7 @@ use super::{
     elf::{Load, hex, parse_build_id_notes},
     error_sites::{ErrorSite, parse_site},
     identify::Analysis,
-    scan::{count_direct_calls, scan_rip_lea, start_candidates},
+    scan::{self, count_direct_calls, find_c_string, scan_rip_lea, start_candidates},
     *,
 };
 
@@ -524,6 +524,25 @@ fn c_string_search() {
     assert!(find_c_string(s, s).is_empty(), "no NUL at the end of the haystack");
 }
 
+/// Chromium's path and QtWebEngine's (the same file under another tree) are found at their
+/// starts; a path that only ends the same way without being a relative source path is not.
+#[test]
+fn ssl_lib_cc_under_any_tree() {
+    let qt: &[u8] = b"../../3rdparty/chromium/third_party/boringssl/src/ssl/ssl_lib.cc";
+    let mut hay = b"\0junk\0".to_vec();
+    let chromium_at = hay.len();
+    hay.extend(SSL_LIB_CC);
+    hay.push(0);
+    let qt_at = hay.len();
+    hay.extend(qt);
+    hay.push(0);
+    hay.extend(b"/opt/third_party/boringssl/src/ssl/ssl_lib.cc\0");
+    hay.extend(qt);
+    hay.extend(b".o\0");
+    assert_eq!(scan::find_ssl_lib_cc(&hay), vec![chromium_at, qt_at]);
+    assert!(scan::find_ssl_lib_cc(scan::SSL_LIB_CC_SUFFIX).is_empty());
+}
+
 #[test]
 fn looks_like_chromium_by_name_or_files() {
     assert!(looks_like_chromium(Path::new("/usr/lib/chromium/chromium")));
@@ -700,10 +719,19 @@ fn non_boringssl_binaries_fail_and_the_failure_is_cached() {
 
 #[test]
 fn candidates_include_the_installed_chromium() {
-    let found = candidates();
+    let cache = tempfile::tempdir().unwrap();
+    let mut examined = Vec::new();
+    let found = candidates(&mut examined, cache.path());
     if Path::new(CHROMIUM).is_file() {
         assert!(found.iter().any(|p| p == Path::new(CHROMIUM)), "{found:?}");
     }
+    // QtWebEngine's library, from the linker's cache, running or not.
+    if Path::new(QT5_WEBENGINE).is_file() {
+        assert!(found.iter().any(|p| p.canonicalize().ok() == Path::new(QT5_WEBENGINE).canonicalize().ok()), "{found:?}");
+    }
+    // What was examined is not listed again.
+    let again = candidates(&mut examined.iter().cloned().chain(found.iter().cloned()).collect(), cache.path());
+    assert!(again.iter().all(|p| !found.contains(p)), "{again:?}");
     // No duplicates.
     let mut sorted = found.clone();
     sorted.sort();
@@ -764,4 +792,43 @@ fn not_a_boringssl_build_is_recognised_also_from_the_cache() {
     assert!(!ambiguous.is_not_boringssl());
     let cached = FindError::CachedFailure { build_id: "ab".into(), error: ambiguous.to_string() };
     assert!(!cached.is_not_boringssl());
+}
+
+/// QtWebEngine 5's library (Debian 12's falkon, qutebrowser, konqueror).
+const QT5_WEBENGINE: &str = "/usr/lib/x86_64-linux-gnu/libQt5WebEngineCore.so.5";
+
+/// The signature is found anywhere in a file, also across the seam between two 8 MiB reads,
+/// and not in a file that only holds the path's start.
+#[test]
+fn the_signature_prefilter_reads_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = dir.path().join("with");
+    let mut bytes = vec![0u8; (8 << 20) - 10];
+    bytes.extend(b"../../3rdparty/chromium/third_party/boringssl/src/ssl/ssl_lib.cc\0tail");
+    std::fs::write(&with, &bytes).unwrap();
+    assert!(candidates::carries_the_signature(&with));
+    let without = dir.path().join("without");
+    bytes.truncate(bytes.len() - 10);
+    std::fs::write(&without, &bytes).unwrap();
+    assert!(!candidates::carries_the_signature(&without));
+    assert!(!candidates::carries_the_signature(&dir.path().join("missing")));
+}
+
+/// QtWebEngine 5.15's BoringSSL (Chromium 87's) inside libQt5WebEngineCore.so.5: found by the
+/// same signature under its `3rdparty/chromium` path.
+#[test]
+fn finds_boringssl_in_qtwebengine() {
+    let path = Path::new(QT5_WEBENGINE);
+    if !path.is_file() {
+        // Installed with falkon by `cargo xtask test`: a skip only outside CI.
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{QT5_WEBENGINE} is not installed (package libqt5webenginecore5)");
+        eprintln!("skipped: {QT5_WEBENGINE} is not installed (package libqt5webenginecore5)");
+        return;
+    }
+    let found = find_boringssl(path).unwrap_or_else(|e| panic!("finder failed on {QT5_WEBENGINE}: {e}\n{}", describe(path).unwrap_or_default()));
+    eprintln!("{found:?}");
+    for off in [found.ssl_write, found.ssl_read, found.ssl_do_handshake] {
+        assert!(off > 0);
+    }
+    assert_ne!(found.ssl_write, found.ssl_read);
 }

@@ -1,12 +1,6 @@
-//! Real clients traced end to end with nothing set up on their side (issue 6).
-//!
-//! Each test starts a lab, loads the probes in this process, drives one client headlessly
-//! inside the lab's network namespace (one browser start per test) and checks the page load
-//! the stitcher builds against the lab's own logs of the DNS queries and HTTP requests it
-//! answered.
-//!
-//! Set `BROWSER_TRACE_DUMP=DIR` to write every event of the client's process tree (one text
-//! line each, no plaintext) and the page loads (JSON) to DIR for inspection.
+//! What every browser test shares: the client's process tree, the probes loaded in this
+//! process with their events collected, the stitcher run over them, and the checks of a page
+//! load against the lab's own logs.
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
@@ -27,15 +21,10 @@ use tracer::{
     },
 };
 
-mod support;
-use support::{
-    TRACER,
-    browsers::{chromium_cmd, chromium_home, firefox_cmd},
-    free_port, lab_or_skip, require, temp_dir,
-};
+use crate::support::{self, lab_or_skip, require, temp_dir};
 
 /// Prints how long a test took (its run time is part of what is reviewed).
-struct Timer(&'static str, Instant);
+pub struct Timer(pub &'static str, pub Instant);
 impl Drop for Timer {
     fn drop(&mut self) {
         eprintln!("{}: test took {:.1} s", self.0, self.1.elapsed().as_secs_f64());
@@ -44,11 +33,11 @@ impl Drop for Timer {
 
 // ---- processes ----
 
-fn children_of(pid: u32) -> Vec<u32> {
+pub fn children_of(pid: u32) -> Vec<u32> {
     tracer::procfs::list_processes().into_iter().filter(|p| p.ppid == pid).map(|p| p.pid).collect()
 }
 
-fn descendants(pid: u32) -> Vec<u32> {
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {
@@ -64,14 +53,14 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 /// A client process tree started in its own process group; killed (tree and group) on drop.
 /// Its output is drained as it comes (a full pipe would stall it).
-struct Client {
-    child: std::process::Child,
-    pid: u32,
-    output: Option<(std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>)>,
+pub struct Client {
+    pub child: std::process::Child,
+    pub pid: u32,
+    pub output: Option<(std::thread::JoinHandle<Vec<u8>>, std::thread::JoinHandle<Vec<u8>>)>,
 }
 
 impl Client {
-    fn spawn(mut cmd: Command) -> Client {
+    pub fn spawn(mut cmd: Command) -> Client {
         use std::os::unix::process::CommandExt as _;
         cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -90,17 +79,27 @@ impl Client {
 
     /// Wait for the client to exit by itself, at most `limit`; then kill what is left of its
     /// tree. Returns (exited by itself, stdout, stderr).
-    fn wait(&mut self, limit: Duration) -> (bool, String, String) {
+    pub fn wait(&mut self, limit: Duration) -> (bool, String, String) {
         let deadline = Instant::now() + limit;
         let mut exited = false;
         while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
+            if self.exited() {
                 exited = true;
                 break;
             }
             // Polling a child's exit: there is no event to await for it.
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.stop(exited)
+    }
+
+    /// Whether the client's first process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Kill what is left of the client's tree; (`exited`, stdout, stderr).
+    pub fn stop(&mut self, exited: bool) -> (bool, String, String) {
         self.kill();
         let _ = self.child.wait();
         // The pipes close when the last process holding them is gone; one that escaped the
@@ -119,7 +118,7 @@ impl Client {
         (exited, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         for p in descendants(self.pid) {
             unsafe { libc::kill(p as i32, libc::SIGKILL) };
         }
@@ -138,19 +137,19 @@ impl Drop for Client {
 // ---- tracing ----
 
 /// Probes loaded and events collected in the background until `stop`.
-struct Tracing {
-    probes: Probes,
-    events: tokio::task::JoinHandle<Vec<Event>>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    stats: Arc<StreamStats>,
+pub struct Tracing {
+    pub probes: Probes,
+    pub events: tokio::task::JoinHandle<Vec<Event>>,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub stats: Arc<StreamStats>,
 }
 
 impl Tracing {
-    fn start() -> Tracing {
+    pub fn start() -> Tracing {
         Self::start_with(&ProbeConfig::default())
     }
 
-    fn start_with(config: &ProbeConfig) -> Tracing {
+    pub fn start_with(config: &ProbeConfig) -> Tracing {
         let mut probes = Probes::load(config).expect("probes");
         let stats = Arc::new(StreamStats::default());
         let mut rx = spawn_reader(&mut probes, 1 << 19, stats.clone()).unwrap();
@@ -187,7 +186,7 @@ impl Tracing {
         Tracing { probes, events, stop, stats }
     }
 
-    fn boringssl_status(&self) -> Vec<String> {
+    pub fn boringssl_status(&self) -> Vec<String> {
         self.probes
             .status
             .iter()
@@ -196,7 +195,7 @@ impl Tracing {
             .collect()
     }
 
-    async fn finish(self) -> (Vec<Event>, Probes) {
+    pub async fn finish(self) -> (Vec<Event>, Probes) {
         let _ = self.stop.send(());
         let events = self.events.await.unwrap();
         let lost: u64 = self.probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
@@ -208,12 +207,12 @@ impl Tracing {
 
 /// Detaching every uprobe takes the kernel seconds (an RCU grace period per probe): let
 /// it happen while the next test runs instead of in this one's time.
-fn detach_in_background(probes: Probes) {
+pub fn detach_in_background(probes: Probes) {
     std::thread::spawn(move || drop(probes));
 }
 
 /// The process tree of `root` as seen in the events (forks), plus `extra` pids.
-fn tree_of(events: &[Event], root: u32) -> HashSet<u32> {
+pub fn tree_of(events: &[Event], root: u32) -> HashSet<u32> {
     let mut tree: HashSet<u32> = HashSet::from([root]);
     for e in events {
         if let EventBody::Fork { child_pid } = &e.body
@@ -226,9 +225,14 @@ fn tree_of(events: &[Event], root: u32) -> HashSet<u32> {
 }
 
 /// Stitch the whole stream (every process), seeded with processes alive before tracing.
-fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)]) -> Vec<PageLoad> {
+pub fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)]) -> Vec<PageLoad> {
+    stitch_with(events, seed, support::quiet_ms())
+}
+
+/// [`stitch`] with a quiet window of `quiet_ms` (None: the daemon's default).
+pub fn stitch_with(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)], quiet_ms: Option<u64>) -> Vec<PageLoad> {
     let mut config = StitchConfig::default();
-    if let Some(ms) = support::quiet_ms() {
+    if let Some(ms) = quiet_ms {
         config.quiet_ns = ms * 1_000_000;
     }
     let mut st = Stitcher::new(config);
@@ -244,7 +248,7 @@ fn stitch(events: &[Event], seed: &[(u32, Option<u32>, String, Option<String>)])
 }
 
 /// Processes alive now (what the daemon seeds its table with at start-up).
-fn proc_snapshot() -> Vec<(u32, Option<u32>, String, Option<String>)> {
+pub fn proc_snapshot() -> Vec<(u32, Option<u32>, String, Option<String>)> {
     tracer::procfs::list_processes()
         .into_iter()
         .map(|p| {
@@ -254,7 +258,7 @@ fn proc_snapshot() -> Vec<(u32, Option<u32>, String, Option<String>)> {
         .collect()
 }
 
-fn dump(tag: &str, events: &[Event], tree: &HashSet<u32>, pages: &[PageLoad]) {
+pub fn dump(tag: &str, events: &[Event], tree: &HashSet<u32>, pages: &[PageLoad]) {
     let Ok(dir) = std::env::var("BROWSER_TRACE_DUMP") else { return };
     let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -281,7 +285,7 @@ fn dump(tag: &str, events: &[Event], tree: &HashSet<u32>, pages: &[PageLoad]) {
 
 // ---- what is checked ----
 
-fn describe(p: &PageLoad) -> String {
+pub fn describe(p: &PageLoad) -> String {
     let mut s = format!("page load of {} [{}] {:?} status {:?} error {:?}\n", p.client.name, p.client.tgid, p.url, p.status, p.error);
     for (i, r) in p.requests.iter().enumerate() {
         let t = &r.timings;
@@ -331,7 +335,7 @@ fn describe(p: &PageLoad) -> String {
 }
 
 /// (method, host, path, status) of the lab's log, for the hosts of the page.
-fn served(log: &[HttpRequestRecord]) -> Vec<(String, String, String, u16)> {
+pub fn served(log: &[HttpRequestRecord]) -> Vec<(String, String, String, u16)> {
     let mut v: Vec<_> = log
         .iter()
         .map(|r| (r.method.clone(), r.host.split(':').next().unwrap_or("").to_string(), r.path.clone(), r.status))
@@ -342,7 +346,7 @@ fn served(log: &[HttpRequestRecord]) -> Vec<(String, String, String, u16)> {
 
 /// The requests of the page load that got a response (a browser that exits right after the
 /// load event may leave a late request, such as the favicon, unanswered).
-fn traced(p: &PageLoad) -> Vec<(String, String, String, u16)> {
+pub fn traced(p: &PageLoad) -> Vec<(String, String, String, u16)> {
     let mut v: Vec<_> = p
         .requests
         .iter()
@@ -364,7 +368,7 @@ fn traced(p: &PageLoad) -> Vec<(String, String, String, u16)> {
 /// the same statuses. The one allowance: a browser that exits right after the load event may
 /// leave a late request (the favicon) unread; the lab may or may not have answered it, and
 /// the trace shows it without a status and with an error, never with a wrong one.
-fn compare_with_lab(tag: &str, p: &PageLoad, log: &[HttpRequestRecord], d: &str) {
+pub fn compare_with_lab(tag: &str, p: &PageLoad, log: &[HttpRequestRecord], d: &str) {
     let key = |m: &str, h: &str, path: &str| (m.to_string(), h.split(':').next().unwrap_or("").to_string(), path.to_string());
     let unread: Vec<_> = p
         .requests
@@ -380,25 +384,38 @@ fn compare_with_lab(tag: &str, p: &PageLoad, log: &[HttpRequestRecord], d: &str)
     assert_eq!(traced(p), self::served(&served), "{tag}: traced requests vs the lab's log\n{d}");
 }
 
-struct Expect {
-    /// HTTP version the page's HTTPS requests use.
-    protocol: &'static str,
-    /// Whether the client loads the sub-resources (browsers do, curl/wget here do not).
-    subresources: bool,
+pub struct Expect {
+    /// HTTP version the page's HTTPS requests use (for HTTP/1.x the response's, as HAR and
+    /// the trace show it).
+    pub protocol: &'static str,
+    /// The version in the client's own request lines, as the lab logs it, where it differs:
+    /// lynx and w3m ask in HTTP/1.0 and the lab answers in HTTP/1.1.
+    pub request_version: Option<&'static str>,
+    /// The page's sub-resources the client loads (browsers with JavaScript all three; curl and
+    /// the text browsers none).
+    pub subresources: &'static [&'static str],
     /// Client name shown for the page load.
-    name: &'static str,
+    pub name: &'static str,
     /// Whether the client asks for HTTPS (type 65) records.
-    https_rr: bool,
+    pub https_rr: bool,
     /// TLS library the plaintext came from.
-    tls_library: &'static str,
+    pub tls_library: &'static str,
     /// Whether the library reports the handshake's end (NSS may finish it inside PR_Write).
-    handshake_end_seen: bool,
+    pub handshake_end_seen: bool,
     /// Whether failed lookups of the browser's own (non-lab) hosts may sit in the page load.
-    background_failures: bool,
+    pub background_failures: bool,
+    /// Whether the client sends the server name in its ClientHello (dillo 3.0.5's HTTPS
+    /// plug-in does not).
+    pub sends_sni: bool,
+    /// Whether the browser talks to its own helpers over TCP on 127.0.0.1 (dillo and `dpid`):
+    /// those connections carry no request and are allowed in its page load.
+    pub loopback_ipc: bool,
+    /// The README's Browsers table row this test writes when it passes (None: no row).
+    pub table: Option<crate::table::Browser>,
 }
 
 /// The page load of `http://shop.test/` as every client must show it.
-fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
+pub fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
     let d = describe(p);
     eprintln!("{tag}: {d}");
     assert_eq!(p.client.name, expect.name, "{tag}: the page load is shown with the client's name\n{d}");
@@ -446,12 +463,12 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
             assert_eq!(r.protocol.as_deref(), Some(expect.protocol), "{tag}: {:?}\n{d}", r.url);
             let lab_version = log.iter().find(|l| Some(l.path.as_str()) == r.path.as_deref() && r.host.as_deref() == Some(l.host.split(':').next().unwrap()));
             if let Some(l) = lab_version {
-                assert_eq!(l.version, expect.protocol, "{tag}: the lab saw the same protocol");
+                assert_eq!(l.version, expect.request_version.unwrap_or(expect.protocol), "{tag}: the lab saw the same protocol");
             }
         }
     }
-    if expect.subresources {
-        for path in ["/app.css", "/app.js", "/logo.png"] {
+    {
+        for &path in expect.subresources {
             assert!(
                 p.requests.iter().any(|r| r.host.as_deref() == Some("static.shop.test") && r.path.as_deref() == Some(path) && r.status == Some(200)),
                 "{tag}: sub-resource {path}\n{d}"
@@ -516,7 +533,9 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
             // From the ServerHello on the wire (the lab's rustls servers speak TLS 1.3).
             assert_eq!(tls.version.as_deref(), Some("TLSv1.3"), "{tag}: TLS version of {:?}: {tls:?}\n{d}", r.url);
             assert!(tls.cipher.as_deref().is_some_and(|c| c.starts_with("TLS13_")), "{tag}: cipher of {:?}: {tls:?}\n{d}", r.url);
-            assert_eq!(tls.sni.as_deref(), r.url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(String::from)).as_deref(), "{tag}: SNI\n{d}");
+            let host = r.url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(String::from));
+            let sni = if expect.sends_sni { host.as_deref() } else { None };
+            assert_eq!(tls.sni.as_deref(), sni, "{tag}: SNI (the client sends it: {})\n{d}", expect.sends_sni);
             if expect.handshake_end_seen {
                 assert!(!tls.estimated, "{tag}: handshake seen, not estimated, for {:?}\n{d}", r.url);
             } else {
@@ -532,15 +551,17 @@ fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
         }
         assert!(t.send >= 0.0 && t.wait >= 0.0 && t.receive >= 0.0, "{tag}: send/wait/receive of {:?}\n{d}", r.url);
     }
-    // Connections of the page are the client's: nothing else of the tree leaked in.
+    // Connections of the page are the client's: nothing else of the tree leaked in, but for
+    // a browser's own local IPC over TCP, which carries no request.
     for c in &p.connections {
-        assert!(c.dst.as_deref().is_some_and(|d| d.starts_with("10.77.0.")), "{tag}: connection to {:?}\n{d}", c.dst);
+        let ipc = expect.loopback_ipc && c.dst.as_deref().is_some_and(|d| d.starts_with("127.0.0.1:")) && c.requests == 0;
+        assert!(ipc || c.dst.as_deref().is_some_and(|d| d.starts_with("10.77.0.")), "{tag}: connection to {:?}\n{d}", c.dst);
     }
 }
 
 /// Stored as the daemon stores it (the history database) and read back: the same page load,
 /// every phase included.
-async fn assert_stored(tag: &str, p: &PageLoad) {
+pub async fn assert_stored(tag: &str, p: &PageLoad) {
     let tmp = temp_dir(&format!("browsers-{tag}-db"));
     let pool = tracer::history::db::open(&tmp.path().join("tracer.db")).await.expect("database");
     let id = tracer::history::insert_page_load(&pool, p, WallOffset::now()).await.expect("stored");
@@ -552,65 +573,86 @@ async fn assert_stored(tag: &str, p: &PageLoad) {
 }
 
 /// The page load of `client` that starts at the lab's first URL.
-fn page_of<'a>(tag: &str, pages: &'a [PageLoad], client: u32) -> &'a PageLoad {
-    let mine: Vec<&PageLoad> = pages.iter().filter(|p| p.client.tgid == client).collect();
+pub fn page_of<'a>(tag: &str, pages: &'a [PageLoad], client: u32) -> &'a PageLoad {
+    page_in_tree(tag, pages, &HashSet::from([client]))
+}
+
+/// The page load that starts at the lab's first URL, by a client in `tree` (a browser started
+/// through `xvfb-run` or `dbus-run-session` is a child of the process the test started).
+pub fn page_in_tree<'a>(tag: &str, pages: &'a [PageLoad], tree: &HashSet<u32>) -> &'a PageLoad {
+    let mine: Vec<&PageLoad> = pages.iter().filter(|p| tree.contains(&p.client.tgid)).collect();
     let all: Vec<String> = pages.iter().map(|p| format!("{} [{}] {:?} ({} requests)", p.client.name, p.client.tgid, p.url, p.requests.len())).collect();
     let found: Vec<&&PageLoad> = mine.iter().filter(|p| p.url.as_deref() == Some("http://shop.test/")).collect();
-    assert_eq!(found.len(), 1, "{tag}: one page load of http://shop.test/ by {client}; page loads: {all:#?}");
+    assert_eq!(found.len(), 1, "{tag}: one page load of http://shop.test/ by one of {tree:?}; page loads: {all:#?}");
     found[0]
 }
 
 // ---- the clients ----
 
 /// Trace one client run: start tracing, run `cmd` to its end (bounded), collect, stitch.
-async fn trace_client(tag: &str, cmd: Command, limit: Duration) -> (u32, Vec<Event>, Vec<PageLoad>, Duration, String) {
-    trace_client_with(tag, cmd, limit, &ProbeConfig::default()).await
-}
-
-async fn trace_client_with(
+pub async fn trace_client_with(
     tag: &str,
     cmd: Command,
     limit: Duration,
     config: &ProbeConfig,
 ) -> (u32, Vec<Event>, Vec<PageLoad>, Duration, String) {
+    trace_client_until(tag, cmd, &Run { limit, config: config.clone(), ..Run::default() }).await
+}
+
+/// When a traced client run ends, and how it is stitched.
+pub struct Run<'a> {
+    /// The longest the client may take.
+    pub limit: Duration,
+    pub config: ProbeConfig,
+    /// For a browser that does not exit after a page (the GUI ones): polled every 100 ms, the
+    /// run ends when it says the lab has served what the browser was to load.
+    pub done: Option<&'a dyn Fn() -> bool>,
+    /// The stitcher's quiet window (default: the daemon's, or `TRACER_TEST_QUIET_MS`).
+    pub quiet_ms: Option<u64>,
+}
+
+impl Default for Run<'_> {
+    fn default() -> Self {
+        Run { limit: Duration::from_secs(60), config: ProbeConfig::default(), done: None, quiet_ms: None }
+    }
+}
+
+/// [`trace_client_with`], ending as `run` says: the client exits by itself, or `run.done`
+/// says the lab served the page (then the client is stopped).
+pub async fn trace_client_until(tag: &str, cmd: Command, run: &Run<'_>) -> (u32, Vec<Event>, Vec<PageLoad>, Duration, String) {
     let seed = proc_snapshot();
     let tl = Instant::now();
-    let tracing = Tracing::start_with(config);
+    let tracing = Tracing::start_with(&run.config);
     eprintln!("{tag}: probes loaded in {:.2} s", tl.elapsed().as_secs_f64());
     let bssl = tracing.boringssl_status();
     let t0 = Instant::now();
-    let (pid, exited, out, err) = tokio::task::spawn_blocking(move || {
-        let mut c = Client::spawn(cmd);
-        let (exited, out, err) = c.wait(limit);
-        (c.pid, exited, out, err)
-    })
-    .await
-    .unwrap();
+    let mut client = Client::spawn(cmd);
+    let pid = client.pid;
+    let deadline = t0 + run.limit;
+    let mut finished = false;
+    while Instant::now() < deadline {
+        if client.exited() || run.done.is_some_and(|d| d()) {
+            finished = true;
+            break;
+        }
+        // Polling the client's exit or the lab's log: neither has an event to await.
+        tokio::time::sleep(Duration::from_millis(if run.done.is_some() { 100 } else { 20 })).await;
+    }
+    let (exited, out, err) = tokio::task::spawn_blocking(move || client.stop(finished)).await.unwrap();
     let took = t0.elapsed();
     let tf = Instant::now();
     let (events, probes) = tracing.finish().await;
     eprintln!("{tag}: collected in {:.2} s", tf.elapsed().as_secs_f64());
     detach_in_background(probes);
-    let pages = stitch(&events, &seed);
+    let pages = stitch_with(&events, &seed, run.quiet_ms.or(support::quiet_ms()));
     let tree = tree_of(&events, pid);
     dump(tag, &events, &tree, &pages);
-    eprintln!("{tag}: client {pid} ran {:.1} s (exited by itself: {exited}); {} events; boringssl: {bssl:?}", took.as_secs_f64(), events.len());
-    assert!(exited, "{tag}: the client did not finish within {limit:?}\nstderr: {err}");
+    eprintln!("{tag}: client {pid} ran {:.1} s (finished: {exited}); {} events; boringssl: {bssl:?}", took.as_secs_f64(), events.len());
+    assert!(exited, "{tag}: the client did not finish within {:?}\nstderr: {err}", run.limit);
     (pid, events, pages, took, out)
 }
 
-/// Chromium's page load of the lab (HTTP/2 by default), however it was traced.
-const CHROMIUM_HTTP2: Expect = Expect {
-    protocol: "HTTP/2",
-    subresources: true,
-    name: "chromium",
-    https_rr: true,
-    tls_library: "boringssl",
-    handshake_end_seen: true,
-    background_failures: true,
-};
-
-fn lab_config() -> LabConfig {
+pub fn lab_config() -> LabConfig {
     LabConfig { dns_delay: Duration::from_millis(10), think_time: Duration::from_millis(20), ..Default::default() }
 }
 
@@ -618,10 +660,37 @@ fn lab_config() -> LabConfig {
 /// page load as `expect` says, against the lab's logs, and stored. `command` gives the client's
 /// command line (a scratch directory for its profile), `loaded` checks what the client itself
 /// says (its stdout, its directory) before the trace is.
-async fn load_the_lab_page(
+pub async fn load_the_lab_page(
     tag: &'static str,
     programs: &[&str],
     limit: Duration,
+    expect: &Expect,
+    command: impl FnOnce(&Lab, &Path) -> Command,
+    loaded: impl FnOnce(&str, &Path),
+) {
+    load_the_lab_page_until(tag, programs, &Ends { limit, served: None, quiet_ms: None }, expect, command, loaded).await
+}
+
+/// How a browser's run ends.
+pub struct Ends {
+    /// The longest it may take.
+    pub limit: Duration,
+    /// For a browser that stays open after the page (the GUI ones): the paths whose requests
+    /// the lab must have logged for the page to be loaded; the browser is stopped once they
+    /// are and the lab then had nothing new for a second.
+    pub served: Option<&'static [&'static str]>,
+    /// The stitcher's quiet window for this browser (None: the daemon's default).
+    pub quiet_ms: Option<u64>,
+}
+
+/// How long the lab must have had nothing new before a browser that stays open is stopped.
+const LAB_QUIET: Duration = Duration::from_secs(1);
+
+/// [`load_the_lab_page`] for a browser that ends as `ends` says.
+pub async fn load_the_lab_page_until(
+    tag: &'static str,
+    programs: &[&str],
+    ends: &Ends,
     expect: &Expect,
     command: impl FnOnce(&Lab, &Path) -> Command,
     loaded: impl FnOnce(&str, &Path),
@@ -635,187 +704,40 @@ async fn load_the_lab_page(
     }
     let tmp = temp_dir(&format!("browsers-{tag}"));
     let cmd = command(&lab, tmp.path());
-    let (pid, _events, pages, _took, out) = trace_client(tag, cmd, limit).await;
+    // Done when the lab has served every path and then nothing new (no query, no request)
+    // came for LAB_QUIET: a browser stopped in the middle of a lookup (falkon's own
+    // getaddrinfo of the page's host for its favicon) leaves a lookup without its answer.
+    let last_change = std::cell::Cell::new((0u64, 0usize, Instant::now()));
+    let served = |paths: &[&str]| {
+        let log = lab.http_requests();
+        let now = (lab.dns_query_count(), log.len());
+        let (dns, http, since) = last_change.get();
+        if now != (dns, http) {
+            last_change.set((now.0, now.1, Instant::now()));
+            return false;
+        }
+        since.elapsed() >= LAB_QUIET && paths.iter().all(|p| log.iter().any(|r| r.path == *p && r.status != 0))
+    };
+    let done = ends.served.map(|paths| move || served(paths));
+    let run = Run {
+        limit: ends.limit,
+        done: done.as_ref().map(|d| d as &dyn Fn() -> bool),
+        quiet_ms: ends.quiet_ms,
+        ..Run::default()
+    };
+    let (pid, events, pages, _took, out) = trace_client_until(tag, cmd, &run).await;
     loaded(&out, tmp.path());
-    let p = page_of(tag, &pages, pid);
+    let p = page_in_tree(tag, &pages, &tree_of(&events, pid));
     check_page_load(tag, p, &lab, expect);
     assert_stored(tag, p).await;
-}
-
-/// Chromium, loading the page (printing its DOM) with `extra` flags.
-fn chromium(extra: &'static [&'static str]) -> impl FnOnce(&Lab, &Path) -> Command {
-    move |lab, dir| chromium_cmd(lab, &chromium_home(dir, lab), extra, "http://shop.test/")
-}
-
-fn chromium_loaded(dom: &str, _: &Path) {
-    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_page_load_http2() {
-    load_the_lab_page("chromium_h2", &["chromium", "certutil"], Duration::from_secs(60), &CHROMIUM_HTTP2, chromium(&[]), chromium_loaded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_page_load_http1() {
-    let expect = Expect { protocol: "HTTP/1.1", ..CHROMIUM_HTTP2 };
-    load_the_lab_page("chromium_h1", &["chromium", "certutil"], Duration::from_secs(60), &expect, chromium(&["--disable-http2"]), chromium_loaded).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_page_load() {
-    let expect = Expect { name: "firefox-esr", tls_library: "nspr", handshake_end_seen: false, ..CHROMIUM_HTTP2 };
-    let firefox = |lab: &Lab, dir: &Path| firefox_cmd(lab, dir, "http://shop.test/");
-    let loaded = |_: &str, dir: &Path| assert!(dir.join("shot.png").exists(), "firefox took its screenshot");
-    load_the_lab_page("firefox", &["firefox-esr", "certutil"], Duration::from_secs(90), &expect, firefox, loaded).await;
-}
-
-/// curl and wget, which load no sub-resources and ask for no HTTPS records.
-const COMMAND_LINE_CLIENT: Expect = Expect {
-    protocol: "HTTP/2",
-    subresources: false,
-    name: "curl",
-    https_rr: false,
-    tls_library: "openssl",
-    handshake_end_seen: true,
-    background_failures: false,
-};
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_page_load() {
-    let curl = |lab: &Lab, _: &Path| {
-        let mut cmd = lab.exec_command("curl");
-        cmd.args(["-sS", "-L", "-o", "/dev/null", "--cacert"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
-        cmd
-    };
-    load_the_lab_page("curl", &["curl"], Duration::from_secs(30), &COMMAND_LINE_CLIENT, curl, |_, _| {}).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wget_page_load() {
-    let expect = Expect { protocol: "HTTP/1.1", name: "wget", tls_library: "gnutls", ..COMMAND_LINE_CLIENT };
-    let wget = |lab: &Lab, _: &Path| {
-        let mut cmd = lab.exec_command("wget");
-        cmd.args(["-q", "-O", "/dev/null", "--ca-certificate"]).arg(lab.ca_pem_path()).arg("http://shop.test/");
-        cmd
-    };
-    load_the_lab_page("wget", &["wget"], Duration::from_secs(30), &expect, wget, |_, _| {}).await;
-}
-
-/// The start of each Chromium test below: its timer, a fresh lab (None without root), a
-/// scratch directory, and Chromium's command line that loads the lab's page.
-async fn chromium_in_lab(tag: &'static str) -> Option<(Timer, Lab, tempfile::TempDir, Command)> {
-    let timer = Timer(tag, Instant::now());
-    let lab = lab_or_skip(tag, lab_config()).await?;
-    let tmp = temp_dir(&format!("browsers-{tag}"));
-    let cmd = chromium(&[])(&lab, tmp.path());
-    Some((timer, lab, tmp, cmd))
-}
-
-/// With a client filter (`tracer run -- COMMAND`) the socket calls are seen at libc in the
-/// traced processes, not at syscall tracepoints: a browser traced that way, through the real
-/// daemon and its history database, has the same complete page load (Chromium's own DNS
-/// client, its connects and the plain-HTTP redirect are all libc calls).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_traced_by_a_command_filter() {
-    let tag = "chromium_filtered";
-    let Some((_timer, lab, tmp, browser)) = chromium_in_lab(tag).await else {
-        return;
-    };
-    let db = tmp.path().join("t.db");
-    let mut daemon = Command::new(TRACER);
-    daemon
-        .args(["run", "--listen", &format!("127.0.0.1:{}", free_port().unwrap()), "--db"])
-        .arg(&db)
-        .arg("--")
-        .arg(browser.get_program())
-        .args(browser.get_args());
-    for (k, v) in browser.get_envs() {
-        if let Some(v) = v {
-            daemon.env(k, v);
-        }
+    if let Some(b) = &expect.table {
+        crate::table::record(b, p);
     }
-    let (exited, dom, err) = tokio::task::spawn_blocking(move || Client::spawn(daemon).wait(Duration::from_secs(120))).await.unwrap();
-    assert!(exited, "the daemon did not finish with its command\nstderr: {err}");
-    assert!(dom.contains("Lab Shop"), "chromium loaded the page: {dom}\nstderr: {err}");
-    // The start-up report, one line per family: libc's uprobes instead of the syscall
-    // tracepoints' families.
-    let families: Vec<&str> = err.lines().filter_map(|l| l.trim_start().strip_prefix("ok ")).filter_map(|l| l.split_whitespace().next()).collect();
-    assert!(families.contains(&"libc_sockets") && families.contains(&"tcp_state"), "{families:?}\n{err}");
-    assert!(!families.iter().any(|f| ["tcp_connect", "dns", "tls_fd"].contains(f)), "no syscall tracepoint under a filter: {families:?}");
-
-    let pool = tracer::history::db::open(&db).await.expect("the daemon's database");
-    let stored = tracer::history::query::latest(&pool, &Default::default(), 100).await.expect("list");
-    let all: Vec<String> = stored.iter().map(|s| format!("{} {:?}", s.page.client.name, s.page.url)).collect();
-    let mine: Vec<_> = stored.iter().filter(|s| s.page.client.name == "chromium" && s.page.url.as_deref() == Some("http://shop.test/")).collect();
-    assert_eq!(mine.len(), 1, "one page load of http://shop.test/ by chromium: {all:#?}\nstderr: {err}");
-    check_page_load(tag, &mine[0].page, &lab, &CHROMIUM_HTTP2);
-    pool.close().await;
-}
-
-/// Uprobes attach to files: a browser that was already running when the probes were loaded
-/// is traced like one started later, with no flag on its side. Chromium is started first;
-/// once its network service process exists, the whole browser is stopped (SIGSTOP) while
-/// the probes load, so that the test does not race the load against the page, and then let
-/// go. Its page load must be complete, as for a browser started after the probes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_started_before_the_probes() {
-    let tag = "chromium_before";
-    let Some((_timer, lab, _tmp, cmd)) = chromium_in_lab(tag).await else {
-        return;
-    };
-    let client = Client::spawn(cmd);
-    let pid = client.pid;
-    // Wait for the network service (the process that will do DNS, TCP and TLS).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let network_service = loop {
-        let found = descendants(pid).into_iter().find(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("network.mojom.NetworkService"))
-        });
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "{tag}: chromium started no network service");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let stopped = stop_tree(pid);
-    let asked_before = lab.dns_queries().iter().any(|q| q.name.ends_with("shop.test"));
-    let seed = proc_snapshot();
-    let tracing = Tracing::start();
-    eprintln!(
-        "{tag}: browser {pid} and {} processes (network service {network_service}) stopped while the probes loaded; boringssl: {:?}",
-        stopped.len(),
-        tracing.boringssl_status()
-    );
-    for p in stopped.iter().rev() {
-        unsafe { libc::kill(*p as i32, libc::SIGCONT) };
-    }
-    let mut client = client;
-    let (exited, dom, err) = tokio::task::spawn_blocking(move || client.wait(Duration::from_secs(60))).await.unwrap();
-    assert!(exited, "{tag}: chromium did not finish\n{err}");
-    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page: {dom}");
-    let (events, probes) = tracing.finish().await;
-    detach_in_background(probes);
-    let pages = stitch(&events, &seed);
-    dump(tag, &events, &tree_of(&events, pid), &pages);
-    // The network service existed before the probes: the stitcher knows it from /proc only.
-    assert!(!events.iter().any(|e| matches!(e.body, EventBody::Fork { child_pid } if child_pid == network_service)));
-    if asked_before {
-        // Rare: the browser looked up shop.test in the moment before it was stopped; the
-        // lookup's query is then not in the trace, the rest is.
-        eprintln!("{tag}: the browser resolved shop.test before it was stopped; checking the document only");
-        let p = pages.iter().find(|p| p.client.tgid == pid && p.status == Some(200)).expect("page load");
-        assert_eq!(p.client.name, "chromium");
-        return;
-    }
-    let p = page_of(tag, &pages, pid);
-    check_page_load(tag, p, &lab, &CHROMIUM_HTTP2);
-    assert_stored(tag, p).await;
 }
 
 /// SIGSTOP a process and its descendants (listed until no new one appears); returns them,
 /// parents first.
-fn stop_tree(root: u32) -> Vec<u32> {
+pub fn stop_tree(root: u32) -> Vec<u32> {
     let mut stopped = vec![root];
     unsafe { libc::kill(root as i32, libc::SIGSTOP) };
     for _ in 0..5 {
@@ -830,44 +752,3 @@ fn stop_tree(root: u32) -> Vec<u32> {
     }
     stopped
 }
-
-/// A browser whose TLS library is not probed (as for a Chromium build whose BoringSSL
-/// functions the finder cannot find: here all TLS probes are off) is still traced from the
-/// kernel side: its lookups with the CNAME chain and HTTPS records, every TCP connection,
-/// and the plain-HTTP redirect hop. (TLS timing and SNI from the wire need the socket
-/// probes to capture TLS ports; see the stitcher's `wire` module.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_without_tls_probes_keeps_dns_and_tcp() {
-    let tag = "chromium_no_tls";
-    let Some((_timer, _lab, _tmp, cmd)) = chromium_in_lab(tag).await else {
-        return;
-    };
-    let config = ProbeConfig { tls: false, ..Default::default() };
-    let (pid, _events, pages, _took, dom) = trace_client_with(tag, cmd, Duration::from_secs(60), &config).await;
-    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page");
-    let p = page_of(tag, &pages, pid);
-    let d = describe(p);
-    eprintln!("{tag}: {d}");
-    assert_eq!(p.client.name, "chromium", "{tag}\n{d}");
-    let first = &p.requests[p.redirect_chain[0]];
-    assert_eq!((first.url.as_deref(), first.status), (Some("http://shop.test/"), Some(301)), "{tag}\n{d}");
-    assert_eq!(first.redirect_to.as_deref(), Some("https://www.shop.test/"), "{tag}\n{d}");
-    let www = p.dns.iter().find(|l| l.name == "www.shop.test").unwrap_or_else(|| panic!("{tag}: www lookup\n{d}"));
-    assert_eq!(www.cname_chain, vec!["www.shop.test", "edge.cdn.test"], "{tag}\n{d}");
-    assert!(www.qtypes.iter().any(|t| t == "HTTPS"), "{tag}\n{d}");
-    assert!(p.dns.iter().any(|l| l.name == "static.shop.test" && l.addresses == vec!["10.77.0.4"]), "{tag}\n{d}");
-    for dst in ["10.77.0.3:443", "10.77.0.4:443"] {
-        let c = p.connections.iter().find(|c| c.dst.as_deref() == Some(dst)).unwrap_or_else(|| panic!("{tag}: no connection to {dst}\n{d}"));
-        assert!(c.established_ns.is_some_and(|e| e >= c.connect_start_ns), "{tag}: {dst} established\n{d}");
-        // No library probes: the TLS records on the wire (port-443 socket capture) still give
-        // the handshake's timing and the server name from the ClientHello.
-        let tls = c.tls.as_ref().unwrap_or_else(|| panic!("{tag}: {dst}: TLS from the wire\n{d}"));
-        let host = if dst.starts_with("10.77.0.3") { "www.shop.test" } else { "static.shop.test" };
-        assert_eq!(tls.sni.as_deref(), Some(host), "{tag}: SNI from the ClientHello\n{d}");
-        assert!(
-            tls.handshake_start_ns.zip(tls.handshake_end_ns).is_some_and(|(s, e)| e > s && s >= c.established_ns.unwrap_or(0)),
-            "{tag}: {dst}: handshake timed from the records\n{d}"
-        );
-    }
-}
-
