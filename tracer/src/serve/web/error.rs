@@ -47,6 +47,7 @@ impl From<QueryError> for AppError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::Invalid { param, reason } => AppError::BadRequest { param: param.to_string(), reason },
+            QueryError::Db(e) => e.into(),
             other => AppError::Internal(other.into()),
         }
     }
@@ -60,6 +61,13 @@ impl From<anyhow::Error> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::history::db::is_interrupted(&e) {
+            // The read pool's statement timeout: a query too broad for the history's size.
+            return AppError::Status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the query took too long and was stopped; narrow it (host, process, since)".into(),
+            );
+        }
         AppError::Internal(e.into())
     }
 }
