@@ -231,3 +231,57 @@ fn refuses_a_database_path_that_could_be_turned_against_it() {
     }
     assert_eq!(std::fs::read_to_string("/etc/passwd").unwrap().lines().next().map(|l| l.starts_with("root:")), Some(true));
 }
+
+/// `curl ARGS URL` as root: its status code, or 0 when no HTTP answer came.
+fn status_of(url: &str, extra: &[&str]) -> u16 {
+    let mut c = Command::new(require("curl"));
+    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]).args(extra).arg(url);
+    String::from_utf8_lossy(&support::run_bounded(c, Duration::from_secs(20)).stdout).trim().parse().unwrap_or(0)
+}
+
+/// Off loopback the dashboard is HTTPS: a self-signed certificate is made beside the
+/// database, its SHA-256 fingerprint printed (the one a client sees) and stored; plain HTTP
+/// gets no answer; the token is asked as on loopback. Plain HTTP off loopback needs
+/// --plain-http-trusted-network, and the report warns about it.
+#[test]
+fn off_loopback_the_dashboard_is_https_with_a_printed_fingerprint() {
+    if !root_or_skip("off_loopback_https") {
+        return;
+    }
+    let mut d = Daemon::start_on("0.0.0.0", &[]);
+    let https = format!("https://0.0.0.0:{}", d.port);
+    assert!(d.report.iter().any(|l| l.starts_with(&format!("dashboard: {https} ("))), "{:#?}", d.report);
+    let cert = d.db.with_file_name("tls.crt");
+    let line = d.report.iter().find(|l| l.starts_with("TLS certificate: ")).unwrap_or_else(|| panic!("{:#?}", d.report)).clone();
+    assert!(line.starts_with(&format!("TLS certificate: self-signed, generated now, {}; SHA-256 fingerprint ", cert.display())), "{line}");
+    let printed = line.rsplit(' ').next().unwrap().to_string();
+    // The fingerprint a client computes from what the server sends.
+    let script = format!(
+        "echo | {openssl} s_client -connect 127.0.0.1:{port} -servername localhost 2>/dev/null | {openssl} x509 -noout -fingerprint -sha256",
+        openssl = require("openssl").display(),
+        port = d.port
+    );
+    let mut sh = Command::new("sh");
+    sh.args(["-c", &script]);
+    let seen = String::from_utf8(support::run_bounded(sh, Duration::from_secs(20)).stdout).unwrap();
+    assert_eq!(seen.trim().rsplit('=').next(), Some(printed.as_str()), "openssl saw {seen:?}");
+    assert_eq!(std::fs::read_to_string(d.db.with_file_name("tls.sha256")).unwrap().trim(), printed);
+    let mode = std::fs::metadata(d.db.with_file_name("tls.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key is the daemon's alone");
+    let url = format!("https://localhost:{}/api/health", d.port);
+    let bearer = format!("Authorization: Bearer {}", d.token);
+    assert_eq!(status_of(&url, &["-k"]), 401);
+    assert_eq!(status_of(&url, &["-k", "-H", &bearer]), 200);
+    assert_eq!(status_of(&format!("http://127.0.0.1:{}/api/health", d.port), &["-H", &bearer]), 0, "no plain HTTP");
+    // The login cookie is Secure over HTTPS.
+    let mut c = Command::new(require("curl"));
+    c.args(["-sk", "-o", "/dev/null", "-D", "-", &format!("https://localhost:{}/?token={}", d.port, d.token)]);
+    let head = String::from_utf8(support::run_bounded(c, Duration::from_secs(20)).stdout).unwrap();
+    assert!(head.to_ascii_lowercase().contains("set-cookie: tracer_token=") && head.contains("HttpOnly; SameSite=Strict; Secure"), "{head}");
+    d.stop();
+
+    let d = Daemon::start_on("0.0.0.0", &["--plain-http-trusted-network"]);
+    assert!(d.report.iter().any(|l| l.starts_with("WARNING: plain HTTP off loopback")), "{:#?}", d.report);
+    assert_eq!(status_of(&format!("http://127.0.0.1:{}/api/health", d.port), &["-H", &format!("Authorization: Bearer {}", d.token)]), 200);
+    assert_eq!(status_of(&format!("http://127.0.0.1:{}/api/health", d.port), &[]), 401);
+}

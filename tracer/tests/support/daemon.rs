@@ -38,9 +38,15 @@ pub fn get_with_token(url: &str, token: &str) -> String {
 /// `tracer run --listen 127.0.0.1:PORT --db DB` on a free port (arguments such as `--json`
 /// and `-- COMMAND` follow); the port is returned with it.
 pub fn run_command(db: &Path) -> (Command, u16) {
+    run_command_on(db, "127.0.0.1")
+}
+
+/// [`run_command`] listening on `ip` (e.g. `0.0.0.0`: off loopback) with a port free on
+/// loopback.
+pub fn run_command_on(db: &Path, ip: &str) -> (Command, u16) {
     let port = free_port().expect("a free loopback port");
     let mut cmd = Command::new(TRACER);
-    cmd.args(["run", "--listen", &format!("127.0.0.1:{port}"), "--db"]).arg(db);
+    cmd.args(["run", "--listen", &format!("{ip}:{port}"), "--db"]).arg(db);
     (cmd, port)
 }
 
@@ -65,9 +71,15 @@ impl Daemon {
     /// `tracer run --listen 127.0.0.1:PORT --db DIR/t.db ARGS...`, once it says "tracing;"
     /// (90 s at most).
     pub fn start(args: &[&str]) -> Daemon {
+        Daemon::start_on("127.0.0.1", args)
+    }
+
+    /// [`Daemon::start`] with `--listen IP:PORT`; its dashboard is still reached on
+    /// 127.0.0.1:PORT (for `0.0.0.0`).
+    pub fn start_on(ip: &str, args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let (mut cmd, port) = run_command(&db);
+        let (mut cmd, port) = run_command_on(&db, ip);
         let mut child = cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let out = lines(child.stdout.take().unwrap());
         let err = lines(child.stderr.take().unwrap());
