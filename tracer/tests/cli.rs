@@ -285,3 +285,32 @@ fn off_loopback_the_dashboard_is_https_with_a_printed_fingerprint() {
     assert_eq!(status_of(&format!("http://127.0.0.1:{}/api/health", d.port), &["-H", &format!("Authorization: Bearer {}", d.token)]), 200);
     assert_eq!(status_of(&format!("http://127.0.0.1:{}/api/health", d.port), &[]), 401);
 }
+
+/// On a terminal (a pty from `script`) the start-up report gives the dashboard's URL with the
+/// token, once; the token is the one in the file beside the database.
+#[test]
+fn on_a_terminal_the_url_carries_the_token() {
+    if !root_or_skip("on_a_terminal_the_url_carries_the_token") {
+        return;
+    }
+    let dir = support::temp_dir("tty");
+    let db = dir.path().join("t.db");
+    let port = support::free_port().unwrap();
+    // `timeout` bounds the daemon; killing `script` hangs its terminal up, which ends it too.
+    let inner = format!("timeout -s INT 90 {TRACER} run --no-tls --listen 127.0.0.1:{port} --db {}", db.display());
+    let mut script = support::Reaped::spawn(
+        Command::new(require("script")).args(["-q", "-e", "-c", &inner, "/dev/null"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()),
+        "script (tracer run on a pty)",
+    );
+    let out = support::lines(script.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    let line = wait_line(&out, "with the dashboard's URL", Duration::from_secs(90), &mut seen, |l| l.starts_with("dashboard: "));
+    let token = support::daemon::token_of(&db);
+    assert!(
+        line.trim_end().starts_with(&format!("dashboard: http://127.0.0.1:{port}/?token={token} (open it once; the token generated now in ")),
+        "{line}"
+    );
+    wait_line(&out, "saying it traces", Duration::from_secs(30), &mut seen, |l| l.starts_with("tracing;"));
+    let shown = seen.iter().filter(|l| l.contains(&token)).count();
+    assert_eq!(shown, 1, "the token is shown once:\n{}", seen.join("\n"));
+}
