@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Attach the probes and trace until Ctrl-C/SIGTERM (needs root or CAP_BPF+CAP_PERFMON).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List stored page loads, newest first (filters: --host, --url, --process, --status, --since).
     History(history::cli::HistoryArgs),
     /// One page load: request waterfall, redirect chain, DNS lookups, connections and TLS.
@@ -271,6 +271,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(a) => {
+            let a = *a;
             if a.token.is_some() {
                 eprintln!("error: --token is not accepted: every user can read a command line (/proc/PID/cmdline); put the token in a file (--token-file, mode 0600) or in TRACER_TOKEN");
                 return ExitCode::from(2);
