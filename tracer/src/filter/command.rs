@@ -217,3 +217,22 @@ fn read_pid(fd: &OwnedFd, timeout: Duration) -> anyhow::Result<u32> {
     }
     Ok(u32::from_ne_bytes(buf))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dashboard's token is the daemon's: a command started with `-- COMMAND` does not
+    /// inherit TRACER_TOKEN from the daemon's environment.
+    #[tokio::test]
+    async fn the_command_does_not_get_the_dashboard_token() {
+        // SAFETY: no other test of this crate reads or writes TRACER_TOKEN (the daemon reads
+        // it once, in main).
+        unsafe { std::env::set_var("TRACER_TOKEN", "a-token-the-command-must-not-see") };
+        let argv: Vec<OsString> = ["sh", "-c", "test -z \"$TRACER_TOKEN\""].iter().map(OsString::from).collect();
+        let held = HeldCommand::fork(&argv).unwrap();
+        let mut handle = Some(held.release().unwrap());
+        let end = tokio::time::timeout(Duration::from_secs(30), wait_command(&mut handle)).await.expect("the command ends");
+        assert_eq!(end.code(), 0, "{end:?}: the command saw TRACER_TOKEN");
+    }
+}

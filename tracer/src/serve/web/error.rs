@@ -71,3 +71,28 @@ impl From<sqlx::Error> for AppError {
         AppError::Internal(e.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read stopped by the read pool's statement timeout is a 503 that says to narrow the
+    /// query, not a 500.
+    #[tokio::test]
+    async fn a_timed_out_read_is_a_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let pools = crate::history::db::open_pools(
+            &dir.path().join("t.db"),
+            crate::history::db::ReaderOptions { connections: 1, statement_timeout: std::time::Duration::from_millis(100) },
+        )
+        .await
+        .unwrap();
+        let e = sqlx::query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")
+            .fetch_one(&pools.reader)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        let res = AppError::from(QueryError::Db(e)).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
