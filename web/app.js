@@ -1,7 +1,7 @@
 // The dashboard's entry point: the live connection (one EventSource for every view), the
 // in-progress indicator in the top bar, and the hash router (#/live, #/history?...,
 // #/page/ID, #/health).
-import { h, clear, parseHash } from '/assets/util.js';
+import { h, clear, parseHash, authLost } from '/assets/util.js';
 import { renderLive } from '/assets/live.js';
 import { renderHistory } from '/assets/history.js';
 import { renderPage } from '/assets/page.js';
@@ -45,7 +45,11 @@ function connect() {
     if (everConnected) ctx.bus.dispatchEvent(new CustomEvent('reconnected'));
     everConnected = true;
   });
-  es.addEventListener('error', () => setConn(es.readyState === EventSource.CLOSED ? 'down' : 'retry', 'live: reconnecting…'));
+  es.addEventListener('error', () => {
+    setConn(es.readyState === EventSource.CLOSED ? 'down' : 'retry', 'live: reconnecting…');
+    // An EventSource does not tell why it failed: a 401 closes it for good.
+    if (es.readyState === EventSource.CLOSED) fetch('/api/health').then((r) => r.status === 401 && authLost(), () => {});
+  });
   es.addEventListener('page_load', (e) => ctx.bus.dispatchEvent(new CustomEvent('page_load', { detail: JSON.parse(e.data) })));
   es.addEventListener('progress', (e) => {
     ctx.lastProgress = JSON.parse(e.data);

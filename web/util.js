@@ -38,6 +38,21 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The daemon answered 401: this browser's token cookie is missing or no longer the daemon's
+ * (it was restarted with another token file). Says so once, on top of the page: the cookie is
+ * HttpOnly, so only opening the URL with ?token= again can fix it.
+ */
+export function authLost() {
+  document.body.dataset.auth = 'lost';
+  if (document.getElementById('auth-banner')) return;
+  document.body.prepend(
+    h('div', { id: 'auth-banner', class: 'auth-banner', role: 'alert' },
+      'The dashboard no longer accepts this browser: its token changed. Open the dashboard URL with ?token=TOKEN again ',
+      '(the daemon prints it at start on a terminal; the token is in the file its start-up report names).'),
+  );
+}
+
 export async function api(path, opts = {}) {
   const init = { headers: { Accept: 'application/json' }, ...opts };
   if (opts.json !== undefined) {
@@ -53,6 +68,7 @@ export async function api(path, opts = {}) {
   } catch (_) {
     body = null;
   }
+  if (res.status === 401) authLost();
   if (!res.ok) {
     throw new ApiError(res.status, (body && body.error) || `${res.status} ${res.statusText}`, body && body.param);
   }

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Attach the probes and trace until Ctrl-C/SIGTERM (needs root or CAP_BPF+CAP_PERFMON).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List stored page loads, newest first (filters: --host, --url, --process, --status, --since).
     History(history::cli::HistoryArgs),
     /// One page load: request waterfall, redirect chain, DNS lookups, connections and TLS.
@@ -58,10 +58,35 @@ struct RunArgs {
     /// Dashboard address.
     #[arg(long, env = "TRACER_LISTEN", default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
-    /// Token the dashboard asks for on every page and API call (16-256 characters). Needed
-    /// off loopback: without it, one is generated and printed once at start.
-    #[arg(long, env = "TRACER_TOKEN", hide_env_values = true)]
+    /// Not accepted: a token on the command line is readable by every user in
+    /// /proc/PID/cmdline. Use --token-file or TRACER_TOKEN.
+    #[arg(long, hide = true)]
     token: Option<String>,
+    /// The dashboard's token (16-256 characters), read from this file (owned by root, mode
+    /// 0600). Without it: TRACER_TOKEN, else the file `token` beside the database, generated
+    /// at the first start. Every route asks for it, loopback included.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// A second, read-only token that opens GET /metrics only (for Prometheus), read from this
+    /// file (not a symlink, writable and readable by no one but its owner and group).
+    #[arg(long, value_name = "PATH")]
+    metrics_token_file: Option<PathBuf>,
+    /// The dashboard's TLS certificate (PEM, chain first), with --tls-key. Off loopback
+    /// without it, a self-signed one is generated beside the database and its SHA-256
+    /// fingerprint printed.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM; mode 0600).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a --listen address off loopback: only on a network you trust, the
+    /// token and the history cross it in clear.
+    #[arg(long, conflicts_with = "tls_cert")]
+    plain_http_trusted_network: bool,
+    /// Accept a database directory that another user owns or that group or others may write
+    /// (symlinks are refused all the same).
+    #[arg(long)]
+    insecure_db_dir: bool,
     /// TLS plaintext bytes copied per library call (1-16384; default 4096, 16384 with
     /// --capture-bodies).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16384))]
@@ -83,9 +108,9 @@ struct RunArgs {
     /// A page load ends after its client has been network-idle this long.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     quiet_ms: u64,
-    /// Delete page loads older than this (e.g. 30d, 12h).
-    #[arg(long, value_parser = tracer::history::retention::parse_retain)]
-    retain: Option<std::time::Duration>,
+    /// Delete page loads older than this (e.g. 30d, 12h); 0 keeps everything.
+    #[arg(long, default_value = tracer::history::retention::DEFAULT_RETAIN, value_parser = parse_retain)]
+    retain: Retain,
     /// Keep at most this many page loads (the newest).
     #[arg(long)]
     max_page_loads: Option<u64>,
@@ -170,6 +195,14 @@ fn parse_body_limit(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--retain`: a duration, or 0 for none.
+#[derive(Clone, Debug)]
+struct Retain(Option<Duration>);
+
+fn parse_retain(s: &str) -> Result<Retain, String> {
+    tracer::history::retention::parse_retain_flag(s).map(Retain)
+}
+
 fn parse_comm(s: &str) -> Result<String, String> {
     if s.is_empty() || s.contains('\0') {
         return Err("a process name is 1-15 bytes without NUL".into());
@@ -213,14 +246,22 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run(_)) {
+        // Before anything is created: the database, its -wal/-shm, the token file, the TLS key
+        // are the daemon's alone, whatever umask it was started with.
+        // SAFETY: umask(2) cannot fail.
+        unsafe { libc::umask(0o077) };
+    }
     // `run`: the runtime's threads (dashboard, history writer, fetcher ...) hold no
     // capability; only the main thread, which attaches the probes, does (tracer::privileges).
     let rt = match &cli.command {
         Command::Run(_) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .on_thread_start(|| {
+                // Fail closed: a thread that serves the network must not keep root's rights.
                 if let Err(e) = tracer::privileges::drop_all_on_this_thread() {
-                    tracing::warn!("a runtime thread could not drop its capabilities: {e}");
+                    eprintln!("error: a runtime thread could not drop its capabilities: {e}; stopping");
+                    std::process::exit(1);
                 }
             })
             .build(),
@@ -235,6 +276,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(a) => {
+            let a = *a;
+            if a.token.is_some() {
+                eprintln!("error: --token is not accepted: every user can read a command line (/proc/PID/cmdline); put the token in a file (--token-file, mode 0600) or in TRACER_TOKEN");
+                return ExitCode::from(2);
+            }
             let filter = match (a.pid, a.comm, a.command.is_empty()) {
                 (Some(p), _, _) => Some(FilterSpec::Pid(p)),
                 (None, Some(c), _) => Some(FilterSpec::Comm(c)),
@@ -257,7 +303,14 @@ fn main() -> ExitCode {
                 },
                 db: a.db,
                 listen: a.listen,
-                token: a.token,
+                access: daemon::AccessConfig {
+                    token_file: a.token_file,
+                    token_env: std::env::var("TRACER_TOKEN").ok(),
+                    metrics_token_file: a.metrics_token_file,
+                    tls_files: a.tls_cert.zip(a.tls_key),
+                    plain_http_trusted_network: a.plain_http_trusted_network,
+                },
+                insecure_db_dir: a.insecure_db_dir,
                 probes: ProbeConfig {
                     // Bodies need whole reads: the most the probes copy per call.
                     tls_capture_bytes: a.tls_capture_bytes.unwrap_or(if a.capture_bodies.is_some() {
@@ -283,7 +336,7 @@ fn main() -> ExitCode {
                     body_limit: a.capture_bodies.unwrap_or(0),
                     ..Default::default()
                 },
-                retention: tracer::history::retention::RetentionConfig { retain: a.retain, max_page_loads: a.max_page_loads },
+                retention: tracer::history::retention::RetentionConfig { retain: a.retain.0, max_page_loads: a.max_page_loads },
                 filter,
                 metrics: tracer::serve::metrics::MetricsConfig {
                     max_hosts: a.metrics_max_hosts as usize,

@@ -66,6 +66,8 @@ pub enum PrivilegeError {
         #[source]
         source: caps::errors::CapsError,
     },
+    #[error("the {set} set still holds {caps} after the drop")]
+    StillHeld { set: &'static str, caps: String },
 }
 
 fn err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> PrivilegeError {
@@ -92,9 +94,45 @@ pub fn keep_only_on_this_thread(keep: &[Capability]) -> Result<CapsHashSet, Priv
     Ok(keep)
 }
 
-/// Drops every capability of this thread (see the module documentation).
+/// Drops every capability of this thread (see the module documentation), and checks that
+/// none is left.
 pub fn drop_all_on_this_thread() -> Result<(), PrivilegeError> {
-    keep_only_on_this_thread(&[]).map(|_| ())
+    let kept = keep_only_on_this_thread(&[])?;
+    verify_this_thread(&kept)
+}
+
+/// Reads this thread's sets back and fails unless effective and permitted are exactly `kept`,
+/// inheritable and ambient are empty, and (when it could be changed) the bounding set holds
+/// nothing more: a drop that did not take is an error, not a warning.
+pub fn verify_this_thread(kept: &CapsHashSet) -> Result<(), PrivilegeError> {
+    for (set, name, exact) in [
+        (CapSet::Effective, "effective", true),
+        (CapSet::Permitted, "permitted", true),
+        (CapSet::Inheritable, "inheritable", false),
+        (CapSet::Ambient, "ambient", false),
+    ] {
+        let now = caps::read(None, set).map_err(err("reading the sets back"))?;
+        let expected: CapsHashSet = if exact { kept.clone() } else { CapsHashSet::new() };
+        if now != expected {
+            let extra: CapsHashSet = now.difference(&expected).copied().collect();
+            return Err(PrivilegeError::StillHeld { set: name, caps: names(&extra) });
+        }
+    }
+    Ok(())
+}
+
+/// Why the main thread keeps `cap` (the start-up report lists each one with it).
+pub fn reason(cap: Capability) -> &'static str {
+    match cap {
+        Capability::CAP_BPF => "map reads and updates (lost-event counters, the traced-process map), attaching programs to new perf events",
+        Capability::CAP_PERFMON => "opening perf events for uprobes on libraries and processes found later",
+        Capability::CAP_SYS_PTRACE => "those perf events on other users' processes, and reading their /proc/PID/maps",
+        Capability::CAP_DAC_READ_SEARCH => "reading TLS libraries (and their symbols) that root without capabilities could not",
+        Capability::CAP_SYS_ADMIN => {
+            "perf's uprobe PMU for all-process uprobes on libraries found later (no filter), or any perf_event_open where kernel.perf_event_paranoid > 2"
+        }
+        _ => "not expected to be kept",
+    }
 }
 
 /// `CAP_BPF,CAP_PERFMON` (sorted), for the start-up report.
@@ -145,7 +183,12 @@ mod tests {
             assert!(!bounding.contains(&Capability::CAP_SYS_ADMIN), "bounding set: {bounding:?}");
             // Gone for good: raising a dropped one fails.
             assert!(caps::raise(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).is_err());
+            verify_this_thread(&kept).unwrap();
+            // Verifying against less than is held fails, naming what is still there.
+            let e = verify_this_thread(&[Capability::CAP_BPF].into_iter().collect()).unwrap_err();
+            assert!(matches!(&e, PrivilegeError::StillHeld { set: "effective", caps } if caps == "CAP_PERFMON"), "{e}");
             drop_all_on_this_thread().unwrap();
+            verify_this_thread(&CapsHashSet::new()).unwrap();
             assert_eq!(eff(), 0);
         })
         .join()

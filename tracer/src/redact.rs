@@ -95,6 +95,10 @@ pub fn header_value(name: &str, value: &str) -> String {
     if URL_HEADERS.contains(&name.as_str()) {
         return url(value.trim());
     }
+    if name == "host" {
+        let host = authority(value.trim());
+        return if contains_token(&host) { REDACTED.to_string() } else { host };
+    }
     if SAFE_HEADERS.contains(&name.as_str()) {
         return if contains_token(value) { REDACTED.to_string() } else { value.to_string() };
     }
@@ -117,23 +121,53 @@ pub fn headers<'a>(list: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<He
 }
 
 /// A request target or path (`/a/b?x=1#f`): query values `*`, token-looking segments `*`,
-/// no fragment.
+/// path parameters' values `*` (`/app;jsessionid=*`), no fragment. An absolute-form target
+/// (`http://user:pw@host/x`, HTTP/1 through a proxy) goes through [`url`], which also drops
+/// its user-info.
 pub fn path(target: &str) -> String {
+    if !target.starts_with('/') && is_absolute(target) {
+        return url(target);
+    }
     let target = target.split('#').next().unwrap_or(target);
     let (p, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let mut out: String = p
-        .split('/')
-        .map(|seg| if looks_like_token(seg) { "*" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/");
+    let mut out: String = p.split('/').map(segment).collect::<Vec<_>>().join("/");
     if let Some(q) = query {
         out.push('?');
         out.push_str(&query_names(q));
     }
     out
+}
+
+/// One path segment: `*` when it looks like a token; else its parameters (`;jsessionid=X`,
+/// `;sid=X`: servlet containers and others put session ids there) with their values `*`.
+fn segment(seg: &str) -> std::borrow::Cow<'_, str> {
+    if looks_like_token(seg) {
+        return "*".into();
+    }
+    let Some((base, params)) = seg.split_once(';') else { return seg.into() };
+    let params: Vec<String> = params
+        .split(';')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) => format!("{k}=*"),
+            None if looks_like_token(p) => "*".to_string(),
+            None => p.to_string(),
+        })
+        .collect();
+    format!("{base};{}", params.join(";")).into()
+}
+
+/// `scheme://...` with a scheme of letters, digits, `+`, `-`, `.`.
+fn is_absolute(u: &str) -> bool {
+    u.split_once("://").is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+}
+
+/// A host (`:authority`, `Host`, the authority of an absolute-form target) without user-info:
+/// `user:pw@shop.test:8443` -> `shop.test:8443`.
+pub fn authority(a: &str) -> String {
+    a.rsplit_once('@').map_or(a, |(_, h)| h).to_string()
 }
 
 /// `a=1&b&c=2` -> `a=*&b&c=*`.
@@ -219,6 +253,18 @@ fn mixed_case_noise(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_info_and_path_parameters_are_dropped() {
+        assert_eq!(path("http://user:S3CR3T@shop.test/a?x=1"), "http://shop.test/a?x=*");
+        assert_eq!(path("/app;jsessionid=S3CR3T/page;v=2?q=1"), "/app;jsessionid=*/page;v=*?q=*");
+        assert_eq!(path("/a;flag/b"), "/a;flag/b");
+        assert_eq!(url("https://u:p@shop.test/x;JSESSIONID=S3CR3T"), "https://shop.test/x;JSESSIONID=*");
+        assert_eq!(authority("user:S3CR3T@shop.test:8443"), "shop.test:8443");
+        assert_eq!(authority("shop.test"), "shop.test");
+        assert_eq!(header_value("Host", "u:S3CR3T@shop.test"), "shop.test");
+        assert_eq!(request_line("GET http://u:S3CR3T@shop.test/;sid=S3CR3T HTTP/1.1"), "GET http://shop.test/;sid=* HTTP/1.1");
+    }
 
     #[test]
     fn credentials_headers_are_always_redacted() {

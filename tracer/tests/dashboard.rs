@@ -167,11 +167,25 @@ async fn fixture() -> Fixture {
     let pages: Vec<PageLoad> =
         specs.iter().enumerate().map(|(i, (c, t, h, s, e))| page(c, *t, h, i as u64 * 1000, *s, *e)).collect();
     let ids = history::insert_page_loads(&pool, &pages, wall()).await.unwrap();
-    let state = AppState::new(health(&path), pool.clone(), Arc::new(LiveHub::new(wall())));
+    let access = web::auth::Access::new("127.0.0.1".parse().unwrap(), TEST_TOKEN, None).unwrap();
+    let state = AppState::new(health(&path), pool.clone(), Arc::new(LiveHub::new(wall()))).with_access(access);
     Fixture { _dir: dir, state, pool, ids }
 }
 
-async fn send(state: &AppState, req: Request<Body>) -> Response<Body> {
+/// The fixtures' dashboard token; [`send`] adds it to every request that has no
+/// `Authorization` or `Cookie` of its own.
+const TEST_TOKEN: &str = "fixture-dashboard-token-0123456789";
+
+async fn send(state: &AppState, mut req: Request<Body>) -> Response<Body> {
+    let h = req.headers_mut();
+    if !h.contains_key(header::AUTHORIZATION) && !h.contains_key(header::COOKIE) {
+        h.insert(header::AUTHORIZATION, format!("Bearer {TEST_TOKEN}").parse().unwrap());
+    }
+    send_as_is(state, req).await
+}
+
+/// [`send`] without adding the token.
+async fn send_as_is(state: &AppState, req: Request<Body>) -> Response<Body> {
     web::app(state.clone()).oneshot(req).await.unwrap()
 }
 
@@ -777,15 +791,14 @@ async fn list_is_fast_on_a_large_database() {
     assert!(t.elapsed() < Duration::from_millis(750));
 }
 
-/// Off loopback every route asks for the token: pages, assets, every API endpoint, unknown
-/// paths, whatever the method. A bearer header or the cookie set by `/?token=` lets through.
+/// Every route asks for the token, on loopback as off it: pages, assets, every API endpoint,
+/// unknown paths, whatever the method. A bearer header or the cookie set by `/?token=` lets
+/// through; the read-only metrics token opens `GET /metrics` and nothing else.
 #[tokio::test]
 async fn a_token_guards_every_route() {
     let f = fixture().await;
     const TOKEN: &str = "0123456789abcdef-test-token";
-    let (access, shown) = web::auth::Access::for_listen("0.0.0.0".parse().unwrap(), Some(TOKEN.into())).unwrap();
-    assert!(shown.is_none());
-    let state = f.state.clone().with_access(access);
+    const METRICS: &str = "metrics-only-token-0123456789";
     let id = f.ids[0];
     let routes = [
         "/".to_string(),
@@ -802,46 +815,84 @@ async fn a_token_guards_every_route() {
         "/api/nope".into(),
         "/nope".into(),
     ];
-    for path in &routes {
-        for auth in [None, Some("Bearer wrong-token-wrong-token"), Some("Basic MDEyMzQ1Njc4OWFiY2RlZg=="), Some(TOKEN)] {
-            let mut b = Request::get(path.as_str());
-            if let Some(a) = auth {
+    for listen in ["127.0.0.1", "0.0.0.0"] {
+        let access = web::auth::Access::new(listen.parse().unwrap(), TOKEN, Some(METRICS)).unwrap();
+        let state = f.state.clone().with_access(access);
+        for path in &routes {
+            for auth in [None, Some("Bearer wrong-token-wrong-token"), Some("Basic MDEyMzQ1Njc4OWFiY2RlZg=="), Some(TOKEN)] {
+                let mut b = Request::get(path.as_str());
+                if let Some(a) = auth {
+                    b = b.header(header::AUTHORIZATION, a);
+                }
+                let res = send_as_is(&state, b.body(Body::empty()).unwrap()).await;
+                assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{listen}: {path} with {auth:?}");
+                assert!(res.headers().get(header::WWW_AUTHENTICATE).is_some(), "{path}");
+                assert!(res.headers().get("content-security-policy").is_some(), "{path}: security headers on 401s too");
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{path}: 401 body is JSON"));
+                assert!(v["error"].as_str().is_some_and(|e| e.contains("token")), "{path}: {v}");
+            }
+            let res = send_as_is(&state, Request::get(path.as_str()).header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()).await;
+            assert_ne!(res.status(), StatusCode::UNAUTHORIZED, "{path} with the right token");
+            assert_ne!(res.status(), StatusCode::FORBIDDEN, "{path} with the right token");
+            // The metrics token: /metrics only.
+            let res = send_as_is(&state, Request::get(path.as_str()).header(header::AUTHORIZATION, format!("Bearer {METRICS}")).body(Body::empty()).unwrap()).await;
+            if path == "/metrics" {
+                assert_eq!(res.status(), StatusCode::OK, "{listen}: /metrics with the metrics token");
+            } else {
+                assert_eq!(res.status(), StatusCode::FORBIDDEN, "{listen}: {path} with the metrics token");
+            }
+        }
+        // POST too; the metrics token cannot make the daemon fetch.
+        for auth in [None, Some(format!("Bearer {METRICS}"))] {
+            let mut b = Request::post("/api/fetch").header(header::CONTENT_TYPE, "application/json");
+            if let Some(a) = &auth {
                 b = b.header(header::AUTHORIZATION, a);
             }
-            let res = send(&state, b.body(Body::empty()).unwrap()).await;
-            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path} with {auth:?}");
-            assert!(res.headers().get(header::WWW_AUTHENTICATE).is_some(), "{path}");
-            assert!(res.headers().get("content-security-policy").is_some(), "{path}: security headers on 401s too");
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{path}: 401 body is JSON"));
-            assert!(v["error"].as_str().is_some_and(|e| e.contains("token")), "{path}: {v}");
+            let res = send_as_is(&state, b.body(Body::from("{\"url\":\"x\"}")).unwrap()).await;
+            assert!(matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN), "POST /api/fetch with {auth:?}: {}", res.status());
         }
-        let res = send(&state, Request::get(path.as_str()).header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()).await;
-        assert_ne!(res.status(), StatusCode::UNAUTHORIZED, "{path} with the right token");
-        assert_ne!(res.status(), StatusCode::FORBIDDEN, "{path} with the right token");
-    }
-    // POST too.
-    let res = send(&state, Request::post("/api/fetch").header(header::CONTENT_TYPE, "application/json").body(Body::from("{\"url\":\"x\"}")).unwrap()).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = send_as_is(
+            &state,
+            Request::post("/api/fetch").header(header::CONTENT_TYPE, "text/plain").header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::from("x")).unwrap(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "the full token reaches the handler");
+        // A browser without the token gets a page saying what to do.
+        let res = send_as_is(&state, Request::get("/").header(header::ACCEPT, "text/html,*/*").body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("?token=TOKEN"), "{}", String::from_utf8_lossy(&body));
 
-    // Browser login: /?token= sets an HttpOnly cookie and redirects to the address without it.
-    let res = send(&state, Request::get(format!("/?x=1&token={TOKEN}")).body(Body::empty()).unwrap()).await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()[header::LOCATION], "/?x=1");
-    let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let pair = cookie.split(';').next().unwrap().to_string();
-    let res = send(&state, Request::get("/api/health").header(header::COOKIE, format!("other=1; {pair}")).body(Body::empty()).unwrap()).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let res = send(&state, Request::get("/api/health").header(header::COOKIE, "tracer_token=nope").body(Body::empty()).unwrap()).await;
+        // Browser login: /?token= sets an HttpOnly cookie and redirects to the address without it.
+        let res = send_as_is(&state, Request::get(format!("/?x=1&token={TOKEN}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert_eq!(res.headers()[header::LOCATION], "/?x=1");
+        let cookie = res.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && !cookie.contains("Secure"), "{cookie}");
+        let pair = cookie.split(';').next().unwrap().to_string();
+        let res = send_as_is(&state, Request::get("/api/health").header(header::COOKIE, format!("other=1; {pair}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = send_as_is(&state, Request::get("/api/health").header(header::COOKIE, "tracer_token=nope").body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res = send_as_is(&state, Request::get("/?token=wrong").body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.headers().get(header::SET_COOKIE).is_none());
+        // The metrics token does not log a browser in.
+        let res = send_as_is(&state, Request::get(format!("/?token={METRICS}")).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Over TLS the cookie is Secure.
+    let access = web::auth::Access::new("0.0.0.0".parse().unwrap(), TOKEN, None).unwrap().with_tls(true);
+    let res = send_as_is(&f.state.clone().with_access(access), Request::get(format!("/?token={TOKEN}")).body(Body::empty()).unwrap()).await;
+    assert!(res.headers()[header::SET_COOKIE].to_str().unwrap().contains("; Secure"));
+    // Without a token set, nothing is served.
+    let res = send(&f.state.clone().with_access(web::auth::Access::default()), Request::get("/api/health").body(Body::empty()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let res = send(&state, Request::get("/?token=wrong").body(Body::empty()).unwrap()).await;
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(res.headers().get(header::SET_COOKIE).is_none());
 }
 
-/// On loopback (the default) no token is asked, but a request addressed to another name
-/// (a page that re-pointed its own name at 127.0.0.1) is refused.
+/// On loopback (the default) a request addressed to another name (a page that re-pointed its
+/// own name at 127.0.0.1) is refused, token or not.
 #[tokio::test]
 async fn loopback_dashboard_refuses_other_host_names() {
     let f = fixture().await;

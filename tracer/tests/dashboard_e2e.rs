@@ -42,12 +42,15 @@ fn artifacts() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // HTTP inside the namespace (the dashboard listens on the namespace's loopback)
 
+/// The dashboard's token, given to the daemon with `--token-file` (a 0600 file the test writes).
+const TOKEN: &str = "e2e-dashboard-token-0123456789";
+
 /// `GET path` on the dashboard from inside the lab's namespace: (status, body), or status 0
 /// when nothing answers.
 fn get(lab: &Lab, path: &str) -> (u16, String) {
     let path = path.to_string();
     let (status, body) = lab
-        .spawn_in_netns(move || tracer::bench::util::http_get(SocketAddr::from(([127, 0, 0, 1], PORT)), &path, Duration::from_secs(10)))
+        .spawn_in_netns(move || tracer::bench::util::http_get(SocketAddr::from(([127, 0, 0, 1], PORT)), &path, TOKEN, Duration::from_secs(10)))
         .join()
         .unwrap()
         .unwrap()
@@ -269,6 +272,12 @@ async fn dashboard_in_headless_chromium() {
     let out = artifacts();
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("tracer.db");
+    let token_file = tmp.path().join("dashboard.token");
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&token_file).unwrap();
+        std::io::Write::write_all(&mut f, TOKEN.as_bytes()).unwrap();
+    }
 
     // The daemon, inside the lab's namespace (its dashboard is on the namespace's loopback,
     // its reference fetcher resolves through the lab and trusts the lab CA).
@@ -278,6 +287,8 @@ async fn dashboard_in_headless_chromium() {
         .args(["run", "--db"])
         .arg(&db)
         .args(["--listen", &format!("127.0.0.1:{PORT}")])
+        .arg("--token-file")
+        .arg(&token_file)
         .env("SSL_CERT_FILE", lab.ca_pem_path())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -307,9 +318,14 @@ async fn dashboard_in_headless_chromium() {
     let profile = tempfile::tempdir().unwrap();
     let mut b = Browser::launch(&lab, profile.path(), File::create(out.join("chromium.log")).unwrap());
     let base = format!("http://127.0.0.1:{PORT}");
-    b.navigate(&format!("{base}/#/live"));
+    // Logged in once by the URL with the token (as the daemon prints it on a terminal): the
+    // cookie it sets carries every later request, the live stream's included.
+    b.navigate(&format!("{base}/?token={TOKEN}#/live"));
     b.wait_for("the live view", "document.body.dataset.view === 'live' && !!document.querySelector('#live-table')", Duration::from_secs(15));
     b.wait_for("the live connection", "document.getElementById('conn').dataset.state === 'up'", Duration::from_secs(10));
+    let address = b.eval("location.href");
+    assert_eq!(address, json!(format!("{base}/#/live")), "the token is dropped from the address after the login");
+    assert_eq!(b.eval("document.cookie"), json!(""), "the token cookie is HttpOnly: the page's scripts cannot read it");
     // No external resources: every resource the page loaded came from the dashboard.
     let foreign = b.eval(&format!("performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('{base}'))"));
     assert_eq!(foreign, json!([]), "external resources");

@@ -368,6 +368,22 @@ fn page_load_fetches_subresources_over_shared_connections() {
     assert_eq!(lab.tcp_accept_count(), 3);
 }
 
+/// A redirect to a URL the fetcher refuses is a failure whose reason names the target
+/// redacted: no user-info, no query value (the raw Location is never stored).
+#[test]
+fn a_refused_redirect_is_reported_redacted() {
+    let Some(lab) = blocking_lab_or_skip("a_refused_redirect_is_reported_redacted", LabConfig::default()) else {
+        return;
+    };
+    let load = fetch_in_lab(&lab, "https://www.shop.test/unsafe-redirect", lab_options(&lab));
+    let f = load.error.as_ref().expect("failure");
+    assert_eq!((f.phase, f.code.clone()), (Phase::Redirect, Code::UnsafeRedirect), "{f:?}");
+    let reason = f.detail.as_deref().unwrap_or_default();
+    assert_eq!(reason, "redirect to ftp://files.shop.test/x?token=* cannot be followed");
+    let all = serde_json::to_string(&load).unwrap();
+    assert!(!all.contains(tracer::lab::LAB_SECRET), "{all}");
+}
+
 #[test]
 fn nxdomain_and_connection_refused_are_failed_phases() {
     let Some(lab) = slow_lab("nxdomain_and_connection_refused_are_failed_phases") else {

@@ -42,7 +42,39 @@ fn filtered_daemon(args: &[&str]) -> Daemon {
     assert!(privileges.contains(expected), "{expected}: {privileges}");
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
     assert_eq!(tracer::procfs::cap_eff(&status), Some(tracer::privileges::mask(&keep)), "{status}");
+    // Every other thread holds nothing, in any set.
+    let threads = d.thread_privileges(tracer::privileges::mask(&keep)).unwrap();
+    assert!(threads.len() >= 2, "the runtime's threads were checked ({threads:?})");
     d
+}
+
+/// `-- COMMAND`: the thread that forked the command (and waits for it) drops every capability
+/// once the command runs, like every other thread; the main thread keeps what a filter needs.
+#[test]
+fn command_mode_threads_hold_nothing() {
+    if !root_or_skip("command_mode_threads_hold_nothing") {
+        return;
+    }
+    let mut d = Daemon::start(&["--json", "--", "sleep", "20"]);
+    d.wait_err("with the privileges kept", Duration::from_secs(30), |l| l.starts_with("privileges:"));
+    let started = d.report.iter().find_map(|l| l.strip_prefix("started pid ")).unwrap_or_else(|| panic!("{:#?}", d.report)).to_string();
+    let child: u32 = started.split(':').next().unwrap().parse().unwrap();
+    let keep = tracer::privileges::mask(&tracer::privileges::keep_after_start(false));
+    // The helper drops right after the command's exec, which follows the release: bounded wait.
+    let threads = support::eventually("every thread of the daemon holding only what it keeps", Duration::from_secs(10), || {
+        let exe = std::fs::read_link(format!("/proc/{child}/exe")).ok()?;
+        if !exe.ends_with("sleep") {
+            return None;
+        }
+        d.thread_privileges(keep).ok()
+    });
+    assert!(threads.iter().any(|t| t == "tracer-command"), "the command's helper thread was checked: {threads:?}");
+    if let Err(e) = d.thread_privileges(keep) {
+        panic!("{e}");
+    }
+    // The command itself has the caller's rights (root's here), not the daemon's.
+    let st = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
+    assert_ne!(tracer::procfs::cap_eff(&st), Some(0), "{st}");
 }
 
 fn json(lines: &[String]) -> Vec<Value> {

@@ -47,7 +47,9 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(target: u16) -> Prometheus {
+    /// Scraping `127.0.0.1:target` with the bearer token in `credentials_file`, as the
+    /// README's example does.
+    fn start(target: u16, credentials_file: &Path) -> Prometheus {
         let bin = require("prometheus");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
@@ -56,7 +58,9 @@ impl Prometheus {
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
                  scrape_configs:\n  - job_name: tracer\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    \
-                 static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+                 authorization:\n      credentials_file: {}\n    \
+                 static_configs:\n      - targets: ['127.0.0.1:{target}']\n",
+                credentials_file.display()
             ),
         )
         .unwrap();
@@ -172,8 +176,16 @@ fn prometheus_scrapes_histograms_that_match_the_history() {
          ip netns exec {ns} curl -s -o /dev/null https://nope.shop.test/; test $? = 6 || exit 4"
     );
     let (mut sh, mut go) = shell(&script);
-    let mut d = Daemon::start(&["--pid", &sh.id().to_string()]);
-    let prom = Prometheus::start(d.port);
+    // Prometheus holds a read-only token: /metrics, and nothing else.
+    let secrets = tempfile::tempdir().unwrap();
+    let metrics_token = "prometheus-metrics-token-0123456789";
+    let metrics_token_file = support::daemon::write_token_file(secrets.path(), "metrics.token", metrics_token, 0o640);
+    let mut d = Daemon::start(&["--pid", &sh.id().to_string(), "--metrics-token-file", metrics_token_file.to_str().unwrap()]);
+    let bearer = format!("Authorization: Bearer {metrics_token}");
+    assert_eq!(d.status_of("/metrics", &["-H", &bearer]), 200, "the metrics token opens /metrics");
+    assert_eq!(d.status_of("/api/page-loads", &["-H", &bearer]), 403, "and nothing else");
+    assert_eq!(d.status_of("/metrics", &[]), 401);
+    let prom = Prometheus::start(d.port, &metrics_token_file);
     eventually("Prometheus scraping the daemon", Duration::from_secs(60), || {
         prom.query("up{job=\"tracer\"}").first().is_some_and(|(_, v)| *v == 1.0).then_some(())
     });

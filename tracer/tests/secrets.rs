@@ -1,10 +1,12 @@
 //! Secrets never leave the daemon (issue 8), end to end with the real binary (root):
 //! `tracer run --json -- sh -c SCRIPT` traces a shell that, inside a lab namespace, sends
-//! `Authorization: Bearer S3CR3T`, `Cookie: sid=S3CR3T` and `?token=S3CR3T` with curl, with the
-//! reference fetcher (`tracer fetch -H`), and with Firefox (the lab's `/account` page sets the
-//! cookie with `Set-Cookie` and its script sends it with the bearer token). While the daemon
-//! still runs, the API is read (list, detail, HAR, health, /metrics), and its OTLP export is
-//! captured; then the shell ends, and the daemon with it. `S3CR3T` must appear nowhere: not in the database files (`grep -a`), not in
+//! `Authorization: Bearer S3CR3T`, `Cookie: sid=S3CR3T`, `X-Api-Key: S3CR3T` and
+//! `?token=S3CR3T` with curl (and user-info in a URL, in an absolute-form target and in a Host
+//! header, and a `;jsessionid=S3CR3T` path parameter), with the reference fetcher
+//! (`tracer fetch -H`), and with Firefox (the lab's `/account` page sets the cookie with
+//! `Set-Cookie` and its script sends it with the bearer token). While the daemon still runs,
+//! the API is read with the dashboard's token (list, detail, HAR, health, /metrics), the live
+//! feed (`/api/live`) is read for the whole run, and its OTLP export is captured; then the shell ends, and the daemon with it. `S3CR3T` must appear nowhere: not in the database files (`grep -a`), not in
 //! the daemon's log at debug level, not in its `--json` output, not in any API answer nor
 //! HAR, not in `tracer show --json` or `tracer export --har`. Each client's request is found
 //! with its credential headers present and `[redacted]`, so that the test fails when the
@@ -22,9 +24,9 @@ use tracer::lab::{LAB_SECRET, LabConfig};
 mod support;
 use support::{TRACER, browsers, daemon::run_command, lab_or_skip, lines, require, run_bounded, wait_line};
 
-/// `GET path` on the daemon's dashboard.
-fn api(port: u16, path: &str) -> String {
-    support::http::get(&format!("http://127.0.0.1:{port}{path}"), &[])
+/// `GET path` on the daemon's dashboard, with its token.
+fn api(port: u16, token: &str, path: &str) -> String {
+    support::daemon::get_with_token(&format!("http://127.0.0.1:{port}{path}"), token)
 }
 
 fn assert_clean(what: &str, text: &[u8]) {
@@ -120,7 +122,10 @@ async fn secrets_appear_nowhere() {
     let s = LAB_SECRET;
     let script = format!(
         "exec >/dev/null 2>&1 </dev/null
-ip netns exec {ns} curl -sS -o /dev/null --cacert {ca} -H 'Authorization: Bearer {s}' -H 'Cookie: sid={s}' 'https://www.shop.test/echo?token={s}'
+ip netns exec {ns} curl -sS -o /dev/null --cacert {ca} -H 'Authorization: Bearer {s}' -H 'Cookie: sid={s}' -H 'X-Api-Key: {s}' 'https://www.shop.test/echo?token={s}'
+ip netns exec {ns} curl -sS -o /dev/null --cacert {ca} 'https://user:{s}@www.shop.test/echo?userinfo=1'
+ip netns exec {ns} curl -sS -o /dev/null --cacert {ca} --request-target 'https://user:{s}@www.shop.test/echo?absolute=1' -H 'Host: user:{s}@www.shop.test' https://www.shop.test/
+ip netns exec {ns} curl -sS -o /dev/null --cacert {ca} 'https://www.shop.test/echo;jsessionid={s}?jsession=1'
 ip netns exec {ns} {me} fetch --db {db} --cacert {ca} -H 'Authorization: Bearer {s}' -H 'Cookie: sid={s}' 'https://www.shop.test/echo?fetcher={s}'
 HOME={d} MOZ_HEADLESS=1 MOZ_DISABLE_AUTO_SAFE_MODE=1 MOZ_CRASHREPORTER_DISABLE=1 timeout 90 ip netns exec {ns} firefox-esr --headless --no-remote --profile {profile} --screenshot {d}/shot.png https://www.shop.test/account
 echo clients-done >{d}/clients-done
@@ -146,6 +151,17 @@ read line <{fifo}
     let err_rx = lines(daemon.stderr.take().unwrap());
     let mut err = Vec::new();
     wait_line(&err_rx, "saying the command started", Duration::from_secs(120), &mut err, |l| l.starts_with("started pid"));
+    let token = support::daemon::token_of(&db);
+    // The live feed, read for the whole run (as a dashboard would), kept in a file.
+    let live_file = d.join("live.txt");
+    let mut live = support::Reaped::spawn(
+        Command::new(require("curl"))
+            .args(["-sN", "--max-time", "400", "-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("http://127.0.0.1:{port}/api/live"))
+            .stdout(std::fs::File::create(&live_file).unwrap())
+            .stderr(Stdio::null()),
+        "curl /api/live",
+    );
 
     // The clients are done when the script says so; their page loads are stored soon after.
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -166,16 +182,16 @@ read line <{fifo}
     let mut found = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let list = api(port, "/api/page-loads?limit=500");
+        let list = api(port, &token, "/api/page-loads?limit=500");
         let v: Value = serde_json::from_str(&list).unwrap();
         answers.push(("list".into(), list.clone()));
         for item in v["items"].as_array().unwrap() {
             let id = item["id"].as_i64().unwrap();
-            let detail_text = api(port, &format!("/api/page-loads/{id}"));
+            let detail_text = api(port, &token, &format!("/api/page-loads/{id}"));
             let detail: Value = serde_json::from_str(&detail_text).unwrap();
             answers.push((format!("detail {id}"), detail_text));
-            answers.push((format!("har {id}"), api(port, &format!("/api/page-loads/{id}/har"))));
-            answers.push((format!("compare {id}"), api(port, &format!("/api/page-loads/{id}/compare"))));
+            answers.push((format!("har {id}"), api(port, &token, &format!("/api/page-loads/{id}/har"))));
+            answers.push((format!("compare {id}"), api(port, &token, &format!("/api/page-loads/{id}/compare"))));
             if let Some(r) = request_with(&detail, "/echo?token=*").filter(|_| item["process"] == "curl") {
                 found.0 = Some(r.clone());
             }
@@ -191,9 +207,15 @@ read line <{fifo}
         }
         tokio::time::sleep(Duration::from_millis(300)).await; // the writer's batches: no event to await over HTTP
     }
-    answers.push(("health".into(), api(port, "/api/health")));
-    answers.push(("processes".into(), api(port, "/api/processes")));
-    answers.push(("metrics".into(), api(port, "/metrics")));
+    answers.push(("health".into(), api(port, &token, "/api/health")));
+    answers.push(("processes".into(), api(port, &token, "/api/processes")));
+    answers.push(("metrics".into(), api(port, &token, "/metrics")));
+    // The live feed so far: it carried page loads, and no secret.
+    let _ = live.kill();
+    let _ = live.child.wait();
+    let live_text = std::fs::read_to_string(&live_file).unwrap();
+    assert!(live_text.contains("event: page_load") && live_text.contains("event: progress"), "the live feed carried page loads:\n{live_text}");
+    answers.push(("the live feed".into(), live_text));
 
     // Let the script end; the daemon ends with it.
     std::fs::write(&fifo, "go\n").unwrap();
@@ -217,6 +239,15 @@ read line <{fifo}
         assert_eq!(header(r, "request_headers", "authorization"), Some("[redacted]"), "{who}: {r}");
         assert_eq!(header(r, "request_headers", "cookie"), Some("[redacted]"), "{who}: {r}");
     }
+    let r = found.0.as_ref().unwrap();
+    assert_eq!(header(r, "request_headers", "x-api-key"), Some("[redacted]"), "curl: {r}");
+    // User-info in a URL (curl turns it into Basic authorization), in an absolute-form target
+    // and in a Host header, and a ;jsessionid= path parameter: each request stored, clean.
+    let all = answers.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>().join("\n");
+    for stored in ["https://www.shop.test/echo?userinfo=*", "echo?absolute=*", "/echo;jsessionid=*?jsession=*"] {
+        assert!(all.contains(stored), "{stored} is stored");
+    }
+    assert!(!all.contains("user@"), "no user-info anywhere in the API's answers");
     // Set-Cookie of /account (Firefox) is kept by name only.
     let set_cookie = answers.iter().any(|(_, a)| a.contains("\"set-cookie\"") || a.contains("\"name\":\"set-cookie\""));
     assert!(set_cookie, "the /account response's set-cookie header is stored by name");

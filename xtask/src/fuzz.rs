@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, usize)] = &[
     ("tls_wire", 8192),
     ("http", 8192),
     ("url", 4096),
+    ("redact", 4096),
     ("har", 8192),
     ("events", 16384 + 128),
     // Records of datagrams and Initial plaintexts: a handshake's worth (a 1.5 KB ClientHello
@@ -32,7 +33,7 @@ pub const TARGETS: &[(&str, usize)] = &[
     ("quic", 8192),
 ];
 
-/// Seconds per target of `--smoke` (the part of `cargo xtask test`): 8 targets, about 90 s
+/// Seconds per target of `--smoke` (the part of `cargo xtask test`): 9 targets, about 100 s
 /// after the build.
 pub const SMOKE_SECONDS: u64 = 10;
 /// Seconds per target of a plain `cargo xtask fuzz`.

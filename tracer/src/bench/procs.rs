@@ -20,6 +20,8 @@ use crate::lab::support::free_port;
 pub struct Daemon {
     guard: Guard,
     pub addr: SocketAddr,
+    /// The dashboard's token (given to the daemon in TRACER_TOKEN).
+    pub token: String,
     pub log: PathBuf,
 }
 
@@ -31,6 +33,7 @@ impl Daemon {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let token = crate::serve::web::auth::generate()?;
         let child = Command::new(exe)
             .arg("run")
             .arg("--db")
@@ -39,6 +42,7 @@ impl Daemon {
             .arg(addr.to_string())
             .args(extra)
             .env("RUST_LOG", "warn")
+            .env("TRACER_TOKEN", &token)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -46,12 +50,12 @@ impl Daemon {
             .with_context(|| format!("starting {} run", exe.display()))?;
         let mut guard = Guard::new(child, format!("tracer daemon ({name})"));
         guard.grace = Duration::from_secs(60);
-        let mut d = Daemon { guard, addr, log };
+        let mut d = Daemon { guard, addr, token, log };
         util::wait_for(Duration::from_secs(120), "the daemon's API", || {
             if let Err(e) = d.guard.check_running() {
                 bail!("{e}; its log ({}):\n{}", d.log.display(), util::read_text(&d.log).unwrap_or_default());
             }
-            Ok(util::get_json(d.addr, "/api/health").ok())
+            Ok(util::get_json(d.addr, "/api/health", &d.token).ok())
         })?;
         Ok(d)
     }
@@ -61,7 +65,7 @@ impl Daemon {
     }
 
     pub fn health(&self) -> Result<Value> {
-        util::get_json(self.addr, "/api/health")
+        util::get_json(self.addr, "/api/health", &self.token)
     }
 
     /// SIGTERM and wait for the exit (detaching takes a few seconds).

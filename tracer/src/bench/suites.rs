@@ -458,10 +458,10 @@ struct LiveWatcher {
 }
 
 impl LiveWatcher {
-    fn start(addr: SocketAddr) -> Result<LiveWatcher> {
+    fn start(addr: SocketAddr, token: &str) -> Result<LiveWatcher> {
         let mut s = TcpStream::connect(addr)?;
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
-        write!(s, "GET /api/live HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")?;
+        write!(s, "GET /api/live HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n")?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (st, se) = (stop.clone(), seen.clone());
@@ -526,7 +526,7 @@ pub fn realistic(ctx: &Ctx, which: &[u8]) -> Result<Vec<Section>> {
             let on = mode == Mode::Tracer;
             let floor = mode.start_floor(&hooks)?;
             let daemon = if on { Some(Daemon::start(&ctx.exe, &ctx.dir, "realistic", &[])?) } else { None };
-            let watcher = daemon.as_ref().map(|d| LiveWatcher::start(d.addr)).transpose()?;
+            let watcher = daemon.as_ref().map(|d| LiveWatcher::start(d.addr, &d.token)).transpose()?;
             let h0 = daemon.as_ref().map(|d| d.health()).transpose()?.map(|h| HealthCounters::of(&h));
             let d0 = daemon.as_ref().and_then(|d| util::proc_cpu_ticks(d.pid()));
             let (b0, _) = util::cpu_busy_ticks()?;
@@ -684,7 +684,7 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
                 // passed; wait for both, up to 5 s (a curl missed whole never comes).
                 let deadline = Instant::now() + Duration::from_secs(5);
                 let list = loop {
-                    let list = util::get_json(d.addr, "/api/page-loads?process=curl&limit=50")?;
+                    let list = util::get_json(d.addr, "/api/page-loads?process=curl&limit=50", &d.token)?;
                     let n = list.get("items").and_then(Value::as_array).map_or(0, Vec::len);
                     if n >= 2 || Instant::now() >= deadline {
                         break list;
@@ -694,7 +694,7 @@ pub fn filter(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
                 for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
                     let id = item.get("id").and_then(Value::as_i64).unwrap_or(0);
                     curl_loads += 1;
-                    let detail = util::get_json(d.addr, &format!("/api/page-loads/{id}"))?;
+                    let detail = util::get_json(d.addr, &format!("/api/page-loads/{id}"), &d.token)?;
                     let doc = detail.pointer("/page/requests/0/timings").cloned().unwrap_or(Value::Null);
                     let phases = ["dns", "connect", "ssl", "send", "wait", "receive"];
                     let absent: Vec<&str> =
@@ -875,6 +875,7 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", one_path.display()));
     }
+    let token = crate::serve::web::auth::generate()?;
     let (seeded, addr, server) = ctx.rt.block_on(async {
         let pool = crate::history::db::open(&db_path).await?;
         let seeded = super::seed::seed(&pool, plan.history_ingest, plan.history_total, 1000, 7).await?;
@@ -886,7 +887,9 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
             stats: Arc::new(crate::stream::StreamStats::default()),
             live: Arc::new(Mutex::new(Value::Null)),
         };
-        let state = crate::serve::web::AppState::new(health, pool, Arc::new(crate::serve::web::LiveHub::new(crate::clock::WallOffset::now())));
+        let access = crate::serve::web::auth::Access::new(std::net::Ipv4Addr::LOCALHOST.into(), &token, None)?;
+        let state = crate::serve::web::AppState::new(health, pool, Arc::new(crate::serve::web::LiveHub::new(crate::clock::WallOffset::now())))
+            .with_access(access);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move { axum::serve(listener, crate::serve::web::app(state)).await });
@@ -928,7 +931,7 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
             }
             let p = path(&mut rng);
             let t = Instant::now();
-            let (status, _) = util::http_get(addr, &p, Duration::from_secs(60))?;
+            let (status, _) = util::http_get(addr, &p, &token, Duration::from_secs(60))?;
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
             if status != 200 {
                 bail!("GET {p}: {status}");

@@ -13,12 +13,12 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 /// `GET path` on a loopback server: (status, body). One connection per request.
-pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>)> {
+pub fn http_get(addr: SocketAddr, path: &str, token: &str, timeout: Duration) -> Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.set_nodelay(true)?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")?;
     let mut buf = Vec::with_capacity(8192);
     s.read_to_end(&mut buf).with_context(|| format!("reading the answer to GET {path}"))?;
     parse_response(&buf).with_context(|| format!("GET {path}"))
@@ -60,8 +60,8 @@ pub fn parse_response(buf: &[u8]) -> Result<(u16, Vec<u8>)> {
 }
 
 /// GET a JSON document (status must be 200).
-pub fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value> {
-    let (status, body) = http_get(addr, path, Duration::from_secs(10))?;
+pub fn get_json(addr: SocketAddr, path: &str, token: &str) -> Result<serde_json::Value> {
+    let (status, body) = http_get(addr, path, token, Duration::from_secs(10))?;
     if status != 200 {
         bail!("GET {path}: status {status}: {}", String::from_utf8_lossy(&body));
     }

@@ -4,14 +4,17 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use sqlx::SqlitePool;
 
-use crate::history;
+use crate::history::{
+    self,
+    db::{Pools, ReaderOptions},
+};
 
-/// Opens (creates, migrates) the database, with a hint when it is a permission problem.
-pub(super) async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
+/// Opens (creates, migrates) the database, once its path has been checked
+/// ([`history::db_path::check`]), with a hint when it is a permission problem.
+pub(super) async fn open(path: &Path) -> anyhow::Result<Pools> {
     let path = path.to_path_buf();
-    on_runtime(async move { history::db::open(&path).await }).await.map_err(|e| {
+    on_runtime(async move { history::db::open_pools(&path, ReaderOptions::default()).await }).await.map_err(|e| {
         let denied = e.chain().any(|c| {
             c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
                 || c.to_string().contains("unable to open database file")

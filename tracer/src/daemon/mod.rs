@@ -54,8 +54,10 @@ pub struct RunConfig {
     pub print: PrintMode,
     pub db: PathBuf,
     pub listen: SocketAddr,
-    /// The dashboard's token (`--token`); generated when listening off loopback without one.
-    pub token: Option<String>,
+    /// Who may use the dashboard, and over what (token files, TLS).
+    pub access: AccessConfig,
+    /// `--insecure-db-dir`: accept a database directory others own or may write.
+    pub insecure_db_dir: bool,
     pub probes: ProbeConfig,
     pub queue: usize,
     /// How often to look for TLS libraries that processes loaded since the last look.
@@ -69,6 +71,21 @@ pub struct RunConfig {
     pub metrics: MetricsConfig,
     /// `--otlp-endpoint`: export every page load as an OpenTelemetry trace.
     pub otlp: Option<OtlpConfig>,
+}
+
+/// The dashboard's token and transport (see `serve::web::token` and `serve::web::tls`).
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// `--token-file`.
+    pub token_file: Option<PathBuf>,
+    /// `TRACER_TOKEN`.
+    pub token_env: Option<String>,
+    /// `--metrics-token-file`: a read-only token for `GET /metrics`.
+    pub metrics_token_file: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key`.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// `--plain-http-trusted-network`: plain HTTP off loopback.
+    pub plain_http_trusted_network: bool,
 }
 
 /// Run until Ctrl-C/SIGTERM, or until the command of `-- COMMAND` exits. Returns the exit
@@ -106,7 +123,7 @@ struct Daemon {
     pipeline_counters: Arc<Mutex<serde_json::Value>>,
     /// `-- COMMAND`, until the event loop takes it.
     command: Option<CommandHandle>,
-    pool: sqlx::SqlitePool,
+    pools: crate::history::db::Pools,
     /// This run's `daemon_runs` row.
     run_id: i64,
     writer: WriterHandle,
@@ -120,7 +137,7 @@ impl Daemon {
     /// The dashboard first (its live streams end, then the server), then the page loads still
     /// open, the queues drained, the run recorded, the probes detached.
     async fn shutdown(self) -> anyhow::Result<()> {
-        let Daemon { probes, filter, mut stitcher, fan_out, stats, pool, run_id, writer, pruner, otlp, live, dashboard, .. } = self;
+        let Daemon { probes, filter, mut stitcher, fan_out, stats, pools, run_id, writer, pruner, otlp, live, dashboard, .. } = self;
         // The live streams would hold the server's graceful shutdown.
         live.shutdown();
         dashboard.stop().await;
@@ -142,13 +159,15 @@ impl Daemon {
         let lost = probes.lost_counts().map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
         let dropped = stats.queue_dropped.load(Ordering::Relaxed) + counters.dropped;
         {
-            let pool = pool.clone();
+            let pool = pools.maintenance.clone();
             on_runtime(async move { crate::history::db::record_run_counters(&pool, run_id, lost, dropped).await }).await?;
         }
         eprintln!("stored {} page loads ({} dropped)", counters.written, counters.dropped);
         on_runtime(async move {
-            crate::history::db::record_stop(&pool, run_id).await?;
-            pool.close().await;
+            crate::history::db::record_stop(&pools.maintenance, run_id).await?;
+            pools.reader.close().await;
+            pools.maintenance.close().await;
+            pools.writer.close().await;
             anyhow::Ok(())
         })
         .await?;

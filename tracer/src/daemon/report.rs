@@ -9,7 +9,7 @@ use super::RunConfig;
 use crate::{
     filter::ClientFilter,
     probes::{ProbeStatus, Probes, SCOPE_PER_PROCESS},
-    serve::web::auth::Access,
+    serve::web::{tls::CertSource, token::TokenSource},
 };
 
 /// The version and kernel, what the kernel supports, notes, the probe lines and the filter.
@@ -26,23 +26,50 @@ pub fn attached(kernel: &str, probes: &Probes, filter: Option<&ClientFilter>) ->
     out
 }
 
-/// Where page loads go: the database, bodies, the dashboard (with its token when one was
-/// generated: shown this once, on stderr only, never logged), metrics, the OTLP export.
-pub fn serving(config: &RunConfig, access: &Access, generated_token: Option<&str>) -> String {
+/// How the dashboard is served, for [`serving`].
+pub struct Served<'a> {
+    /// The token, only when it may be shown: stderr is a terminal (not a journal or a file).
+    pub show_token: Option<&'a str>,
+    pub token_source: &'a TokenSource,
+    /// The certificate's fingerprint and where it came from, when serving HTTPS.
+    pub tls: Option<(&'a str, &'a CertSource)>,
+    /// `--metrics-token-file` was given.
+    pub metrics_token: bool,
+}
+
+/// Where page loads go: the database, bodies, the dashboard (its URL with the token only on a
+/// terminal: a journal keeps what it is given), its certificate, metrics, the OTLP export.
+pub fn serving(config: &RunConfig, served: &Served) -> String {
     let mut out = format!("database: {}\n", config.db.display());
     match config.stitch.body_limit {
         0 => out.push_str("bodies: not stored (--capture-bodies stores them)\n"),
         n => out.push_str(&format!("bodies: STORED, the first {n} bytes of each request and response (they may hold secrets)\n")),
     }
-    let listen = config.listen;
-    match (access, generated_token) {
-        (Access::LoopbackOnly, _) => out.push_str(&format!("dashboard: http://{listen} (loopback only)\n")),
-        (_, Some(t)) => out.push_str(&format!(
-            "dashboard: http://{listen} needs a token; generated for this run (shown only now): {t}\n  open http://{listen}/?token={t} once, or send 'Authorization: Bearer {t}'\n"
-        )),
-        (_, None) => out.push_str(&format!("dashboard: http://{listen} (token required: the one given with --token)\n")),
+    let base = format!("{}://{}", if served.tls.is_some() { "https" } else { "http" }, config.listen);
+    let source = match served.token_source {
+        TokenSource::File(p) => format!("the token in {}", p.display()),
+        TokenSource::Env => "the token in TRACER_TOKEN".into(),
+        TokenSource::Default { path, created: true } => format!("the token generated now in {}", path.display()),
+        TokenSource::Default { path, created: false } => format!("the token in {}", path.display()),
+    };
+    match served.show_token {
+        Some(t) => out.push_str(&format!("dashboard: {base}/?token={t} (open it once; {source})\n")),
+        None => out.push_str(&format!("dashboard: {base} ({source}: open {base}/?token=TOKEN once, or send 'Authorization: Bearer TOKEN')\n")),
     }
-    out.push_str(&format!("metrics: http://{listen}/metrics\n"));
+    if let Some((fingerprint, cert)) = served.tls {
+        let what = match cert {
+            CertSource::Given { cert } => format!("{}", cert.display()),
+            CertSource::Generated { cert, created: true } => format!("self-signed, generated now, {}", cert.display()),
+            CertSource::Generated { cert, created: false } => format!("self-signed, {}", cert.display()),
+        };
+        out.push_str(&format!("TLS certificate: {what}; SHA-256 fingerprint {fingerprint}\n"));
+    } else if !config.listen.ip().is_loopback() {
+        out.push_str("WARNING: plain HTTP off loopback (--plain-http-trusted-network): the token and the history cross the network in clear\n");
+    }
+    out.push_str(&format!(
+        "metrics: {base}/metrics ({})\n",
+        if served.metrics_token { "the dashboard's token, or the read-only one of --metrics-token-file" } else { "the dashboard's token" }
+    ));
     if let Some(c) = &config.otlp {
         // Header names only: their values are credentials.
         let names: Vec<&str> = c.headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -53,6 +80,20 @@ pub fn serving(config: &RunConfig, access: &Access, generated_token: Option<&str
             if c.gzip { ", gzip" } else { "" },
             if names.is_empty() { String::new() } else { format!(", headers: {}", names.join(", ")) }
         ));
+    }
+    out
+}
+
+/// What the main thread keeps after start-up, each with why; every other thread holds none.
+pub fn privileges(kept: &caps::CapsHashSet) -> String {
+    let mut out = format!(
+        "privileges: main thread keeps {}; every other thread (dashboard, API, history, fetcher, the -- COMMAND helper) holds none\n",
+        crate::privileges::names(kept)
+    );
+    let mut caps: Vec<_> = kept.iter().copied().collect();
+    caps.sort_by_key(|c| c.to_string());
+    for c in caps {
+        out.push_str(&format!("  {c}: {}\n", crate::privileges::reason(c)));
     }
     out
 }
@@ -99,7 +140,8 @@ mod tests {
             print: super::super::PrintMode::Off,
             db: "/var/lib/tracer/tracer.db".into(),
             listen: listen.parse().unwrap(),
-            token: None,
+            access: Default::default(),
+            insecure_db_dir: false,
             probes: Default::default(),
             queue: 1024,
             rescan: std::time::Duration::from_secs(2),
@@ -112,25 +154,34 @@ mod tests {
     }
 
     #[test]
-    fn where_page_loads_go_with_a_generated_token_shown_once_and_no_header_values() {
+    fn where_page_loads_go_with_the_token_only_on_a_terminal_and_no_header_values() {
         let mut c = config("0.0.0.0:7878");
         c.stitch.body_limit = 512;
         let mut otlp = crate::serve::otlp::OtlpConfig::new("http://collector.test:4318/v1/traces".parse().unwrap());
         otlp.headers.push(("x-api-key".parse().unwrap(), "s3cret".parse().unwrap()));
         otlp.gzip = true;
         c.otlp = Some(otlp);
-        let text = serving(&c, &Access::Token("t0k".into()), Some("t0k"));
+        let source = TokenSource::Default { path: "/var/lib/tracer/token".into(), created: true };
+        let cert = CertSource::Generated { cert: "/var/lib/tracer/tls.crt".into(), created: false };
+        let text = serving(&c, &Served { show_token: Some("t0k"), token_source: &source, tls: Some(("AB:CD", &cert)), metrics_token: true });
         assert_eq!(
             text,
             "database: /var/lib/tracer/tracer.db\n\
              bodies: STORED, the first 512 bytes of each request and response (they may hold secrets)\n\
-             dashboard: http://0.0.0.0:7878 needs a token; generated for this run (shown only now): t0k\n  \
-             open http://0.0.0.0:7878/?token=t0k once, or send 'Authorization: Bearer t0k'\n\
-             metrics: http://0.0.0.0:7878/metrics\n\
+             dashboard: https://0.0.0.0:7878/?token=t0k (open it once; the token generated now in /var/lib/tracer/token)\n\
+             TLS certificate: self-signed, /var/lib/tracer/tls.crt; SHA-256 fingerprint AB:CD\n\
+             metrics: https://0.0.0.0:7878/metrics (the dashboard's token, or the read-only one of --metrics-token-file)\n\
              OTLP export: http://collector.test:4318/v1/traces (queue 2048 page loads, gzip, headers: x-api-key)\n"
         );
-        let loopback = serving(&config("127.0.0.1:7878"), &Access::LoopbackOnly, None);
-        assert!(loopback.contains("bodies: not stored (--capture-bodies stores them)\ndashboard: http://127.0.0.1:7878 (loopback only)\n"), "{loopback}");
+        // Not a terminal: where the token is, never the token.
+        let source = TokenSource::File("/etc/tracer/token".into());
+        let loopback = serving(&config("127.0.0.1:7878"), &Served { show_token: None, token_source: &source, tls: None, metrics_token: false });
+        assert!(
+            loopback.contains("bodies: not stored (--capture-bodies stores them)\ndashboard: http://127.0.0.1:7878 (the token in /etc/tracer/token: open http://127.0.0.1:7878/?token=TOKEN once, or send 'Authorization: Bearer TOKEN')\nmetrics: http://127.0.0.1:7878/metrics (the dashboard's token)\n"),
+            "{loopback}"
+        );
+        let plain = serving(&config("10.0.0.1:7878"), &Served { show_token: None, token_source: &TokenSource::Env, tls: None, metrics_token: false });
+        assert!(plain.contains("WARNING: plain HTTP off loopback"), "{plain}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::{
     serve::{
         metrics::{self, Metrics},
         otlp::{self, HostInfo},
-        web::{self, LiveHub, auth::Access},
+        web::{self, LiveHub, auth::Access, tls::TlsSetup, token::TokenSource},
     },
     stitch::Stitcher,
     stream::{self, StreamStats, events::Event},
@@ -33,18 +33,22 @@ use crate::{
 
 /// Everything started, in order; returns the daemon and the queue of events it reads.
 pub(super) async fn start(config: &RunConfig) -> anyhow::Result<(Daemon, mpsc::Receiver<Event>)> {
-    // Before anything is attached: a bad token is a usage error.
-    let (access, generated_token) = Access::for_listen(config.listen.ip(), config.token.clone())?;
+    // Before anything is attached or created: the privilege to trace at all (a user without
+    // it hears that first), the database's directory, the token, the certificate. Each
+    // refusal names what is wrong.
+    crate::probes::system::check_privileges(procfs::effective_caps())?;
+    history::db_path::check(&config.db, config.insecure_db_dir)?;
+    let dashboard_access = DashboardAccess::prepare(config)?;
     let (mut probes, mut filter) = attach(config)?;
     let kernel = procfs::kernel_release();
     eprint!("{}", report::attached(&kernel, &probes, filter.as_ref()));
 
     let stats = Arc::new(StreamStats::default());
     let events = stream::spawn_reader(&mut probes, config.queue, stats.clone())?;
-    let pool = database::open(&config.db).await?;
+    let pools = database::open(&config.db).await?;
     let probes_json = serde_json::to_string(&probes.status)?;
     let run_id = {
-        let (pool, kernel) = (pool.clone(), kernel.clone());
+        let (pool, kernel) = (pools.maintenance.clone(), kernel.clone());
         on_runtime(async move { history::db::record_start(&pool, &kernel, &probes_json).await }).await?
     };
 
@@ -59,13 +63,13 @@ pub(super) async fn start(config: &RunConfig) -> anyhow::Result<(Daemon, mpsc::R
         OnStored(Arc::new(move |row| live.page_stored(row)))
     };
     let writer_config = WriterConfig { capacity: 4096, wall, flush_every: Duration::ZERO, on_stored: Some(on_stored), ..Default::default() };
-    let (history, writer) = spawn_writer(pool.clone(), writer_config);
-    let pruner = spawn_pruner(pool.clone(), config.retention.clone(), Duration::from_secs(60));
+    let (history, writer) = spawn_writer(pools.writer.clone(), writer_config);
+    let pruner = spawn_pruner(pools.maintenance.clone(), config.retention.clone(), Duration::from_secs(60));
     let mut stitcher = Stitcher::new(config.stitch.clone());
     seed_processes(&mut stitcher);
     stitcher.ignore_in_progress(config.listen); // the dashboard's own viewers are not page loads
 
-    let metrics = start_metrics(config, &pool, &stats, &probes).await;
+    let metrics = start_metrics(config, &pools.reader, &stats, &probes).await;
     let (otlp, otlp_handle) = match &config.otlp {
         Some(c) => {
             let (sender, handle) = otlp::spawn_exporter(c.clone(), HostInfo::detect(), wall).await?;
@@ -88,10 +92,12 @@ pub(super) async fn start(config: &RunConfig) -> anyhow::Result<(Daemon, mpsc::R
         stats: stats.clone(),
         live: pipeline_counters.clone(),
     };
-    let mut state = web::AppState::new(health, pool.clone(), live.clone()).with_access(access.clone());
+    let mut state = web::AppState::new(health, pools.reader.clone(), live.clone())
+        .with_access(dashboard_access.access.clone())
+        .with_write_pool(pools.maintenance.clone());
     state.metrics = metrics;
-    let dashboard = Dashboard::start(config.listen, state).await?;
-    eprint!("{}", report::serving(config, &access, generated_token.as_deref()));
+    let dashboard = Dashboard::start(config.listen, state, dashboard_access.tls.as_ref().map(|t| t.config.clone())).await?;
+    eprint!("{}", report::serving(config, &dashboard_access.served()));
     eprintln!("tracing; Ctrl-C to stop");
     // `-- COMMAND`: started only now that every probe is attached and the reader runs.
     let command = match (&mut filter, &config.filter) {
@@ -104,7 +110,7 @@ pub(super) async fn start(config: &RunConfig) -> anyhow::Result<(Daemon, mpsc::R
     };
     // Everything that needed the full rights is done: probes attached, database open,
     // dashboard bound, the command forked. Keep only what later attaches need.
-    drop_privileges(filter.is_none() && config.probes.tls);
+    drop_privileges(filter.is_none() && config.probes.tls)?;
     let daemon = Daemon {
         probes,
         filter,
@@ -113,7 +119,7 @@ pub(super) async fn start(config: &RunConfig) -> anyhow::Result<(Daemon, mpsc::R
         stats,
         pipeline_counters,
         command,
-        pool,
+        pools,
         run_id,
         writer,
         pruner,
@@ -165,16 +171,20 @@ pub(super) struct Dashboard {
 }
 
 impl Dashboard {
-    async fn start(listen: SocketAddr, state: web::AppState) -> anyhow::Result<Dashboard> {
+    async fn start(listen: SocketAddr, state: web::AppState, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<Dashboard> {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("dashboard: cannot listen on {listen}"))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, web::app(state))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let app = web::app(state);
+        let server = match tls {
+            Some(config) => {
+                let listener = web::tls::TlsListener::new(listener, config).context("dashboard: TLS listener")?;
+                tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            }
+            None => tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await }),
+        };
         Ok(Dashboard { stop, server })
     }
 
@@ -185,16 +195,54 @@ impl Dashboard {
     }
 }
 
-/// Keeps on the main thread only the capabilities later attaches need; the threads started
-/// from here on (dashboard, history, fetcher) hold none.
-fn drop_privileges(all_process_uprobes: bool) {
+/// Keeps on the main thread only the capabilities later attaches need, each listed with its
+/// reason; the threads started from here on (dashboard, history, fetcher) hold none. A drop
+/// that fails, or leaves more than asked, stops the daemon: it does not run with more rights
+/// than it says.
+fn drop_privileges(all_process_uprobes: bool) -> anyhow::Result<()> {
     let keep = crate::privileges::keep_after_start(all_process_uprobes);
-    match crate::privileges::keep_only_on_this_thread(&keep) {
-        Ok(kept) => eprintln!(
-            "privileges: main thread keeps {}; dashboard, history and fetcher threads hold none",
-            crate::privileges::names(&kept)
-        ),
-        Err(e) => tracing::warn!("could not drop capabilities: {e}"),
+    let kept = crate::privileges::keep_only_on_this_thread(&keep)
+        .and_then(|kept| crate::privileges::verify_this_thread(&kept).map(|()| kept))
+        .context("dropping privileges failed: stopping rather than running with rights it does not need")?;
+    eprint!("{}", report::privileges(&kept));
+    Ok(())
+}
+
+/// The dashboard's access rule, its token's source and its TLS, settled before anything is
+/// attached (a bad token file or certificate is reported at once).
+struct DashboardAccess {
+    access: Access,
+    token: String,
+    token_source: TokenSource,
+    tls: Option<TlsSetup>,
+}
+
+impl DashboardAccess {
+    fn prepare(config: &RunConfig) -> anyhow::Result<DashboardAccess> {
+        let a = &config.access;
+        let (token, token_source) = web::token::load(a.token_file.as_deref(), a.token_env.clone(), &config.db)?;
+        let metrics_token = a.metrics_token_file.as_deref().map(web::token::load_metrics).transpose()?;
+        let access = Access::new(config.listen.ip(), &token, metrics_token.as_deref())?;
+        let off_loopback = !config.listen.ip().is_loopback();
+        let tls = if a.tls_files.is_some() || (off_loopback && !a.plain_http_trusted_network) {
+            let given = a.tls_files.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+            Some(web::tls::setup(given, &config.db, &web::tls::names_for(config.listen)).context("the dashboard's TLS certificate")?)
+        } else {
+            None
+        };
+        let access = access.with_tls(tls.is_some());
+        Ok(DashboardAccess { access, token, token_source, tls })
+    }
+
+    /// For the start-up report: the token itself only when stderr is a terminal.
+    fn served(&self) -> report::Served<'_> {
+        use std::io::IsTerminal as _;
+        report::Served {
+            show_token: std::io::stderr().is_terminal().then_some(self.token.as_str()),
+            token_source: &self.token_source,
+            tls: self.tls.as_ref().map(|t| (t.fingerprint.as_str(), &t.source)),
+            metrics_token: self.access.has_metrics_token(),
+        }
     }
 }
 

@@ -540,7 +540,9 @@ impl Ctx {
                         Some(Failure::new(
                             Phase::Redirect,
                             Code::UnsafeRedirect,
-                            format!("redirect to {next} cannot be followed"),
+                            // The raw Location may carry credentials (user-info, a token in
+                            // its query): the reason is stored and shown, so redacted.
+                            format!("redirect to {} cannot be followed", crate::redact::url(&next)),
                         )),
                         None,
                     );

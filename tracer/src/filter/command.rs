@@ -27,7 +27,8 @@ impl HeldCommand {
         let (pid_r, pid_w) = pipe()?;
         let (go_r, go_w) = pipe()?;
         let mut cmd = std::process::Command::new(program);
-        cmd.args(args);
+        // The dashboard's token is the daemon's, not the command's.
+        cmd.args(args).env_remove("TRACER_TOKEN");
         let (pw, gr) = (pid_w.as_raw_fd(), go_r.as_raw_fd());
         // SAFETY: the closure runs in the forked child before exec and only makes
         // async-signal-safe calls (getpid, write, read) without allocating.
@@ -59,10 +60,22 @@ impl HeldCommand {
         std::thread::Builder::new()
             .name("tracer-command".into())
             .spawn(move || {
+                // The child is forked from here, so it gets this thread's rights (the
+                // caller's); once it has exec'd, this thread only waits, and drops them all.
                 let spawned = cmd.spawn();
                 // The child has its copies (or exec'd/failed): close ours, so that a read
                 // of the pid pipe ends if the child never wrote.
                 drop((pid_w, go_r));
+                if let Err(e) = crate::privileges::drop_all_on_this_thread() {
+                    // Fail closed: the daemon stops (with this error) rather than keep a
+                    // thread with every capability.
+                    if let Ok(mut child) = spawned {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    let _ = tx.send(CommandEnd::Failed(format!("the command's helper thread could not drop its capabilities: {e}")));
+                    return;
+                }
                 let end = match spawned {
                     Ok(mut child) => child.wait().map(CommandEnd::Exited).unwrap_or_else(|e| CommandEnd::Failed(format!("waiting: {e}"))),
                     Err(e) => CommandEnd::Failed(format!("cannot run `{name}`: {e}")),
@@ -203,4 +216,23 @@ fn read_pid(fd: &OwnedFd, timeout: Duration) -> anyhow::Result<u32> {
         got += n as usize;
     }
     Ok(u32::from_ne_bytes(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dashboard's token is the daemon's: a command started with `-- COMMAND` does not
+    /// inherit TRACER_TOKEN from the daemon's environment.
+    #[tokio::test]
+    async fn the_command_does_not_get_the_dashboard_token() {
+        // SAFETY: no other test of this crate reads or writes TRACER_TOKEN (the daemon reads
+        // it once, in main).
+        unsafe { std::env::set_var("TRACER_TOKEN", "a-token-the-command-must-not-see") };
+        let argv: Vec<OsString> = ["sh", "-c", "test -z \"$TRACER_TOKEN\""].iter().map(OsString::from).collect();
+        let held = HeldCommand::fork(&argv).unwrap();
+        let mut handle = Some(held.release().unwrap());
+        let end = tokio::time::timeout(Duration::from_secs(30), wait_command(&mut handle)).await.expect("the command ends");
+        assert_eq!(end.code(), 0, "{end:?}: the command saw TRACER_TOKEN");
+    }
 }

@@ -30,6 +30,7 @@ pub mod baselines;
 pub mod cli;
 pub mod counts;
 pub mod db;
+pub mod db_path;
 pub mod har;
 pub mod query;
 pub mod render;

@@ -29,6 +29,15 @@ pub struct RetentionConfig {
     pub max_page_loads: Option<u64>,
 }
 
+/// The daemon's default retention: page loads older than this are deleted, so that a history
+/// of everyone's browsing does not grow for ever unnoticed (`--retain 0` keeps everything).
+pub const DEFAULT_RETAIN: &str = "30d";
+
+/// `--retain`: [`parse_retain`], or `0` to keep everything (None).
+pub fn parse_retain_flag(s: &str) -> Result<Option<Duration>, String> {
+    if s.trim() == "0" { Ok(None) } else { parse_retain(s).map(Some) }
+}
+
 /// `--retain`: a positive whole number followed by s, m, h or d (`30d`).
 pub fn parse_retain(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s).map_err(|e| e.replacen("invalid duration", "invalid retention", 1))?;
@@ -124,5 +133,29 @@ mod tests {
         let e = parse_retain("30 days").unwrap_err();
         assert!(e.starts_with("invalid retention \"30 days\""), "{e}");
         assert!(e.contains("s, m, h or d"), "{e}");
+        assert_eq!(parse_retain_flag("0").unwrap(), None, "--retain 0 keeps everything");
+        assert_eq!(parse_retain_flag(DEFAULT_RETAIN).unwrap(), Some(Duration::from_secs(30 * 86_400)));
+        assert!(parse_retain_flag("0d").is_err());
+    }
+
+    /// With the daemon's default, a page load 31 days old goes and one 29 days old stays.
+    #[tokio::test]
+    async fn the_default_retention_deletes_what_is_older_than_30_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
+        let day_ms = 86_400_000i64;
+        // The same page load, stored once as started 31 days ago and once 29 days ago.
+        let start_ns = 1_000_000_000u64;
+        let mut ids = Vec::new();
+        for days in [31, 29] {
+            let wall = crate::clock::WallOffset((now_unix_ms() - days * day_ms) * 1_000_000 - start_ns as i64);
+            ids.extend(crate::history::insert_page_loads(&pool, &[crate::stitch::sample::redirect_page(start_ns)], wall).await.unwrap());
+        }
+        let retain = parse_retain_flag(DEFAULT_RETAIN).unwrap();
+        assert_eq!(prune(&pool, retain, None).await.unwrap(), 1);
+        let left: Vec<(i64,)> = sqlx::query_as("SELECT id FROM page_loads").fetch_all(&pool).await.unwrap();
+        assert_eq!(left, vec![(ids[1],)]);
+        // --retain 0: nothing is deleted.
+        assert_eq!(prune(&pool, parse_retain_flag("0").unwrap(), None).await.unwrap(), 0);
     }
 }

@@ -345,6 +345,14 @@ pub(super) fn route(
                 Some(to),
             )
         }
+        // A redirect the fetcher must refuse (not http or https), with credentials in its
+        // Location: they must not reach the stored failure reason.
+        (Site::Www, "/unsafe-redirect") => (
+            StatusCode::FOUND,
+            TEXT,
+            Bytes::from_static(b"moved\n"),
+            Some(format!("ftp://user:{LAB_SECRET}@files.shop.test/x?token={LAB_SECRET}")),
+        ),
         (Site::Www, "/account") => (
             StatusCode::OK,
             HTML,

@@ -7,8 +7,26 @@ use super::{require, run_bounded};
 /// `GET url` through curl (failing the test on an error status); `form`: pairs sent
 /// URL-encoded as the query.
 pub fn get(url: &str, form: &[(&str, &str)]) -> String {
+    get_curl(url, form, &[])
+}
+
+/// [`get`] with `Authorization: Bearer TOKEN` (a tracer daemon's dashboard).
+pub fn get_bearer(url: &str, form: &[(&str, &str)], token: &str) -> String {
+    get_curl(url, form, &["-H", &format!("Authorization: Bearer {token}")])
+}
+
+/// The status code of `GET url` with these extra curl arguments (no `--fail`).
+pub fn status(url: &str, extra: &[&str]) -> u16 {
     let mut curl = Command::new(require("curl"));
-    curl.args(["-sS", "--fail-with-body", "--max-time", "20", "-G", url]);
+    curl.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"]).args(extra).arg(url);
+    let out = run_bounded(curl, Duration::from_secs(30));
+    assert!(out.status.success(), "GET {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("GET {url}: no status: {:?}", out.stdout))
+}
+
+fn get_curl(url: &str, form: &[(&str, &str)], extra: &[&str]) -> String {
+    let mut curl = Command::new(require("curl"));
+    curl.args(["-sS", "--fail-with-body", "--max-time", "20"]).args(extra).args(["-G", url]);
     for (k, v) in form {
         curl.arg("--data-urlencode").arg(format!("{k}={v}"));
     }

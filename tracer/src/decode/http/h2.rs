@@ -964,13 +964,11 @@ fn apply_request(ex: &mut HttpExchange, d: Decoded) {
     ex.method = d.method;
     ex.scheme = d.scheme;
     ex.path = d.path;
-    ex.authority = d.authority.or_else(|| {
-        d.fields
-            .fields
-            .iter()
-            .find(|(n, _)| n == "host")
-            .map(|(_, v)| v.clone())
-    });
+    // No user-info (an `:authority` of `user:pw@host`) past the decoder.
+    ex.authority = d
+        .authority
+        .or_else(|| d.fields.fields.iter().find(|(n, _)| n == "host").map(|(_, v)| v.clone()))
+        .map(|a| crate::redact::authority(&a));
     ex.request_headers = d.fields.fields;
 }
 

@@ -608,3 +608,20 @@ fn request_line_rule_chooses_the_protocol_and_resyncs() {
     f.send(b"GET  /double HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(f.conn.protocol(), None);
 }
+
+/// User-info in an absolute-form target (`GET http://user:pw@host/ HTTP/1.1`, through a
+/// proxy) or in a Host header is dropped by the decoder; the path keeps no credentials.
+#[test]
+fn user_info_in_an_absolute_form_target_is_dropped() {
+    let mut f = Feeder::new();
+    f.send(b"GET http://user:S3CR3T@proxy.test:8080/p HTTP/1.1\r\nHost: other\r\n\r\n");
+    f.recv(&ok(b""));
+    f.send(b"GET /q HTTP/1.1\r\nHost: u:S3CR3T@shop.test\r\n\r\n");
+    f.recv(&ok(b""));
+    let v = f.take();
+    assert_eq!(v.len(), 2, "{v:#?}");
+    assert_eq!((v[0].authority.as_deref(), v[0].path.as_deref()), (Some("proxy.test:8080"), Some("/p")));
+    assert_eq!(v[1].authority.as_deref(), Some("shop.test"));
+    // The Host header itself is kept as seen here; what is stored of it goes through
+    // `redact::header_value`, which drops the user-info too.
+}

@@ -926,3 +926,20 @@ fn real_server_hyper() {
         }
     }
 }
+
+/// An `:authority` with user-info (`user:pw@host`) loses it in the decoder: nothing after it
+/// (stitcher, history, HAR, OTLP) sees the password.
+#[test]
+fn user_info_in_the_authority_is_dropped() {
+    let mut ce = Encoder::new();
+    let mut se = Encoder::new();
+    let mut f = Feeder::new();
+    let h = [(":method", "GET"), (":scheme", "https"), (":authority", "user:S3CR3T@example.com"), (":path", "/")];
+    let b = enc(&mut ce, &h);
+    f.send(&[client_start(), frame(HEADERS, EH | ES, 1, &b)].concat());
+    let rb = enc(&mut se, &[(":status", "200")]);
+    f.recv(&[settings(&[]), frame(HEADERS, EH | ES, 1, &rb)].concat());
+    let v = f.take();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!(v[0].authority.as_deref(), Some("example.com"));
+}

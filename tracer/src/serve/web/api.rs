@@ -189,7 +189,7 @@ pub(super) async fn fetch_now(State(s): State<AppState>, headers: HeaderMap, bod
         }
         Ok(Ok(load)) => load,
     };
-    let id = baselines::store_baseline(&s.pool, &load).await?;
+    let id = baselines::store_baseline(&s.write_pool, &load).await?;
     let error = baselines::error_code(&load);
     let stored = baselines::StoredBaseline {
         id,

@@ -47,6 +47,7 @@ impl From<QueryError> for AppError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::Invalid { param, reason } => AppError::BadRequest { param: param.to_string(), reason },
+            QueryError::Db(e) => e.into(),
             other => AppError::Internal(other.into()),
         }
     }
@@ -60,6 +61,38 @@ impl From<anyhow::Error> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        if crate::history::db::is_interrupted(&e) {
+            // The read pool's statement timeout: a query too broad for the history's size.
+            return AppError::Status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the query took too long and was stopped; narrow it (host, process, since)".into(),
+            );
+        }
         AppError::Internal(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read stopped by the read pool's statement timeout is a 503 that says to narrow the
+    /// query, not a 500.
+    #[tokio::test]
+    async fn a_timed_out_read_is_a_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let pools = crate::history::db::open_pools(
+            &dir.path().join("t.db"),
+            crate::history::db::ReaderOptions { connections: 1, statement_timeout: std::time::Duration::from_millis(100) },
+        )
+        .await
+        .unwrap();
+        let e = sqlx::query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")
+            .fetch_one(&pools.reader)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        let res = AppError::from(QueryError::Db(e)).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

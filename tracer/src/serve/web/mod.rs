@@ -20,6 +20,8 @@ mod api;
 pub mod auth;
 mod error;
 pub mod live;
+pub mod tls;
+pub mod token;
 
 use std::{
     path::PathBuf,
@@ -45,15 +47,18 @@ use crate::{fetch::FetchOptions, stream::StreamStats};
 #[derive(Clone)]
 pub struct AppState {
     pub health: Arc<Health>,
-    /// The history database (page loads and baselines).
+    /// The history database (page loads and baselines), read-only in the daemon (its
+    /// statements bounded in time: `history::db::Pools`).
     pub pool: SqlitePool,
+    /// Where `POST /api/fetch` stores its baseline (the daemon's maintenance connection).
+    pub write_pool: SqlitePool,
     /// Live feed: finished page loads and the ones in progress.
     pub live: Arc<LiveHub>,
     /// How `POST /api/fetch` runs the reference fetcher.
     pub fetch: Arc<FetchSettings>,
     /// What `GET /metrics` shows (the daemon replaces it with the one its page loads feed).
     pub metrics: Arc<crate::serve::metrics::Metrics>,
-    /// Who may use the dashboard ([`auth`]): loopback only, or with a token.
+    /// Who may use the dashboard ([`auth`]): nobody until a token is set.
     pub access: auth::Access,
 }
 
@@ -62,6 +67,7 @@ impl AppState {
         let metrics = Arc::new(crate::serve::metrics::Metrics::new(Default::default(), health.stats.clone()));
         Self {
             health: Arc::new(health),
+            write_pool: pool.clone(),
             pool,
             live,
             fetch: Arc::new(FetchSettings::default()),
@@ -72,6 +78,11 @@ impl AppState {
 
     pub fn with_access(mut self, access: auth::Access) -> Self {
         self.access = access;
+        self
+    }
+
+    pub fn with_write_pool(mut self, pool: SqlitePool) -> Self {
+        self.write_pool = pool;
         self
     }
 }
@@ -228,14 +239,22 @@ mod tests {
             stats: Arc::new(StreamStats::default()),
             live: Default::default(),
         };
-        (dir, AppState::new(health, pool, Arc::new(LiveHub::new(crate::clock::WallOffset::now()))))
+        let access = auth::Access::new("127.0.0.1".parse().unwrap(), TOKEN, None).unwrap();
+        (dir, AppState::new(health, pool, Arc::new(LiveHub::new(crate::clock::WallOffset::now()))).with_access(access))
+    }
+
+    const TOKEN: &str = "unit-test-token-0123456789";
+
+    /// `GET path` with the token.
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).header(header::AUTHORIZATION, format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()
     }
 
     #[tokio::test]
     async fn every_response_carries_the_security_headers() {
         let (_dir, state) = state().await;
         for path in ["/", "/assets/app.js", "/api/health", "/api/page-loads?limit=x", "/api/nope"] {
-            let res = app(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            let res = app(state.clone()).oneshot(get(path)).await.unwrap();
             let h = res.headers();
             let csp = h.get("content-security-policy").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
             assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: CSP {csp:?}");
@@ -249,7 +268,7 @@ mod tests {
     async fn health_reports_probes_and_counters() {
         let (_dir, state) = state().await;
         state.health.stats.kernel_lost.store(7, std::sync::atomic::Ordering::Relaxed);
-        let res = app(state).oneshot(Request::get("/api/health").body(Body::empty()).unwrap()).await.unwrap();
+        let res = app(state).oneshot(get("/api/health")).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -262,12 +281,12 @@ mod tests {
     async fn serves_assets_and_404s() {
         let (_dir, state) = state().await;
         for (path, mime) in [("/", "text/html"), ("/assets/app.js", "text/javascript"), ("/assets/style.css", "text/css")] {
-            let res = app(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            let res = app(state.clone()).oneshot(get(path)).await.unwrap();
             assert_eq!(res.status(), StatusCode::OK, "{path}");
             assert!(res.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with(mime), "{path}");
         }
         for path in ["/nope", "/assets/nope.js", "/assets/../Cargo.toml"] {
-            let res = app(state.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            let res = app(state.clone()).oneshot(get(path)).await.unwrap();
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
         }
     }
@@ -280,7 +299,7 @@ mod tests {
         let m = Arc::new(crate::serve::metrics::Metrics::new(Default::default(), state.health.stats.clone()));
         m.observe(&crate::stitch::sample::redirect_page(0));
         state.metrics = m;
-        let res = app(state).oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let res = app(state).oneshot(get("/metrics")).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()[header::CONTENT_TYPE], crate::serve::metrics::CONTENT_TYPE);
         assert_eq!(res.headers()["x-content-type-options"], "nosniff", "the router's layers apply");

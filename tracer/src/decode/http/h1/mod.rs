@@ -259,7 +259,8 @@ impl H1 {
         let method = head.method.clone();
         let (scheme, authority, path) = split_target(head.target.as_deref());
         ex.scheme = scheme;
-        ex.authority = authority.or_else(|| field(&head.fields, "host"));
+        // No user-info (`http://user:pw@host/` as an absolute-form target) past the decoder.
+        ex.authority = authority.or_else(|| field(&head.fields, "host")).map(|a| crate::redact::authority(&a));
         ex.path = path;
         ex.method = method.clone();
         ex.request_header_bytes = head.len as u64;
