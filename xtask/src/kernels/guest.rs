@@ -152,9 +152,10 @@ pub fn script(out: &Path, workspace: &Path, tracer: &Path, suites: &[GuestSuite]
     s.push_str(&format!("export TRACER_TEST_TIME_SCALE={GUEST_TIME_SCALE}\n"));
     s.push_str(&format!("cd {}\n", q(&workspace.join("tracer"))));
     // The start-up report first (every family, its variant, what failed), with the time a
-    // load and detach of every probe takes here.
+    // load and detach of every probe takes here. Its database in a directory of its own: the
+    // daemon refuses one in a directory others may write (/tmp).
     s.push_str(&format!(
-        "start=$(date +%s); RUST_LOG=tracer::probes=debug timeout 600 {} run --db /tmp/report.db --listen 127.0.0.1:17878 -- true 2>\"$out/report.txt\" >/dev/null; echo \"report $? $(( $(date +%s) - start ))s\" >>\"$out/report.txt\"\n",
+        "mkdir -m 700 /tmp/report; start=$(date +%s); RUST_LOG=tracer::probes=debug timeout 600 {} run --db /tmp/report/report.db --listen 127.0.0.1:17878 -- true 2>\"$out/report.txt\" >/dev/null; echo \"report $? $(( $(date +%s) - start ))s\" >>\"$out/report.txt\"\n",
         q(tracer)
     ));
     for suite in suites {
@@ -280,7 +281,8 @@ mod tests {
         assert!(s.contains("echo \"kernel $t $e "), "{s}");
         assert!(s.contains("cp /tmp/out/kernel.log \"$out/\""), "{s}");
         assert!(s.contains("echo \"page_loads $rc "), "{s}");
-        assert!(s.contains("'/w/target/debug/tracer' run --db /tmp/report.db"), "{s}");
+        assert!(s.contains("mkdir -m 700 /tmp/report; "), "{s}");
+        assert!(s.contains("'/w/target/debug/tracer' run --db /tmp/report/report.db"), "{s}");
         assert!(s.trim_end().ends_with("echo done >\"$out/done\""), "{s}");
     }
 }
