@@ -152,7 +152,7 @@ impl EventLoop<'_> {
         }
         if let Ok(mut h) = self.health.lock() {
             *h = serde_json::json!({
-                "stitcher": self.stitcher.stats,
+                "stitcher": self.stitcher.stats(),
                 "history": history,
                 "filter": self.filter.as_ref().map(|f| f.snapshot()),
                 "otlp": self.fan_out.otlp.as_ref().map(|o| o.stats().snapshot()),

@@ -421,14 +421,28 @@ impl Connections {
 
     /// Forget connections beyond `max` and those idle more than `max_idle` before `now`,
     /// oldest first. Returns how many were forgotten.
-    pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> u64 {
-        let mut evicted = 0;
+    /// The ids that [`Self::evict`] would forget for the count bound `max`, oldest first.
+    pub(super) fn oldest_beyond(&self, max: usize) -> Vec<u64> {
+        let extra = self.order.len().saturating_sub(max);
+        self.order.iter().take(extra).copied().filter(|id| self.by_id.contains_key(id)).collect()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Forgets the oldest beyond `max` and those idle longer than `max_idle`. Returns how
+    /// many were forgotten, and how many of them for the count bound (a cap that bit).
+    pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> (u64, u64) {
+        let (mut evicted, mut by_cap) = (0, 0);
         while self.order.len() > max
             || self.order.front().is_some_and(|id| self.by_id.get(id).is_none_or(|c| now.saturating_sub(c.last_ns) > max_idle))
         {
+            let over = self.order.len() > max;
             let Some(id) = self.order.pop_front() else { break };
             if let Some(c) = self.by_id.remove(&id) {
                 evicted += 1;
+                by_cap += u64::from(over);
                 self.unindex_tuple(id, c.dst, c.src);
                 if self.by_fd.get(&(c.tgid, c.fd)) == Some(&id) {
                     self.by_fd.remove(&(c.tgid, c.fd));
@@ -438,7 +452,7 @@ impl Connections {
                 }
             }
         }
-        evicted
+        (evicted, by_cap)
     }
 }
 

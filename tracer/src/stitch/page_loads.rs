@@ -50,6 +50,8 @@ pub(super) struct OpenPage {
     pub(super) shown: bool,
     /// What [`Stitcher::progress`] last reported of it; None: not reported (yet).
     pub(super) reported: Option<Reported>,
+    /// Plaintext bytes its requests hold (the `captured_bytes` cap, `caps.rs`).
+    pub(super) captured_bytes: u64,
 }
 
 impl OpenPage {
@@ -65,6 +67,7 @@ impl OpenPage {
             events: 0,
             shown: false,
             reported: None,
+            captured_bytes: 0,
         }
     }
 }
@@ -121,6 +124,7 @@ impl Stitcher {
         }
         page.started_ns = page.started_ns.min(req.started_ns);
         page.last_activity_ns = page.last_activity_ns.max(req.ended_ns);
+        page.captured_bytes += super::caps::captured_bytes(&req);
         page.requests.push(req);
         self.stats.requests += 1;
     }
@@ -293,6 +297,7 @@ impl Stitcher {
             connections,
             dns,
             redirect_chain,
+            cut: None,
         })
     }
 

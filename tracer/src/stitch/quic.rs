@@ -107,8 +107,10 @@ impl Stitcher {
     pub fn on_quic_datagram(&mut self, d: &QuicDatagram<'_>) -> Vec<PageLoad> {
         self.now_ns = self.now_ns.max(d.ts_ns);
         self.quic_datagram(d);
-        let done = self.close_idle(self.now_ns);
+        self.apply_caps();
+        let mut done = self.close_idle(self.now_ns);
         self.evict();
+        done.append(&mut self.finished);
         done
     }
 
