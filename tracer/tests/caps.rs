@@ -109,7 +109,9 @@ fn a_busy_client_is_stored_as_cut_page_loads() {
         return;
     }
     let (server, _rt) = tls_server(100);
-    let d = Daemon::start(&["--page-max-requests", "20", "--page-max-age", "2s"]);
+    // A quiet window of 1 s, twice the default: the paced curl below stays busy (200 ms apart)
+    // even when a loaded machine delays it.
+    let d = Daemon::start(&["--page-max-requests", "20", "--page-max-age", "2s", "--quiet-ms", "1000"]);
 
     // 110 requests at 40/s: the request cap bites every 20 (half a second each).
     let mut curl = busy_curl(server, 110, "40/s");
@@ -161,7 +163,10 @@ fn minutes_of_a_busy_client_with_the_default_caps() {
         return;
     }
     let (server, _rt) = tls_server(1000);
-    let d = Daemon::start(&[]);
+    // The default caps. The quiet window is 2 s rather than 500 ms: the second curl is paced
+    // 333 ms apart (under 1,000 requests in 5 minutes), and on a loaded machine a gap of more
+    // than 500 ms ended its page load by quiet (seen: 6 page loads of 16 to 589 requests).
+    let d = Daemon::start(&["--quiet-ms", "2000"]);
 
     // Two minutes at 20/s: 2,400 requests, the 1,000-request cap bites twice.
     let mut curl = busy_curl(server, 2_400, "20/s");
