@@ -13,7 +13,9 @@
 //! query), no connect in progress (until `connect_timeout`, 3 s), and no request waiting for
 //! its response on an open connection (until `response_timeout`, 30 s, of the connection's
 //! silence; such an exchange is then reported as it stands). Receives held back as possible
-//! peeks are fed as real ones first.
+//! peeks are fed as real ones first. A cap can close it earlier, while its client is still
+//! busy (`caps.rs`: 1,000 requests, 5 minutes, ...): then it is marked as cut, and the
+//! client's next activity opens the next one.
 //!
 //! **What it holds.** A browser's background work is split off first
 //! ([`super::navigation`]). Then lookups that never got an answer and TLS handshakes that
