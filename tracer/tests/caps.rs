@@ -191,5 +191,6 @@ fn minutes_of_a_busy_client_with_the_default_caps() {
     let settled = rss[rss.len().min(12)];
     let end = *rss.last().unwrap();
     eprintln!("daemon RSS: settled {settled} KiB, end {end} KiB, max {} KiB ({} samples)", rss.iter().max().unwrap(), rss.len());
+    eprintln!("daemon RSS (KiB), every 5 s then every 10 s: {rss:?}");
     assert!(end <= settled + settled / 4 + 8 * 1024, "RSS grew from {settled} KiB to {end} KiB");
 }
