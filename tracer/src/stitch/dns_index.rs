@@ -366,19 +366,18 @@ impl DnsIndex {
         Some(end)
     }
 
-    /// Forget lookups beyond `max` and those started more than `max_idle` before `now`,
-    /// oldest first. Returns how many were forgotten.
     /// The ids that [`Self::evict`] would forget for the count bound `max`, oldest first.
     pub(super) fn oldest_beyond(&self, max: usize) -> Vec<u64> {
         let extra = self.order.len().saturating_sub(max);
         self.order.iter().take(extra).copied().filter(|id| self.by_id.contains_key(id)).collect()
     }
 
+    /// How many lookups are held.
     pub(super) fn len(&self) -> usize {
         self.by_id.len()
     }
 
-    /// Forgets the oldest beyond `max` and those idle longer than `max_idle`. Returns how
+    /// Forgets the oldest beyond `max` and those started more than `max_idle` before `now`. Returns how
     /// many were forgotten, and how many of them for the count bound (a cap that bit).
     pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> (u64, u64) {
         let (mut evicted, mut by_cap) = (0, 0);
