@@ -140,15 +140,15 @@ impl Stitcher {
     pub(super) fn cut_holders_of_oldest(&mut self) {
         let max_conns = self.cfg.max_connections;
         for id in self.conns.oldest_beyond(max_conns) {
-            let holder = self.conns.get(id).map(|c| self.procs.client_of(c.tgid)).filter(|client| self.pages.get(client).is_some_and(|p| p.conns.contains(&id)));
-            if let Some(client) = holder {
+            let holder = self.conns.get(id).map(|c| self.procs.client_of(c.tgid));
+            if let Some(client) = holder.filter(|client| self.pages.get(client).is_some_and(|p| p.conns.contains(&id))) {
                 self.cut_page_only(client, Cap::Connections, max_conns as u64);
             }
         }
         let max_lookups = self.cfg.max_lookups;
         for id in self.dns.oldest_beyond(max_lookups) {
-            let holder = self.dns.get(id).map(|l| self.procs.client_of(l.tgid)).filter(|client| self.pages.get(client).is_some_and(|p| p.lookups.contains(&id)));
-            if let Some(client) = holder {
+            let holder = self.dns.get(id).map(|l| self.procs.client_of(l.tgid));
+            if let Some(client) = holder.filter(|client| self.pages.get(client).is_some_and(|p| p.lookups.contains(&id))) {
                 self.cut_page_only(client, Cap::Lookups, max_lookups as u64);
             }
         }
