@@ -18,7 +18,7 @@ function families(probes) {
 
 // The stitcher's caps (README, "Bounded state"): what it holds, and how often a cap bit.
 function capsHeld(held) {
-  return `${held.open_pages ?? 0} open page loads (${held.open_page_requests ?? 0} requests, largest ${held.largest_open_page ?? 0}), ${held.connections ?? 0} connections, ${held.lookups ?? 0} lookups, ${fmtBytes(held.captured_bytes || 0)} captured`;
+  return `${held.open_pages ?? 0} open page loads (${held.open_page_requests ?? 0} requests, largest ${held.largest_open_page ?? 0}), ${held.connections ?? 0} connections, ${held.lookups ?? 0} lookups, ${fmtBytes(held.captured_bytes || 0)} captured, ${fmtBytes(held.in_flight_body_bytes || 0)} of bodies in flight`;
 }
 
 function capsHit(hit) {

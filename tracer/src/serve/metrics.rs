@@ -19,7 +19,7 @@
 //! | `tracer_probes_attached`, `tracer_probes_failed` | `family`, `variant` | attach points |
 //! | `tracer_history_page_loads_{written,dropped}_total` | | the SQLite writer |
 //! | `tracer_caps_hit_total` | `cap` | times a cap on the stitcher's state bit (`stitch/caps.rs`): `page_requests`, `page_age`, `open_pages`, `connections`, `lookups`, `captured_bytes` |
-//! | `tracer_stitch_held` | `item` | what the stitcher holds now: `open_pages`, `open_page_requests`, `connections`, `lookups`, `captured_bytes` |
+//! | `tracer_stitch_held` | `item` | what the stitcher holds now: `open_pages`, `open_page_requests`, `connections`, `lookups`, `captured_bytes`, `in_flight_body_bytes` |
 //! | `tracer_otlp_*` | | the OpenTelemetry exporter (with `--otlp-endpoint`) |
 //!
 //! Label cardinality is bounded: `host` (the request's host; the page's first host for page
@@ -436,6 +436,7 @@ impl Collector for RuntimeCounters {
                 ("connections", held.connections),
                 ("lookups", held.lookups),
                 ("captured_bytes", held.captured_bytes),
+                ("in_flight_body_bytes", held.in_flight_body_bytes),
             ] {
                 ConstGauge::new(v as i64).encode(m.encode_family(&[("item", item)])?)?;
             }

@@ -7,11 +7,11 @@
 //! | `page_requests` | 1,000 | a page load holding this many requests (failed entries included), connections or lookups is closed |
 //! | `page_age` | 5 min | a page load open this long (from its first activity) is closed |
 //! | `open_pages` | 1,024 | beyond this many open page loads, the oldest (by start) is closed |
-//! | `captured_bytes` | 64 MiB | beyond this many bytes of plaintext held by the open page loads (their requests' URLs, headers and bodies), the oldest holding any is closed, until they are within it |
+//! | `captured_bytes` | 64 MiB | beyond this many bytes of plaintext held by the open page loads (their requests' URLs, headers and bodies), the oldest holding any is closed, until they are within it; body bytes of unfinished exchanges past as much again are refused |
 //! | `connections` | 16,384 | beyond this many connections the oldest is forgotten; the open page load holding it is closed first |
 //! | `lookups` | 16,384 | beyond this many lookups the oldest is forgotten; the open page load holding it is closed first |
 //!
-//! Nothing is refused and nothing a page load holds is lost: a page load closed by a cap is
+//! Nothing a page load holds is lost: a page load closed by a cap is
 //! delivered like any other, marked [`PageCut`] (its cap, and the cap's value), and its
 //! client's next work opens a new page load. Exchanges still in flight on its connections
 //! finish into that next one. A connection or lookup forgotten while no open page load holds
@@ -24,7 +24,11 @@
 //! load's own caps in client order, then the open pages, then the captured bytes), and the
 //! holders of connections and lookups as they are forgotten, so a replay gives the same page
 //! loads every time. Body bytes of exchanges still being decoded are bounded per connection
-//! by `--capture-bodies`' limit and are not counted here.
+//! by `--capture-bodies`' limit and, all connections together, by a budget of their own of
+//! the same size ([`InFlightBodies`]): past it, body bytes are not captured (the body is
+//! marked truncated) and each body cut short is counted as a bite of `captured_bytes`.
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use super::Stitcher;
 use super::model::{Cap, PageCut, Request};
 use super::page_loads::OpenPage;
@@ -76,6 +80,44 @@ pub struct Held {
     pub connections: u64,
     pub lookups: u64,
     pub captured_bytes: u64,
+    /// Body bytes of exchanges still being decoded (`--capture-bodies`).
+    pub in_flight_body_bytes: u64,
+}
+
+/// Body bytes captured by the connections' HTTP decoders for exchanges not finished yet
+/// (`--capture-bodies`), all connections together: each connection holds its share
+/// (`ConnState::body_bytes`) and gives it back when its exchanges become requests or it is
+/// dropped.
+#[derive(Debug)]
+pub(super) struct InFlightBodies {
+    limit: u64,
+    used: AtomicU64,
+    /// Bodies cut short for want of room, not yet counted in `caps_hit`.
+    refused: AtomicU64,
+}
+
+impl InFlightBodies {
+    pub(super) fn new(limit: u64) -> Self {
+        InFlightBodies { limit, used: AtomicU64::new(0), refused: AtomicU64::new(0) }
+    }
+
+    /// What may still be captured.
+    pub(super) fn room(&self) -> usize {
+        usize::try_from(self.limit.saturating_sub(self.used.load(Relaxed))).unwrap_or(usize::MAX)
+    }
+
+    pub(super) fn took(&self, captured: u64, refused: u64) {
+        self.used.fetch_add(captured, Relaxed);
+        self.refused.fetch_add(refused, Relaxed);
+    }
+
+    pub(super) fn release(&self, n: u64) {
+        self.used.fetch_sub(n.min(self.used.load(Relaxed)), Relaxed);
+    }
+
+    pub(super) fn used(&self) -> u64 {
+        self.used.load(Relaxed)
+    }
 }
 
 /// The plaintext a request holds: its URL parts, headers and bodies.
@@ -101,6 +143,10 @@ impl OpenPage {
 impl Stitcher {
     /// Close the page loads the caps end, as cut (see the module docs for the order).
     pub(super) fn apply_caps(&mut self) {
+        if let Some(b) = &self.bodies {
+            let refused = b.refused.swap(0, Relaxed);
+            self.stats.caps_hit.add(Cap::CapturedBytes, refused);
+        }
         let now = self.now_ns;
         let (max_requests, max_age) = (self.cfg.page_max_requests, self.cfg.page_max_age_ns);
         let own: Vec<(u32, Cap, u64)> = self
@@ -189,6 +235,7 @@ impl Stitcher {
             connections: self.conns.len() as u64,
             lookups: self.dns.len() as u64,
             captured_bytes: self.pages.values().map(|p| p.captured_bytes).sum(),
+            in_flight_body_bytes: self.bodies.as_ref().map_or(0, |b| b.used()),
         }
     }
 }
@@ -376,6 +423,54 @@ mod tests {
         assert_eq!(curl.requests[0].dns, Some(0));
         assert_eq!(hit.lookups, 1);
         assert_eq!(most.lookups, 2);
+    }
+
+    /// curl fetches `bodies` on one keep-alive connection, one after the other.
+    fn bodies(bodies: &[usize]) -> Sim {
+        let mut s = Sim::new();
+        s.exec(300, "/usr/bin/curl");
+        s.connect(300, 5, addr(SHOP, 80), 0xa);
+        for (i, n) in bodies.iter().enumerate() {
+            let get = format!("GET /{i} HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+            s.socket(300, 5, Direction::Send, DnsSyscall::Write, get.as_bytes());
+            s.socket(300, 5, Direction::Recv, DnsSyscall::Read, &ok(&"b".repeat(*n)));
+        }
+        s
+    }
+
+    fn response_bodies(pages: &[PageLoad]) -> Vec<(usize, bool)> {
+        pages.iter().flat_map(|p| &p.requests).filter_map(|r| r.response_body.as_ref()).map(|b| (b.data.len(), b.truncated)).collect()
+    }
+
+    #[test]
+    fn bodies_still_being_decoded_beyond_the_cap_are_refused_and_counted() {
+        let s = bodies(&[300]);
+        let (pages, hit, _) = drive(&s, StitchConfig { body_limit: 1024, ..Default::default() });
+        assert_eq!(response_bodies(&pages), vec![(300, false)], "below the cap: the whole body");
+        assert_eq!(hit, CapsHit::default());
+
+        let (pages, hit, most) = drive(&s, StitchConfig { body_limit: 1024, max_captured_bytes: 100, ..Default::default() });
+        assert_eq!(response_bodies(&pages), vec![(100, true)], "the first 100 bytes, marked truncated");
+        assert!(most.in_flight_body_bytes <= 100, "{most:?}");
+        // One body cut short, and the page load holding more than 100 bytes cut.
+        assert_eq!(hit.captured_bytes, 2, "{hit:?}");
+        assert_eq!(cut_of(&pages[0]), Some((Cap::CapturedBytes, 100)));
+    }
+
+    #[test]
+    fn a_body_that_became_a_request_gives_its_room_back() {
+        // 300 + 300 in flight would not fit in 400; one after the other they do.
+        let s = bodies(&[300, 300]);
+        let mut st = Stitcher::new(StitchConfig { body_limit: 1024, max_captured_bytes: 400, ..Default::default() });
+        let mut pages = Vec::new();
+        for e in &s.events {
+            pages.extend(st.on_event(e));
+        }
+        assert_eq!(st.held().in_flight_body_bytes, 0, "both bodies are requests' now");
+        pages.extend(st.finish());
+        assert_eq!(response_bodies(&pages), vec![(300, false), (300, false)]);
+        // The open page load held both (over 400 bytes): it was cut, not the bodies.
+        assert_eq!(cut_of(&pages[0]), Some((Cap::CapturedBytes, 400)));
     }
 
     #[test]

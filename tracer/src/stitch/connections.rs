@@ -43,6 +43,9 @@ use super::model::{Connection, TlsSession};
 use super::plaintext::HeldRecv;
 use super::{Stitcher, wire};
 use crate::stream::events::{Event, TcpState};
+use std::sync::Arc;
+
+use super::caps::InFlightBodies;
 use crate::decode::http::HttpConnection;
 
 pub(super) struct ConnState {
@@ -88,6 +91,18 @@ pub(super) struct ConnState {
     pub(super) last_ns: u64,
     /// A QUIC connection: its datagrams' tracker (see the quic module).
     pub(super) quic: Option<Box<super::quic::QuicConn>>,
+    /// With `--capture-bodies`: the budget its decoder's unfinished bodies come out of, and
+    /// the bytes it holds of it (given back as they become requests, and when it is dropped).
+    pub(super) bodies: Option<Arc<InFlightBodies>>,
+    pub(super) body_bytes: u64,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bodies {
+            b.release(self.body_bytes);
+        }
+    }
 }
 
 impl ConnState {
@@ -104,6 +119,7 @@ impl ConnState {
         start_ns: u64,
         dns: Option<u64>,
         body_limit: usize,
+        bodies: Option<Arc<InFlightBodies>>,
     ) -> ConnState {
         ConnState {
             id,
@@ -136,6 +152,8 @@ impl ConnState {
             setup_attributed: false,
             last_ns: start_ns,
             quic: None,
+            bodies: bodies.filter(|_| body_limit > 0),
+            body_bytes: 0,
         }
     }
 
@@ -487,7 +505,7 @@ impl Stitcher {
         let start = ev.ts_ns.saturating_sub(duration_ns);
         let dns = dst.and_then(|d| self.dns.lookup_for(&self.procs, ev.tgid, d.ip(), start));
         let failed = error.is_some();
-        let mut conn = ConnState::opened(id, ev.tgid, ev.pid, ev.comm.clone(), fd, start, dns, self.cfg.body_limit);
+        let mut conn = ConnState::opened(id, ev.tgid, ev.pid, ev.comm.clone(), fd, start, dns, self.cfg.body_limit, self.bodies.clone());
         conn.skaddr = skaddr;
         conn.dst = dst;
         conn.closed_ns = failed.then_some(ev.ts_ns);

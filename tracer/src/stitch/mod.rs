@@ -189,6 +189,8 @@ pub struct Stitcher {
     quic_flows: quic::QuicFlows,
     /// Counters for the health view.
     pub stats: StitchStats,
+    /// With `--capture-bodies`: the budget of unfinished exchanges' bodies (`caps.rs`).
+    bodies: Option<std::sync::Arc<caps::InFlightBodies>>,
 }
 
 impl Stitcher {
@@ -206,6 +208,7 @@ impl Stitcher {
             own: OwnDestinations::default(),
             quic_flows: quic::QuicFlows::default(),
             stats: StitchStats::default(),
+            bodies: (cfg.body_limit > 0).then(|| std::sync::Arc::new(caps::InFlightBodies::new(cfg.max_captured_bytes))),
             cfg,
         }
     }
