@@ -16,6 +16,17 @@ function families(probes) {
   return [...by.values()].sort((a, b) => a.family.localeCompare(b.family) || String(a.target).localeCompare(String(b.target)));
 }
 
+// The stitcher's caps (README, "Bounded state"): what it holds, and how often a cap bit.
+function capsHeld(held) {
+  return `${held.open_pages ?? 0} open page loads (${held.open_page_requests ?? 0} requests, largest ${held.largest_open_page ?? 0}), ${held.connections ?? 0} connections, ${held.lookups ?? 0} lookups, ${fmtBytes(held.captured_bytes || 0)} captured, ${fmtBytes(held.in_flight_body_bytes || 0)} of bodies in flight`;
+}
+
+function capsHit(hit) {
+  const bit = Object.entries(hit).filter(([, n]) => n > 0);
+  if (!bit.length) return 'none';
+  return h('span', { class: 'err', id: 'caps-hit' }, bit.map(([cap, n]) => `${cap} ${n}`).join(', '));
+}
+
 function draw(root, v) {
   const ev = v.events || {};
   const pipeline = v.pipeline || {};
@@ -48,6 +59,8 @@ function draw(root, v) {
         ['Variant chosen', v.kernel ? v.kernel.reason : '?'],
         ['Database', v.db_path],
         ['Stitcher', `${stitch.page_loads ?? 0} page loads, ${stitch.requests ?? 0} requests, ${stitch.unattributed_data ?? 0} unattributed data events`],
+        ['Held now', capsHeld(stitch.held || {})],
+        ['Caps hit', capsHit(stitch.caps_hit || {})],
         ['History writer', hist.last_error ? h('span', { class: 'err' }, hist.last_error) : `${hist.batches ?? 0} batches, ${hist.write_errors ?? 0} write errors`],
       ]),
     ),

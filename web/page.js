@@ -60,9 +60,25 @@ function header(stored) {
       fact('Connections', String(p.connections.length)),
       fact('Transferred', fmtBytes(bytes), `${bytes} bytes`, 'bytes'),
       p.error ? fact('Error', h('span', { class: 'err' }, p.error)) : null,
+      p.cut ? fact('Cut', h('span', { class: 'cut' }, cutText(p.cut)), 'A cap closed this page load while its client was still busy: its next work is in the next page load', 'cut') : null,
       h('a', { class: 'button', href: `/api/page-loads/${stored.id}/har`, download: `page-load-${stored.id}.har` }, 'Download HAR'),
     ),
   );
+}
+
+// What stitch::model::PageCut::text says, for a page load a cap closed (stitch/caps.rs).
+const CUTS = {
+  page_requests: (n) => [`at ${n} requests, connections or lookups`, '--page-max-requests'],
+  page_age: (n) => [`at ${n / 1000} s of age`, '--page-max-age'],
+  open_pages: (n) => [`as the oldest of ${n} open page loads`, '--max-open-pages'],
+  connections: (n) => [`as holder of the oldest of ${n} connections`, '--max-connections'],
+  lookups: (n) => [`as holder of the oldest of ${n} DNS lookups`, '--max-lookups'],
+  captured_bytes: (n) => [`as the oldest holder of captured bytes beyond ${n}`, '--max-captured-bytes'],
+};
+
+export function cutText(cut) {
+  const [what, flag] = (CUTS[cut.cap] || ((n) => [`by ${cut.cap} (${n})`, '?']))(cut.limit);
+  return `cut ${what} (${flag})`;
 }
 
 function fact(label, value, title = '', key = '') {

@@ -11,7 +11,8 @@
 //! - the fetcher: `_monotonicStartNs` (page), `_connectionReused`, `_initiator`, `_monotonic`
 //!   (CLOCK_MONOTONIC stamps of the entry and its phases), `_dns`, `_tls` (entry);
 //! - the history: `_requestBytes` (request), `_contentEncoding` and `_truncated` (a captured
-//!   body's content or post data);
+//!   body's content or post data), `_cut` (page: a page load a cap closed while its client was
+//!   busy, `{"cap", "limit", "text"}`);
 //! - both: `_error` (page and entry), an object for the fetcher, the failure's text for the
 //!   history.
 //!
@@ -75,6 +76,9 @@ pub struct Page {
     pub monotonic_start_ns: Option<u64>,
     #[serde(rename = "_error", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// A page load a cap closed while its client was still busy: `{"cap", "limit", "text"}`.
+    #[serde(rename = "_cut", default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Value>,
 }
 
 /// ms since the page's start; -1 when not known. Numbers as written: see the module doc.

@@ -108,6 +108,30 @@ struct RunArgs {
     /// A page load ends after its client has been network-idle this long.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     quiet_ms: u64,
+    /// A page load holding this many requests (failed entries included), connections or
+    /// lookups is closed and stored marked as cut, even while its client is still busy; the
+    /// client's next work opens a new one.
+    #[arg(long, env = "TRACER_PAGE_MAX_REQUESTS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    page_max_requests: u64,
+    /// A page load open this long (e.g. 5m, 90s) is closed and stored marked as cut.
+    #[arg(long, env = "TRACER_PAGE_MAX_AGE", default_value = "5m", value_parser = parse_page_max_age)]
+    page_max_age: Duration,
+    /// Most page loads open at once: beyond it the oldest is closed and stored marked as cut.
+    #[arg(long, env = "TRACER_MAX_OPEN_PAGES", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_open_pages: u64,
+    /// Most connections held: beyond it the oldest is forgotten, after the open page load
+    /// holding it is closed and stored marked as cut.
+    #[arg(long, env = "TRACER_MAX_CONNECTIONS", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Most DNS lookups held (pending, and answered ones that connections are joined to):
+    /// beyond it the oldest is forgotten, after the open page load holding it is closed and
+    /// stored marked as cut.
+    #[arg(long, env = "TRACER_MAX_LOOKUPS", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_lookups: u64,
+    /// Most captured plaintext (URLs, headers, bodies) the open page loads hold (e.g. 64m,
+    /// 512k): beyond it the oldest holding any is closed and stored marked as cut.
+    #[arg(long, env = "TRACER_MAX_CAPTURED_BYTES", default_value = "64m", value_parser = parse_captured_bytes)]
+    max_captured_bytes: u64,
     /// Delete page loads older than this (e.g. 30d, 12h); 0 keeps everything.
     #[arg(long, default_value = tracer::history::retention::DEFAULT_RETAIN, value_parser = parse_retain)]
     retain: Retain,
@@ -181,17 +205,22 @@ enum OtlpCompression {
 /// Largest `--capture-bodies` limit: every open exchange may hold this much per direction.
 const MAX_BODY_LIMIT: usize = 1024 * 1024;
 
-/// `4096`, `16k`, `1m` (binary units) -> bytes, 1 ..= 1 MiB.
-fn parse_body_limit(s: &str) -> Result<usize, String> {
+/// `4096`, `16k`, `1m`, `1g` (binary units) -> bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let (num, unit) = match t.strip_suffix(['k', 'm']) {
-        Some(n) => (n, if t.ends_with('k') { 1024 } else { 1024 * 1024 }),
+    let (num, unit) = match t.strip_suffix(['k', 'm', 'g']) {
+        Some(n) => (n, 1024u64.pow(if t.ends_with('k') { 1 } else if t.ends_with('m') { 2 } else { 3 })),
         None => (t.as_str(), 1),
     };
-    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 4096, 16k, 1m)"))?;
-    match n.checked_mul(unit) {
-        Some(b) if (1..=MAX_BODY_LIMIT).contains(&b) => Ok(b),
-        _ => Err(format!("{s:?}: the body limit is 1 byte to 1m")),
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 4096, 16k, 1m)"))?;
+    n.checked_mul(unit).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A `--capture-bodies` limit: 1 ..= 1 MiB.
+fn parse_body_limit(s: &str) -> Result<usize, String> {
+    match parse_size(s) {
+        Ok(b) if (1..=MAX_BODY_LIMIT as u64).contains(&b) => Ok(b as usize),
+        Ok(_) | Err(_) => Err(format!("{s:?}: the body limit is 1 byte to 1m")),
     }
 }
 
@@ -201,6 +230,23 @@ struct Retain(Option<Duration>);
 
 fn parse_retain(s: &str) -> Result<Retain, String> {
     tracer::history::retention::parse_retain_flag(s).map(Retain)
+}
+
+/// `--max-captured-bytes`: 64k ..= 64g (less could not hold one page load's headers).
+fn parse_captured_bytes(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        b if (64 * 1024..=64 << 30).contains(&b) => Ok(b),
+        _ => Err(format!("{s:?}: the captured-bytes cap is 64k to 64g")),
+    }
+}
+
+/// `--page-max-age`: a duration of at least a second.
+fn parse_page_max_age(s: &str) -> Result<Duration, String> {
+    let d = tracer::history::parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("invalid page age {s:?}: must be at least 1s"));
+    }
+    Ok(d)
 }
 
 fn parse_comm(s: &str) -> Result<String, String> {
@@ -334,6 +380,12 @@ fn main() -> ExitCode {
                 stitch: tracer::stitch::StitchConfig {
                     quiet_ns: a.quiet_ms * 1_000_000,
                     body_limit: a.capture_bodies.unwrap_or(0),
+                    page_max_requests: a.page_max_requests as usize,
+                    page_max_age_ns: u64::try_from(a.page_max_age.as_nanos()).unwrap_or(u64::MAX),
+                    max_open_pages: a.max_open_pages as usize,
+                    max_connections: a.max_connections as usize,
+                    max_lookups: a.max_lookups as usize,
+                    max_captured_bytes: a.max_captured_bytes,
                     ..Default::default()
                 },
                 retention: tracer::history::retention::RetentionConfig { retain: a.retain.0, max_page_loads: a.max_page_loads },
@@ -384,7 +436,7 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_body_limit;
+    use super::{parse_body_limit, parse_captured_bytes, parse_page_max_age};
 
     #[test]
     fn body_limits_take_units_and_are_bounded() {
@@ -393,6 +445,21 @@ mod tests {
         assert_eq!(parse_body_limit("1M"), Ok(1024 * 1024));
         for bad in ["0", "2m", "1025k", "k", "-1", "ten", "99999999999999999999k"] {
             let err = parse_body_limit(bad).expect_err(bad);
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cap_values_are_checked() {
+        assert_eq!(parse_captured_bytes("64m"), Ok(64 << 20));
+        assert_eq!(parse_captured_bytes("1G"), Ok(1 << 30));
+        for bad in ["1k", "65g", "lots", "99999999999g"] {
+            let err = parse_captured_bytes(bad).expect_err(bad);
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        assert_eq!(parse_page_max_age("5m"), Ok(std::time::Duration::from_secs(300)));
+        for bad in ["0s", "5", "5 minutes"] {
+            let err = parse_page_max_age(bad).expect_err(bad);
             assert!(err.contains(bad), "{bad}: {err}");
         }
     }

@@ -121,6 +121,7 @@ fn page(client: &str, tgid: u32, host: &str, start_ms: u64, status: Option<u16>,
             lookup(&www, start + 8 * MS, vec![www.clone(), "edge.cdn.test".into()], vec!["10.77.0.3"], None),
         ],
         redirect_chain: vec![0, 1],
+        cut: None,
     }
 }
 

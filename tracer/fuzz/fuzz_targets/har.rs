@@ -12,7 +12,7 @@ use tracer::failure::{Failure, Phase};
 use tracer::history::StoredPageLoad;
 use tracer::history::har::to_har;
 use tracer::redact::Header;
-use tracer::stitch::model::{CapturedBody, ClientInfo, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
+use tracer::stitch::model::{Cap, CapturedBody, ClientInfo, PageCut, Connection, DnsLookup, PageLoad, Request, Timings, TlsSession, ms};
 
 /// A phase in ms as the stitcher makes them: -1 (did not happen) or a whole number of ns.
 fn phase(u: &mut Unstructured) -> Result<f64> {
@@ -155,6 +155,7 @@ fn page_load(u: &mut Unstructured) -> Result<StoredPageLoad> {
         connections,
         dns,
         redirect_chain,
+        cut: if u.arbitrary()? { Some(PageCut { cap: *u.choose(&Cap::ALL)?, limit: u.arbitrary()? }) } else { None },
     };
     // The wall-clock anchor is the daemon's clock when it stored the page load: 1970..2100.
     Ok(StoredPageLoad { id: u.arbitrary()?, started_at_ms: u.int_in_range(0..=4_102_444_800_000)?, page })

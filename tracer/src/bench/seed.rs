@@ -134,6 +134,7 @@ pub fn synthetic_page_of(shape: Shape, rng: &mut fastrand::Rng, n: u64, start_ns
             connections: vec![],
             dns: vec![lookup(host, start_ns, vec![], String::new(), Some(err))],
             redirect_chain: vec![0],
+            cut: None,
         };
     }
     // Hosts the page's requests go to: the document's, a static host, a third party.
@@ -285,6 +286,7 @@ pub fn synthetic_page_of(shape: Shape, rng: &mut fastrand::Rng, n: u64, start_ns
         connections,
         dns,
         redirect_chain,
+        cut: None,
     }
 }
 

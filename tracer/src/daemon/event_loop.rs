@@ -150,9 +150,11 @@ impl EventLoop<'_> {
         if let Some(f) = self.filter.as_deref_mut() {
             f.tick(self.probes);
         }
+        let stitch = self.stitcher.stats();
+        metrics.runtime.set_stitch(stitch.clone());
         if let Ok(mut h) = self.health.lock() {
             *h = serde_json::json!({
-                "stitcher": self.stitcher.stats,
+                "stitcher": stitch,
                 "history": history,
                 "filter": self.filter.as_ref().map(|f| f.snapshot()),
                 "otlp": self.fan_out.otlp.as_ref().map(|o| o.stats().snapshot()),

@@ -162,6 +162,7 @@ pub fn to_har(load: &PageLoad) -> Har {
             .error
             .as_ref()
             .map(|f| serde_json::json!({ "phase": f.phase, "code": f.code, "reason": f.detail })),
+        cut: None,
     };
     let entries = load.entries.iter().map(|e| entry(load, e)).collect();
     Har::new(&load.tracer_version, vec![page], entries)

@@ -10,7 +10,7 @@
 //! `_requestBytes`. Timings follow HAR 1.2: `connect` includes `ssl`, -1 for a phase that did
 //! not happen, and `send`/`wait`/`receive` (which HAR requires) are 0 then. `time` is the sum of
 //! the non-negative phases. Failures are in `_error` (entries and pages), as browsers' exports
-//! do.
+//! do. A page load a cap closed while its client was busy has `_cut` on its page.
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
@@ -45,6 +45,7 @@ pub fn to_har(pages: &[StoredPageLoad]) -> Value {
             },
             monotonic_start_ns: None,
             error: p.error.as_ref().map(|e| json!(e.text())),
+            cut: p.cut.map(|c| json!({"cap": c.cap.name(), "limit": c.limit, "text": c.text()})),
         });
         for r in &p.requests {
             let at = s.wall_ms(r.started_ns);

@@ -174,6 +174,10 @@ pub fn show(s: &StoredPageLoad) -> String {
     if let Some(e) = &p.error {
         let _ = writeln!(out, "  error {}", e.text());
     }
+    if let Some(c) = &p.cut {
+        // The client was still busy: what it did next is the next page load.
+        let _ = writeln!(out, "  {}; the client's next work is in the next page load", c.text());
+    }
 
     out.push('\n');
     let scale = format!("0 .. {:.2} ms", p.total_ms());

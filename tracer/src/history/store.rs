@@ -203,8 +203,8 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
     insert_rows(
         conn,
         "INSERT INTO page_loads (id, process_id, started_at_ms, started_ns, ended_ns, total_ms, url, host, status, error,
-             request_count, connection_count, redirect_count, bytes, detail_json) ",
-        15,
+             request_count, connection_count, redirect_count, bytes, detail_json, cut) ",
+        16,
         &page_rows,
         "page loads",
         |b, &i| {
@@ -223,7 +223,8 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(page.connections.len() as i64)
                 .push_bind(redirect_count(page) as i64)
                 .push_bind(int(page.bytes()))
-                .push_bind(details[i].clone());
+                .push_bind(details[i].clone())
+                .push_bind(page.cut.map(|c| c.cap.name()));
         },
     )
     .await?;

@@ -18,6 +18,8 @@
 //! | `tracer_events_malformed_total`, `tracer_events_dropped_total` | | records that did not decode; events dropped at the user-space queue |
 //! | `tracer_probes_attached`, `tracer_probes_failed` | `family`, `variant` | attach points |
 //! | `tracer_history_page_loads_{written,dropped}_total` | | the SQLite writer |
+//! | `tracer_caps_hit_total` | `cap` | times a cap on the stitcher's state bit (`stitch/caps.rs`): `page_requests`, `page_age`, `open_pages`, `connections`, `lookups`, `captured_bytes` |
+//! | `tracer_stitch_held` | `item` | what the stitcher holds now: `open_pages`, `open_page_requests`, `connections`, `lookups`, `captured_bytes`, `in_flight_body_bytes` |
 //! | `tracer_otlp_*` | | the OpenTelemetry exporter (with `--otlp-endpoint`) |
 //!
 //! Label cardinality is bounded: `host` (the request's host; the page's first host for page
@@ -53,7 +55,10 @@ use crate::{
     history::{HistoryCounters, counts, store::request_host},
     serve::otlp::OtlpStats,
     probes::ProbeStatus,
-    stitch::model::{PageLoad, Request},
+    stitch::{
+        StitchStats,
+        model::{Cap, PageLoad, Request},
+    },
     stream::StreamStats,
 };
 
@@ -307,6 +312,8 @@ pub struct RuntimeCounters {
     /// (family, variant, attached, failed).
     probes: Mutex<Vec<(String, String, u64, u64)>>,
     history: Mutex<HistoryCounters>,
+    /// The stitcher's counters (caps hit, what it holds), refreshed every second.
+    stitch: Mutex<StitchStats>,
     otlp: OnceLock<Arc<OtlpStats>>,
 }
 
@@ -317,6 +324,7 @@ impl RuntimeCounters {
             kernel_lost: Default::default(),
             probes: Mutex::new(Vec::new()),
             history: Mutex::new(HistoryCounters::default()),
+            stitch: Mutex::new(StitchStats::default()),
             otlp: OnceLock::new(),
         }
     }
@@ -349,6 +357,12 @@ impl RuntimeCounters {
     pub fn set_history(&self, counters: HistoryCounters) {
         if let Ok(mut h) = self.history.lock() {
             *h = counters;
+        }
+    }
+
+    pub fn set_stitch(&self, stats: StitchStats) {
+        if let Ok(mut s) = self.stitch.lock() {
+            *s = stats;
         }
     }
 
@@ -401,6 +415,32 @@ impl Collector for RuntimeCounters {
         let h = self.history.lock().map(|h| h.clone()).unwrap_or_default();
         counter(&mut enc, "tracer_history_page_loads_written", "Page loads stored in the SQLite history", h.written)?;
         counter(&mut enc, "tracer_history_page_loads_dropped", "Page loads the history writer dropped (queue full or write failed)", h.dropped)?;
+        let st = self.stitch.lock().map(|s| s.clone()).unwrap_or_default();
+        {
+            let mut m = enc.encode_descriptor(
+                "tracer_caps_hit",
+                "Times a cap on the stitcher's state bit: a page load closed as cut, or a connection or lookup forgotten",
+                None,
+                MetricType::Counter,
+            )?;
+            for cap in Cap::ALL {
+                ConstCounter::new(st.caps_hit.get(cap)).encode(m.encode_family(&[("cap", cap.name())])?)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor("tracer_stitch_held", "What the stitcher holds in memory now", None, MetricType::Gauge)?;
+            let held = &st.held;
+            for (item, v) in [
+                ("open_pages", held.open_pages),
+                ("open_page_requests", held.open_page_requests),
+                ("connections", held.connections),
+                ("lookups", held.lookups),
+                ("captured_bytes", held.captured_bytes),
+                ("in_flight_body_bytes", held.in_flight_body_bytes),
+            ] {
+                ConstGauge::new(v as i64).encode(m.encode_family(&[("item", item)])?)?;
+            }
+        }
         if let Some(o) = self.otlp.get() {
             let s = o.snapshot();
             counter(&mut enc, "tracer_otlp_page_loads_exported", "Page loads the OTLP collector accepted", s.exported_page_loads)?;
@@ -588,6 +628,14 @@ mod tests {
         assert_eq!(sample(&text, "tracer_probes_failed", "family=\"tls_openssl\",variant=\"uprobe\""), Some(1.0));
         assert_eq!(sample(&text, "tracer_history_page_loads_written_total", ""), Some(5.0));
         assert!(!text.contains("tracer_otlp_"), "no exporter, no OTLP metrics");
+        assert_eq!(sample(&text, "tracer_caps_hit_total", "cap=\"page_age\""), Some(0.0), "every cap, hit or not: {text}");
+        let mut st = crate::stitch::StitchStats::default();
+        st.caps_hit.page_requests = 4;
+        st.held.open_pages = 2;
+        m.runtime.set_stitch(st);
+        let text = m.encode();
+        assert_eq!(sample(&text, "tracer_caps_hit_total", "cap=\"page_requests\""), Some(4.0), "{text}");
+        assert_eq!(sample(&text, "tracer_stitch_held", "item=\"open_pages\""), Some(2.0), "{text}");
         stats.by_kind[EventKind::Dns as usize].store(8, Relaxed);
         assert_eq!(sample(&m.encode(), "tracer_events_received_total", "kind=\"dns\""), Some(8.0));
     }

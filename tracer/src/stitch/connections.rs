@@ -43,6 +43,9 @@ use super::model::{Connection, TlsSession};
 use super::plaintext::HeldRecv;
 use super::{Stitcher, wire};
 use crate::stream::events::{Event, TcpState};
+use std::sync::Arc;
+
+use super::caps::InFlightBodies;
 use crate::decode::http::HttpConnection;
 
 pub(super) struct ConnState {
@@ -88,6 +91,18 @@ pub(super) struct ConnState {
     pub(super) last_ns: u64,
     /// A QUIC connection: its datagrams' tracker (see the quic module).
     pub(super) quic: Option<Box<super::quic::QuicConn>>,
+    /// With `--capture-bodies`: the budget its decoder's unfinished bodies come out of, and
+    /// the bytes it holds of it (given back as they become requests, and when it is dropped).
+    pub(super) bodies: Option<Arc<InFlightBodies>>,
+    pub(super) body_bytes: u64,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bodies {
+            b.release(self.body_bytes);
+        }
+    }
 }
 
 impl ConnState {
@@ -104,6 +119,7 @@ impl ConnState {
         start_ns: u64,
         dns: Option<u64>,
         body_limit: usize,
+        bodies: Option<Arc<InFlightBodies>>,
     ) -> ConnState {
         ConnState {
             id,
@@ -136,6 +152,8 @@ impl ConnState {
             setup_attributed: false,
             last_ns: start_ns,
             quic: None,
+            bodies: bodies.filter(|_| body_limit > 0),
+            body_bytes: 0,
         }
     }
 
@@ -419,16 +437,29 @@ impl Connections {
         }
     }
 
-    /// Forget connections beyond `max` and those idle more than `max_idle` before `now`,
-    /// oldest first. Returns how many were forgotten.
-    pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> u64 {
-        let mut evicted = 0;
+    /// The ids that [`Self::evict`] would forget for the count bound `max`, oldest first.
+    pub(super) fn oldest_beyond(&self, max: usize) -> Vec<u64> {
+        let extra = self.order.len().saturating_sub(max);
+        self.order.iter().take(extra).copied().filter(|id| self.by_id.contains_key(id)).collect()
+    }
+
+    /// How many connections are held.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Forgets the oldest beyond `max` and those idle more than `max_idle` before `now`. Returns how
+    /// many were forgotten, and how many of them for the count bound (a cap that bit).
+    pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> (u64, u64) {
+        let (mut evicted, mut by_cap) = (0, 0);
         while self.order.len() > max
             || self.order.front().is_some_and(|id| self.by_id.get(id).is_none_or(|c| now.saturating_sub(c.last_ns) > max_idle))
         {
+            let over = self.order.len() > max;
             let Some(id) = self.order.pop_front() else { break };
             if let Some(c) = self.by_id.remove(&id) {
                 evicted += 1;
+                by_cap += u64::from(over);
                 self.unindex_tuple(id, c.dst, c.src);
                 if self.by_fd.get(&(c.tgid, c.fd)) == Some(&id) {
                     self.by_fd.remove(&(c.tgid, c.fd));
@@ -438,7 +469,7 @@ impl Connections {
                 }
             }
         }
-        evicted
+        (evicted, by_cap)
     }
 }
 
@@ -474,7 +505,7 @@ impl Stitcher {
         let start = ev.ts_ns.saturating_sub(duration_ns);
         let dns = dst.and_then(|d| self.dns.lookup_for(&self.procs, ev.tgid, d.ip(), start));
         let failed = error.is_some();
-        let mut conn = ConnState::opened(id, ev.tgid, ev.pid, ev.comm.clone(), fd, start, dns, self.cfg.body_limit);
+        let mut conn = ConnState::opened(id, ev.tgid, ev.pid, ev.comm.clone(), fd, start, dns, self.cfg.body_limit, self.bodies.clone());
         conn.skaddr = skaddr;
         conn.dst = dst;
         conn.closed_ns = failed.then_some(ev.ts_ns);

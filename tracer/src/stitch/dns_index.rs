@@ -394,16 +394,29 @@ impl DnsIndex {
         Some(end)
     }
 
-    /// Forget lookups beyond `max` and those started more than `max_idle` before `now`,
-    /// oldest first. Returns how many were forgotten.
-    pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> u64 {
-        let mut evicted = 0;
+    /// The ids that [`Self::evict`] would forget for the count bound `max`, oldest first.
+    pub(super) fn oldest_beyond(&self, max: usize) -> Vec<u64> {
+        let extra = self.order.len().saturating_sub(max);
+        self.order.iter().take(extra).copied().filter(|id| self.by_id.contains_key(id)).collect()
+    }
+
+    /// How many lookups are held.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Forgets the oldest beyond `max` and those started more than `max_idle` before `now`. Returns how
+    /// many were forgotten, and how many of them for the count bound (a cap that bit).
+    pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> (u64, u64) {
+        let (mut evicted, mut by_cap) = (0, 0);
         while self.order.len() > max
             || self.order.front().is_some_and(|id| self.by_id.get(id).is_none_or(|l| now.saturating_sub(l.started_ns) > max_idle))
         {
+            let over = self.order.len() > max;
             let Some(id) = self.order.pop_front() else { break };
             if let Some(l) = self.by_id.remove(&id) {
                 evicted += 1;
+                by_cap += u64::from(over);
                 for dns_id in &l.asked_ids {
                     if self.by_dns_id.get(&(l.tgid, *dns_id)) == Some(&id) {
                         self.by_dns_id.remove(&(l.tgid, *dns_id));
@@ -422,7 +435,7 @@ impl DnsIndex {
                 }
             }
         }
-        evicted
+        (evicted, by_cap)
     }
 }
 

@@ -44,7 +44,14 @@
 //! In-flight state is bounded ([`StitchConfig`]): connections and lookups are forgotten
 //! oldest first beyond `max_connections` / `max_lookups` and once older than `max_idle`
 //! (connections since their last event, lookups since their start), processes oldest first
-//! beyond `max_processes`. A page load still open keeps only what is left of them.
+//! beyond `max_processes`. Page loads are bounded too (`caps.rs`): one closes at a request
+//! cap (1,000 requests, connections or lookups) or an age cap (5 minutes) even while its
+//! client is busy, the oldest closes beyond 1,024 open ones or 64 MiB of captured plaintext
+//! held, and an open page load holding a connection or lookup about to be forgotten for its
+//! count bound closes first. Each is delivered marked as cut ([`model::PageCut`]), and the
+//! client's next work opens a new page load; each bite is counted ([`caps::CapsHit`]). Caps
+//! are checked after each event and tick, before page loads close by quiet.
+pub mod caps;
 mod connections;
 mod dns_index;
 mod failures;
@@ -90,10 +97,21 @@ pub struct StitchConfig {
     /// A request still waiting for its response holds its page load open while its
     /// connection has seen activity within this long (a slow server's think time).
     pub response_timeout_ns: u64,
-    /// Bounds on in-flight state: oldest evicted first.
+    /// Bounds on in-flight state: oldest evicted first. The open page load holding an
+    /// evicted connection or lookup is closed first, as cut (`caps.rs`).
     pub max_connections: usize,
     pub max_lookups: usize,
     pub max_processes: usize,
+    /// A page load holding this many requests (failed entries included), connections or
+    /// lookups closes, as cut (`caps.rs`).
+    pub page_max_requests: usize,
+    /// A page load open this long closes, as cut.
+    pub page_max_age_ns: u64,
+    /// Beyond this many open page loads, the oldest closes, as cut.
+    pub max_open_pages: usize,
+    /// Beyond this many bytes of plaintext (URLs, headers, bodies) held by the open page
+    /// loads, the oldest holding any closes, as cut.
+    pub max_captured_bytes: u64,
     /// Connections (and lookups) idle for this long are forgotten.
     pub max_idle_ns: u64,
     /// Body bytes kept per HTTP message (`--capture-bodies`); 0, the default, keeps none.
@@ -111,6 +129,10 @@ impl Default for StitchConfig {
             max_lookups: 16_384,
             max_processes: 65_536,
             max_idle_ns: 600_000_000_000,
+            page_max_requests: 1_000,
+            page_max_age_ns: 300_000_000_000,
+            max_open_pages: 1_024,
+            max_captured_bytes: 64 * 1024 * 1024,
             body_limit: 0,
         }
     }
@@ -126,6 +148,10 @@ pub struct StitchStats {
     pub unattributed_data: u64,
     pub evicted_connections: u64,
     pub evicted_lookups: u64,
+    /// How many times each cap bit (`caps.rs`).
+    pub caps_hit: caps::CapsHit,
+    /// What is held now: filled in by [`Stitcher::stats`].
+    pub held: caps::Held,
 }
 
 /// Ids of connections and lookups. A request names its connection and lookup by these while
@@ -163,6 +189,8 @@ pub struct Stitcher {
     quic_flows: quic::QuicFlows,
     /// Counters for the health view.
     pub stats: StitchStats,
+    /// With `--capture-bodies`: the budget of unfinished exchanges' bodies (`caps.rs`).
+    bodies: Option<std::sync::Arc<caps::InFlightBodies>>,
 }
 
 impl Stitcher {
@@ -180,6 +208,7 @@ impl Stitcher {
             own: OwnDestinations::default(),
             quic_flows: quic::QuicFlows::default(),
             stats: StitchStats::default(),
+            bodies: (cfg.body_limit > 0).then(|| std::sync::Arc::new(caps::InFlightBodies::new(cfg.max_captured_bytes))),
             cfg,
         }
     }
@@ -193,18 +222,23 @@ impl Stitcher {
     pub fn on_event(&mut self, ev: &Event) -> Vec<PageLoad> {
         self.now_ns = self.now_ns.max(ev.ts_ns);
         self.handle(ev);
-        let done = self.close_idle(self.now_ns);
+        self.apply_caps();
+        let mut done = self.close_idle(self.now_ns);
         // After closing: a page load that just ended still had its connections.
         self.evict();
+        // Page loads closed because they held what was just forgotten (`caps.rs`).
+        done.append(&mut self.finished);
         done
     }
 
     /// Advance time without an event (live timer). Returns page loads that closed.
     pub fn tick(&mut self, now_ns: u64) -> Vec<PageLoad> {
         self.now_ns = self.now_ns.max(now_ns);
-        let done = self.close_idle(self.now_ns);
+        self.apply_caps();
+        let mut done = self.close_idle(self.now_ns);
         // Connections that never close are forgotten by age even when nothing else happens.
         self.evict();
+        done.append(&mut self.finished);
         done
     }
 
@@ -257,9 +291,18 @@ impl Stitcher {
 
     /// Forget the oldest state beyond the bounds, and what has been idle too long.
     fn evict(&mut self) {
+        self.cut_holders_of_oldest();
         let (now, cfg) = (self.now_ns, &self.cfg);
-        self.stats.evicted_connections += self.conns.evict(now, cfg.max_connections, cfg.max_idle_ns);
-        self.stats.evicted_lookups += self.dns.evict(now, cfg.max_lookups, cfg.max_idle_ns);
+        let (conns, conns_by_cap) = self.conns.evict(now, cfg.max_connections, cfg.max_idle_ns);
+        let (lookups, lookups_by_cap) = self.dns.evict(now, cfg.max_lookups, cfg.max_idle_ns);
         self.tls.evict(cfg.max_connections * 4);
+        self.stats.evicted_connections += conns;
+        self.stats.evicted_lookups += lookups;
+        self.count_evicted(conns_by_cap, lookups_by_cap);
+    }
+
+    /// The counters, with what is held now.
+    pub fn stats(&self) -> StitchStats {
+        StitchStats { held: self.held(), ..self.stats.clone() }
     }
 }

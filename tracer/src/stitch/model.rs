@@ -30,6 +30,81 @@ pub struct PageLoad {
     pub dns: Vec<DnsLookup>,
     /// Indices into `requests`: the redirect chain from the first request to the document.
     pub redirect_chain: Vec<usize>,
+    /// Set when a cap closed the page load before its client went quiet (`stitch/caps.rs`):
+    /// what it holds is what the client did up to then, and its next work is a new page load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<PageCut>,
+}
+
+/// The caps on what the stitcher holds in memory (`stitch/caps.rs`); their names are the
+/// stored `cut` values and the `cap` label of `tracer_caps_hit_total`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Cap {
+    /// One page load's requests (failed entries included), connections or lookups.
+    PageRequests,
+    /// One page load's age.
+    PageAge,
+    /// Page loads open at once.
+    OpenPages,
+    /// Connections held (open page loads' and idle keep-alive ones).
+    Connections,
+    /// DNS lookups held (pending, and answered ones kept to join connections to).
+    Lookups,
+    /// Captured plaintext (URLs, headers, bodies) held by the open page loads.
+    CapturedBytes,
+}
+
+impl Cap {
+    pub const ALL: [Cap; 6] = [Cap::PageRequests, Cap::PageAge, Cap::OpenPages, Cap::Connections, Cap::Lookups, Cap::CapturedBytes];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cap::PageRequests => "page_requests",
+            Cap::PageAge => "page_age",
+            Cap::OpenPages => "open_pages",
+            Cap::Connections => "connections",
+            Cap::Lookups => "lookups",
+            Cap::CapturedBytes => "captured_bytes",
+        }
+    }
+
+    /// The `tracer run` option that sets it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Cap::PageRequests => "--page-max-requests",
+            Cap::PageAge => "--page-max-age",
+            Cap::OpenPages => "--max-open-pages",
+            Cap::Connections => "--max-connections",
+            Cap::Lookups => "--max-lookups",
+            Cap::CapturedBytes => "--max-captured-bytes",
+        }
+    }
+}
+
+/// Why a page load was cut: the cap and its value when it bit (ms for `page_age`, bytes for
+/// `captured_bytes`, a count for the others).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PageCut {
+    pub cap: Cap,
+    pub limit: u64,
+}
+
+impl PageCut {
+    /// `cut at 1000 requests (--page-max-requests)`: what `tracer show`, HAR and the
+    /// dashboard say.
+    pub fn text(&self) -> String {
+        let (cap, n) = (self.cap, self.limit);
+        let what = match cap {
+            Cap::PageRequests => format!("cut at {n} requests, connections or lookups"),
+            Cap::PageAge => format!("cut at {} s of age", n as f64 / 1000.0),
+            Cap::OpenPages => format!("cut as the oldest of {n} open page loads"),
+            Cap::Connections => format!("cut as holder of the oldest of {n} connections"),
+            Cap::Lookups => format!("cut as holder of the oldest of {n} DNS lookups"),
+            Cap::CapturedBytes => format!("cut as the oldest holder of captured bytes beyond {n}"),
+        };
+        format!("{what} ({})", cap.flag())
+    }
 }
 
 impl PageLoad {
@@ -58,7 +133,7 @@ impl PageLoad {
             p.connections.len(),
             p.bytes(),
             if p.redirect_chain.len() > 1 { format!(", {} redirect hops", p.redirect_chain.len() - 1) } else { String::new() },
-        )
+        ) + &p.cut.map(|c| format!(", {}", c.text())).unwrap_or_default()
     }
 }
 

@@ -75,6 +75,8 @@ impl Stitcher {
             .partition(|r| r.started_ns >= nav_start && r.connection.is_some_and(|c| new.conns.contains(&(c as u64))));
         old.requests = kept;
         new.requests = moved;
+        old.recount_captured();
+        new.recount_captured();
         if let Some(done) = self.close_open_page(client, old) {
             self.finished.push(done);
         }

@@ -13,7 +13,9 @@
 //! query), no connect in progress (until `connect_timeout`, 3 s), and no request waiting for
 //! its response on an open connection (until `response_timeout`, 30 s, of the connection's
 //! silence; such an exchange is then reported as it stands). Receives held back as possible
-//! peeks are fed as real ones first.
+//! peeks are fed as real ones first. A cap can close it earlier, while its client is still
+//! busy (`caps.rs`: 1,000 requests, 5 minutes, ...): then it is marked as cut, and the
+//! client's next activity opens the next one.
 //!
 //! **What it holds.** A browser's background work is split off first
 //! ([`super::navigation`]). Then lookups that never got an answer and TLS handshakes that
@@ -50,6 +52,8 @@ pub(super) struct OpenPage {
     pub(super) shown: bool,
     /// What [`Stitcher::progress`] last reported of it; None: not reported (yet).
     pub(super) reported: Option<Reported>,
+    /// Plaintext bytes its requests hold (the `captured_bytes` cap, `caps.rs`).
+    pub(super) captured_bytes: u64,
 }
 
 impl OpenPage {
@@ -65,6 +69,7 @@ impl OpenPage {
             events: 0,
             shown: false,
             reported: None,
+            captured_bytes: 0,
         }
     }
 }
@@ -121,6 +126,7 @@ impl Stitcher {
         }
         page.started_ns = page.started_ns.min(req.started_ns);
         page.last_activity_ns = page.last_activity_ns.max(req.ended_ns);
+        page.captured_bytes += super::caps::captured_bytes(&req);
         page.requests.push(req);
         self.stats.requests += 1;
     }
@@ -293,6 +299,7 @@ impl Stitcher {
             connections,
             dns,
             redirect_chain,
+            cut: None,
         })
     }
 

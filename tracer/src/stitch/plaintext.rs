@@ -58,11 +58,34 @@ enum Peek {
 }
 
 impl ConnState {
+    /// Bytes to the decoder, its captured bodies within the in-flight budget (`caps.rs`).
+    fn feed_http(&mut self, dir: Direction, start_ns: u64, ts_ns: u64, len: u32, data: &[u8]) {
+        let Some(bodies) = &self.bodies else {
+            self.http.feed(dir, start_ns, ts_ns, len, data);
+            return;
+        };
+        self.http.set_body_room(bodies.room());
+        self.http.feed(dir, start_ns, ts_ns, len, data);
+        let (captured, refused) = self.http.take_body_counts();
+        bodies.took(captured, refused);
+        self.body_bytes += captured;
+    }
+
+    /// The bodies of exchanges taken from the decoder are a request's now: their bytes go
+    /// back to the in-flight budget.
+    pub(super) fn bodies_taken(&mut self, n: u64) {
+        let n = n.min(self.body_bytes);
+        self.body_bytes -= n;
+        if let Some(b) = &self.bodies {
+            b.release(n);
+        }
+    }
+
     /// Feed a held-back receive: nothing re-delivered it, so it was a real one. Returns
     /// whether there was one.
     pub(super) fn feed_held(&mut self) -> bool {
         let Some(h) = self.held.take() else { return false };
-        self.http.feed(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
+        self.feed_http(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
         true
     }
 
@@ -74,7 +97,7 @@ impl ConnState {
             let n = h.data.len().min(call.data.len());
             let peeked = call.direction == Direction::Recv && n > 0 && h.data[..n] == call.data[..n];
             if !peeked {
-                self.http.feed(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
+                self.feed_http(Direction::Recv, h.start_ns, h.ts_ns, h.len, &h.data);
             }
         }
         if peek != Peek::No && call.direction == Direction::Recv {
@@ -86,7 +109,7 @@ impl ConnState {
                 across_sends: peek == Peek::AcrossSends,
             });
         } else {
-            self.http.feed(call.direction, start, ts, call.len, call.data);
+            self.feed_http(call.direction, start, ts, call.len, call.data);
         }
     }
 }

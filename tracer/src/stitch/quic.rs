@@ -107,8 +107,10 @@ impl Stitcher {
     pub fn on_quic_datagram(&mut self, d: &QuicDatagram<'_>) -> Vec<PageLoad> {
         self.now_ns = self.now_ns.max(d.ts_ns);
         self.quic_datagram(d);
-        let done = self.close_idle(self.now_ns);
+        self.apply_caps();
+        let mut done = self.close_idle(self.now_ns);
         self.evict();
+        done.append(&mut self.finished);
         done
     }
 
@@ -160,7 +162,7 @@ impl Stitcher {
     fn new_quic_connection(&mut self, d: &QuicDatagram<'_>) -> u64 {
         let id = self.ids.take();
         let dns = self.dns.lookup_for(&self.procs, d.tgid, d.peer.ip(), d.ts_ns);
-        let mut conn = ConnState::opened(id, d.tgid, d.pid, d.comm.to_owned(), d.fd, d.ts_ns, dns, 0);
+        let mut conn = ConnState::opened(id, d.tgid, d.pid, d.comm.to_owned(), d.fd, d.ts_ns, dns, 0, None);
         conn.src = d.local;
         conn.dst = Some(d.peer);
         conn.setup_attributed = true;

@@ -47,6 +47,8 @@ impl Stitcher {
         if exchanges.is_empty() {
             return;
         }
+        let bodies: usize = exchanges.iter().flat_map(|x| [&x.request_body, &x.response_body]).flatten().map(|b| b.data.len()).sum();
+        c.bodies_taken(bodies as u64);
         let tgid = c.tgid;
         for x in exchanges {
             let req = self.make_request(id, &x);

@@ -114,6 +114,7 @@ pub fn redirect_page(start: u64) -> PageLoad {
         connections: vec![conn("10.77.0.2:80", start + 2 * MS, 1, None), c1],
         dns: vec![lookup("shop.test", &[], "10.77.0.2", start, 2), lookup("www.shop.test", &["edge.cdn.test"], "10.77.0.3", s1, 1)],
         redirect_chain: vec![0, 1],
+        cut: None,
     }
 }
 
@@ -146,5 +147,6 @@ pub fn failed_dns_page(start: u64, host: &str) -> PageLoad {
         connections: vec![],
         dns: vec![l],
         redirect_chain: vec![0],
+        cut: None,
     }
 }

@@ -28,7 +28,7 @@ impl Sim {
         Sim { t: 1_000 * MS, events: Vec::new() }
     }
 
-    fn at(&mut self, ms: u64) -> &mut Self {
+    pub(super) fn at(&mut self, ms: u64) -> &mut Self {
         self.t = 1_000 * MS + ms * MS;
         self
     }
@@ -59,7 +59,7 @@ impl Sim {
         self.dns(tgid, Direction::Send, m);
     }
 
-    fn answer(&mut self, tgid: u32, id: u16, name: &str, qtype: &str, rcode: &str, answers: Vec<DnsAnswer>) {
+    pub(super) fn answer(&mut self, tgid: u32, id: u16, name: &str, qtype: &str, rcode: &str, answers: Vec<DnsAnswer>) {
         let m = DnsMessage {
             id,
             is_response: true,
@@ -163,7 +163,7 @@ impl Sim {
         self.run_with(StitchConfig::default())
     }
 
-    fn run_with(&self, cfg: StitchConfig) -> Vec<PageLoad> {
+    pub(super) fn run_with(&self, cfg: StitchConfig) -> Vec<PageLoad> {
         let mut s = Stitcher::new(cfg);
         let mut out = Vec::new();
         for e in &self.events {
@@ -174,7 +174,7 @@ impl Sim {
     }
 }
 
-fn a(name: &str, ip: [u8; 4]) -> DnsAnswer {
+pub(super) fn a(name: &str, ip: [u8; 4]) -> DnsAnswer {
     DnsAnswer { name: name.into(), rtype: "A".into(), ttl: 60, data: DnsData::A(Ipv4Addr::from(ip)) }
 }
 

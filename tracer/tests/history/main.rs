@@ -203,6 +203,7 @@ fn page(s: Spec) -> PageLoad {
         connections: vec![conn0, conn1],
         dns: vec![dns0, dns1],
         redirect_chain: vec![0, 1],
+        cut: None,
     }
 }
 

@@ -106,3 +106,31 @@ async fn foreign_keys_on_every_connection() {
         assert_eq!(on, 1);
     }
 }
+
+#[tokio::test]
+async fn a_cut_page_load_is_stored_marked_and_says_so_in_show_and_har() {
+    use tracer::stitch::model::{Cap, PageCut};
+    let (_dir, _path, pool) = temp_db().await;
+    let wall = wall_at(1_776_160_800_000);
+    let whole = page(Spec::default());
+    let cut = PageLoad { cut: Some(PageCut { cap: Cap::PageRequests, limit: 1000 }), ..page(Spec { start_ms: 1000, ..Default::default() }) };
+    let id_whole = history::insert_page_load(&pool, &whole, wall).await.unwrap();
+    let id_cut = history::insert_page_load(&pool, &cut, wall).await.unwrap();
+
+    let column: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT id, cut FROM page_loads ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(column, vec![(id_whole, None), (id_cut, Some("page_requests".into()))]);
+    let stored = history::get(&pool, id_cut).await.unwrap().unwrap();
+    assert_eq!(stored.page, cut, "read back whole, cut included");
+
+    let text = history::render::show(&stored);
+    assert!(text.contains("cut at 1000 requests, connections or lookups (--page-max-requests)"), "{text}");
+    assert!(!history::render::show(&history::get(&pool, id_whole).await.unwrap().unwrap()).contains("cut"));
+
+    let har = history::har::to_har(&[history::get(&pool, id_whole).await.unwrap().unwrap(), stored]);
+    let pages = har["log"]["pages"].as_array().unwrap();
+    assert_eq!(pages[0].get("_cut"), None);
+    assert_eq!(pages[1]["_cut"]["cap"], "page_requests");
+    assert_eq!(pages[1]["_cut"]["limit"], 1000);
+    assert_eq!(pages[1]["_cut"]["text"], "cut at 1000 requests, connections or lookups (--page-max-requests)");
+}

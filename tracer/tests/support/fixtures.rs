@@ -78,6 +78,7 @@ pub fn failed_lookup(client: ClientInfo, url: String, started_ns: u64, request: 
         connections: vec![],
         dns: vec![lookup],
         redirect_chain: vec![0],
+        cut: None,
     }
 }
 

@@ -567,7 +567,7 @@ impl H2 {
                 // Bytes fell into a capture gap: which ones is unknown.
                 s.ex.body_missing(dir, sink.body_limit);
             } else {
-                s.ex.capture_body(dir, keep.get(from..to).unwrap_or_default(), sink.body_limit);
+                s.ex.capture_body(dir, keep.get(from..to).unwrap_or_default(), sink.body_limit, &mut sink.budget);
                 if to < from + body as usize {
                     // More than was kept of this frame.
                     s.ex.body_missing(dir, sink.body_limit);

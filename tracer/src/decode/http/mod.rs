@@ -168,8 +168,9 @@ impl HttpExchange {
         }
     }
 
-    /// Keeps body bytes, at most `limit` in all (0: capture is off).
-    fn capture_body(&mut self, dir: Direction, bytes: &[u8], limit: usize) {
+    /// Keeps body bytes, at most `limit` in all (0: capture is off), and no more than the
+    /// connection's `budget` has room for (what it refuses is missing: the body is truncated).
+    fn capture_body(&mut self, dir: Direction, bytes: &[u8], limit: usize, budget: &mut BodyBudget) {
         if limit == 0 || bytes.is_empty() {
             return;
         }
@@ -179,8 +180,14 @@ impl HttpExchange {
             return;
         }
         let room = limit.saturating_sub(body.data.len());
-        let n = room.min(bytes.len());
+        let wanted = room.min(bytes.len());
+        let n = wanted.min(budget.room);
         body.data.extend_from_slice(&bytes[..n]);
+        budget.room -= n;
+        budget.captured += n as u64;
+        if n < wanted {
+            budget.refused += 1;
+        }
         if n < bytes.len() {
             body.truncated = true;
         }
@@ -257,6 +264,21 @@ impl Errors {
     }
 }
 
+/// Body bytes a decoder may still capture ([`HttpConnection::set_body_room`]), and what it
+/// captured and refused since [`HttpConnection::take_body_counts`].
+struct BodyBudget {
+    room: usize,
+    captured: u64,
+    /// Message bodies cut short for want of room.
+    refused: u64,
+}
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        BodyBudget { room: usize::MAX, captured: 0, refused: 0 }
+    }
+}
+
 /// Where finished exchanges and problems go.
 struct Sink {
     out: Vec<HttpExchange>,
@@ -264,6 +286,7 @@ struct Sink {
     errors: Errors,
     /// Body bytes to keep per message; 0 keeps none (the default: bodies hold secrets).
     body_limit: usize,
+    budget: BodyBudget,
 }
 
 impl Sink {
@@ -329,6 +352,7 @@ impl HttpConnection {
                 dropped: 0,
                 errors: Errors::default(),
                 body_limit: 0,
+                budget: BodyBudget::default(),
             },
         }
     }
@@ -338,6 +362,19 @@ impl HttpConnection {
         let mut c = Self::new();
         c.sink.body_limit = limit;
         c
+    }
+
+    /// At most `room` more body bytes are captured (across all messages) until the next call;
+    /// bytes past it are missing from their body, which is marked truncated. Unlimited by
+    /// default. (The stitcher's global cap on captured bytes: `stitch/caps.rs`.)
+    pub fn set_body_room(&mut self, room: usize) {
+        self.sink.budget.room = room;
+    }
+
+    /// Body bytes captured, and message bodies cut short for want of room, since the last call.
+    pub fn take_body_counts(&mut self) -> (u64, u64) {
+        let b = &mut self.sink.budget;
+        (std::mem::take(&mut b.captured), std::mem::take(&mut b.refused))
     }
 
     /// One library call's plaintext: `len` bytes moved, the first `data.len()` of them

@@ -177,6 +177,10 @@ pub fn page_spans(page: &PageLoad, wall: WallOffset, ids: IdSource) -> Vec<Span>
         kv("tracer.page_load.redirects", i(page.redirect_chain.len().saturating_sub(1) as i64)),
         kv("tracer.page_load.bytes", i(i64::try_from(page.bytes()).unwrap_or(i64::MAX))),
     ]);
+    if let Some(cut) = &page.cut {
+        // A cap closed it while its client was busy (stitch/caps.rs): the trace is a part.
+        attributes.push(kv("tracer.page_load.cut", s(cut.cap.name())));
+    }
     let start = wall.unix_ns(page.started_ns);
     let end = wall.unix_ns(page.ended_ns.max(page.started_ns));
     let mut spans = vec![Span {

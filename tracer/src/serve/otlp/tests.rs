@@ -355,3 +355,15 @@ fn gzip_shrinks_an_export_and_decodes_back() {
     assert_eq!(gunzip(&zipped), raw);
     assert_eq!(encode_body(&OtlpConfig::new(url), raw.clone()), raw, "uncompressed unless asked");
 }
+
+#[test]
+fn a_cut_page_load_says_which_cap_closed_it() {
+    use crate::stitch::model::{Cap, PageCut};
+    let whole = redirect_page(5000 * MS);
+    let spans = spans::page_spans(&whole, WALL, &mut counting_ids());
+    assert_eq!(text(&spans[0], "tracer.page_load.cut"), None);
+    let cut = PageLoad { cut: Some(PageCut { cap: Cap::PageAge, limit: 300_000 }), ..whole };
+    let spans = spans::page_spans(&cut, WALL, &mut counting_ids());
+    assert_eq!(text(&spans[0], "tracer.page_load.cut").as_deref(), Some("page_age"));
+    assert!(spans[1..].iter().all(|s| attr(s, "tracer.page_load.cut").is_none()), "on the root span only");
+}

@@ -114,7 +114,7 @@ impl H1 {
                         if limit > 0
                             && let Some(o) = cur.and_then(|id| self.get(id))
                         {
-                            o.ex.capture_body(dir, bytes, limit);
+                            o.ex.capture_body(dir, bytes, limit, &mut sink.budget);
                         }
                     });
                     pos += step.consumed as usize;
