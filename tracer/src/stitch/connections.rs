@@ -33,7 +33,7 @@
 //!
 //! Connections are forgotten oldest first beyond `max_connections`, and `max_idle` after
 //! their last event.
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use tracer_common::TlsLib;
@@ -41,7 +41,7 @@ use tracer_common::TlsLib;
 use super::failures::{self, CLIENT_GAVE_UP_IN_SYN_SENT};
 use super::model::{Connection, TlsSession};
 use super::plaintext::HeldRecv;
-use super::{Stitcher, wire};
+use super::{Stitcher, arrivals::Arrivals, wire};
 use crate::stream::events::{Event, TcpState};
 use std::sync::Arc;
 
@@ -244,7 +244,7 @@ pub(super) enum StateChange {
 pub(super) struct Connections {
     pub(super) by_id: HashMap<u64, ConnState>,
     /// Connection ids, oldest first: the order they are forgotten in.
-    order: VecDeque<u64>,
+    order: Arrivals,
     pub(super) by_fd: HashMap<(u32, i32), u64>,
     pub(super) by_sk: HashMap<u64, u64>,
     /// Connections by (destination, source as known so far), for the error reports, which
@@ -284,14 +284,14 @@ impl Connections {
     pub(super) fn insert_quic(&mut self, c: ConnState) {
         let (id, dst) = (c.id, c.dst);
         self.by_id.insert(id, c);
-        self.order.push_back(id);
+        self.order.push(id);
         self.by_tuple.entry((dst, None)).or_default().push(id);
     }
 
     fn insert(&mut self, c: ConnState) {
         let (id, key, dst) = (c.id, (c.tgid, c.fd), c.dst);
         self.by_id.insert(id, c);
-        self.order.push_back(id);
+        self.order.push(id);
         self.by_tuple.entry((dst, None)).or_default().push(id);
         self.by_fd.insert(key, id);
     }
@@ -439,8 +439,7 @@ impl Connections {
 
     /// The ids that [`Self::evict`] would forget for the count bound `max`, oldest first.
     pub(super) fn oldest_beyond(&self, max: usize) -> Vec<u64> {
-        let extra = self.order.len().saturating_sub(max);
-        self.order.iter().take(extra).copied().filter(|id| self.by_id.contains_key(id)).collect()
+        self.order.beyond(&self.by_id, max)
     }
 
     /// How many connections are held.
@@ -451,25 +450,17 @@ impl Connections {
     /// Forgets the oldest beyond `max` and those idle more than `max_idle` before `now`. Returns how
     /// many were forgotten, and how many of them for the count bound (a cap that bit).
     pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> (u64, u64) {
-        let (mut evicted, mut by_cap) = (0, 0);
-        while self.order.len() > max
-            || self.order.front().is_some_and(|id| self.by_id.get(id).is_none_or(|c| now.saturating_sub(c.last_ns) > max_idle))
-        {
-            let over = self.order.len() > max;
-            let Some(id) = self.order.pop_front() else { break };
-            if let Some(c) = self.by_id.remove(&id) {
-                evicted += 1;
-                by_cap += u64::from(over);
-                self.unindex_tuple(id, c.dst, c.src);
-                if self.by_fd.get(&(c.tgid, c.fd)) == Some(&id) {
-                    self.by_fd.remove(&(c.tgid, c.fd));
-                }
-                if self.by_sk.get(&c.skaddr) == Some(&id) {
-                    self.by_sk.remove(&c.skaddr);
-                }
+        let gone = self.order.evict(&mut self.by_id, now, max, max_idle, |c| c.last_ns);
+        for (id, c) in &gone.items {
+            self.unindex_tuple(*id, c.dst, c.src);
+            if self.by_fd.get(&(c.tgid, c.fd)) == Some(id) {
+                self.by_fd.remove(&(c.tgid, c.fd));
+            }
+            if self.by_sk.get(&c.skaddr) == Some(id) {
+                self.by_sk.remove(&c.skaddr);
             }
         }
-        (evicted, by_cap)
+        (gone.items.len() as u64, gone.by_cap)
     }
 }
 

@@ -45,7 +45,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::model::DnsLookup;
 use super::process_tree::ProcessTree;
-use super::{IdCounter, Stitcher, failures};
+use super::{IdCounter, Stitcher, arrivals::Arrivals, failures};
 use crate::decode::dns::{DnsMessage, DnsQuestion};
 use crate::stream::events::Event;
 
@@ -138,7 +138,7 @@ pub(super) enum Asked {
 pub(super) struct DnsIndex {
     pub(super) by_id: HashMap<u64, LookupState>,
     /// Lookup ids, oldest first: the order they are forgotten in.
-    order: VecDeque<u64>,
+    order: Arrivals,
     /// The newest lookups by process and name (at most LOOKUPS_PER_NAME each, oldest
     /// first): the only ones a new query, a connect or a request is matched against, so
     /// that matching costs the same with 16,384 lookups kept as with ten. Older ones stay
@@ -222,7 +222,7 @@ impl DnsIndex {
                         error: None,
                     },
                 );
-                self.order.push_back(id);
+                self.order.push(id);
                 let names = self.by_name.entry(ev.tgid).or_default();
                 let ids = names.entry(q.name.clone()).or_default();
                 ids.push_back(id);
@@ -396,8 +396,7 @@ impl DnsIndex {
 
     /// The ids that [`Self::evict`] would forget for the count bound `max`, oldest first.
     pub(super) fn oldest_beyond(&self, max: usize) -> Vec<u64> {
-        let extra = self.order.len().saturating_sub(max);
-        self.order.iter().take(extra).copied().filter(|id| self.by_id.contains_key(id)).collect()
+        self.order.beyond(&self.by_id, max)
     }
 
     /// How many lookups are held.
@@ -408,34 +407,26 @@ impl DnsIndex {
     /// Forgets the oldest beyond `max` and those started more than `max_idle` before `now`. Returns how
     /// many were forgotten, and how many of them for the count bound (a cap that bit).
     pub(super) fn evict(&mut self, now: u64, max: usize, max_idle: u64) -> (u64, u64) {
-        let (mut evicted, mut by_cap) = (0, 0);
-        while self.order.len() > max
-            || self.order.front().is_some_and(|id| self.by_id.get(id).is_none_or(|l| now.saturating_sub(l.started_ns) > max_idle))
-        {
-            let over = self.order.len() > max;
-            let Some(id) = self.order.pop_front() else { break };
-            if let Some(l) = self.by_id.remove(&id) {
-                evicted += 1;
-                by_cap += u64::from(over);
-                for dns_id in &l.asked_ids {
-                    if self.by_dns_id.get(&(l.tgid, *dns_id)) == Some(&id) {
-                        self.by_dns_id.remove(&(l.tgid, *dns_id));
+        let gone = self.order.evict(&mut self.by_id, now, max, max_idle, |l| l.started_ns);
+        for (id, l) in &gone.items {
+            for dns_id in &l.asked_ids {
+                if self.by_dns_id.get(&(l.tgid, *dns_id)) == Some(id) {
+                    self.by_dns_id.remove(&(l.tgid, *dns_id));
+                }
+            }
+            if let Some(names) = self.by_name.get_mut(&l.tgid) {
+                if let Some(ids) = names.get_mut(&l.name) {
+                    ids.retain(|x| x != id);
+                    if ids.is_empty() {
+                        names.remove(&l.name);
                     }
                 }
-                if let Some(names) = self.by_name.get_mut(&l.tgid) {
-                    if let Some(ids) = names.get_mut(&l.name) {
-                        ids.retain(|x| *x != id);
-                        if ids.is_empty() {
-                            names.remove(&l.name);
-                        }
-                    }
-                    if names.is_empty() {
-                        self.by_name.remove(&l.tgid);
-                    }
+                if names.is_empty() {
+                    self.by_name.remove(&l.tgid);
                 }
             }
         }
-        (evicted, by_cap)
+        (gone.items.len() as u64, gone.by_cap)
     }
 }
 

@@ -51,6 +51,7 @@
 //! count bound closes first. Each is delivered marked as cut ([`model::PageCut`]), and the
 //! client's next work opens a new page load; each bite is counted ([`caps::CapsHit`]). Caps
 //! are checked after each event and tick, before page loads close by quiet.
+mod arrivals;
 pub mod caps;
 mod connections;
 mod dns_index;
