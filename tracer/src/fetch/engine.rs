@@ -51,6 +51,45 @@ pub(super) struct Recorder {
     dns: Vec<DnsLookup>,
 }
 
+impl Recorder {
+    /// A new connection to `origin` (its lookup `dns_id`), filled in by `fill` before anyone
+    /// sees it, with what its socket's I/O counts and, for QUIC, what the wire showed.
+    /// Returns its id (its position in `connections`).
+    pub(super) fn open_connection(
+        &mut self,
+        origin: &Origin,
+        dns_id: Option<usize>,
+        stats: Option<Arc<IoStats>>,
+        wire: Option<Arc<super::quic::Wire>>,
+        fill: impl FnOnce(&mut Connection),
+    ) -> usize {
+        let id = self.connections.len();
+        let mut c = Connection {
+            id,
+            origin: origin.to_string(),
+            host: origin.host.clone(),
+            dns_id,
+            attempts: Vec::new(),
+            remote: None,
+            local: None,
+            connect: None,
+            tls: None,
+            http_version: None,
+            requests: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            failure: None,
+            quic: None,
+            fell_back_from: None,
+        };
+        fill(&mut c);
+        self.connections.push(c);
+        self.stats.push(stats);
+        self.wires.push(wire);
+        id
+    }
+}
+
 pub(crate) struct Ctx {
     pub(super) opts: FetchOptions,
     dns: Dns,

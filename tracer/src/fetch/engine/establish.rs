@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::super::address::Origin;
 use super::super::conn::{self, IoStats, TimedIo};
-use super::super::model::{Connection, Timed};
+use super::super::model::Timed;
 use super::super::pool::Conn;
 use super::super::probe_points::{TlsObject, Traced};
 use super::{Ctx, Setup};
@@ -40,31 +40,7 @@ impl Ctx {
             }
         }
         let quic_start = setup.connect.map(|s| s.start_ns);
-        let id = {
-            let mut rec = self.rec();
-            let id = rec.connections.len();
-            rec.connections.push(Connection {
-                id,
-                origin: origin.to_string(),
-                host: origin.host.clone(),
-                dns_id: setup.dns_id,
-                attempts: Vec::new(),
-                remote: None,
-                local: None,
-                connect: None,
-                tls: None,
-                http_version: None,
-                requests: 0,
-                bytes_sent: 0,
-                bytes_received: 0,
-                failure: None,
-                quic: None,
-                fell_back_from,
-            });
-            rec.stats.push(None);
-            rec.wires.push(None);
-            id
-        };
+        let id = self.rec().open_connection(origin, setup.dns_id, None, None, |c| c.fell_back_from = fell_back_from);
         setup.connection_id = Some(id);
         setup.tls = None;
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use url::Url;
 
 use super::super::address::Origin;
-use super::super::model::{Connection, Entry, Header, QuicReason};
+use super::super::model::{Entry, Header, QuicReason};
 use crate::failure::{Code, Failure};
 use super::super::pool::{Conn, Lease};
 use super::super::quic::{self, Http3Mode, RACE_DELAY};
@@ -62,31 +62,14 @@ impl Ctx {
         setup.tls = Some(out.info.span.span());
         // The attempt's span, for a TCP connection that follows to count from.
         setup.connect = Some(out.info.span.span());
-        let id = {
-            let mut rec = self.rec();
-            let id = rec.connections.len();
-            rec.connections.push(Connection {
-                id,
-                origin: origin.to_string(),
-                host: origin.host.clone(),
-                dns_id: setup.dns_id,
-                attempts: Vec::new(),
-                remote: Some(addr),
-                local: out.local,
-                connect: None,
-                tls: Some(out.tls),
-                http_version: out.result.is_ok().then(|| "HTTP/3".to_owned()),
-                requests: 0,
-                bytes_sent: 0,
-                bytes_received: 0,
-                failure: out.result.as_ref().err().cloned(),
-                quic: Some(out.info),
-                fell_back_from: None,
-            });
-            rec.stats.push(Some(out.wire.stats.clone()));
-            rec.wires.push(Some(out.wire.clone()));
-            id
-        };
+        let id = self.rec().open_connection(origin, setup.dns_id, Some(out.wire.stats.clone()), Some(out.wire.clone()), |c| {
+            c.remote = Some(addr);
+            c.local = out.local;
+            c.tls = Some(out.tls);
+            c.http_version = out.result.is_ok().then(|| "HTTP/3".to_owned());
+            c.failure = out.result.as_ref().err().cloned();
+            c.quic = Some(out.info);
+        });
         setup.connection_id = Some(id);
         match out.result {
             Ok(sender) => {
