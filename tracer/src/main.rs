@@ -108,6 +108,11 @@ struct RunArgs {
     /// A page load ends after its client has been network-idle this long.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     quiet_ms: u64,
+    /// A redirect response holds its page load open this long for the client to follow it
+    /// (a browser may pause seconds between a 301 and its next lookup); 0: only the quiet
+    /// window applies.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    redirect_hold_ms: u64,
     /// A page load holding this many requests (failed entries included), connections or
     /// lookups is closed and stored marked as cut, even while its client is still busy; the
     /// client's next work opens a new one.
@@ -379,6 +384,7 @@ fn main() -> ExitCode {
                 rescan: Duration::from_secs(10),
                 stitch: tracer::stitch::StitchConfig {
                     quiet_ns: a.quiet_ms * 1_000_000,
+                    redirect_hold_ns: a.redirect_hold_ms * 1_000_000,
                     body_limit: a.capture_bodies.unwrap_or(0),
                     page_max_requests: a.page_max_requests as usize,
                     page_max_age_ns: u64::try_from(a.page_max_age.as_nanos()).unwrap_or(u64::MAX),

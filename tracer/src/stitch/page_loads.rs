@@ -10,9 +10,10 @@
 //! **Closing.** A page load closes when its client has been quiet for `quiet` (default
 //! 500 ms, measured from its last activity to the latest event's or tick's time) and nothing
 //! still holds it open: no unanswered lookup (until `dns_timeout`, 5 s, after its last
-//! query), no connect in progress (until `connect_timeout`, 3 s), and no request waiting for
+//! query), no connect in progress (until `connect_timeout`, 3 s), no request waiting for
 //! its response on an open connection (until `response_timeout`, 30 s, of the connection's
-//! silence; such an exchange is then reported as it stands). Receives held back as possible
+//! silence; such an exchange is then reported as it stands), and no redirect the client has
+//! not followed yet (until `redirect_hold`, 5 s, after its response). Receives held back as possible
 //! peeks are fed as real ones first. A cap can close it earlier, while its client is still
 //! busy (`caps.rs`: 1,000 requests, 5 minutes, ...): then it is marked as cut, and the
 //! client's next activity opens the next one.
@@ -71,6 +72,15 @@ impl OpenPage {
             reported: None,
             captured_bytes: 0,
         }
+    }
+}
+
+impl OpenPage {
+    /// Whether its latest request is a redirect whose response ended less than `hold` before
+    /// `now`: the client has not followed it yet (the follow would be a later request).
+    pub(super) fn awaits_redirect(&self, now: u64, hold: u64) -> bool {
+        let Some(last) = self.requests.iter().max_by_key(|r| r.started_ns) else { return false };
+        last.redirect_to.is_some() && now.saturating_sub(last.ended_ns) < hold
     }
 }
 
@@ -164,7 +174,8 @@ impl Stitcher {
                     .iter()
                     .filter_map(|c| self.conns.get(*c))
                     .any(|c| c.owes_response() && now.saturating_sub(c.last_ns) < cfg.response_timeout_ns);
-                !waiting_dns && !connecting && !awaiting_response
+                let following_redirect = p.awaits_redirect(now, cfg.redirect_hold_ns);
+                !waiting_dns && !connecting && !awaiting_response && !following_redirect
             })
             .map(|(c, _)| *c)
             .collect();

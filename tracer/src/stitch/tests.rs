@@ -479,6 +479,51 @@ fn a_slow_response_keeps_its_page_load_open() {
     assert!(pages[0].requests[0].timings.wait >= 3_000.0);
 }
 
+/// A browser that pauses seconds between a redirect and following it (WebKitGTK under Xvfb:
+/// 2.3 s), while another process keeps the stitcher's clock moving: one page load, both hops.
+fn slow_redirect_follow(pause_ms: u64) -> Sim {
+    let mut s = Sim::new();
+    s.exec(300, "/usr/bin/epiphany");
+    s.exec(900, "/usr/bin/other");
+    s.query(300, 1, "shop.test", "A");
+    s.answer(300, 1, "shop.test", "A", "NOERROR", vec![a("shop.test", SHOP)]);
+    s.connect(300, 5, addr(SHOP, 80), 0xa);
+    s.socket(300, 5, Direction::Send, DnsSyscall::Sendto, &plain_get("shop.test", "/"));
+    s.socket(300, 5, Direction::Recv, DnsSyscall::Read, &moved("https://www.shop.test/"));
+    // Another process's lookups every 200 ms: each one's time is the stitcher's now.
+    let base = s.t;
+    for i in 1..=pause_ms / 200 {
+        s.t = base + i * 200 * MS;
+        s.query(900, i as u16, "elsewhere.test", "A");
+    }
+    s.t = base + pause_ms * MS;
+    s.query(300, 2, "www.shop.test", "A");
+    s.answer(300, 2, "www.shop.test", "A", "NOERROR", vec![a("www.shop.test", EDGE)]);
+    s.connect(300, 6, addr(EDGE, 443), 0xb);
+    s.tls(300, TlsLib::BoringSsl, TlsFunc::SSL_write, 0x70, 6, Direction::Send, &get("www.shop.test", "/", true));
+    s.tls(300, TlsLib::BoringSsl, TlsFunc::SSL_read, 0x70, 6, Direction::Recv, &ok("page"));
+    s
+}
+
+#[test]
+fn a_redirect_holds_its_page_load_open_until_the_client_follows_it() {
+    let hops = |pages: &[PageLoad]| -> Vec<Vec<Option<u16>>> {
+        pages
+            .iter()
+            .filter(|p| p.client.tgid == 300)
+            .map(|p| p.redirect_chain.iter().map(|i| p.requests[*i].status).collect())
+            .collect()
+    };
+    let s = slow_redirect_follow(2_300);
+    assert_eq!(hops(&s.run()), vec![vec![Some(301), Some(200)]], "one page load, the redirect and the page it led to");
+    // Without the hold the 500 ms quiet window splits it (what the rule is for).
+    let split = s.run_with(StitchConfig { redirect_hold_ns: 0, ..StitchConfig::default() });
+    assert_eq!(hops(&split), vec![vec![Some(301)], vec![Some(200)]]);
+    // The hold is bounded: a redirect not followed within it ends its page load.
+    let late = slow_redirect_follow(6_000).run();
+    assert_eq!(hops(&late), vec![vec![Some(301)], vec![Some(200)]]);
+}
+
 #[test]
 fn tls_seen_only_on_the_wire_gives_sni_timing_and_an_opaque_exchange() {
     // A Chromium build whose BoringSSL was not found: the socket traffic of a TLS port.
