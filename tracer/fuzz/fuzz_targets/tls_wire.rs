@@ -1,47 +1,10 @@
-//! TLS records on the wire (`stitch::wire::WireTls`): a connection's socket traffic cut into
-//! calls, with gaps, in both directions.
+//! The `tls_wire` fuzz target: the check is in `../checks/tls_wire.rs`, shared with the corpus
+//! replay of the normal test run (`tracer/tests/fuzz_corpus.rs`).
 #![no_main]
 
+#[path = "../checks/transcript.rs"]
 mod transcript;
+#[path = "../checks/tls_wire.rs"]
+mod checks;
 
-use libfuzzer_sys::fuzz_target;
-use tracer::decode::Direction;
-use tracer::stitch::wire::{WireTls, starts_tls};
-use transcript::Transcript;
-
-fuzz_target!(|t: Transcript| {
-    let calls = t.calls();
-    let mut wire = WireTls::default();
-    let mut moved = [0u64; 2];
-    if let Some(first) = calls.iter().find(|c| c.dir == Direction::Send) {
-        let _ = starts_tls(first.data);
-    }
-    for c in &calls {
-        let d = usize::from(c.dir == Direction::Recv);
-        moved[d] += u64::from(c.len);
-        wire.feed(c.dir, c.start_ns, c.ts_ns, c.len, c.data);
-        if c.take {
-            check(&wire, &moved);
-        }
-    }
-    check(&wire, &moved);
-});
-
-fn check(wire: &WireTls, moved: &[u64; 2]) {
-    // Every record counted had its 5-byte header inside the bytes moved.
-    for d in 0..2 {
-        let records: u64 = wire.records[d].iter().map(|n| u64::from(*n)).sum();
-        assert!(records * 5 <= moved[d], "{records} records in {} bytes", moved[d]);
-    }
-    if let Some((start, end)) = wire.handshake() {
-        if let Some(end) = end {
-            assert!(start <= end, "handshake ends ({end}) before it starts ({start})");
-        }
-    }
-    if let (Some(s), Some(e)) = (wire.app_recv_start_ns, wire.app_recv_end_ns) {
-        assert!(s <= e);
-    }
-    if let Some(sni) = &wire.sni {
-        assert!(sni.bytes().all(|b| b.is_ascii_graphic()));
-    }
-}
+libfuzzer_sys::fuzz_target!(|t: transcript::Transcript| checks::run(t));
