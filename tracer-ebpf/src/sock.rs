@@ -27,15 +27,15 @@
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
     macros::{btf_tracepoint, map},
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
     programs::BtfTracePointContext,
 };
 use tracer_common::{
     AF_INET, AF_INET6, CONNECT_AT_SYN, CONNECT_TCP, ConnectEvent, DIR_RECV, DIR_SEND, DNS_FLAG_TCP, DnsSyscall, EventKind,
-    SockAddr, TlsLib,
+    QUIC_CAPTURE_MAX, QUIC_HEAD, QuicDatagramEvent, SockAddr, TlsLib,
 };
 
-use crate::common::{header, now, pid_tgid, read_kernel, read_user_sockaddr, submit};
+use crate::common::{header, now, pid_tgid, read_kernel, read_user_sockaddr, submit, submit_cut};
 use crate::dns::{
     self, IoVec, KIND_DNS, KIND_PLAIN, KIND_WIRE, MMSG_MAX, MMSGHDR_SIZE, PLAIN_IOV_MAX, SOCKETS, Socket, WIRE_CALLS,
 };
@@ -60,6 +60,14 @@ fn tls_fd_on() -> bool {
 }
 
 const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+
+/// A UDP socket to or from port 443 (QUIC): its first [`QUIC_CALLS`] calls are captured.
+const KIND_QUIC: u8 = 4;
+/// Sends and receives captured per QUIC socket: the handshake (the client's Initials, the
+/// server's Initial and Handshake flights, the client's first 1-RTT packets) and the first
+/// exchanges; past them the datagrams are ciphertext of no use here.
+const QUIC_CALLS: u32 = 64;
 const EINPROGRESS: i32 = 115;
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl: a kernel ABI).
@@ -179,6 +187,10 @@ pub fn forget_sk(sk: u64) {
     }
 }
 
+/// What [`SOCKETS`] gives for a socket it does not hold.
+const UNWATCHED: Socket =
+    Socket { peer: SockAddr { family: 0, port: 0, _pad: 0, addr: [0; 16] }, kind: 0, flags: 0, _pad: [0; 2], budget: 0 };
+
 /// Where a `sendmmsg`/`recvmmsg` is: the tracepoint fires once per message, and only the
 /// order says which. By thread; removed after the call's last message, at its first failed
 /// one, and (LRU) when a call ended without either (a message that failed before reaching
@@ -271,41 +283,211 @@ fn try_sock_call(ctx: &BtfTracePointContext, dir: u8) -> Result<u32, u32> {
         let s = Socket { peer: sk_peer(sk, family, port), kind: KIND_DNS, flags, _pad: [0; 2], budget: 0 };
         return dns_call(&regs, syscall, fd, dir, ret, &s);
     }
-    let known = unsafe { SOCKETS.get(&sk) }.copied();
+    // Not an Option: a None's payload is undefined, and the verifier refuses a copy of it
+    // that the compiler makes (an uninitialised register spilled). Kind 0: not watched.
+    let known: Socket = match unsafe { SOCKETS.get(&sk) } {
+        Some(s) => *s,
+        None => UNWATCHED,
+    };
+    if port == 443 && read_kernel::<u16>(sk, koff!(sk_protocol)) == IPPROTO_UDP {
+        return quic_call(sk, &regs, syscall, fd, dir, ret, &known, sk_peer(sk, family, port), family);
+    }
+    if port == 0 && dir == DIR_RECV && known.kind == KIND_QUIC {
+        return quic_call(sk, &regs, syscall, fd, dir, ret, &known, known.peer, family);
+    }
     if port == 0 {
         // An unconnected socket: DNS when it sends to port 53; its receives are DNS once it
         // has (the map). Each send is checked: a UDP socket's memory is reused by the next
         // one, and a mark seen on a send elsewhere is dropped.
         let s = if dir == DIR_SEND {
             match send_destination(&regs, syscall) {
+                Some(peer) if peer.port == 443 => {
+                    return quic_call(sk, &regs, syscall, fd, dir, ret, &known, peer, family);
+                }
                 Some(peer) if peer.port == 53 => {
                     let s = Socket { peer, kind: KIND_DNS, flags: 0, _pad: [0; 2], budget: 0 };
-                    if known.is_none() {
+                    if known.kind != KIND_DNS {
                         let _ = SOCKETS.insert(&sk, &s, 0);
                     }
                     s
                 }
                 _ => {
-                    if known.is_some() {
+                    if known.kind != 0 {
                         let _ = SOCKETS.remove(&sk);
                     }
                     return Ok(0);
                 }
             }
+        } else if known.kind == KIND_DNS {
+            known
         } else {
-            match known {
-                Some(s) if s.kind == KIND_DNS => s,
-                _ => return Ok(0),
-            }
+            return Ok(0);
         };
         return dns_call(&regs, syscall, fd, dir, ret, &s);
     }
     // Ports 80 and 443: TCP sockets whose connect was seen.
-    let s = known.ok_or(0u32)?;
+    if known.kind == 0 {
+        return Ok(0);
+    }
+    let s = known;
     if ret <= 0 || !dns::capture(sk, &s, true) {
         return Ok(0);
     }
     data_call(&regs, syscall, fd, dir, ret as u64)
+}
+
+/// One record for the datagrams of one call on a QUIC socket (see [`KIND_QUIC`]); kept by
+/// socket address with its peer. A socket is taken on at a send that starts with a QUIC
+/// long header (a client's Initial), not at a receive (a flow older than the daemon); its
+/// budget starts again when such a send goes to another peer or after the budget ran out
+/// (UDP socket memory is reused by the next socket, which has no close to see).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn quic_call(
+    sk: u64,
+    regs: &Regs,
+    syscall: DnsSyscall,
+    fd: i32,
+    dir: u8,
+    ret: i32,
+    known: &Socket,
+    peer: SockAddr,
+    family: u16,
+) -> Result<u32, u32> {
+    // Which message of a sendmmsg/recvmmsg, and where its bytes and control data are.
+    let (buf, msg) = match syscall {
+        DnsSyscall::Write | DnsSyscall::Read | DnsSyscall::Sendto | DnsSyscall::Recvfrom => (regs.si, 0),
+        DnsSyscall::Sendmsg | DnsSyscall::Recvmsg => (0, regs.si),
+        DnsSyscall::Sendmmsg | DnsSyscall::Recvmmsg => (0, regs.si + mmsg_index(regs.si, regs.dx, ret) * MMSGHDR_SIZE),
+        DnsSyscall::Writev | DnsSyscall::Readv => {
+            let v: IoVec = unsafe { aya_ebpf::helpers::bpf_probe_read_user(regs.si as *const IoVec) }.map_err(|_| 0u32)?;
+            (v.base, 0)
+        }
+    };
+    if ret <= 0 {
+        return Ok(0);
+    }
+    let mut segment: u16 = 0;
+    let buf = if msg != 0 {
+        let m = dns::read_msghdr(msg).ok_or(0u32)?;
+        segment = cmsg_segment(&m, if dir == DIR_SEND { UDP_SEGMENT } else { UDP_GRO });
+        dns::first_iov(&m).ok_or(0u32)?.base
+    } else {
+        buf
+    };
+    let mine = known.kind == KIND_QUIC && known.peer == peer;
+    let spend = match mine {
+        true if known.budget > 0 => true,
+        _ => {
+            // Not taken on (or spent): only a client's long-header send starts it (again).
+            if dir != DIR_SEND {
+                return Ok(0);
+            }
+            let first: u8 = unsafe { aya_ebpf::helpers::bpf_probe_read_user(buf as *const u8) }.map_err(|_| 0u32)?;
+            if first & 0xc0 != 0xc0 {
+                return Ok(0);
+            }
+            let s = Socket { peer, kind: KIND_QUIC, flags: 0, _pad: [0; 2], budget: QUIC_CALLS - 1 };
+            let _ = SOCKETS.insert(&sk, &s, 0);
+            false
+        }
+    };
+    if spend && let Some(s) = SOCKETS.get_ptr_mut(&sk) {
+        unsafe {
+            if (*s).kind == KIND_QUIC && (*s).budget > 0 {
+                (*s).budget -= 1;
+            }
+        }
+    }
+    let Some(ev) = QUIC_SCRATCH.get_ptr_mut(0) else { return Ok(0) };
+    unsafe {
+        (*ev).header = header(EventKind::QuicDatagram, 0);
+        (*ev).fd = fd;
+        (*ev).len = ret as u32;
+        (*ev).segment = segment;
+        (*ev).direction = dir;
+        (*ev).syscall = syscall as u8;
+        (*ev).local = sk_local(sk, family);
+        (*ev).peer = peer;
+        // Clamped, then masked on a value the compiler cannot see through: the verifier must
+        // find the bound on the very register the helper gets (LLVM reused the unclamped
+        // length otherwise, and the load was refused).
+        let mut want = ret as u64;
+        if want > QUIC_CAPTURE_MASK {
+            want = QUIC_CAPTURE_MASK;
+        }
+        let want = core::ptr::read_volatile(&want) & QUIC_CAPTURE_MASK;
+        let got = if want > 0
+            && aya_ebpf::helpers::generated::bpf_probe_read_user((*ev).data.as_mut_ptr() as *mut _, want as u32, buf as *const _) == 0
+        {
+            want as u32
+        } else {
+            0
+        };
+        (*ev).captured = got;
+        submit_cut(ev, QUIC_HEAD, got, EventKind::QuicDatagram);
+    }
+    Ok(0)
+}
+
+/// Bytes of a call a QUIC record holds at most: [`QUIC_CAPTURE_MAX`] - 1, a mask.
+const QUIC_CAPTURE_MASK: u64 = QUIC_CAPTURE_MAX as u64 - 1;
+const _: () = assert!(QUIC_CAPTURE_MAX.is_power_of_two());
+
+/// Where a QUIC record is assembled (too large for the stack).
+#[map]
+static QUIC_SCRATCH: PerCpuArray<QuicDatagramEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// `SOL_UDP` control messages: `UDP_SEGMENT` (a send's GSO segment size, u16) and
+/// `UDP_GRO` (a receive's GRO segment size, int).
+const SOL_UDP: u64 = 17;
+const UDP_SEGMENT: u64 = 103;
+const UDP_GRO: u64 = 104;
+
+/// The GSO/GRO segment size among a msghdr's first control messages (0: none). A receive's
+/// messages are already in the user's buffer when the tracepoint fires; its `msg_controllen`
+/// is set only after, so the walk stops at the first empty header.
+#[inline(always)]
+fn cmsg_segment(m: &dns::MsgHdr, want: u64) -> u16 {
+    if m.control == 0 {
+        return 0;
+    }
+    let mut off = 0u64;
+    let mut i = 0;
+    while i < 4 {
+        if off + 16 > m.controllen {
+            break;
+        }
+        // struct cmsghdr: size_t len; int level; int type; then the data.
+        let Ok(h) = (unsafe { aya_ebpf::helpers::bpf_probe_read_user((m.control + off) as *const [u64; 2]) }) else { break };
+        let (len, level, ty) = (h[0], h[1] & 0xffff_ffff, h[1] >> 32);
+        if len < 16 {
+            break;
+        }
+        if level == SOL_UDP && ty == want {
+            let v: u16 = unsafe { aya_ebpf::helpers::bpf_probe_read_user((m.control + off + 16) as *const u16) }.unwrap_or(0);
+            return v;
+        }
+        off += (len + 7) & !7;
+        i += 1;
+    }
+    0
+}
+
+/// `sk`'s own address and port.
+#[inline(always)]
+fn sk_local(sk: u64, family: u16) -> SockAddr {
+    let mut a = SockAddr { family, port: read_kernel::<u16>(sk, koff!(skc_num)), _pad: 0, addr: [0; 16] };
+    if family == AF_INET6 {
+        a.addr = read_kernel(sk, koff!(skc_v6_rcv_saddr));
+    } else if family == AF_INET {
+        let v4: [u8; 4] = read_kernel(sk, koff!(skc_rcv_saddr));
+        a.addr[0] = v4[0];
+        a.addr[1] = v4[1];
+        a.addr[2] = v4[2];
+        a.addr[3] = v4[3];
+    }
+    a
 }
 
 /// Where a send on an unconnected socket goes: `sendto`'s address, `sendmsg`'s

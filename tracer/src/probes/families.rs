@@ -248,8 +248,16 @@ pub const DNS_SOCK_NEEDS: &[Need] = &[
 ];
 
 /// The socket members the socket-layer hooks and the connects at the SYN read.
-const SOCK_PEER_MEMBERS: &[&str] =
-    &["sock.skc_family", "sock.skc_dport", "sock.skc_daddr", "sock.skc_v6_daddr", "sock.sk_protocol"];
+const SOCK_PEER_MEMBERS: &[&str] = &[
+    "sock.skc_family",
+    "sock.skc_dport",
+    "sock.skc_daddr",
+    "sock.skc_v6_daddr",
+    "sock.sk_protocol",
+    "sock.skc_num",
+    "sock.skc_rcv_saddr",
+    "sock.skc_v6_rcv_saddr",
+];
 
 /// The price of any `syscalls:` tracepoint, for the report of a kernel that falls back to them.
 pub const SYSCALLS_COST: &str = "every system call of every process goes through the kernel's tracing slow path (dd bs=1 ran at about half its speed)";
@@ -392,10 +400,10 @@ pub static TCP_STATE: Family = Family {
 
 /// DNS messages over UDP and TCP port 53 (and plain HTTP on port 80 and the port-443 wire
 /// capture, read by the same programs): at the socket layer, or at the syscall tracepoints
-/// of the socket calls.
+/// of the socket calls. At the socket layer also the first datagrams of UDP port 443 (QUIC).
 pub static DNS: Family = Family {
     name: "dns",
-    emits: &[EventKind::Dns, EventKind::SocketData],
+    emits: &[EventKind::Dns, EventKind::SocketData, EventKind::QuicDatagram],
     attach: &[Attach {
         when: When::SocketCallsAtSyscalls,
         points: Points::OneOf(Choice {
