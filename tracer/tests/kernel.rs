@@ -60,8 +60,11 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
         })
         .await;
     let EventBody::Connect { fd: cfd, ret, skaddr, tcp, duration_ns, .. } = connect.body.clone() else { unreachable!() };
-    let connect_start = connect.ts_ns - duration_ns;
     let at_syn = connects_at_syn(&t.probes);
+    // At the SYN the connect's record and the state change's come from two programs on the
+    // same tracepoint, in either order: a millisecond's slack either side.
+    let slack = if at_syn { 1_000_000 } else { 0 };
+    let connect_start = connect.ts_ns - duration_ns - slack;
     assert_eq!((cfd, ret, tcp), (fd, if at_syn { -115 } else { 0 }, true), "connect fd/ret/tcp");
     assert_ne!(skaddr, 0, "connect carries the kernel socket address");
     t.wait_for("ESTABLISHED on that socket", Duration::from_secs(10), |e| {
@@ -97,9 +100,7 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
     assert!(syn < est && states[syn].2 <= states[est].2, "handshake order: {states:?}");
     // The process-context transition carries our pid. Socket addresses are reused, so take
     // the SYN_SENT of this socket that came last before our connect returned.
-    // At the SYN the connect's record and the state change's come from two programs on the
-    // same tracepoint, in either order: a millisecond's slack.
-    let returned = connect.ts_ns + if at_syn { 1_000_000 } else { 0 };
+    let returned = connect.ts_ns + slack;
     let syn_ev = t
         .seen
         .iter()
