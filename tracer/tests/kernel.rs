@@ -105,8 +105,7 @@ async fn connect_to_listener_reports_tuple_pid_and_handshake_order() {
         .seen
         .iter()
         .filter(|e| e.ts_ns <= returned)
-        .filter(|e| matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::SynSent, .. } if *s == skaddr))
-        .next_back()
+        .rfind(|e| matches!(&e.body, EventBody::TcpState { skaddr: s, new: TcpState::SynSent, .. } if *s == skaddr))
         .expect("SYN_SENT before the connect returned");
     assert_eq!(syn_ev.tgid, me);
 }

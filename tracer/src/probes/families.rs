@@ -63,8 +63,9 @@ pub struct Attach {
 pub enum When {
     Always,
     /// Unless the client filter sees the socket calls at libc instead (`--pid`, `--comm` or
-    /// `-- COMMAND` without `--syscall-tracepoints`): one syscall tracepoint sends every
-    /// system call of every process through the kernel's slow path.
+    /// `-- COMMAND` without `--syscall-tracepoints`): the socket calls of every process, at
+    /// the socket layer where the kernel has it (6.3+), else at the syscall tracepoints (one
+    /// of which sends every system call of every process through the kernel's slow path).
     SocketCallsAtSyscalls,
     /// Only when the client filter sees the socket calls at libc, in the traced processes.
     SocketCallsAtLibc,
