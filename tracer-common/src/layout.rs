@@ -231,6 +231,17 @@ pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
 /// connect ends.
 pub const ERRORS_AT_CLOSE: &str = "ERRORS_AT_CLOSE";
 
+/// `u32` global: 1 when the `dns` family sees the socket calls at the socket layer
+/// (`sock:sock_send_length` / `sock_recv_length`, 6.3+) instead of at the syscall
+/// tracepoints. The watched sockets are then kept by kernel socket address (not by tgid and
+/// fd): added at the connect, removed at the TCP state change to CLOSE (UDP: LRU), so that
+/// no `close(2)` probe is needed.
+pub const SOCK_HOOKS: &str = "SOCK_HOOKS";
+
+/// `u32` global: 1 when the `tls_fd` family's work (the fd under a TLS call, what `writev`
+/// and `readv` move) is done by the socket-layer programs of [`SOCK_HOOKS`].
+pub const SOCK_TLS_FD: &str = "SOCK_TLS_FD";
+
 /// x86_64 `THREAD_SIZE` (16 KiB: PAGE_SIZE << 2; Debian's kernels have no KASAN, which
 /// doubles it) and `sizeof(struct pt_regs)`: the user registers of a task's system call are
 /// the last `PT_REGS_SIZE` bytes of its kernel stack.

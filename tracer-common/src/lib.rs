@@ -49,10 +49,13 @@ pub enum EventKind {
     /// Plaintext on a TCP socket connected to port 80 (HTTP without TLS), same layout as
     /// [`TlsDataEvent`] with `lib` = [`TlsLib::None`] and `func` a [`DnsSyscall`] number.
     SocketData = 11,
+    /// UDP datagrams to or from port 443 (QUIC): the first calls of each socket
+    /// ([`QuicDatagramEvent`]).
+    QuicDatagram = 12,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Connect,
         EventKind::TcpState,
         EventKind::SockError,
@@ -64,6 +67,7 @@ impl EventKind {
         EventKind::Exec,
         EventKind::Exit,
         EventKind::SocketData,
+        EventKind::QuicDatagram,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -83,6 +87,7 @@ impl EventKind {
             EventKind::Exec => "exec",
             EventKind::Exit => "exit",
             EventKind::SocketData => "socket_data",
+            EventKind::QuicDatagram => "quic_datagram",
         }
     }
 }
@@ -234,6 +239,40 @@ pub struct DnsEvent {
     pub peer: SockAddr,
     pub data: [u8; DNS_CAPTURE_MAX],
 }
+
+/// Bytes of a [`QuicDatagramEvent`]'s call copied: a client's first Initial is at least
+/// 1,200 bytes, and with GSO one send carries several datagrams (the ClientHello of a
+/// post-quantum key share spans two Initials).
+pub const QUIC_CAPTURE_MAX: usize = 4096;
+
+/// The UDP datagrams one send or receive moved on a socket to or from port 443 (QUIC). With
+/// GSO (`UDP_SEGMENT`) or GRO (`UDP_GRO`) one call moves several datagrams: every
+/// `segment` bytes of the call start the next one (the last may be shorter). Sent cut after
+/// `captured` bytes of `data` ([`QUIC_HEAD`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct QuicDatagramEvent {
+    pub header: EventHeader,
+    pub fd: i32,
+    /// Bytes the call moved (every datagram of it).
+    pub len: u32,
+    /// Bytes copied into `data` (<= [`QUIC_CAPTURE_MAX`]), from the call's first byte.
+    pub captured: u32,
+    /// GSO/GRO segment size; 0: the call moved one datagram.
+    pub segment: u16,
+    /// [`DIR_SEND`] or [`DIR_RECV`].
+    pub direction: u8,
+    /// A [`DnsSyscall`] number.
+    pub syscall: u8,
+    /// The socket's own address (family 0 when unknown).
+    pub local: SockAddr,
+    /// The server (port 443).
+    pub peer: SockAddr,
+    pub data: [u8; QUIC_CAPTURE_MAX],
+}
+
+/// Bytes of a [`QuicDatagramEvent`] before its data.
+pub const QUIC_HEAD: usize = core::mem::size_of::<QuicDatagramEvent>() - QUIC_CAPTURE_MAX;
 
 /// TLS libraries probed.
 #[repr(u8)]

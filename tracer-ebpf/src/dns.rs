@@ -42,19 +42,22 @@ pub struct Socket {
 }
 
 /// Talks to port 53: its messages are DNS.
-const KIND_DNS: u8 = 1;
+pub const KIND_DNS: u8 = 1;
 /// A TCP socket connected to port 80: its traffic is HTTP without TLS.
-const KIND_PLAIN: u8 = 2;
+pub const KIND_PLAIN: u8 = 2;
 /// A TCP socket connected to port 443: its first records on the wire (ClientHello with SNI
 /// and ALPN, the server's answer, the first application data) time the handshake and name
 /// the server even where no TLS library is probed; after the budget the ciphertext is of no
 /// use, so capture stops.
-const KIND_WIRE: u8 = 3;
-const WIRE_CALLS: u32 = 16;
+pub const KIND_WIRE: u8 = 3;
+pub const WIRE_CALLS: u32 = 16;
 
-/// Sockets talking to port 53, 80 or 443, by (tgid, fd). Cleaned on `close(2)`; LRU-bounded.
+/// Sockets talking to port 53, 80 or 443, by (tgid, fd) at the syscall tracepoints (cleaned
+/// on `close(2)`), or by kernel socket address at the socket-layer hooks (`crate::sock`:
+/// cleaned at the TCP state change to CLOSE). The two kinds of key cannot meet: a kernel
+/// address has its top bits set, a tgid is below 2^22. LRU-bounded.
 #[map]
-static SOCKETS: LruHashMap<u64, Socket> = LruHashMap::with_max_entries(16384, 0);
+pub static SOCKETS: LruHashMap<u64, Socket> = LruHashMap::with_max_entries(16384, 0);
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -70,7 +73,7 @@ struct PendingRecv {
 }
 
 #[inline(always)]
-fn key_of(fd: i32) -> u64 {
+pub fn key_of(fd: i32) -> u64 {
     fd_key((pid_tgid() >> 32) as u32, fd)
 }
 
@@ -110,7 +113,7 @@ fn socket(fd: i32) -> Option<Socket> {
 /// receives check at entry and spend at exit, only when bytes arrived (non-blocking reads
 /// often return EAGAIN).
 #[inline(always)]
-fn capture(fd: i32, s: &Socket, spend: bool) -> bool {
+pub fn capture(key: u64, s: &Socket, spend: bool) -> bool {
     match s.kind {
         KIND_PLAIN => true,
         KIND_WIRE => {
@@ -118,7 +121,7 @@ fn capture(fd: i32, s: &Socket, spend: bool) -> bool {
                 return false;
             }
             if spend {
-                spend_wire_budget(fd);
+                spend_wire_budget(key);
             }
             true
         }
@@ -126,9 +129,10 @@ fn capture(fd: i32, s: &Socket, spend: bool) -> bool {
     }
 }
 
+/// One call of a port-443 socket's budget spent (`key`: its [`SOCKETS`] key).
 #[inline(always)]
-fn spend_wire_budget(fd: i32) {
-    if let Some(s) = SOCKETS.get_ptr_mut(&key_of(fd)) {
+pub fn spend_wire_budget(key: u64) {
+    if let Some(s) = SOCKETS.get_ptr_mut(&key) {
         unsafe {
             if (*s).kind == KIND_WIRE && (*s).budget > 0 {
                 (*s).budget -= 1;
@@ -139,7 +143,7 @@ fn spend_wire_budget(fd: i32) {
 
 /// Report plaintext moved on a port-80 socket, in the TLS data record layout.
 #[inline(always)]
-fn emit_plain(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, start_ns: u64) {
+pub fn emit_plain(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, start_ns: u64) {
     let call = tls::TlsCall {
         start_ns,
         obj: 0,
@@ -177,7 +181,7 @@ static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Report one DNS message found at user address `buf`.
 #[inline(always)]
-fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &Socket) {
+pub fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &Socket) {
     let Some(ev) = DNS_SCRATCH.get_ptr_mut(0) else { return };
     unsafe {
         (*ev).header = header(EventKind::Dns, 0);
@@ -197,33 +201,33 @@ fn emit(fd: i32, buf: u64, len: u64, dir: u8, syscall: DnsSyscall, sock: &Socket
 /// `struct msghdr` as user space lays it out on 64-bit.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct MsgHdr {
-    name: u64,
-    namelen: u32,
-    _pad0: u32,
-    iov: u64,
-    iovlen: u64,
-    control: u64,
-    controllen: u64,
-    flags: u32,
-    _pad1: u32,
+pub struct MsgHdr {
+    pub name: u64,
+    pub namelen: u32,
+    pub _pad0: u32,
+    pub iov: u64,
+    pub iovlen: u64,
+    pub control: u64,
+    pub controllen: u64,
+    pub flags: u32,
+    pub _pad1: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct IoVec {
-    base: u64,
-    len: u64,
+pub struct IoVec {
+    pub base: u64,
+    pub len: u64,
 }
 
 /// `struct mmsghdr`: a msghdr and the byte count of that message.
-const MMSGHDR_SIZE: u64 = 64;
+pub const MMSGHDR_SIZE: u64 = 64;
 const MMSG_LEN_OFFSET: u64 = 56;
 /// glibc sends two (A + AAAA); a few more are cheap.
-const MMSG_MAX: u64 = 4;
+pub const MMSG_MAX: u64 = 4;
 
 #[inline(always)]
-fn read_msghdr(ptr: u64) -> Option<MsgHdr> {
+pub fn read_msghdr(ptr: u64) -> Option<MsgHdr> {
     if ptr == 0 {
         return None;
     }
@@ -231,7 +235,7 @@ fn read_msghdr(ptr: u64) -> Option<MsgHdr> {
 }
 
 #[inline(always)]
-fn first_iov(msg: &MsgHdr) -> Option<IoVec> {
+pub fn first_iov(msg: &MsgHdr) -> Option<IoVec> {
     if msg.iov == 0 || msg.iovlen == 0 {
         return None;
     }
@@ -273,7 +277,7 @@ pub fn on_write<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     let Some(s) = socket(fd) else { return Ok(0) };
-    if capture(fd, &s, true) {
+    if capture(key_of(fd), &s, true) {
         emit_plain(fd, ctx.get(1)?, ctx.get(2)?, DIR_SEND, DnsSyscall::Write, now());
     } else if s.kind == KIND_DNS {
         emit(fd, ctx.get(1)?, ctx.get(2)?, DIR_SEND, DnsSyscall::Write, &s);
@@ -291,7 +295,7 @@ pub fn on_sendto<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     tls::learn_fd(fd);
     let known = socket(fd);
     if let Some(s) = &known
-        && capture(fd, s, true)
+        && capture(key_of(fd), s, true)
     {
         emit_plain(fd, ctx.get(1)?, ctx.get(2)?, DIR_SEND, DnsSyscall::Sendto, now());
         return Ok(0);
@@ -311,7 +315,7 @@ pub fn on_sendmsg<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     tls::learn_fd(fd);
     let known = socket(fd);
     if let Some(s) = &known {
-        if capture(fd, s, true) {
+        if capture(key_of(fd), s, true) {
             let msg = read_msghdr(ctx.get(1)?).ok_or(0u32)?;
             emit_plain_iovs(fd, msg.iov, msg.iovlen, DnsSyscall::Sendmsg);
             return Ok(0);
@@ -352,7 +356,7 @@ pub fn on_sendmmsg<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
 
 /// iovecs of one writev/sendmsg reported on a port-80 socket (HTTP/1 clients such as
 /// hyper write head and body with one writev).
-const PLAIN_IOV_MAX: u64 = 4;
+pub const PLAIN_IOV_MAX: u64 = 4;
 
 #[inline(always)]
 fn emit_plain_iovs(fd: i32, iov: u64, iovlen: u64, syscall: DnsSyscall) {
@@ -377,7 +381,7 @@ pub fn on_writev<A: CallArgs>(ctx: &A) -> Result<u32, u32> {
     let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     if let Some(s) = socket(fd)
-        && capture(fd, &s, true)
+        && capture(key_of(fd), &s, true)
     {
         emit_plain_iovs(fd, ctx.get(1)?, ctx.get(2)?, DnsSyscall::Writev);
     }
@@ -396,7 +400,7 @@ pub fn enter_recv<A: CallArgs>(ctx: &A, syscall: DnsSyscall) -> Result<u32, u32>
     let fd = ctx.get(0)? as i32;
     tls::learn_fd(fd);
     let Some(s) = socket(fd) else { return Ok(0) };
-    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && capture(fd, &s, false);
+    let plain = matches!(syscall, DnsSyscall::Read | DnsSyscall::Recvfrom | DnsSyscall::Readv) && capture(key_of(fd), &s, false);
     if syscall == DnsSyscall::Readv && !plain {
         return Ok(0);
     }
@@ -433,7 +437,7 @@ pub fn exit_recv<R: CallRet>(ctx: &R) -> Result<u32, u32> {
         return Ok(0);
     }
     if p.plain != 0 {
-        spend_wire_budget(p.fd);
+        spend_wire_budget(key_of(p.fd));
         let syscall = DnsSyscall::from_u8(p.syscall).ok_or(0u32)?;
         if syscall == DnsSyscall::Readv {
             // The first iovec: where a reader's data starts.

@@ -13,6 +13,7 @@ mod filter;
 mod net;
 mod dns;
 mod libc;
+mod sock;
 mod tls;
 mod process;
 

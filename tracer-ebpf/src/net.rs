@@ -20,7 +20,7 @@ use tracer_common::{
 use crate::common::{
     CallArgs, CallRet, EVENTS, Record, count_lost, header, now, pid_tgid, read_kernel, read_user_sockaddr, submit, wakeup_flags,
 };
-use crate::{dns, filter, koff, tp_get, tp_get16};
+use crate::{dns, filter, koff, sock, tp_get, tp_get16};
 
 const TCP_SYN_SENT: i32 = 2;
 const TCP_FIN_WAIT2: i32 = 5;
@@ -73,7 +73,11 @@ fn note_connect(fd: i32, uaddr: u64) -> Option<SockAddr> {
         // Error reports carry no socket address: keep those about this destination.
         filter::add_flow(&dst);
     }
-    dns::remember_connected(fd, &dst);
+    // With the socket-layer hooks the watched sockets are kept by socket address, from
+    // the connect's exit (`try_exit_connect`), and nothing reads the ones kept by fd.
+    if !sock::hooks_on() {
+        dns::remember_connected(fd, &dst);
+    }
     Some(dst)
 }
 
@@ -135,8 +139,12 @@ pub fn try_exit_connect<R: CallRet>(ctx: &R, libc: bool) -> Result<u32, u32> {
             flags |= CONNECT_ERRNO_UNSEEN;
         }
     }
-    if pending.flags & CONNECT_TCP != 0 && pending.dst.port == 53 {
-        dns::mark_tcp(pending.fd);
+    if pending.flags & CONNECT_TCP != 0 {
+        if sock::hooks_on() {
+            sock::remember_sk(pending.skaddr, &pending.dst);
+        } else if pending.dst.port == 53 {
+            dns::mark_tcp(pending.fd);
+        }
     }
     let ev = ConnectEvent {
         header: header(EventKind::Connect, core::mem::size_of::<ConnectEvent>()),
@@ -225,6 +233,10 @@ fn try_set_state(rec: &SetState<'_>) -> Result<u32, u32> {
     if filter::sock_traced(skaddr) {
         if newstate == TCP_CLOSE {
             filter::remove_sock(skaddr);
+            if sock::hooks_on() {
+                // The socket-layer hooks' watched socket, if it was one: no close(2) probe.
+                sock::forget_sk(skaddr);
+            }
         }
     } else if oldstate == TCP_CLOSE
         && (newstate == TCP_SYN_SENT || filter::enabled() && newstate != TCP_CLOSE)

@@ -108,6 +108,15 @@ fn fd_unknown_add(delta: i64) {
     }
 }
 
+/// Whether some in-flight TLS call does not know its fd yet (see [`FD_UNKNOWN`]).
+#[inline(always)]
+pub fn fd_unknown() -> bool {
+    match FD_UNKNOWN.get(0) {
+        Some(n) => (unsafe { core::ptr::read_volatile(n) }) != 0,
+        None => true,
+    }
+}
+
 /// Called from the read/write syscall tracepoints: if this thread is inside a TLS call that
 /// does not know its fd yet, this is it.
 #[inline(always)]

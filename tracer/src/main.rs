@@ -151,9 +151,10 @@ struct RunArgs {
     /// running now and those that exec it later, and their descendants.
     #[arg(long, value_name = "NAME", conflicts_with = "command", value_parser = parse_comm)]
     comm: Option<String>,
-    /// With a filter: see connects, DNS and plain HTTP at the syscall tracepoints (as without
-    /// a filter) instead of at libc in the traced processes. Then nothing of a process that
-    /// `--comm` catches at its exec is missed before its uprobes are in, but every system call
+    /// With a filter: see connects, DNS and plain HTTP for every process as without a filter
+    /// (at the socket layer on 6.3+, else at the syscall tracepoints) instead of at libc in the
+    /// traced processes. Then nothing of a process that `--comm` catches at its exec is missed
+    /// before its uprobes are in; on kernels without the socket-layer hooks every system call
     /// of every process takes the kernel's tracing slow path (an untraced busy server slows
     /// down; benchmark 4).
     #[arg(long)]

@@ -139,7 +139,7 @@ enum Cmd {
         /// Shorter durations and sizes.
         #[arg(long, conflicts_with = "smoke")]
         quick: bool,
-        /// Only these benchmarks (1-8, comma-separated).
+        /// Only these benchmarks (1-9, comma-separated).
         #[arg(long, value_delimiter = ',')]
         only: Vec<u8>,
         /// Keep the work directory (daemon logs, databases).

@@ -14,6 +14,8 @@
 //! - 5 ([`pipeline`]): connect storms at rising rates: the highest rate without loss.
 //! - 6 ([`history_bench`]): a seeded database of page loads, ingest rate and API latency.
 //! - 7 ([`memory`]): the daemon's RSS idle and under the connect storm.
+//! - 9 ([`untraced`]): issue 20's target A, `dd bs=1` and small files under an unfiltered
+//!   daemon (socket-layer hooks) and under the syscall tracepoints.
 pub mod bench_tool;
 pub mod load;
 pub mod procs;
@@ -22,6 +24,7 @@ pub mod tools;
 pub mod util;
 
 mod suites;
+mod untraced;
 
 use std::{
     io::Write as _,
@@ -31,6 +34,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 pub use suites::{filter, history_bench, memory, overhead, pipeline, realistic};
+pub use untraced::untraced;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -40,8 +44,8 @@ pub struct BenchArgs {
     /// Shorter runs: fewer rounds, shorter windows, 200,000 page loads, 2 minutes of memory.
     #[arg(long, conflicts_with = "smoke")]
     pub quick: bool,
-    /// Run only these benchmarks (1-8, comma-separated; 1 and 2 run together, as do 3 and 8).
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
+    /// Run only these benchmarks (1-9, comma-separated; 1 and 2 run together, as do 3 and 8).
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=9))]
     pub only: Vec<u8>,
     /// Append the results to this Markdown file.
     #[arg(long)]
@@ -227,13 +231,14 @@ pub fn main(args: BenchArgs) -> Result<()> {
         ),
     )?;
     type Bench = fn(&Ctx, &[u8]) -> Result<Vec<Section>>;
-    let benches: [(&[u8], &str, Bench); 6] = [
+    let benches: [(&[u8], &str, Bench); 7] = [
         (&[1, 2], "1+2 overhead", overhead),
         (&[3, 8], "3+8 realistic load and live latency", realistic),
         (&[4], "4 filter", filter),
         (&[5], "5 event pipeline", pipeline),
         (&[6], "6 history at scale", history_bench),
         (&[7], "7 memory", memory),
+        (&[9], "9 untraced work (target A)", untraced),
     ];
     let mut failures = Vec::new();
     for (numbers, name, bench) in benches {
@@ -295,6 +300,7 @@ mod tests {
         assert!(smoke.memory_s < quick.memory_s && quick.memory_s < full.memory_s);
         assert!(T::try_parse_from(["t", "--smoke", "--quick"]).is_err());
         assert_eq!(T::parse_from(["t", "--only", "1,6"]).b.only, vec![1, 6]);
-        assert!(T::try_parse_from(["t", "--only", "9"]).is_err());
+        assert!(T::try_parse_from(["t", "--only", "10"]).is_err());
+        assert_eq!(T::parse_from(["t", "--only", "9"]).b.only, vec![9]);
     }
 }

@@ -51,7 +51,7 @@ impl Mode {
 
 /// The floor's hooks: those a daemon started with `args` reports attached (see
 /// [`floor_hooks`]).
-fn attached_hooks(ctx: &Ctx, args: &[&str], own_exe: Option<&std::path::Path>) -> Result<Vec<String>> {
+pub(super) fn attached_hooks(ctx: &Ctx, args: &[&str], own_exe: Option<&std::path::Path>) -> Result<Vec<String>> {
     let d = Daemon::start(&ctx.exe, &ctx.dir, "probe-list", args)?;
     let hooks = floor_hooks(&d.health()?, own_exe);
     d.stop()?;
@@ -73,6 +73,9 @@ fn floor_hooks(health: &Value, own_exe: Option<&std::path::Path>) -> Vec<String>
         let Some((_, name)) = point.split_once(' ') else { continue };
         match (variant, target) {
             ("tracepoint", _) => hooks.push(format!("tracepoint:{name}")),
+            // A BTF tracepoint is the same kernel tracepoint ("sock:sock_send_length", or
+            // "sock:inet_sock_set_state (connects, at their SYN)"): counted as one.
+            ("tp_btf", _) => hooks.push(format!("tracepoint:{}", name.split(' ').next().unwrap_or(name))),
             // Only the libraries the workloads use: bpftrace detaches uprobes one by one, and
             // with every library of the machine (NSPR, NSS, Firefox's NSS) it takes minutes to
             // stop. Hooks that no workload process hits cost the workloads nothing either way.
@@ -96,7 +99,7 @@ fn workload_library(path: &str) -> bool {
     file.starts_with("libssl.so") || file.starts_with("libgnutls.so")
 }
 
-fn floor_program(hooks: &[String]) -> String {
+pub(super) fn floor_program(hooks: &[String]) -> String {
     format!("BEGIN {{ printf(\"READY\\n\"); }}\n{} {{ @ = count(); }}\n", hooks.join(",\n"))
 }
 

@@ -19,6 +19,7 @@ pub fn attached(kernel: &str, probes: &Probes, filter: Option<&ClientFilter>) ->
         out.push_str(&format!("  note: {w}\n"));
     }
     out.push_str(&summary(&probes.status));
+    out.push_str(&syscall_tracepoints(&probes.status));
     match filter {
         Some(f) => out.push_str(&format!("filter: {}\n", f.describe())),
         None => out.push_str("filter: none (every process is traced)\n"),
@@ -126,6 +127,22 @@ pub fn summary(status: &[ProbeStatus]) -> String {
     out
 }
 
+/// Whether any `syscalls:` tracepoint is attached: one puts every system call of every
+/// process on the kernel's tracing slow path, which is what a user pays for most.
+pub fn syscall_tracepoints(status: &[ProbeStatus]) -> String {
+    let attached: Vec<&str> =
+        status.iter().filter(|s| s.attached && s.point.starts_with("tracepoint syscalls:")).map(|s| &s.point["tracepoint ".len()..]).collect();
+    if attached.is_empty() {
+        "syscall tracepoints: none attached (system calls stay on the kernel's fast path)\n".to_string()
+    } else {
+        format!(
+            "syscall tracepoints: {} attached ({}): every system call of every process takes the kernel's tracing slow path\n",
+            attached.len(),
+            attached.join(", ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +199,20 @@ mod tests {
         );
         let plain = serving(&config("10.0.0.1:7878"), &Served { show_token: None, token_source: &TokenSource::Env, tls: None, metrics_token: false });
         assert!(plain.contains("WARNING: plain HTTP off loopback"), "{plain}");
+    }
+
+    #[test]
+    fn attached_syscall_tracepoints_are_named_and_their_absence_said() {
+        let none = syscall_tracepoints(&[
+            status("dns", "tp_btf sock:sock_send_length", None, "tp_btf", true, None),
+            status("dns", "tracepoint syscalls:sys_enter_write", None, "tracepoint", false, None),
+        ]);
+        assert!(none.starts_with("syscall tracepoints: none attached"), "{none}");
+        let some = syscall_tracepoints(&[
+            status("tcp_connect", "tracepoint syscalls:sys_enter_connect", None, "tracepoint", true, None),
+            status("tcp_connect", "tracepoint syscalls:sys_exit_connect", None, "tracepoint", true, None),
+        ]);
+        assert!(some.starts_with("syscall tracepoints: 2 attached (syscalls:sys_enter_connect, syscalls:sys_exit_connect)"), "{some}");
     }
 
     #[test]

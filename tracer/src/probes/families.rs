@@ -63,8 +63,9 @@ pub struct Attach {
 pub enum When {
     Always,
     /// Unless the client filter sees the socket calls at libc instead (`--pid`, `--comm` or
-    /// `-- COMMAND` without `--syscall-tracepoints`): one syscall tracepoint sends every
-    /// system call of every process through the kernel's slow path.
+    /// `-- COMMAND` without `--syscall-tracepoints`): the socket calls of every process, at
+    /// the socket layer where the kernel has it (6.3+), else at the syscall tracepoints (one
+    /// of which sends every system call of every process through the kernel's slow path).
     SocketCallsAtSyscalls,
     /// Only when the client filter sees the socket calls at libc, in the traced processes.
     SocketCallsAtLibc,
@@ -119,7 +120,9 @@ pub struct Variant {
     pub points: &'static [Points],
     /// A `u32` global set to 1 when this variant is chosen.
     pub global: Option<&'static str>,
-    /// What it does not see that the first variant does, when chosen.
+    /// What it does not see that another variant of the choice does, when chosen (the
+    /// preferred variant may trade a fact for a price: the socket-layer connects lose the
+    /// return code of connects that fail before their SYN, and stop slowing every syscall).
     pub misses: Option<&'static str>,
 }
 
@@ -134,6 +137,11 @@ pub enum Need {
     Symbol(&'static str),
     /// Members of kernel structures in BTF, by [`super::kernel::BTF_MEMBERS`] name.
     Btf(&'static [&'static str]),
+    /// Another family's choice got this variant (programs that share maps or globals, such
+    /// as the socket-layer hooks of `dns`, `tls_fd` and `tcp_connect`). Not a kernel need:
+    /// checked against the run's plan, and the family named must have its choice resolved
+    /// first (see `super::variants::plan`).
+    Variant(&'static str, &'static str),
 }
 
 /// A tracefs tracepoint and the program attached to it.
@@ -224,16 +232,75 @@ const fn with_fields(program: &'static str, tp: &'static TpFields) -> Tracepoint
     Tracepoint { program, category: tp.category, name: tp.name, fields: Some(tp), if_missing: &[] }
 }
 
-/// `connect(2)` of every process, at its syscall tracepoints.
+/// The name of the socket-layer variant of `dns`, `tls_fd` (and what `tcp_connect`'s
+/// `tp_btf` needs beside it).
+pub const SOCK_LENGTH: &str = "sock_length";
+/// The name of the syscall tracepoint variant of `tcp_connect`, `dns` and `tls_fd`.
+pub const SYSCALLS: &str = "syscalls";
+
+/// What the socket-layer hooks need: the two tracepoints (6.3+), the task's saved user
+/// registers (`bpf_task_pt_regs`, 5.15+: the syscall's fd and buffers), and the socket's
+/// peer from BTF.
+pub const DNS_SOCK_NEEDS: &[Need] = &[
+    Need::Tracepoint("sock", "sock_send_length"),
+    Need::Tracepoint("sock", "sock_recv_length"),
+    Need::Symbol("bpf_task_pt_regs"),
+    Need::Btf(SOCK_PEER_MEMBERS),
+];
+
+/// The socket members the socket-layer hooks and the connects at the SYN read.
+const SOCK_PEER_MEMBERS: &[&str] = &[
+    "sock.skc_family",
+    "sock.skc_dport",
+    "sock.skc_daddr",
+    "sock.skc_v6_daddr",
+    "sock.sk_protocol",
+    "sock.skc_num",
+    "sock.skc_rcv_saddr",
+    "sock.skc_v6_rcv_saddr",
+];
+
+/// The price of any `syscalls:` tracepoint, for the report of a kernel that falls back to them.
+pub const SYSCALLS_COST: &str = "every system call of every process goes through the kernel's tracing slow path (dd bs=1 ran at about half its speed)";
+
+/// `connect(2)` of every process: at its SYN (no syscall tracepoint), or at its syscall
+/// tracepoints.
 pub static TCP_CONNECT: Family = Family {
     name: "tcp_connect",
     emits: &[EventKind::Connect],
     attach: &[Attach {
         when: When::SocketCallsAtSyscalls,
-        points: Points::Tracepoints(&[
-            syscall("sys_enter_connect", "sys_enter_connect"),
-            syscall("sys_exit_connect", "sys_exit_connect"),
-        ]),
+        points: Points::OneOf(Choice {
+            what: "connects",
+            variants: &[
+                Variant {
+                    name: "tp_btf",
+                    uses: "tp_btf inet_sock_set_state at CLOSE -> SYN_SENT (inside connect(2)), the fd from the user registers by bpf_task_pt_regs",
+                    needs: &[Need::Symbol("bpf_task_pt_regs"), Need::Btf(SOCK_PEER_MEMBERS), Need::Variant("dns", SOCK_LENGTH)],
+                    points: &[Points::BtfTracepoint(BtfTracepoint {
+                        program: "connect_at_syn",
+                        tracepoint: "inet_sock_set_state",
+                        report_as: "sock:inet_sock_set_state (connects, at their SYN)",
+                    })],
+                    global: None,
+                    misses: Some(
+                        "a connect's own return: each TCP connect is reported in progress at its SYN and its outcome comes from the state changes and error reports; a connect that fails before any SYN (ENETUNREACH) and UDP connects are not seen",
+                    ),
+                },
+                Variant {
+                    name: SYSCALLS,
+                    uses: "tracepoints syscalls:sys_enter_connect / sys_exit_connect",
+                    needs: &[],
+                    points: &[Points::Tracepoints(&[
+                        syscall("sys_enter_connect", "sys_enter_connect"),
+                        syscall("sys_exit_connect", "sys_exit_connect"),
+                    ])],
+                    global: None,
+                    misses: Some(SYSCALLS_COST),
+                },
+            ],
+            without: "connects are not seen",
+        }),
     }],
 };
 
@@ -332,14 +399,45 @@ pub static TCP_STATE: Family = Family {
     ],
 };
 
-/// DNS messages over UDP and TCP port 53 (and plain HTTP on port 80, read by the same
-/// programs), at the syscall tracepoints of the socket calls.
+/// DNS messages over UDP and TCP port 53 (and plain HTTP on port 80 and the port-443 wire
+/// capture, read by the same programs): at the socket layer, or at the syscall tracepoints
+/// of the socket calls. At the socket layer also the first datagrams of UDP port 443 (QUIC).
 pub static DNS: Family = Family {
     name: "dns",
-    emits: &[EventKind::Dns, EventKind::SocketData],
+    emits: &[EventKind::Dns, EventKind::SocketData, EventKind::QuicDatagram],
     attach: &[Attach {
         when: When::SocketCallsAtSyscalls,
-        points: Points::Tracepoints(&[
+        points: Points::OneOf(Choice {
+            what: "socket calls",
+            variants: &[
+                Variant {
+                    name: SOCK_LENGTH,
+                    uses: "tp_btf sock_send_length / sock_recv_length (socket calls only), the syscall's arguments from the user registers by bpf_task_pt_regs",
+                    needs: DNS_SOCK_NEEDS,
+                    points: &[
+                        Points::BtfTracepoint(BtfTracepoint {
+                            program: "sock_send_length",
+                            tracepoint: "sock_send_length",
+                            report_as: "sock:sock_send_length",
+                        }),
+                        Points::BtfTracepoint(BtfTracepoint {
+                            program: "sock_recv_length",
+                            tracepoint: "sock_recv_length",
+                            report_as: "sock:sock_recv_length",
+                        }),
+                    ],
+                    global: Some(tracer_common::layout::SOCK_HOOKS),
+                    misses: None,
+                },
+                Variant { name: SYSCALLS, uses: "tracepoints syscalls:sys_enter_*/sys_exit_* of the socket calls and close", needs: &[], points: &[Points::Tracepoints(DNS_SYSCALLS)], global: None, misses: Some(SYSCALLS_COST) },
+            ],
+            without: "DNS, plain HTTP and the TLS wire capture are not seen",
+        }),
+    }],
+};
+
+/// The syscall tracepoints of [`DNS`]'s `syscalls` variant.
+const DNS_SYSCALLS: &[Tracepoint] = &[
             syscall("sys_enter_write", "sys_enter_write"),
             syscall("sys_enter_sendto", "sys_enter_sendto"),
             syscall("sys_enter_sendmsg", "sys_enter_sendmsg"),
@@ -355,9 +453,7 @@ pub static DNS: Family = Family {
             syscall("sys_exit_recv", "sys_exit_recvmmsg"),
             syscall("sys_exit_recv", "sys_exit_readv"),
             syscall("sys_enter_close", "sys_enter_close"),
-        ]),
-    }],
-};
+];
 
 /// Which fd a TLS object uses (learnt from the read/write calls made while a TLS call is in
 /// flight; see tracer-ebpf's `tls::learn_fd`), and plain HTTP written with writev.
@@ -366,10 +462,32 @@ pub static TLS_FD: Family = Family {
     emits: &[EventKind::SocketData],
     attach: &[Attach {
         when: When::SocketCallsAtSyscalls,
-        points: Points::Tracepoints(&[
-            syscall("sys_enter_writev", "sys_enter_writev"),
-            syscall("sys_enter_readv", "sys_enter_readv"),
-        ]),
+        points: Points::OneOf(Choice {
+            what: "fds under TLS calls, writev/readv",
+            variants: &[
+                Variant {
+                    name: SOCK_LENGTH,
+                    uses: "the socket-layer programs of dns's sock_length variant",
+                    needs: &[Need::Variant("dns", SOCK_LENGTH)],
+                    points: &[],
+                    global: Some(tracer_common::layout::SOCK_TLS_FD),
+                    misses: None,
+                },
+                Variant {
+                    name: SYSCALLS,
+                    uses: "tracepoints syscalls:sys_enter_writev / sys_enter_readv, and dns's syscall programs",
+                    // The fds are learnt in dns's read/write programs too.
+                    needs: &[Need::Variant("dns", SYSCALLS)],
+                    points: &[Points::Tracepoints(&[
+                        syscall("sys_enter_writev", "sys_enter_writev"),
+                        syscall("sys_enter_readv", "sys_enter_readv"),
+                    ])],
+                    global: None,
+                    misses: Some(SYSCALLS_COST),
+                },
+            ],
+            without: "TLS plaintext of objects whose fd was not set through the library is not joined to its connection",
+        }),
     }],
 };
 
@@ -621,8 +739,9 @@ mod tests {
         out
     }
 
-    /// A choice's variants have distinct names, each says what it uses, and only the first
-    /// (the preferred one) misses nothing by definition.
+    /// A choice's variants have distinct names, each says what it uses, and what no variant
+    /// gives is said. A variant that needs another family's variant names one that exists,
+    /// of a family declared with a choice.
     #[test]
     fn variants_are_named_and_say_what_they_use() {
         for (f, a) in attach_sets() {
@@ -630,7 +749,37 @@ mod tests {
             let names: BTreeSet<&str> = choice.variants.iter().map(|v| v.name).collect();
             assert_eq!(names.len(), choice.variants.len(), "{}", f.name);
             assert!(choice.variants.iter().all(|v| !v.uses.is_empty() && (!v.points.is_empty() || v.global.is_some())), "{}", f.name);
-            assert!(choice.variants[0].misses.is_none() && !choice.without.is_empty(), "{}", f.name);
+            assert!(!choice.without.is_empty(), "{}", f.name);
+            for v in choice.variants {
+                for need in v.needs {
+                    let Need::Variant(family, name) = need else { continue };
+                    assert_ne!(*family, f.name, "{}: {} needs its own family", f.name, v.name);
+                    let exists = attach_sets().any(|(g, b)| {
+                        g.name == *family && matches!(&b.points, Points::OneOf(c) if c.variants.iter().any(|w| w.name == *name))
+                    });
+                    assert!(exists, "{}: {} needs {family}={name}, which is not declared", f.name, v.name);
+                }
+            }
+        }
+    }
+
+    /// The socket calls of every process (no client filter) can be seen with no `syscalls:`
+    /// tracepoint: each family that has syscall tracepoints has a variant without any, and
+    /// it is the preferred one.
+    #[test]
+    fn every_syscall_tracepoint_has_a_preferred_variant_without_one() {
+        for (f, a) in attach_sets() {
+            let uses_syscalls = |p: &Points| matches!(p, Points::Tracepoints(tps) if tps.iter().any(|t| t.category == "syscalls"));
+            match &a.points {
+                Points::OneOf(choice) => {
+                    let first = &choice.variants[0];
+                    if choice.variants.iter().any(|v| v.points.iter().any(uses_syscalls)) {
+                        assert!(!first.points.iter().any(uses_syscalls), "{}: preferred {} uses syscalls", f.name, first.name);
+                        assert!(choice.variants.iter().any(|v| v.name == SYSCALLS), "{}", f.name);
+                    }
+                }
+                p => assert!(!uses_syscalls(p), "{}: syscall tracepoints outside a choice", f.name),
+            }
         }
     }
 

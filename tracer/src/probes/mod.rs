@@ -279,9 +279,12 @@ impl Probes {
             false => None,
         };
         let scope = if shared.is_some() { SCOPE_PER_PROCESS } else { SCOPE_ALL };
+        // The kernel's BTF, read once for every tp_btf program (not at all without one).
+        let mut kernel_btf = None;
         for (family, _, points) in sets() {
             let Points::BtfTracepoint(btf) = points else { continue };
-            let result = tracepoints::attach_btf_tracepoint(&mut ebpf, btf).map(|id| links.push(Attachment::BtfTracePoint(btf.program, id)));
+            let result = tracepoints::attach_btf_tracepoint(&mut ebpf, btf, &mut kernel_btf)
+                .map(|id| links.push(Attachment::BtfTracePoint(btf.program, id)));
             status.push(ProbeStatus::outcome(family.name, format!("tp_btf {}", btf.report_as), None, "tp_btf", None, &result));
         }
         for (family, _, points) in sets() {

@@ -57,14 +57,18 @@ pub fn attach_kprobe(ebpf: &mut Ebpf, k: &Kprobe) -> anyhow::Result<KProbeLinkId
     p.attach(k.function, 0).with_context(|| format!("attaching kprobe {}", k.function))
 }
 
-/// Load `btf`'s program against the kernel's BTF and attach it.
-pub fn attach_btf_tracepoint(ebpf: &mut Ebpf, btf: &BtfTracepoint) -> anyhow::Result<BtfTracePointLinkId> {
+/// Load `btf`'s program against the kernel's BTF and attach it. `kernel_btf`: the kernel's
+/// BTF, read on first use and kept for the next program.
+pub fn attach_btf_tracepoint(ebpf: &mut Ebpf, btf: &BtfTracepoint, kernel_btf: &mut Option<aya::Btf>) -> anyhow::Result<BtfTracePointLinkId> {
     let BtfTracepoint { program, tracepoint, .. } = *btf;
-    let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?;
+    if kernel_btf.is_none() {
+        *kernel_btf = Some(aya::Btf::from_sys_fs().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")?);
+    }
+    let kernel_btf = kernel_btf.as_ref().expect("read above");
     let p: &mut BtfTracePoint = ebpf
         .program_mut(program)
         .with_context(|| format!("program {program} not in the object"))?
         .try_into()?;
-    p.load(tracepoint, &kernel_btf).with_context(|| format!("verifier rejected {program}"))?;
+    p.load(tracepoint, kernel_btf).with_context(|| format!("verifier rejected {program}"))?;
     p.attach().with_context(|| format!("attaching tp_btf/{tracepoint}"))
 }

@@ -32,9 +32,27 @@ pub struct Plan {
     pub support: KernelSupport,
 }
 
-/// The first unmet need of `needs` on this kernel, in words.
+/// The variants chosen so far in a plan, by family (a family may have several choices).
+pub type Chosen = BTreeMap<&'static str, Vec<&'static str>>;
+
+/// The first unmet need of `needs` on this kernel, in words. Needs of another family's
+/// variant ([`Need::Variant`]) are about the run, not the kernel: met here (see
+/// [`unmet_in_plan`]).
 pub fn unmet(survey: &KernelSurvey, needs: &[Need]) -> Option<String> {
+    unmet_in_plan(survey, needs, None)
+}
+
+/// [`unmet`], with the needs of other families' variants checked against `chosen`.
+pub fn unmet_in_plan(survey: &KernelSurvey, needs: &[Need], chosen: Option<&Chosen>) -> Option<String> {
     needs.iter().find_map(|n| match *n {
+        Need::Variant(family, name) => {
+            let got = chosen?.get(family);
+            match got {
+                Some(names) if names.contains(&name) => None,
+                Some(names) => Some(format!("{family}'s {name} variant ({family} got {})", names.join(", "))),
+                None => Some(format!("{family}'s {name} variant ({family} is not attached in this run)")),
+            }
+        }
         Need::Tracepoint(c, t) if !survey.has_tracepoint(c, t) => Some(format!("tracepoint {c}:{t}")),
         Need::Kprobes if !survey.kprobes => Some("kprobes (CONFIG_KPROBES)".to_string()),
         Need::Symbol(s) if !survey.has_symbol(s) => Some(format!("{s} (not in /proc/kallsyms)")),
@@ -57,10 +75,11 @@ pub fn choose<'a>(
     family: &str,
     choice: &'a Choice,
     forced: &BTreeMap<String, String>,
+    chosen: &Chosen,
 ) -> Result<(Option<&'a Variant>, String), ForcedVariantError> {
     if let Some(name) = forced.get(family) {
         if let Some(v) = choice.variants.iter().find(|v| v.name == name) {
-            if let Some(missing) = unmet(survey, v.needs) {
+            if let Some(missing) = unmet_in_plan(survey, v.needs, Some(chosen)) {
                 return Err(ForcedVariantError::Unmet { family: family.into(), variant: name.clone(), missing });
             }
             return Ok((Some(v), "forced with --probe-variant".to_string()));
@@ -71,13 +90,13 @@ pub fn choose<'a>(
             return Err(ForcedVariantError::Unknown { family: family.into(), variant: name.clone(), known: known.join(", ") });
         }
     }
-    Ok(first_met(survey, choice))
+    Ok(first_met(survey, choice, chosen))
 }
 
-fn first_met<'a>(survey: &KernelSurvey, choice: &'a Choice) -> (Option<&'a Variant>, String) {
+fn first_met<'a>(survey: &KernelSurvey, choice: &'a Choice, chosen: &Chosen) -> (Option<&'a Variant>, String) {
     let mut skipped = Vec::new();
     for v in choice.variants {
-        match unmet(survey, v.needs) {
+        match unmet_in_plan(survey, v.needs, Some(chosen)) {
             None if skipped.is_empty() => return (Some(v), "preferred; the kernel has what it needs".to_string()),
             None => return (Some(v), format!("this kernel lacks {}", skipped.join("; "))),
             Some(missing) => skipped.push(format!("{missing} ({})", v.name)),
@@ -105,17 +124,18 @@ pub fn plan(survey: &KernelSurvey, wanted: &dyn Fn(When) -> bool, forced: &BTree
             });
         }
     }
+    let resolved = resolve_choices(survey, wanted, forced)?;
     let mut points = Vec::new();
     let mut flags = Vec::new();
     let mut variants = Vec::new();
     let mut unavailable = Vec::new();
-    for (family, attach) in families::attach_sets() {
+    for (i, (family, attach)) in families::attach_sets().enumerate() {
         if !wanted(attach.when) {
             continue;
         }
         match &attach.points {
             Points::OneOf(choice) => {
-                let (chosen, why) = choose(survey, family.name, choice, forced)?;
+                let (chosen, why) = resolved[&i].clone();
                 variants.push(VariantChoice {
                     family: family.name.into(),
                     what: choice.what.into(),
@@ -169,6 +189,44 @@ pub fn plan(survey: &KernelSurvey, wanted: &dyn Fn(When) -> bool, forced: &BTree
             unavailable,
         },
     })
+}
+
+/// Each wanted choice's variant and why, by its index in [`families::attach_sets`]. A choice
+/// whose variants need another family's variant ([`Need::Variant`]) is resolved after that
+/// family's choices, whatever the order of declaration.
+fn resolve_choices(
+    survey: &KernelSurvey,
+    wanted: &dyn Fn(When) -> bool,
+    forced: &BTreeMap<String, String>,
+) -> Result<BTreeMap<usize, (Option<&'static Variant>, String)>, ForcedVariantError> {
+    let mut pending: Vec<(usize, &'static Family, &'static Choice)> = families::attach_sets()
+        .enumerate()
+        .filter(|(_, (_, a))| wanted(a.when))
+        .filter_map(|(i, (f, a))| match &a.points {
+            Points::OneOf(c) => Some((i, f, c)),
+            _ => None,
+        })
+        .collect();
+    let mut chosen = Chosen::new();
+    let mut out = BTreeMap::new();
+    while !pending.is_empty() {
+        let families_pending: Vec<&str> = pending.iter().map(|(_, f, _)| f.name).collect();
+        // Ready: no variant waits for a family whose choice is still open.
+        let ready = pending.iter().position(|(_, f, c)| {
+            c.variants.iter().flat_map(|v| v.needs.iter()).all(|n| match n {
+                Need::Variant(other, _) => *other == f.name || !families_pending.contains(other),
+                _ => true,
+            })
+        });
+        // A loop of needs (a declaration error, checked by the families' tests): in order.
+        let (i, family, choice) = pending.remove(ready.unwrap_or(0));
+        let (variant, why) = choose(survey, family.name, choice, forced, &chosen)?;
+        if let Some(v) = variant {
+            chosen.entry(family.name).or_default().push(v.name);
+        }
+        out.insert(i, (variant, why));
+    }
+    Ok(out)
 }
 
 /// Fields of `t` this kernel lacks and what that costs: nothing but a note where something
@@ -273,7 +331,46 @@ mod tests {
             Err(e) => assert!(!survey.kprobes && e.to_string().contains("this kernel lacks kprobes"), "{e}"),
         }
         let mut forced = BTreeMap::new();
-        forced.insert("dns".to_string(), "kprobe".to_string());
-        assert!(plan(&survey, &all, &forced).err().unwrap().to_string().contains("families with variants: tcp_state"));
+        forced.insert("process".to_string(), "kprobe".to_string());
+        let err = plan(&survey, &all, &forced).err().unwrap().to_string();
+        assert!(err.contains("families with variants: tcp_connect, tcp_state, dns, tls_fd"), "{err}");
+    }
+
+    /// The socket calls' three families go together: tls_fd and tcp_connect take the
+    /// socket-layer variant only with dns's, whatever the order they are declared in, and a
+    /// mix that cannot work is refused when forced.
+    #[test]
+    fn the_socket_call_families_choose_together() {
+        let survey = KernelSurvey::of_this_kernel();
+        let all = |_: When| true;
+        let got = |p: &Plan, family: &str, what: &str| {
+            p.support.variants.iter().find(|v| v.family == family && v.what == what).and_then(|v| v.variant.clone()).unwrap_or_default()
+        };
+        let p = plan(&survey, &all, &BTreeMap::new()).unwrap();
+        let dns = got(&p, "dns", "socket calls");
+        let sock = unmet(&survey, families::DNS_SOCK_NEEDS).is_none();
+        assert_eq!(dns.starts_with("sock_length"), sock, "{dns}");
+        assert_eq!(got(&p, "tls_fd", "fds under TLS calls, writev/readv").starts_with("sock_length"), sock);
+        assert_eq!(got(&p, "tcp_connect", "connects").starts_with("tp_btf"), sock);
+        // The syscall tracepoints are attached exactly when dns falls back to them.
+        let syscalls = p.points.iter().any(|(_, _, pts)| matches!(pts, Points::Tracepoints(t) if t.iter().any(|t| t.category == "syscalls")));
+        assert_eq!(syscalls, !sock);
+
+        // Forced back to the syscalls: all three follow dns.
+        let forced: BTreeMap<String, String> = [("dns".to_string(), "syscalls".to_string())].into();
+        let p = plan(&survey, &all, &forced).unwrap();
+        assert!(got(&p, "tls_fd", "fds under TLS calls, writev/readv").starts_with("syscalls"));
+        assert!(got(&p, "tcp_connect", "connects").starts_with("syscalls"));
+        // tcp_connect at the SYN with dns at the syscalls: UDP connects would go unseen.
+        let forced: BTreeMap<String, String> =
+            [("dns".to_string(), "syscalls".to_string()), ("tcp_connect".to_string(), "tp_btf".to_string())].into();
+        let err = plan(&survey, &all, &forced).err().unwrap().to_string();
+        assert!(err.contains("dns's sock_length variant (dns got syscalls)"), "{err}");
+        // The other way round works (connects at the syscalls, data at the socket layer).
+        if sock {
+            let forced: BTreeMap<String, String> = [("tcp_connect".to_string(), "syscalls".to_string())].into();
+            let p = plan(&survey, &all, &forced).unwrap();
+            assert!(got(&p, "dns", "socket calls").starts_with("sock_length"));
+        }
     }
 }

@@ -293,6 +293,24 @@ impl Stitcher {
                 let call = DataCall { direction: *direction, len: *len, duration_ns: *duration_ns, data };
                 self.on_socket_data(ev, *fd, *syscall, call)
             }
+            // A call's datagrams (several with GSO/GRO), each on its own.
+            EventBody::QuicDatagram { fd, direction, len, segment, local, peer: Some(peer), data, .. } => {
+                for (n, bytes) in crate::stream::events::quic_segments(*len, *segment, data) {
+                    self.quic_datagram(&quic::QuicDatagram {
+                        ts_ns: ev.ts_ns,
+                        tgid: ev.tgid,
+                        pid: ev.pid,
+                        comm: &ev.comm,
+                        fd: *fd,
+                        local: *local,
+                        peer: *peer,
+                        direction: *direction,
+                        len: n,
+                        data: bytes,
+                    });
+                }
+            }
+            EventBody::QuicDatagram { .. } => {}
         }
     }
 

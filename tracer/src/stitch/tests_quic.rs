@@ -216,3 +216,51 @@ fn a_quic_attempt_without_any_answer_times_out_with_what_was_sent() {
     assert_eq!(err.text(), "ERR_QUIC_HANDSHAKE_FAILED (no answer from 10.77.0.3:443 to 3 datagram(s) in 600 ms)");
     assert!(p.requests.iter().all(|r| r.protocol.is_none()), "no HTTP/3 entry without a handshake");
 }
+
+/// The kernel's record of one call (`EventBody::QuicDatagram`): a GSO send of two Initials
+/// in one `sendmsg` is two datagrams of the connection, as two sends would be.
+#[test]
+fn a_gso_send_of_two_initials_is_two_datagrams_of_its_connection() {
+    let edge = Ipv4Addr::new(10, 77, 0, 3);
+    let quic_peer = SocketAddr::from((edge, 443));
+    let t0 = 1_000 * MS;
+    let mut items = lookup(t0, "www.shop.test", edge, &["h3"]);
+    let dcid = [1, 2, 3, 4, 5, 6, 7, 8];
+    let ch = client_hello("www.shop.test", &["h3"], &[0x01, 0x02, 0x75, 0x30], 0x1d, 32);
+    let pkt = initial(VERSION_1, Sender::Client, &dcid, &dcid, &[9, 9], &[], 0, &crypto_frame(0, &ch), 1162);
+    let both = [pkt.clone(), pkt.clone()].concat();
+    items.push(ev(
+        t0 + 3 * MS,
+        EventBody::QuicDatagram {
+            fd: 40,
+            direction: Direction::Send,
+            syscall: Some(DnsSyscall::Sendmsg),
+            len: both.len() as u32,
+            captured: both.len() as u32,
+            segment: pkt.len() as u16,
+            local: Some(SocketAddr::from(([10, 77, 0, 2], 50_000))),
+            peer: Some(quic_peer),
+            data: both,
+        },
+    ));
+    // A record without its server is not a flow of anything: ignored.
+    items.push(ev(
+        t0 + 4 * MS,
+        EventBody::QuicDatagram {
+            fd: 40,
+            direction: Direction::Send,
+            syscall: None,
+            len: 10,
+            captured: 0,
+            segment: 0,
+            local: None,
+            peer: None,
+            data: vec![],
+        },
+    ));
+    let pages = run(&items);
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    let q = pages[0].connections[0].quic.as_ref().expect("a QUIC connection");
+    assert_eq!((q.datagrams_sent, q.datagrams_received), (2, 0), "{q:?}");
+    assert_eq!(pages[0].connections[0].tls.as_ref().unwrap().sni.as_deref(), Some("www.shop.test"));
+}

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use tracer_common::{
     ConnectEvent, DIR_SEND, DNS_CAPTURE_MAX, DNS_HEAD, DnsEvent, DnsSyscall, EventHeader, EventKind, ExecEvent, ForkEvent,
-    HANDSHAKE_ENTER, HEADER_SIZE, SockAddr, SockErrorEvent, TLS_CAPTURE_MAX, TLS_DATA_HEAD, TcpStateEvent,
+    HANDSHAKE_ENTER, HEADER_SIZE, QUIC_CAPTURE_MAX, QUIC_HEAD, QuicDatagramEvent, SockAddr, SockErrorEvent, TLS_CAPTURE_MAX,
+    TLS_DATA_HEAD, TcpStateEvent,
     TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib, cstr_bytes,
 };
 
@@ -123,6 +124,22 @@ pub enum EventBody {
         captured: u32,
         duration_ns: u64,
         first_line: Option<String>,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
+    /// UDP datagrams to or from port 443 (QUIC) moved by one call: several with GSO/GRO
+    /// ([`quic_segments`] splits them).
+    QuicDatagram {
+        fd: i32,
+        direction: Direction,
+        syscall: Option<DnsSyscall>,
+        /// Bytes the call moved.
+        len: u32,
+        captured: u32,
+        /// GSO/GRO segment size (0: one datagram).
+        segment: u16,
+        local: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
         #[serde(skip)]
         data: Vec<u8>,
     },
@@ -299,6 +316,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
         EventKind::Exec => decode_exec(&h, bytes)?,
         EventKind::Exit => decode_exit(&h, bytes)?,
         EventKind::SocketData => decode_socket_data(&h, bytes)?,
+        EventKind::QuicDatagram => decode_quic_datagram(&h, bytes)?,
     };
     Ok(Event {
         ts_ns: h.ts_ns,
@@ -442,6 +460,46 @@ pub fn decode_socket_data(h: &EventHeader, bytes: &[u8]) -> Result<EventBody, Re
         first_line: decode::http::first_line(data).map(|l| redact_query(&l)),
         data: data.to_vec(),
     })
+}
+
+/// [`EventKind::QuicDatagram`]: UDP datagrams of a port-443 socket.
+pub fn decode_quic_datagram(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let (e, data) =
+        read_cut_record(EventKind::QuicDatagram, bytes, QUIC_HEAD, |e: &QuicDatagramEvent| e.captured, QUIC_CAPTURE_MAX)?;
+    Ok(EventBody::QuicDatagram {
+        fd: e.fd,
+        direction: direction(e.direction),
+        syscall: DnsSyscall::from_u8(e.syscall),
+        len: e.len,
+        captured: e.captured,
+        segment: e.segment,
+        local: sockaddr(&e.local),
+        peer: sockaddr(&e.peer),
+        data: data.to_vec(),
+    })
+}
+
+/// Most datagrams one call can carry (the kernel's UDP GSO limit).
+pub const QUIC_SEGMENTS_MAX: usize = 64;
+
+/// The datagrams of one call that moved `len` bytes in segments of `segment` (0: one
+/// datagram), each as (its length, its captured bytes: a prefix, empty past what was
+/// captured). At most [`QUIC_SEGMENTS_MAX`].
+pub fn quic_segments(len: u32, segment: u16, data: &[u8]) -> Vec<(u32, &[u8])> {
+    let seg = u32::from(segment);
+    if seg == 0 || seg >= len {
+        return vec![(len, &data[..data.len().min(len as usize)])];
+    }
+    let mut out = Vec::new();
+    let mut at = 0u32;
+    while at < len && out.len() < QUIC_SEGMENTS_MAX {
+        let n = seg.min(len - at);
+        let start = (at as usize).min(data.len());
+        let end = (at as usize + n as usize).min(data.len());
+        out.push((n, &data[start..end]));
+        at += n;
+    }
+    out
 }
 
 /// Replace query values in a request line: `GET /a?token=xyz&b=1 HTTP/1.1` ->
@@ -654,6 +712,55 @@ mod tests {
                 assert!(decode_record(&r[..cut]).is_err(), "cut {cut} of {}", r.len());
             }
         }
+    }
+
+    fn quic(len: u32, segment: u16, data: &[u8]) -> Vec<u8> {
+        let mut e = QuicDatagramEvent {
+            header: header(EventKind::QuicDatagram, 0),
+            fd: 7,
+            len,
+            captured: data.len() as u32,
+            segment,
+            direction: DIR_SEND,
+            syscall: DnsSyscall::Sendmsg as u8,
+            local: v4([127, 0, 0, 1], 40000),
+            peer: v4([10, 77, 0, 3], 443),
+            data: [0; QUIC_CAPTURE_MAX],
+        };
+        e.data[..data.len()].copy_from_slice(data);
+        bytes_of(&e)[..QUIC_HEAD + data.len()].to_vec()
+    }
+
+    /// A QUIC record decodes with its addresses and captured bytes; a cut one or one that
+    /// claims more than it holds is an error.
+    #[test]
+    fn quic_datagram_records_decode_and_are_checked() {
+        let r = quic(2400, 1200, &[0xc3; 100]);
+        let ev = decode_record(&r).unwrap();
+        let EventBody::QuicDatagram { fd, direction, syscall, len, captured, segment, local, peer, data } = ev.body else { panic!("{ev:?}") };
+        assert_eq!((fd, direction, syscall, len, captured, segment), (7, Direction::Send, Some(DnsSyscall::Sendmsg), 2400, 100, 1200));
+        assert_eq!((local.unwrap().to_string(), peer.unwrap().to_string()), ("127.0.0.1:40000".to_string(), "10.77.0.3:443".to_string()));
+        assert_eq!(data, vec![0xc3; 100]);
+        assert!(decode_record(&r[..r.len() - 1]).is_err());
+        let mut lying = r.clone();
+        let at = std::mem::offset_of!(QuicDatagramEvent, captured);
+        lying[at..at + 4].copy_from_slice(&(QUIC_CAPTURE_MAX as u32 + 1).to_ne_bytes());
+        assert!(decode_record(&lying).is_err());
+    }
+
+    /// GSO/GRO: a call's bytes are datagrams of `segment` bytes, the last shorter; past what
+    /// was captured a datagram has its length and no bytes.
+    #[test]
+    fn quic_segments_split_a_call_into_its_datagrams() {
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        assert_eq!(quic_segments(1250, 0, &data[..1250]), vec![(1250, &data[..1250])]);
+        assert_eq!(quic_segments(1000, 1200, &data[..1000]), vec![(1000, &data[..1000])]);
+        let segs = quic_segments(2700, 1200, &data[..2500]);
+        assert_eq!(segs.iter().map(|(n, b)| (*n, b.len())).collect::<Vec<_>>(), vec![(1200, 1200), (1200, 1200), (300, 100)]);
+        assert_eq!(segs[1].1[0], data[1200]);
+        let many = quic_segments(u32::MAX, 1, &data);
+        assert_eq!(many.len(), QUIC_SEGMENTS_MAX);
+        assert_eq!(quic_segments(3000, 1000, &data[..10]).iter().map(|(n, b)| (*n, b.len())).collect::<Vec<_>>(), vec![(1000, 10), (1000, 0), (1000, 0)]);
     }
 
     #[test]

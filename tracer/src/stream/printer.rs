@@ -98,6 +98,20 @@ pub fn text_line(e: &Event) -> String {
             syscall.map(|s| format!("{s:?}").to_lowercase()).unwrap_or_else(|| "?".into()),
             first_line.as_ref().map(|l| format!(" \"{l}\"")).unwrap_or_default()
         ),
+        EventBody::QuicDatagram { fd, direction, len, segment, peer, .. } => write!(
+            s,
+            "quic fd={fd} {} {len} bytes {} {}{}",
+            match direction {
+                Direction::Send => "sent",
+                Direction::Recv => "received",
+            },
+            match direction {
+                Direction::Send => "to",
+                Direction::Recv => "from",
+            },
+            peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            if *segment > 0 { format!(" in segments of {segment}") } else { String::new() }
+        ),
         EventBody::Fork { child_pid } => write!(s, "fork child={child_pid}"),
         EventBody::Exec { filename } => write!(s, "exec {filename}"),
         EventBody::Exit => write!(s, "exit"),
