@@ -97,6 +97,12 @@ pub fn connect_in_flight() -> bool {
 /// as the entry would have remembered it and the exit reported it, with EINPROGRESS.
 pub fn report_connect_at_syn(skaddr: u64, fd: i32, uaddr: u64) -> Result<u32, u32> {
     let dst = note_connect(fd, uaddr).ok_or(0u32)?;
+    submit_connect_at_syn(skaddr, fd, dst)
+}
+
+/// The connect record of a connect seen at its SYN (no return code yet: EINPROGRESS).
+#[inline(always)]
+pub fn submit_connect_at_syn(skaddr: u64, fd: i32, dst: SockAddr) -> Result<u32, u32> {
     let ev = ConnectEvent {
         header: header(EventKind::Connect, core::mem::size_of::<ConnectEvent>()),
         start_ns: now(),

@@ -31,11 +31,11 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use tracer_common::{
-    AF_INET, AF_INET6, CONNECT_AT_SYN, CONNECT_TCP, ConnectEvent, DIR_RECV, DIR_SEND, DNS_FLAG_TCP, DnsSyscall, EventKind,
+    AF_INET, AF_INET6, DIR_RECV, DIR_SEND, DNS_FLAG_TCP, DnsSyscall, EventKind,
     QUIC_CAPTURE_MAX, QUIC_HEAD, QuicDatagramEvent, SockAddr, TlsLib,
 };
 
-use crate::common::{header, now, pid_tgid, read_kernel, read_user_sockaddr, submit, submit_cut};
+use crate::common::{header, now, pid_tgid, read_kernel, read_user_sockaddr, submit_cut};
 use crate::dns::{
     self, IoVec, KIND_DNS, KIND_PLAIN, KIND_WIRE, MMSG_MAX, MMSGHDR_SIZE, PLAIN_IOV_MAX, SOCKETS, Socket, WIRE_CALLS,
 };
@@ -68,7 +68,6 @@ const KIND_QUIC: u8 = 4;
 /// server's Initial and Handshake flights, the client's first 1-RTT packets) and the first
 /// exchanges; past them the datagrams are ciphertext of no use here.
 const QUIC_CALLS: u32 = 64;
-const EINPROGRESS: i32 = 115;
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl: a kernel ABI).
 const NR_READ: u64 = 0;
@@ -619,18 +618,7 @@ fn try_connect_at_syn(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     if hooks_on() {
         remember_sk(sk, &dst);
     }
-    let ev = ConnectEvent {
-        header: header(EventKind::Connect, core::mem::size_of::<ConnectEvent>()),
-        start_ns: now(),
-        skaddr: sk,
-        fd,
-        ret: -EINPROGRESS,
-        flags: CONNECT_TCP | CONNECT_AT_SYN,
-        _pad: 0,
-        dst,
-    };
-    submit(&ev, EventKind::Connect);
-    Ok(0)
+    net::submit_connect_at_syn(sk, fd, dst)
 }
 
 #[allow(dead_code)]
