@@ -13,6 +13,21 @@ use tracer::{
 mod support;
 use support::{lab_or_skip, require};
 
+/// Runs `args` in the lab's network namespace `ns`: its pid and standard output. A failed run
+/// fails the test, named by its program.
+fn run_in_lab(ns: &str, args: &[&str]) -> (u32, Vec<u8>) {
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{} failed ({})", args[0], o.status);
+    (pid, o.stdout)
+}
+
 /// Trace while `work` runs (it returns the client pids and whatever else it measured);
 /// return that and the page loads of those clients.
 async fn trace<T: Send + 'static>(work: impl FnOnce() -> (Vec<u32>, T) + Send + 'static) -> (T, Vec<PageLoad>) {
@@ -96,17 +111,9 @@ async fn traced_phases_agree_with_curls_own_timers() {
     let (runs, pages) = trace(move || {
         let mut runs = Vec::new();
         for _ in 0..RUNS {
-            let child = std::process::Command::new("ip")
-                .args(["netns", "exec", &ns, "curl", "-sS", "-o", "/dev/null", "--http1.1", "--cacert", &ca, "-w"])
-                .arg("%{time_namelookup} %{time_connect} %{time_appconnect} %{time_pretransfer} %{time_starttransfer} %{time_total}")
-                .arg("https://www.shop.test/")
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let pid = child.id();
-            let o = child.wait_with_output().unwrap();
-            assert!(o.status.success(), "curl failed");
-            let t: Vec<f64> = String::from_utf8(o.stdout).unwrap().split_whitespace().map(|x| x.parse::<f64>().unwrap() * 1000.0).collect();
+            let timers = "%{time_namelookup} %{time_connect} %{time_appconnect} %{time_pretransfer} %{time_starttransfer} %{time_total}";
+            let (pid, out) = run_in_lab(&ns, &["curl", "-sS", "-o", "/dev/null", "--http1.1", "--cacert", &ca, "-w", timers, "https://www.shop.test/"]);
+            let t: Vec<f64> = String::from_utf8(out).unwrap().split_whitespace().map(|x| x.parse::<f64>().unwrap() * 1000.0).collect();
             runs.push((pid, t));
         }
         (runs.iter().map(|(p, _)| *p).collect(), runs)
@@ -171,15 +178,8 @@ async fn traced_fetch_agrees_with_the_fetchers_own_timings() {
     let (runs, pages) = trace(move || {
         let mut runs = Vec::new();
         for _ in 0..FETCH_RUNS {
-            let child = std::process::Command::new("ip")
-                .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_tracer"), "fetch", "--json", "--page", "--cacert", &ca, "http://shop.test/"])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            let pid = child.id();
-            let o = child.wait_with_output().unwrap();
-            assert!(o.status.success(), "tracer fetch failed");
-            let har: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let (pid, out) = run_in_lab(&ns, &[env!("CARGO_BIN_EXE_tracer"), "fetch", "--json", "--page", "--cacert", &ca, "http://shop.test/"]);
+            let har: serde_json::Value = serde_json::from_slice(&out).unwrap();
             runs.push((pid, har));
         }
         (runs.iter().map(|(pid, _)| *pid).collect(), runs)
@@ -281,16 +281,9 @@ fn http3_fetch_traced(lab: &tracer::lab::Lab) {
     let ca = lab.ca_pem_path().to_str().unwrap().to_string();
     let mut diffs = Vec::new();
     for run in 0..3 {
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", lab.netns_name(), env!("CARGO_BIN_EXE_tracer"), "fetch", "--json", "--page", "--http3", "--cacert", &ca])
-            .arg("https://www.shop.test/")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let o = child.wait_with_output().unwrap();
-        assert!(o.status.success(), "tracer fetch --http3 failed");
-        let har: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let fetch = [env!("CARGO_BIN_EXE_tracer"), "fetch", "--json", "--page", "--http3", "--cacert", &ca, "https://www.shop.test/"];
+        let (pid, out) = run_in_lab(lab.netns_name(), &fetch);
+        let har: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let e = &har["log"]["entries"][0];
         assert_eq!(e["request"]["httpVersion"], "h3", "the fetch went over HTTP/3: {e}");
         let p = &e["_monotonic"]["phases"]["tls"];
