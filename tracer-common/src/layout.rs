@@ -203,6 +203,9 @@ pub struct KernelOffsets {
     pub skc_v6_daddr: u32,
     /// `sock.sk_protocol` (u16 since 5.6).
     pub sk_protocol: u32,
+    /// `socket.sk` (a pointer): the `struct sock` of a `struct socket`, which the kprobes at
+    /// `inet_sendmsg` / `inet_recvmsg` are given.
+    pub socket_sk: u32,
 }
 
 impl KernelOffsets {
@@ -219,6 +222,7 @@ impl KernelOffsets {
         skc_v6_rcv_saddr: MISSING,
         skc_v6_daddr: MISSING,
         sk_protocol: MISSING,
+        socket_sk: MISSING,
     };
 }
 
@@ -232,8 +236,8 @@ pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
 pub const ERRORS_AT_CLOSE: &str = "ERRORS_AT_CLOSE";
 
 /// `u32` global: 1 when the `dns` family sees the socket calls at the socket layer
-/// (`sock:sock_send_length` / `sock_recv_length`, 6.3+) instead of at the syscall
-/// tracepoints. The watched sockets are then kept by kernel socket address (not by tgid and
+/// (`sock:sock_send_length` / `sock_recv_length` on 6.3+, kprobes at `inet_sendmsg` /
+/// `inet_recvmsg` before) instead of at the syscall tracepoints. The watched sockets are then kept by kernel socket address (not by tgid and
 /// fd): added at the connect, removed at the TCP state change to CLOSE (UDP: LRU), so that
 /// no `close(2)` probe is needed.
 pub const SOCK_HOOKS: &str = "SOCK_HOOKS";

@@ -260,7 +260,13 @@ pub fn fd_key(tgid: u32, fd: i32) -> u64 {
 ///
 /// # Safety
 /// `dst` must point to at least `max` writable bytes.
-#[inline(always)]
+///
+/// Not inlined: a BPF-to-BPF call of its own, verified in each caller's context (so `max` is
+/// the caller's constant), keeps the clamped length in the register the helper takes. Inlined
+/// into the large socket-layer kretprobes, the compiler checked the length in one register and
+/// passed a copy reloaded from the stack, and the verifiers of 5.10 and 6.1 (which do not carry
+/// a bound over to a spilled copy, as 6.18's does) rejected it: "R2 unbounded memory access".
+#[inline(never)]
 pub unsafe fn read_user_bytes(dst: *mut u8, src: u64, len: u64, max: usize) -> u32 {
     // The clamp is written so that the verifier sees the bound on the very register it
     // checks the size argument with.

@@ -1,4 +1,5 @@
-//! The socket calls at the socket layer, not at the syscall tracepoints (6.3+).
+//! The socket calls at the socket layer, not at the syscall tracepoints: the `sock:`
+//! tracepoints on 6.3+, kprobes at `inet_sendmsg` / `inet_recvmsg` before that.
 //!
 //! Any enabled `syscalls:` tracepoint sends every system call of every process through the
 //! kernel's tracing slow path (a task flag set on every task): `dd bs=1` ran at half its
@@ -15,6 +16,11 @@
 //! one of the socket system calls below (io_uring, sendfile, splice, the kernel's own
 //! sockets) is left alone.
 //!
+//! Kernels before 6.3 (Debian's 5.10 and 6.1) have no `sock_send_length`; they have kprobes:
+//! the `kprobe` variant ([`sock_call_entry`] and its returns) sees the same calls one step
+//! further in, at the address family's send and receive, and reads the user registers from
+//! the top of the task's kernel stack (5.10 has no `bpf_task_pt_regs`).
+//!
 //! Which sockets are watched (the same as at the syscall tracepoints, `crate::dns`):
 //! - port 53 (DNS): a socket whose peer is port 53 (its `skc_dport`), UDP or TCP, needs no
 //!   map at all; an unconnected UDP socket becomes a DNS socket when it sends to port 53
@@ -25,14 +31,15 @@
 //!
 //! Every other socket costs one kernel read (its peer port) and a compare.
 use aya_ebpf::{
-    helpers::generated::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
-    macros::{btf_tracepoint, map},
+    helpers::generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
+    macros::{btf_tracepoint, kprobe, kretprobe, map},
     maps::{LruHashMap, PerCpuArray},
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
 };
 use tracer_common::{
     AF_INET, AF_INET6, DIR_RECV, DIR_SEND, DNS_FLAG_TCP, DnsSyscall, EventKind,
     QUIC_CAPTURE_MAX, QUIC_HEAD, QuicDatagramEvent, SockAddr, TlsLib,
+    layout::{PT_REGS_SIZE, THREAD_SIZE},
 };
 
 use crate::common::{header, now, pid_tgid, read_kernel, read_user_sockaddr, submit_cut};
@@ -107,11 +114,28 @@ struct Regs {
 /// Offset of `r10` in `struct pt_regs` (r15, r14, r13, r12, bp, bx, r11 come first).
 const PT_REGS_R10: u64 = 7 * 8;
 
-/// The current task's system call: its number and arguments, when it is a 64-bit user
-/// task's.
+/// Where the current task's saved user registers are, by `bpf_task_pt_regs` (5.15+, and
+/// `bpf_get_current_task_btf` 5.11+: tp_btf programs on 6.1 and later).
 #[inline(always)]
-fn syscall_regs() -> Option<Regs> {
-    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+fn regs_by_helper() -> u64 {
+    unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as u64 }
+}
+
+/// Where the current task's saved user registers are on kernels without those helpers (5.10):
+/// the top of its kernel stack, as `task_pt_regs()` computes them on x86_64 (see
+/// `libc::connect_without_libc_stack`).
+#[inline(always)]
+fn regs_on_stack() -> u64 {
+    let task = unsafe { bpf_get_current_task() };
+    let stack: u64 = read_kernel(task, koff!(task_stack));
+    if stack == 0 { 0 } else { stack + THREAD_SIZE - PT_REGS_SIZE }
+}
+
+/// The current task's system call: its number and arguments, when it is a 64-bit user
+/// task's. `regs`: where its saved user registers are ([`regs_by_helper`], [`regs_on_stack`]).
+#[inline(always)]
+fn syscall_regs(regs: impl Fn() -> u64) -> Option<Regs> {
+    let regs = regs();
     if regs == 0 {
         return None;
     }
@@ -234,28 +258,110 @@ fn mmsg_index(base: u64, vlen: u64, ret: i32) -> u64 {
 
 #[btf_tracepoint(function = "sock_send_length")]
 pub fn sock_send_length(ctx: BtfTracePointContext) -> u32 {
-    match try_sock_call(&ctx, DIR_SEND) {
+    match try_sock_call(ctx.arg(0), ctx.arg(1), DIR_SEND, regs_by_helper) {
         Ok(r) | Err(r) => r,
     }
 }
 
 #[btf_tracepoint(function = "sock_recv_length")]
 pub fn sock_recv_length(ctx: BtfTracePointContext) -> u32 {
-    match try_sock_call(&ctx, DIR_RECV) {
+    match try_sock_call(ctx.arg(0), ctx.arg(1), DIR_RECV, regs_by_helper) {
         Ok(r) | Err(r) => r,
     }
 }
 
-fn try_sock_call(ctx: &BtfTracePointContext, dir: u8) -> Result<u32, u32> {
+/// The `dns` family's `kprobe` variant (kernels before 6.3, which have no
+/// `sock_send_length`: Debian's 5.10 and 6.1): the same calls at `inet_sendmsg` /
+/// `inet_recvmsg` and their IPv6 twins, which every send and receive on an IPv4 or IPv6
+/// socket passes through (`sock_sendmsg_nosec` / `sock_recvmsg_nosec` call them, where the
+/// tracepoints fire on 6.3+), and nothing else does. The entry keeps the socket of a call
+/// worth a look by task (one kernel read and a compare for the rest); the return reads what
+/// moved, as the tracepoints do. The user registers are read from the kernel stack (5.10 has
+/// no `bpf_task_pt_regs`).
+#[kprobe]
+pub fn sock_call_entry(ctx: ProbeContext) -> u32 {
+    match try_sock_call_entry(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[kretprobe]
+pub fn sock_send_return(ctx: RetProbeContext) -> u32 {
+    match try_sock_call_return(&ctx, DIR_SEND) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[kretprobe]
+pub fn sock_recv_return(ctx: RetProbeContext) -> u32 {
+    match try_sock_call_return(&ctx, DIR_RECV) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// The socket of each task's socket call in flight (kprobe variant), from its entry to its
+/// return. LRU: a return the kernel missed (more blocked calls than kretprobe instances)
+/// leaves an entry that the next call of the task overwrites, or that ages out.
+#[map]
+static SOCK_CALLS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(4096, 0);
+
+#[inline(always)]
+fn try_sock_call_entry(ctx: &ProbeContext) -> Result<u32, u32> {
     if filter::skip() {
         return Ok(0);
     }
-    let sk: u64 = ctx.arg(0);
-    let ret: i32 = ctx.arg(1);
-    // Only while some TLS call lacks its fd (nearly never): this call's fd is it.
-    let learn = tls_fd_on() && tls::fd_unknown();
+    // inet_sendmsg(struct socket *sock, ...), inet_recvmsg(struct socket *sock, ...).
+    let sock: u64 = ctx.arg(0).ok_or(0u32)?;
+    let sk: u64 = read_kernel(sock, koff!(socket_sk));
+    if sk == 0 {
+        return Ok(0);
+    }
     let port = u16::from_be(read_kernel::<u16>(sk, koff!(skc_dport)));
-    let watched = port == 53 || port == 80 || port == 443 || port == 0;
+    if !watched(port) && !learning() {
+        return Ok(0);
+    }
+    SOCK_CALLS.insert(&pid_tgid(), &sk, 0).map_err(|_| 0u32)?;
+    Ok(0)
+}
+
+// Inlined into each return program: a frame of its own (464 bytes of stack) between the
+// program's and `read_user_bytes`'s took the three past the verifier's 512 for all frames
+// together ("combined stack size of 3 calls is 544").
+#[inline(always)]
+fn try_sock_call_return(ctx: &RetProbeContext, dir: u8) -> Result<u32, u32> {
+    let key = pid_tgid();
+    let sk = match unsafe { SOCK_CALLS.get(&key) } {
+        Some(sk) => *sk,
+        None => return Ok(0),
+    };
+    let _ = SOCK_CALLS.remove(&key);
+    let ret: i64 = ctx.ret();
+    try_sock_call(sk, ret as i32, dir, regs_on_stack)
+}
+
+/// The peer ports whose sockets the socket-layer programs look at: DNS, plain HTTP, the
+/// port-443 wire capture and QUIC, and 0 (unconnected UDP: DNS or QUIC by destination).
+#[inline(always)]
+fn watched(port: u16) -> bool {
+    port == 53 || port == 80 || port == 443 || port == 0
+}
+
+/// Only while some TLS call lacks its fd (nearly never): this call's fd is it.
+#[inline(always)]
+fn learning() -> bool {
+    tls_fd_on() && tls::fd_unknown()
+}
+
+/// One socket call of `sk` that moved `ret` bytes (or failed), either direction, from any
+/// socket-layer variant; `regs`: where the task's saved user registers are.
+#[inline(always)]
+fn try_sock_call(sk: u64, ret: i32, dir: u8, regs: impl Fn() -> u64) -> Result<u32, u32> {
+    if filter::skip() {
+        return Ok(0);
+    }
+    let learn = learning();
+    let port = u16::from_be(read_kernel::<u16>(sk, koff!(skc_dport)));
+    let watched = watched(port);
     if !watched && !learn {
         return Ok(0);
     }
@@ -268,7 +374,7 @@ fn try_sock_call(ctx: &BtfTracePointContext, dir: u8) -> Result<u32, u32> {
         // Unix sockets (port 0) and the rest.
         return Ok(0);
     }
-    let regs = syscall_regs().ok_or(0u32)?;
+    let regs = syscall_regs(regs).ok_or(0u32)?;
     let syscall = syscall_of(regs.orig_ax).ok_or(0u32)?;
     let fd = regs.di as i32;
     if learn {
@@ -591,12 +697,22 @@ fn iovs(fd: i32, iov: u64, iovlen: u64, ret: u64, dir: u8, syscall: DnsSyscall, 
 /// and the error report, as for any non-blocking connect.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn connect_at_syn(ctx: BtfTracePointContext) -> u32 {
-    match try_connect_at_syn(&ctx) {
+    match try_connect_at_syn(&ctx, regs_by_helper) {
         Ok(r) | Err(r) => r,
     }
 }
 
-fn try_connect_at_syn(ctx: &BtfTracePointContext) -> Result<u32, u32> {
+/// [`connect_at_syn`] for kernels without `bpf_task_pt_regs` (5.10): the fd from the user
+/// registers at the top of the task's kernel stack.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn connect_at_syn_stack(ctx: BtfTracePointContext) -> u32 {
+    match try_connect_at_syn(&ctx, regs_on_stack) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[inline(always)]
+fn try_connect_at_syn(ctx: &BtfTracePointContext, regs: impl Fn() -> u64) -> Result<u32, u32> {
     let old: i32 = ctx.arg(1);
     let new: i32 = ctx.arg(2);
     if !net::is_connect_start(old, new) || filter::skip() {
@@ -607,7 +723,7 @@ fn try_connect_at_syn(ctx: &BtfTracePointContext) -> Result<u32, u32> {
     let port = u16::from_be(read_kernel::<u16>(sk, koff!(skc_dport)));
     let dst = sk_peer(sk, family, port);
     // connect(2), or a TCP Fast Open send (sendto/sendmsg with MSG_FASTOPEN connects).
-    let fd = match syscall_regs() {
+    let fd = match syscall_regs(regs) {
         Some(r) if r.orig_ax == NR_CONNECT || r.orig_ax == NR_SENDTO || r.orig_ax == NR_SENDMSG => r.di as i32,
         _ => -1,
     };

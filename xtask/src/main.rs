@@ -125,6 +125,10 @@ enum Cmd {
         /// Guests booted at once (default: one per core; the cores are shared among them).
         #[arg(long)]
         jobs: Option<usize>,
+        /// Only these suites (variants, kernel, filters, page_loads; comma-separated): a
+        /// quicker check of one part while working on it. The matrix is all of them.
+        #[arg(long, value_delimiter = ',')]
+        suites: Vec<String>,
     },
     /// Setup, install the Debian packages the benchmarks drive (nginx, wrk, bpftrace, ...),
     /// build the daemon, then run the benchmarks as root (see BENCHMARKS.md).
@@ -180,7 +184,7 @@ fn main() {
             })
         }
         Cmd::Bench { smoke, quick, only, keep } => bench(&BenchOptions { smoke, quick, only, keep }),
-        Cmd::Kernels { only, no_host, jobs } => kernels::kernels(&kernels::Options { only, no_host, jobs }),
+        Cmd::Kernels { only, no_host, jobs, suites } => kernels::kernels(&kernels::Options { only, no_host, jobs, suites }),
         Cmd::BrowsersTable => browsers_table::browsers_table(&util::workspace_root()),
         Cmd::Sqlx { check } => packages::ensure(&[packages::User::QueryData]).and_then(|()| sqlx::sqlx(check)),
     };
@@ -358,7 +362,7 @@ fn test(extra: Vec<String>) -> Result<()> {
     // The kernel matrix runs even after a failed test run, so that one CI run reports both.
     // The host's kernel is the test run above.
     eprintln!("\nxtask: kernel matrix ({}; the host's kernel is the run above)", kernels::CI_KERNELS.join(", "));
-    let matrix = kernels::kernels(&kernels::Options { only: kernels::CI_KERNELS.iter().map(|s| s.to_string()).collect(), no_host: true, jobs: None });
+    let matrix = kernels::kernels(&kernels::Options { only: kernels::CI_KERNELS.iter().map(|s| s.to_string()).collect(), no_host: true, jobs: None, suites: Vec::new() });
     if let Err(e) = &matrix {
         eprintln!("xtask: error: {e:#}");
     }

@@ -90,11 +90,20 @@ pub enum Points {
     OneOf(Choice),
 }
 
-/// A kprobe and its program.
+/// A kprobe (or kretprobe) and its program.
 #[derive(Debug)]
 pub struct Kprobe {
     pub program: &'static str,
     pub function: &'static str,
+    /// At the function's return (a kretprobe), not its entry.
+    pub ret: bool,
+}
+
+impl Kprobe {
+    /// Its kind in the report: "kprobe" or "kretprobe" (also its program's ELF section).
+    pub fn kind(&self) -> &'static str {
+        if self.ret { "kretprobe" } else { "kprobe" }
+    }
 }
 
 /// Alternatives for one set of attach points.
@@ -137,11 +146,11 @@ pub enum Need {
     Symbol(&'static str),
     /// Members of kernel structures in BTF, by [`super::kernel::BTF_MEMBERS`] name.
     Btf(&'static [&'static str]),
-    /// Another family's choice got this variant (programs that share maps or globals, such
-    /// as the socket-layer hooks of `dns`, `tls_fd` and `tcp_connect`). Not a kernel need:
-    /// checked against the run's plan, and the family named must have its choice resolved
-    /// first (see `super::variants::plan`).
-    Variant(&'static str, &'static str),
+    /// Another family's choice got one of these variants (programs that share maps or
+    /// globals, such as the socket-layer hooks of `dns`, `tls_fd` and `tcp_connect`). Not a
+    /// kernel need: checked against the run's plan, and the family named must have its
+    /// choice resolved first (see `super::variants::plan`).
+    Variant(&'static str, &'static [&'static str]),
 }
 
 /// A tracefs tracepoint and the program attached to it.
@@ -235,8 +244,14 @@ const fn with_fields(program: &'static str, tp: &'static TpFields) -> Tracepoint
 /// The name of the socket-layer variant of `dns`, `tls_fd` (and what `tcp_connect`'s
 /// `tp_btf` needs beside it).
 pub const SOCK_LENGTH: &str = "sock_length";
+/// The name of the kprobe variant of `dns` and `tls_fd` (kernels before 6.3).
+pub const KPROBE: &str = "kprobe";
 /// The name of the syscall tracepoint variant of `tcp_connect`, `dns` and `tls_fd`.
 pub const SYSCALLS: &str = "syscalls";
+/// The variants of `dns` that see the socket calls at the socket layer (no syscall
+/// tracepoint), whose maps and globals `tcp_connect`'s and `tls_fd`'s socket-layer variants
+/// share.
+pub const DNS_AT_SOCKET_LAYER: &[&str] = &[SOCK_LENGTH, KPROBE];
 
 /// What the socket-layer hooks need: the two tracepoints (6.3+), the task's saved user
 /// registers (`bpf_task_pt_regs`, 5.15+: the syscall's fd and buffers), and the socket's
@@ -246,6 +261,19 @@ pub const DNS_SOCK_NEEDS: &[Need] = &[
     Need::Tracepoint("sock", "sock_recv_length"),
     Need::Symbol("bpf_task_pt_regs"),
     Need::Btf(SOCK_PEER_MEMBERS),
+];
+
+/// What the kprobe variant needs (before 6.3: Debian's 5.10 and 6.1): kprobes at the address
+/// families' send and receive, the socket of a `struct socket`, and the task's kernel stack
+/// (whose top holds the user registers: 5.10 has no `bpf_task_pt_regs`).
+pub const DNS_KPROBE_NEEDS: &[Need] = &[
+    Need::Kprobes,
+    Need::Symbol("inet_sendmsg"),
+    Need::Symbol("inet_recvmsg"),
+    Need::Symbol("inet6_sendmsg"),
+    Need::Symbol("inet6_recvmsg"),
+    Need::Btf(SOCK_PEER_MEMBERS),
+    Need::Btf(&["socket.sk", "task_struct.stack"]),
 ];
 
 /// The socket members the socket-layer hooks and the connects at the SYN read.
@@ -259,6 +287,10 @@ const SOCK_PEER_MEMBERS: &[&str] = &[
     "sock.skc_rcv_saddr",
     "sock.skc_v6_rcv_saddr",
 ];
+
+/// What the kprobe variant cannot promise: a kretprobe has a fixed number of instances
+/// (the kernel's default, max(10, 2 x CPUs)), and a receive blocked in the kernel holds one.
+pub const KRETPROBE_LIMIT: &str = "with more socket calls blocked in the kernel at once than kretprobe instances (at least 10; 2 per CPU), the returns past them are missed (the kernel counts them in /sys/kernel/tracing/kprobe_profile)";
 
 /// The price of any `syscalls:` tracepoint, for the report of a kernel that falls back to them.
 pub const SYSCALLS_COST: &str = "every system call of every process goes through the kernel's tracing slow path (dd bs=1 ran at about half its speed)";
@@ -276,9 +308,24 @@ pub static TCP_CONNECT: Family = Family {
                 Variant {
                     name: "tp_btf",
                     uses: "tp_btf inet_sock_set_state at CLOSE -> SYN_SENT (inside connect(2)), the fd from the user registers by bpf_task_pt_regs",
-                    needs: &[Need::Symbol("bpf_task_pt_regs"), Need::Btf(SOCK_PEER_MEMBERS), Need::Variant("dns", SOCK_LENGTH)],
+                    needs: &[Need::Symbol("bpf_task_pt_regs"), Need::Btf(SOCK_PEER_MEMBERS), Need::Variant("dns", DNS_AT_SOCKET_LAYER)],
                     points: &[Points::BtfTracepoint(BtfTracepoint {
                         program: "connect_at_syn",
+                        tracepoint: "inet_sock_set_state",
+                        report_as: "sock:inet_sock_set_state (connects, at their SYN)",
+                    })],
+                    global: None,
+                    misses: Some(
+                        "a connect's own return: each TCP connect is reported in progress at its SYN and its outcome comes from the state changes and error reports; a connect that fails before any SYN (ENETUNREACH) and UDP connects are not seen",
+                    ),
+                },
+                // bpf_task_pt_regs is 5.15+ (5.10 has the kprobe variant of dns).
+                Variant {
+                    name: "tp_btf_stack",
+                    uses: "tp_btf inet_sock_set_state at CLOSE -> SYN_SENT (inside connect(2)), the fd from the user registers at the top of the task's kernel stack",
+                    needs: &[Need::Btf(SOCK_PEER_MEMBERS), Need::Btf(&["task_struct.stack"]), Need::Variant("dns", DNS_AT_SOCKET_LAYER)],
+                    points: &[Points::BtfTracepoint(BtfTracepoint {
+                        program: "connect_at_syn_stack",
                         tracepoint: "inet_sock_set_state",
                         report_as: "sock:inet_sock_set_state (connects, at their SYN)",
                     })],
@@ -342,7 +389,7 @@ pub static TCP_STATE: Family = Family {
                         name: "kprobe",
                         uses: "kprobe sock_def_error_report",
                         needs: &[Need::Kprobes, Need::Symbol("sock_def_error_report"), Need::Btf(SOCK_MEMBERS)],
-                        points: &[Points::Kprobe(Kprobe { program: "sock_def_error_report", function: "sock_def_error_report" })],
+                        points: &[Points::Kprobe(Kprobe { program: "sock_def_error_report", function: "sock_def_error_report", ret: false })],
                         global: None,
                         misses: None,
                     },
@@ -429,6 +476,25 @@ pub static DNS: Family = Family {
                     global: Some(tracer_common::layout::SOCK_HOOKS),
                     misses: None,
                 },
+                // Before 6.3 (Debian's 5.10 and 6.1): the same calls one step further in.
+                Variant {
+                    name: KPROBE,
+                    uses: "kprobes at inet_sendmsg / inet_recvmsg and inet6_sendmsg / inet6_recvmsg (socket calls only; kretprobes for what moved), the syscall's arguments from the user registers at the top of the task's kernel stack",
+                    needs: DNS_KPROBE_NEEDS,
+                    // The returns first: an entry without its return would leave calls in flight.
+                    points: &[
+                        Points::Kprobe(Kprobe { program: "sock_send_return", function: "inet_sendmsg", ret: true }),
+                        Points::Kprobe(Kprobe { program: "sock_send_return", function: "inet6_sendmsg", ret: true }),
+                        Points::Kprobe(Kprobe { program: "sock_recv_return", function: "inet_recvmsg", ret: true }),
+                        Points::Kprobe(Kprobe { program: "sock_recv_return", function: "inet6_recvmsg", ret: true }),
+                        Points::Kprobe(Kprobe { program: "sock_call_entry", function: "inet_sendmsg", ret: false }),
+                        Points::Kprobe(Kprobe { program: "sock_call_entry", function: "inet6_sendmsg", ret: false }),
+                        Points::Kprobe(Kprobe { program: "sock_call_entry", function: "inet_recvmsg", ret: false }),
+                        Points::Kprobe(Kprobe { program: "sock_call_entry", function: "inet6_recvmsg", ret: false }),
+                    ],
+                    global: Some(tracer_common::layout::SOCK_HOOKS),
+                    misses: Some(KRETPROBE_LIMIT),
+                },
                 Variant { name: SYSCALLS, uses: "tracepoints syscalls:sys_enter_*/sys_exit_* of the socket calls and close", needs: &[], points: &[Points::Tracepoints(DNS_SYSCALLS)], global: None, misses: Some(SYSCALLS_COST) },
             ],
             without: "DNS, plain HTTP and the TLS wire capture are not seen",
@@ -468,16 +534,24 @@ pub static TLS_FD: Family = Family {
                 Variant {
                     name: SOCK_LENGTH,
                     uses: "the socket-layer programs of dns's sock_length variant",
-                    needs: &[Need::Variant("dns", SOCK_LENGTH)],
+                    needs: &[Need::Variant("dns", &[SOCK_LENGTH])],
                     points: &[],
                     global: Some(tracer_common::layout::SOCK_TLS_FD),
                     misses: None,
                 },
                 Variant {
+                    name: KPROBE,
+                    uses: "the socket-layer programs of dns's kprobe variant",
+                    needs: &[Need::Variant("dns", &[KPROBE])],
+                    points: &[],
+                    global: Some(tracer_common::layout::SOCK_TLS_FD),
+                    misses: Some(KRETPROBE_LIMIT),
+                },
+                Variant {
                     name: SYSCALLS,
                     uses: "tracepoints syscalls:sys_enter_writev / sys_enter_readv, and dns's syscall programs",
                     // The fds are learnt in dns's read/write programs too.
-                    needs: &[Need::Variant("dns", SYSCALLS)],
+                    needs: &[Need::Variant("dns", &[SYSCALLS])],
                     points: &[Points::Tracepoints(&[
                         syscall("sys_enter_writev", "sys_enter_writev"),
                         syscall("sys_enter_readv", "sys_enter_readv"),
@@ -726,7 +800,7 @@ mod tests {
             match points {
                 Points::Tracepoints(tps) => out.extend(tps.iter().map(|t| (t.program, "tracepoint"))),
                 Points::BtfTracepoint(b) => out.push((b.program, "tp_btf")),
-                Points::Kprobe(k) => out.push((k.program, "kprobe")),
+                Points::Kprobe(k) => out.push((k.program, k.kind())),
                 Points::Uprobes { functions, .. } => {
                     for f in *functions {
                         out.push((f.entry, "uprobe"));
@@ -752,12 +826,14 @@ mod tests {
             assert!(!choice.without.is_empty(), "{}", f.name);
             for v in choice.variants {
                 for need in v.needs {
-                    let Need::Variant(family, name) = need else { continue };
+                    let Need::Variant(family, any_of) = need else { continue };
                     assert_ne!(*family, f.name, "{}: {} needs its own family", f.name, v.name);
-                    let exists = attach_sets().any(|(g, b)| {
-                        g.name == *family && matches!(&b.points, Points::OneOf(c) if c.variants.iter().any(|w| w.name == *name))
-                    });
-                    assert!(exists, "{}: {} needs {family}={name}, which is not declared", f.name, v.name);
+                    for name in *any_of {
+                        let exists = attach_sets().any(|(g, b)| {
+                            g.name == *family && matches!(&b.points, Points::OneOf(c) if c.variants.iter().any(|w| w.name == *name))
+                        });
+                        assert!(exists, "{}: {} needs {family}={name}, which is not declared", f.name, v.name);
+                    }
                 }
             }
         }

@@ -42,6 +42,7 @@ pub const BTF_MEMBERS: &[BtfMember] = &[
     member!("sock.skc_v6_rcv_saddr", "sock", "__sk_common.skc_v6_rcv_saddr", skc_v6_rcv_saddr),
     member!("sock.skc_v6_daddr", "sock", "__sk_common.skc_v6_daddr", skc_v6_daddr),
     member!("sock.sk_protocol", "sock", "sk_protocol", sk_protocol),
+    member!("socket.sk", "socket", "sk", socket_sk),
 ];
 
 /// One tracepoint's layout on this kernel, or why there is none.
@@ -240,7 +241,9 @@ pub fn cached_btf_offsets(dir: &Path, btf: &Path) -> Result<KernelOffsets, Strin
     let version = std::fs::read_to_string("/proc/version").unwrap_or_default();
     let key: u64 = version.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3)); // FNV-1a
     let file = dir.join(format!("{}-{key:016x}.json", crate::procfs::kernel_release()));
-    if let Some(o) = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<CachedOffsets>(&b).ok()) {
+    // A cache written by an older daemon lacks the members added since: read BTF again.
+    let cached = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<CachedOffsets>(&b).ok());
+    if let Some(o) = cached.filter(|c| BTF_MEMBERS.iter().all(|m| c.0.contains_key(m.name))) {
         return Ok(o.into());
     }
     let offsets = btf_offsets(btf)?;

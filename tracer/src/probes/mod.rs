@@ -290,7 +290,7 @@ impl Probes {
         for (family, _, points) in sets() {
             let Points::Kprobe(k) = points else { continue };
             let result = tracepoints::attach_kprobe(&mut ebpf, k).map(|id| links.push(Attachment::KProbe(k.program, id)));
-            status.push(ProbeStatus::outcome(family.name, format!("kprobe {}", k.function), None, "kprobe", None, &result));
+            status.push(ProbeStatus::outcome(family.name, format!("{} {}", k.kind(), k.function), None, k.kind(), None, &result));
         }
         for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
             let UprobeFile::Libc { report_as, unseen } = set.file else { continue };
@@ -509,4 +509,45 @@ fn add_found_by_signature(
         }
     }
     (status, warnings)
+}
+
+/// Load (verify, not attach) every kprobe and kretprobe program the families declare, with the
+/// globals of their variants set and this kernel's BTF offsets: a kernel without kprobes (this
+/// project's machines) still verifies kprobe programs, so the verifier's limits that every
+/// kernel shares (the 512 bytes of stack for all frames together, the instruction count) are
+/// checked here before a guest of the kernel matrix would find them. Returns each program's
+/// outcome, the verifier's words on failure.
+pub fn verify_kprobe_programs() -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
+    let survey = kernel::KernelSurvey::of_this_kernel();
+    let offsets = survey.btf().map(|o| *o).unwrap_or(tracer_common::layout::KernelOffsets::UNKNOWN);
+    let one: u32 = 1;
+    let mut loader = EbpfLoader::new();
+    loader.override_global(tracer_common::layout::KERNEL_OFFSETS, &offsets, true);
+    let mut programs = Vec::new();
+    for (_, _, points) in families::all_points() {
+        let Points::Kprobe(k) = points else { continue };
+        if !programs.contains(&k.program) {
+            programs.push(k.program);
+        }
+    }
+    for (_, a) in families::attach_sets() {
+        let Points::OneOf(choice) = &a.points else { continue };
+        for v in choice.variants.iter().filter(|v| v.points.iter().any(|p| matches!(p, Points::Kprobe(_)))) {
+            for flag in v.global {
+                loader.override_global(flag, &one, true);
+            }
+        }
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
+    Ok(programs
+        .into_iter()
+        .map(|name| {
+            let result = match ebpf.program_mut(name).map(<&mut KProbe>::try_from) {
+                Some(Ok(p)) => p.load().map_err(|e| format!("{e:#}")),
+                Some(Err(e)) => Err(format!("not a kprobe program: {e}")),
+                None => Err("not in the object".to_string()),
+            };
+            (name, result)
+        })
+        .collect())
 }

@@ -45,7 +45,7 @@ pub fn attach_tracepoint(ebpf: &mut Ebpf, tp: &Tracepoint, survey: &KernelSurvey
     tp.attach(category, name).with_context(|| format!("attaching {category}:{name}"))
 }
 
-/// Load `k`'s program and attach it at the entry of its kernel function.
+/// Load `k`'s program and attach it at the entry (or return) of its kernel function.
 pub fn attach_kprobe(ebpf: &mut Ebpf, k: &Kprobe) -> anyhow::Result<KProbeLinkId> {
     let p: &mut KProbe = ebpf
         .program_mut(k.program)

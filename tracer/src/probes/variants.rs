@@ -45,12 +45,13 @@ pub fn unmet(survey: &KernelSurvey, needs: &[Need]) -> Option<String> {
 /// [`unmet`], with the needs of other families' variants checked against `chosen`.
 pub fn unmet_in_plan(survey: &KernelSurvey, needs: &[Need], chosen: Option<&Chosen>) -> Option<String> {
     needs.iter().find_map(|n| match *n {
-        Need::Variant(family, name) => {
+        Need::Variant(family, any_of) => {
             let got = chosen?.get(family);
+            let wanted = any_of.join(" or ");
             match got {
-                Some(names) if names.contains(&name) => None,
-                Some(names) => Some(format!("{family}'s {name} variant ({family} got {})", names.join(", "))),
-                None => Some(format!("{family}'s {name} variant ({family} is not attached in this run)")),
+                Some(names) if any_of.iter().any(|n| names.contains(n)) => None,
+                Some(names) => Some(format!("{family}'s {wanted} variant ({family} got {})", names.join(", "))),
+                None => Some(format!("{family}'s {wanted} variant ({family} is not attached in this run)")),
             }
         }
         Need::Tracepoint(c, t) if !survey.has_tracepoint(c, t) => Some(format!("tracepoint {c}:{t}")),
@@ -349,9 +350,14 @@ mod tests {
         let p = plan(&survey, &all, &BTreeMap::new()).unwrap();
         let dns = got(&p, "dns", "socket calls");
         let sock = unmet(&survey, families::DNS_SOCK_NEEDS).is_none();
-        assert_eq!(dns.starts_with("sock_length"), sock, "{dns}");
-        assert_eq!(got(&p, "tls_fd", "fds under TLS calls, writev/readv").starts_with("sock_length"), sock);
-        assert_eq!(got(&p, "tcp_connect", "connects").starts_with("tp_btf"), sock);
+        let kprobe = unmet(&survey, families::DNS_KPROBE_NEEDS).is_none();
+        let layer = sock || kprobe;
+        let expected = if sock { "sock_length" } else if kprobe { "kprobe" } else { "syscalls" };
+        assert!(dns.starts_with(expected), "{dns}");
+        // tls_fd takes dns's variant of the same name; tcp_connect is at the SYN with either.
+        assert!(got(&p, "tls_fd", "fds under TLS calls, writev/readv").starts_with(expected));
+        assert_eq!(got(&p, "tcp_connect", "connects").starts_with("tp_btf"), layer);
+        let sock = layer;
         // The syscall tracepoints are attached exactly when dns falls back to them.
         let syscalls = p.points.iter().any(|(_, _, pts)| matches!(pts, Points::Tracepoints(t) if t.iter().any(|t| t.category == "syscalls")));
         assert_eq!(syscalls, !sock);
@@ -365,12 +371,12 @@ mod tests {
         let forced: BTreeMap<String, String> =
             [("dns".to_string(), "syscalls".to_string()), ("tcp_connect".to_string(), "tp_btf".to_string())].into();
         let err = plan(&survey, &all, &forced).err().unwrap().to_string();
-        assert!(err.contains("dns's sock_length variant (dns got syscalls)"), "{err}");
+        assert!(err.contains("dns's sock_length or kprobe variant (dns got syscalls)"), "{err}");
         // The other way round works (connects at the syscalls, data at the socket layer).
         if sock {
             let forced: BTreeMap<String, String> = [("tcp_connect".to_string(), "syscalls".to_string())].into();
             let p = plan(&survey, &all, &forced).unwrap();
-            assert!(got(&p, "dns", "socket calls").starts_with("sock_length"));
+            assert!(got(&p, "dns", "socket calls").starts_with(expected));
         }
     }
 }

@@ -105,6 +105,8 @@ pub struct Options {
     /// Guests booted at once (default: one per core, at most one per kernel); the cores are
     /// shared out among them.
     pub jobs: Option<usize>,
+    /// Only these suites, by [`Suite::name`]; empty: every suite that runs in every kernel.
+    pub suites: Vec<String>,
 }
 
 /// Guests at once and vCPUs each, for `kernels` guests on `cores` host cores. Under TCG a
@@ -128,6 +130,13 @@ pub fn kernels(opts: &Options) -> Result<()> {
     std::fs::create_dir_all(&root)?;
 
     let guest_suites: Vec<&Suite> = SUITES.iter().filter(|s| s.runs == Where::EveryKernel).collect();
+    for wanted in &opts.suites {
+        if !guest_suites.iter().any(|s| s.name == wanted.as_str()) {
+            let known: Vec<&str> = guest_suites.iter().map(|s| s.name).collect();
+            bail!("--suites {wanted}: not a suite of the matrix (it has {})", known.join(", "));
+        }
+    }
+    let guest_suites: Vec<&Suite> = guest_suites.into_iter().filter(|s| opts.suites.is_empty() || opts.suites.iter().any(|w| w == s.name)).collect();
     let binaries = build_tests(&guest_suites)?;
     let tracer = util::target_dir().join("debug").join("tracer");
     let suites: Vec<GuestSuite> = guest_suites
