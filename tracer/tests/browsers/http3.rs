@@ -49,6 +49,20 @@ async fn trace_page(tag: &'static str, cmd: Command, limit: Duration, quiet_ms: 
     (p, out)
 }
 
+/// Chromium (QUIC allowed, `flags` added) loads the lab's page, traced: its page load and the
+/// events of its net log (`--log-net-log`, in a scratch directory).
+async fn chromium_h3(tag: &'static str, lab: &Lab, flags: &[String]) -> (PageLoad, Vec<(String, serde_json::Value)>) {
+    let tmp = temp_dir(&format!("browsers-{tag}"));
+    let netlog = tmp.path().join("netlog.json");
+    let mut flags = flags.to_vec();
+    flags.push(format!("--log-net-log={}", netlog.display()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cmd = chromium_quic_cmd(lab, &chromium_home(tmp.path(), lab), &flags, "http://shop.test/");
+    let (p, dom) = trace_page(tag, cmd, Duration::from_secs(60), None).await;
+    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page: {dom}");
+    (p, netlog_events(&netlog))
+}
+
 /// [`describe`] plus each QUIC connection's facts.
 fn describe_h3(p: &PageLoad) -> String {
     let mut d = describe(p);
@@ -231,12 +245,8 @@ async fn chromium_http3_forced() {
     let tag = "chromium_h3_forced";
     let _timer = Timer(tag, Instant::now());
     let Some(lab) = lab_or_skip(tag, h3_lab(Http3::On)).await else { return };
-    let tmp = temp_dir(&format!("browsers-{tag}"));
     let flags = ["--origin-to-force-quic-on=www.shop.test:443".to_string(), format!("--ignore-certificate-errors-spki-list={}", lab.leaf_spki_sha256())];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let cmd = chromium_quic_cmd(&lab, &chromium_home(tmp.path(), &lab), &flags, "http://shop.test/");
-    let (p, dom) = trace_page(tag, cmd, Duration::from_secs(60), None).await;
-    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page: {dom}");
+    let (p, _) = chromium_h3(tag, &lab, &flags).await;
     check_h3_page_load(tag, &p, &lab, "chromium").await;
     table::record_quic("chromium", table::CHROMIUM_QUIC[0]);
 }
@@ -280,10 +290,7 @@ async fn chromium_quic_dropped_falls_back_to_tcp() {
 async fn chromium_falls_back(tag: &'static str, mode: Http3, attempt: &Attempt, cell: (&str, &str)) {
     let _timer = Timer(tag, Instant::now());
     let Some(lab) = lab_or_skip(tag, h3_lab(mode)).await else { return };
-    let tmp = temp_dir(&format!("browsers-{tag}"));
-    let cmd = chromium_quic_cmd(&lab, &chromium_home(tmp.path(), &lab), &[], "http://shop.test/");
-    let (p, dom) = trace_page(tag, cmd, Duration::from_secs(60), None).await;
-    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page over TCP: {dom}");
+    let (p, _) = chromium_h3(tag, &lab, &[]).await;
     check_fell_back(tag, &p, attempt);
     assert_eq!((lab.quic_handshake_count(), lab_h3_requests(&lab).len()), (0, 0), "{tag}: nothing over HTTP/3");
     table::record_quic("chromium", cell);
@@ -308,14 +315,7 @@ async fn chromium_http3_by_discovery() {
     let Some(lab) = lab_or_skip(tag, h3_lab(Http3::On)).await else { return };
 
     // 1. As Chromium is: the attempt, refused by Chromium itself, beside TCP.
-    let tmp = temp_dir(&format!("browsers-{tag}"));
-    let netlog = tmp.path().join("netlog.json");
-    let flags = [format!("--log-net-log={}", netlog.display())];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let cmd = chromium_quic_cmd(&lab, &chromium_home(tmp.path(), &lab), &flags, "http://shop.test/");
-    let (p, dom) = trace_page(tag, cmd, Duration::from_secs(60), None).await;
-    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page: {dom}");
-    let events = netlog_events(&netlog);
+    let (p, events) = chromium_h3(tag, &lab, &[]).await;
     assert!(dns_alpn_h3_job(&events, "https://www.shop.test"), "{tag}: Chromium's net log has no dns_alpn_h3 job for www.shop.test");
     let closed: Vec<&str> = events.iter().filter(|(t, _)| t == "QUIC_SESSION_CLOSED").filter_map(|(_, p)| p["details"].as_str()).collect();
     assert!(closed.iter().any(|d| d.contains("46: certificate unknown")), "{tag}: Chromium's reason for dropping QUIC (net log): {closed:?}");
@@ -332,14 +332,8 @@ async fn chromium_http3_by_discovery() {
     // start again.
     lab.reset_stats();
     let tag = "chromium_h3_discovery_allowed";
-    let tmp = temp_dir(&format!("browsers-{tag}"));
-    let netlog = tmp.path().join("netlog.json");
-    let flags = ["--origin-to-force-quic-on=www.shop.test:1".to_string(), format!("--log-net-log={}", netlog.display())];
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let cmd = chromium_quic_cmd(&lab, &chromium_home(tmp.path(), &lab), &flags, "http://shop.test/");
-    let (p, dom) = trace_page(tag, cmd, Duration::from_secs(60), None).await;
-    assert!(dom.contains("Lab Shop"), "{tag}: chromium loaded the page: {dom}");
-    assert!(dns_alpn_h3_job(&netlog_events(&netlog), "https://www.shop.test"), "{tag}: Chromium's net log has no dns_alpn_h3 job for www.shop.test");
+    let (p, events) = chromium_h3(tag, &lab, &["--origin-to-force-quic-on=www.shop.test:1".to_string()]).await;
+    assert!(dns_alpn_h3_job(&events, "https://www.shop.test"), "{tag}: Chromium's net log has no dns_alpn_h3 job for www.shop.test");
     // QUIC and TCP race for the document (QUIC is not yet known to work on this network, so
     // TCP is not held back): either may carry it; the QUIC connection completes either way.
     let d = describe_h3(&p);
