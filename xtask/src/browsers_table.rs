@@ -2,7 +2,9 @@
 //! results. Each browser test that passed wrote its row (one Markdown table row) to
 //! `target/tmp/browser-table/PACKAGE.row` (tracer/tests/browsers/table.rs); this puts them,
 //! in [`ORDER`], between the table's markers in README.md. A browser without a row (its test
-//! did not run, or failed) is an error naming it: the table is never half old, half new.
+//! did not run, or failed) is an error naming it: the table is never half old, half new. The
+//! QUIC cell of a browser with HTTP/3 tests is theirs: each writes its part to
+//! `PACKAGE.quic/PART` ([`with_quic_cell`]).
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -37,7 +39,10 @@ pub fn browsers_table(root: &Path) -> Result<()> {
     let mut missing = Vec::new();
     for name in ORDER {
         match std::fs::read_to_string(rows_dir.join(format!("{name}.row"))) {
-            Ok(r) => rows.push(r.trim().to_string()),
+            Ok(r) => match with_quic_cell(r.trim(), &rows_dir.join(format!("{name}.quic"))) {
+                Some(r) => rows.push(r),
+                None => missing.push(*name),
+            },
             Err(_) => missing.push(*name),
         }
     }
@@ -53,6 +58,25 @@ pub fn browsers_table(root: &Path) -> Result<()> {
     std::fs::write(&readme, new).with_context(|| format!("writing {}", readme.display()))?;
     println!("README.md: Browsers table rewritten ({} rows)", rows.len());
     Ok(())
+}
+
+/// The QUIC cell a browser's TCP test leaves to its HTTP/3 tests (tracer/tests/browsers/table.rs).
+pub const QUIC_FROM_HTTP3_TESTS: &str = "{quic: from the HTTP/3 tests}";
+
+/// `row` with [`QUIC_FROM_HTTP3_TESTS`] replaced by the parts the HTTP/3 tests wrote to
+/// `parts_dir` (one file each, joined in the order of their names with "; "); None when the
+/// row needs them and there are none.
+pub fn with_quic_cell(row: &str, parts_dir: &Path) -> Option<String> {
+    if !row.contains(QUIC_FROM_HTTP3_TESTS) {
+        return Some(row.to_string());
+    }
+    let mut parts: Vec<_> = std::fs::read_dir(parts_dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    parts.sort();
+    let texts: Vec<String> = parts.iter().filter_map(|p| std::fs::read_to_string(p).ok()).map(|t| t.trim().to_string()).collect();
+    if texts.is_empty() {
+        return None;
+    }
+    Some(row.replace(QUIC_FROM_HTTP3_TESTS, &texts.join("; ")))
 }
 
 /// `text` with what is between [`START`] and [`END`] replaced by the table of `rows`.
@@ -78,5 +102,22 @@ mod tests {
         assert_eq!(out, format!("before\n{START}\n{HEADER}| a |\n| b |\n{END}\nafter\n"));
         assert!(replace_table("no markers", &[]).unwrap_err().to_string().contains("no line"));
         assert!(replace_table(&format!("{START} but no end"), &[]).is_err());
+    }
+
+    #[test]
+    fn the_quic_cell_is_the_http3_tests_parts_in_order() {
+        let dir = std::env::temp_dir().join(format!("xtask-quic-cell-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let row = format!("| `chromium` | {QUIC_FROM_HTTP3_TESTS} |");
+        assert_eq!(with_quic_cell("| `lynx` | no |", &dir).as_deref(), Some("| `lynx` | no |"));
+        assert_eq!(with_quic_cell(&row, &dir), None, "no part written: the browser has no result");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("2-b"), "b\n").unwrap();
+        std::fs::write(dir.join("1-a"), "a").unwrap();
+        assert_eq!(with_quic_cell(&row, &dir).as_deref(), Some("| `chromium` | a; b |"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The browser tests write the same marker.
+        let tests = include_str!("../../tracer/tests/browsers/table.rs");
+        assert!(tests.contains(&format!("QUIC_FROM_HTTP3_TESTS: &str = \"{QUIC_FROM_HTTP3_TESTS}\";")), "the marker differs from table.rs's");
     }
 }

@@ -320,6 +320,7 @@ pub struct Lab {
     stats: Arc<LabStats>,
     ca_pem: String,
     ca_pem_path: PathBuf,
+    leaf_spki_sha256: String,
     key_log_path: PathBuf,
     // Field order matters for Drop: servers stop first, then the namespace goes, then the dir.
     servers: Option<netns::ServerThread>,
@@ -377,6 +378,7 @@ impl Lab {
             stats,
             ca_pem: pki.ca_pem,
             ca_pem_path,
+            leaf_spki_sha256: pki.leaf_spki_sha256,
             key_log_path,
             servers: Some(servers),
             ns,
@@ -435,6 +437,13 @@ impl Lab {
     /// The lab CA certificate (PEM text).
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// Base64 of the SHA-256 of the SubjectPublicKeyInfo of the certificate the lab's origins
+    /// serve (shop.test, www.shop.test, static.shop.test, edge.cdn.test): Chromium's
+    /// `--ignore-certificate-errors-spki-list` value for it.
+    pub fn leaf_spki_sha256(&self) -> &str {
+        &self.leaf_spki_sha256
     }
 
     /// The lab's temporary directory (holds `ca.pem` and the server key log; removed on drop).

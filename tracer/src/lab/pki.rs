@@ -22,12 +22,26 @@ pub(crate) struct LabPki {
     /// The same leaves for HTTP/3 over QUIC: TLS 1.3 only, ALPN `h3`, 0-RTT accepted.
     pub(crate) h3_config: Arc<rustls::ServerConfig>,
     pub(crate) badcert_h3_config: Arc<rustls::ServerConfig>,
+    /// Base64 of the SHA-256 of the lab leaf's SubjectPublicKeyInfo: what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes.
+    pub(crate) leaf_spki_sha256: String,
 }
 
 /// The two server configs of one leaf: TCP (ALPN h2, http/1.1) and QUIC (ALPN h3).
 struct LeafConfigs {
     tcp: Arc<rustls::ServerConfig>,
     quic: Arc<rustls::ServerConfig>,
+    /// Base64 of the SHA-256 of the leaf's SubjectPublicKeyInfo.
+    spki_sha256: String,
+}
+
+/// Base64 of the SHA-256 of a certificate's SubjectPublicKeyInfo (DER).
+fn spki_sha256(cert_der: &[u8]) -> Result<String> {
+    use base64::Engine as _;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| anyhow::anyhow!("parsing the lab leaf certificate: {e}"))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest.as_ref()))
 }
 
 /// Names on the leaf certificate.
@@ -84,6 +98,7 @@ fn leaf_server_config(
         .context("signing a lab server cert")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = vec![CertificateDer::from(leaf_cert.der().to_vec())];
+    let spki_sha256 = spki_sha256(leaf_cert.der())?;
     let key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -107,6 +122,7 @@ fn leaf_server_config(
     Ok(LeafConfigs {
         tcp: Arc::new(server),
         quic: Arc::new(quic),
+        spki_sha256,
     })
 }
 
@@ -126,6 +142,7 @@ impl LabPki {
             badcert_config: badcert.tcp,
             h3_config: leaf.quic,
             badcert_h3_config: badcert.quic,
+            leaf_spki_sha256: leaf.spki_sha256,
         })
     }
 }

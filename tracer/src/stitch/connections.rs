@@ -421,11 +421,21 @@ impl Connections {
         }
     }
 
-    /// The newest connection to `dst` from `src`, or from a source not known yet.
+    /// The newest TCP connection to `dst` from `src`, or from a source not known yet. QUIC
+    /// connections are left out: their error reports are UDP's (`Stitcher::on_quic_error`), and
+    /// Firefox's QUIC sockets are unconnected (no source known), so the newest connection to a
+    /// server "from a source not known yet" was often its QUIC one, which took the EPIPE of the
+    /// client's TCP connection to the same server (seen in the lab as a QUIC attempt's error
+    /// `EUNKNOWN`).
     fn conn_by_tuple(&self, src: Option<SocketAddr>, dst: Option<SocketAddr>) -> Option<u64> {
         let unknown_src = self.by_tuple.get(&(dst, None)).into_iter().flatten();
         let known_src = src.and_then(|_| self.by_tuple.get(&(dst, src))).into_iter().flatten();
-        unknown_src.chain(known_src).filter_map(|id| self.by_id.get(id)).max_by_key(|c| c.connect_start_ns).map(|c| c.id)
+        unknown_src
+            .chain(known_src)
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|c| c.quic.is_none())
+            .max_by_key(|c| c.connect_start_ns)
+            .map(|c| c.id)
     }
 
     fn unindex_tuple(&mut self, id: u64, dst: Option<SocketAddr>, src: Option<SocketAddr>) {
@@ -540,7 +550,7 @@ impl Stitcher {
         } else if dst.is_some_and(|d| d.port() == 53) {
             self.dns_server_unreachable(dst, error, ts);
         } else {
-            self.on_quic_error(ts, error, dst);
+            self.on_quic_error(ts, error, src, dst);
         }
     }
 }

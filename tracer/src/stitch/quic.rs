@@ -36,7 +36,7 @@ use super::requests::OpaqueOrigin;
 use super::model::{Connection, PageLoad, QuicSession, Request, Timings, TlsSession, ms};
 use crate::clock::round_stored_ms;
 use crate::decode::Direction;
-use crate::decode::quic::{Header, LongType, QuicTracker, parse_packet, version_name};
+use crate::decode::quic::{Header, LongType, QuicTracker, Sender, parse_packet, version_name};
 use crate::failure::{Code, Failure, Phase};
 
 /// One UDP datagram of a traced process to or from port 443, as the kernel side reports it.
@@ -70,6 +70,9 @@ pub(super) struct QuicConn {
     tracker: QuicTracker,
     /// The kernel's error report for the flow (ECONNREFUSED after ICMP port unreachable).
     icmp_error: Option<(u64, String)>,
+    /// The server's first datagram after the client's first 1-RTT one: the opaque exchange's
+    /// answer starts there (`wait` ends).
+    answer_ns: Option<u64>,
 }
 
 /// Which connection each flow is.
@@ -77,9 +80,47 @@ pub(super) struct QuicConn {
 pub(super) struct QuicFlows {
     by_flow: HashMap<FlowKey, u64>,
     order: VecDeque<FlowKey>,
+    /// Error reports on UDP 443 sockets that came before the datagram whose ICMP error they
+    /// are ([`EarlyError`]), newest last.
+    early_errors: VecDeque<EarlyError>,
 }
 
+/// An error report (ICMP port unreachable) for a QUIC connection whose first datagram's record
+/// has not come yet. On loopback, as in the lab, the kernel answers inside the `sendto` that
+/// sent the datagram, so the report is submitted before the record of that send (measured with
+/// Chromium 156 against the lab's `refuse` mode: the report 7 µs before the Initial's record).
+struct EarlyError {
+    ts_ns: u64,
+    /// The client's socket (connected: UDP errors are reported only on connected sockets).
+    local: SocketAddr,
+    server: SocketAddr,
+    error: String,
+}
+
+/// Most early error reports held; older ones go first.
+const MAX_EARLY_ERRORS: usize = 64;
+/// How long before a connection's first datagram its error report may be: the report comes
+/// microseconds before the record (above), and the client's port tells connections apart.
+const EARLY_ERROR_WINDOW_NS: u64 = 100_000_000;
+
 impl QuicFlows {
+    fn keep_early_error(&mut self, e: EarlyError) {
+        if self.early_errors.len() >= MAX_EARLY_ERRORS {
+            self.early_errors.pop_front();
+        }
+        self.early_errors.push_back(e);
+    }
+
+    /// The report kept for the connection whose first datagram went from `local` to `server`
+    /// at `ts_ns`.
+    fn take_early_error(&mut self, local: Option<SocketAddr>, server: SocketAddr, ts_ns: u64) -> Option<(u64, String)> {
+        let local = local?;
+        let i = self.early_errors.iter().rposition(|e| {
+            e.local == local && e.server == server && e.ts_ns <= ts_ns && ts_ns - e.ts_ns <= EARLY_ERROR_WINDOW_NS
+        })?;
+        self.early_errors.remove(i).map(|e| (e.ts_ns, e.error))
+    }
+
     fn insert(&mut self, key: FlowKey, id: u64, max: usize) {
         if self.by_flow.insert(key, id).is_none() {
             self.order.push_back(key);
@@ -119,6 +160,7 @@ impl Stitcher {
         let key = (d.tgid, d.fd, d.peer);
         let data = &d.data[..d.data.len().min(d.len as usize)];
         let mut id = self.quic_flows.by_flow.get(&key).copied().filter(|id| self.conns.get(*id).is_some());
+        let mut new_connection = false;
         if d.direction == Direction::Send && starts_connection(data) {
             // A new connection on the flow: an Initial to another original destination ID
             // after the old connection's handshake.
@@ -136,6 +178,7 @@ impl Stitcher {
             if !same {
                 id = Some(self.new_quic_connection(d));
                 self.quic_flows.insert(key, id.expect("just made"), self.cfg.max_connections);
+                new_connection = true;
             }
         }
         let Some(id) = id else {
@@ -149,6 +192,9 @@ impl Stitcher {
             c.src = d.local;
         }
         let q = c.quic.as_mut().expect("a QUIC connection");
+        if d.direction == Direction::Recv && q.answer_ns.is_none() && q.tracker.summary().first_1rtt_ns.is_some_and(|t| t <= d.ts_ns) {
+            q.answer_ns = Some(d.ts_ns);
+        }
         q.tracker.feed_partial(d.ts_ns, d.direction, data, d.len as usize);
         let s = q.tracker.summary();
         if c.established_ns.is_none() {
@@ -157,6 +203,9 @@ impl Stitcher {
         c.first_data_ns = c.first_data_ns.or(s.first_1rtt_ns);
         let tgid = c.tgid;
         self.activity(tgid, d.ts_ns, Some(id));
+        if new_connection && let Some((ts, error)) = self.quic_flows.take_early_error(d.local, d.peer, d.ts_ns) {
+            self.fail_quic(id, ts, &error);
+        }
     }
 
     fn new_quic_connection(&mut self, d: &QuicDatagram<'_>) -> u64 {
@@ -175,9 +224,10 @@ impl Stitcher {
     }
 
     /// The kernel's error report on a UDP socket to port 443 (ICMP port unreachable on the
-    /// client's connected socket): the QUIC attempt to that server failed. Returns whether a
-    /// QUIC connection took it.
-    pub(super) fn on_quic_error(&mut self, ts: u64, error: &str, dst: Option<SocketAddr>) -> bool {
+    /// client's connected socket, from `src`): the QUIC attempt to that server failed. Returns
+    /// whether a QUIC connection took it; a report for a connection not seen yet is kept for
+    /// its first datagram ([`EarlyError`]).
+    pub(super) fn on_quic_error(&mut self, ts: u64, error: &str, src: Option<SocketAddr>, dst: Option<SocketAddr>) -> bool {
         let Some(dst) = dst.filter(|d| d.port() == 443) else { return false };
         let newest = self
             .quic_flows
@@ -186,20 +236,34 @@ impl Stitcher {
             .filter(|((_, _, peer), _)| *peer == dst)
             .filter_map(|(_, id)| self.conns.get(*id))
             .filter(|c| c.quic.as_ref().is_some_and(|q| !q.tracker.summary().handshake_done()))
+            // The client's port, where both are known, tells its attempts apart.
+            .filter(|c| src.is_none() || c.src.is_none_or(|s| s.ip().is_unspecified() || Some(s) == src))
             .max_by_key(|c| c.connect_start_ns)
             .map(|c| c.id);
-        let Some(id) = newest else { return false };
-        let c = self.conns.get_mut(id).expect("connection");
+        let Some(id) = newest else {
+            if let Some(local) = src {
+                self.quic_flows.keep_early_error(EarlyError { ts_ns: ts, local, server: dst, error: error.to_string() });
+            }
+            return false;
+        };
+        self.fail_quic(id, ts, error);
+        true
+    }
+
+    /// QUIC connection `id` failed with the kernel's `error` at `ts` (the first report only).
+    fn fail_quic(&mut self, id: u64, ts: u64, error: &str) {
+        let Some(c) = self.conns.get_mut(id) else { return };
         if let Some(q) = c.quic.as_mut()
             && q.icmp_error.is_none()
         {
             q.icmp_error = Some((ts, error.to_string()));
             c.error = Some(quic_error(c).unwrap_or_default());
-            c.closed_ns = Some(ts);
+            // An early report (before the first datagram's record) closes it at its start.
+            let at = ts.max(c.connect_start_ns);
+            c.closed_ns = Some(at);
             let tgid = c.tgid;
-            self.record_failure(tgid, ts, Some(id), None);
+            self.record_failure(tgid, at, Some(id), None);
         }
-        true
     }
 
     /// At a page load's close: QUIC attempts that never finished their handshake are failed
@@ -222,7 +286,8 @@ impl Stitcher {
     /// The opaque entry of a QUIC connection that got through its handshake (part 2 will
     /// name the HTTP/3 requests inside it).
     pub(super) fn quic_request(&self, c: &ConnState) -> Option<Request> {
-        let s = c.quic.as_ref()?.tracker.summary();
+        let q = c.quic.as_ref()?;
+        let s = q.tracker.summary();
         let hs_end = s.first_1rtt_ns?;
         let hs_start = s.first_initial_ns.unwrap_or(c.connect_start_ns);
         let OpaqueOrigin { host, url, timings: mut t, started_ns } = self.opaque_origin(c, s.sni.clone(), hs_start);
@@ -233,7 +298,7 @@ impl Stitcher {
         let send_end = s.first_1rtt_ns.unwrap_or(hs_end);
         t.send = 0.0;
         let recv_end = s.received.last_ns.filter(|l| *l > send_end);
-        let recv_start = recv_end.map(|_| send_end.max(s.server_hello_ns.unwrap_or(0)));
+        let recv_start = recv_end.map(|end| q.answer_ns.unwrap_or(end).clamp(send_end, end));
         if let (Some(rs), Some(re)) = (recv_start, recv_end) {
             t.wait = ms(rs.saturating_sub(send_end));
             t.receive = ms(re.saturating_sub(rs));
@@ -305,6 +370,7 @@ pub(super) fn quic_failure(c: &ConnState, fell_back_to: Option<usize>) -> Option
         return None;
     }
     let dst = c.dst.map(|d| d.to_string()).unwrap_or_default();
+    let waited = s.sent.last_ns.zip(s.first_initial_ns).map(|(l, f)| ms(l.saturating_sub(f))).unwrap_or(0.0);
     let (code, detail) = if let Some((_, err)) = &q.icmp_error {
         (Code::QuicProtocolError, format!("ICMP port unreachable from {dst}: {err}"))
     } else if let Some(close) = &s.close {
@@ -313,15 +379,23 @@ pub(super) fn quic_failure(c: &ConnState, fell_back_to: Option<usize>) -> Option
             None => format!("error 0x{:x}", close.code),
         };
         let by = match close.by {
-            crate::decode::quic::Sender::Server => "the server",
-            crate::decode::quic::Sender::Client => "the client",
+            Sender::Server => "the server",
+            Sender::Client => "the client",
         };
-        (Code::QuicHandshakeFailed, format!("{by} closed the connection: {what} {}", close.reason).trim_end().to_string())
+        let closed = format!("{by} closed the connection: {what} {}", close.reason).trim_end().to_string();
+        // A client that gives up on a silent server says so in its close (Chromium at its exit:
+        // "error 0x0 70:net error"); the silence is the reason.
+        let closed = match (&close.by, s.received.datagrams) {
+            (Sender::Client, 0) => {
+                format!("no answer from {dst} to {} datagram(s) in {waited} ms, then {closed}", s.sent.datagrams)
+            }
+            _ => closed,
+        };
+        (Code::QuicHandshakeFailed, closed)
     } else if !s.version_negotiation.is_empty() && s.server_hello_ns.is_none() {
         let offered: Vec<String> = s.version_negotiation.iter().map(|v| version_name(*v)).collect();
         (Code::QuicProtocolError, format!("version negotiation: {dst} offers {}", offered.join(", ")))
     } else {
-        let waited = s.sent.last_ns.zip(s.first_initial_ns).map(|(l, f)| ms(l.saturating_sub(f))).unwrap_or(0.0);
         let detail = match s.received.datagrams {
             0 => format!("no answer from {dst} to {} datagram(s) in {waited} ms", s.sent.datagrams),
             n => format!("the handshake with {dst} did not finish: {n} datagram(s) received"),

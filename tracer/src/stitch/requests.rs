@@ -222,7 +222,10 @@ impl Stitcher {
         let l = lookup.map(|i| &dns[i]).or_else(|| {
             raw.and_then(|r| r.dns).and_then(|id| self.dns.get(id)).and_then(|x| dns.iter().find(|d| d.name == x.name))
         });
-        let host = l.map(|l| l.name.clone()).or_else(|| c.and_then(|c| c.dst.clone()));
+        // The name the client asked the server for (SNI) before the name it looked up: Firefox
+        // reaches www.shop.test by its HTTPS record's target, so its lookup is edge.cdn.test.
+        let sni = c.and_then(|c| c.tls.as_ref()).and_then(|t| t.sni.clone());
+        let host = sni.or_else(|| l.map(|l| l.name.clone())).or_else(|| c.and_then(|c| c.dst.clone()));
         let error = failures::failed_entry_error(c, l, raw);
         // The scheme is known only from the port of a connect; a failed lookup has none, so
         // its URL is just the host.

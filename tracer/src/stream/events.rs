@@ -230,6 +230,8 @@ pub fn errno_name(errno: i32) -> &'static str {
         11 => "EAGAIN",
         13 => "EACCES",
         22 => "EINVAL",
+        // A peer's reset seen on a later send (the lab's servers, browsers' TCP sockets).
+        32 => "EPIPE",
         97 => "EAFNOSUPPORT",
         98 => "EADDRINUSE",
         99 => "EADDRNOTAVAIL",

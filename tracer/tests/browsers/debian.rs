@@ -213,7 +213,7 @@ const fn qtwebengine_row(package: &'static str) -> Browser {
         dns_limit: None,
         tls_limit: None,
         requests_limit: None,
-        quic: table::HTTP3_NOT_CAPTURED,
+        quic: table::QUIC_NOT_TESTED,
     }
 }
 

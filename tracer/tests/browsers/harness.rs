@@ -560,8 +560,8 @@ pub fn check_page_load(tag: &str, p: &PageLoad, lab: &Lab, expect: &Expect) {
 }
 
 /// Stored as the daemon stores it (the history database) and read back: the same page load,
-/// every phase included.
-pub async fn assert_stored(tag: &str, p: &PageLoad) {
+/// every phase included. Returns it as read back (what the API serves).
+pub async fn assert_stored(tag: &str, p: &PageLoad) -> tracer::history::StoredPageLoad {
     let tmp = temp_dir(&format!("browsers-{tag}-db"));
     let pool = tracer::history::db::open(&tmp.path().join("tracer.db")).await.expect("database");
     let id = tracer::history::insert_page_load(&pool, p, WallOffset::now()).await.expect("stored");
@@ -570,6 +570,7 @@ pub async fn assert_stored(tag: &str, p: &PageLoad) {
     let listed = tracer::history::query::latest(&pool, &Default::default(), 10).await.expect("list");
     assert!(listed.iter().any(|s| s.id == id && s.page.client.name == p.client.name), "{tag}: listed in the history");
     pool.close().await;
+    back
 }
 
 /// The page load of `client` that starts at the lab's first URL.

@@ -31,6 +31,7 @@ use support::{
 
 mod debian;
 mod harness;
+mod http3;
 mod table;
 use harness::*;
 
@@ -42,7 +43,7 @@ const CHROMIUM_ROW: table::Browser = table::Browser {
     dns_limit: None,
     tls_limit: None,
     requests_limit: None,
-    quic: table::HTTP3_NOT_CAPTURED,
+    quic: table::QUIC_FROM_HTTP3_TESTS,
 };
 
 /// Chromium's page load of the lab (HTTP/2 by default), however it was traced.

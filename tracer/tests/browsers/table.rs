@@ -28,9 +28,29 @@ pub struct Browser {
 
 /// Browsers with no HTTP/3 in their Debian 12 build.
 pub const NO_HTTP3: &str = "no (no HTTP/3 in this build)";
-/// Browsers that speak HTTP/3 (after Alt-Svc or an HTTPS record): the lab serves none in these
-/// tests, and the daemon does not capture UDP 443 yet (issue 20's socket hooks).
-pub const HTTP3_NOT_CAPTURED: &str = "no (UDP 443 not captured yet: issue 20; the lab's HTTP/3 is off here)";
+/// QtWebEngine's browsers: their tests start them with `--disable-quic` (QtWebEngine's
+/// Chromium flags), as the TCP tests of Chromium do; no test loads the lab over HTTP/3 with them.
+pub const QUIC_NOT_TESTED: &str = "not tested (the tests start it with `--disable-quic`)";
+/// The QUIC cell of a browser whose HTTP/3 tests (`http3.rs`) write it in parts
+/// ([`record_quic`]): `cargo xtask browsers-table` puts the parts there, and fails while the
+/// browser has none.
+pub const QUIC_FROM_HTTP3_TESTS: &str = "{quic: from the HTTP/3 tests}";
+
+/// Chromium's QUIC cell, one part per HTTP/3 test (in the order of the part names).
+pub const CHROMIUM_QUIC: [(&str, &str); 4] = [
+    ("1-forced", "yes, forced (`--origin-to-force-quic-on`): the document on a QUIC connection with its handshake, SNI, ALPN `h3`, QUIC v1, cipher, HAR `h3`"),
+    (
+        "2-discovery",
+        "by the HTTPS record it tries QUIC but closes it on the lab CA (TLS alert 46: its QUIC takes no root outside its built-in store, see *Browsers*), so the page shows the failed attempt beside TCP; with the root allowed, QUIC by the HTTPS record (racing TCP for the document)",
+    ),
+    ("3-drop", "UDP 443 dropped: the unanswered attempt beside the TCP fall back"),
+    ("4-refuse", "refused: the attempt's ICMP port unreachable beside the TCP fall back"),
+];
+/// Firefox's QUIC cell.
+pub const FIREFOX_QUIC: (&str, &str) = (
+    "1-https-record",
+    "yes, by the HTTPS record (`network.http.http3.*`; `disable_when_third_party_roots_found` off for the lab CA): the document on a QUIC connection with its handshake, SNI, ALPN `h3`, QUIC v1, cipher, HAR `h3`",
+);
 
 /// The installed version of a Debian package (`dpkg-query`), or "?" where dpkg has none.
 fn version(package: &str) -> String {
@@ -86,4 +106,14 @@ pub fn record(b: &Browser, p: &PageLoad) {
     let path = dir.join(format!("{}.row", b.package));
     std::fs::write(&path, row(b, p) + "\n").unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     eprintln!("{}: README row written to {}", b.package, path.display());
+}
+
+/// Writes one part (`name`, `text`) of `package`'s QUIC cell (after its test's checks passed):
+/// `target/tmp/browser-table/PACKAGE.quic/NAME`.
+pub fn record_quic(package: &str, (name, text): (&str, &str)) {
+    let dir = dir().join(format!("{package}.quic"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    eprintln!("{package}: README QUIC cell part written to {}", path.display());
 }

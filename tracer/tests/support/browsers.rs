@@ -41,10 +41,19 @@ pub const CHROMIUM_HEADLESS_FLAGS: &[&str] = &[
 
 /// Chromium headless (flags that work as root), loading `url`, printing the DOM and exiting.
 pub fn chromium_cmd(lab: &Lab, home: &Path, extra: &[&str], url: &str) -> Command {
+    chromium_with(lab, home, CHROMIUM_HEADLESS_FLAGS.iter(), extra, url)
+}
+
+/// [`chromium_cmd`] with QUIC allowed: [`CHROMIUM_HEADLESS_FLAGS`] but `--disable-quic`.
+pub fn chromium_quic_cmd(lab: &Lab, home: &Path, extra: &[&str], url: &str) -> Command {
+    chromium_with(lab, home, CHROMIUM_HEADLESS_FLAGS.iter().filter(|f| **f != "--disable-quic"), extra, url)
+}
+
+fn chromium_with<'a>(lab: &Lab, home: &Path, flags: impl Iterator<Item = &'a &'a str>, extra: &[&str], url: &str) -> Command {
     require("chromium");
     let mut cmd = lab.exec_command("chromium");
     cmd.env("HOME", home)
-        .args(CHROMIUM_HEADLESS_FLAGS)
+        .args(flags)
         .arg(format!("--user-data-dir={}", home.join("profile").display()))
         .args(extra)
         .arg("--dump-dom")
@@ -113,12 +122,27 @@ user_pref("dom.push.connection.enabled", false);
 user_pref("browser.tabs.remote.autostart", true);
 "#;
 
+/// Prefs for HTTP/3 (neqo), on top of [`FIREFOX_PREFS`]. Firefox ESR 153 turns HTTP/3 off for
+/// a connection whose certificate chains to a root that is not built in (the lab CA in the
+/// profile): its log (`MOZ_LOG=nsHttp:5`) said `Http3Session::Authenticated [...,
+/// hasThirdPartyRoots=1]`, then `nsHttpTransaction::DisableHttp3`, and the page went over
+/// HTTP/2. `disable_when_third_party_roots_found` is that rule's switch.
+pub const FIREFOX_HTTP3_PREFS: &str = r#"
+user_pref("network.http.http3.enable", true);
+user_pref("network.http.http3.disable_when_third_party_roots_found", false);
+"#;
+
 /// Firefox with a fresh profile under `dir` (lab CA imported, quiet prefs), taking a
 /// screenshot of `url` into `dir/shot.png` and exiting.
 pub fn firefox_cmd(lab: &Lab, dir: &Path, url: &str) -> Command {
+    firefox_cmd_with_prefs(lab, dir, url, "")
+}
+
+/// [`firefox_cmd`] with `prefs` (user.js lines) after [`FIREFOX_PREFS`].
+pub fn firefox_cmd_with_prefs(lab: &Lab, dir: &Path, url: &str, prefs: &str) -> Command {
     let profile = dir.join("profile");
     nss_db_with_lab_ca(&profile, lab.ca_pem_path());
-    std::fs::write(profile.join("user.js"), FIREFOX_PREFS).unwrap();
+    std::fs::write(profile.join("user.js"), format!("{FIREFOX_PREFS}{prefs}")).unwrap();
     require("firefox-esr");
     let mut cmd = lab.exec_command("firefox-esr");
     cmd.env("HOME", dir)

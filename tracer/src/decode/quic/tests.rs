@@ -427,3 +427,31 @@ fn crypto_stream_bounds_hold() {
     c.add(6, b"ghij");
     assert_eq!(c.contiguous(), b"abcdefghij");
 }
+
+/// Chromium 156's datagrams to the lab's UDP 443 in `drop` mode (recorded on the namespace's
+/// `lo`: two Initials of 1250 bytes carrying its ClientHello, then two more, nothing
+/// answered): the ClientHello is read whole across the Initials.
+#[test]
+fn chromium_initials_toward_a_dropping_server() {
+    let mut t = QuicTracker::new();
+    for (i, line) in include_str!("recorded/chromium156_drop.hex").lines().enumerate() {
+        t.feed(i as u64 * 1_000_000, Direction::Send, &hex(line));
+    }
+    let s = t.summary();
+    assert_eq!((s.sent.datagrams, s.received.datagrams), (4, 0));
+    assert_eq!((s.sni.as_deref(), s.alpn.as_slice()), (Some("www.shop.test"), &["h3".to_string()][..]), "{s:?}");
+    assert_eq!(s.version, Some(VERSION_1));
+    assert!(!s.handshake_done() && s.errors.is_empty(), "{s:?}");
+}
+
+/// A CONNECTION_CLOSE with a transport error below 0x100 carries no TLS alert. `tls_alert`
+/// computed `code - 0x100` before it checked the range: the daemon (a debug build) panicked
+/// on the close Chromium sent when it gave up on the lab's dropping UDP 443.
+#[test]
+fn a_close_below_the_crypto_range_has_no_tls_alert() {
+    let close = |code| CloseInfo { ts_ns: 0, by: Sender::Client, code, reason: String::new() };
+    assert_eq!(close(0).tls_alert(), None);
+    assert_eq!(close(0xff).tls_alert(), None);
+    assert_eq!(close(0x100 + 120).tls_alert(), Some(120));
+    assert_eq!(close(0x200).tls_alert(), None);
+}

@@ -63,7 +63,8 @@ pub struct CloseInfo {
 impl CloseInfo {
     /// The TLS alert of a CRYPTO_ERROR (0x100-0x1ff), e.g. 120 no_application_protocol.
     pub fn tls_alert(&self) -> Option<u8> {
-        (0x100..=0x1ff).contains(&self.code).then_some((self.code - 0x100) as u8)
+        // Lazily: `then_some` would compute the subtraction for codes below 0x100 too.
+        (0x100..=0x1ff).contains(&self.code).then(|| (self.code - 0x100) as u8)
     }
 }
 
