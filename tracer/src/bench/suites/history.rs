@@ -8,8 +8,7 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 
 use crate::bench::{
-    Ctx,
-    Section,
+    Ctx, Section, seed,
     util::{self, fmt, median, percentile, thousands},
 };
 
@@ -19,20 +18,15 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     let plan = ctx.plan.clone();
     // Target D's first half: page loads of one request each, into a database of their own.
     let one_path = ctx.dir.join("history-one-request.db");
-    let one = ctx.rt.block_on(async {
-        let pool = crate::history::db::open(&one_path).await?;
-        let n = plan.history_ingest;
-        let r = crate::bench::seed::seed_shaped(&pool, crate::bench::seed::Shape::OneRequest, n, n, 1000, 7).await;
-        pool.close().await;
-        r
-    })?;
+    let n = plan.history_ingest;
+    let one = ctx.rt.block_on(seed::seed_shaped(&one_path, seed::Shape::OneRequest, n, n, None, 7))?;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", one_path.display()));
     }
     let token = crate::serve::web::auth::generate()?;
     let (seeded, addr, server) = ctx.rt.block_on(async {
+        let seeded = seed::seed(&db_path, plan.history_ingest, plan.history_total, 7).await?;
         let pool = crate::history::db::open(&db_path).await?;
-        let seeded = crate::bench::seed::seed(&pool, plan.history_ingest, plan.history_total, 1000, 7).await?;
         let health = crate::serve::web::Health {
             started: Instant::now(),
             db_path: db_path.clone(),
@@ -49,7 +43,6 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
         let server = tokio::spawn(async move { axum::serve(listener, crate::serve::web::app(state)).await });
         anyhow::Ok((seeded, addr, server))
     })?;
-    let db_bytes = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
     let mut rng = fastrand::Rng::with_seed(11);
     let total = seeded.total.max(1);
     let kinds: Vec<(&str, Box<dyn Fn(&mut fastrand::Rng) -> String>)> = vec![
@@ -57,7 +50,7 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
         ("list, page 20 (offset 1000)", Box::new(|_| "/api/page-loads?offset=1000".to_string())),
         (
             "filtered: host",
-            Box::new(|r| format!("/api/page-loads?host={}", crate::bench::seed::HOSTS[r.usize(0..crate::bench::seed::HOSTS.len())])),
+            Box::new(|r| format!("/api/page-loads?host={}", seed::HOSTS[r.usize(0..seed::HOSTS.len())])),
         ),
         ("filtered: process + status", Box::new(|_| "/api/page-loads?process=chromium&status=5xx".to_string())),
         ("filtered: status", Box::new(|_| "/api/page-loads?status=5xx".to_string())),
@@ -72,6 +65,8 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
         ("ingest page loads/s".into(), seeded.ingested as f64 / seeded.ingest_secs),
         ("ingest requests/s".into(), seeded.ingest_requests as f64 / seeded.ingest_secs),
         ("ingest 1-request page loads/s".into(), one.ingested as f64 / one.ingest_secs),
+        ("ingest requests per CPU s".into(), seeded.ingest_requests as f64 / seeded.ingest_cpu_secs.max(1e-9)),
+        ("ingest 1-request page loads per CPU s".into(), one.ingested as f64 / one.ingest_cpu_secs.max(1e-9)),
     ];
     // Each kind gets at most this long (but 5 requests at least): filtered lists of a large
     // database take ~0.6 s each, and 100 of each would hold the run for many minutes.
@@ -104,12 +99,16 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
     server.abort();
     let _ = std::fs::remove_file(&db_path);
     let load = util::loadavg();
+    let per_cpu = |r: &seed::SeedResult, v: u64| thousands(v as f64 / r.ingest_cpu_secs.max(1e-9));
     let md = format!(
         "### 6. History at scale\n\n\
          Seeding (`tracer bench-tool seed`): {} synthetic page loads (browsers 5-60 requests over 3 hosts, \
-         command-line clients 1-3, redirects, CNAME chains, TLS, 2% failures; {} requests in all) written through \
-         `history::insert_page_loads` in batches of {}: **{} page loads/s** (**{} requests/s**); {} page loads of one \
-         request each (curl, DNS + TLS + one GET), into a database of their own: **{} page loads/s**. The database was then \
+         command-line clients 1-3, redirects, CNAME chains, TLS, 2% failures; {} requests in all) stored through \
+         the daemon's history writer (`history::spawn_writer` with `WriterConfig::daemon`: its queue, batches of up \
+         to {} page loads a transaction, the list row of each for the live feed): **{} page loads/s** (**{} requests/s**; \
+         {} requests per CPU second of the seeding process); {} page loads of one request each (curl, DNS + TLS + \
+         one GET), into a database of their own: **{} page loads/s** ({} per CPU second). Timed from the first \
+         page load queued to the last one committed, {} at a time, generating them left out. The database was then \
          grown to {} page loads by copying those rows in SQL (ids offset, times moved back) in {} s; {:.1} GiB{}. \
          API through the dashboard's router on a loopback socket, up to {} requests of each kind (at most {} s \
          per kind), random ids/hosts. Targets: list \
@@ -121,11 +120,14 @@ pub fn history_bench(ctx: &Ctx, _which: &[u8]) -> Result<Vec<Section>> {
         seeded.batch,
         thousands(seeded.ingested as f64 / seeded.ingest_secs),
         thousands(seeded.ingest_requests as f64 / seeded.ingest_secs),
+        per_cpu(&seeded, seeded.ingest_requests),
         thousands(one.ingested as f64),
         thousands(one.ingested as f64 / one.ingest_secs),
+        per_cpu(&one, one.ingested),
+        thousands(seed::CHUNK as f64),
         thousands(seeded.total as f64),
         fmt(seeded.grow_secs, 0),
-        db_bytes as f64 / (1u64 << 30) as f64,
+        seeded.db_bytes as f64 / (1u64 << 30) as f64,
         seeded.capped_by_disk.as_ref().map(|c| format!(" (**capped by free disk space**: {c})")).unwrap_or_default(),
         ctx.plan.api_samples,
         budget.as_secs(),
