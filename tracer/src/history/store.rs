@@ -3,6 +3,8 @@
 //!
 //! Only what the model carries is stored: paths, URLs and headers arrive already redacted by
 //! the stitcher ([`crate::redact`]); no body has a column.
+use std::collections::HashMap;
+
 use anyhow::Context as _;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
@@ -117,8 +119,8 @@ fn cname_chain_json(name: &str, chain: &[String]) -> String {
 const ROWS: usize = 32;
 
 /// Inserts `rows` with multi-row statements of [`ROWS`] rows and then of halving sizes (see
-/// there), each prepared once per connection.
-/// The values are bound borrowed from the page loads (`'a`), not copied first.
+/// there), each prepared once per connection. The values are bound borrowed from the page
+/// loads (`'a`), not copied first.
 async fn insert_rows<'a, T>(
     conn: &mut SqliteConnection,
     head: &str,
@@ -149,47 +151,54 @@ async fn max_id(conn: &mut SqliteConnection, table: &str) -> anyhow::Result<i64>
 async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad], wall: WallOffset) -> anyhow::Result<Vec<i64>> {
     let conn: &mut SqliteConnection = tx;
 
-    // Processes first: one upsert per client of the batch. Being a write, it also takes the
+    // Processes first: one row per client of the batch. Being a write, it also takes the
     // database's write lock, so that the ids read below stay ours until the commit.
     let mut clients: Vec<((u32, &str), Option<&str>, i64, i64)> = Vec::new();
+    let mut client_of: HashMap<(u32, &str), usize> = HashMap::new();
     for page in pages {
         let key = (page.client.tgid, page.client.name.as_str());
         let first = wall.unix_ms(page.started_ns);
         let last = wall.unix_ms(page.ended_ns.max(page.started_ns));
-        match clients.iter_mut().find(|c| c.0 == key) {
-            Some(c) => {
+        match client_of.get(&key) {
+            Some(&i) => {
+                let c = &mut clients[i];
                 c.1 = page.client.exe.as_deref().or(c.1);
                 c.2 = c.2.min(first);
                 c.3 = c.3.max(last);
             }
-            None => clients.push((key, page.client.exe.as_deref(), first, last)),
+            None => {
+                client_of.insert(key, clients.len());
+                clients.push((key, page.client.exe.as_deref(), first, last));
+            }
         }
     }
-    // One upsert for all of them (one per client took a round trip each, and a batch of
-    // curls has as many clients as page loads). RETURNING's order is not the rows' order:
-    // each id is matched to its client by (tgid, name).
-    let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) ");
-    q.push_values(&clients, |mut b, ((tgid, name), exe, first, last)| {
-        b.push_bind(i64::from(*tgid)).push_bind(*name).push_bind(*exe).push_bind(*first).push_bind(*last);
-    });
-    q.push(
-        " ON CONFLICT (tgid, name) DO UPDATE SET
-             exe = COALESCE(excluded.exe, processes.exe),
-             first_seen_ms = MIN(processes.first_seen_ms, excluded.first_seen_ms),
-             last_seen_ms = MAX(processes.last_seen_ms, excluded.last_seen_ms)
-         RETURNING id, tgid, name",
-    );
-    let returned: Vec<(i64, i64, String)> =
-        q.build_query_as().persistent(false).fetch_all(&mut *conn).await.context("upserting the processes")?;
+    // One upsert statement for up to 1,000 clients: a statement per client was a round trip
+    // each, and a batch of curls has as many clients as page loads. RETURNING's order is not
+    // the rows' order: each id is matched to its client by (tgid, name).
     let mut process_ids = vec![0i64; clients.len()];
-    for (id, tgid, name) in returned {
-        if let Some(i) = clients.iter().position(|c| i64::from(c.0.0) == tgid && c.0.1 == name) {
-            process_ids[i] = id;
+    for chunk in clients.chunks(1000) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) ");
+        q.push_values(chunk, |mut b, ((tgid, name), exe, first, last)| {
+            b.push_bind(i64::from(*tgid)).push_bind(*name).push_bind(*exe).push_bind(*first).push_bind(*last);
+        });
+        q.push(
+            " ON CONFLICT (tgid, name) DO UPDATE SET
+                 exe = COALESCE(excluded.exe, processes.exe),
+                 first_seen_ms = MIN(processes.first_seen_ms, excluded.first_seen_ms),
+                 last_seen_ms = MAX(processes.last_seen_ms, excluded.last_seen_ms)
+             RETURNING id, tgid, name",
+        );
+        let returned: Vec<(i64, i64, String)> =
+            q.build_query_as().persistent(false).fetch_all(&mut *conn).await.context("upserting the processes")?;
+        for (id, tgid, name) in returned {
+            let Ok(tgid) = u32::try_from(tgid) else { continue };
+            if let Some(&i) = client_of.get(&(tgid, name.as_str())) {
+                process_ids[i] = id;
+            }
         }
     }
     let process_of = |page: &PageLoad| {
-        let key = (page.client.tgid, page.client.name.as_str());
-        clients.iter().position(|c| c.0 == key).map(|i| process_ids[i]).unwrap_or(0)
+        client_of.get(&(page.client.tgid, page.client.name.as_str())).map(|&i| process_ids[i]).unwrap_or(0)
     };
 
     // Ids are given here (the next after the last), so that child rows can name their
