@@ -148,12 +148,15 @@ async fn max_id(conn: &mut SqliteConnection, table: &str) -> anyhow::Result<i64>
     Ok(v.unwrap_or(0))
 }
 
+/// A client of a batch: (tgid, name), exe, first and last seen (unix ms).
+type Client<'a> = ((u32, &'a str), Option<&'a str>, i64, i64);
+
 async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad], wall: WallOffset) -> anyhow::Result<Vec<i64>> {
     let conn: &mut SqliteConnection = tx;
 
     // Processes first: one row per client of the batch. Being a write, it also takes the
     // database's write lock, so that the ids read below stay ours until the commit.
-    let mut clients: Vec<((u32, &str), Option<&str>, i64, i64)> = Vec::new();
+    let mut clients: Vec<Client<'_>> = Vec::new();
     let mut client_of: HashMap<(u32, &str), usize> = HashMap::new();
     for page in pages {
         let key = (page.client.tgid, page.client.name.as_str());
@@ -471,8 +474,6 @@ mod tests {
             p
         };
         let first = insert_page_loads(&pool, &[client(7, "curl", 5_000)], WallOffset(0)).await.unwrap();
-        let batch = vec![client(9, "wget", 1_000), client(7, "curl", 9_000), client(7, "curl-helper", 2_000), client(9, "wget", 3_000)];
-        let ids = insert_page_loads(&pool, &batch, WallOffset(0)).await.unwrap();
         let owner = |id: i64| {
             let pool = pool.clone();
             async move {
@@ -486,6 +487,8 @@ mod tests {
             }
         };
         let curl_before = owner(first[0]).await;
+        let batch = vec![client(9, "wget", 1_000), client(7, "curl", 9_000), client(7, "curl-helper", 2_000), client(9, "wget", 3_000)];
+        let ids = insert_page_loads(&pool, &batch, WallOffset(0)).await.unwrap();
         let got: Vec<(i64, String)> = {
             let mut v = Vec::new();
             for id in &ids {
