@@ -31,8 +31,9 @@ pub enum ToolCommand {
         /// Of those, written through the history store (the rest are copies made in SQL).
         #[arg(long, default_value_t = 50_000)]
         ingest: u64,
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
+        /// Most page loads per transaction [default: the daemon's writer's].
+        #[arg(long)]
+        batch: Option<usize>,
         /// Page loads of one request each (curl over a new TLS connection), not benchmark 6's mix.
         #[arg(long)]
         one_request: bool,
@@ -51,16 +52,17 @@ pub fn tool_main(cmd: ToolCommand) -> Result<()> {
         ToolCommand::Seed { db, count, ingest, batch, one_request } => {
             let shape = if one_request { seed::Shape::OneRequest } else { seed::Shape::Mixed };
             let rt = tokio::runtime::Runtime::new().context("runtime")?;
-            let r = rt.block_on(async {
-                let pool = crate::history::db::open(&db).await?;
-                seed::seed_shaped(&pool, shape, ingest.min(count), count, batch.max(1), 7).await
-            })?;
+            let r = rt.block_on(seed::seed_shaped(&db, shape, ingest.min(count), count, batch, 7))?;
             println!(
-                "ingested {} page loads ({} requests) in {:.1} s: {:.0} page loads/s; {} in the database after {:.1} s of copying",
+                "ingested {} page loads ({} requests) in {:.1} s ({:.1} CPU s), batches of up to {}: {:.0} page loads/s, \
+                 {:.0} per CPU second; {} in the database after {:.1} s of copying",
                 r.ingested,
                 r.ingest_requests,
                 r.ingest_secs,
+                r.ingest_cpu_secs,
+                r.batch,
                 r.ingested as f64 / r.ingest_secs,
+                r.ingested as f64 / r.ingest_cpu_secs.max(1e-9),
                 r.total,
                 r.grow_secs
             );

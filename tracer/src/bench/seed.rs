@@ -1,10 +1,17 @@
 //! History at scale: synthetic page loads with realistic shapes (a command-line client's one
 //! to three requests; a browser's page of 5-60 requests over several hosts and connections,
-//! with redirects, CNAME chains, TLS, failures), ingested through the history store in
-//! batches, then grown to the target size by copying rows in SQL.
-use std::time::Instant;
+//! with redirects, CNAME chains, TLS, failures), ingested through the daemon's history writer,
+//! then grown to the target size by copying rows in SQL.
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use sqlx::SqlitePool;
 
 use crate::{
@@ -293,10 +300,14 @@ pub fn synthetic_page_of(shape: Shape, rng: &mut fastrand::Rng, n: u64, start_ns
 /// What seeding did.
 #[derive(Debug, Clone, Default)]
 pub struct SeedResult {
-    /// Page loads written through the history store, and how fast.
+    /// Page loads written through the daemon's history writer, and how fast: wall-clock
+    /// seconds, and the CPU seconds of this process meanwhile (writer, SQLite, runtime; the
+    /// machine is shared, and the CPU time does not count the waits for a core).
     pub ingested: u64,
     pub ingest_secs: f64,
+    pub ingest_cpu_secs: f64,
     pub ingest_requests: u64,
+    /// The writer's most page loads per transaction.
     pub batch: usize,
     /// Page loads in the database at the end, and how long the SQL copies took.
     pub total: u64,
@@ -306,82 +317,125 @@ pub struct SeedResult {
     pub db_bytes: u64,
 }
 
-/// Writes `ingest` synthetic page loads in batches of `batch` through
-/// [`history::insert_page_loads`] (the daemon's writer path), then copies rows until the
-/// database holds `total` page loads.
-pub async fn seed(pool: &SqlitePool, ingest: u64, total: u64, batch: usize, seed: u64) -> Result<SeedResult> {
-    seed_shaped(pool, Shape::Mixed, ingest, total, batch, seed).await
+/// Page loads generated before each timed stretch of the ingest: generating them is the
+/// seeding tool's cost, not the store's.
+pub const CHUNK: u64 = 5_000;
+
+/// Writes `ingest` synthetic page loads of benchmark 6's mix into the database at `path`
+/// through the daemon's history writer ([`ingest`]), then copies rows until it holds `total`
+/// page loads.
+pub async fn seed(path: &Path, ingest: u64, total: u64, seed: u64) -> Result<SeedResult> {
+    seed_shaped(path, Shape::Mixed, ingest, total, None, seed).await
 }
 
-/// [`seed`] with page loads of `shape`.
-pub async fn seed_shaped(pool: &SqlitePool, shape: Shape, ingest: u64, total: u64, batch: usize, seed: u64) -> Result<SeedResult> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    // Monotonic time of the first page load, mapped to 30 days ago.
-    let t0: u64 = 1_000_000 * 1_000 * MS;
-    let wall = WallOffset((now_unix_ms() - 30 * 86_400_000) * 1_000_000 - t0 as i64);
-    let mut res = SeedResult { batch, ..Default::default() };
-    let mut next_start = t0;
-    let start = Instant::now();
-    let mut done = 0u64;
-    let mut gen_secs = 0.0;
-    while done < ingest {
-        let n = (ingest - done).min(batch as u64);
-        let g = Instant::now();
-        let pages: Vec<PageLoad> = (0..n)
-            .map(|i| {
-                next_start += rng.u64(100..4000) * MS;
-                synthetic_page_of(shape, &mut rng, done + i, next_start)
-            })
-            .collect();
-        gen_secs += g.elapsed().as_secs_f64();
-        res.ingest_requests += pages.iter().map(|p| p.requests.len() as u64).sum::<u64>();
-        history::insert_page_loads(pool, &pages, wall).await.context("ingesting a batch")?;
-        done += n;
-    }
-    // Generating the page loads is the seeding tool's cost, not the store's.
-    res.ingest_secs = (start.elapsed().as_secs_f64() - gen_secs).max(1e-9);
-    res.ingested = done;
+/// [`seed`] with page loads of `shape`; `batch` overrides the writer's most page loads per
+/// transaction (for experiments: benchmark 6 keeps the daemon's).
+pub async fn seed_shaped(path: &Path, shape: Shape, ingest: u64, total: u64, batch: Option<usize>, seed: u64) -> Result<SeedResult> {
+    // The daemon's own pools: the writer's connection is set up as the daemon's is.
+    let pools = history::db::open_pools(path, history::db::ReaderOptions::default()).await?;
+    let mut res = self::ingest(&pools.writer, shape, ingest, batch, seed).await?;
+    let pool = &pools.maintenance;
     // A database of realistic page loads takes ~15 KB each (1,000,000: ~15 GB). On a shared
     // disk, grow only as far as leaves 5 GiB free, counting the write-ahead log of a copy.
     let mut total = total;
-    if let Some(db) = db_path(pool).await {
-        let used = file_bytes(&db);
-        let per_page = used as f64 / res.ingested.max(1) as f64;
-        let free = free_bytes(db.parent().unwrap_or(std::path::Path::new("/")));
-        let reserve = 5u64 << 30;
-        let allowed = ((free + used).saturating_sub(reserve) as f64 / (per_page * 1.5)) as u64;
-        if allowed < total {
-            res.capped_by_disk = Some(format!(
-                "{:.1} KB per page load, {:.1} GiB free: {} page loads would need ~{:.1} GiB",
-                per_page / 1e3,
-                free as f64 / (1u64 << 30) as f64,
-                total,
-                total as f64 * per_page * 1.5 / (1u64 << 30) as f64
-            ));
-            total = allowed.max(res.ingested);
-        }
+    let used = file_bytes(path);
+    let per_page = used as f64 / res.ingested.max(1) as f64;
+    let free = free_bytes(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    let reserve = 5u64 << 30;
+    let allowed = ((free + used).saturating_sub(reserve) as f64 / (per_page * 1.5)) as u64;
+    if allowed < total {
+        res.capped_by_disk = Some(format!(
+            "{:.1} KB per page load, {:.1} GiB free: {} page loads would need ~{:.1} GiB",
+            per_page / 1e3,
+            free as f64 / (1u64 << 30) as f64,
+            total,
+            total as f64 * per_page * 1.5 / (1u64 << 30) as f64
+        ));
+        total = allowed.max(res.ingested);
     }
     let g = Instant::now();
     grow(pool, total).await?;
     res.grow_secs = g.elapsed().as_secs_f64();
     res.total = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM page_loads").fetch_one(pool).await? as u64;
+    for p in [&pools.writer, &pools.maintenance, &pools.reader] {
+        p.close().await;
+    }
+    res.db_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     Ok(res)
 }
 
-/// The main database file of `pool`.
-async fn db_path(pool: &SqlitePool) -> Option<std::path::PathBuf> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list").fetch_all(pool).await.ok()?;
-    rows.into_iter().find(|r| r.1 == "main").map(|r| std::path::PathBuf::from(r.2)).filter(|p| !p.as_os_str().is_empty())
+/// Stores `n` synthetic page loads of `shape` through the daemon's history writer
+/// ([`history::spawn_writer`] with [`history::WriterConfig::daemon`], on the daemon's writer
+/// connection `pool`): the code `tracer run` stores page loads with, list rows for the live
+/// feed included. Timed from the first page load queued to the last one committed, a chunk
+/// at a time, generation left out.
+async fn ingest(pool: &SqlitePool, shape: Shape, n: u64, batch: Option<usize>, seed: u64) -> Result<SeedResult> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // Monotonic time of the first page load, mapped to 30 days ago.
+    let t0: u64 = 1_000_000 * 1_000 * MS;
+    let wall = WallOffset((now_unix_ms() - 30 * 86_400_000) * 1_000_000 - t0 as i64);
+    // The daemon hands each stored row to the live feed; here it is only counted.
+    let told = Arc::new(AtomicU64::new(0));
+    let on_stored = {
+        let told = told.clone();
+        history::OnStored(Arc::new(move |_row| {
+            told.fetch_add(1, Ordering::Relaxed);
+        }))
+    };
+    let mut config = history::WriterConfig::daemon(wall, on_stored);
+    if let Some(b) = batch {
+        config.batch_max = b.max(1);
+    }
+    let mut res = SeedResult { batch: config.batch_max, ..Default::default() };
+    let (sender, writer) = history::spawn_writer(pool.clone(), config);
+    let (me, tck) = (std::process::id(), super::util::clk_tck());
+    let cpu_ticks = || super::util::proc_cpu_ticks(me).unwrap_or(0);
+    let mut next_start = t0;
+    let mut done = 0u64;
+    while done < n {
+        let chunk = (n - done).min(CHUNK);
+        let pages: Vec<PageLoad> = (0..chunk)
+            .map(|i| {
+                next_start += rng.u64(100..4000) * MS;
+                synthetic_page_of(shape, &mut rng, done + i, next_start)
+            })
+            .collect();
+        res.ingest_requests += pages.iter().map(|p| p.requests.len() as u64).sum::<u64>();
+        let (started, cpu) = (Instant::now(), cpu_ticks());
+        for page in pages {
+            if !sender.send_waiting(page).await {
+                bail!("the history writer stopped: {}", sender.counters().last_error.unwrap_or_default());
+            }
+        }
+        done += chunk;
+        while told.load(Ordering::Relaxed) < done {
+            let c = sender.counters();
+            if c.dropped > 0 {
+                bail!("the history writer dropped {} page loads: {}", c.dropped, c.last_error.unwrap_or_default());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        res.ingest_secs += started.elapsed().as_secs_f64();
+        res.ingest_cpu_secs += cpu_ticks().saturating_sub(cpu) as f64 / tck;
+    }
+    drop(sender);
+    let c = writer.join().await;
+    if c.written != n {
+        bail!("the history writer stored {} of {n} page loads: {}", c.written, c.last_error.unwrap_or_default());
+    }
+    res.ingested = n;
+    res.ingest_secs = res.ingest_secs.max(1e-9);
+    Ok(res)
 }
 
 /// The database with its write-ahead log.
-fn file_bytes(db: &std::path::Path) -> u64 {
+fn file_bytes(db: &Path) -> u64 {
     let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
     [db.to_path_buf(), wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
 }
 
 /// Bytes free for unprivileged use on the file system of `dir`.
-fn free_bytes(dir: &std::path::Path) -> u64 {
+fn free_bytes(dir: &Path) -> u64 {
     use std::os::unix::ffi::OsStrExt as _;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return 0 };
     // SAFETY: statvfs fills the struct we pass; the path is a valid C string.
@@ -512,16 +566,18 @@ mod tests {
             failed += usize::from(p.error.is_some());
             sizes.push(p.requests.len());
         }
-        assert!(sizes.iter().any(|&s| s == 1) && sizes.iter().any(|&s| s >= 40), "both small and heavy pages");
+        assert!(sizes.contains(&1) && sizes.iter().any(|&s| s >= 40), "both small and heavy pages");
         assert!((10..100).contains(&failed), "about 2% failures, got {failed}");
     }
 
     #[tokio::test]
     async fn seeding_ingests_then_grows_with_consistent_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
-        let r = seed(&pool, 30, 100, 8, 1).await.unwrap();
-        assert_eq!((r.ingested, r.total), (30, 100));
+        let path = dir.path().join("t.db");
+        let r = seed_shaped(&path, Shape::Mixed, 30, 100, Some(8), 1).await.unwrap();
+        assert_eq!((r.ingested, r.total, r.batch), (30, 100, 8));
+        assert!(r.ingest_secs > 0.0 && r.ingest_requests >= 30, "{r:?}");
+        let pool = crate::history::db::open(&path).await.unwrap();
         // Every child row points at an existing page load / connection / lookup.
         let orphans: i64 = sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM requests WHERE page_load_id NOT IN (SELECT id FROM page_loads)

@@ -55,15 +55,11 @@ pub(super) async fn start(config: &RunConfig) -> anyhow::Result<(Daemon, mpsc::R
     // One monotonic -> wall-clock mapping for everything this run writes or exports.
     let wall = WallOffset::now();
     let live = Arc::new(LiveHub::new(wall));
-    // No waiting for a batch to fill: the writer takes whatever is queued when it is free.
-    // Under load batches still form while the previous one is written, and the live feed
-    // (which shows a page load once stored) is not held back by 200 ms (benchmark 8).
     let on_stored = {
         let live = live.clone();
         OnStored(Arc::new(move |row| live.page_stored(row)))
     };
-    let writer_config = WriterConfig { capacity: 4096, wall, flush_every: Duration::ZERO, on_stored: Some(on_stored), ..Default::default() };
-    let (history, writer) = spawn_writer(pools.writer.clone(), writer_config);
+    let (history, writer) = spawn_writer(pools.writer.clone(), WriterConfig::daemon(wall, on_stored));
     let pruner = spawn_pruner(pools.maintenance.clone(), config.retention.clone(), Duration::from_secs(60));
     let mut stitcher = Stitcher::new(config.stitch.clone());
     seed_processes(&mut stitcher);

@@ -3,6 +3,8 @@
 //!
 //! Only what the model carries is stored: paths, URLs and headers arrive already redacted by
 //! the stitcher ([`crate::redact`]); no body has a column.
+use std::collections::HashMap;
+
 use anyhow::Context as _;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
@@ -107,25 +109,33 @@ fn cname_chain_json(name: &str, chain: &[String]) -> String {
     serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())
 }
 
-/// SQLite's bound on parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
-const MAX_PARAMS: usize = 32_766;
+/// Rows per multi-row `INSERT ... VALUES (...), (...)`. One statement per row made each row a
+/// round trip to sqlx's SQLite thread; that hand-off, not SQLite, was most of the time of a
+/// batch. A statement of all of a batch's rows was the other extreme: its SQL differs with
+/// every batch, so SQLite parsed and compiled it anew each time (the parser was 3-5% of a
+/// profile of 1-request page loads). Statements of [`ROWS`] rows, and of 16, 8, 4, 2 and 1
+/// for the rest, have a handful of texts per table, each prepared once and kept in the
+/// connection's statement cache.
+const ROWS: usize = 32;
 
-/// Inserts `rows` with multi-row `INSERT ... VALUES (...), (...)` statements of at most
-/// [`MAX_PARAMS`] parameters. One statement per row made each row a round trip to sqlx's
-/// SQLite thread; that hand-off, not SQLite, was most of the time of a batch.
-async fn insert_rows<T>(
+/// Inserts `rows` with multi-row statements of [`ROWS`] rows and then of halving sizes (see
+/// there), each prepared once per connection. The values are bound borrowed from the page
+/// loads (`'a`), not copied first.
+async fn insert_rows<'a, T>(
     conn: &mut SqliteConnection,
     head: &str,
-    columns: usize,
     rows: &[T],
     what: &str,
-    mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>, &T),
+    mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, 'a, Sqlite, &'static str>, &T),
 ) -> anyhow::Result<()> {
-    for chunk in rows.chunks((MAX_PARAMS / columns).max(1)) {
-        let mut q = QueryBuilder::<Sqlite>::new(head);
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= ROWS { ROWS } else { 1 << rest.len().ilog2() };
+        let (chunk, after) = rest.split_at(n);
+        let mut q = QueryBuilder::<'a, Sqlite>::new(head);
         q.push_values(chunk, |mut b, row| bind(&mut b, row));
-        // Chunks differ in length, hence in SQL text: do not fill the statement cache with them.
-        q.build().persistent(false).execute(&mut *conn).await.with_context(|| format!("inserting {what}"))?;
+        q.build().persistent(true).execute(&mut *conn).await.with_context(|| format!("inserting {what}"))?;
+        rest = after;
     }
     Ok(())
 }
@@ -138,49 +148,60 @@ async fn max_id(conn: &mut SqliteConnection, table: &str) -> anyhow::Result<i64>
     Ok(v.unwrap_or(0))
 }
 
+/// A client of a batch: (tgid, name), exe, first and last seen (unix ms).
+type Client<'a> = ((u32, &'a str), Option<&'a str>, i64, i64);
+
 async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad], wall: WallOffset) -> anyhow::Result<Vec<i64>> {
     let conn: &mut SqliteConnection = tx;
 
-    // Processes first: one upsert per client of the batch. Being a write, it also takes the
+    // Processes first: one row per client of the batch. Being a write, it also takes the
     // database's write lock, so that the ids read below stay ours until the commit.
-    let mut clients: Vec<((u32, &str), Option<&str>, i64, i64)> = Vec::new();
+    let mut clients: Vec<Client<'_>> = Vec::new();
+    let mut client_of: HashMap<(u32, &str), usize> = HashMap::new();
     for page in pages {
         let key = (page.client.tgid, page.client.name.as_str());
         let first = wall.unix_ms(page.started_ns);
         let last = wall.unix_ms(page.ended_ns.max(page.started_ns));
-        match clients.iter_mut().find(|c| c.0 == key) {
-            Some(c) => {
+        match client_of.get(&key) {
+            Some(&i) => {
+                let c = &mut clients[i];
                 c.1 = page.client.exe.as_deref().or(c.1);
                 c.2 = c.2.min(first);
                 c.3 = c.3.max(last);
             }
-            None => clients.push((key, page.client.exe.as_deref(), first, last)),
+            None => {
+                client_of.insert(key, clients.len());
+                clients.push((key, page.client.exe.as_deref(), first, last));
+            }
         }
     }
-    let mut process_ids = Vec::with_capacity(clients.len());
-    for ((tgid, name), exe, first, last) in &clients {
-        let tgid = i64::from(*tgid);
-        let id: i64 = sqlx::query_scalar!(
-            r#"INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (tgid, name) DO UPDATE SET
+    // One upsert statement for up to 1,000 clients: a statement per client was a round trip
+    // each, and a batch of curls has as many clients as page loads. RETURNING's order is not
+    // the rows' order: each id is matched to its client by (tgid, name).
+    let mut process_ids = vec![0i64; clients.len()];
+    for chunk in clients.chunks(1000) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO processes (tgid, name, exe, first_seen_ms, last_seen_ms) ");
+        q.push_values(chunk, |mut b, ((tgid, name), exe, first, last)| {
+            b.push_bind(i64::from(*tgid)).push_bind(*name).push_bind(*exe).push_bind(*first).push_bind(*last);
+        });
+        q.push(
+            " ON CONFLICT (tgid, name) DO UPDATE SET
                  exe = COALESCE(excluded.exe, processes.exe),
                  first_seen_ms = MIN(processes.first_seen_ms, excluded.first_seen_ms),
                  last_seen_ms = MAX(processes.last_seen_ms, excluded.last_seen_ms)
-             RETURNING id AS "id!""#,
-            tgid,
-            name,
-            exe,
-            first,
-            last
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .context("upserting the process")?;
-        process_ids.push(id);
+             RETURNING id, tgid, name",
+        );
+        let returned: Vec<(i64, i64, String)> =
+            q.build_query_as().persistent(false).fetch_all(&mut *conn).await.context("upserting the processes")?;
+        for (id, tgid, name) in returned {
+            let Ok(tgid) = u32::try_from(tgid) else { continue };
+            if let Some(&i) = client_of.get(&(tgid, name.as_str())) {
+                process_ids[i] = id;
+            }
+        }
     }
     let process_of = |page: &PageLoad| {
-        let key = (page.client.tgid, page.client.name.as_str());
-        clients.iter().position(|c| c.0 == key).map(|i| process_ids[i]).unwrap_or(0)
+        client_of.get(&(page.client.tgid, page.client.name.as_str())).map(|&i| process_ids[i]).unwrap_or(0)
     };
 
     // Ids are given here (the next after the last), so that child rows can name their
@@ -204,7 +225,6 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
         conn,
         "INSERT INTO page_loads (id, process_id, started_at_ms, started_ns, ended_ns, total_ms, url, host, status, error,
              request_count, connection_count, redirect_count, bytes, detail_json, cut) ",
-        16,
         &page_rows,
         "page loads",
         |b, &i| {
@@ -215,7 +235,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(int(page.started_ns))
                 .push_bind(int(page.ended_ns))
                 .push_bind(page.total_ms())
-                .push_bind(page.url.clone())
+                .push_bind(page.url.as_deref())
                 .push_bind(page_host(page))
                 .push_bind(page.status.map(i64::from))
                 .push_bind(page.error.as_ref().map(Failure::text))
@@ -223,7 +243,7 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(page.connections.len() as i64)
                 .push_bind(redirect_count(page) as i64)
                 .push_bind(int(page.bytes()))
-                .push_bind(details[i].clone())
+                .push_bind(details[i].as_str())
                 .push_bind(page.cut.map(|c| c.cap.name()));
         },
     )
@@ -235,7 +255,6 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
         conn,
         "INSERT INTO dns_lookups (id, page_load_id, idx, tgid, comm, name, qtypes, started_at_ms, duration_ms, rcode,
              cname_chain, addresses, min_ttl, server, error) ",
-        15,
         &dns_rows,
         "DNS lookups",
         |b, &(p, idx)| {
@@ -244,16 +263,16 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(first_page + p as i64)
                 .push_bind(idx as i64)
                 .push_bind(d.tgid as i64)
-                .push_bind(d.comm.clone())
-                .push_bind(d.name.clone())
+                .push_bind(d.comm.as_str())
+                .push_bind(d.name.as_str())
                 .push_bind(d.qtypes.join(","))
                 .push_bind(wall.unix_ms(d.started_ns))
                 .push_bind(dur_ms(d.started_ns, d.ended_ns))
-                .push_bind(d.rcode.clone())
+                .push_bind(d.rcode.as_deref())
                 .push_bind(cname_chain_json(&d.name, &d.cname_chain))
                 .push_bind(serde_json::to_string(&d.addresses).unwrap_or_else(|_| "[]".into()))
                 .push_bind(d.min_ttl.map(i64::from))
-                .push_bind(d.server.clone())
+                .push_bind(d.server.as_deref())
                 .push_bind(d.error.as_ref().map(Failure::text));
         },
     )
@@ -264,7 +283,6 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
     insert_rows(
         conn,
         "INSERT INTO connections (id, page_load_id, idx, tgid, comm, src, dst, started_at_ms, tcp_ms, error, requests) ",
-        11,
         &conn_rows,
         "connections",
         |b, &(p, idx)| {
@@ -273,12 +291,12 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(first_page + p as i64)
                 .push_bind(idx as i64)
                 .push_bind(c.tgid as i64)
-                .push_bind(c.comm.clone())
-                .push_bind(c.src.clone())
-                .push_bind(c.dst.clone())
+                .push_bind(c.comm.as_str())
+                .push_bind(c.src.as_deref())
+                .push_bind(c.dst.as_deref())
                 .push_bind(wall.unix_ms(c.connect_start_ns))
                 .push_bind(dur_ms(c.connect_start_ns, c.established_ns))
-                .push_bind(c.error.clone())
+                .push_bind(c.error.as_deref())
                 .push_bind(c.requests as i64);
         },
     )
@@ -288,7 +306,6 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
     insert_rows(
         conn,
         "INSERT INTO tls_sessions (connection_id, page_load_id, library, handshake_ms, estimated, version, cipher, alpn, sni) ",
-        9,
         &tls_rows,
         "TLS sessions",
         |b, &(p, idx)| {
@@ -299,13 +316,13 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
             };
             b.push_bind(conn_base[p] + idx as i64)
                 .push_bind(first_page + p as i64)
-                .push_bind(t.library.clone())
+                .push_bind(t.library.as_str())
                 .push_bind(handshake_ms)
                 .push_bind(t.estimated)
-                .push_bind(t.version.clone())
-                .push_bind(t.cipher.clone())
-                .push_bind(t.alpn.clone())
-                .push_bind(t.sni.clone());
+                .push_bind(t.version.as_deref())
+                .push_bind(t.cipher.as_deref())
+                .push_bind(t.alpn.as_deref())
+                .push_bind(t.sni.as_deref());
         },
     )
     .await?;
@@ -318,7 +335,6 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
              protocol, status, redirect_to, content_type, request_bytes, response_bytes, started_at_ms,
              blocked_ms, dns_ms, connect_ms, ssl_ms, send_ms, wait_ms, receive_ms, total_ms, new_connection, error, complete,
              request_headers, response_headers) ",
-        30,
         &req_rows,
         "requests",
         |b, &(p, idx)| {
@@ -333,15 +349,15 @@ async fn insert_batch(tx: &mut sqlx::Transaction<'_, Sqlite>, pages: &[PageLoad]
                 .push_bind(connection)
                 .push_bind(dns)
                 .push_bind(r.tgid as i64)
-                .push_bind(r.comm.clone())
-                .push_bind(r.method.clone())
-                .push_bind(r.url.clone())
-                .push_bind(r.host.clone())
-                .push_bind(r.path.clone())
-                .push_bind(r.protocol.clone())
+                .push_bind(r.comm.as_str())
+                .push_bind(r.method.as_deref())
+                .push_bind(r.url.as_deref())
+                .push_bind(r.host.as_deref())
+                .push_bind(r.path.as_deref())
+                .push_bind(r.protocol.as_deref())
                 .push_bind(r.status.map(i64::from))
-                .push_bind(r.redirect_to.clone())
-                .push_bind(r.content_type.clone())
+                .push_bind(r.redirect_to.as_deref())
+                .push_bind(r.content_type.as_deref())
                 .push_bind(int(r.request_bytes))
                 .push_bind(int(r.response_bytes))
                 .push_bind(wall.unix_ms(r.started_ns))
@@ -413,6 +429,80 @@ mod tests {
         let built: Vec<PageLoadSummary> = ids.iter().zip(&pages).map(|(id, p)| summary_of(*id, p, wall)).collect();
         assert_eq!(built, listed);
         assert_eq!(built[1].host.as_deref(), Some("nope.shop.test"), "the host as stored: lower case, no port");
+    }
+
+    /// A batch's rows go out in statements of 32 rows, then 16, 8, 4, 2 and 1: every row is
+    /// stored once, with its own page load and position, whatever the count.
+    #[tokio::test]
+    async fn rows_past_a_statements_size_are_all_stored_in_order() {
+        use crate::stitch::sample::{MS, redirect_page};
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
+        // 3 requests each: 13 page loads make 39 request rows (32 + 4 + 2 + 1) and 26 of
+        // lookups and of connections (16 + 8 + 2).
+        let pages: Vec<PageLoad> = (0..13).map(|i| redirect_page((1_000 + 100 * i) * MS)).collect();
+        let ids = insert_page_loads(&pool, &pages, WallOffset(0)).await.unwrap();
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT page_load_id, idx, url FROM requests ORDER BY page_load_id, idx").fetch_all(&pool).await.unwrap();
+        let want: Vec<(i64, i64, String)> = ids
+            .iter()
+            .zip(&pages)
+            .flat_map(|(id, p)| p.requests.iter().enumerate().map(move |(i, r)| (*id, i as i64, r.url.clone().unwrap())))
+            .collect();
+        assert_eq!(rows.len(), 39);
+        assert_eq!(rows, want);
+        for table in ["dns_lookups", "connections"] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(DISTINCT page_load_id || '/' || idx) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(n, 26, "{table}");
+        }
+    }
+
+    /// The processes of a batch are upserted in one statement: each page load gets its own
+    /// client's row, a client stored before keeps its id, and its times widen.
+    #[tokio::test]
+    async fn each_page_load_gets_its_clients_process_row() {
+        use crate::stitch::sample::{MS, redirect_page};
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::history::db::open(&dir.path().join("t.db")).await.unwrap();
+        let client = |tgid: u32, name: &str, start: u64| {
+            let mut p = redirect_page(start * MS);
+            p.client.tgid = tgid;
+            p.client.name = name.into();
+            p
+        };
+        let first = insert_page_loads(&pool, &[client(7, "curl", 5_000)], WallOffset(0)).await.unwrap();
+        let owner = |id: i64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_as::<_, (i64, String, i64, i64, i64)>(
+                    "SELECT p.tgid, p.name, p.id, p.first_seen_ms, p.last_seen_ms FROM page_loads l JOIN processes p ON p.id = l.process_id WHERE l.id = ?",
+                )
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        let curl_before = owner(first[0]).await;
+        let batch = vec![client(9, "wget", 1_000), client(7, "curl", 9_000), client(7, "curl-helper", 2_000), client(9, "wget", 3_000)];
+        let ids = insert_page_loads(&pool, &batch, WallOffset(0)).await.unwrap();
+        let got: Vec<(i64, String)> = {
+            let mut v = Vec::new();
+            for id in &ids {
+                let o = owner(*id).await;
+                v.push((o.0, o.1));
+            }
+            v
+        };
+        assert_eq!(got, vec![(9, "wget".into()), (7, "curl".into()), (7, "curl-helper".into()), (9, "wget".into())]);
+        let curl_after = owner(ids[1]).await;
+        assert_eq!(curl_after.2, curl_before.2, "the stored client keeps its row");
+        assert_eq!((curl_after.3, curl_after.4 > curl_before.4), (5_000, true), "first seen kept, last seen later");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processes").fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 3);
     }
 
     #[test]

@@ -18,10 +18,7 @@ use std::{
 
 use serde::Serialize;
 use sqlx::SqlitePool;
-use tokio::{
-    sync::mpsc::{self, error::TrySendError},
-    task::JoinHandle,
-};
+use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{PageLoadSummary, store};
 use crate::clock::WallOffset;
@@ -44,6 +41,22 @@ pub struct WriterConfig {
 impl Default for WriterConfig {
     fn default() -> Self {
         Self { capacity: 1024, batch_max: 64, flush_every: Duration::from_millis(200), wall: WallOffset::now(), on_stored: None }
+    }
+}
+
+/// The daemon writer's most page loads per transaction (see [`WriterConfig::daemon`]).
+pub const DAEMON_BATCH_MAX: usize = 512;
+
+impl WriterConfig {
+    /// The daemon's writer (`tracer run`), which benchmark 6 times as it is. No waiting for a
+    /// batch to fill: the writer takes whatever is queued when it is free. Under load batches
+    /// still form while the previous one is written, and the live feed (which shows a page
+    /// load once stored) is not held back by 200 ms (benchmark 8). When they form, they may
+    /// be large: each transaction rewrites the index pages it touches into the write-ahead
+    /// log and has a fixed cost of statements, so 20,000 1-request page loads took 7.5 s in
+    /// batches of 64 and 4.0 s in batches of 512 (release build, load 4-6).
+    pub fn daemon(wall: WallOffset, on_stored: OnStored) -> Self {
+        Self { capacity: 4096, batch_max: DAEMON_BATCH_MAX, flush_every: Duration::ZERO, wall, on_stored: Some(on_stored) }
     }
 }
 
@@ -118,16 +131,21 @@ impl HistorySender {
     /// Queues a page load without waiting (`try_send`); returns false (and counts it as dropped) when the
     /// queue is full or the writer has stopped.
     pub fn send(&self, page: PageLoad) -> bool {
-        match self.tx.try_send(page) {
-            Ok(()) => {
-                self.stats.queued.fetch_add(1, Relaxed);
-                true
-            }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
-                self.stats.dropped_queue_full.fetch_add(1, Relaxed);
-                false
-            }
-        }
+        self.counted(self.tx.try_send(page).is_ok())
+    }
+
+    /// Queues a page load, waiting for room in the queue: for a tool that must store every
+    /// page load it hands over (the benchmarks' seeder). The daemon's stitcher never waits
+    /// ([`send`](Self::send)). Returns false (counted as dropped) when the writer has stopped.
+    pub async fn send_waiting(&self, page: PageLoad) -> bool {
+        self.counted(self.tx.send(page).await.is_ok())
+    }
+
+    /// Counts a page load as queued, or as dropped when it was refused.
+    fn counted(&self, queued: bool) -> bool {
+        let counter = if queued { &self.stats.queued } else { &self.stats.dropped_queue_full };
+        counter.fetch_add(1, Relaxed);
+        queued
     }
 
     /// Page loads refused by [`send`](Self::send) so far (queue full or writer gone).

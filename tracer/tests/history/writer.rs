@@ -47,6 +47,23 @@ async fn writer_batches_and_counts_drops() {
     assert_eq!(count(&pool, "page_loads").await, 4);
 }
 
+/// The seeder's way in: where `send` refuses once the queue is full (the test above: the
+/// writer cannot run until the test awaits), `send_waiting` waits for room, so every page
+/// load is stored.
+#[tokio::test]
+async fn send_waiting_waits_for_room_instead_of_dropping() {
+    let (_dir, _path, pool) = temp_db().await;
+    let (tx, handle) = history::spawn_writer(pool.clone(), writer_config(2, 3));
+    for i in 0..10 {
+        assert!(tx.send_waiting(page(Spec { start_ms: i, ..Default::default() })).await);
+    }
+    assert_eq!(tx.dropped(), 0);
+    drop(tx);
+    let c = handle.join().await;
+    assert_eq!((c.queued, c.written, c.dropped), (10, 10, 0));
+    assert_eq!(count(&pool, "page_loads").await, 10);
+}
+
 #[tokio::test]
 async fn writer_waits_for_a_batch_then_flushes() {
     let (_dir, _path, pool) = temp_db().await;
