@@ -533,7 +533,7 @@ pub fn verify_kprobe_programs() -> anyhow::Result<Vec<(&'static str, Result<(), 
     for (_, a) in families::attach_sets() {
         let Points::OneOf(choice) = &a.points else { continue };
         for v in choice.variants.iter().filter(|v| v.points.iter().any(|p| matches!(p, Points::Kprobe(_)))) {
-            for flag in v.global {
+            if let Some(flag) = v.global {
                 loader.override_global(flag, &one, true);
             }
         }
