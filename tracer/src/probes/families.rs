@@ -268,10 +268,11 @@ pub const DNS_SOCK_NEEDS: &[Need] = &[
 /// (whose top holds the user registers: 5.10 has no `bpf_task_pt_regs`).
 ///
 /// `bpf_task_pt_regs` (5.15+) is not used by these programs: it marks the kernels the variant is
-/// checked on. On Debian's 5.10 the variant loads and sees every other socket call, but in 2 of
-/// 3 runs of `tests/variants.rs` (at load 6-18, one vCPU under TCG) neither receive of a
-/// `recvmmsg` was reported, for a reason not found yet; 5.10 keeps the syscall tracepoints
-/// until it is (`--probe-variant dns=kprobe` cannot be forced there either).
+/// checked on. On Debian's 5.10 the variant loads and sees the sends, but in 3 of 4 runs of
+/// `tests/variants.rs` (at load 3-18, one vCPU under TCG) receives went unreported (a
+/// `recvmmsg`'s twice, a connected UDP socket's first `read` once: calls that may block in the
+/// kernel), for a reason not found yet; 5.10 keeps the syscall tracepoints until it is
+/// (`--probe-variant dns=kprobe` cannot be forced there either).
 pub const DNS_KPROBE_NEEDS: &[Need] = &[
     Need::Kprobes,
     Need::Symbol("bpf_task_pt_regs"),
