@@ -13,20 +13,14 @@
 //! when it fails before any SYN. Connects libc's probes miss are caught at their SYN
 //! (`connect_without_libc`).
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_task,
-        generated::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_task_pt_regs},
-    },
+    helpers::generated::bpf_probe_read_kernel,
     macros::{btf_tracepoint, uprobe, uretprobe},
     programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
 };
-use tracer_common::{
-    DnsSyscall,
-    layout::{PT_REGS_SIZE, THREAD_SIZE},
-};
+use tracer_common::DnsSyscall;
 
-use crate::common::{NoAddr, read_kernel};
-use crate::{dns, filter, koff, net};
+use crate::common::NoAddr;
+use crate::{dns, filter, net, sock};
 
 macro_rules! entry {
     ($name:ident, $body:expr) => {
@@ -108,17 +102,13 @@ pub fn connect_without_libc(ctx: BtfTracePointContext) -> u32 {
 /// `task_pt_regs()` computes them on x86_64), `stack` at its offset from the kernel's BTF.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn connect_without_libc_stack(ctx: BtfTracePointContext) -> u32 {
-    match try_connect_at_syn(&ctx, || {
-        let task = unsafe { bpf_get_current_task() };
-        let stack: u64 = read_kernel(task, koff!(task_stack));
-        if stack == 0 { 0 } else { stack + THREAD_SIZE - PT_REGS_SIZE }
-    }) {
+    match try_connect_at_syn(&ctx, sock::regs_on_stack) {
         Ok(r) | Err(r) => r,
     }
 }
 
 fn try_connect_without_libc(ctx: &BtfTracePointContext) -> Result<u32, u32> {
-    try_connect_at_syn(ctx, || unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64)
+    try_connect_at_syn(ctx, sock::regs_by_helper)
 }
 
 #[inline(always)]

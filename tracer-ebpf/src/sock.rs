@@ -117,15 +117,15 @@ const PT_REGS_R10: u64 = 7 * 8;
 /// Where the current task's saved user registers are, by `bpf_task_pt_regs` (5.15+, and
 /// `bpf_get_current_task_btf` 5.11+: tp_btf programs on 6.1 and later).
 #[inline(always)]
-fn regs_by_helper() -> u64 {
+pub fn regs_by_helper() -> u64 {
     unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as u64 }
 }
 
 /// Where the current task's saved user registers are on kernels without those helpers (5.10):
-/// the top of its kernel stack, as `task_pt_regs()` computes them on x86_64 (see
-/// `libc::connect_without_libc_stack`).
+/// the top of its kernel stack (`task_struct.stack` + THREAD_SIZE - sizeof(struct pt_regs),
+/// as `task_pt_regs()` computes them on x86_64), `stack` at its offset from the kernel's BTF.
 #[inline(always)]
-fn regs_on_stack() -> u64 {
+pub fn regs_on_stack() -> u64 {
     let task = unsafe { bpf_get_current_task() };
     let stack: u64 = read_kernel(task, koff!(task_stack));
     if stack == 0 { 0 } else { stack + THREAD_SIZE - PT_REGS_SIZE }
