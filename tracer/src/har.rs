@@ -9,7 +9,8 @@
 //! ([`entry_time`]), rounded at the export's resolution (see [`crate::clock`]). Fields
 //! starting with `_` are extensions; each is written only by the export that has it:
 //! - the fetcher: `_monotonicStartNs` (page), `_connectionReused`, `_initiator`, `_monotonic`
-//!   (CLOCK_MONOTONIC stamps of the entry and its phases), `_dns`, `_tls` (entry);
+//!   (CLOCK_MONOTONIC stamps of the entry and its phases), `_dns`, `_tls`, `_quic` (entry; the
+//!   last two on the entry that opened the connection);
 //! - the history: `_requestBytes` (request), `_contentEncoding` and `_truncated` (a captured
 //!   body's content or post data), `_cut` (page: a page load a cap closed while its client was
 //!   busy, `{"cap", "limit", "text"}`);
@@ -125,6 +126,10 @@ pub struct Entry {
     pub dns: Option<Value>,
     #[serde(rename = "_tls", default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Value>,
+    /// The QUIC connection (version, why QUIC, the handshake as the fetcher and its own wire
+    /// saw it, datagrams, 0-RTT, Retry, failure).
+    #[serde(rename = "_quic", default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<Value>,
 }
 
 /// Always empty: nothing is known of the browser's cache.
@@ -277,6 +282,7 @@ mod tests {
             error: None,
             dns: None,
             tls: None,
+            quic: None,
         }
     }
 

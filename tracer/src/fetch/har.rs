@@ -5,7 +5,8 @@
 //! on a reused connection); `connect` is TCP plus TLS, or for HTTP/3 the QUIC handshake, which
 //! is also its `ssl`. `httpVersion` is `h3` for HTTP/3. The extensions: `_monotonic` gives each
 //! phase's CLOCK_MONOTONIC stamps, `_error` a failure, `_connectionReused`, `_dns` the lookup,
-//! `_tls` the handshake.
+//! `_tls` the handshake, `_quic` a QUIC connection (with `wire_handshake`: the client's first
+//! Initial to its first 1-RTT packet, as its own socket saw them).
 
 use super::model::{Entry, Initiator, PageLoad, Timed};
 use crate::failure::Phase;
@@ -144,6 +145,10 @@ fn entry(load: &PageLoad, e: &Entry) -> har::Entry {
             .filter(|_| new_conn)
             .and_then(|c| c.tls.as_ref())
             .and_then(|t| serde_json::to_value(t).ok()),
+        quic: conn
+            .filter(|_| new_conn)
+            .and_then(|c| c.quic.as_ref())
+            .and_then(|q| serde_json::to_value(q).ok()),
     }
 }
 
@@ -289,6 +294,54 @@ mod tests {
         l.entries[0] = entry(0, false, false);
         let e = &to_har(&l).log.entries[0];
         assert_eq!((e.timings.connect, e.timings.ssl), (10.0, -1.0));
+    }
+
+    #[test]
+    fn http3_entry_has_connect_equal_to_ssl_and_its_quic_connection_once() {
+        let mut l = load();
+        for e in &mut l.entries {
+            e.http_version = Some("HTTP/3".into());
+            e.timings.connect = None;
+        }
+        l.connections.push(Connection {
+            id: 0,
+            origin: "https://a.test".into(),
+            host: "a.test".into(),
+            dns_id: Some(0),
+            attempts: vec![],
+            remote: Some("10.0.0.1:443".parse().unwrap()),
+            local: None,
+            connect: None,
+            tls: None,
+            http_version: Some("HTTP/3".into()),
+            requests: 2,
+            bytes_sent: 3000,
+            bytes_received: 5000,
+            failure: None,
+            quic: Some(QuicInfo {
+                version: "QUICv1".into(),
+                reason: QuicReason::Forced,
+                span: t(30, 40).unwrap(),
+                wire_handshake: t(32, 39),
+                client_hello_packets: 2,
+                zero_rtt: false,
+                zero_rtt_accepted: None,
+                retry: false,
+                datagrams_sent: 6,
+                datagrams_received: 7,
+                failure: None,
+            }),
+            fell_back_from: None,
+        });
+        let v = serde_json::to_value(to_har(&l)).unwrap();
+        let e0 = &v["log"]["entries"][0];
+        assert_eq!((&e0["request"]["httpVersion"], &e0["timings"]["connect"], &e0["timings"]["ssl"]), (&"h3".into(), &10.0.into(), &10.0.into()));
+        assert_eq!(e0["_quic"]["reason"], serde_json::to_value(QuicReason::Forced).unwrap());
+        assert_eq!((&e0["_quic"]["wire_handshake"]["start_ns"], &e0["_quic"]["wire_handshake"]["ms"]), (&32_000_000.into(), &7.0.into()));
+        assert_eq!(e0["_quic"]["datagrams_received"], 7);
+        // The second request reused the connection: no handshake, no `_quic`.
+        let e1 = &v["log"]["entries"][1];
+        assert_eq!((&e1["timings"]["connect"], e1.get("_quic")), (&(-1.0).into(), None));
     }
 
     #[test]

@@ -151,6 +151,7 @@ fn entry(s: &StoredPageLoad, page_ref: &str, r: &Request, at: f64) -> har::Entry
         error: r.error.as_ref().map(|e| json!(e.text())),
         dns: None,
         tls: None,
+        quic: None,
     }
 }
 

@@ -50,24 +50,36 @@ fn http3_forced_and_discovered_through_the_https_record() {
     let hs = doc.timings.tls.expect("the QUIC handshake as the TLS phase");
     assert_eq!(hs, q.span);
     // The wire's handshake (first Initial .. first 1-RTT packet) and the fetcher's (connect ..
-    // handshake done) are the same handshake: within 5 ms of each other (the median of five
-    // loads: on a busy machine one run's edges can be off by a preempted thread's wait, once
-    // 84 ms at load 10 on 2 cores, as tests/accuracy.rs allows for).
-    let mut diffs = Vec::new();
+    // handshake done) are the same handshake: the wire's lies inside the fetcher's, and ends
+    // with it (the median of five loads within 5 ms). Their starts differ by the client's own
+    // work before its first Initial (quinn builds the ClientHello and its key shares: 1-2 ms
+    // idle, in a debug build, 4-9 ms in one load of three; 5-12 ms on CI's machine), which is
+    // the fetcher's time but not the wire's, so the start is not held to a tolerance.
+    let mut end_gaps = Vec::new();
     for run in 0..5 {
         let load = if run == 0 { load.clone() } else { fetch_in_lab(&lab, "https://www.shop.test/", with_http3(&lab, Http3Mode::Force)) };
         let doc = &load.entries[0];
         let q = load.connections[doc.connection_id.unwrap()].quic.as_ref().expect("a QUIC connection");
         let hs = doc.timings.tls.expect("the QUIC handshake as the TLS phase");
         let wire = q.wire_handshake.expect("the handshake seen on the wire");
-        // Nested in time: the first Initial goes out after the connect call.
-        assert!(wire.ms > 0.0 && wire.start_ns >= hs.start_ns, "run {run}: wire {wire:?} fetcher {hs:?}");
-        diffs.push((wire.ms - hs.ms).abs());
+        let ms = |ns: u64| ns as f64 / 1e6;
+        eprintln!(
+            "run {run}: wire {:.3} ms, fetcher {:.3} ms; the wire starts {:.3} ms later and ends {:.3} ms earlier",
+            wire.ms,
+            hs.ms,
+            ms(wire.start_ns) - ms(hs.start_ns),
+            ms(hs.end_ns) - ms(wire.end_ns)
+        );
+        assert!(wire.ms > 0.0 && wire.start_ns >= hs.start_ns && wire.end_ns <= hs.end_ns, "run {run}: wire {wire:?} not within the fetcher's {hs:?}");
+        end_gaps.push(ms(hs.end_ns) - ms(wire.end_ns));
+        // The HAR carries the wire's handshake beside the fetcher's.
+        let har = serde_json::to_value(fetch::har::to_har(&load)).unwrap();
+        assert_eq!(har["log"]["entries"][0]["_quic"]["wire_handshake"]["start_ns"], wire.start_ns, "run {run}");
     }
-    let mut sorted = diffs.clone();
+    let mut sorted = end_gaps.clone();
     sorted.sort_by(f64::total_cmp);
-    assert!(sorted[2] < 5.0, "|wire - fetcher| handshake ms of five loads: {diffs:?}");
-    let handshakes = diffs.len();
+    assert!(sorted[2] < 5.0, "the fetcher's handshake ends this many ms after the wire's, five loads: {end_gaps:?}");
+    let handshakes = end_gaps.len();
     assert!(q.client_hello_packets >= 1 && q.datagrams_sent >= 2 && q.datagrams_received >= 2, "{q:?}");
     assert!(doc.timings.wait.unwrap().ms >= 25.0, "think time is in wait: {:?}", doc.timings);
     assert!(c.bytes_received > 0 && c.bytes_sent > 0);
