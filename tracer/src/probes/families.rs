@@ -267,15 +267,11 @@ pub const DNS_SOCK_NEEDS: &[Need] = &[
 /// families' send and receive, the socket of a `struct socket`, and the task's kernel stack
 /// (whose top holds the user registers: 5.10 has no `bpf_task_pt_regs`).
 ///
-/// `bpf_task_pt_regs` (5.15+) is not used by these programs: it marks the kernels the variant is
-/// checked on. On Debian's 5.10 the variant loads and sees the sends, but in 3 of 4 runs of
-/// `tests/variants.rs` (at load 3-18, one vCPU under TCG) receives went unreported (a
-/// `recvmmsg`'s twice, a connected UDP socket's first `read` once: calls that may block in the
-/// kernel), for a reason not found yet; 5.10 keeps the syscall tracepoints until it is
-/// (`--probe-variant dns=kprobe` cannot be forced there either).
+/// On Debian's 5.10 receives that block in the kernel went unreported in 3 of 4 runs of
+/// `tests/variants.rs` while the kretprobes had the kernel's default number of instances: one
+/// there (see `probes::kretprobe`); they now get 4096.
 pub const DNS_KPROBE_NEEDS: &[Need] = &[
     Need::Kprobes,
-    Need::Symbol("bpf_task_pt_regs"),
     Need::Symbol("inet_sendmsg"),
     Need::Symbol("inet_recvmsg"),
     Need::Symbol("inet6_sendmsg"),
@@ -297,8 +293,9 @@ const SOCK_PEER_MEMBERS: &[&str] = &[
 ];
 
 /// What the kprobe variant cannot promise: a kretprobe has a fixed number of instances
-/// (the kernel's default, max(10, 2 x CPUs)), and a receive blocked in the kernel holds one.
-pub const KRETPROBE_LIMIT: &str = "with more socket calls blocked in the kernel at once than kretprobe instances (at least 10; 2 per CPU), the returns past them are missed (the kernel counts them in /sys/kernel/tracing/kprobe_profile)";
+/// (4096, `probes::kretprobe::MAXACTIVE`; the kernel's default where tracefs refuses to make
+/// them), and a call blocked in the kernel holds one.
+pub const KRETPROBE_LIMIT: &str = "with more than 4096 socket calls blocked in the kernel at once (kretprobe instances), the returns past them are missed (the kernel counts them in /sys/kernel/tracing/kprobe_profile)";
 
 /// The price of any `syscalls:` tracepoint, for the report of a kernel that falls back to them.
 pub const SYSCALLS_COST: &str = "every system call of every process goes through the kernel's tracing slow path (dd bs=1 ran at about half its speed)";
