@@ -8,6 +8,7 @@
 //! panics on any input.
 
 pub mod dns;
+pub mod h3;
 pub mod http;
 pub mod quic;
 pub mod tls;

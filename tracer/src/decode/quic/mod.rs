@@ -5,6 +5,7 @@
 //! | module | what it reads |
 //! | --- | --- |
 //! | [`packet`] | long and short headers of versions 1 and 2, Version Negotiation, Retry (and its integrity tag), the packets coalesced in one datagram |
+//! | [`frames`] | the frames of a decrypted payload, every RFC 9000 type and DATAGRAM, a payload captured only in part included (STREAM data cut short keeps its offsets) |
 //! | [`initial`] | the Initial keys (rustls' `quic` module: HKDF, AES-128-GCM, header protection), an Initial's frames, the CRYPTO stream put back together across packets and out of order |
 //! | [`transport_params`] | the client's QUIC transport parameters (in its ClientHello) |
 //! | [`tracker`] | one connection fed its datagrams in order, both directions: SNI, ALPN offered, transport parameters, the ServerHello's cipher, 0-RTT, Retry, Version Negotiation, a CONNECTION_CLOSE in the clear, and the handshake's timing |
@@ -22,6 +23,7 @@
 //! error that names what was wrong; none panics, and everything kept is bounded
 //! (`MAX_PACKETS_PER_DATAGRAM`, `MAX_CRYPTO_STREAM`, `MAX_ERRORS_KEPT` ...).
 
+pub mod frames;
 pub mod initial;
 pub mod packet;
 pub mod tracker;
@@ -34,7 +36,8 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod tests_recorded;
 
-pub use initial::{CryptoStream, Frame, InitialKeys, Sender, parse_frames};
+pub use frames::{Frame, ParsedPayload, parse_payload};
+pub use initial::{CryptoStream, InitialKeys, Sender, parse_frames};
 pub use packet::{
     ConnectionId, Header, LongType, Packet, VERSION_1, VERSION_2, parse_packet, retry_integrity_ok,
     split_datagram, split_datagram_lossy, version_name,
