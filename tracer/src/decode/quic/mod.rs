@@ -34,6 +34,8 @@ pub(crate) mod test_packets;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_frames;
+#[cfg(test)]
 pub(crate) mod tests_recorded;
 
 pub use frames::{Frame, ParsedPayload, parse_payload};
