@@ -59,6 +59,11 @@ pub(super) struct Reassembly {
 }
 
 impl Reassembly {
+    /// Whether the end was handed on.
+    pub(super) fn finished(&self) -> bool {
+        self.fin_handed
+    }
+
     pub(super) fn high(&self) -> u64 {
         self.high
     }

@@ -543,6 +543,7 @@ impl H3Connection {
     fn on_request_fin(&mut self, id: u64, i: usize) {
         let Some(s) = self.streams.get_mut(&id) else { return };
         let at_boundary = s.halves[i].reader.at_boundary();
+        let request_ended = s.halves[0].rx.finished();
         if s.halves.iter().any(|h| !h.waiting.is_empty()) {
             s.halves[i].fin_pending = true;
             return;
@@ -560,6 +561,8 @@ impl H3Connection {
         }
         if !r.req_headers {
             r.ex.mark_partial("request not captured");
+        } else if !request_ended {
+            r.ex.mark_partial("request not seen to its end");
         }
         if !r.resp_final {
             r.ex.mark_partial("response ended without final headers");
