@@ -22,7 +22,7 @@ const MAX_SETTINGS_BYTES: usize = 1024;
 /// Whether `ty` is a reserved ("grease") type of the form 0x1f * N + 0x21 (RFC 9114 7.2.8 and
 /// 6.2.3; the same form is used for stream types and settings).
 pub(super) fn is_grease(ty: u64) -> bool {
-    ty >= 0x21 && (ty - 0x21) % 0x1f == 0
+    ty >= 0x21 && (ty - 0x21).is_multiple_of(0x1f)
 }
 
 /// A QUIC variable-length integer read a byte at a time (it may be split across packets).

@@ -212,8 +212,7 @@ impl H3Connection {
 
     /// Body bytes captured, and bodies cut short for want of room, since the last call.
     pub fn take_body_counts(&mut self) -> (u64, u64) {
-        let b = &mut self.sink.budget;
-        (std::mem::take(&mut b.captured), std::mem::take(&mut b.refused))
+        self.sink.budget.take_counts()
     }
 
     /// One decrypted packet: its payload (frames) was `len` bytes, of which `payload` was
@@ -368,7 +367,7 @@ impl H3Connection {
         for (id, i) in due {
             if let Some(s) = self.streams.get_mut(&id) {
                 let n = s.halves[i].rx.give_up(ts);
-                self.stats.lost_stream_bytes[i] += n;
+                self.stats.lost_stream_bytes[i] = self.stats.lost_stream_bytes[i].saturating_add(n);
             }
             self.drain(id, i);
         }
@@ -386,7 +385,7 @@ impl H3Connection {
                     if n == 0 {
                         break;
                     }
-                    self.stats.lost_stream_bytes[i] += n;
+                    self.stats.lost_stream_bytes[i] = self.stats.lost_stream_bytes[i].saturating_add(n);
                     self.drain(id, i);
                 }
             }

@@ -88,7 +88,7 @@ impl H3Connection {
         }
         let Some(s) = self.streams.get_mut(&id) else { return };
         if missing > 0 {
-            self.stats.lost_stream_bytes[i] += missing;
+            self.stats.lost_stream_bytes[i] = self.stats.lost_stream_bytes[i].saturating_add(missing);
         }
         if let Some(p) = s.halves[i].rx.insert(offset, data, missing, fin, ts) {
             self.sink.error(format!("HTTP/3 {} stream {id}: {p}", side_name(i)));
@@ -267,6 +267,9 @@ impl H3Connection {
             0x03 => Role::Skip,
             _ => {
                 self.stats.unknown_streams += 1;
+                if !frames::is_grease(ty) {
+                    self.sink.error(format!("HTTP/3 {}: stream {id} of unknown type 0x{ty:x}: skipped", side_name(i)));
+                }
                 Role::Skip
             }
         };
@@ -439,9 +442,7 @@ impl H3Connection {
         }
         let ids: Vec<u64> = self.streams.iter().filter(|(_, s)| !s.halves[i].waiting.is_empty()).map(|(id, _)| *id).collect();
         for id in ids {
-            loop {
-                let Some(s) = self.streams.get_mut(&id) else { break };
-                let Some(f) = s.halves[i].waiting.pop_front() else { break };
+            while let Some(f) = self.streams.get_mut(&id).and_then(|s| s.halves[i].waiting.pop_front()) {
                 self.blocked[i] -= 1;
                 if !self.decode_headers(id, i, f) {
                     // Back in the queue, at its end: put it first again.

@@ -276,6 +276,13 @@ pub(crate) struct BodyBudget {
     pub(crate) refused: u64,
 }
 
+impl BodyBudget {
+    /// Bytes captured and bodies cut short since the last call.
+    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
+        (std::mem::take(&mut self.captured), std::mem::take(&mut self.refused))
+    }
+}
+
 impl Default for BodyBudget {
     fn default() -> Self {
         BodyBudget { room: usize::MAX, captured: 0, refused: 0 }
@@ -374,8 +381,7 @@ impl HttpConnection {
 
     /// Body bytes captured, and message bodies cut short for want of room, since the last call.
     pub fn take_body_counts(&mut self) -> (u64, u64) {
-        let b = &mut self.sink.budget;
-        (std::mem::take(&mut b.captured), std::mem::take(&mut b.refused))
+        self.sink.budget.take_counts()
     }
 
     /// One library call's plaintext: `len` bytes moved, the first `data.len()` of them

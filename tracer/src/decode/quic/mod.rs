@@ -13,11 +13,12 @@
 //! The ClientHello and ServerHello themselves are parsed by [`crate::decode::tls`], which
 //! takes a bare handshake message here (QUIC has no TLS record layer).
 //!
-//! What stays hidden: everything after the Initials (Handshake and 1-RTT packets are under
-//! keys from the TLS key exchange), so the ALPN the server chose (it is in the encrypted
-//! EncryptedExtensions: with one protocol offered, as browsers do for `h3`, it can only be that
-//! one), the certificate, and the HTTP/3 requests. The handshake's end is seen as the client's
-//! first 1-RTT packet.
+//! What stays hidden on the wire: everything after the Initials (Handshake and 1-RTT packets
+//! are under keys from the TLS key exchange), so the ALPN the server chose (it is in the
+//! encrypted EncryptedExtensions: with one protocol offered, as browsers do for `h3`, it can only
+//! be that one), the certificate, and the HTTP/3 requests. The handshake's end is seen as the
+//! client's first 1-RTT packet. The plaintext of 1-RTT packets, as probes on a client's AEAD
+//! calls capture it, is read by [`frames::parse_payload`] and [`crate::decode::h3`].
 //!
 //! Every function takes hostile bytes (a datagram is whatever a socket moved) and returns an
 //! error that names what was wrong; none panics, and everything kept is bounded
