@@ -14,6 +14,7 @@
 //! The event is removed when the [`TracefsKretprobe`] is dropped; events left by a daemon that
 //! was killed are removed at the next start ([`remove_stale`]), recognised by the group name and
 //! the pid in the event's name.
+use super::per_process::{PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF, PERF_FLAG_FD_CLOEXEC, PERF_TYPE_TRACEPOINT, PerfEventAttr};
 use std::{
     fs::OpenOptions,
     io::Write as _,
@@ -63,39 +64,6 @@ pub struct TracefsKretprobe {
     kprobe_events: PathBuf,
 }
 
-/// `perf_event_attr` up to `sample_max_stack` (PERF_ATTR_SIZE_VER5, 112 bytes): the kernel
-/// takes any published size and zero-fills the rest.
-#[repr(C)]
-#[derive(Default)]
-struct PerfEventAttr {
-    kind: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-    config2: u64,
-    branch_sample_type: u64,
-    sample_regs_user: u64,
-    sample_stack_user: u32,
-    clockid: i32,
-    sample_regs_intr: u64,
-    aux_watermark: u32,
-    sample_max_stack: u16,
-    reserved: u16,
-}
-
-const PERF_TYPE_TRACEPOINT: u32 = 2;
-const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
-/// `_IO('$', 0)`
-const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
-/// `_IOW('$', 8, __u32)`
-const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
-
 /// The event's name: the function, this process's pid, and a sequence number (a function may
 /// be probed by two programs).
 fn event_name(function: &str, pid: u32, seq: u32) -> String {
@@ -130,7 +98,7 @@ impl TracefsKretprobe {
             .and_then(|s| s.trim().parse().map_err(|e: std::num::ParseIntError| e.to_string()))
             .map_err(|reason| KretprobeError::EventId { event: probe.event.clone(), path: id_path.clone(), reason })?;
         let attr = PerfEventAttr {
-            kind: PERF_TYPE_TRACEPOINT,
+            type_: PERF_TYPE_TRACEPOINT,
             size: std::mem::size_of::<PerfEventAttr>() as u32,
             config: id,
             sample_period: 1,
@@ -207,7 +175,6 @@ mod tests {
         assert_eq!(event_name("inet6_recvmsg", 42, 3), "inet6_recvmsg_42_3");
         assert_eq!(event_name("tcp_v4_connect.isra.0", 1, 0), "tcp_v4_connect_isra_0_1_0");
         assert_eq!(define_line(4096, "inet_recvmsg_42_0", "inet_recvmsg"), "r4096:tracer_kretprobes/inet_recvmsg_42_0 inet_recvmsg\n");
-        assert_eq!(std::mem::size_of::<PerfEventAttr>(), 112);
     }
 
     #[test]
