@@ -102,11 +102,12 @@ pub fn probe_kvm(image: &Path, scratch: &Path) -> Accel {
 /// virtme-ng in a venv of its own under `dir` (pip; created when missing, and made again when
 /// it no longer runs: a venv's scripts name its interpreter by absolute path, so a venv copied
 /// from another tree whose original was removed has an executable `virtme-run` that fails to
-/// start with ENOENT).
+/// start with ENOENT). Checked with `--help`: virtme-run has no `--version` (argparse exits 2
+/// for it, `--mods` missing), which made every run build the venv again.
 pub fn virtme(dir: &Path) -> Result<PathBuf> {
     let run = dir.join("bin").join("virtme-run");
     if util::is_executable(&run) {
-        match Command::new(&run).arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status() {
+        match Command::new(&run).arg("--help").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status() {
             Ok(s) if s.success() => return Ok(run),
             other => {
                 eprintln!("kernels: {} does not run ({other:?}): making the venv again", run.display());
