@@ -410,6 +410,203 @@ async fn socket_calls_are_seen_alike_under_each_variant() {
     }
 }
 
+/// A datagram of `len` bytes that starts like a QUIC packet (`first`: 0xc3 a long-header
+/// Initial, which takes a socket on; 0x43 a short header), tagged at byte 5.
+fn quic_like(first: u8, tag: u8, len: usize) -> Vec<u8> {
+    let mut d = vec![0u8; len];
+    d[0] = first;
+    d[1..5].copy_from_slice(&1u32.to_be_bytes());
+    d[5] = tag;
+    d
+}
+
+/// `sendmsg` of `buf` to `to` (or the connected peer), with a `UDP_SEGMENT` control message
+/// when `segment` is not 0 (GSO: the kernel cuts the buffer into datagrams of that size).
+fn sendmsg_gso(fd: i32, buf: &[u8], to: Option<SocketAddr>, segment: u16) -> isize {
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(SocketAddr::V4(to)) = to {
+        sin.sin_family = libc::AF_INET as u16;
+        sin.sin_port = to.port().to_be();
+        sin.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
+        msg.msg_name = &mut sin as *mut _ as *mut _;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    // u64 words: the control buffer must be aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    if segment != 0 {
+        let space = unsafe { libc::CMSG_SPACE(2) } as usize;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, segment);
+        }
+    }
+    unsafe { libc::sendmsg(fd, &msg, 0) }
+}
+
+/// Every path a QUIC client's datagrams take, under each socket-layer variant this kernel
+/// runs (`sock_length`, `kprobe`): a socket is taken on by a send that starts with a long
+/// header, then its sends and receives are each one `quic_datagram` record with the call,
+/// its length, the GSO/GRO segment size and the peer. Unconnected: sendto + recvfrom,
+/// sendmsg with `UDP_SEGMENT` (one record for three datagrams), sendmmsg + recvmmsg (a record
+/// per message), recvmsg of a GRO batch (`UDP_GRO`); connected: write + read, send + recv.
+/// The `syscalls` variant has no QUIC capture (README *Probe variants*), so it is not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_datagrams_are_seen_on_every_call_path_under_each_variant() {
+    if !root_or_skip("variants_quic_datagrams") {
+        return;
+    }
+    use std::{net::UdpSocket, os::fd::AsRawFd};
+    use tracer::stream::events::{Direction, Event};
+    use tracer_common::DnsSyscall;
+    let me = std::process::id();
+    let layers: Vec<&str> = runnable("dns", "socket calls").into_iter().filter(|v| ["sock_length", "kprobe"].contains(v)).collect();
+    assert!(!layers.is_empty() || std::env::var_os("CI").is_none(), "no socket-layer variant on this kernel: QUIC is not captured");
+    for (n, layer) in layers.into_iter().enumerate() {
+        let forced: BTreeMap<String, String> = [("dns".to_string(), layer.to_string())].into();
+        let ip = free_loopback(100 + n as u8);
+        let mut t = Traced::start(ProbeConfig { tls: false, variants: forced.clone(), ..Default::default() }).await;
+        let server = UdpSocket::bind((ip, 443)).unwrap();
+        let server_addr = server.local_addr().unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (u, c) = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 8192];
+            // The server takes `count` datagrams, checking each one's length and tag.
+            let take = |count: usize, len: usize, tag: u8, buf: &mut [u8]| {
+                let mut from = None;
+                for _ in 0..count {
+                    let (got, f) = server.recv_from(buf).unwrap();
+                    assert_eq!((got, buf[5]), (len, tag), "the server's datagram");
+                    from = Some(f);
+                }
+                from.unwrap()
+            };
+            // Unconnected.
+            let u = UdpSocket::bind((ip, 0)).unwrap();
+            u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            u.send_to(&quic_like(0xc3, 1, 1200), server_addr).unwrap();
+            let u_addr = take(1, 1200, 1, &mut buf);
+            server.send_to(&quic_like(0x43, 2, 100), u_addr).unwrap();
+            assert_eq!(u.recv_from(&mut buf).unwrap().0, 100);
+            assert_eq!(sendmsg_gso(u.as_raw_fd(), &quic_like(0xc3, 3, 3600), Some(server_addr), 1200), 3600, "GSO send");
+            // Every GSO segment is a copy of the buffer's bytes at its offset: only the first
+            // has the tag; the rest hold zeroes there.
+            take(1, 1200, 3, &mut buf);
+            take(2, 1200, 0, &mut buf);
+            let (m4, m5) = (quic_like(0x43, 4, 1200), quic_like(0x43, 5, 1250));
+            let mut iovs = [
+                libc::iovec { iov_base: m4.as_ptr() as *mut _, iov_len: m4.len() },
+                libc::iovec { iov_base: m5.as_ptr() as *mut _, iov_len: m5.len() },
+            ];
+            let SocketAddr::V4(s4) = server_addr else { unreachable!() };
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as u16;
+            sin.sin_port = s4.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(s4.ip().octets());
+            let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
+            for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m.msg_hdr.msg_name = &mut sin as *mut _ as *mut _;
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            }
+            assert_eq!(unsafe { libc::sendmmsg(u.as_raw_fd(), msgs.as_mut_ptr(), 2, 0) }, 2);
+            take(1, 1200, 4, &mut buf);
+            take(1, 1250, 5, &mut buf);
+            server.send_to(&quic_like(0x43, 6, 80), u_addr).unwrap();
+            server.send_to(&quic_like(0x43, 7, 90), u_addr).unwrap();
+            let mut rbufs = [[0u8; 2048]; 2];
+            let mut riovs = [
+                libc::iovec { iov_base: rbufs[0].as_mut_ptr().cast(), iov_len: 2048 },
+                libc::iovec { iov_base: rbufs[1].as_mut_ptr().cast(), iov_len: 2048 },
+            ];
+            let mut rmsgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
+            for (m, iov) in rmsgs.iter_mut().zip(riovs.iter_mut()) {
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            // Both in one call: the second may need a moment (bounded).
+            let mut got = 0;
+            for _ in 0..50 {
+                let r = unsafe { libc::recvmmsg(u.as_raw_fd(), rmsgs[got..].as_mut_ptr(), (2 - got) as u32, 0, std::ptr::null_mut()) };
+                assert!(r > 0, "recvmmsg");
+                got += r as usize;
+                if got == 2 {
+                    break;
+                }
+            }
+            assert_eq!(got, 2);
+            // GRO: with UDP_GRO on, a GSO batch from the loopback stays whole and recvmsg
+            // returns it with its segment size.
+            let on: libc::c_int = 1;
+            let r = unsafe {
+                libc::setsockopt(u.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, (&on as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32)
+            };
+            assert_eq!(r, 0, "UDP_GRO");
+            assert_eq!(sendmsg_gso(server.as_raw_fd(), &quic_like(0x43, 8, 3000), Some(u_addr), 1000), 3000);
+            let mut riov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let mut control = [0u64; 8];
+            let mut rmsg: libc::msghdr = unsafe { std::mem::zeroed() };
+            rmsg.msg_iov = &mut riov;
+            rmsg.msg_iovlen = 1;
+            rmsg.msg_control = control.as_mut_ptr().cast();
+            rmsg.msg_controllen = std::mem::size_of_val(&control);
+            assert_eq!(unsafe { libc::recvmsg(u.as_raw_fd(), &mut rmsg, 0) }, 3000, "one GRO batch of three datagrams");
+            // Connected: write + read, send + recv.
+            let c = UdpSocket::bind((ip, 0)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.connect(server_addr).unwrap();
+            let m9 = quic_like(0xc3, 9, 1200);
+            assert_eq!(unsafe { libc::write(c.as_raw_fd(), m9.as_ptr().cast(), m9.len()) }, 1200);
+            let c_addr = take(1, 1200, 9, &mut buf);
+            server.send_to(&quic_like(0x43, 10, 60), c_addr).unwrap();
+            assert_eq!(unsafe { libc::read(c.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }, 60);
+            c.send(&quic_like(0x43, 11, 1100)).unwrap();
+            take(1, 1100, 11, &mut buf);
+            server.send_to(&quic_like(0x43, 12, 70), c_addr).unwrap();
+            assert_eq!(c.recv(&mut buf).unwrap(), 70);
+            // Kept open until the records are in: a closed socket's memory is reused.
+            (u, c)
+        })
+        .await
+        .unwrap();
+        let (u_fd, c_fd) = (u.as_raw_fd(), c.as_raw_fd());
+        let cases = [
+            (u_fd, 1, Direction::Send, DnsSyscall::Sendto, 1200, 0),
+            (u_fd, 2, Direction::Recv, DnsSyscall::Recvfrom, 100, 0),
+            (u_fd, 3, Direction::Send, DnsSyscall::Sendmsg, 3600, 1200),
+            (u_fd, 4, Direction::Send, DnsSyscall::Sendmmsg, 1200, 0),
+            (u_fd, 5, Direction::Send, DnsSyscall::Sendmmsg, 1250, 0),
+            (u_fd, 6, Direction::Recv, DnsSyscall::Recvmmsg, 80, 0),
+            (u_fd, 7, Direction::Recv, DnsSyscall::Recvmmsg, 90, 0),
+            (u_fd, 8, Direction::Recv, DnsSyscall::Recvmsg, 3000, 1000),
+            (c_fd, 9, Direction::Send, DnsSyscall::Write, 1200, 0),
+            (c_fd, 10, Direction::Recv, DnsSyscall::Read, 60, 0),
+            (c_fd, 11, Direction::Send, DnsSyscall::Sendto, 1100, 0),
+            (c_fd, 12, Direction::Recv, DnsSyscall::Recvfrom, 70, 0),
+        ];
+        for (want_fd, tag, dir, sc, want_len, seg) in cases {
+            let is = move |e: &Event| {
+                e.tgid == me
+                    && matches!(&e.body, EventBody::QuicDatagram { fd, direction, syscall: Some(s), len, segment, peer: Some(p), data, .. }
+                        if *fd == want_fd && *direction == dir && *s == sc && data.get(5) == Some(&tag)
+                            && (*len, *segment, *p) == (want_len, seg, server_addr))
+            };
+            let what = format!("{layer}: QUIC datagram {tag} {dir:?} by {sc:?}, {want_len} bytes, segment {seg}, peer {server_addr}");
+            t.wait_for(&what, Duration::from_secs(20), is).await;
+        }
+        drop((u, c));
+    }
+}
+
 /// Every kprobe and kretprobe program passes this kernel's verifier, whether or not the
 /// kernel can attach it (this machine has no kprobes; loading needs none): the limits every
 /// kernel shares, such as 512 bytes of stack for all call frames together, are met before a
