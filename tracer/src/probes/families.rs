@@ -198,6 +198,14 @@ pub enum UprobeFile {
         /// A binary's attach point in the report when the search fails: "uprobe " and this.
         report_as: &'static str,
     },
+    /// Every library of a TLS family (as [`UprobeFile::TlsLibrary`]), at functions it does
+    /// not export but lists in its experimental-API table (NSS's `ssl_experimental_functions`,
+    /// `super::nss_aead`), at file offsets.
+    ExperimentalApi {
+        library: LibFamily,
+        /// A library's attach point in the report when the table is not found.
+        report_as: &'static str,
+    },
 }
 
 /// One function to probe: its entry program and, where the result matters, its return
@@ -212,7 +220,7 @@ pub struct ProbedFunction {
 }
 
 /// `(entry program, return program, function)`, the order of the tables below.
-const fn probe(entry: &'static str, ret: Option<&'static str>, function: &'static str) -> ProbedFunction {
+pub(super) const fn probe(entry: &'static str, ret: Option<&'static str>, function: &'static str) -> ProbedFunction {
     ProbedFunction { function, entry, ret }
 }
 
@@ -230,6 +238,8 @@ pub static FAMILIES: &[&Family] = &[
     &TLS_NSS,
     &TLS_FETCHER,
     &TLS_BORINGSSL,
+    &super::quic_families::QUIC_BORINGSSL,
+    &super::quic_families::QUIC_NSS,
 ];
 
 const fn syscall(program: &'static str, name: &'static str) -> Tracepoint {

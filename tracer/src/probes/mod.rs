@@ -28,7 +28,9 @@ pub mod boringssl;
 pub mod families;
 pub mod kernel;
 pub mod libs;
+pub mod nss_aead;
 pub mod per_process;
+pub mod quic_families;
 pub mod system;
 pub mod tracepoints;
 pub mod uprobes;
@@ -477,13 +479,29 @@ fn add_library(
     lib: &TlsLibrary,
     warnings: &mut Vec<String>,
 ) -> Vec<ProbeStatus> {
-    match library_target(lib) {
-        Some(target) => add_target(ebpf, shared, links, target),
+    let mut shared = shared;
+    let mut out = match library_target(lib) {
+        Some(target) => add_target(ebpf, shared.as_deref_mut(), links, target),
         None => {
             warnings.push(format!("no probe family declares {} libraries: {} not probed", lib.family.name(), lib.path.display()));
             Vec::new()
         }
+    };
+    // Functions reached through the library's experimental-API table (NSS's AEAD, QUIC).
+    for set in families::uprobe_sets() {
+        let UprobeFile::ExperimentalApi { library, report_as } = set.file else { continue };
+        if *library != lib.family {
+            continue;
+        }
+        match uprobes::experimental_api_target(set, report_as, &lib.path) {
+            Ok(target) => out.extend(add_target(ebpf, shared.as_deref_mut(), links, target)),
+            Err((status, warning)) => {
+                warnings.push(warning);
+                out.push(status);
+            }
+        }
     }
+    out
 }
 
 /// The uprobe sets found by code signature (BoringSSL inside a stripped Chromium), in the
@@ -498,15 +516,17 @@ fn add_found_by_signature(
     wanted: &dyn Fn(When) -> bool,
 ) -> (Vec<ProbeStatus>, Vec<String>) {
     let mut status = Vec::new();
-    let mut warnings = Vec::new();
-    for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
-        let UprobeFile::FoundBySignature { report_as } = set.file else { continue };
-        let (found, failed, w) = uprobes::boringssl_targets(set, report_as, done);
-        status.extend(failed);
-        warnings.extend(w);
-        for target in found {
-            status.extend(add_target(ebpf, shared.as_deref_mut(), links, target));
-        }
+    let sets: Vec<(families::UprobeSet, &str)> = families::uprobe_sets()
+        .filter(|s| wanted(s.when))
+        .filter_map(|set| match set.file {
+            UprobeFile::FoundBySignature { report_as } => Some((set, *report_as)),
+            _ => None,
+        })
+        .collect();
+    let (found, failed, warnings) = uprobes::boringssl_targets(&sets, done);
+    status.extend(failed);
+    for target in found {
+        status.extend(add_target(ebpf, shared.as_deref_mut(), links, target));
     }
     (status, warnings)
 }

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use tracer_common::{
     ConnectEvent, DIR_SEND, DNS_CAPTURE_MAX, DNS_HEAD, DnsEvent, DnsSyscall, EventHeader, EventKind, ExecEvent, ForkEvent,
-    HANDSHAKE_ENTER, HEADER_SIZE, QUIC_CAPTURE_MAX, QUIC_HEAD, QuicDatagramEvent, SockAddr, SockErrorEvent, TLS_CAPTURE_MAX,
+    AeadLib, HANDSHAKE_ENTER, HEADER_SIZE, QUIC_AAD_MAX, QUIC_CAPTURE_MAX, QUIC_HEAD, QUIC_NONCE_MAX, QUIC_PLAINTEXT_HEAD,
+    QUIC_PLAINTEXT_MAX, QuicDatagramEvent, QuicPlaintextEvent, SockAddr, SockErrorEvent, TLS_CAPTURE_MAX,
     TLS_DATA_HEAD, TcpStateEvent,
     TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib, cstr_bytes,
 };
@@ -140,6 +141,31 @@ pub enum EventBody {
         segment: u16,
         local: Option<SocketAddr>,
         peer: Option<SocketAddr>,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
+    /// One QUIC packet's plaintext at the client's AEAD: sealed (send) or opened (receive).
+    /// Plaintext, header and nonce are never printed or stored: they hold the page's
+    /// requests, cookies and tokens.
+    QuicPlaintext {
+        lib: Option<AeadLib>,
+        direction: Direction,
+        /// The AEAD context: one per key (connection, direction, key phase).
+        ctx: u64,
+        /// NSS: the packet number; BoringSSL: 0 (see `nonce`).
+        counter: u64,
+        /// Plaintext bytes of the packet.
+        len: u32,
+        captured: u32,
+        /// The additional data's (the packet header's) full length.
+        aad_len: u32,
+        duration_ns: u64,
+        /// The packet header, at most `QUIC_AAD_MAX` bytes.
+        #[serde(skip)]
+        aad: Vec<u8>,
+        /// The nonce (BoringSSL; empty for NSS).
+        #[serde(skip)]
+        nonce: Vec<u8>,
         #[serde(skip)]
         data: Vec<u8>,
     },
@@ -319,6 +345,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
         EventKind::Exit => decode_exit(&h, bytes)?,
         EventKind::SocketData => decode_socket_data(&h, bytes)?,
         EventKind::QuicDatagram => decode_quic_datagram(&h, bytes)?,
+        EventKind::QuicPlaintext => decode_quic_plaintext(&h, bytes)?,
     };
     Ok(Event {
         ts_ns: h.ts_ns,
@@ -477,6 +504,29 @@ pub fn decode_quic_datagram(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody,
         segment: e.segment,
         local: sockaddr(&e.local),
         peer: sockaddr(&e.peer),
+        data: data.to_vec(),
+    })
+}
+
+/// [`EventKind::QuicPlaintext`]: a QUIC packet's plaintext at the AEAD.
+pub fn decode_quic_plaintext(h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let kind = EventKind::QuicPlaintext;
+    let (e, data) = read_cut_record(kind, bytes, QUIC_PLAINTEXT_HEAD, |e: &QuicPlaintextEvent| e.captured, QUIC_PLAINTEXT_MAX)?;
+    let (aad_n, nonce_n) = (e.aad_captured as usize, e.nonce_len as usize);
+    if aad_n > QUIC_AAD_MAX || aad_n > e.aad_len as usize || nonce_n > QUIC_NONCE_MAX {
+        return Err(RecordError::Truncated { kind, need: QUIC_PLAINTEXT_HEAD + aad_n.max(nonce_n), got: bytes.len() });
+    }
+    Ok(EventBody::QuicPlaintext {
+        lib: AeadLib::from_u8(e.lib),
+        direction: direction(e.direction),
+        ctx: e.ctx,
+        counter: e.counter,
+        len: e.len,
+        captured: e.captured,
+        aad_len: e.aad_len,
+        duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+        aad: e.aad[..aad_n].to_vec(),
+        nonce: e.nonce[..nonce_n].to_vec(),
         data: data.to_vec(),
     })
 }

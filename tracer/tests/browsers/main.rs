@@ -32,6 +32,7 @@ use support::{
 mod debian;
 mod harness;
 mod http3;
+mod quic_plaintext;
 mod table;
 use harness::*;
 
