@@ -53,8 +53,8 @@ pub enum EventKind {
     /// ([`QuicDatagramEvent`]).
     QuicDatagram = 12,
     /// A QUIC packet's plaintext where the client's QUIC stack seals or opens it with an AEAD
-    /// (BoringSSL's `EVP_AEAD_CTX_seal/open` in Chromium, NSS's `SSL_AeadEncrypt/Decrypt`
-    /// for Firefox's neqo) ([`QuicPlaintextEvent`]).
+    /// (BoringSSL's `EVP_AEAD_CTX_seal/open` in Chromium, NSS's `PK11_AEADOp` for Firefox's
+    /// neqo) ([`QuicPlaintextEvent`]).
     QuicPlaintext = 13,
 }
 
@@ -288,7 +288,7 @@ pub const QUIC_PLAINTEXT_MAX: usize = 2048;
 /// packet number) copied. A short header is 1 + DCID (<= 20) + packet number (<= 4) bytes;
 /// a long header's token or length may take it past this, and is cut.
 pub const QUIC_AAD_MAX: usize = 64;
-/// Bytes of the nonce copied (BoringSSL; AES-GCM and ChaCha20-Poly1305 take 12).
+/// Bytes of the nonce copied (AES-GCM and ChaCha20-Poly1305 take 12).
 pub const QUIC_NONCE_MAX: usize = 16;
 
 /// Which QUIC stack's AEAD boundary produced a [`QuicPlaintextEvent`].
@@ -300,8 +300,7 @@ pub enum AeadLib {
     /// BoringSSL's `EVP_AEAD_CTX_seal` / `EVP_AEAD_CTX_open` (Chromium's quiche), found by
     /// code signature.
     BoringSsl = 1,
-    /// NSS's `SSL_AeadEncrypt` / `SSL_AeadDecrypt` (Firefox's neqo), found through NSS's
-    /// experimental-API table.
+    /// NSS's `PK11_AEADOp` in `libnss3.so` (Firefox's neqo).
     Nss = 2,
 }
 
@@ -311,9 +310,8 @@ impl AeadLib {
     }
 }
 
-/// One QUIC packet's plaintext at the AEAD: at `seal` / `SSL_AeadEncrypt`'s entry (the
-/// input, [`DIR_SEND`]) or at `open` / `SSL_AeadDecrypt`'s successful return (the output,
-/// [`DIR_RECV`]). The kernel keeps only calls whose additional data could be a QUIC header
+/// One QUIC packet's plaintext at the AEAD: at a seal's entry (the input, [`DIR_SEND`]) or at
+/// an open's successful return (the output, [`DIR_RECV`]). The kernel keeps only calls whose additional data could be a QUIC header
 /// (not empty, first byte with the fixed bit 0x40: a TLS 1.3 record's AAD starts 0x17 and a
 /// TLS 1.2 one with the 8-byte sequence number, so the TCP TLS records the same functions
 /// protect are dropped); user space still has to match the header to a QUIC connection it
@@ -326,10 +324,11 @@ pub struct QuicPlaintextEvent {
     /// `ktime` at the function's entry; `header.ts_ns` is when the record was made (the entry
     /// for a seal, the return for an open).
     pub start_ns: u64,
-    /// The AEAD context (`EVP_AEAD_CTX *` / `SSLAeadContext *`): one per key, direction and
+    /// The AEAD context (`EVP_AEAD_CTX *` / `PK11Context *`): one per key, direction and
     /// connection (a key update makes a new one).
     pub ctx: u64,
-    /// NSS: the packet number (`counter`); BoringSSL: 0 (the nonce carries it XORed with the IV).
+    /// Reserved for a packet number a library passes on its own (0: both libraries probed
+    /// take the nonce, which carries the packet number XORed with the key's IV).
     pub counter: u64,
     /// Plaintext bytes of the packet (the input's length at a seal, `*out_len` at an open).
     pub len: u32,
@@ -338,7 +337,7 @@ pub struct QuicPlaintextEvent {
     /// The additional data's full length; `aad` holds the first `aad_captured` bytes.
     pub aad_len: u32,
     pub aad_captured: u8,
-    /// Bytes in `nonce` (BoringSSL), 0 for NSS.
+    /// Bytes in `nonce`.
     pub nonce_len: u8,
     /// An [`AeadLib`] number.
     pub lib: u8,

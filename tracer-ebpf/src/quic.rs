@@ -1,7 +1,6 @@
 //! QUIC plaintext where the browsers' QUIC stacks seal and open packets (issue 22): BoringSSL's
 //! `EVP_AEAD_CTX_seal` / `EVP_AEAD_CTX_open` inside Chromium (at file offsets found by code
-//! signature), and NSS's `SSL_AeadEncrypt` / `SSL_AeadDecrypt` (found through NSS's
-//! experimental-API table), which Firefox's neqo calls.
+//! signature), and NSS's `PK11_AEADOp` (`libnss3.so`), which Firefox's neqo calls for both.
 //!
 //! A seal is recorded at its entry (its input is the plaintext). An open's arguments are kept
 //! per thread at its entry, and its output is recorded at its return when it succeeded; the
@@ -19,9 +18,12 @@
 //! - `EVP_AEAD_CTX_seal/open(ctx, out, size_t *out_len, max_out_len, nonce, nonce_len,
 //!   in, in_len, ad, ad_len)`: six in registers, `in`, `in_len`, `ad`, `ad_len` on the stack;
 //!   returns 1 on success.
-//! - `SSL_AeadEncrypt/Decrypt(ctx, PRUint64 counter, aad, unsigned aadLen, in, unsigned inLen,
-//!   out, unsigned *outLen, unsigned maxOut)`: `out`, `outLen`, `maxOut` on the stack;
-//!   returns SECSuccess (0).
+//! - `PK11_AEADOp(PK11Context *ctx, ivGen, int fixedbits, iv, int ivlen, aad, int aadlen,
+//!   out, int *outlen, int maxout, tag, int taglen, in, int inlen)`: `aadlen` and the eight
+//!   after it on the stack; returns SECSuccess (0). Which way it goes is the context's
+//!   `operation`, its first field (`CKA_NSS_MESSAGE | CKA_ENCRYPT` = 0x82000104, or
+//!   `| CKA_DECRYPT` = 0x82000105), as `PK11_AEADOp` itself reads it; any other context is
+//!   left alone.
 use aya_ebpf::{
     EbpfContext,
     helpers::bpf_probe_read_user,
@@ -39,6 +41,9 @@ use crate::filter;
 
 /// QUIC's fixed bit in a packet's first byte (RFC 9000 17.2, 17.3).
 const QUIC_FIXED_BIT: u8 = 0x40;
+/// `PK11Context.operation` of a message-encrypting and a message-decrypting context.
+const CKA_NSS_MESSAGE_ENCRYPT: u64 = 0x8200_0104;
+const CKA_NSS_MESSAGE_DECRYPT: u64 = 0x8200_0105;
 
 /// An AEAD call as its entry saw it.
 #[derive(Clone, Copy)]
@@ -124,15 +129,16 @@ fn read_call(ctx: &ProbeContext, lib: AeadLib, direction: u8) -> AeadCall {
             }
         }
         AeadLib::Nss => {
-            c.counter = arg(1);
-            c.aad = arg(2);
-            c.aad_len = arg(3) & 0xffff_ffff;
+            c.nonce = arg(3);
+            c.nonce_len = arg(4) & 0xffff_ffff;
+            c.aad = arg(5);
+            c.aad_len = stack_arg(ctx, 0) & 0xffff_ffff;
             if direction == DIR_SEND {
-                c.buf = arg(4);
-                c.len = arg(5) & 0xffff_ffff;
+                c.buf = stack_arg(ctx, 6);
+                c.len = stack_arg(ctx, 7) & 0xffff_ffff;
             } else {
-                c.buf = stack_arg(ctx, 0);
-                c.out_len = stack_arg(ctx, 1);
+                c.buf = stack_arg(ctx, 1);
+                c.out_len = stack_arg(ctx, 2);
             }
         }
     }
@@ -227,12 +233,16 @@ pub fn quic_boringssl_open(ctx: ProbeContext) -> u32 {
     open_entry(&ctx, AeadLib::BoringSsl)
 }
 
+/// `PK11_AEADOp`: a seal or an open by its context's operation.
 #[uprobe]
-pub fn quic_nss_encrypt(ctx: ProbeContext) -> u32 {
-    seal_entry(&ctx, AeadLib::Nss)
-}
-
-#[uprobe]
-pub fn quic_nss_decrypt(ctx: ProbeContext) -> u32 {
-    open_entry(&ctx, AeadLib::Nss)
+pub fn quic_nss_aead(ctx: ProbeContext) -> u32 {
+    let pk11_ctx: u64 = ctx.arg(0).unwrap_or(0);
+    if pk11_ctx == 0 {
+        return 0;
+    }
+    match unsafe { bpf_probe_read_user(pk11_ctx as *const u64) } {
+        Ok(CKA_NSS_MESSAGE_ENCRYPT) => seal_entry(&ctx, AeadLib::Nss),
+        Ok(CKA_NSS_MESSAGE_DECRYPT) => open_entry(&ctx, AeadLib::Nss),
+        _ => 0,
+    }
 }

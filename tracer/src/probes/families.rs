@@ -198,12 +198,13 @@ pub enum UprobeFile {
         /// A binary's attach point in the report when the search fails: "uprobe " and this.
         report_as: &'static str,
     },
-    /// Every library of a TLS family (as [`UprobeFile::TlsLibrary`]), at functions it does
-    /// not export but lists in its experimental-API table (NSS's `ssl_experimental_functions`,
-    /// `super::nss_aead`), at file offsets.
-    ExperimentalApi {
+    /// A library in the same directory as each library of a TLS family, at its symbols: NSS's
+    /// `libnss3.so` beside each `libssl3.so` found (Firefox's bundled copy, the system's).
+    BesideLibrary {
         library: LibFamily,
-        /// A library's attach point in the report when the table is not found.
+        /// The file's name, in the directory of each library of `library`.
+        file: &'static str,
+        /// Its attach point in the report when the file is not there.
         report_as: &'static str,
     },
 }

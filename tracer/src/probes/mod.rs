@@ -28,7 +28,6 @@ pub mod boringssl;
 pub mod families;
 pub mod kernel;
 pub mod libs;
-pub mod nss_aead;
 pub mod per_process;
 pub mod quic_families;
 pub mod system;
@@ -487,13 +486,13 @@ fn add_library(
             Vec::new()
         }
     };
-    // Functions reached through the library's experimental-API table (NSS's AEAD, QUIC).
+    // Sets that go into a library beside this one (NSS's libnss3.so, for QUIC plaintext).
     for set in families::uprobe_sets() {
-        let UprobeFile::ExperimentalApi { library, report_as } = set.file else { continue };
+        let UprobeFile::BesideLibrary { library, file, report_as } = set.file else { continue };
         if *library != lib.family {
             continue;
         }
-        match uprobes::experimental_api_target(set, report_as, &lib.path) {
+        match uprobes::beside_library_target(set, file, report_as, &lib.path) {
             Ok(target) => out.extend(add_target(ebpf, shared.as_deref_mut(), links, target)),
             Err((status, warning)) => {
                 warnings.push(warning);

@@ -28,20 +28,24 @@ pub static QUIC_BORINGSSL: Family = Family {
     }],
 };
 
-/// Firefox's QUIC (neqo) seals and opens every packet with NSS's `SSL_AeadEncrypt` /
-/// `SSL_AeadDecrypt`, found in each `libssl3.so` through its experimental-API table
-/// (`super::nss_aead`).
+/// Firefox's QUIC (neqo, through nss-rs) seals and opens every packet with NSS's
+/// `PK11_AEADOp` (exported by `libnss3.so`), one function for both: the context's operation
+/// (its first field, `CKA_NSS_MESSAGE | CKA_ENCRYPT` or `| CKA_DECRYPT`, which `PK11_AEADOp`
+/// itself compares first) says which. Since nss-rs 2026-05 ("bypass SSL AEAD wrapper in
+/// RecordProtection") neqo no longer calls `SSL_AeadEncrypt` / `SSL_AeadDecrypt` (Firefox
+/// ESR 153 made none in a page load over HTTP/3); those wrappers end in `PK11_AEADOp` too
+/// (`libssl3.so` imports it), so older neqo builds are covered by the same probe. NSS's own
+/// TLS records also pass through it: their additional data is dropped in the kernel (see
+/// tracer-ebpf's `quic` module). Attached to the `libnss3.so` beside each `libssl3.so`
+/// found (Firefox's bundled copy, the system's).
 pub static QUIC_NSS: Family = Family {
     name: "quic_nss",
     emits: &[EventKind::QuicPlaintext],
     attach: &[Attach {
         when: When::Tls,
         points: Points::Uprobes {
-            file: UprobeFile::ExperimentalApi { library: LibFamily::Nss, report_as: "SSL_AeadEncrypt/SSL_AeadDecrypt (experimental API table)" },
-            functions: &[
-                probe("quic_nss_encrypt", None, "SSL_AeadEncrypt"),
-                probe("quic_nss_decrypt", Some("quic_aead_open_ret"), "SSL_AeadDecrypt"),
-            ],
+            file: UprobeFile::BesideLibrary { library: LibFamily::Nss, file: "libnss3.so", report_as: "PK11_AEADOp (libnss3.so)" },
+            functions: &[probe("quic_nss_aead", Some("quic_aead_open_ret"), "PK11_AEADOp")],
         },
     }],
 };
@@ -51,8 +55,8 @@ mod tests {
     use super::*;
     use crate::probes::families::{FAMILIES, uprobe_sets};
 
-    /// Both families are listed, emit the QUIC plaintext kind, and their open has its return
-    /// program (the output exists only there); seals need none (their input is the plaintext).
+    /// Both families are listed, emit the QUIC plaintext kind, and every function whose
+    /// output may be the plaintext has the shared return program.
     #[test]
     fn quic_families_are_listed_with_their_return_programs() {
         for f in [&QUIC_BORINGSSL, &QUIC_NSS] {
@@ -60,26 +64,29 @@ mod tests {
             assert_eq!(f.emits, &[EventKind::QuicPlaintext]);
             let set = uprobe_sets().find(|s| std::ptr::eq(s.family, f)).unwrap();
             assert_eq!(set.when, When::Tls);
-            let open = set.functions.iter().find(|p| p.function.contains("open") || p.function.contains("Decrypt")).unwrap();
-            assert_eq!(open.ret, Some("quic_aead_open_ret"), "{}", f.name);
-            assert!(set.functions.iter().filter(|p| p.ret.is_none()).count() == 1, "{}", f.name);
+            let opens = set.functions.iter().filter(|p| p.ret == Some("quic_aead_open_ret")).count();
+            assert_eq!(opens, 1, "{}", f.name);
         }
-        // The NSS set goes into NSS libraries; the BoringSSL set into binaries found by signature.
-        assert!(matches!(uprobe_sets().find(|s| std::ptr::eq(s.family, &QUIC_NSS)).unwrap().file, UprobeFile::ExperimentalApi { library: LibFamily::Nss, .. }));
+        assert!(matches!(
+            uprobe_sets().find(|s| std::ptr::eq(s.family, &QUIC_NSS)).unwrap().file,
+            UprobeFile::BesideLibrary { library: LibFamily::Nss, file: "libnss3.so", .. }
+        ));
         assert!(matches!(uprobe_sets().find(|s| std::ptr::eq(s.family, &QUIC_BORINGSSL)).unwrap().file, UprobeFile::FoundBySignature { .. }));
     }
 
-    /// The functions named are the ones the finders locate.
+    /// `PK11_AEADOp` is exported by the NSS libraries beside the `libssl3.so` copies on this
+    /// machine (Firefox's bundled one and the system's), where the loader looks for it.
     #[test]
-    fn functions_are_the_finders_names() {
-        use crate::probes::nss_aead::{DECRYPT, ENCRYPT};
-        let names = |f: &Family| -> Vec<&'static str> {
-            f.attach.iter().flat_map(|a| match &a.points {
-                Points::Uprobes { functions, .. } => functions.iter().map(|p| p.function).collect(),
-                _ => Vec::new(),
-            }).collect()
-        };
-        assert_eq!(names(&QUIC_NSS), vec![ENCRYPT, DECRYPT]);
-        assert_eq!(names(&QUIC_BORINGSSL), vec!["EVP_AEAD_CTX_seal", "EVP_AEAD_CTX_open"]);
+    fn pk11_aeadop_is_beside_every_libssl3() {
+        for lib in ["/usr/lib/firefox-esr/libssl3.so", "/usr/lib/x86_64-linux-gnu/libssl3.so"] {
+            let lib = std::path::Path::new(lib);
+            if !lib.is_file() {
+                eprintln!("{} is not installed: skipped", lib.display());
+                continue;
+            }
+            let nss3 = lib.with_file_name("libnss3.so");
+            let table = crate::probes::uprobes::SymbolOffsets::read(&nss3, &["PK11_AEADOp"]).unwrap();
+            assert!(table.offset("PK11_AEADOp").unwrap() > 0, "{}", nss3.display());
+        }
     }
 }

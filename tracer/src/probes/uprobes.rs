@@ -149,28 +149,19 @@ pub fn boringssl_targets(
     (targets, status, warnings)
 }
 
-/// The functions of `set` (an [`families::UprobeFile::ExperimentalApi`] set) in the NSS
-/// library at `path`, at the offsets its experimental-API table gives; or the failure entry
+/// The target of `set` (a [`families::UprobeFile::BesideLibrary`] set) beside the library at
+/// `lib`: the file named `file` in its directory, at the set's symbols; or the failure entry
 /// and warning that say why not.
-pub fn experimental_api_target(set: families::UprobeSet, report_as: &str, path: &Path) -> Result<UprobeTarget, (ProbeStatus, String)> {
-    match super::nss_aead::find_nss_aead(path) {
-        Ok(found) => {
-            let points = set
-                .functions
-                .iter()
-                .filter_map(|f| {
-                    let offset = found.offset_of(f.function)?;
-                    Some(UprobePoint { entry: f.entry, ret: f.ret, name: f.function, at: AttachAt::FoundOffset(offset) })
-                })
-                .collect();
-            tracing::debug!("{}: {}", path.display(), found.method);
-            Ok(UprobeTarget { family: set.family.name.into(), path: path.to_path_buf(), points })
-        }
-        Err(e) => Err((
-            ProbeStatus::outcome(set.family.name, format!("uprobe {report_as}"), Some(path.to_path_buf()), "uprobe", None, &Err::<(), _>(anyhow::anyhow!("{e}"))),
-            format!("QUIC plaintext unavailable for {} ({}): {report_as}: {e}", path.display(), set.family.name),
-        )),
+pub fn beside_library_target(set: families::UprobeSet, file: &str, report_as: &str, lib: &Path) -> Result<UprobeTarget, (ProbeStatus, String)> {
+    let path = lib.with_file_name(file);
+    if path.is_file() {
+        return Ok(UprobeTarget { family: set.family.name.into(), path, points: symbol_points(set.functions) });
     }
+    let e = anyhow::anyhow!("no {file} beside {}", lib.display());
+    Err((
+        ProbeStatus::outcome(set.family.name, format!("uprobe {report_as}"), Some(path.clone()), "uprobe", None, &Err::<(), _>(anyhow::anyhow!("{e}"))),
+        format!("QUIC plaintext unavailable for the NSS of {} ({}): {e}", lib.display(), set.family.name),
+    ))
 }
 
 fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> anyhow::Result<UProbeLinkId> {

@@ -152,7 +152,7 @@ pub enum EventBody {
         direction: Direction,
         /// The AEAD context: one per key (connection, direction, key phase).
         ctx: u64,
-        /// NSS: the packet number; BoringSSL: 0 (see `nonce`).
+        /// 0: the packet number is in the nonce (XORed with the key's IV).
         counter: u64,
         /// Plaintext bytes of the packet.
         len: u32,
@@ -163,7 +163,7 @@ pub enum EventBody {
         /// The packet header, at most `QUIC_AAD_MAX` bytes.
         #[serde(skip)]
         aad: Vec<u8>,
-        /// The nonce (BoringSSL; empty for NSS).
+        /// The nonce.
         #[serde(skip)]
         nonce: Vec<u8>,
         #[serde(skip)]
