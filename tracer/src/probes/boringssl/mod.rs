@@ -33,12 +33,10 @@
 //! ([`find_cached`]), so a second run costs one ELF header parse.
 //!
 //! Which files: [`candidates`] (Chromium-family executables, QtWebEngine's libraries, any
-//! mapped ELF that carries the signature). Issue 22 (QUIC, part 2) is to find BoringSSL's
-//! QUIC secret and AEAD functions in the same files: a second identification over the same
-//! [`identify::Analysis`] (or a second source-path string, as [`scan::find_ssl_lib_cc`]
-//! does for `ssl_lib.cc`), its offsets added to [`BoringSslOffsets`] (with
-//! [`FINDER_VERSION`] bumped, so old cache entries are not reused) and its probes declared
-//! beside `tls_boringssl`'s in `probes/families.rs`.
+//! mapped ELF that carries the signature). The AEAD functions Chromium's QUIC seals and
+//! opens packets with (issue 22) are found in the same files by [`aead`], over the error
+//! sites of `aead.cc.inc` ([`identify::analyse_text`] takes the source path and library
+//! code), and kept in [`BoringSslOffsets::aead`].
 use std::{
     path::{Path, PathBuf},
     time::Instant,
