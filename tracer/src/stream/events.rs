@@ -800,6 +800,32 @@ mod tests {
         assert!(decode_record(&lying).is_err());
     }
 
+    /// A QUIC plaintext record decodes with its header, nonce and plaintext; a cut one, or one
+    /// claiming more header or nonce bytes than its fields hold, is an error.
+    #[test]
+    fn quic_plaintext_records_decode_and_are_checked() {
+        let mut e: QuicPlaintextEvent = unsafe { std::mem::zeroed() };
+        e.header = header(EventKind::QuicPlaintext, 0);
+        e.header.ts_ns = 9_000;
+        e.start_ns = 8_000;
+        (e.ctx, e.len, e.captured, e.aad_len, e.aad_captured, e.nonce_len) = (0xabc, 1300, 40, 80, QUIC_AAD_MAX as u8, 12);
+        (e.lib, e.direction) = (AeadLib::BoringSsl as u8, DIR_SEND);
+        e.aad[0] = 0x41;
+        e.nonce[11] = 7;
+        e.data[..40].fill(0x0d);
+        let r = bytes_of(&e)[..QUIC_PLAINTEXT_HEAD + 40].to_vec();
+        let ev = decode_record(&r).unwrap();
+        let EventBody::QuicPlaintext { lib, direction, ctx, len, captured, aad_len, duration_ns, aad, nonce, data, .. } = ev.body else { panic!("{ev:?}") };
+        assert_eq!((lib, direction, ctx, len, captured, aad_len, duration_ns), (Some(AeadLib::BoringSsl), Direction::Send, 0xabc, 1300, 40, 80, 1_000));
+        assert_eq!((aad.len(), aad[0], nonce.len(), nonce[11], data), (QUIC_AAD_MAX, 0x41, 12, 7, vec![0x0d; 40]));
+        assert!(decode_record(&r[..r.len() - 1]).is_err());
+        for (field, bad) in [(std::mem::offset_of!(QuicPlaintextEvent, aad_captured), QUIC_AAD_MAX as u8 + 1), (std::mem::offset_of!(QuicPlaintextEvent, nonce_len), QUIC_NONCE_MAX as u8 + 1)] {
+            let mut lying = r.clone();
+            lying[field] = bad;
+            assert!(decode_record(&lying).is_err(), "field at {field}");
+        }
+    }
+
     /// GSO/GRO: a call's bytes are datagrams of `segment` bytes, the last shorter; past what
     /// was captured a datagram has its length and no bytes.
     #[test]
