@@ -1,6 +1,8 @@
 //! QUIC plaintext where the browsers' QUIC stacks seal and open packets (issue 22): BoringSSL's
 //! `EVP_AEAD_CTX_seal` / `EVP_AEAD_CTX_open` inside Chromium (at file offsets found by code
-//! signature), and NSS's `PK11_AEADOp` (`libnss3.so`), which Firefox's neqo calls for both.
+//! signature), and NSS's: freebl's `AES_AEAD` and `ChaCha20Poly1305_Encrypt/Decrypt` (found
+//! through freebl's function table), which Firefox ESR 153's neqo calls (nss-rs's `blapi`
+//! backend), and `PK11_AEADOp` (`libnss3.so`), which neqo called before.
 //!
 //! A seal is recorded at its entry (its input is the plaintext). An open's arguments are kept
 //! per thread at its entry, and its output is recorded at its return when it succeeded; the
@@ -95,9 +97,38 @@ fn looks_like_quic(aad: u64, aad_len: u64) -> bool {
     }
 }
 
-/// The call's arguments, by library (`lib` is a constant in each program).
+/// Where a function keeps its arguments (a constant in each program).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `EVP_AEAD_CTX_seal/open`.
+    BoringSsl,
+    /// `PK11_AEADOp`.
+    Pk11,
+    /// freebl's `ChaCha20Poly1305_Encrypt/Decrypt(ctx, out, unsigned *outLen, maxOut, in,
+    /// unsigned inLen, nonce, nonceLen, ad, adLen, tag)`.
+    FreeblChaCha,
+    /// freebl's `AES_AEAD(ctx, out, unsigned *outLen, maxOut, in, unsigned inLen,
+    /// CK_GCM_MESSAGE_PARAMS *params, paramsLen, aad, aadLen)`: the nonce is `params->pIv`
+    /// (`ulIvLen` after it), the tag `params->pTag` (at 32).
+    FreeblAes,
+}
+
+impl Layout {
+    fn lib(self) -> AeadLib {
+        if self == Layout::BoringSsl { AeadLib::BoringSsl } else { AeadLib::Nss }
+    }
+}
+
+/// A `u64` at a user address (0 when unreadable).
 #[inline(always)]
-fn read_call(ctx: &ProbeContext, lib: AeadLib, direction: u8) -> AeadCall {
+fn user_u64(at: u64) -> u64 {
+    unsafe { bpf_probe_read_user(at as *const u64) }.unwrap_or(0)
+}
+
+/// The call's arguments, by layout.
+#[inline(always)]
+fn read_call(ctx: &ProbeContext, layout: Layout, direction: u8) -> AeadCall {
+    let lib = layout.lib();
     let arg = |n: usize| -> u64 { ctx.arg(n).unwrap_or(0) };
     let mut c = AeadCall {
         start_ns: now(),
@@ -114,8 +145,8 @@ fn read_call(ctx: &ProbeContext, lib: AeadLib, direction: u8) -> AeadCall {
         direction,
         _pad: [0; 6],
     };
-    match lib {
-        AeadLib::BoringSsl => {
+    match layout {
+        Layout::BoringSsl => {
             c.nonce = arg(4);
             c.nonce_len = arg(5);
             c.aad = stack_arg(ctx, 2);
@@ -128,7 +159,26 @@ fn read_call(ctx: &ProbeContext, lib: AeadLib, direction: u8) -> AeadCall {
                 c.out_len = arg(2);
             }
         }
-        AeadLib::Nss => {
+        Layout::FreeblChaCha | Layout::FreeblAes => {
+            if layout == Layout::FreeblChaCha {
+                c.nonce = stack_arg(ctx, 0);
+                c.nonce_len = stack_arg(ctx, 1) & 0xffff_ffff;
+            } else {
+                let params = stack_arg(ctx, 0);
+                c.nonce = user_u64(params);
+                c.nonce_len = user_u64(params + 8);
+            }
+            c.aad = stack_arg(ctx, 2);
+            c.aad_len = stack_arg(ctx, 3) & 0xffff_ffff;
+            if direction == DIR_SEND {
+                c.buf = arg(4);
+                c.len = arg(5) & 0xffff_ffff;
+            } else {
+                c.buf = arg(1);
+                c.out_len = arg(2);
+            }
+        }
+        Layout::Pk11 => {
             c.nonce = arg(3);
             c.nonce_len = arg(4) & 0xffff_ffff;
             c.aad = arg(5);
@@ -147,13 +197,13 @@ fn read_call(ctx: &ProbeContext, lib: AeadLib, direction: u8) -> AeadCall {
 
 /// Entry of a seal: the record, now.
 #[inline(always)]
-fn seal_entry(ctx: &ProbeContext, lib: AeadLib) -> u32 {
+fn seal_entry(ctx: &ProbeContext, layout: Layout) -> u32 {
     // With a client filter the uprobes are attached per traced process; this check is the
     // guard for the rest (as for the TLS probes).
     if filter::skip() {
         return 0;
     }
-    let call = read_call(ctx, lib, DIR_SEND);
+    let call = read_call(ctx, layout, DIR_SEND);
     if !looks_like_quic(call.aad, call.aad_len) {
         return 0;
     }
@@ -163,11 +213,11 @@ fn seal_entry(ctx: &ProbeContext, lib: AeadLib) -> u32 {
 
 /// Entry of an open: remember the call for its return.
 #[inline(always)]
-fn open_entry(ctx: &ProbeContext, lib: AeadLib) -> u32 {
+fn open_entry(ctx: &ProbeContext, layout: Layout) -> u32 {
     if filter::skip() {
         return 0;
     }
-    let call = read_call(ctx, lib, DIR_RECV);
+    let call = read_call(ctx, layout, DIR_RECV);
     if !looks_like_quic(call.aad, call.aad_len) {
         return 0;
     }
@@ -201,10 +251,28 @@ pub fn quic_aead_open_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn emit(call: &AeadCall, n: u64) {
     let Some(ev) = AEAD_SCRATCH.get_ptr_mut(0) else { return };
+    unsafe {
+        fill(ev, call, call.buf, n);
+        submit_cut(ev, QUIC_PLAINTEXT_HEAD, (*ev).captured, EventKind::QuicPlaintext);
+    }
+}
+
+/// Plaintext bytes copied of `n`: `TLS_CAPTURE_BYTES`, at most `QUIC_PLAINTEXT_MAX`.
+#[inline(always)]
+fn capture_of(n: u64) -> u64 {
     let mut cap = crate::tls::capture_bytes() as u64;
     if cap > QUIC_PLAINTEXT_MAX as u64 {
         cap = QUIC_PLAINTEXT_MAX as u64;
     }
+    if n > cap { cap } else { n }
+}
+
+/// Fill the record at `ev` for `call`, with `n` plaintext bytes at `buf`.
+///
+/// # Safety
+/// `ev` points to a whole record (a per-CPU scratch or a map value).
+#[inline(always)]
+unsafe fn fill(ev: *mut QuicPlaintextEvent, call: &AeadCall, buf: u64, n: u64) {
     unsafe {
         (*ev).header = header(EventKind::QuicPlaintext, 0);
         (*ev).start_ns = call.start_ns;
@@ -216,21 +284,98 @@ fn emit(call: &AeadCall, n: u64) {
         (*ev).direction = call.direction;
         (*ev).aad_captured = read_user_bytes((*ev).aad.as_mut_ptr(), call.aad, call.aad_len, QUIC_AAD_MAX) as u8;
         (*ev).nonce_len = read_user_bytes((*ev).nonce.as_mut_ptr(), call.nonce, call.nonce_len, QUIC_NONCE_MAX) as u8;
-        let want = if n > cap { cap } else { n };
-        let got = read_user_bytes((*ev).data.as_mut_ptr(), call.buf, want, QUIC_PLAINTEXT_MAX);
-        (*ev).captured = got;
-        submit_cut(ev, QUIC_PLAINTEXT_HEAD, got, EventKind::QuicPlaintext);
+        (*ev).captured = read_user_bytes((*ev).data.as_mut_ptr(), buf, capture_of(n), QUIC_PLAINTEXT_MAX);
     }
+}
+
+/// An `AES_AEAD` call in flight: whether it seals or opens is not in its arguments (the AES
+/// context's direction is private to freebl), so its input is copied at the entry (a seal
+/// in place overwrites it) with the tag buffer's 16 bytes, and the return decides: a seal
+/// wrote a new tag there, an open only read it.
+#[repr(C)]
+pub struct AesPending {
+    pub output: u64,
+    pub out_len: u64,
+    pub tag_ptr: u64,
+    pub tag: [u64; 2],
+    /// The record as a seal, its plaintext the input.
+    pub ev: QuicPlaintextEvent,
+}
+
+/// `AES_AEAD` calls in flight, by thread; removed by the return program on every path. LRU
+/// as [`AEAD_CALLS`].
+#[map]
+static AES_PENDING: LruHashMap<u64, AesPending> = LruHashMap::with_max_entries(1024, 0);
+#[map]
+static AES_SCRATCH: PerCpuArray<AesPending> = PerCpuArray::with_max_entries(1, 0);
+
+/// `AES_AEAD`'s entry (see [`AesPending`]).
+#[uprobe]
+pub fn quic_freebl_aes_aead(ctx: ProbeContext) -> u32 {
+    if filter::skip() {
+        return 0;
+    }
+    let mut call = read_call(&ctx, Layout::FreeblAes, DIR_SEND);
+    if !looks_like_quic(call.aad, call.aad_len) {
+        return 0;
+    }
+    let Some(p) = AES_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let params = stack_arg(&ctx, 0);
+    call.direction = DIR_SEND;
+    unsafe {
+        (*p).output = ctx.arg(1).unwrap_or(0);
+        (*p).out_len = ctx.arg(2).unwrap_or(0);
+        (*p).tag_ptr = user_u64(params + 32);
+        (*p).tag = [user_u64((*p).tag_ptr), user_u64((*p).tag_ptr + 8)];
+        fill(&raw mut (*p).ev, &call, call.buf, call.len);
+        let _ = AES_PENDING.insert(&pid_tgid(), &*p, 0);
+    }
+    0
+}
+
+/// `AES_AEAD`'s return: a seal's record as copied at the entry, or the open's output.
+#[uretprobe]
+pub fn quic_freebl_aes_ret(ctx: RetProbeContext) -> u32 {
+    let id = pid_tgid();
+    let Some(p) = AES_PENDING.get_ptr_mut(&id) else { return 0 };
+    let ret: i64 = ctx.ret();
+    if ret as i32 == 0 {
+        unsafe {
+            let tag_ptr = (*p).tag_ptr;
+            let sealed = tag_ptr != 0 && [user_u64(tag_ptr), user_u64(tag_ptr + 8)] != (*p).tag;
+            let ev = &raw mut (*p).ev;
+            if !sealed {
+                let n = bpf_probe_read_user((*p).out_len as *const u32).unwrap_or(0) as u64;
+                (*ev).header = header(EventKind::QuicPlaintext, 0);
+                (*ev).direction = DIR_RECV;
+                (*ev).len = n as u32;
+                (*ev).captured = read_user_bytes((*ev).data.as_mut_ptr(), (*p).output, capture_of(n), QUIC_PLAINTEXT_MAX);
+            }
+            submit_cut(ev, QUIC_PLAINTEXT_HEAD, (*ev).captured, EventKind::QuicPlaintext);
+        }
+    }
+    let _ = AES_PENDING.remove(&id);
+    0
+}
+
+#[uprobe]
+pub fn quic_freebl_chacha_seal(ctx: ProbeContext) -> u32 {
+    seal_entry(&ctx, Layout::FreeblChaCha)
+}
+
+#[uprobe]
+pub fn quic_freebl_chacha_open(ctx: ProbeContext) -> u32 {
+    open_entry(&ctx, Layout::FreeblChaCha)
 }
 
 #[uprobe]
 pub fn quic_boringssl_seal(ctx: ProbeContext) -> u32 {
-    seal_entry(&ctx, AeadLib::BoringSsl)
+    seal_entry(&ctx, Layout::BoringSsl)
 }
 
 #[uprobe]
 pub fn quic_boringssl_open(ctx: ProbeContext) -> u32 {
-    open_entry(&ctx, AeadLib::BoringSsl)
+    open_entry(&ctx, Layout::BoringSsl)
 }
 
 /// `PK11_AEADOp`: a seal or an open by its context's operation.
@@ -241,8 +386,8 @@ pub fn quic_nss_aead(ctx: ProbeContext) -> u32 {
         return 0;
     }
     match unsafe { bpf_probe_read_user(pk11_ctx as *const u64) } {
-        Ok(CKA_NSS_MESSAGE_ENCRYPT) => seal_entry(&ctx, AeadLib::Nss),
-        Ok(CKA_NSS_MESSAGE_DECRYPT) => open_entry(&ctx, AeadLib::Nss),
+        Ok(CKA_NSS_MESSAGE_ENCRYPT) => seal_entry(&ctx, Layout::Pk11),
+        Ok(CKA_NSS_MESSAGE_DECRYPT) => open_entry(&ctx, Layout::Pk11),
         _ => 0,
     }
 }

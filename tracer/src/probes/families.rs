@@ -207,6 +207,14 @@ pub enum UprobeFile {
         /// Its attach point in the report when the file is not there.
         report_as: &'static str,
     },
+    /// NSS's freebl (`libfreeblpriv3.so`, beside each library of `library` or in an `nss/`
+    /// directory there), at functions it does not export but lists in the table
+    /// `FREEBL_GetVector` returns (`super::freebl`), at file offsets.
+    FreeblTable {
+        library: LibFamily,
+        /// Its attach point in the report when the file or the functions are not found.
+        report_as: &'static str,
+    },
 }
 
 /// One function to probe: its entry program and, where the result matters, its return

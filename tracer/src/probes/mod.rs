@@ -26,6 +26,7 @@ use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
 
 pub mod boringssl;
 pub mod families;
+pub mod freebl;
 pub mod kernel;
 pub mod libs;
 pub mod per_process;
@@ -486,13 +487,17 @@ fn add_library(
             Vec::new()
         }
     };
-    // Sets that go into a library beside this one (NSS's libnss3.so, for QUIC plaintext).
+    // Sets that go into a library beside this one (NSS's libnss3.so and freebl, for QUIC
+    // plaintext).
     for set in families::uprobe_sets() {
-        let UprobeFile::BesideLibrary { library, file, report_as } = set.file else { continue };
-        if *library != lib.family {
-            continue;
-        }
-        match uprobes::beside_library_target(set, file, report_as, &lib.path) {
+        let found = match set.file {
+            UprobeFile::BesideLibrary { library, file, report_as } if *library == lib.family => {
+                uprobes::beside_library_target(set, file, report_as, &lib.path)
+            }
+            UprobeFile::FreeblTable { library, report_as } if *library == lib.family => uprobes::freebl_target(set, report_as, &lib.path),
+            _ => continue,
+        };
+        match found {
             Ok(target) => out.extend(add_target(ebpf, shared.as_deref_mut(), links, target)),
             Err((status, warning)) => {
                 warnings.push(warning);

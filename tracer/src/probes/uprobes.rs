@@ -164,6 +164,27 @@ pub fn beside_library_target(set: families::UprobeSet, file: &str, report_as: &s
     ))
 }
 
+/// The target of `set` (a [`families::UprobeFile::FreeblTable`] set) in the freebl of the NSS
+/// library at `lib`, at the offsets its function table gives; or the failure entry and warning
+/// that say why not.
+pub fn freebl_target(set: families::UprobeSet, report_as: &str, lib: &Path) -> Result<UprobeTarget, (ProbeStatus, String)> {
+    let fail = |path: Option<PathBuf>, e: String| {
+        (
+            ProbeStatus::outcome(set.family.name, format!("uprobe {report_as}"), path, "uprobe", None, &Err::<(), _>(anyhow::anyhow!("{e}"))),
+            format!("QUIC plaintext unavailable for the NSS of {} ({}): {e}", lib.display(), set.family.name),
+        )
+    };
+    let path = super::freebl::beside(lib).ok_or_else(|| fail(None, format!("no libfreeblpriv3.so beside {}", lib.display())))?;
+    let found = super::freebl::find_freebl(&path).map_err(|e| fail(Some(path.clone()), e))?;
+    tracing::debug!("{}: {}", path.display(), found.method);
+    let points = set
+        .functions
+        .iter()
+        .filter_map(|f| Some(UprobePoint { entry: f.entry, ret: f.ret, name: f.function, at: AttachAt::FoundOffset(found.offset_of(f.function)?) }))
+        .collect();
+    Ok(UprobeTarget { family: set.family.name.into(), path, points })
+}
+
 fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> anyhow::Result<UProbeLinkId> {
     let up: &mut UProbe = ebpf
         .program_mut(program)
