@@ -293,3 +293,74 @@ write("quic", "server-close", qrec(2, rfc_client_crypto) + qrec(3, close))
 # 0-RTT packets coalesced after the Initial's datagram.
 zero_rtt = b"\xd3\x00\x00\x00\x01\x08" + bytes.fromhex("8394c8f03e515708") + b"\x00" + struct.pack(">H", 0x4000 | 60) + bytes(60)
 write("quic", "zero-rtt", qrec(2, rfc_client_crypto) + qrec(0, zero_rtt + zero_rtt))
+
+# ---------------------------------------------------------------------------------- HTTP/3
+# Records of decrypted packet payloads (checks/h3.rs): qrec(0/1, frames) a client/server
+# packet, qrec(2/3, [extra/16] + frames) one cut by the capture, qrec(4/5, b"") a gap.
+
+
+def stream_frame(sid, offset, data, fin=False):
+    return bytes([0x0E | fin]) + varint(sid) + varint(offset) + varint(len(data)) + data
+
+
+def h3_frame(ty, payload):
+    return varint(ty) + varint(len(payload)) + payload
+
+
+def qint(flags, bits, v):
+    mx = (1 << bits) - 1
+    if v < mx:
+        return bytes([flags | v])
+    out, v = bytearray([flags | mx]), v - mx
+    while v >= 128:
+        out.append(0x80 | (v & 0x7F))
+        v >>= 7
+    return bytes(out) + bytes([v])
+
+
+def qstr(flags, bits, s):
+    return qint(flags, bits, len(s)) + s
+
+
+h3_settings = h3_frame(4, varint(1) + varint(4096) + varint(7) + varint(16) + varint(0x21) + varint(1))
+client_setup = qrec(0, stream_frame(2, 0, b"\x00" + h3_settings) + stream_frame(6, 0, b"\x02"))
+server_setup = qrec(1, stream_frame(3, 0, b"\x00" + h3_settings) + stream_frame(7, 0, b"\x02"))
+# The client's encoder: capacity 4096, :authority=shop.test (static 0), user-agent=fuzz.
+client_enc = qint(0x20, 5, 4096) + qint(0xC0, 6, 0) + qstr(0, 7, b"shop.test") + qstr(0x40, 5, b"user-agent") + qstr(0, 7, b"fuzz")
+# RIC 2 (encoded 3), Base 2: GET, https, dynamic 1 (:authority), :path literal, dynamic 0.
+request = qint(0, 8, 3) + qint(0, 7, 0) + qint(0xC0, 6, 17) + qint(0xC0, 6, 23) + qint(0x80, 6, 1) \
+    + qint(0x50, 4, 1) + qstr(0, 7, b"/index.html") + qint(0x80, 6, 0)
+server_enc = qint(0x20, 5, 4096) + qint(0xC0, 6, 44) + qstr(0, 7, b"text/html")
+# RIC 1 (encoded 2), Base 0 (sign, delta 0): :status 200, post-base 0 (content-type).
+response = qint(0, 8, 2) + qint(0x80, 7, 0) + qint(0xC0, 6, 25) + qint(0x10, 4, 0)
+resp_stream = h3_frame(1, response) + h3_frame(0, b"<html>hello</html>")
+early = qint(0, 8, 0) + qint(0, 7, 0) + qint(0x50, 4, 24) + qstr(0, 7, b"103") + qstr(0x20, 3, b"link") + qstr(0, 7, b"</a.css>")
+trailers = qint(0, 8, 0) + qint(0, 7, 0) + qstr(0x20, 3, b"grpc-status") + qstr(0, 7, b"0")
+
+write("h3", "get", client_setup + qrec(0, stream_frame(6, 1, client_enc) + stream_frame(0, 0, h3_frame(1, request), True))
+      + server_setup + qrec(1, stream_frame(7, 1, server_enc) + stream_frame(0, 0, resp_stream, True))
+      + qrec(1, b"\x1d" + varint(0x100) + varint(0)))
+# The request before the encoder stream that it needs (blocked), the response out of order and
+# retransmitted, interim headers and trailers, a duplicate packet.
+full = h3_frame(1, early) + resp_stream + h3_frame(1, trailers)
+write("h3", "blocked-reordered", client_setup + server_setup
+      + qrec(0, stream_frame(0, 0, h3_frame(1, request), True)) + qrec(0, stream_frame(6, 1, client_enc)) + qrec(7, b"")
+      + qrec(1, stream_frame(7, 1, server_enc) + stream_frame(0, 20, full[20:], True))
+      + qrec(1, stream_frame(0, 0, full[:30])) + qrec(6, b""))
+# A payload cut by the capture (16 * 4 bytes more), a gap, a missed packet, RESET_STREAM,
+# STOP_SENDING, GOAWAY and a transport CONNECTION_CLOSE.
+get4 = qint(0, 8, 0) + qint(0, 7, 0) + qint(0xC0, 6, 17) + qint(0xC0, 6, 23) + qint(0x50, 4, 1) + qstr(0, 7, b"/4")
+body = h3_frame(1, qint(0, 8, 0) + qint(0, 7, 0) + qint(0xC0, 6, 25)) + h3_frame(0, bytes(100))
+write("h3", "faults", client_setup + server_setup
+      + qrec(0, stream_frame(0, 0, h3_frame(1, get4), True) + stream_frame(4, 0, h3_frame(1, get4), True)
+             + stream_frame(8, 0, h3_frame(1, get4), True))
+      + qrec(3, b"\x04" + b"\x0e" + varint(4) + varint(0) + varint(len(body) + 64) + body)
+      + qrec(5, b"") + qrec(1, stream_frame(4, 50, body[50:], True))
+      + qrec(1, b"\x04" + varint(8) + varint(0x10B) + varint(0)) + qrec(0, b"\x05" + varint(4) + varint(0x10C))
+      + qrec(1, stream_frame(3, 1 + len(h3_settings), h3_frame(7, varint(4))))
+      + qrec(0, b"\x1c" + varint(0xA) + varint(8) + varint(3) + b"bad"))
+# Grease: a reserved stream type, reserved frame types, an ACK with ECN, PADDING, PING.
+write("h3", "grease", client_setup + server_setup
+      + qrec(0, b"\x00\x00\x01" + b"\x03" + varint(5) + b"\x00\x00\x01\x00\x00\x00" + stream_frame(10, 0, varint(0x21) + b"grease", True)
+             + stream_frame(0, 0, h3_frame(0x21, b"x") + h3_frame(1, get4), True))
+      + qrec(1, stream_frame(0, 0, h3_frame(0x21 + 0x1F, b"") + body, True)))

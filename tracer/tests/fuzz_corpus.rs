@@ -17,6 +17,8 @@ mod transcript;
 mod dns;
 #[path = "../fuzz/checks/events.rs"]
 mod events;
+#[path = "../fuzz/checks/h3.rs"]
+mod h3;
 #[path = "../fuzz/checks/har.rs"]
 mod har;
 #[path = "../fuzz/checks/http.rs"]
@@ -50,6 +52,9 @@ fn as_arbitrary<'a, T: Arbitrary<'a>>(data: &'a [u8], run: fn(T)) {
 const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("dns", dns::run),
     ("events", events::run),
+    ("h3", |d| {
+        h3::run(d);
+    }),
     ("har", har::run),
     ("http", |d| as_arbitrary(d, http::run)),
     ("quic", quic::run),
@@ -97,4 +102,18 @@ fn every_committed_corpus_input_passes_its_check() {
         eprintln!("{target}: {} inputs", files.len());
     }
     assert!(failures.is_empty(), "{} corpus input(s) fail their check:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The hand-made `h3` seeds reach whole exchanges (so the fuzzer starts deep in the decoder).
+#[test]
+fn the_h3_seeds_decode_to_exchanges() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/h3");
+    let get = h3::run(&std::fs::read(dir.join("seed-get")).unwrap());
+    assert_eq!(get.len(), 1);
+    assert!(get[0].complete && get[0].status == Some(200) && get[0].path.as_deref() == Some("/index.html"), "{get:?}");
+    let blocked = h3::run(&std::fs::read(dir.join("seed-blocked-reordered")).unwrap());
+    assert!(blocked.iter().any(|x| x.complete && x.authority.as_deref() == Some("shop.test")), "{blocked:?}");
+    let faults = h3::run(&std::fs::read(dir.join("seed-faults")).unwrap());
+    assert_eq!(faults.len(), 3, "{faults:?}");
+    assert!(faults.iter().all(|x| !x.complete), "{faults:?}");
 }

@@ -31,9 +31,12 @@ pub const TARGETS: &[(&str, usize)] = &[
     // Records of datagrams and Initial plaintexts: a handshake's worth (a 1.5 KB ClientHello
     // in two Initials, the server's answer) fits.
     ("quic", 8192),
+    // Records of decrypted packet payloads both ways: a connection's control and QPACK streams
+    // and a few requests fit.
+    ("h3", 8192),
 ];
 
-/// Seconds per target of `--smoke` (the part of `cargo xtask test`): 9 targets, about 100 s
+/// Seconds per target of `--smoke` (the part of `cargo xtask test`): 10 targets, about 110 s
 /// after the build.
 pub const SMOKE_SECONDS: u64 = 10;
 /// Seconds per target of a plain `cargo xtask fuzz`.

@@ -20,6 +20,8 @@ pub struct DnsServer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub answered: Arc<AtomicU64>,
+    /// The serving thread's id (0 until it runs), for its CPU time.
+    pub tid: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Keeps the calling thread on CPU 0. Benchmark 1's DNS ping-pong runs both ends there: a
@@ -49,16 +51,19 @@ impl DnsServer {
                     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
                     let stop = Arc::new(AtomicBool::new(false));
                     let answered = Arc::new(AtomicU64::new(0));
-                    let (s, a) = (stop.clone(), answered.clone());
+                    let tid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+                    let (s, a, t) = (stop.clone(), answered.clone(), tid.clone());
                     let thread = std::thread::Builder::new()
                         .name("bench-dnssrv".into())
                         .spawn(move || {
+                            // SAFETY: gettid has no preconditions.
+                            t.store(unsafe { libc::gettid() } as u32, Ordering::Relaxed);
                             if pinned {
                                 pin_to_cpu0();
                             }
                             serve_dns(sock, &s, &a)
                         })?;
-                    return Ok(DnsServer { addr, stop, thread: Some(thread), answered });
+                    return Ok(DnsServer { addr, stop, thread: Some(thread), answered, tid });
                 }
                 Err(e) => last_err = Some(e),
             }

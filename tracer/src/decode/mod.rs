@@ -1,13 +1,16 @@
 //! User-space decoders for the bytes the eBPF programs capture: DNS messages, the TLS record
 //! layer and ClientHello, HTTP (the first line of HTTP/1.x traffic, and whole HTTP/1.x and
-//! HTTP/2 exchanges from a connection's plaintext), and QUIC packets (headers, the Initial
-//! packets decrypted with their public keys, the handshake of a connection).
+//! HTTP/2 exchanges from a connection's plaintext), QUIC packets (headers, the Initial
+//! packets decrypted with their public keys, the handshake of a connection, the frames of any
+//! decrypted payload), and HTTP/3 exchanges from a connection's decrypted QUIC payloads
+//! ([`h3`], with QPACK; the same exchanges as HTTP/1 and HTTP/2).
 //!
 //! Every decoder takes untrusted, possibly truncated bytes (the kernel copies at most a fixed
 //! number of bytes per event) and returns an error that names what was wrong; none of them
 //! panics on any input.
 
 pub mod dns;
+pub mod h3;
 pub mod http;
 pub mod quic;
 pub mod tls;

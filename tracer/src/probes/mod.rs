@@ -28,6 +28,7 @@ pub mod boringssl;
 pub mod families;
 pub mod freebl;
 pub mod kernel;
+pub mod kretprobe;
 pub mod libs;
 pub mod per_process;
 pub mod quic_families;
@@ -206,6 +207,8 @@ pub enum Attachment {
     TracePoint(&'static str, TracePointLinkId),
     BtfTracePoint(&'static str, BtfTracePointLinkId),
     KProbe(&'static str, KProbeLinkId),
+    /// A kretprobe made through tracefs with [`kretprobe::MAXACTIVE`] instances.
+    Kretprobe(kretprobe::TracefsKretprobe),
     UProbe(&'static str, UProbeLinkId),
 }
 
@@ -218,6 +221,9 @@ impl Probes {
         let mut warnings = Vec::new();
         if system::ensure_tracefs()? {
             tracing::info!("mounted tracefs at {} (it was not mounted)", system::TRACEFS);
+        }
+        for event in kretprobe::remove_stale(std::path::Path::new(system::TRACEFS)) {
+            tracing::info!("removed kretprobe event {event}, left by a daemon that is gone");
         }
         let capture = config.tls_capture_bytes.clamp(1, TLS_CAPTURE_MAX as u32);
         let filter_enabled: u32 = config.filter.enabled as u32;
@@ -291,7 +297,7 @@ impl Probes {
         }
         for (family, _, points) in sets() {
             let Points::Kprobe(k) = points else { continue };
-            let result = tracepoints::attach_kprobe(&mut ebpf, k).map(|id| links.push(Attachment::KProbe(k.program, id)));
+            let result = tracepoints::attach_kprobe(&mut ebpf, k).map(|a| links.push(a));
             status.push(ProbeStatus::outcome(family.name, format!("{} {}", k.kind(), k.function), None, k.kind(), None, &result));
         }
         for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
@@ -436,6 +442,7 @@ impl Probes {
                         }
                     }
                 }
+                Attachment::Kretprobe(k) => owned.push(Box::new(k)),
                 Attachment::UProbe(prog, id) => {
                     if let Some(Ok(up)) = self.ebpf.program_mut(prog).map(<&mut UProbe>::try_from) {
                         if let Ok(l) = up.take_link(id) {

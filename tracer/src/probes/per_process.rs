@@ -393,11 +393,11 @@ fn remove_stale_groups(tracefs: &std::path::Path) {
 }
 
 /// `_IOW('$', 8, __u32)` and `_IO('$', 0)` from linux/perf_event.h.
-const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
-const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
-const PERF_TYPE_TRACEPOINT: u32 = 2;
+pub(super) const PERF_EVENT_IOC_SET_BPF: libc::c_ulong = 0x4004_2408;
+pub(super) const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+pub(super) const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
-const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+pub(super) const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 const FLAG_DISABLED: u64 = 1 << 0;
 const FLAG_INHERIT: u64 = 1 << 1;
 const FLAG_ENABLE_ON_EXEC: u64 = 1 << 12;
@@ -405,19 +405,19 @@ const FLAG_ENABLE_ON_EXEC: u64 = 1 << 12;
 /// `struct perf_event_attr` up to `config2` (PERF_ATTR_SIZE_VER1, 72 bytes).
 #[repr(C)]
 #[derive(Default)]
-struct PerfEventAttr {
-    type_: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
+pub(super) struct PerfEventAttr {
+    pub type_: u32,
+    pub size: u32,
+    pub config: u64,
+    pub sample_period: u64,
+    pub sample_type: u64,
+    pub read_format: u64,
     /// Bit 0: disabled; bit 1: inherit; bit 12: enable_on_exec.
-    flags: u64,
-    wakeup_events: u32,
-    bp_type: u32,
-    config1: u64,
-    config2: u64,
+    pub flags: u64,
+    pub wakeup_events: u32,
+    pub bp_type: u32,
+    pub config1: u64,
+    pub config2: u64,
 }
 
 /// How a perf event for a probe is opened.

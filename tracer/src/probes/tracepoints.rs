@@ -9,9 +9,14 @@ use aya::{
 };
 use tracer_common::layout::MISSING;
 
+use std::{os::fd::AsFd as _, path::Path};
+
 use super::{
+    Attachment,
     families::{BtfTracepoint, Kprobe, Tracepoint},
     kernel::KernelSurvey,
+    kretprobe,
+    system::TRACEFS,
 };
 
 /// Attach `tp`'s program (loaded once, however many tracepoints share it). A field it reads
@@ -45,8 +50,10 @@ pub fn attach_tracepoint(ebpf: &mut Ebpf, tp: &Tracepoint, survey: &KernelSurvey
     tp.attach(category, name).with_context(|| format!("attaching {category}:{name}"))
 }
 
-/// Load `k`'s program and attach it at the entry (or return) of its kernel function.
-pub fn attach_kprobe(ebpf: &mut Ebpf, k: &Kprobe) -> anyhow::Result<KProbeLinkId> {
+/// Load `k`'s program and attach it at the entry (or return) of its kernel function. A
+/// kretprobe gets [`kretprobe::MAXACTIVE`] instances through tracefs (see that module for why);
+/// where tracefs refuses, aya's attach with the kernel's default, and a warning.
+pub fn attach_kprobe(ebpf: &mut Ebpf, k: &Kprobe) -> anyhow::Result<Attachment> {
     let p: &mut KProbe = ebpf
         .program_mut(k.program)
         .with_context(|| format!("program {} not in the object", k.program))?
@@ -54,7 +61,15 @@ pub fn attach_kprobe(ebpf: &mut Ebpf, k: &Kprobe) -> anyhow::Result<KProbeLinkId
     if p.fd().is_err() {
         p.load().with_context(|| format!("verifier rejected {}", k.program))?;
     }
-    p.attach(k.function, 0).with_context(|| format!("attaching kprobe {}", k.function))
+    if k.ret {
+        let fd = p.fd()?.as_fd();
+        match kretprobe::TracefsKretprobe::attach(Path::new(TRACEFS), fd, k.function, kretprobe::MAXACTIVE) {
+            Ok(probe) => return Ok(Attachment::Kretprobe(probe)),
+            Err(e) => tracing::warn!("kretprobe {} with {} instances: {e}; attaching with the kernel's default instead", k.function, kretprobe::MAXACTIVE),
+        }
+    }
+    let id: KProbeLinkId = p.attach(k.function, 0).with_context(|| format!("attaching kprobe {}", k.function))?;
+    Ok(Attachment::KProbe(k.program, id))
 }
 
 /// Load `btf`'s program against the kernel's BTF and attach it. `kernel_btf`: the kernel's

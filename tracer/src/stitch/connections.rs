@@ -201,6 +201,7 @@ impl ConnState {
                 alpn: self.http.protocol().map(|p| match p {
                     crate::decode::http::Protocol::Http2 => "h2".to_string(),
                     crate::decode::http::Protocol::Http1 => "http/1.1".to_string(),
+                    crate::decode::http::Protocol::Http3 => "h3".to_string(),
                 }),
                 sni: wire.and_then(|w| w.sni.clone()),
             }

@@ -124,6 +124,7 @@ impl Stitcher {
             protocol: Some(match x.protocol {
                 crate::decode::http::Protocol::Http1 => "HTTP/1.1".to_string(),
                 crate::decode::http::Protocol::Http2 => "HTTP/2".to_string(),
+                crate::decode::http::Protocol::Http3 => "HTTP/3".to_string(),
             }),
             stream_id: x.stream_id,
             status: x.status,

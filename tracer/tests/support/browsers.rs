@@ -127,9 +127,17 @@ user_pref("browser.tabs.remote.autostart", true);
 /// profile): its log (`MOZ_LOG=nsHttp:5`) said `Http3Session::Authenticated [...,
 /// hasThirdPartyRoots=1]`, then `nsHttpTransaction::DisableHttp3`, and the page went over
 /// HTTP/2. `disable_when_third_party_roots_found` is that rule's switch.
+///
+/// The two fall-back timers: when QUIC has not connected within them, Firefox opens a TCP
+/// connection beside it (for an HTTPS record's `h3`, after 50 ms by default; for an Alt-Svc,
+/// 100 ms) and takes the document from whichever answers first. In CI's run of 2026-12-07 (load
+/// about 8) TCP won: the document came over HTTP/2 beside a finished QUIC connection. The test
+/// asks for HTTP/3, so they are set far beyond a lab connection's time (10 s).
 pub const FIREFOX_HTTP3_PREFS: &str = r#"
 user_pref("network.http.http3.enable", true);
 user_pref("network.http.http3.disable_when_third_party_roots_found", false);
+user_pref("network.dns.httpssvc.http3_fast_fallback_timeout", 10000);
+user_pref("network.http.http3.backup_timer_delay", 10000);
 "#;
 
 /// Firefox with a fresh profile under `dir` (lab CA imported, quiet prefs), taking a

@@ -99,11 +99,20 @@ pub fn probe_kvm(image: &Path, scratch: &Path) -> Accel {
     }
 }
 
-/// virtme-ng in a venv of its own under `dir` (pip; created when missing).
+/// virtme-ng in a venv of its own under `dir` (pip; created when missing, and made again when
+/// it no longer runs: a venv's scripts name its interpreter by absolute path, so a venv copied
+/// from another tree whose original was removed has an executable `virtme-run` that fails to
+/// start with ENOENT).
 pub fn virtme(dir: &Path) -> Result<PathBuf> {
     let run = dir.join("bin").join("virtme-run");
     if util::is_executable(&run) {
-        return Ok(run);
+        match Command::new(&run).arg("--version").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status() {
+            Ok(s) if s.success() => return Ok(run),
+            other => {
+                eprintln!("kernels: {} does not run ({other:?}): making the venv again", run.display());
+                std::fs::remove_dir_all(dir).with_context(|| format!("removing the broken venv {}", dir.display()))?;
+            }
+        }
     }
     util::run(Command::new("python3").args(["-m", "venv"]).arg(dir)).context("creating the venv for virtme-ng (Debian: python3-venv)")?;
     util::run(Command::new(dir.join("bin").join("pip")).args(["install", "-q", "virtme-ng"])).context("pip install virtme-ng")?;

@@ -119,15 +119,38 @@ struct Stream {
     resp_final: bool,
 }
 
-/// A decoded header block.
-#[derive(Default)]
-struct Decoded {
-    method: Option<String>,
-    scheme: Option<String>,
-    authority: Option<String>,
-    path: Option<String>,
-    status: Option<String>,
-    fields: FieldList,
+/// A decoded header block (HPACK here, QPACK in [`crate::decode::h3`]).
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    pub(crate) method: Option<String>,
+    pub(crate) scheme: Option<String>,
+    pub(crate) authority: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) fields: FieldList,
+}
+
+impl Decoded {
+    /// One decoded field: a pseudo-header into its slot (the first one counts: a repeated
+    /// pseudo-header is malformed anyway, and a big value referenced many times is copied
+    /// once), unknown pseudo-headers dropped, the rest into the bounded field list.
+    pub(crate) fn add(&mut self, name: &[u8], value: &[u8]) {
+        let slot = match name {
+            b":method" => &mut self.method,
+            b":scheme" => &mut self.scheme,
+            b":authority" => &mut self.authority,
+            b":path" => &mut self.path,
+            b":status" => &mut self.status,
+            n if n.starts_with(b":") => return,
+            _ => {
+                self.fields.push(name, value);
+                return;
+            }
+        };
+        if slot.is_none() {
+            *slot = Some(String::from_utf8_lossy(value).into_owned());
+        }
+    }
 }
 
 impl FrameState {
@@ -938,29 +961,11 @@ fn decode(
     block: &[u8],
 ) -> Result<Decoded, loona_hpack::decoder::DecoderError> {
     let mut d = Decoded::default();
-    hpack.decode_with_cb(block, |name, value| {
-        let slot = match &name[..] {
-            b":method" => &mut d.method,
-            b":scheme" => &mut d.scheme,
-            b":authority" => &mut d.authority,
-            b":path" => &mut d.path,
-            b":status" => &mut d.status,
-            n if n.starts_with(b":") => return,
-            _ => {
-                d.fields.push(&name, &value);
-                return;
-            }
-        };
-        // The first one counts (a repeated pseudo-header is malformed anyway), and a big
-        // value referenced many times is copied once.
-        if slot.is_none() {
-            *slot = Some(String::from_utf8_lossy(&value).into_owned());
-        }
-    })?;
+    hpack.decode_with_cb(block, |name, value| d.add(&name, &value))?;
     Ok(d)
 }
 
-fn apply_request(ex: &mut HttpExchange, d: Decoded) {
+pub(crate) fn apply_request(ex: &mut HttpExchange, d: Decoded) {
     ex.method = d.method;
     ex.scheme = d.scheme;
     ex.path = d.path;

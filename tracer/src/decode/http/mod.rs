@@ -30,7 +30,7 @@
 //! and its response were seen from start to end with nothing missing.
 
 mod h1;
-mod h2;
+pub(crate) mod h2;
 mod start_line;
 #[cfg(test)]
 mod test_util;
@@ -76,13 +76,16 @@ const MAX_UNRECOGNISED_CHUNKS: u32 = 16;
 pub enum Protocol {
     Http1,
     Http2,
+    /// HTTP/3 over QUIC ([`crate::decode::h3`]).
+    Http3,
 }
 
 /// One request and its response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpExchange {
     pub protocol: Protocol,
-    /// HTTP/2 stream id; `None` for HTTP/1.
+    /// HTTP/2 stream id, or the QUIC stream id of an HTTP/3 request stream (`None` for one past
+    /// `u32::MAX`: a billion requests on one connection); `None` for HTTP/1.
     pub stream_id: Option<u32>,
     pub method: Option<String>,
     /// `:scheme` (HTTP/2) or the scheme of an absolute-form request target (HTTP/1); `None`
@@ -135,7 +138,7 @@ pub struct CapturedBody {
 }
 
 impl HttpExchange {
-    fn new(protocol: Protocol) -> Self {
+    pub(crate) fn new(protocol: Protocol) -> Self {
         HttpExchange {
             protocol,
             stream_id: None,
@@ -161,7 +164,7 @@ impl HttpExchange {
         }
     }
 
-    fn body_mut(&mut self, dir: Direction) -> &mut Option<CapturedBody> {
+    pub(crate) fn body_mut(&mut self, dir: Direction) -> &mut Option<CapturedBody> {
         match dir {
             Direction::Send => &mut self.request_body,
             Direction::Recv => &mut self.response_body,
@@ -170,7 +173,7 @@ impl HttpExchange {
 
     /// Keeps body bytes, at most `limit` in all (0: capture is off), and no more than the
     /// connection's `budget` has room for (what it refuses is missing: the body is truncated).
-    fn capture_body(&mut self, dir: Direction, bytes: &[u8], limit: usize, budget: &mut BodyBudget) {
+    pub(crate) fn capture_body(&mut self, dir: Direction, bytes: &[u8], limit: usize, budget: &mut BodyBudget) {
         if limit == 0 || bytes.is_empty() {
             return;
         }
@@ -194,14 +197,14 @@ impl HttpExchange {
     }
 
     /// Body bytes that could not be kept (a capture gap, framing lost).
-    fn body_missing(&mut self, dir: Direction, limit: usize) {
+    pub(crate) fn body_missing(&mut self, dir: Direction, limit: usize) {
         if limit > 0 {
             self.body_mut(dir).get_or_insert_with(CapturedBody::default).truncated = true;
         }
     }
 
     /// Adds a reason (once; the text stays bounded).
-    fn mark_partial(&mut self, reason: &str) {
+    pub(crate) fn mark_partial(&mut self, reason: &str) {
         const MAX_REASON: usize = 512;
         match &mut self.partial_reason {
             None => self.partial_reason = Some(reason.to_string()),
@@ -214,11 +217,11 @@ impl HttpExchange {
         }
     }
 
-    fn set_response_end(&mut self, ts: u64) {
+    pub(crate) fn set_response_end(&mut self, ts: u64) {
         self.response_end_ns = Some(self.response_end_ns.map_or(ts, |e| e.max(ts)));
     }
 
-    fn set_request_end(&mut self, ts: u64) {
+    pub(crate) fn set_request_end(&mut self, ts: u64) {
         self.request_end_ns = self.request_end_ns.max(ts);
     }
 }
@@ -249,13 +252,13 @@ pub struct GoAway {
 
 /// A bounded list of decoding problems.
 #[derive(Debug, Default)]
-struct Errors {
-    list: Vec<String>,
-    dropped: u64,
+pub(crate) struct Errors {
+    pub(crate) list: Vec<String>,
+    pub(crate) dropped: u64,
 }
 
 impl Errors {
-    fn push(&mut self, msg: impl Into<String>) {
+    pub(crate) fn push(&mut self, msg: impl Into<String>) {
         if self.list.len() < MAX_ERRORS {
             self.list.push(msg.into());
         } else {
@@ -266,11 +269,18 @@ impl Errors {
 
 /// Body bytes a decoder may still capture ([`HttpConnection::set_body_room`]), and what it
 /// captured and refused since [`HttpConnection::take_body_counts`].
-struct BodyBudget {
-    room: usize,
-    captured: u64,
+pub(crate) struct BodyBudget {
+    pub(crate) room: usize,
+    pub(crate) captured: u64,
     /// Message bodies cut short for want of room.
-    refused: u64,
+    pub(crate) refused: u64,
+}
+
+impl BodyBudget {
+    /// Bytes captured and bodies cut short since the last call.
+    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
+        (std::mem::take(&mut self.captured), std::mem::take(&mut self.refused))
+    }
 }
 
 impl Default for BodyBudget {
@@ -280,17 +290,21 @@ impl Default for BodyBudget {
 }
 
 /// Where finished exchanges and problems go.
-struct Sink {
-    out: Vec<HttpExchange>,
-    dropped: u64,
-    errors: Errors,
+pub(crate) struct Sink {
+    pub(crate) out: Vec<HttpExchange>,
+    pub(crate) dropped: u64,
+    pub(crate) errors: Errors,
     /// Body bytes to keep per message; 0 keeps none (the default: bodies hold secrets).
-    body_limit: usize,
-    budget: BodyBudget,
+    pub(crate) body_limit: usize,
+    pub(crate) budget: BodyBudget,
 }
 
 impl Sink {
-    fn emit(&mut self, mut ex: HttpExchange) {
+    pub(crate) fn new(body_limit: usize) -> Self {
+        Sink { out: Vec::new(), dropped: 0, errors: Errors::default(), body_limit, budget: BodyBudget::default() }
+    }
+
+    pub(crate) fn emit(&mut self, mut ex: HttpExchange) {
         ex.complete = ex.partial_reason.is_none();
         if self.out.len() < MAX_PENDING_EXCHANGES {
             self.out.push(ex);
@@ -299,7 +313,7 @@ impl Sink {
         }
     }
 
-    fn error(&mut self, msg: impl Into<String>) {
+    pub(crate) fn error(&mut self, msg: impl Into<String>) {
         self.errors.push(msg);
     }
 }
@@ -347,13 +361,7 @@ impl HttpConnection {
     pub fn new() -> Self {
         HttpConnection {
             state: State::Undecided(Detect::default()),
-            sink: Sink {
-                out: Vec::new(),
-                dropped: 0,
-                errors: Errors::default(),
-                body_limit: 0,
-                budget: BodyBudget::default(),
-            },
+            sink: Sink::new(0),
         }
     }
 
@@ -373,8 +381,7 @@ impl HttpConnection {
 
     /// Body bytes captured, and message bodies cut short for want of room, since the last call.
     pub fn take_body_counts(&mut self) -> (u64, u64) {
-        let b = &mut self.sink.budget;
-        (std::mem::take(&mut b.captured), std::mem::take(&mut b.refused))
+        self.sink.budget.take_counts()
     }
 
     /// One library call's plaintext: `len` bytes moved, the first `data.len()` of them
@@ -524,7 +531,8 @@ impl HttpConnection {
         pending.push(chunk);
         self.state = match protocol {
             Protocol::Http1 => State::Http1(Box::new(h1::H1::new())),
-            Protocol::Http2 => {
+            // HTTP/3 is QUIC's (`decode::h3`), never detected on a byte stream.
+            Protocol::Http2 | Protocol::Http3 => {
                 if !preface {
                     self.sink.error(
                         "HTTP/2 recognised without its preface (connection opened before the \
@@ -548,14 +556,14 @@ impl HttpConnection {
 /// Lower-cased, lossily decoded header fields, bounded by [`MAX_HEADER_FIELDS`] and
 /// [`MAX_HEADER_FIELD_BYTES`].
 #[derive(Debug, Default)]
-struct FieldList {
-    fields: Vec<(String, String)>,
-    bytes: usize,
-    dropped: bool,
+pub(crate) struct FieldList {
+    pub(crate) fields: Vec<(String, String)>,
+    pub(crate) bytes: usize,
+    pub(crate) dropped: bool,
 }
 
 impl FieldList {
-    fn push(&mut self, name: &[u8], value: &[u8]) {
+    pub(crate) fn push(&mut self, name: &[u8], value: &[u8]) {
         let size = name.len() + value.len();
         if self.fields.len() >= MAX_HEADER_FIELDS || self.bytes + size > MAX_HEADER_FIELD_BYTES {
             self.dropped = true;
@@ -569,7 +577,7 @@ impl FieldList {
     }
 }
 
-fn dir_name(dir: Direction) -> &'static str {
+pub(crate) fn dir_name(dir: Direction) -> &'static str {
     match dir {
         Direction::Send => "client->server",
         Direction::Recv => "server->client",

@@ -9,7 +9,8 @@ use rustls::quic::{DirectionalKeys, Keys, Version};
 use rustls::Side;
 
 use super::packet::{Header, LongType, MAX_CID_LEN, Packet, VERSION_1, VERSION_2};
-use super::{QuicError, Reader};
+use super::QuicError;
+pub use super::frames::Frame;
 
 /// Who sent a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -107,90 +108,12 @@ impl InitialKeys {
     }
 }
 
-/// A frame of an Initial packet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// PADDING bytes (a run counts as one frame).
-    Padding(usize),
-    Ping,
-    Ack { largest: u64 },
-    Crypto { offset: u64, data: Vec<u8> },
-    /// CONNECTION_CLOSE of the transport (0x1c): the error code (0x100 + a TLS alert for a
-    /// crypto error), the frame type that caused it, and the reason phrase (escaped).
-    ConnectionClose { code: u64, frame_type: u64, reason: String },
-}
-
-/// Most frames read from one packet.
-const MAX_FRAMES: usize = 256;
-/// Most ACK ranges walked in one ACK frame.
-const MAX_ACK_RANGES: u64 = 256;
-
-/// Parses the frames of a decrypted Initial (or Handshake) payload.
+/// Parses the frames of a decrypted Initial (or Handshake) payload: only the types RFC 9000
+/// 17.2.2 allows there (PADDING, PING, ACK, CRYPTO, CONNECTION_CLOSE of the transport); any
+/// other is an error. The frames themselves are read by [`super::frames`].
 pub fn parse_frames(payload: &[u8]) -> Result<Vec<Frame>, QuicError> {
-    let mut r = Reader::new(payload);
-    let mut frames: Vec<Frame> = Vec::new();
-    if payload.is_empty() {
-        return Err(QuicError::Malformed("a packet without frames".into()));
-    }
-    while !r.is_empty() {
-        if frames.len() >= MAX_FRAMES {
-            return Err(QuicError::Malformed(format!("more than {MAX_FRAMES} frames in one packet")));
-        }
-        let ty = r.varint("frame type")?;
-        match ty {
-            0x00 => {
-                let mut n = 1;
-                while r.peek() == Some(0) {
-                    r.u8("padding")?;
-                    n += 1;
-                }
-                frames.push(Frame::Padding(n));
-            }
-            0x01 => frames.push(Frame::Ping),
-            0x02 | 0x03 => {
-                let largest = r.varint("ACK largest acknowledged")?;
-                r.varint("ACK delay")?;
-                let ranges = r.varint("ACK range count")?;
-                if ranges > MAX_ACK_RANGES {
-                    return Err(QuicError::Malformed(format!("an ACK frame with {ranges} ranges")));
-                }
-                r.varint("ACK first range")?;
-                for _ in 0..ranges {
-                    r.varint("ACK gap")?;
-                    r.varint("ACK range length")?;
-                }
-                if ty == 0x03 {
-                    for what in ["ECT0 count", "ECT1 count", "ECN-CE count"] {
-                        r.varint(what)?;
-                    }
-                }
-                frames.push(Frame::Ack { largest });
-            }
-            0x06 => {
-                let offset = r.varint("CRYPTO offset")?;
-                let len = r.varint("CRYPTO length")?;
-                let len = usize::try_from(len).map_err(|_| QuicError::Malformed(format!("CRYPTO length {len}")))?;
-                let data = r.take(len, "CRYPTO data")?.to_vec();
-                if offset.checked_add(len as u64).is_none_or(|end| end > (1 << 62) - 1) {
-                    return Err(QuicError::Malformed(format!("CRYPTO frame past 2^62-1 (offset {offset})")));
-                }
-                frames.push(Frame::Crypto { offset, data });
-            }
-            0x1c => {
-                let code = r.varint("CONNECTION_CLOSE error code")?;
-                let frame_type = r.varint("CONNECTION_CLOSE frame type")?;
-                let len = r.varint("CONNECTION_CLOSE reason length")?;
-                let len = usize::try_from(len).map_err(|_| QuicError::Malformed(format!("reason length {len}")))?;
-                let reason = super::escape(r.take(len, "CONNECTION_CLOSE reason")?);
-                frames.push(Frame::ConnectionClose { code, frame_type, reason });
-            }
-            other => {
-                return Err(QuicError::Malformed(format!(
-                    "frame type 0x{other:x} is not allowed in an Initial packet"
-                )));
-            }
-        }
-    }
+    let mut frames = Vec::new();
+    super::frames::parse_into(payload, payload.len(), |ty| matches!(ty, 0x00..=0x03 | 0x06 | 0x1c), &mut frames)?;
     Ok(frames)
 }
 

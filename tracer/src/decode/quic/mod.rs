@@ -5,6 +5,7 @@
 //! | module | what it reads |
 //! | --- | --- |
 //! | [`packet`] | long and short headers of versions 1 and 2, Version Negotiation, Retry (and its integrity tag), the packets coalesced in one datagram |
+//! | [`frames`] | the frames of a decrypted payload, every RFC 9000 type and DATAGRAM, a payload captured only in part included (STREAM data cut short keeps its offsets) |
 //! | [`initial`] | the Initial keys (rustls' `quic` module: HKDF, AES-128-GCM, header protection), an Initial's frames, the CRYPTO stream put back together across packets and out of order |
 //! | [`transport_params`] | the client's QUIC transport parameters (in its ClientHello) |
 //! | [`tracker`] | one connection fed its datagrams in order, both directions: SNI, ALPN offered, transport parameters, the ServerHello's cipher, 0-RTT, Retry, Version Negotiation, a CONNECTION_CLOSE in the clear, and the handshake's timing |
@@ -12,16 +13,18 @@
 //! The ClientHello and ServerHello themselves are parsed by [`crate::decode::tls`], which
 //! takes a bare handshake message here (QUIC has no TLS record layer).
 //!
-//! What stays hidden: everything after the Initials (Handshake and 1-RTT packets are under
-//! keys from the TLS key exchange), so the ALPN the server chose (it is in the encrypted
-//! EncryptedExtensions: with one protocol offered, as browsers do for `h3`, it can only be that
-//! one), the certificate, and the HTTP/3 requests. The handshake's end is seen as the client's
-//! first 1-RTT packet.
+//! What stays hidden on the wire: everything after the Initials (Handshake and 1-RTT packets
+//! are under keys from the TLS key exchange), so the ALPN the server chose (it is in the
+//! encrypted EncryptedExtensions: with one protocol offered, as browsers do for `h3`, it can only
+//! be that one), the certificate, and the HTTP/3 requests. The handshake's end is seen as the
+//! client's first 1-RTT packet. The plaintext of 1-RTT packets, as probes on a client's AEAD
+//! calls capture it, is read by [`frames::parse_payload`] and [`crate::decode::h3`].
 //!
 //! Every function takes hostile bytes (a datagram is whatever a socket moved) and returns an
 //! error that names what was wrong; none panics, and everything kept is bounded
 //! (`MAX_PACKETS_PER_DATAGRAM`, `MAX_CRYPTO_STREAM`, `MAX_ERRORS_KEPT` ...).
 
+pub mod frames;
 pub mod initial;
 pub mod packet;
 pub mod tracker;
@@ -32,9 +35,12 @@ pub(crate) mod test_packets;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_frames;
+#[cfg(test)]
 pub(crate) mod tests_recorded;
 
-pub use initial::{CryptoStream, Frame, InitialKeys, Sender, parse_frames};
+pub use frames::{Frame, ParsedPayload, parse_payload};
+pub use initial::{CryptoStream, InitialKeys, Sender, parse_frames};
 pub use packet::{
     ConnectionId, Header, LongType, Packet, VERSION_1, VERSION_2, parse_packet, retry_integrity_ok,
     split_datagram, split_datagram_lossy, version_name,
