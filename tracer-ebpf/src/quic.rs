@@ -8,13 +8,17 @@
 //! per thread at its entry, and its output is recorded at its return when it succeeded; the
 //! entry is removed at every return, whatever the outcome.
 //!
-//! Only calls whose additional data could be a QUIC packet header are kept: not empty, and
-//! its first byte has QUIC's fixed bit (0x40). That drops, for one byte read, the TCP TLS
-//! records Chromium's BoringSSL protects with the same functions (TLS 1.3's AAD is the record
-//! header, 0x17 0x03 0x03 ...; TLS 1.2's starts with the 8-byte sequence number, whose high
-//! byte is 0), and other users that pass no AAD. What remains for user space: matching the
-//! header to a QUIC connection it knows (by its destination connection ID); another AEAD user
-//! whose AAD happens to start with 0x40 set is not QUIC and matches none.
+//! Only calls whose additional data could be a QUIC packet header are kept: not empty, its
+//! first byte's reserved bits zero (as in every unprotected header) and its length one a header
+//! of that form can have. The fixed bit (0x40) is not required: a peer that announced
+//! `grease_quic_bit` (RFC 9287) lets the other side clear it, and neqo and quinn then do in
+//! about half their packets, long headers included. That drops the TCP TLS records Chromium's
+//! BoringSSL and NSS protect with the same functions (TLS 1.3's AAD is the record header,
+//! 0x17 0x03 0x03 ..., whose 0x17 has a short header's reserved bit 0x10; TLS and DTLS 1.2's
+//! is 13 bytes with the record type and version at 8 and 9) and other users that pass no AAD.
+//! What remains for user space: matching the header to a QUIC connection it knows (by its
+//! destination connection ID); another AEAD user whose AAD passes is not QUIC and matches
+//! none.
 //!
 //! Arguments (System V x86-64):
 //! - `EVP_AEAD_CTX_seal/open(ctx, out, size_t *out_len, max_out_len, nonce, nonce_len,
@@ -41,8 +45,19 @@ use tracer_common::{
 use crate::common::{header, now, pid_tgid, read_user_bytes, submit_cut};
 use crate::filter;
 
-/// QUIC's fixed bit in a packet's first byte (RFC 9000 17.2, 17.3).
-const QUIC_FIXED_BIT: u8 = 0x40;
+/// A packet's first byte (RFC 9000 17.2, 17.3): the long header form, and the reserved bits of
+/// a long and of a short header (zero once header protection is off, as in the AEAD's input).
+const QUIC_LONG_FORM: u8 = 0x80;
+const QUIC_LONG_RESERVED: u8 = 0x0c;
+const QUIC_SHORT_RESERVED: u8 = 0x18;
+/// The shortest long header: first byte, version, two connection ID lengths (the IDs may be
+/// empty), the length and a 1-byte packet number.
+const QUIC_LONG_MIN: u64 = 9;
+/// The longest connection ID (RFC 9000 17.2).
+const QUIC_CID_MAX: u64 = 20;
+/// TLS 1.2's and DTLS 1.2's additional data: 13 bytes, the record type (20-24) at 8 and the
+/// version's major byte (3, or DTLS's 0xfe) at 9.
+const TLS12_AAD_LEN: u64 = 13;
 /// `PK11Context.operation` of a message-encrypting and a message-decrypting context.
 const CKA_NSS_MESSAGE_ENCRYPT: u64 = 0x8200_0104;
 const CKA_NSS_MESSAGE_DECRYPT: u64 = 0x8200_0105;
@@ -85,16 +100,30 @@ fn stack_arg(ctx: &ProbeContext, n: u64) -> u64 {
     unsafe { bpf_probe_read_user((sp + 8 * (n + 1)) as *const u64) }.unwrap_or(0)
 }
 
-/// Whether the additional data could be a QUIC header: not empty, fixed bit set.
+/// Whether the additional data could be a QUIC header (see the module documentation): the
+/// fixed bit is not looked at.
 #[inline(always)]
 fn looks_like_quic(aad: u64, aad_len: u64) -> bool {
     if aad == 0 || aad_len == 0 {
         return false;
     }
-    match unsafe { bpf_probe_read_user(aad as *const u8) } {
-        Ok(b) => b & QUIC_FIXED_BIT != 0,
-        Err(_) => false,
+    let Ok(first) = (unsafe { bpf_probe_read_user(aad as *const u8) }) else { return false };
+    if first & QUIC_LONG_FORM != 0 {
+        return first & QUIC_LONG_RESERVED == 0 && aad_len >= QUIC_LONG_MIN;
     }
+    // A short header: the first byte, the destination connection ID (0-20 bytes), the packet
+    // number (its length in the first byte's low bits).
+    let pn_len = u64::from(first & 0x03) + 1;
+    if first & QUIC_SHORT_RESERVED != 0 || aad_len < 1 + pn_len || aad_len - 1 - pn_len > QUIC_CID_MAX {
+        return false;
+    }
+    if aad_len == TLS12_AAD_LEN {
+        let Ok(t) = (unsafe { bpf_probe_read_user((aad + 8) as *const [u8; 2]) }) else { return false };
+        if (0x14..=0x18).contains(&t[0]) && (t[1] == 0x03 || t[1] == 0xfe) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Where a function keeps its arguments (a constant in each program).
