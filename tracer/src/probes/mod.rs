@@ -570,15 +570,39 @@ pub fn verify_kprobe_programs() -> anyhow::Result<Vec<(&'static str, Result<(), 
         }
     }
     let mut ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
-    Ok(programs
+    Ok(load_each(&mut ebpf, programs, |p| {
+        <&mut KProbe>::try_from(p).map_err(|e| format!("not a kprobe program: {e}"))?.load().map_err(|e| format!("{e:#}"))
+    }))
+}
+
+/// Each of `programs` loaded by `load`: its outcome, the verifier's words on failure.
+fn load_each(
+    ebpf: &mut Ebpf,
+    programs: Vec<&'static str>,
+    load: impl Fn(&mut aya::programs::Program) -> Result<(), String>,
+) -> Vec<(&'static str, Result<(), String>)> {
+    programs
         .into_iter()
-        .map(|name| {
-            let result = match ebpf.program_mut(name).map(<&mut KProbe>::try_from) {
-                Some(Ok(p)) => p.load().map_err(|e| format!("{e:#}")),
-                Some(Err(e)) => Err(format!("not a kprobe program: {e}")),
-                None => Err("not in the object".to_string()),
-            };
-            (name, result)
-        })
-        .collect())
+        .map(|name| (name, ebpf.program_mut(name).map_or_else(|| Err("not in the object".to_string()), &load)))
+        .collect()
+}
+
+/// Load (verify, not attach) every uprobe and uretprobe program the families declare, as
+/// [`verify_kprobe_programs`] does for kprobes: a kernel's verifier judges a uprobe program at
+/// its first attach, which needs the library it probes (the QUIC plaintext programs need a
+/// browser's NSS or BoringSSL), so a kernel of the matrix checks them here whatever is installed.
+pub fn verify_uprobe_programs() -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
+    let mut programs = Vec::new();
+    for (_, _, points) in families::all_points() {
+        let Points::Uprobes { functions, .. } = points else { continue };
+        for name in functions.iter().flat_map(|f| std::iter::once(f.entry).chain(f.ret)) {
+            if !programs.contains(&name) {
+                programs.push(name);
+            }
+        }
+    }
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).context("loading the eBPF object")?;
+    Ok(load_each(&mut ebpf, programs, |p| {
+        <&mut UProbe>::try_from(p).map_err(|e| format!("not a uprobe program: {e}"))?.load().map_err(|e| format!("{e:#}"))
+    }))
 }
