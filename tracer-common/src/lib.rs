@@ -52,10 +52,14 @@ pub enum EventKind {
     /// UDP datagrams to or from port 443 (QUIC): the first calls of each socket
     /// ([`QuicDatagramEvent`]).
     QuicDatagram = 12,
+    /// A QUIC packet's plaintext where the client's QUIC stack seals or opens it with an AEAD
+    /// (BoringSSL's `EVP_AEAD_CTX_seal/open` in Chromium, NSS's `PK11_AEADOp` for Firefox's
+    /// neqo) ([`QuicPlaintextEvent`]).
+    QuicPlaintext = 13,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Connect,
         EventKind::TcpState,
         EventKind::SockError,
@@ -68,6 +72,7 @@ impl EventKind {
         EventKind::Exit,
         EventKind::SocketData,
         EventKind::QuicDatagram,
+        EventKind::QuicPlaintext,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -88,6 +93,7 @@ impl EventKind {
             EventKind::Exit => "exit",
             EventKind::SocketData => "socket_data",
             EventKind::QuicDatagram => "quic_datagram",
+            EventKind::QuicPlaintext => "quic_plaintext",
         }
     }
 }
@@ -273,6 +279,77 @@ pub struct QuicDatagramEvent {
 
 /// Bytes of a [`QuicDatagramEvent`] before its data.
 pub const QUIC_HEAD: usize = core::mem::size_of::<QuicDatagramEvent>() - QUIC_CAPTURE_MAX;
+
+/// Bytes of a QUIC packet's plaintext copied per seal or open. A packet is at most the
+/// path's datagram size (1,200-1,500 bytes; Chromium's default 1,350, neqo's 1,232 to 1,500),
+/// so this holds a whole one.
+pub const QUIC_PLAINTEXT_MAX: usize = 2048;
+/// Bytes of a packet's additional data (its header: first byte, version and connection IDs,
+/// packet number) copied. A short header is 1 + DCID (<= 20) + packet number (<= 4) bytes;
+/// a long header's token or length may take it past this, and is cut.
+pub const QUIC_AAD_MAX: usize = 64;
+/// Bytes of the nonce copied (AES-GCM and ChaCha20-Poly1305 take 12).
+pub const QUIC_NONCE_MAX: usize = 16;
+
+/// Which QUIC stack's AEAD boundary produced a [`QuicPlaintextEvent`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
+pub enum AeadLib {
+    /// BoringSSL's `EVP_AEAD_CTX_seal` / `EVP_AEAD_CTX_open` (Chromium's quiche), found by
+    /// code signature.
+    BoringSsl = 1,
+    /// NSS's `PK11_AEADOp` in `libnss3.so` (Firefox's neqo).
+    Nss = 2,
+}
+
+impl AeadLib {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        [AeadLib::BoringSsl, AeadLib::Nss].into_iter().find(|l| *l as u8 == v)
+    }
+}
+
+/// One QUIC packet's plaintext at the AEAD: at a seal's entry (the input, [`DIR_SEND`]) or at
+/// an open's successful return (the output, [`DIR_RECV`]). The kernel keeps only calls whose additional data could be a QUIC header
+/// (not empty, first byte with the fixed bit 0x40: a TLS 1.3 record's AAD starts 0x17 and a
+/// TLS 1.2 one with the 8-byte sequence number, so the TCP TLS records the same functions
+/// protect are dropped); user space still has to match the header to a QUIC connection it
+/// knows (other users of the AEAD with such AAD are possible). The record is cut after
+/// `captured` bytes of `data`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct QuicPlaintextEvent {
+    pub header: EventHeader,
+    /// `ktime` at the function's entry; `header.ts_ns` is when the record was made (the entry
+    /// for a seal, the return for an open).
+    pub start_ns: u64,
+    /// The AEAD context (`EVP_AEAD_CTX *` / `PK11Context *`): one per key, direction and
+    /// connection (a key update makes a new one).
+    pub ctx: u64,
+    /// Reserved for a packet number a library passes on its own (0: both libraries probed
+    /// take the nonce, which carries the packet number XORed with the key's IV).
+    pub counter: u64,
+    /// Plaintext bytes of the packet (the input's length at a seal, `*out_len` at an open).
+    pub len: u32,
+    /// Bytes of plaintext in `data` (<= [`QUIC_PLAINTEXT_MAX`]).
+    pub captured: u32,
+    /// The additional data's full length; `aad` holds the first `aad_captured` bytes.
+    pub aad_len: u32,
+    pub aad_captured: u8,
+    /// Bytes in `nonce`.
+    pub nonce_len: u8,
+    /// An [`AeadLib`] number.
+    pub lib: u8,
+    /// [`DIR_SEND`] (seal) or [`DIR_RECV`] (open).
+    pub direction: u8,
+    pub nonce: [u8; QUIC_NONCE_MAX],
+    pub aad: [u8; QUIC_AAD_MAX],
+    pub data: [u8; QUIC_PLAINTEXT_MAX],
+}
+
+/// Bytes of a [`QuicPlaintextEvent`] before its data.
+pub const QUIC_PLAINTEXT_HEAD: usize = core::mem::size_of::<QuicPlaintextEvent>() - QUIC_PLAINTEXT_MAX;
 
 /// TLS libraries probed.
 #[repr(u8)]
@@ -513,6 +590,8 @@ mod tests {
         assert_eq!(TLS_DATA_HEAD, 40 + 8 + 8 + 4 + 4 + 4 + 4);
         assert_eq!(DNS_HEAD, 40 + 4 + 4 + 4 + 4 + 24);
         assert_eq!(core::mem::size_of::<DnsEvent>(), DNS_HEAD + DNS_CAPTURE_MAX);
+        assert_eq!(QUIC_PLAINTEXT_HEAD, 40 + 8 + 8 + 8 + 4 + 4 + 4 + 4 + QUIC_NONCE_MAX + QUIC_AAD_MAX);
+        assert_eq!(core::mem::align_of::<QuicPlaintextEvent>(), 8);
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod dns;
 mod libc;
 mod sock;
 mod tls;
+mod quic;
 mod process;
 
 #[cfg(not(test))]

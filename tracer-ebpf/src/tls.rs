@@ -26,6 +26,12 @@ use crate::filter;
 #[unsafe(no_mangle)]
 static TLS_CAPTURE_BYTES: u32 = TLS_CAPTURE_DEFAULT as u32;
 
+/// Plaintext bytes copied per call, as the daemon set it (shared with the QUIC plaintext).
+#[inline(always)]
+pub fn capture_bytes() -> u32 {
+    unsafe { core::ptr::read_volatile(&TLS_CAPTURE_BYTES) }
+}
+
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct TlsCall {

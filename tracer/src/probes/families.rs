@@ -198,6 +198,23 @@ pub enum UprobeFile {
         /// A binary's attach point in the report when the search fails: "uprobe " and this.
         report_as: &'static str,
     },
+    /// A library in the same directory as each library of a TLS family, at its symbols: NSS's
+    /// `libnss3.so` beside each `libssl3.so` found (Firefox's bundled copy, the system's).
+    BesideLibrary {
+        library: LibFamily,
+        /// The file's name, in the directory of each library of `library`.
+        file: &'static str,
+        /// Its attach point in the report when the file is not there.
+        report_as: &'static str,
+    },
+    /// NSS's freebl (`libfreeblpriv3.so`, beside each library of `library` or in an `nss/`
+    /// directory there), at functions it does not export but lists in the table
+    /// `FREEBL_GetVector` returns (`super::freebl`), at file offsets.
+    FreeblTable {
+        library: LibFamily,
+        /// Its attach point in the report when the file or the functions are not found.
+        report_as: &'static str,
+    },
 }
 
 /// One function to probe: its entry program and, where the result matters, its return
@@ -212,7 +229,7 @@ pub struct ProbedFunction {
 }
 
 /// `(entry program, return program, function)`, the order of the tables below.
-const fn probe(entry: &'static str, ret: Option<&'static str>, function: &'static str) -> ProbedFunction {
+pub(super) const fn probe(entry: &'static str, ret: Option<&'static str>, function: &'static str) -> ProbedFunction {
     ProbedFunction { function, entry, ret }
 }
 
@@ -230,6 +247,8 @@ pub static FAMILIES: &[&Family] = &[
     &TLS_NSS,
     &TLS_FETCHER,
     &TLS_BORINGSSL,
+    &super::quic_families::QUIC_BORINGSSL,
+    &super::quic_families::QUIC_NSS,
 ];
 
 const fn syscall(program: &'static str, name: &'static str) -> Tracepoint {

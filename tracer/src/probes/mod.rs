@@ -26,10 +26,12 @@ use tracer_common::{TLS_CAPTURE_MAX, globals, maps};
 
 pub mod boringssl;
 pub mod families;
+pub mod freebl;
 pub mod kernel;
 pub mod kretprobe;
 pub mod libs;
 pub mod per_process;
+pub mod quic_families;
 pub mod system;
 pub mod tracepoints;
 pub mod uprobes;
@@ -484,13 +486,33 @@ fn add_library(
     lib: &TlsLibrary,
     warnings: &mut Vec<String>,
 ) -> Vec<ProbeStatus> {
-    match library_target(lib) {
-        Some(target) => add_target(ebpf, shared, links, target),
+    let mut shared = shared;
+    let mut out = match library_target(lib) {
+        Some(target) => add_target(ebpf, shared.as_deref_mut(), links, target),
         None => {
             warnings.push(format!("no probe family declares {} libraries: {} not probed", lib.family.name(), lib.path.display()));
             Vec::new()
         }
+    };
+    // Sets that go into a library beside this one (NSS's libnss3.so and freebl, for QUIC
+    // plaintext).
+    for set in families::uprobe_sets() {
+        let found = match set.file {
+            UprobeFile::BesideLibrary { library, file, report_as } if *library == lib.family => {
+                uprobes::beside_library_target(set, file, report_as, &lib.path)
+            }
+            UprobeFile::FreeblTable { library, report_as } if *library == lib.family => uprobes::freebl_target(set, report_as, &lib.path),
+            _ => continue,
+        };
+        match found {
+            Ok(target) => out.extend(add_target(ebpf, shared.as_deref_mut(), links, target)),
+            Err((status, warning)) => {
+                warnings.push(warning);
+                out.push(status);
+            }
+        }
     }
+    out
 }
 
 /// The uprobe sets found by code signature (BoringSSL inside a stripped Chromium), in the
@@ -505,15 +527,17 @@ fn add_found_by_signature(
     wanted: &dyn Fn(When) -> bool,
 ) -> (Vec<ProbeStatus>, Vec<String>) {
     let mut status = Vec::new();
-    let mut warnings = Vec::new();
-    for set in families::uprobe_sets().filter(|s| wanted(s.when)) {
-        let UprobeFile::FoundBySignature { report_as } = set.file else { continue };
-        let (found, failed, w) = uprobes::boringssl_targets(set, report_as, done);
-        status.extend(failed);
-        warnings.extend(w);
-        for target in found {
-            status.extend(add_target(ebpf, shared.as_deref_mut(), links, target));
-        }
+    let sets: Vec<(families::UprobeSet, &str)> = families::uprobe_sets()
+        .filter(|s| wanted(s.when))
+        .filter_map(|set| match set.file {
+            UprobeFile::FoundBySignature { report_as } => Some((set, *report_as)),
+            _ => None,
+        })
+        .collect();
+    let (found, failed, warnings) = uprobes::boringssl_targets(&sets, done);
+    status.extend(failed);
+    for target in found {
+        status.extend(add_target(ebpf, shared.as_deref_mut(), links, target));
     }
     (status, warnings)
 }
@@ -546,15 +570,39 @@ pub fn verify_kprobe_programs() -> anyhow::Result<Vec<(&'static str, Result<(), 
         }
     }
     let mut ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
-    Ok(programs
+    Ok(load_each(&mut ebpf, programs, |p| {
+        <&mut KProbe>::try_from(p).map_err(|e| format!("not a kprobe program: {e}"))?.load().map_err(|e| format!("{e:#}"))
+    }))
+}
+
+/// Each of `programs` loaded by `load`: its outcome, the verifier's words on failure.
+fn load_each(
+    ebpf: &mut Ebpf,
+    programs: Vec<&'static str>,
+    load: impl Fn(&mut aya::programs::Program) -> Result<(), String>,
+) -> Vec<(&'static str, Result<(), String>)> {
+    programs
         .into_iter()
-        .map(|name| {
-            let result = match ebpf.program_mut(name).map(<&mut KProbe>::try_from) {
-                Some(Ok(p)) => p.load().map_err(|e| format!("{e:#}")),
-                Some(Err(e)) => Err(format!("not a kprobe program: {e}")),
-                None => Err("not in the object".to_string()),
-            };
-            (name, result)
-        })
-        .collect())
+        .map(|name| (name, ebpf.program_mut(name).map_or_else(|| Err("not in the object".to_string()), &load)))
+        .collect()
+}
+
+/// Load (verify, not attach) every uprobe and uretprobe program the families declare, as
+/// [`verify_kprobe_programs`] does for kprobes: a kernel's verifier judges a uprobe program at
+/// its first attach, which needs the library it probes (the QUIC plaintext programs need a
+/// browser's NSS or BoringSSL), so a kernel of the matrix checks them here whatever is installed.
+pub fn verify_uprobe_programs() -> anyhow::Result<Vec<(&'static str, Result<(), String>)>> {
+    let mut programs = Vec::new();
+    for (_, _, points) in families::all_points() {
+        let Points::Uprobes { functions, .. } = points else { continue };
+        for name in functions.iter().flat_map(|f| std::iter::once(f.entry).chain(f.ret)) {
+            if !programs.contains(&name) {
+                programs.push(name);
+            }
+        }
+    }
+    let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT).context("loading the eBPF object")?;
+    Ok(load_each(&mut ebpf, programs, |p| {
+        <&mut UProbe>::try_from(p).map_err(|e| format!("not a uprobe program: {e}"))?.load().map_err(|e| format!("{e:#}"))
+    }))
 }

@@ -72,18 +72,21 @@ pub fn library_target(lib: &TlsLibrary) -> Option<UprobeTarget> {
     Some(UprobeTarget { family: set.family.name.into(), path: lib.path.clone(), points: symbol_points(set.functions) })
 }
 
-/// BoringSSL in the candidate binaries not examined yet (`done`; rescans skip those), as
-/// `set` declares it: targets for those where it was found, failure entries (and warnings)
-/// for those where it was not. `report_as`: the set's name in a failure entry.
+/// BoringSSL in the candidate binaries not examined yet (`done`; rescans skip those), for
+/// every set found by signature (`sets`, each with its name in a failure entry): targets for
+/// those where a set's functions were found, failure entries (and warnings) for those where
+/// they were not. Each binary is analysed once for all the sets (one cache entry holds every
+/// function the finder locates).
 pub fn boringssl_targets(
-    set: families::UprobeSet,
-    report_as: &str,
+    sets: &[(families::UprobeSet, &str)],
     done: &mut Vec<PathBuf>,
 ) -> (Vec<UprobeTarget>, Vec<ProbeStatus>, Vec<String>) {
     let mut targets = Vec::new();
     let mut status = Vec::new();
     let mut warnings = Vec::new();
-    let family = set.family;
+    if sets.is_empty() {
+        return (targets, status, warnings);
+    }
     for path in boringssl::candidates(done, Path::new(boringssl::DEFAULT_CACHE_DIR)) {
         done.push(path.clone());
         let found = match boringssl::find_cached(&path, Path::new(boringssl::DEFAULT_CACHE_DIR)) {
@@ -96,37 +99,90 @@ pub fn boringssl_targets(
             }
             Err(e) => {
                 warnings.push(format!(
-                    "BoringSSL functions not found in {} ({e}): its TLS plaintext is not traced; DNS and TCP still are",
+                    "BoringSSL functions not found in {} ({e}): its TLS and QUIC plaintext are not traced; DNS and TCP still are",
                     path.display()
                 ));
-                status.push(ProbeStatus::outcome(
-                    family.name,
-                    format!("uprobe {report_as}"),
-                    Some(path.clone()),
-                    "uprobe",
-                    None,
-                    &Err::<(), _>(anyhow::anyhow!("{e}")),
-                ));
+                for (set, report_as) in sets {
+                    status.push(ProbeStatus::outcome(
+                        set.family.name,
+                        format!("uprobe {report_as}"),
+                        Some(path.clone()),
+                        "uprobe",
+                        None,
+                        &Err::<(), _>(anyhow::anyhow!("{e}")),
+                    ));
+                }
                 continue;
             }
         };
-        let mut points = Vec::new();
-        for f in set.functions {
-            match found.offset_of(f.function) {
-                Some(offset) => points.push(UprobePoint { entry: f.entry, ret: f.ret, name: f.function, at: AttachAt::FoundOffset(offset) }),
-                None => status.push(ProbeStatus::outcome(
-                    family.name,
-                    format!("uprobe {}", f.function),
-                    Some(path.clone()),
-                    "uprobe",
-                    None,
-                    &Err::<(), _>(anyhow::anyhow!("the signature search does not locate {}", f.function)),
-                )),
+        for (set, _) in sets {
+            let family = set.family;
+            let mut points = Vec::new();
+            let mut missing = Vec::new();
+            for f in set.functions {
+                match found.offset_of(f.function) {
+                    Some(offset) => points.push(UprobePoint { entry: f.entry, ret: f.ret, name: f.function, at: AttachAt::FoundOffset(offset) }),
+                    None => {
+                        let why = found.why_not(f.function).unwrap_or_else(|| format!("the signature search does not locate {}", f.function));
+                        missing.push(why.clone());
+                        status.push(ProbeStatus::outcome(
+                            family.name,
+                            format!("uprobe {}", f.function),
+                            Some(path.clone()),
+                            "uprobe",
+                            None,
+                            &Err::<(), _>(anyhow::anyhow!("{why}")),
+                        ))
+                    }
+                }
+            }
+            if let Some(why) = missing.first() {
+                // Said in the start-up report (and each point's failure on /api/health).
+                let what = if family.name.starts_with("quic_") { "QUIC plaintext" } else { "plaintext" };
+                warnings.push(format!("{what} unavailable for {} ({}): {why}", path.display(), family.name));
+            }
+            if !points.is_empty() {
+                targets.push(UprobeTarget { family: family.name.into(), path: path.clone(), points });
             }
         }
-        targets.push(UprobeTarget { family: family.name.into(), path, points });
     }
     (targets, status, warnings)
+}
+
+/// The target of `set` (a [`families::UprobeFile::BesideLibrary`] set) beside the library at
+/// `lib`: the file named `file` in its directory, at the set's symbols; or the failure entry
+/// and warning that say why not.
+pub fn beside_library_target(set: families::UprobeSet, file: &str, report_as: &str, lib: &Path) -> Result<UprobeTarget, (ProbeStatus, String)> {
+    let path = lib.with_file_name(file);
+    if path.is_file() {
+        return Ok(UprobeTarget { family: set.family.name.into(), path, points: symbol_points(set.functions) });
+    }
+    let e = anyhow::anyhow!("no {file} beside {}", lib.display());
+    Err((
+        ProbeStatus::outcome(set.family.name, format!("uprobe {report_as}"), Some(path.clone()), "uprobe", None, &Err::<(), _>(anyhow::anyhow!("{e}"))),
+        format!("QUIC plaintext unavailable for the NSS of {} ({}): {e}", lib.display(), set.family.name),
+    ))
+}
+
+/// The target of `set` (a [`families::UprobeFile::FreeblTable`] set) in the freebl of the NSS
+/// library at `lib`, at the offsets its function table gives; or the failure entry and warning
+/// that say why not.
+pub fn freebl_target(set: families::UprobeSet, report_as: &str, lib: &Path) -> Result<UprobeTarget, (ProbeStatus, String)> {
+    let fail = |path: Option<PathBuf>, e: String| {
+        (
+            ProbeStatus::outcome(set.family.name, format!("uprobe {report_as}"), path, "uprobe", None, &Err::<(), _>(anyhow::anyhow!("{e}"))),
+            format!("QUIC plaintext unavailable for the NSS of {} ({}): {e}", lib.display(), set.family.name),
+        )
+    };
+    let path = super::freebl::beside(lib).ok_or_else(|| fail(None, format!("no libfreeblpriv3.so beside {}", lib.display())))?;
+    let found = super::freebl::find_freebl(&path).map_err(|e| fail(Some(path.clone()), e))?;
+    tracing::debug!("{}: {}", path.display(), found.method);
+    let points = set
+        .functions
+        .iter()
+        .filter_map(|f| Some(UprobePoint { entry: f.entry, ret: f.ret, name: f.function, at: AttachAt::FoundOffset(found.offset_of(f.function)?) }))
+        .collect();
+    Ok(UprobeTarget { family: set.family.name.into(), path, points })
 }
 
 fn attach_uprobe(ebpf: &mut Ebpf, program: &str, at: AttachAt, path: &Path) -> anyhow::Result<UProbeLinkId> {

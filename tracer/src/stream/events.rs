@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use tracer_common::{
     ConnectEvent, DIR_SEND, DNS_CAPTURE_MAX, DNS_HEAD, DnsEvent, DnsSyscall, EventHeader, EventKind, ExecEvent, ForkEvent,
-    HANDSHAKE_ENTER, HEADER_SIZE, QUIC_CAPTURE_MAX, QUIC_HEAD, QuicDatagramEvent, SockAddr, SockErrorEvent, TLS_CAPTURE_MAX,
+    AeadLib, HANDSHAKE_ENTER, HEADER_SIZE, QUIC_AAD_MAX, QUIC_CAPTURE_MAX, QUIC_HEAD, QUIC_NONCE_MAX, QUIC_PLAINTEXT_HEAD,
+    QUIC_PLAINTEXT_MAX, QuicDatagramEvent, QuicPlaintextEvent, SockAddr, SockErrorEvent, TLS_CAPTURE_MAX,
     TLS_DATA_HEAD, TcpStateEvent,
     TlsDataEvent, TlsFdEvent, TlsFunc, TlsHandshakeEvent, TlsLib, cstr_bytes,
 };
@@ -140,6 +141,31 @@ pub enum EventBody {
         segment: u16,
         local: Option<SocketAddr>,
         peer: Option<SocketAddr>,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
+    /// One QUIC packet's plaintext at the client's AEAD: sealed (send) or opened (receive).
+    /// Plaintext, header and nonce are never printed or stored: they hold the page's
+    /// requests, cookies and tokens.
+    QuicPlaintext {
+        lib: Option<AeadLib>,
+        direction: Direction,
+        /// The AEAD context: one per key (connection, direction, key phase).
+        ctx: u64,
+        /// 0: the packet number is in the nonce (XORed with the key's IV).
+        counter: u64,
+        /// Plaintext bytes of the packet.
+        len: u32,
+        captured: u32,
+        /// The additional data's (the packet header's) full length.
+        aad_len: u32,
+        duration_ns: u64,
+        /// The packet header, at most `QUIC_AAD_MAX` bytes.
+        #[serde(skip)]
+        aad: Vec<u8>,
+        /// The nonce.
+        #[serde(skip)]
+        nonce: Vec<u8>,
         #[serde(skip)]
         data: Vec<u8>,
     },
@@ -319,6 +345,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, RecordError> {
         EventKind::Exit => decode_exit(&h, bytes)?,
         EventKind::SocketData => decode_socket_data(&h, bytes)?,
         EventKind::QuicDatagram => decode_quic_datagram(&h, bytes)?,
+        EventKind::QuicPlaintext => decode_quic_plaintext(&h, bytes)?,
     };
     Ok(Event {
         ts_ns: h.ts_ns,
@@ -477,6 +504,29 @@ pub fn decode_quic_datagram(_h: &EventHeader, bytes: &[u8]) -> Result<EventBody,
         segment: e.segment,
         local: sockaddr(&e.local),
         peer: sockaddr(&e.peer),
+        data: data.to_vec(),
+    })
+}
+
+/// [`EventKind::QuicPlaintext`]: a QUIC packet's plaintext at the AEAD.
+pub fn decode_quic_plaintext(h: &EventHeader, bytes: &[u8]) -> Result<EventBody, RecordError> {
+    let kind = EventKind::QuicPlaintext;
+    let (e, data) = read_cut_record(kind, bytes, QUIC_PLAINTEXT_HEAD, |e: &QuicPlaintextEvent| e.captured, QUIC_PLAINTEXT_MAX)?;
+    let (aad_n, nonce_n) = (e.aad_captured as usize, e.nonce_len as usize);
+    if aad_n > QUIC_AAD_MAX || aad_n > e.aad_len as usize || nonce_n > QUIC_NONCE_MAX {
+        return Err(RecordError::Truncated { kind, need: QUIC_PLAINTEXT_HEAD + aad_n.max(nonce_n), got: bytes.len() });
+    }
+    Ok(EventBody::QuicPlaintext {
+        lib: AeadLib::from_u8(e.lib),
+        direction: direction(e.direction),
+        ctx: e.ctx,
+        counter: e.counter,
+        len: e.len,
+        captured: e.captured,
+        aad_len: e.aad_len,
+        duration_ns: h.ts_ns.saturating_sub(e.start_ns),
+        aad: e.aad[..aad_n].to_vec(),
+        nonce: e.nonce[..nonce_n].to_vec(),
         data: data.to_vec(),
     })
 }
@@ -748,6 +798,32 @@ mod tests {
         let at = std::mem::offset_of!(QuicDatagramEvent, captured);
         lying[at..at + 4].copy_from_slice(&(QUIC_CAPTURE_MAX as u32 + 1).to_ne_bytes());
         assert!(decode_record(&lying).is_err());
+    }
+
+    /// A QUIC plaintext record decodes with its header, nonce and plaintext; a cut one, or one
+    /// claiming more header or nonce bytes than its fields hold, is an error.
+    #[test]
+    fn quic_plaintext_records_decode_and_are_checked() {
+        let mut e: QuicPlaintextEvent = unsafe { std::mem::zeroed() };
+        e.header = header(EventKind::QuicPlaintext, 0);
+        e.header.ts_ns = 9_000;
+        e.start_ns = 8_000;
+        (e.ctx, e.len, e.captured, e.aad_len, e.aad_captured, e.nonce_len) = (0xabc, 1300, 40, 80, QUIC_AAD_MAX as u8, 12);
+        (e.lib, e.direction) = (AeadLib::BoringSsl as u8, DIR_SEND);
+        e.aad[0] = 0x41;
+        e.nonce[11] = 7;
+        e.data[..40].fill(0x0d);
+        let r = bytes_of(&e)[..QUIC_PLAINTEXT_HEAD + 40].to_vec();
+        let ev = decode_record(&r).unwrap();
+        let EventBody::QuicPlaintext { lib, direction, ctx, len, captured, aad_len, duration_ns, aad, nonce, data, .. } = ev.body else { panic!("{ev:?}") };
+        assert_eq!((lib, direction, ctx, len, captured, aad_len, duration_ns), (Some(AeadLib::BoringSsl), Direction::Send, 0xabc, 1300, 40, 80, 1_000));
+        assert_eq!((aad.len(), aad[0], nonce.len(), nonce[11], data), (QUIC_AAD_MAX, 0x41, 12, 7, vec![0x0d; 40]));
+        assert!(decode_record(&r[..r.len() - 1]).is_err());
+        for (field, bad) in [(std::mem::offset_of!(QuicPlaintextEvent, aad_captured), QUIC_AAD_MAX as u8 + 1), (std::mem::offset_of!(QuicPlaintextEvent, nonce_len), QUIC_NONCE_MAX as u8 + 1)] {
+            let mut lying = r.clone();
+            lying[field] = bad;
+            assert!(decode_record(&lying).is_err(), "field at {field}");
+        }
     }
 
     /// GSO/GRO: a call's bytes are datagrams of `segment` bytes, the last shorter; past what

@@ -112,6 +112,17 @@ pub fn text_line(e: &Event) -> String {
             peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
             if *segment > 0 { format!(" in segments of {segment}") } else { String::new() }
         ),
+        // Never the plaintext, the header or the nonce: they carry the page's requests and
+        // the connection's IDs.
+        EventBody::QuicPlaintext { lib, direction, ctx, len, aad_len, .. } => write!(
+            s,
+            "quic_plaintext {} {} ctx={ctx:#x} {len} bytes, header {aad_len} bytes",
+            lib.map(|l| format!("{l:?}").to_lowercase()).unwrap_or_else(|| "?".into()),
+            match direction {
+                Direction::Send => "seal",
+                Direction::Recv => "open",
+            },
+        ),
         EventBody::Fork { child_pid } => write!(s, "fork child={child_pid}"),
         EventBody::Exec { filename } => write!(s, "exec {filename}"),
         EventBody::Exit => write!(s, "exit"),

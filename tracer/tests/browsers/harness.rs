@@ -190,8 +190,11 @@ impl Tracing {
         self.probes
             .status
             .iter()
-            .filter(|s| s.family == "tls_boringssl")
-            .map(|s| format!("{} {} {}", s.point, if s.attached { "attached" } else { "FAILED" }, s.error.clone().unwrap_or_default()))
+            .filter(|s| s.family == "tls_boringssl" || s.family.starts_with("quic_"))
+            .map(|s| {
+                let path = s.target.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                format!("{} {} {path} {} {}", s.family, s.point, if s.attached { "attached" } else { "FAILED" }, s.error.clone().unwrap_or_default())
+            })
             .collect()
     }
 

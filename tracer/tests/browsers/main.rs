@@ -9,7 +9,9 @@
 //! - `debian.rs`: the other browsers Debian 12 ships (WebKitGTK, QtWebEngine, the text and
 //!   small browsers), one test each;
 //! - `harness.rs`: the tracing, the stitching and the checks they all share;
-//! - `table.rs`: the README's Browsers table rows the passing tests write.
+//! - `table.rs`: the README's Browsers table rows the passing tests write;
+//! - `http3.rs`: Chromium and Firefox over HTTP/3 (issue 21);
+//! - `quic_plaintext.rs`: their QUIC packets' plaintext at the AEAD (issue 22).
 //!
 //! Set `BROWSER_TRACE_DUMP=DIR` to write every event of the client's process tree (one text
 //! line each, no plaintext) and the page loads (JSON) to DIR for inspection.
@@ -32,6 +34,7 @@ use support::{
 mod debian;
 mod harness;
 mod http3;
+mod quic_plaintext;
 mod table;
 use harness::*;
 

@@ -29,7 +29,8 @@ pub(super) fn cache_file(cache_dir: &Path, build_id: &str) -> PathBuf {
 pub(super) fn cached_offsets_hold(path: &Path, o: &BoringSslOffsets) -> bool {
     use std::os::unix::fs::FileExt as _;
     let Ok(f) = File::open(path) else { return false };
-    [o.ssl_write, o.ssl_read, o.ssl_do_handshake].iter().all(|&off| {
+    let aead = o.aead.as_ref().map(|a| [a.seal, a.open]).unwrap_or_default().into_iter().filter(|&off| off != 0);
+    [o.ssl_write, o.ssl_read, o.ssl_do_handshake].into_iter().chain(aead).all(|off| {
         let mut b = [0u8; 4];
         f.read_exact_at(&mut b, off).is_ok() && b == PROLOGUE
     })

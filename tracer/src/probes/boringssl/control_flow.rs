@@ -16,6 +16,24 @@ impl Function {
     pub fn calls(&self) -> Vec<u64> {
         self.insns.values().filter(|i| i.code() == Code::Call_rel32_64).map(|i| i.near_branch_target()).collect()
     }
+
+    /// The number of 8-byte stack arguments read: the highest `[rbp + disp]` operand with
+    /// `disp >= 0x10` (above the saved rbp and the return address), as slots.
+    pub fn stack_args(&self) -> u32 {
+        let mut top = 0u64;
+        for ins in self.insns.values() {
+            for op in 0..ins.op_count() {
+                if ins.op_kind(op) != iced_x86::OpKind::Memory || ins.memory_base() != iced_x86::Register::RBP || ins.memory_index() != iced_x86::Register::None {
+                    continue;
+                }
+                let disp = ins.memory_displacement64() as i64;
+                if (0x10..0x10 + 8 * 64).contains(&disp) {
+                    top = top.max((disp as u64 - 0x10) / 8 + 1);
+                }
+            }
+        }
+        top as u32
+    }
 }
 
 /// Decode the function at `start` by following its control flow: conditional and

@@ -1,7 +1,7 @@
 //! The `OPENSSL_PUT_ERROR` sites: the arguments set up around each `lea` of the file name.
 use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, OpKind, Register};
 
-use super::{ERR_LIB_SSL, control_flow::Function, scan::Text};
+use super::{control_flow::Function, scan::Text};
 
 /// One `OPENSSL_PUT_ERROR` site: the arguments set up around the `lea` of the file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +16,15 @@ pub(crate) struct ErrorSite {
 
 impl ErrorSite {
     /// The reason code, when the site is a well-formed ERR_LIB_SSL report calling `err_put`.
+    #[cfg(test)]
     pub(super) fn ssl_reason(&self, err_put: u64) -> Option<u32> {
-        (self.lib == Some(ERR_LIB_SSL) && self.call == Some(err_put) && self.line.is_some()).then_some(self.reason)?
+        self.reason_of(super::ERR_LIB_SSL, err_put)
+    }
+
+    /// The reason code, when the site is a well-formed report of library `lib` (ERR_LIB_SSL
+    /// for ssl_lib.cc, ERR_LIB_CIPHER for aead.cc.inc) calling `err_put`.
+    pub(super) fn reason_of(&self, lib: u32, err_put: u64) -> Option<u32> {
+        (self.lib == Some(lib) && self.call == Some(err_put) && self.line.is_some()).then_some(self.reason)?
     }
 }
 

@@ -15,15 +15,21 @@ use super::{
 #[derive(Debug, Clone)]
 pub(crate) struct FuncSummary {
     pub start: u64,
+    /// The library code the source file's error sites pass (ERR_LIB_SSL for ssl_lib.cc).
+    pub lib: u32,
     /// Error sites in address order.
     pub sites: Vec<ErrorSite>,
     /// Direct call targets in address order.
     pub calls: Vec<u64>,
+    /// How many 8-byte stack arguments the function reads (`[rbp + 0x10 + 8k]` with frame
+    /// pointers: the arguments after the sixth). Tells apart functions of the same checks but
+    /// different arity (EVP_AEAD_CTX_seal's 10 arguments, seal_scatter's 13).
+    pub stack_args: u32,
 }
 
 impl FuncSummary {
     pub(super) fn reasons(&self, err_put: u64) -> Vec<Option<u32>> {
-        self.sites.iter().map(|s| s.ssl_reason(err_put)).collect()
+        self.sites.iter().map(|s| s.reason_of(self.lib, err_put)).collect()
     }
     pub(super) fn has_reasons(&self, err_put: u64, want: &[u32]) -> bool {
         let got = self.reasons(err_put);
@@ -188,8 +194,9 @@ pub(crate) struct Analysis {
     pub padded: HashMap<u64, bool>,
 }
 
-/// Steps 3-5: sites -> functions -> summaries.
-pub(crate) fn analyse_text(text: Text, target: u64) -> Result<Analysis, FindError> {
+/// Steps 3-5: sites -> functions -> summaries, for the error sites of one source file
+/// (`target`, the address of its path string) whose reports pass library code `lib`.
+pub(crate) fn analyse_text(text: Text, target: u64, lib: u32) -> Result<Analysis, FindError> {
     let sites = scan_rip_lea(text.bytes, text.vaddr, target);
     if sites.is_empty() {
         return Err(FindError::NoErrorSites);
@@ -245,19 +252,22 @@ pub(crate) fn analyse_text(text: Text, target: u64) -> Result<Analysis, FindErro
             .map(|(&a, _)| a)
             .collect();
         let sites: Vec<ErrorSite> = site_addrs.iter().map(|&a| parse_site(text, &func, a)).collect();
-        funcs.push(FuncSummary { start, sites, calls: func.calls() });
+        funcs.push(FuncSummary { start, lib, sites, calls: func.calls(), stack_args: func.stack_args() });
     }
     // ERR_put_error: the function most sites call.
     let mut votes: HashMap<u64, usize> = HashMap::new();
     for s in funcs.iter().flat_map(|f| &f.sites) {
-        if let (Some(c), Some(ERR_LIB_SSL)) = (s.call, s.lib) {
+        if let (Some(c), Some(l)) = (s.call, s.lib)
+            && l == lib
+        {
             *votes.entry(c).or_default() += 1;
         }
     }
     let Some((&err_put, _)) = votes.iter().max_by_key(|(a, n)| (**n, std::cmp::Reverse(**a))) else {
         return Err(FindError::Verification(format!(
-            "none of the {} ssl_lib.cc sites is a recognisable ERR_put_error(0x10, ...) call",
-            sites.len()
+            "none of the {} {} sites is a recognisable ERR_put_error({lib:#x}, ...) call",
+            sites.len(),
+            if lib == ERR_LIB_SSL { "ssl_lib.cc" } else { "error" }
         )));
     };
     let padded = starts.iter().map(|&s| (s, text.is_padded(s))).collect();

@@ -33,12 +33,10 @@
 //! ([`find_cached`]), so a second run costs one ELF header parse.
 //!
 //! Which files: [`candidates`] (Chromium-family executables, QtWebEngine's libraries, any
-//! mapped ELF that carries the signature). Issue 22 (QUIC, part 2) is to find BoringSSL's
-//! QUIC secret and AEAD functions in the same files: a second identification over the same
-//! [`identify::Analysis`] (or a second source-path string, as [`scan::find_ssl_lib_cc`]
-//! does for `ssl_lib.cc`), its offsets added to [`BoringSslOffsets`] (with
-//! [`FINDER_VERSION`] bumped, so old cache entries are not reused) and its probes declared
-//! beside `tls_boringssl`'s in `probes/families.rs`.
+//! mapped ELF that carries the signature). The AEAD functions Chromium's QUIC seals and
+//! opens packets with (issue 22) are found in the same files by [`aead`], over the error
+//! sites of `aead.cc.inc` ([`identify::analyse_text`] takes the source path and library
+//! code), and kept in [`BoringSslOffsets::aead`].
 use std::{
     path::{Path, PathBuf},
     time::Instant,
@@ -46,6 +44,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+mod aead;
 mod cache;
 mod candidates;
 mod control_flow;
@@ -54,6 +53,7 @@ mod error_sites;
 mod identify;
 mod scan;
 
+pub use aead::AeadOffsets;
 pub use cache::find_cached;
 pub use candidates::candidates;
 pub use elf::build_id;
@@ -63,7 +63,8 @@ use scan::{Text, find_ssl_lib_cc};
 
 /// Bumped whenever the finder's logic changes: part of the cache key, so results from an
 /// older finder are never reused.
-pub const FINDER_VERSION: u32 = 2;
+/// v3: EVP_AEAD_CTX_seal/open (QUIC packet protection) beside the TLS functions.
+pub const FINDER_VERSION: u32 = 3;
 
 /// Where [`find_cached`] keeps its results by default (created 0700).
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/tracer/boringssl";
@@ -119,6 +120,12 @@ pub struct BoringSslOffsets {
     /// Whether this came from the cache.
     #[serde(default)]
     pub from_cache: bool,
+    /// `EVP_AEAD_CTX_seal` / `EVP_AEAD_CTX_open` (QUIC packet protection), when found
+    /// (`aead`); otherwise why not (`aead_error`). The TLS functions above do not depend on it.
+    #[serde(default)]
+    pub aead: Option<AeadOffsets>,
+    #[serde(default)]
+    pub aead_error: Option<String>,
 }
 
 impl BoringSslOffsets {
@@ -129,6 +136,19 @@ impl BoringSslOffsets {
             "SSL_write" => Some(self.ssl_write),
             "SSL_read" => Some(self.ssl_read),
             "SSL_do_handshake" => Some(self.ssl_do_handshake),
+            "EVP_AEAD_CTX_seal" => self.aead.as_ref().map(|a| a.seal),
+            "EVP_AEAD_CTX_open" => self.aead.as_ref().map(|a| a.open),
+            _ => None,
+        }
+    }
+
+    /// Why the finder does not locate `function` in this build (None when it does, or when
+    /// the function is not one it looks for).
+    pub fn why_not(&self, function: &str) -> Option<String> {
+        match function {
+            "EVP_AEAD_CTX_seal" | "EVP_AEAD_CTX_open" if self.aead.is_none() => {
+                Some(self.aead_error.clone().unwrap_or_else(|| "the AEAD functions were not searched".into()))
+            }
             _ => None,
         }
     }
@@ -195,7 +215,7 @@ pub fn find_boringssl(path: &Path) -> Result<BoringSslOffsets, FindError> {
         more => return Err(FindError::StringNotUnique(more.len())),
     };
     let text = Text { bytes: text_bytes, vaddr: text_addr };
-    let analysis = analyse_text(text, string_vaddr)?;
+    let analysis = analyse_text(text, string_vaddr, ERR_LIB_SSL)?;
     let plt_name = |t: u64| elf.plt_name(t).map(str::to_string);
     let id = identify(&analysis.funcs, analysis.err_put, &plt_name)?;
 
@@ -228,6 +248,12 @@ pub fn find_boringssl(path: &Path) -> Result<BoringSslOffsets, FindError> {
     let ssl_write = offset("SSL_write", id.ssl_write)?;
     let ssl_read = offset("SSL_read", id.ssl_read)?;
     let ssl_do_handshake = offset("SSL_do_handshake", id.ssl_do_handshake)?;
+    // The AEAD functions are searched only once the TLS ones are found, and their failure
+    // leaves the TLS ones standing.
+    let (aead, aead_error) = match aead::find_aead(&elf) {
+        Ok(a) => (Some(a), None),
+        Err(e) => (None, Some(e)),
+    };
     let scan_ms = t0.elapsed().as_millis() as u64;
     let method = format!(
         "finder v{FINDER_VERSION}: {} lea sites of ssl_lib.cc ({string_vaddr:#x}) in {} functions ({} unresolved), \
@@ -254,6 +280,8 @@ pub fn find_boringssl(path: &Path) -> Result<BoringSslOffsets, FindError> {
         finder_version: FINDER_VERSION,
         scan_ms,
         from_cache: false,
+        aead,
+        aead_error,
     })
 }
 
@@ -272,7 +300,7 @@ pub fn describe(path: &Path) -> Result<String, FindError> {
     };
     let string_vaddr = ro_addr + *one as u64;
     let text = Text { bytes: text_bytes, vaddr: text_addr };
-    let a = analyse_text(text, string_vaddr)?;
+    let a = analyse_text(text, string_vaddr, ERR_LIB_SSL)?;
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -13,8 +13,14 @@ pub(crate) fn find_c_string(hay: &[u8], needle: &[u8]) -> Vec<usize> {
 /// `../../3rdparty/chromium/third_party/boringssl/src/ssl/ssl_lib.cc`. Each offset is the
 /// string's start (what the error sites' `lea` loads).
 pub(crate) fn find_ssl_lib_cc(hay: &[u8]) -> Vec<usize> {
+    find_source_path(hay, SSL_LIB_CC_SUFFIX)
+}
+
+/// Offsets (in `hay`) of the C strings that are a relative source path (`../` first) ending
+/// in `suffix`, under any tree's prefix (see [`find_ssl_lib_cc`]).
+pub(crate) fn find_source_path(hay: &[u8], suffix: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
-    for end in find_c_string(hay, SSL_LIB_CC_SUFFIX) {
+    for end in find_c_string(hay, suffix) {
         // Back to the string's start: the byte after the previous NUL (bounded: a path).
         let floor = end.saturating_sub(MAX_SOURCE_PATH);
         let start = hay[floor..end].iter().rposition(|&b| b == 0).map_or(floor, |z| floor + z + 1);

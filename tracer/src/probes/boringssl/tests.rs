@@ -228,7 +228,7 @@ fn analyse(a: &Asm) -> (Vec<u8>, Analysis) {
     let bytes = a.finish();
     let analysis = {
         let text = Text { bytes: &bytes, vaddr: BASE };
-        analyse_text(text, FILE_STR).expect("analysis")
+        analyse_text(text, FILE_STR, ERR_LIB_SSL).expect("analysis")
     };
     (bytes, analysis)
 }
