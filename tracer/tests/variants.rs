@@ -184,6 +184,30 @@ fn query(id: u16, name: &str) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
+/// Two datagrams of `fd` by `recvmmsg`, retried (bounded) while the second is not there yet.
+fn recvmmsg_two(fd: i32) {
+    let mut rbufs = [[0u8; 2048]; 2];
+    let mut riovs = [
+        libc::iovec { iov_base: rbufs[0].as_mut_ptr().cast(), iov_len: 2048 },
+        libc::iovec { iov_base: rbufs[1].as_mut_ptr().cast(), iov_len: 2048 },
+    ];
+    let mut rmsgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
+    for (m, iov) in rmsgs.iter_mut().zip(riovs.iter_mut()) {
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    let mut got = 0;
+    for _ in 0..50 {
+        let r = unsafe { libc::recvmmsg(fd, rmsgs[got..].as_mut_ptr(), (2 - got) as u32, 0, std::ptr::null_mut()) };
+        assert!(r > 0, "recvmmsg");
+        got += r as usize;
+        if got == 2 {
+            break;
+        }
+    }
+    assert_eq!(got, 2, "recvmmsg: both datagrams");
+}
+
 /// Every path of the socket calls the families cover, under each variant set this kernel
 /// runs: DNS over a connected UDP socket (send + read, write + read, sendmmsg + recvmmsg)
 /// and an unconnected one (sendto + recvfrom, sendmsg + recvmsg); plain HTTP on port 80
@@ -263,27 +287,8 @@ async fn socket_calls_are_seen_alike_under_each_variant() {
                 m.msg_hdr.msg_iovlen = 1;
             }
             assert_eq!(unsafe { libc::sendmmsg(c.as_raw_fd(), msgs.as_mut_ptr(), 2, 0) }, 2);
-            let mut rbufs = [[0u8; 512]; 2];
-            let mut riovs = [
-                libc::iovec { iov_base: rbufs[0].as_mut_ptr().cast(), iov_len: 512 },
-                libc::iovec { iov_base: rbufs[1].as_mut_ptr().cast(), iov_len: 512 },
-            ];
-            let mut rmsgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
-            for (m, iov) in rmsgs.iter_mut().zip(riovs.iter_mut()) {
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-            }
-            // Both answers, one call (the second may need a moment: wait for it).
-            let mut got = 0;
-            for _ in 0..50 {
-                let r = unsafe { libc::recvmmsg(c.as_raw_fd(), rmsgs[got..].as_mut_ptr(), (2 - got) as u32, 0, std::ptr::null_mut()) };
-                assert!(r > 0, "recvmmsg");
-                got += r as usize;
-                if got == 2 {
-                    break;
-                }
-            }
-            assert_eq!(got, 2);
+            // Both answers, one call.
+            recvmmsg_two(c.as_raw_fd());
             // Unconnected: sendto + recvfrom, sendmsg + recvmsg.
             let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -524,27 +529,7 @@ async fn quic_datagrams_are_seen_on_every_call_path_under_each_variant() {
             take(1, 1250, 5, &mut buf);
             server.send_to(&quic_like(0x43, 6, 80), u_addr).unwrap();
             server.send_to(&quic_like(0x43, 7, 90), u_addr).unwrap();
-            let mut rbufs = [[0u8; 2048]; 2];
-            let mut riovs = [
-                libc::iovec { iov_base: rbufs[0].as_mut_ptr().cast(), iov_len: 2048 },
-                libc::iovec { iov_base: rbufs[1].as_mut_ptr().cast(), iov_len: 2048 },
-            ];
-            let mut rmsgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
-            for (m, iov) in rmsgs.iter_mut().zip(riovs.iter_mut()) {
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-            }
-            // Both in one call: the second may need a moment (bounded).
-            let mut got = 0;
-            for _ in 0..50 {
-                let r = unsafe { libc::recvmmsg(u.as_raw_fd(), rmsgs[got..].as_mut_ptr(), (2 - got) as u32, 0, std::ptr::null_mut()) };
-                assert!(r > 0, "recvmmsg");
-                got += r as usize;
-                if got == 2 {
-                    break;
-                }
-            }
-            assert_eq!(got, 2);
+            recvmmsg_two(u.as_raw_fd());
             // GRO: with UDP_GRO on, a GSO batch from the loopback stays whole and recvmsg
             // returns it with its segment size.
             let on: libc::c_int = 1;
