@@ -184,6 +184,16 @@ fn query(id: u16, name: &str) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
+/// `addr` (IPv4: the tests' loopback addresses) as the kernel's `sockaddr_in`.
+fn sockaddr_in(addr: SocketAddr) -> libc::sockaddr_in {
+    let SocketAddr::V4(a) = addr else { panic!("{addr}: not IPv4") };
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as u16;
+    sin.sin_port = a.port().to_be();
+    sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+    sin
+}
+
 /// Two datagrams of `fd` by `recvmmsg`, retried (bounded) while the second is not there yet.
 fn recvmmsg_two(fd: i32) {
     let mut rbufs = [[0u8; 2048]; 2];
@@ -294,11 +304,7 @@ async fn socket_calls_are_seen_alike_under_each_variant() {
             u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             u.send_to(&q4, dns2).unwrap();
             u.recv_from(&mut buf).unwrap();
-            let SocketAddr::V4(d4) = dns2 else { unreachable!() };
-            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sin.sin_family = libc::AF_INET as u16;
-            sin.sin_port = d4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(d4.ip().octets());
+            let mut sin = sockaddr_in(dns2);
             let mut iov = libc::iovec { iov_base: q5.as_ptr() as *mut _, iov_len: q5.len() };
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             msg.msg_name = &mut sin as *mut _ as *mut _;
@@ -428,14 +434,11 @@ fn quic_like(first: u8, tag: u8, len: usize) -> Vec<u8> {
 /// `sendmsg` of `buf` to `to` (or the connected peer), with a `UDP_SEGMENT` control message
 /// when `segment` is not 0 (GSO: the kernel cuts the buffer into datagrams of that size).
 fn sendmsg_gso(fd: i32, buf: &[u8], to: Option<SocketAddr>, segment: u16) -> isize {
-    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut sin = to.map(sockaddr_in);
     let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    if let Some(SocketAddr::V4(to)) = to {
-        sin.sin_family = libc::AF_INET as u16;
-        sin.sin_port = to.port().to_be();
-        sin.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
-        msg.msg_name = &mut sin as *mut _ as *mut _;
+    if let Some(sin) = sin.as_mut() {
+        msg.msg_name = sin as *mut _ as *mut _;
         msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
     }
     msg.msg_iov = &mut iov;
@@ -512,11 +515,7 @@ async fn quic_datagrams_are_seen_on_every_call_path_under_each_variant() {
                 libc::iovec { iov_base: m4.as_ptr() as *mut _, iov_len: m4.len() },
                 libc::iovec { iov_base: m5.as_ptr() as *mut _, iov_len: m5.len() },
             ];
-            let SocketAddr::V4(s4) = server_addr else { unreachable!() };
-            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sin.sin_family = libc::AF_INET as u16;
-            sin.sin_port = s4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(s4.ip().octets());
+            let mut sin = sockaddr_in(server_addr);
             let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
             for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
                 m.msg_hdr.msg_iov = iov;
